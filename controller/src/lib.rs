@@ -1,0 +1,1 @@
+//! FerroLB controller library: the pure allocation core and its kube shell.

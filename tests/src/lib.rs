@@ -1,0 +1,1 @@
+//! The FerroLB test environment.
