@@ -1,1 +1,157 @@
-fn main() {}
+//! `ferrolb-controller`: assigns external IPs to LoadBalancer Services.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrolb_controller::core::ClassFilter;
+use ferrolb_controller::http::{self, Health};
+use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
+use ferrolb_controller::metrics::Metrics;
+use ferrolb_controller::shell::{self, LoopConfig};
+use tracing::{error, info};
+
+/// Assigns external IPs from IPAddressPools to Services of type LoadBalancer,
+/// writes them to status.loadBalancer.ingress, and explains every decision
+/// with Events and a status condition.
+#[derive(Debug, Parser)]
+#[command(name = "ferrolb-controller", version, about, long_about = None)]
+struct Args {
+    /// Namespace holding the IPAddressPools to serve and the leader Lease.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
+    namespace: String,
+
+    /// spec.loadBalancerClass this controller serves.
+    #[arg(long, env = "FERROLB_LOAD_BALANCER_CLASS", default_value = "ferrolb.io/ferrolb")]
+    load_balancer_class: String,
+
+    /// Leave Services with no spec.loadBalancerClass alone (by default they are
+    /// served, as the cluster's default load balancer).
+    #[arg(long, env = "FERROLB_IGNORE_UNCLASSED")]
+    ignore_unclassed: bool,
+
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+
+    /// Run without leader election (only safe with a single replica).
+    #[arg(long, env = "FERROLB_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+
+    /// Name of the coordination.k8s.io Lease used for leader election.
+    #[arg(long, env = "FERROLB_LEASE_NAME", default_value = "ferrolb-controller")]
+    lease_name: String,
+
+    /// This replica's identity in the Lease (defaults to the pod or host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// How long a Lease is valid without renewal, in seconds: how long a
+    /// standby waits for a dead leader.
+    #[arg(long, env = "FERROLB_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    lease_duration_seconds: u64,
+
+    /// Concurrent Service status writes.
+    #[arg(long, env = "FERROLB_WRITE_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    write_workers: u64,
+
+    /// Log format.
+    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+
+    let metrics = Metrics::new();
+    let health = Health::new();
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), health.clone(), async {
+        let _ = http_stopped.await;
+    }));
+
+    let config = LoopConfig {
+        pool_namespace: args.namespace.clone(),
+        class: ClassFilter { class: args.load_balancer_class.clone(), claim_unclassed: !args.ignore_unclassed },
+        write_workers: args.write_workers as usize,
+        identity: identity.clone(),
+    };
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let result = if args.no_leader_election {
+        metrics.set_leader(true);
+        shell::run(client, config, metrics.clone(), health.clone(), shutdown).await
+    } else {
+        // A standby is healthy and ready: it has nothing to serve but its wait.
+        health.set_ready(true);
+        let duration = Duration::from_secs(args.lease_duration_seconds);
+        let timings = LeaseTimings::new(duration, duration / 3, (duration / 7).max(Duration::from_millis(500)));
+        let elector = LeaderElector::new(client.clone(), &args.namespace, &args.lease_name, &identity).with_timings(timings);
+        let leadership = tokio::select! {
+            _ = &mut shutdown => { info!("stopped while standing by"); return Ok(()); }
+            won = elector.acquire() => won.context("leader election")?,
+        };
+        info!(identity = %identity, "became leader");
+        metrics.set_leader(true);
+        health.set_ready(false);
+        let lost = leadership.lost();
+        let mut lost_reason = None;
+        let run = shell::run(client, config, metrics.clone(), health.clone(), async {
+            tokio::select! {
+                _ = &mut shutdown => {},
+                reason = lost => { lost_reason = Some(reason); },
+            }
+        })
+        .await;
+        metrics.set_leader(false);
+        if let Some(reason) = lost_reason {
+            error!(%reason, "lost leadership; exiting so a fresh start rebuilds from the API");
+            std::process::exit(1);
+        }
+        if let Err(e) = leadership.release().await {
+            error!(error = %e, "could not release the lease; the standby takes over when it expires");
+        }
+        run
+    };
+    let _ = stop_http.send(());
+    let _ = http_task.await;
+    result
+}

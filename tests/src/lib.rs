@@ -1,1 +1,9 @@
-//! The FerroLB test environment.
+//! The FerroLB test environment: real etcd + kube-apiserver + kubectl built
+//! from the Go module proxy, and helpers to run our components against them.
+
+pub mod cluster;
+pub mod process;
+pub mod tools;
+
+pub use cluster::Cluster;
+pub use tools::Tools;

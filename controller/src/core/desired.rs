@@ -1,0 +1,160 @@
+//! What a Service's status and annotation should say, and whether what it
+//! says now already matches: the "diff" step between decision and write.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::allocator::{AllocationError, Assignment};
+use super::service::{ANNOTATION_ALLOCATED_FROM_POOL, RequestError};
+
+/// The condition we own on Service status.
+pub const CONDITION_TYPE: &str = "ferrolb.io/IPAllocated";
+
+/// Our condition, as we want it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionState {
+    pub allocated: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything we write on one Service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceWrite {
+    pub ips: Vec<IpAddr>,
+    pub pool: Option<String>,
+    pub condition: Option<ConditionState>,
+}
+
+/// The outcome of evaluating one Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Allocated(Assignment),
+    Failed(AllocationError),
+    Invalid(RequestError),
+    /// Not ours (any more): remove everything we wrote.
+    Released,
+}
+
+/// CamelCase reason for the condition and Event.
+pub fn failure_reason(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allocated(_) => "Allocated",
+        Outcome::Released => "Released",
+        Outcome::Invalid(_) => "InvalidRequest",
+        Outcome::Failed(e) => match e {
+            AllocationError::UnknownPool { .. } => "UnknownPool",
+            AllocationError::NoEligiblePool { .. } => "NoEligiblePool",
+            AllocationError::PoolFull { .. } => "PoolFull",
+            AllocationError::FamilyUnavailable { .. } => "FamilyUnavailable",
+            AllocationError::RequestedIpInNoPool { .. } | AllocationError::RequestedIpNotInPool { .. } => "IPNotInPool",
+            AllocationError::RequestedIpInOverlap { .. } => "IPInPoolOverlap",
+            AllocationError::IpTaken { .. } => "IPTaken",
+            AllocationError::SharingConflict { .. } => "SharingConflict",
+        },
+    }
+}
+
+impl Outcome {
+    pub fn desired(&self) -> ServiceWrite {
+        match self {
+            Outcome::Allocated(a) => ServiceWrite {
+                ips: a.ips.clone(),
+                pool: Some(a.pool.clone()),
+                condition: Some(ConditionState {
+                    allocated: true,
+                    reason: "Allocated".into(),
+                    message: format!(
+                        "{} from pool {}",
+                        a.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", "),
+                        a.pool
+                    ),
+                }),
+            },
+            Outcome::Failed(e) => ServiceWrite {
+                condition: Some(ConditionState {
+                    allocated: false,
+                    reason: failure_reason(self).into(),
+                    message: e.to_string(),
+                }),
+                ..Default::default()
+            },
+            Outcome::Invalid(e) => ServiceWrite {
+                condition: Some(ConditionState {
+                    allocated: false,
+                    reason: failure_reason(self).into(),
+                    message: e.to_string(),
+                }),
+                ..Default::default()
+            },
+            Outcome::Released => ServiceWrite::default(),
+        }
+    }
+}
+
+/// What the Service says now, read the same way.
+pub fn observed(service: &Service) -> ServiceWrite {
+    let status = service.status.as_ref();
+    let ips = status
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let pool = service.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL)).cloned();
+    let condition = status.and_then(|s| s.conditions.as_ref()).and_then(|conditions| {
+        conditions.iter().find(|c| c.type_ == CONDITION_TYPE).map(|c| ConditionState {
+            allocated: c.status == "True",
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+    });
+    ServiceWrite { ips, pool, condition }
+}
+
+/// Whether we ever wrote on this Service (so releasing it needs a write).
+pub fn carries_our_marks(service: &Service) -> bool {
+    let seen = observed(service);
+    seen.pool.is_some() || seen.condition.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_write_has_no_ips_and_a_reason() {
+        let outcome = Outcome::Failed(AllocationError::UnknownPool { pool: "gold".into() });
+        let write = outcome.desired();
+        assert!(write.ips.is_empty() && write.pool.is_none());
+        let c = write.condition.unwrap();
+        assert_eq!((c.allocated, c.reason.as_str()), (false, "UnknownPool"));
+        assert!(c.message.contains("gold"));
+    }
+
+    #[test]
+    fn observed_matches_desired_after_write() {
+        let assignment = Assignment { pool: "p".into(), ips: vec!["198.51.100.1".parse().unwrap()] };
+        let write = Outcome::Allocated(assignment).desired();
+        let mut svc = Service::default();
+        svc.metadata.annotations = Some([(ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "p".to_string())].into());
+        svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+            load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+                ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                    ip: Some("198.51.100.1".into()),
+                    ..Default::default()
+                }]),
+            }),
+            conditions: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: CONDITION_TYPE.into(),
+                status: "True".into(),
+                reason: "Allocated".into(),
+                message: "198.51.100.1 from pool p".into(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+                observed_generation: None,
+            }]),
+        });
+        assert_eq!(observed(&svc), write);
+        assert!(carries_our_marks(&svc));
+    }
+}

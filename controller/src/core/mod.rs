@@ -1,0 +1,14 @@
+//! The controller's pure core: reading Services, resolving pools, allocating.
+//! No I/O here; the shell in `crate::shell` drives it.
+
+pub mod allocator;
+pub mod desired;
+#[cfg(test)]
+mod allocator_tests;
+pub mod labels;
+pub mod pools;
+pub mod service;
+
+pub use allocator::{AllocationError, Allocator, Assignment, PoolUsage};
+pub use pools::{AllocationScope, Conflict, Pool, PoolConfig};
+pub use service::{ClassFilter, Interest, RequestError, ServiceKey, ServiceRequest, read_request};

@@ -1,0 +1,479 @@
+//! The kube shell around the pure core: watch, decide (pure), diff, write.
+//!
+//! One task owns the [`Allocator`] and handles watch events one at a time, so
+//! decisions never race. Writes and Events go to background queues.
+
+pub mod events;
+pub mod pools;
+pub mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolStatus};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::WatchStreamExt;
+use kube::ResourceExt;
+use serde_json::json;
+use tracing::{info, info_span, warn};
+
+use crate::core::desired::{Outcome, ServiceWrite, carries_our_marks, failure_reason, observed};
+use crate::core::labels::Labels;
+use crate::core::{Allocator, ClassFilter, Interest, ServiceKey, ServiceRequest, read_request};
+use crate::http::Health;
+use crate::ipam::Family;
+use crate::metrics::Metrics;
+use events::{EventSink, service_reference};
+use writer::{FIELD_MANAGER, Writer};
+
+/// What the allocation loop needs to know.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Namespace whose IPAddressPools we serve.
+    pub pool_namespace: String,
+    pub class: ClassFilter,
+    pub write_workers: usize,
+    pub identity: String,
+}
+
+enum Input {
+    Service(WatchEvent<Service>),
+    Pool(WatchEvent<IPAddressPool>),
+    Namespace(WatchEvent<Namespace>),
+}
+
+/// A Service as the loop remembers it: what it asks and what it shows.
+struct Seen {
+    uid: Option<String>,
+    created: i64,
+    ours: bool,
+    request: Option<Result<ServiceRequest, crate::core::RequestError>>,
+    shown: ServiceWrite,
+    marked: bool,
+}
+
+fn seen(service: &Service, class: &ClassFilter) -> Seen {
+    let ours = class.interest(service) == Interest::Ours;
+    Seen {
+        uid: service.metadata.uid.clone(),
+        created: service.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
+        ours,
+        request: ours.then(|| read_request(service)),
+        shown: observed(service),
+        marked: carries_our_marks(service),
+    }
+}
+
+struct State {
+    config: LoopConfig,
+    alloc: Allocator,
+    services: HashMap<ServiceKey, Seen>,
+    pending: BTreeSet<ServiceKey>,
+    namespaces: HashMap<String, Labels>,
+    pools: BTreeMap<String, IPAddressPool>,
+    invalid_pools: HashMap<String, String>,
+    pool_status: HashMap<String, IPAddressPoolStatus>,
+    pools_dirty: bool,
+    retry_needed: bool,
+    legacy_warned: HashSet<ServiceKey>,
+    writer: Writer,
+    events: EventSink,
+    metrics: Metrics,
+    pool_api: Api<IPAddressPool>,
+}
+
+/// Runs the allocation loop until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    config: LoopConfig,
+    metrics: Metrics,
+    health: Health,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let services = watcher(Api::<Service>::all(client.clone())).map(|e| e.map(Input::Service));
+    let pools = watcher(Api::<IPAddressPool>::namespaced(client.clone(), &config.pool_namespace)).map(|e| e.map(Input::Pool));
+    let namespaces = watcher(Api::<Namespace>::all(client.clone())).map(|e| e.map(Input::Namespace));
+    let mut inputs = futures::stream::select_all(vec![services.boxed(), pools.boxed(), namespaces.boxed()]);
+
+    let mut state = State {
+        alloc: Allocator::new(),
+        services: HashMap::new(),
+        pending: BTreeSet::new(),
+        namespaces: HashMap::new(),
+        pools: BTreeMap::new(),
+        invalid_pools: HashMap::new(),
+        pool_status: HashMap::new(),
+        pools_dirty: true,
+        retry_needed: false,
+        legacy_warned: HashSet::new(),
+        writer: Writer::start(client.clone(), config.write_workers),
+        events: EventSink::start(client.clone(), config.identity.clone(), 4),
+        metrics,
+        pool_api: Api::namespaced(client.clone(), &config.pool_namespace),
+        config,
+    };
+
+    // Phase 1: list everything before deciding anything, so that the table is
+    // rebuilt from the IPs Services already show before any new IP is handed out.
+    let mut synced = [false; 3];
+    tokio::pin!(shutdown);
+    while !synced.iter().all(|s| *s) {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            input = inputs.next() => match input {
+                Some(Ok(input)) => {
+                    if let Some(index) = state.initial(input) {
+                        synced[index] = true;
+                    }
+                }
+                Some(Err(e)) => warn!(error = %e, "watch error during initial sync"),
+                None => anyhow::bail!("watch streams ended"),
+            },
+        }
+    }
+    state.rebuild();
+    health.set_ready(true);
+    info!(services = state.services.len(), pools = state.pools.len(), "initial sync done");
+
+    // Phase 2: react to changes.
+    let mut flush = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = flush.tick() => state.flush_pool_status(),
+            input = inputs.next() => match input {
+                Some(Ok(input)) => state.handle(input),
+                Some(Err(e)) => warn!(error = %e, "watch error"),
+                None => anyhow::bail!("watch streams ended"),
+            },
+        }
+    }
+    Ok(())
+}
+
+fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<WatchEvent<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+impl State {
+    /// Absorbs one event of the initial listing. Returns which stream finished.
+    fn initial(&mut self, input: Input) -> Option<usize> {
+        match input {
+            Input::Service(WatchEvent::InitApply(s)) | Input::Service(WatchEvent::Apply(s)) => {
+                self.services.insert(ServiceKey::of(&s), seen(&s, &self.config.class));
+            }
+            Input::Service(WatchEvent::InitDone) => return Some(0),
+            Input::Pool(WatchEvent::InitApply(p)) | Input::Pool(WatchEvent::Apply(p)) => {
+                self.pools.insert(p.name_any(), p);
+            }
+            Input::Pool(WatchEvent::InitDone) => return Some(1),
+            Input::Namespace(WatchEvent::InitApply(n)) | Input::Namespace(WatchEvent::Apply(n)) => {
+                self.namespaces.insert(n.name_any(), n.labels().clone());
+            }
+            Input::Namespace(WatchEvent::InitDone) => return Some(2),
+            Input::Service(WatchEvent::Delete(s)) => {
+                self.services.remove(&ServiceKey::of(&s));
+            }
+            Input::Pool(WatchEvent::Delete(p)) => {
+                self.pools.remove(&p.name_any());
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// After the initial listing: pools first, then Services that already
+    /// show IPs (oldest first, so the older of two claims wins), then the rest.
+    fn rebuild(&mut self) {
+        self.apply_pools();
+        let mut keys: Vec<(bool, i64, ServiceKey)> = self
+            .services
+            .iter()
+            .map(|(k, s)| (s.shown.ips.is_empty(), s.created, k.clone()))
+            .collect();
+        keys.sort();
+        for (_, _, key) in keys {
+            self.evaluate(&key);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Service(WatchEvent::Apply(s)) | Input::Service(WatchEvent::InitApply(s)) => {
+                let key = ServiceKey::of(&s);
+                self.services.insert(key.clone(), seen(&s, &self.config.class));
+                self.evaluate(&key);
+            }
+            Input::Service(WatchEvent::Delete(s)) => {
+                let key = ServiceKey::of(&s);
+                self.services.remove(&key);
+                self.pending.remove(&key);
+                self.legacy_warned.remove(&key);
+                if let Some((assignment, freed)) = self.alloc.release(&key) {
+                    info!(service = %key, pool = %assignment.pool, "service deleted, IPs released");
+                    self.metrics.record_release(&assignment.pool);
+                    self.pools_dirty = true;
+                    self.retry_needed |= freed;
+                }
+            }
+            Input::Pool(WatchEvent::Apply(p)) | Input::Pool(WatchEvent::InitApply(p)) => {
+                self.pools.insert(p.name_any(), p);
+                self.pools_changed();
+            }
+            Input::Pool(WatchEvent::Delete(p)) => {
+                self.pools.remove(&p.name_any());
+                self.pool_status.remove(&p.name_any());
+                self.metrics.remove_pool(&p.name_any());
+                self.pools_changed();
+            }
+            Input::Namespace(WatchEvent::Apply(n)) | Input::Namespace(WatchEvent::InitApply(n)) => {
+                let labels = n.labels().clone();
+                if self.namespaces.insert(n.name_any(), labels.clone()).as_ref() != Some(&labels) {
+                    self.retry_pending();
+                }
+            }
+            Input::Namespace(WatchEvent::Delete(n)) => {
+                self.namespaces.remove(&n.name_any());
+            }
+            Input::Service(WatchEvent::Init)
+            | Input::Service(WatchEvent::InitDone)
+            | Input::Pool(WatchEvent::Init)
+            | Input::Pool(WatchEvent::InitDone)
+            | Input::Namespace(WatchEvent::Init)
+            | Input::Namespace(WatchEvent::InitDone) => {}
+        }
+        // A freed IP may help a pending Service. A retry can free more only
+        // through a Service that held IPs, so a few rounds settle it.
+        let mut rounds = 0;
+        while self.retry_needed && rounds < 4 {
+            self.retry_needed = false;
+            self.retry_pending();
+            rounds += 1;
+        }
+        self.metrics.set_pending(self.pending.len());
+    }
+
+    fn apply_pools(&mut self) -> Vec<ServiceKey> {
+        let mut configs = Vec::new();
+        self.invalid_pools.clear();
+        for (name, pool) in &self.pools {
+            match pools::pool_config(pool) {
+                Ok(config) => configs.push(config),
+                Err(message) => {
+                    self.invalid_pools.insert(name.clone(), message);
+                }
+            }
+        }
+        let orphans = self.alloc.set_pools(configs);
+        self.pools_dirty = true;
+        orphans
+    }
+
+    fn pools_changed(&mut self) {
+        let orphans = self.apply_pools();
+        for key in orphans {
+            self.evaluate(&key);
+        }
+        self.retry_pending();
+    }
+
+    fn retry_pending(&mut self) {
+        let keys: Vec<ServiceKey> = self.pending.iter().cloned().collect();
+        for key in keys {
+            self.evaluate(&key);
+        }
+    }
+
+    /// Decides one Service and queues whatever write brings it there.
+    fn evaluate(&mut self, key: &ServiceKey) {
+        let Some(entry) = self.services.get(key) else { return };
+        let span = info_span!("service", service = %key);
+        let _guard = span.enter();
+        let outcome = match (&entry.ours, &entry.request) {
+            (true, Some(Ok(request))) => {
+                let request = request.clone();
+                if !request.legacy_annotations.is_empty() && self.legacy_warned.insert(key.clone()) {
+                    let names = request.legacy_annotations.join(", ");
+                    self.events.send(
+                        service_reference(&key.namespace, &key.name, entry.uid.as_deref()),
+                        true,
+                        "DeprecatedAnnotation",
+                        "Allocate",
+                        format!("{names}: read for MetalLB compatibility; use the ferrolb.io/ prefix instead"),
+                    );
+                }
+                let namespace_labels = self.namespaces.get(&key.namespace).cloned().unwrap_or_default();
+                let before = self.alloc.assignment(key).cloned();
+                match self.alloc.assign(&request, &namespace_labels) {
+                    Ok(assignment) => {
+                        if before.as_ref() != Some(&assignment) {
+                            for ip in &assignment.ips {
+                                self.metrics.record_allocation(&assignment.pool, Family::of(ip));
+                            }
+                            self.pools_dirty = true;
+                        }
+                        Outcome::Allocated(assignment)
+                    }
+                    Err(e) => {
+                        if before.is_some() {
+                            self.pools_dirty = true;
+                        }
+                        Outcome::Failed(e)
+                    }
+                }
+            }
+            (true, Some(Err(e))) => {
+                let e = e.clone();
+                self.release_quietly(key);
+                Outcome::Invalid(e)
+            }
+            _ => {
+                let marked = entry.marked;
+                let freed = self.release_quietly(key);
+                if !marked && !freed {
+                    self.pending.remove(key);
+                    return;
+                }
+                Outcome::Released
+            }
+        };
+        match &outcome {
+            Outcome::Failed(_) => {
+                self.pending.insert(key.clone());
+            }
+            _ => {
+                self.pending.remove(key);
+            }
+        }
+        self.write(key, &outcome);
+    }
+
+    /// Frees what a Service holds; true when it held anything.
+    fn release_quietly(&mut self, key: &ServiceKey) -> bool {
+        match self.alloc.release(key) {
+            Some((assignment, freed)) => {
+                self.metrics.record_release(&assignment.pool);
+                self.pools_dirty = true;
+                // Pending Services are retried once this event is handled;
+                // retrying here would recurse.
+                self.retry_needed |= freed;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&mut self, key: &ServiceKey, outcome: &Outcome) {
+        let Some(entry) = self.services.get_mut(key) else { return };
+        let desired = outcome.desired();
+        if desired == entry.shown {
+            return;
+        }
+        let reference = service_reference(&key.namespace, &key.name, entry.uid.as_deref());
+        match outcome {
+            Outcome::Allocated(a) => {
+                let ips = a.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                info!(ips = %ips, pool = %a.pool, "IP allocated");
+                self.events.send(reference, false, "IPAllocated", "Allocate", format!("Assigned IP {ips} from pool {}", a.pool));
+            }
+            Outcome::Failed(e) => {
+                warn!(error = %e, "allocation failed");
+                self.metrics.record_failure(e.reason());
+                self.events.send(reference, true, "AllocationFailed", "Allocate", format!("{}: {e}", failure_reason(outcome)));
+            }
+            Outcome::Invalid(e) => {
+                warn!(error = %e, "invalid request");
+                self.metrics.record_failure(e.reason());
+                self.events.send(reference, true, "AllocationFailed", "Allocate", format!("InvalidRequest: {e}"));
+            }
+            Outcome::Released => {
+                info!("no longer a LoadBalancer of ours, IPs released");
+                self.events.send(reference, false, "IPReleased", "Release", "Released its IPs: the Service is no longer a LoadBalancer of this controller's class".into());
+            }
+        }
+        entry.shown = desired.clone();
+        entry.marked = desired.pool.is_some() || desired.condition.is_some();
+        self.writer.submit(key.clone(), desired);
+    }
+
+    /// Writes changed pool statuses and refreshes usage metrics.
+    fn flush_pool_status(&mut self) {
+        if !self.pools_dirty {
+            return;
+        }
+        self.pools_dirty = false;
+        let namespace = self.config.pool_namespace.clone();
+        for (name, object) in &self.pools {
+            let usage = self.alloc.usage(name);
+            self.metrics.set_pool_usage(name, Family::V4, usage.assigned_v4, usage.available_v4);
+            self.metrics.set_pool_usage(name, Family::V6, usage.assigned_v6, usage.available_v6);
+            let status = pools::pool_status(
+                &namespace,
+                object.metadata.generation,
+                self.alloc.pools().get(name),
+                self.invalid_pools.get(name).map(String::as_str),
+                usage,
+            );
+            let previous = self.pool_status.get(name).or(object.status.as_ref());
+            if previous.is_some_and(|p| !pools::status_differs(p, &status)) {
+                continue;
+            }
+            if let Some(pool) = self.alloc.pools().get(name).filter(|p| p.conflict.is_some()) {
+                let newly = self.pool_status.get(name).is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "Conflicting"));
+                if newly {
+                    self.events.send(
+                        pool_reference(object),
+                        true,
+                        "PoolConflict",
+                        "Validate",
+                        pool.conflict.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    );
+                }
+            }
+            if let Some(message) = self.invalid_pools.get(name) {
+                if self.pool_status.get(name).is_none_or(|p| p.conditions.iter().all(|c| c.reason != "InvalidAddresses")) {
+                    self.events.send(pool_reference(object), true, "InvalidPool", "Validate", message.clone());
+                }
+            }
+            self.pool_status.insert(name.clone(), status.clone());
+            let api = self.pool_api.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                let body = json!({
+                    "apiVersion": ferrolb_crds::API_VERSION, "kind": "IPAddressPool",
+                    "metadata": { "name": name }, "status": status,
+                });
+                if let Err(e) = api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
+                    warn!(pool = %name, error = %e, "could not write pool status");
+                }
+            });
+        }
+    }
+}
+
+fn pool_reference(pool: &IPAddressPool) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(ferrolb_crds::API_VERSION.into()),
+        kind: Some("IPAddressPool".into()),
+        namespace: pool.namespace(),
+        name: Some(pool.name_any()),
+        uid: pool.uid(),
+        ..Default::default()
+    }
+}
+
+impl From<Family> for crate::metrics::IpFamily {
+    fn from(family: Family) -> Self {
+        match family {
+            Family::V4 => crate::metrics::IpFamily::V4,
+            Family::V6 => crate::metrics::IpFamily::V6,
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! A real Kubernetes control plane on loopback: etcd and kube-apiserver, with
+//! authentication and RBAC switched on.
+//!
+//! The harness itself authenticates with a static admin token (group
+//! `system:masters`). Our components never use it: they run with
+//! ServiceAccount tokens from the TokenRequest API, bound to the roles in
+//! `deploy/`, which is what proves those roles are sufficient.
+//!
+//! There is no kubelet and no kube-controller-manager: tests create Nodes and
+//! EndpointSlices themselves, as DESIGN.md explains.
+//!
+//! Address plan (documentation ranges only, see DESIGN.md): Service ClusterIPs
+//! come from 203.0.113.0/25 and 2001:db8:ffff::/108. Nothing ever sends
+//! traffic to them; there is no kube-proxy.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::process::{kill_pid, spawn_detached, spawn_tied, terminate};
+use crate::tools::Tools;
+
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "203.0.113.0/25,2001:db8:ffff::/108";
+pub const NODE_PORT_RANGE: &str = "20000-45000";
+
+/// How the processes relate to the caller.
+enum Lifetime {
+    /// Killed when the `Cluster` is dropped or the test process exits.
+    Tied(Vec<Child>),
+    /// Left running (`cargo xtask cluster up`); stopped with [`Cluster::stop_detached`].
+    Detached,
+}
+
+/// A running etcd + kube-apiserver.
+pub struct Cluster {
+    pub tools: Tools,
+    pub dir: PathBuf,
+    pub server: String,
+    admin_token: String,
+    lifetime: Lifetime,
+    remove_dir_on_drop: bool,
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn run_checked(command: &mut Command) -> Result<String> {
+    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl Cluster {
+    /// Starts a cluster in a fresh temporary directory, torn down on drop.
+    pub fn start() -> Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("ferrolb-cluster-").tempdir()?.keep();
+        let mut cluster = Cluster::start_in(&dir, false)?;
+        cluster.remove_dir_on_drop = std::env::var_os("FERROLB_KEEP_CLUSTER").is_none();
+        Ok(cluster)
+    }
+
+    /// Starts a cluster in `dir` that outlives this process.
+    pub fn start_detached(dir: &Path) -> Result<Cluster> {
+        if dir.join("pids").exists() {
+            bail!("a cluster already runs from {} (stop it with `cargo xtask cluster down`)", dir.display());
+        }
+        std::fs::create_dir_all(dir)?;
+        Cluster::start_in(dir, true)
+    }
+
+    /// Stops a detached cluster started in `dir` and deletes its state.
+    pub fn stop_detached(dir: &Path) -> Result<bool> {
+        let Ok(pids) = std::fs::read_to_string(dir.join("pids")) else {
+            return Ok(false);
+        };
+        for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            kill_pid(pid, libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            kill_pid(pid, libc::SIGKILL);
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        Ok(true)
+    }
+
+    /// Reattaches to a detached cluster (for `cargo xtask` commands after `up`).
+    pub fn attach(dir: &Path) -> Result<Cluster> {
+        let server = std::fs::read_to_string(dir.join("server")).with_context(|| format!("no cluster runs from {}", dir.display()))?;
+        let admin_token = std::fs::read_to_string(dir.join("admin-token"))?;
+        Ok(Cluster {
+            tools: Tools::ensure()?,
+            dir: dir.to_path_buf(),
+            server: server.trim().to_string(),
+            admin_token: admin_token.trim().to_string(),
+            lifetime: Lifetime::Detached,
+            remove_dir_on_drop: false,
+        })
+    }
+
+    fn start_in(dir: &Path, detached: bool) -> Result<Cluster> {
+        let tools = Tools::ensure()?;
+        let admin_token = format!("ferrolb-admin-{:032x}", rand::random::<u128>());
+        std::fs::write(dir.join("tokens.csv"), format!("{admin_token},ferrolb-admin,ferrolb-admin,system:masters\n"))?;
+        std::fs::write(dir.join("admin-token"), &admin_token)?;
+        run_checked(Command::new("openssl").args(["genrsa", "-out"]).arg(dir.join("sa.key")).arg("2048"))?;
+        run_checked(Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(dir.join("sa.key")).arg("-out").arg(dir.join("sa.pub")))?;
+
+        let etcd_client = free_port()?;
+        let etcd_peer = free_port()?;
+        let secure_port = free_port()?;
+        let server = format!("https://127.0.0.1:{secure_port}");
+        std::fs::write(dir.join("server"), &server)?;
+
+        let mut etcd = Command::new(tools.etcd());
+        etcd.arg("--data-dir")
+            .arg(dir.join("etcd"))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"))
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=warn");
+
+        let mut apiserver = Command::new(tools.kube_apiserver());
+        apiserver
+            .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_client}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg("--endpoint-reconciler-type=none")
+            .arg(format!("--secure-port={secure_port}"))
+            .arg("--cert-dir")
+            .arg(dir.join("pki"))
+            .arg("--service-account-issuer=https://kubernetes.default.svc")
+            .arg("--service-account-key-file")
+            .arg(dir.join("sa.pub"))
+            .arg("--service-account-signing-key-file")
+            .arg(dir.join("sa.key"))
+            .arg("--token-auth-file")
+            .arg(dir.join("tokens.csv"))
+            .arg("--authorization-mode=RBAC")
+            .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+            .arg(format!("--service-node-port-range={NODE_PORT_RANGE}"))
+            .arg("--max-requests-inflight=2000")
+            .arg("--max-mutating-requests-inflight=1000")
+            .arg("--v=1");
+
+        let mut lifetime = if detached { Lifetime::Detached } else { Lifetime::Tied(Vec::new()) };
+        let mut pids = Vec::new();
+        for (name, command) in [("etcd", etcd), ("kube-apiserver", apiserver)] {
+            let log = dir.join(format!("{name}.log"));
+            match &mut lifetime {
+                Lifetime::Tied(children) => {
+                    let child = spawn_tied(command, &log)?;
+                    pids.push(child.id());
+                    children.push(child);
+                }
+                Lifetime::Detached => pids.push(spawn_detached(command, &log)?),
+            }
+        }
+        std::fs::write(dir.join("pids"), pids.iter().map(|p| format!("{p}\n")).collect::<String>())?;
+
+        let cluster = Cluster { tools, dir: dir.to_path_buf(), server, admin_token, lifetime, remove_dir_on_drop: false };
+        cluster.wait_ready(Duration::from_secs(120))?;
+        cluster.write_admin_kubeconfig()?;
+        Ok(cluster)
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let output = Command::new(self.tools.kubectl())
+                .args(["--server", &self.server, "--token", &self.admin_token, "--insecure-skip-tls-verify", "get", "--raw=/readyz"])
+                .output()?;
+            if output.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&output.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!("kube-apiserver not ready after {timeout:?}: {last}\nlogs in {}", self.dir.display())
+    }
+
+    /// The CA that signed the apiserver's self-generated serving certificate:
+    /// the last certificate of the chain it writes to its cert dir.
+    pub fn ca_pem(&self) -> Result<String> {
+        let chain = std::fs::read_to_string(self.dir.join("pki/apiserver.crt"))?;
+        let start = chain.rfind("-----BEGIN CERTIFICATE-----").context("no certificate in apiserver.crt")?;
+        Ok(chain[start..].to_string())
+    }
+
+    fn kubeconfig_yaml(&self, user: &str, token: &str, namespace: &str) -> Result<String> {
+        use base64::Engine as _;
+        let ca_b64 = base64::engine::general_purpose::STANDARD.encode(self.ca_pem()?);
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\n    namespace: {namespace}\ncurrent-context: ferrolb\n",
+            server = self.server
+        ))
+    }
+
+    fn write_admin_kubeconfig(&self) -> Result<()> {
+        let yaml = self.kubeconfig_yaml("ferrolb-admin", &self.admin_token, "default")?;
+        std::fs::write(self.admin_kubeconfig(), yaml)?;
+        Ok(())
+    }
+
+    /// The kubeconfig of the harness's admin user.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.dir.join("admin.kubeconfig")
+    }
+
+    /// `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.tools.kubectl());
+        command.arg("--kubeconfig").arg(self.admin_kubeconfig());
+        command
+    }
+
+    /// Runs kubectl as admin and returns stdout, failing with its stderr.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        run_checked(self.kubectl().args(args))
+    }
+
+    /// Writes a kubeconfig for ServiceAccount `namespace/name` with a token from
+    /// the TokenRequest API, so a component runs with exactly that account's RBAC.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let token = self.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=24h"])?;
+        let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
+        std::fs::write(&path, self.kubeconfig_yaml(&format!("{namespace}-{name}"), token.trim(), namespace)?)?;
+        Ok(path)
+    }
+
+    /// A kube client authenticated as the harness admin.
+    pub async fn admin_client(&self) -> Result<kube::Client> {
+        client_from_kubeconfig(&self.admin_kubeconfig()).await
+    }
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Lifetime::Tied(children) = &mut self.lifetime {
+            // apiserver first, then etcd.
+            for child in children.iter_mut().rev() {
+                terminate(child, Duration::from_secs(5));
+            }
+            if self.remove_dir_on_drop {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The real Kubernetes binaries the tests run against.
+//!
+//! They are built from the Go module proxy by `tests/k8s/build-tools.sh` at
+//! pinned versions and cached by version, so only the first run pays.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// Where etcd, kube-apiserver and kubectl live.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub bin_dir: PathBuf,
+}
+
+impl Tools {
+    /// Builds the tools when they are not cached yet (printing the build's
+    /// progress on stderr), then returns their location.
+    pub fn ensure() -> Result<Tools> {
+        let script = repo_root().join("tests/k8s/build-tools.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !output.status.success() {
+            bail!("{} failed ({}); see its output above", script.display(), output.status);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let bin_dir = stdout.lines().last().map(str::trim).unwrap_or_default();
+        if bin_dir.is_empty() {
+            bail!("{} printed no tool directory", script.display());
+        }
+        Ok(Tools { bin_dir: PathBuf::from(bin_dir) })
+    }
+
+    pub fn etcd(&self) -> PathBuf {
+        self.bin_dir.join("etcd")
+    }
+
+    pub fn kube_apiserver(&self) -> PathBuf {
+        self.bin_dir.join("kube-apiserver")
+    }
+
+    pub fn kubectl(&self) -> PathBuf {
+        self.bin_dir.join("kubectl")
+    }
+}
+
+/// The workspace root, found from this crate's manifest directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
