@@ -103,18 +103,28 @@ impl IpRange {
     pub fn parse(entry: &str) -> Result<IpRange, AddressError> {
         let entry_trimmed = entry.trim();
         if let Some((first, last)) = entry_trimmed.split_once('-') {
-            let start: IpAddr = first.trim().parse().map_err(|_| AddressError::Ip(first.trim().to_string()))?;
-            let end: IpAddr = last.trim().parse().map_err(|_| AddressError::Ip(last.trim().to_string()))?;
+            let start: IpAddr = first
+                .trim()
+                .parse()
+                .map_err(|_| AddressError::Ip(first.trim().to_string()))?;
+            let end: IpAddr = last
+                .trim()
+                .parse()
+                .map_err(|_| AddressError::Ip(last.trim().to_string()))?;
             if Family::of(&start) != Family::of(&end) {
                 return Err(AddressError::MixedFamilies(entry.to_string()));
             }
-            return IpRange::new(start, end).ok_or_else(|| AddressError::StartAfterEnd(entry.to_string()));
+            return IpRange::new(start, end)
+                .ok_or_else(|| AddressError::StartAfterEnd(entry.to_string()));
         }
         if entry_trimmed.contains('/') {
-            let net: IpNet = entry_trimmed
-                .parse()
-                .map_err(|e: ipnet::AddrParseError| AddressError::Cidr(entry.to_string(), e.to_string()))?;
-            return Ok(IpRange { start: net.network(), end: net.broadcast() });
+            let net: IpNet = entry_trimmed.parse().map_err(|e: ipnet::AddrParseError| {
+                AddressError::Cidr(entry.to_string(), e.to_string())
+            })?;
+            return Ok(IpRange {
+                start: net.network(),
+                end: net.broadcast(),
+            });
         }
         Err(AddressError::Syntax(entry.to_string()))
     }
@@ -164,10 +174,25 @@ mod tests {
 
     #[test]
     fn rejects_bad_entries() {
-        assert!(matches!(IpRange::parse("192.0.2.0"), Err(AddressError::Syntax(_))));
-        assert!(matches!(IpRange::parse("192.0.2.0/33"), Err(AddressError::Cidr(..))));
-        assert!(matches!(IpRange::parse("192.0.2.9-192.0.2.1"), Err(AddressError::StartAfterEnd(_))));
-        assert!(matches!(IpRange::parse("192.0.2.1-2001:db8::1"), Err(AddressError::MixedFamilies(_))));
-        assert!(matches!(IpRange::parse("garbage-192.0.2.1"), Err(AddressError::Ip(_))));
+        assert!(matches!(
+            IpRange::parse("192.0.2.0"),
+            Err(AddressError::Syntax(_))
+        ));
+        assert!(matches!(
+            IpRange::parse("192.0.2.0/33"),
+            Err(AddressError::Cidr(..))
+        ));
+        assert!(matches!(
+            IpRange::parse("192.0.2.9-192.0.2.1"),
+            Err(AddressError::StartAfterEnd(_))
+        ));
+        assert!(matches!(
+            IpRange::parse("192.0.2.1-2001:db8::1"),
+            Err(AddressError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            IpRange::parse("garbage-192.0.2.1"),
+            Err(AddressError::Ip(_))
+        ));
     }
 }

@@ -2,7 +2,9 @@
 //! from the Go module proxy, and helpers to run our components against them.
 
 pub mod cluster;
+pub mod env;
 pub mod process;
+pub mod scenario;
 pub mod tools;
 
 pub use cluster::Cluster;

@@ -1,0 +1,388 @@
+//! The health and metrics endpoint.
+//!
+//! * `GET /metrics`: [`Metrics::encode`] as OpenMetrics text.
+//! * `GET /healthz`: `200 ok` as long as the process serves requests.
+//! * `GET /readyz`: `200 ok` once [`Health::set_ready`]`(true)` was called,
+//!   else `503` with the reason given to [`Health::set_not_ready`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+
+const DEFAULT_NOT_READY: &str = "starting";
+
+/// Errors of the HTTP endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+#[derive(Debug)]
+struct HealthInner {
+    ready: AtomicBool,
+    reason: Mutex<String>,
+}
+
+/// Readiness of the process, shared between the code that knows and the
+/// endpoint. Cheap to clone; clones share the state. Starts not ready
+/// ("starting").
+#[derive(Clone, Debug)]
+pub struct Health {
+    inner: Arc<HealthInner>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    /// Not ready, reason "starting".
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(HealthInner {
+                ready: AtomicBool::new(false),
+                reason: Mutex::new(DEFAULT_NOT_READY.to_owned()),
+            }),
+        }
+    }
+
+    /// Ready or not. Not ready keeps the last reason given (or "not ready").
+    pub fn set_ready(&self, ready: bool) {
+        if !ready {
+            let mut reason = self.lock_reason();
+            if reason.is_empty() {
+                reason.push_str("not ready");
+            }
+        }
+        self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Not ready, because of `reason` (shown in the `/readyz` answer).
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.lock_reason() = reason.into();
+        self.inner.ready.store(false, Ordering::Release);
+    }
+
+    /// Whether ready.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// `None` when ready, else the reason.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.is_ready() {
+            None
+        } else {
+            Some(self.lock_reason().clone())
+        }
+    }
+
+    fn lock_reason(&self) -> std::sync::MutexGuard<'_, String> {
+        // The guarded String is valid even if a holder panicked.
+        self.inner
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Metrics,
+    health: Health,
+}
+
+/// The router with the three endpoints, for callers that serve it
+/// themselves.
+pub fn router(metrics: Metrics, health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz_handler))
+        .route("/readyz", get(readyz_handler))
+        .with_state(AppState { metrics, health })
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz_handler() -> Response {
+    text(StatusCode::OK, "ok\n".to_owned())
+}
+
+async fn readyz_handler(State(state): State<AppState>) -> Response {
+    match state.health.not_ready_reason() {
+        None => text(StatusCode::OK, "ok\n".to_owned()),
+        Some(reason) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Binds `addr` and serves the endpoints until `shutdown` resolves; then
+/// finishes the requests in flight and returns.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    serve_listener(listener, metrics, health, shutdown).await
+}
+
+/// Like [`serve`] on a listener bound already (for example to port 0).
+pub async fn serve_listener(
+    listener: TcpListener,
+    metrics: Metrics,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    if let Ok(local) = listener.local_addr() {
+        info!(addr = %local, "serving /metrics, /healthz and /readyz");
+    }
+    axum::serve(listener, router(metrics, health))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(HttpError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    struct Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+        let mut stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => panic!("connect {addr}: {e}"),
+        };
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        if let Err(e) = stream.write_all(req.as_bytes()).await {
+            panic!("write: {e}");
+        }
+        let mut raw = Vec::new();
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await {
+            Ok(Ok(_)) => {}
+            other => panic!("read: {other:?}"),
+        }
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let Some((head, body)) = raw.split_once("\r\n\r\n") else {
+            panic!("no header end in {raw:?}");
+        };
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), HttpError>>,
+    }
+
+    async fn start(metrics: Metrics, health: Health) -> Server {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("local_addr: {e}"),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_listener(listener, metrics, health, async {
+            let _ = stopped.await;
+        }));
+        Server { addr, stop, task }
+    }
+
+    async fn stop(server: Server) {
+        let _ = server.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(10), server.task).await {
+            Ok(Ok(Ok(()))) => {}
+            other => panic!("server did not stop cleanly: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_openmetrics() {
+        let metrics = Metrics::new();
+        metrics.set_leader(true);
+        metrics.record_allocation("default", crate::metrics::IpFamily::V4);
+        let server = start(metrics, Health::new()).await;
+        let reply = request(server.addr, "GET", "/metrics").await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some(OPENMETRICS_CONTENT_TYPE));
+        assert!(
+            reply.body.contains("ferrolb_controller_is_leader 1"),
+            "{}",
+            reply.body
+        );
+        assert!(
+            reply.body.contains(
+                r#"ferrolb_controller_allocations_total{pool="default",family="ipv4"} 1"#
+            )
+        );
+        assert!(reply.body.ends_with("# EOF\n"));
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn healthz_is_ok_even_when_not_ready() {
+        let server = start(Metrics::new(), Health::new()).await;
+        let reply = request(server.addr, "GET", "/healthz").await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "ok\n");
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_health() {
+        let health = Health::new();
+        let server = start(Metrics::new(), health.clone()).await;
+
+        let reply = request(server.addr, "GET", "/readyz").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, "not ready: starting\n");
+
+        health.set_ready(true);
+        let reply = request(server.addr, "GET", "/readyz").await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "ok\n");
+
+        health.set_not_ready("caches not synced");
+        let reply = request(server.addr, "GET", "/readyz").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, "not ready: caches not synced\n");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+
+        health.set_ready(true);
+        health.set_ready(false);
+        let reply = request(server.addr, "GET", "/readyz").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, "not ready: caches not synced\n");
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_rejected() {
+        let server = start(Metrics::new(), Health::new()).await;
+        assert_eq!(request(server.addr, "GET", "/nope").await.status, 404);
+        assert_eq!(request(server.addr, "POST", "/metrics").await.status, 405);
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn serve_binds_and_stops_on_shutdown() {
+        let (tx, rx) = oneshot::channel::<()>();
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let task = tokio::spawn(serve(addr, Metrics::new(), Health::new(), async {
+            let _ = rx.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tx.send(());
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Ok(()))) => {}
+            other => panic!("serve did not stop cleanly: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn serve_reports_bind_errors() {
+        let taken = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let addr = match taken.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("local_addr: {e}"),
+        };
+        let result = serve(addr, Metrics::new(), Health::new(), async {}).await;
+        assert!(matches!(result, Err(HttpError::Bind { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn health_state_transitions() {
+        let h = Health::new();
+        assert_eq!(h.not_ready_reason().as_deref(), Some("starting"));
+        h.set_ready(true);
+        assert!(h.is_ready());
+        assert_eq!(h.not_ready_reason(), None);
+        h.set_not_ready("");
+        h.set_ready(false);
+        assert_eq!(h.not_ready_reason().as_deref(), Some("not ready"));
+    }
+}

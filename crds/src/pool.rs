@@ -1,0 +1,498 @@
+//! `IPAddressPool`: the addresses FerroLB may hand out, and which Services may get them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::address::IpRange;
+use crate::schema::{cel_string, pattern_string, rule, string_set};
+use crate::selector::{check_label_selectors, selectors_schema};
+use crate::validation::{
+    DNS1123_LABEL_PATTERN, Errors, FieldError, MAX_NAMESPACE_NAME_LEN, Problem, check_len,
+    check_namespace_name, check_unique, item, parse_ip,
+};
+
+/// Most `addresses` entries in one pool. Bounds the API server's CEL cost estimate; a pool
+/// needing more ranges than this can be split into several pools.
+pub const MAX_ADDRESSES: usize = 128;
+/// Longest `addresses` entry: two of the longest IPv6 addresses (45 characters with an
+/// embedded IPv4 address), a '-' and some spaces.
+pub const MAX_ADDRESS_ENTRY_LEN: usize = 100;
+/// Most namespaces in `serviceAllocation.namespaces`.
+pub const MAX_NAMESPACES: usize = 256;
+
+/// Desired state of an `IPAddressPool`: MetalLB's fields and defaults.
+// Clippy reads kube's repeated `printcolumn(type_ = ...)` arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "IPAddressPool",
+    plural = "ipaddresspools",
+    singular = "ipaddresspool",
+    shortname = "ippool",
+    category = "ferrolb",
+    namespaced,
+    status = "IPAddressPoolStatus",
+    derive = "PartialEq",
+    doc = "IPAddressPool is a set of IP addresses that FerroLB may assign to LoadBalancer Services.",
+    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
+    printcolumn(
+        name = "Auto Assign",
+        type_ = "boolean",
+        json_path = ".spec.autoAssign"
+    ),
+    printcolumn(
+        name = "Assigned v4",
+        type_ = "string",
+        json_path = ".status.assignedIPv4"
+    ),
+    printcolumn(
+        name = "Available v4",
+        type_ = "string",
+        json_path = ".status.availableIPv4"
+    ),
+    printcolumn(
+        name = "Assigned v6",
+        type_ = "string",
+        json_path = ".status.assignedIPv6"
+    ),
+    printcolumn(
+        name = "Available v6",
+        type_ = "string",
+        json_path = ".status.availableIPv6"
+    ),
+    printcolumn(name = "In Use", type_ = "boolean", json_path = ".status.inUse"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAddressPoolSpec {
+    /// The addresses of the pool: CIDRs (`192.0.2.0/24`, `2001:db8::/64`) or inclusive ranges
+    /// (`192.0.2.10-192.0.2.20`), IPv4 and IPv6 mixed freely. Entries must not overlap each
+    /// other; overlaps with other pools are reported in the `Conflicting` condition.
+    #[schemars(schema_with = "addresses_schema")]
+    pub addresses: Vec<String>,
+
+    /// Whether Services that do not name a pool may get addresses from this one. A pool with
+    /// `autoAssign: false` is used only by Services that ask for it (annotation or
+    /// `loadBalancerIP`).
+    #[serde(default = "default_true")]
+    pub auto_assign: bool,
+
+    /// Skips addresses ending in `.0` and `.255`, which some old or buggy clients and routers
+    /// mishandle as broadcast addresses.
+    #[serde(default, rename = "avoidBuggyIPs")]
+    pub avoid_buggy_ips: bool,
+
+    /// Limits which Services may get addresses from this pool, and orders pools by priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_allocation: Option<ServiceAllocation>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Which Services a pool serves. Among the pools a Service may use, the one with the lowest
+/// `priority` is tried first; pools without a priority come after all pools with one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAllocation {
+    /// Lower values are tried first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+
+    /// Namespaces whose Services may use the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "namespaces_schema")]
+    pub namespaces: Vec<String>,
+
+    /// Namespaces, selected by their labels, whose Services may use the pool; an alternative
+    /// to listing them in `namespaces`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "selectors_schema")]
+    pub namespace_selectors: Vec<LabelSelector>,
+
+    /// Services, selected by their labels, that may use the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "selectors_schema")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+/// Observed state of an `IPAddressPool`, written by the controller.
+///
+/// The four counters are **strings holding exact decimal integers**, not numbers. MetalLB
+/// uses `int64` here, but an IPv6 /64 alone holds 2^64 addresses and a /48 2^80: neither
+/// fits in an `int64`, and JSON clients that read numbers as doubles would round them.
+/// This is a deliberate difference from MetalLB.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAddressPoolStatus {
+    /// Number of IPv4 addresses of the pool assigned to Services, as a decimal string.
+    #[serde(
+        default,
+        rename = "assignedIPv4",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "count_schema")]
+    pub assigned_ipv4: Option<String>,
+
+    /// Number of IPv4 addresses of the pool still free, as a decimal string.
+    #[serde(
+        default,
+        rename = "availableIPv4",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "count_schema")]
+    pub available_ipv4: Option<String>,
+
+    /// Number of IPv6 addresses of the pool assigned to Services, as a decimal string.
+    #[serde(
+        default,
+        rename = "assignedIPv6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "count_schema")]
+    pub assigned_ipv6: Option<String>,
+
+    /// Number of IPv6 addresses of the pool still free, as a decimal string (up to 2^128).
+    #[serde(
+        default,
+        rename = "availableIPv6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "count_schema")]
+    pub available_ipv6: Option<String>,
+
+    /// Whether any Service holds an address from this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<bool>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` and `Conflicting`; see [`condition`] for the types and reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Condition types and reasons the controller sets on `IPAddressPool` status.
+pub mod condition {
+    use crate::address::IpRange;
+
+    /// True when the pool's addresses are valid and overlap no other pool.
+    pub const TYPE_READY: &str = "Ready";
+    /// Reason of `Ready=True`.
+    pub const REASON_ADDRESSES_VALID: &str = "AddressesValid";
+    /// Reason of `Ready=False` when `validate()` failed; the message lists the errors.
+    pub const REASON_INVALID_ADDRESSES: &str = "InvalidAddresses";
+    /// Reason of `Ready=False` when the pool overlaps another one.
+    pub const REASON_CONFLICTING: &str = "Conflicting";
+
+    /// True when the pool overlaps another pool. Overlapping addresses are not assigned from
+    /// either pool until the conflict is resolved.
+    pub const TYPE_CONFLICTING: &str = "Conflicting";
+    /// Reason of `Conflicting=True`.
+    pub const REASON_OVERLAP: &str = "Overlap";
+
+    /// Message of `Conflicting=True`: names the other pool and the overlapping addresses.
+    pub fn overlap_message(other_namespace: &str, other_name: &str, overlap: &IpRange) -> String {
+        format!("addresses {overlap} overlap IPAddressPool {other_namespace}/{other_name}")
+    }
+}
+
+/// Address counts of a pool, as numbers; [`IPAddressPoolStatus`] carries them as strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressCounts {
+    pub assigned_ipv4: u128,
+    pub available_ipv4: u128,
+    pub assigned_ipv6: u128,
+    pub available_ipv6: u128,
+}
+
+impl IPAddressPoolStatus {
+    /// Sets the four counters.
+    pub fn set_counts(&mut self, counts: AddressCounts) {
+        self.assigned_ipv4 = Some(counts.assigned_ipv4.to_string());
+        self.available_ipv4 = Some(counts.available_ipv4.to_string());
+        self.assigned_ipv6 = Some(counts.assigned_ipv6.to_string());
+        self.available_ipv6 = Some(counts.available_ipv6.to_string());
+    }
+
+    /// The four counters, when all are present and well-formed.
+    pub fn counts(&self) -> Option<AddressCounts> {
+        let parse = |field: &Option<String>| field.as_deref()?.parse::<u128>().ok();
+        Some(AddressCounts {
+            assigned_ipv4: parse(&self.assigned_ipv4)?,
+            available_ipv4: parse(&self.available_ipv4)?,
+            assigned_ipv6: parse(&self.assigned_ipv6)?,
+            available_ipv6: parse(&self.available_ipv6)?,
+        })
+    }
+}
+
+impl IPAddressPoolSpec {
+    /// The ranges of `addresses`, in order, or the first entry that does not parse.
+    /// Overlaps between entries are not checked here; [`IPAddressPoolSpec::validate`] does.
+    pub fn ranges(&self) -> Result<Vec<IpRange>, FieldError> {
+        self.addresses
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                parse_address_entry(entry)
+                    .map_err(|p| FieldError::new(item("spec.addresses", i), p))
+            })
+            .collect()
+    }
+
+    /// All the rules the CRD schema enforces, plus the one it cannot: entries of this pool
+    /// must not overlap. Paths in the errors start at `spec.`.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        let field = "spec.addresses";
+        if self.addresses.is_empty() {
+            errors.push(field, Problem::Empty);
+        }
+        check_len(&mut errors, field, &self.addresses, MAX_ADDRESSES);
+        check_unique(&mut errors, field, &self.addresses);
+        let mut seen = std::collections::HashSet::new();
+        let mut parsed: Vec<(usize, IpRange)> = Vec::new();
+        for (i, entry) in self.addresses.iter().enumerate() {
+            let at = item(field, i);
+            let len = entry.chars().count();
+            if len > MAX_ADDRESS_ENTRY_LEN {
+                errors.push(
+                    at,
+                    Problem::TooLong {
+                        len,
+                        max: MAX_ADDRESS_ENTRY_LEN,
+                    },
+                );
+                continue;
+            }
+            let Some(range) = errors.check(&at, parse_address_entry(entry)) else {
+                continue;
+            };
+            // A repeated entry is reported as a duplicate, not also as an overlap.
+            if seen.insert(entry.as_str()) {
+                parsed.push((i, range));
+            }
+        }
+        for (later, earlier) in overlapping_pairs(parsed) {
+            errors.push(
+                item(field, later),
+                Problem::Overlap {
+                    entry: self.addresses[later].clone(),
+                    other: self.addresses[earlier].clone(),
+                    other_field: item(field, earlier),
+                },
+            );
+        }
+        if let Some(allocation) = &self.service_allocation {
+            allocation.check(&mut errors);
+        }
+        errors.finish()
+    }
+}
+
+impl ServiceAllocation {
+    fn check(&self, errors: &mut Errors) {
+        let field = "spec.serviceAllocation.namespaces";
+        check_len(errors, field, &self.namespaces, MAX_NAMESPACES);
+        check_unique(errors, field, &self.namespaces);
+        for (i, namespace) in self.namespaces.iter().enumerate() {
+            errors.check(item(field, i), check_namespace_name(namespace));
+        }
+        check_label_selectors(
+            errors,
+            "spec.serviceAllocation.namespaceSelectors",
+            &self.namespace_selectors,
+        );
+        check_label_selectors(
+            errors,
+            "spec.serviceAllocation.serviceSelectors",
+            &self.service_selectors,
+        );
+    }
+}
+
+/// Pairs `(later, earlier)` of list indices whose ranges overlap, each later entry at most
+/// once. A sweep over the ranges sorted by start, so that an object with very many entries
+/// (one that bypassed admission's `maxItems`) costs O(n log n), not O(n²).
+fn overlapping_pairs(mut ranges: Vec<(usize, IpRange)>) -> Vec<(usize, usize)> {
+    ranges.sort_by_key(|(i, range)| (range.family(), range.start(), *i));
+    let mut pairs = Vec::new();
+    // The entry reaching furthest so far within the current family.
+    let mut furthest: Option<(usize, IpRange)> = None;
+    for (i, range) in ranges {
+        match furthest {
+            Some((j, reach))
+                if reach.family() == range.family() && range.start() <= reach.end() =>
+            {
+                pairs.push((i.max(j), i.min(j)));
+                if range.end() > reach.end() {
+                    furthest = Some((i, range));
+                }
+            }
+            _ => furthest = Some((i, range)),
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup_by_key(|(later, _)| *later);
+    pairs
+}
+
+/// Parses one `addresses` entry exactly as admission does: [`IpRange::parse`], plus the two
+/// things the API server's CEL `isIP()`/`isCIDR()` reject and Rust's parsers accept
+/// (IPv4-mapped IPv6 addresses, and prefix lengths like `/024`).
+pub fn parse_address_entry(entry: &str) -> Result<IpRange, Problem> {
+    let range = IpRange::parse(entry)?;
+    let trimmed = entry.trim();
+    match trimmed.split_once('-') {
+        Some((start, end)) => {
+            parse_ip(start.trim())?;
+            parse_ip(end.trim())?;
+        }
+        None => {
+            if let Some((address, bits)) = trimmed.split_once('/') {
+                parse_ip(address)?;
+                let plain_decimal = bits == "0"
+                    || (bits.starts_with(|c: char| matches!(c, '1'..='9'))
+                        && bits.bytes().all(|b| b.is_ascii_digit()));
+                if !plain_decimal {
+                    return Err(Problem::PrefixLengthSyntax(entry.to_string()));
+                }
+            }
+        }
+    }
+    Ok(range)
+}
+
+// --- CRD schema -------------------------------------------------------------------------
+
+/// CEL guard shared by the range rules: true when `self` is not a well-formed `a-b` range
+/// (those entries are reported by the syntax rule instead).
+const NOT_A_RANGE: &str = "!self.contains('-') || self.split('-').size() != 2 \
+    || !isIP(self.split('-')[0].trim()) || !isIP(self.split('-')[1].trim())";
+const RANGE_START: &str = "self.split('-')[0].trim()";
+const RANGE_END: &str = "self.split('-')[1].trim()";
+
+/// Bit positions of an IPv6 address checked per order rule. The API server bounds the
+/// estimated cost of each rule; one rule over all 128 bits would exceed it with
+/// [`MAX_ADDRESSES`] entries, four rules over 32 bits each do not.
+const IPV6_BITS_PER_RULE: u32 = 32;
+
+/// CEL: the IPv4 address `ip` (an expression of type string) as an integer.
+fn cel_ipv4_value(ip: &str) -> String {
+    let octet = |i: u32| format!("int({ip}.split('.')[{i}])");
+    format!(
+        "({} * 16777216 + {} * 65536 + {} * 256 + {})",
+        octet(0),
+        octet(1),
+        octet(2),
+        octet(3)
+    )
+}
+
+/// CEL: an IPv4 range does not start after it ends.
+fn ipv4_order_rule() -> String {
+    format!(
+        "{NOT_A_RANGE} || ip({RANGE_START}).family() != 4 || ip({RANGE_END}).family() != 4 \
+         || {} <= {}",
+        cel_ipv4_value(RANGE_START),
+        cel_ipv4_value(RANGE_END)
+    )
+}
+
+/// CEL: an IPv6 range does not start after it ends, judged on bits `first..=last` (1-based).
+///
+/// CEL has no order on IPs, and rebuilding fixed-width text from an address costs too much
+/// in the API server's estimate. So this walks prefix lengths instead: if start and end
+/// share the first n-1 bits but not the first n (`end` is in `start/(n-1)` but not in
+/// `start/n`), they first differ at bit n, and the start must have a 0 there, which is
+/// when `start/n` and `start/(n-1)` have the same network address.
+fn ipv6_order_rule(first: u32, last: u32) -> String {
+    let list = |range: std::ops::RangeInclusive<u32>| {
+        let items: Vec<String> = range.map(|n| format!("'/{n}'")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let (prefixes, shorter) = (list(first..=last), list(first - 1..=last - 1));
+    let (start, end) = (RANGE_START, RANGE_END);
+    format!(
+        "{NOT_A_RANGE} || ip({start}).family() != 6 || ip({end}).family() != 6 \
+         || {prefixes}.all(i, p, !(cidr({start} + {shorter}[i]).containsIP({end}) && !cidr({start} + p).containsIP({end})) \
+         || cidr({start} + p).masked().ip() == cidr({start} + {shorter}[i]).masked().ip())"
+    )
+}
+
+/// CEL rules on one `addresses` entry.
+fn address_entry_rules() -> Vec<serde_json::Value> {
+    const ORDER_MESSAGE: &str = "a range must not start after it ends";
+    let mut rules = vec![
+        rule(
+            "self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) \
+             && isIP(self.split('-')[1].trim())) : isCIDR(self.trim())",
+            "must be a CIDR (192.0.2.0/24, 2001:db8::/64) or a range of two IP addresses (192.0.2.10-192.0.2.20); \
+             IPv4-mapped IPv6 addresses are not allowed",
+        ),
+        rule(
+            &format!("{NOT_A_RANGE} || ip({RANGE_START}).family() == ip({RANGE_END}).family()"),
+            "both ends of a range must be of the same IP family",
+        ),
+        rule(&ipv4_order_rule(), ORDER_MESSAGE),
+    ];
+    for first in (1..=128).step_by(IPV6_BITS_PER_RULE as usize) {
+        rules.push(rule(
+            &ipv6_order_rule(first, first + IPV6_BITS_PER_RULE - 1),
+            ORDER_MESSAGE,
+        ));
+    }
+    rules
+}
+
+fn addresses_schema(_: &mut SchemaGenerator) -> Schema {
+    let mut schema = string_set(
+        MAX_ADDRESSES,
+        cel_string(MAX_ADDRESS_ENTRY_LEN, address_entry_rules()),
+    );
+    schema.insert("minItems".into(), 1.into());
+    schema
+}
+
+fn namespaces_schema(_: &mut SchemaGenerator) -> Schema {
+    string_set(
+        MAX_NAMESPACES,
+        pattern_string(MAX_NAMESPACE_NAME_LEN, DNS1123_LABEL_PATTERN),
+    )
+}
+
+/// Up to 2^128, which has 39 digits.
+fn count_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "maxLength": 39, "pattern": "^(0|[1-9][0-9]*)$" })
+}
+
+fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 16,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": generator.subschema_for::<Condition>(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

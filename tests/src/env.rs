@@ -1,0 +1,190 @@
+//! Shared test environment: one cluster per test binary, with `deploy/`
+//! applied, and helpers to run our binaries against it as their
+//! ServiceAccounts.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+use crate::cluster::Cluster;
+use crate::process::{spawn_tied, terminate};
+use crate::tools::{repo_root, target_dir};
+
+/// The cluster of this test process, started on first use with all of
+/// `deploy/` applied server-side.
+pub fn shared_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
+        apply_deploy(&cluster).unwrap_or_else(|e| panic!("applying deploy/: {e:#}"));
+        cluster
+    })
+}
+
+/// Server-side apply of everything in `deploy/` (CRDs first, so the rest can use them).
+pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
+    let deploy = repo_root().join("deploy");
+    let crds = cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=ferrolb-tests", "-f", &deploy.join("crds").to_string_lossy()])?;
+    cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"])?;
+    let rest = cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=ferrolb-tests", "-R", "-f", &deploy.to_string_lossy()])?;
+    Ok(format!("{crds}{rest}"))
+}
+
+/// Path of one of our binaries, built once per test process.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bins", "-p", "ferrolb-controller", "-p", "ferrolb-speaker"])
+            .current_dir(repo_root())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() { Ok(()) } else { Err(format!("cargo build failed: {status}")) }
+    });
+    if let Err(e) = built {
+        bail!("{e}");
+    }
+    let path = target_dir().join("debug").join(name);
+    if !path.exists() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A namespace of one test: its pools live here, and its Services use its
+/// own loadBalancerClass, so tests sharing a cluster never see each other.
+pub struct TestNamespace {
+    pub name: String,
+    pub class: String,
+}
+
+impl TestNamespace {
+    /// Creates the namespace and grants the controller's namespaced role there.
+    pub async fn create(client: &kube::Client, prefix: &str) -> Result<TestNamespace> {
+        let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() })
+            .await?;
+        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &name);
+        bindings
+            .create(
+                &PostParams::default(),
+                &RoleBinding {
+                    metadata: ObjectMeta { name: Some("ferrolb-controller".into()), ..Default::default() },
+                    role_ref: RoleRef {
+                        api_group: "rbac.authorization.k8s.io".into(),
+                        kind: "ClusterRole".into(),
+                        name: "ferrolb-controller-namespaced".into(),
+                    },
+                    subjects: Some(vec![Subject {
+                        kind: "ServiceAccount".into(),
+                        name: "ferrolb-controller".into(),
+                        namespace: Some("ferrolb-system".into()),
+                        ..Default::default()
+                    }]),
+                },
+            )
+            .await?;
+        Ok(TestNamespace { class: format!("ferrolb.io/{name}"), name })
+    }
+}
+
+/// A `ferrolb-controller` process running as the `ferrolb-system/ferrolb-controller`
+/// ServiceAccount.
+pub struct Controller {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Controller {
+    /// Starts a controller serving `ns` (its pools, its class) with extra flags.
+    pub fn start(cluster: &Cluster, ns: &TestNamespace, extra: &[&str]) -> Result<Controller> {
+        let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
+        let metrics_port = free_port()?;
+        let log = cluster.dir.join(format!("controller-{}-{metrics_port}.log", ns.name));
+        let mut command = Command::new(binary("ferrolb-controller")?);
+        command
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .args(["--namespace", &ns.name, "--load-balancer-class", &ns.class, "--ignore-unclassed"])
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            .args(extra);
+        let child = spawn_tied(command, &log)?;
+        Ok(Controller { child: Some(child), metrics_port, log })
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GETs a path of the metrics endpoint (plain HTTP/1.0 on loopback).
+    pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad HTTP response")?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((code, body))
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `probe` every 100 ms until it yields a value or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
