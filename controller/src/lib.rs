@@ -1,8 +1,8 @@
 //! FerroLB controller library: the pure allocation core and its kube shell.
 
-pub mod ipam;
+pub mod core;
 pub mod http;
+pub mod ipam;
 pub mod leader;
 pub mod metrics;
-pub mod core;
 pub mod shell;

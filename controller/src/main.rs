@@ -23,7 +23,11 @@ struct Args {
     namespace: String,
 
     /// spec.loadBalancerClass this controller serves.
-    #[arg(long, env = "FERROLB_LOAD_BALANCER_CLASS", default_value = "ferrolb.io/ferrolb")]
+    #[arg(
+        long,
+        env = "FERROLB_LOAD_BALANCER_CLASS",
+        default_value = "ferrolb.io/ferrolb"
+    )]
     load_balancer_class: String,
 
     /// Leave Services with no spec.loadBalancerClass alone (by default they are
@@ -68,8 +72,9 @@ enum LogFormat {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -98,18 +103,29 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_format);
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
 
     let metrics = Metrics::new();
+    metrics.set_leader(false);
     let health = Health::new();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), health.clone(), async {
-        let _ = http_stopped.await;
-    }));
+    let http_task = tokio::spawn(http::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
 
     let config = LoopConfig {
         pool_namespace: args.namespace.clone(),
-        class: ClassFilter { class: args.load_balancer_class.clone(), claim_unclassed: !args.ignore_unclassed },
+        class: ClassFilter {
+            class: args.load_balancer_class.clone(),
+            claim_unclassed: !args.ignore_unclassed,
+        },
         write_workers: args.write_workers as usize,
         identity: identity.clone(),
     };
@@ -123,8 +139,14 @@ async fn main() -> anyhow::Result<()> {
         // A standby is healthy and ready: it has nothing to serve but its wait.
         health.set_ready(true);
         let duration = Duration::from_secs(args.lease_duration_seconds);
-        let timings = LeaseTimings::new(duration, duration / 3, (duration / 7).max(Duration::from_millis(500)));
-        let elector = LeaderElector::new(client.clone(), &args.namespace, &args.lease_name, &identity).with_timings(timings);
+        let timings = LeaseTimings::new(
+            duration,
+            duration / 3,
+            (duration / 7).max(Duration::from_millis(500)),
+        );
+        let elector =
+            LeaderElector::new(client.clone(), &args.namespace, &args.lease_name, &identity)
+                .with_timings(timings);
         let leadership = tokio::select! {
             _ = &mut shutdown => { info!("stopped while standing by"); return Ok(()); }
             won = elector.acquire() => won.context("leader election")?,

@@ -2,7 +2,7 @@
 //!
 //! A MetalLB manifest works here after changing only its `apiVersion`: the kinds, field
 //! names and defaults are MetalLB's. Where we differ on purpose, the field's doc comment
-//! says so (and so does the README).
+//! says so, and `crds/README.md` lists all such differences.
 //!
 //! Every rule that can be checked inside one object exists twice, on purpose:
 //!

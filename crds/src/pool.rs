@@ -166,7 +166,7 @@ pub struct IPAddressPoolStatus {
     #[schemars(schema_with = "count_schema")]
     pub assigned_ipv6: Option<String>,
 
-    /// Number of IPv6 addresses of the pool still free, as a decimal string (up to 2^128).
+    /// Number of IPv6 addresses of the pool still free, as a decimal string.
     #[serde(
         default,
         rename = "availableIPv6",
@@ -329,9 +329,10 @@ impl ServiceAllocation {
     }
 }
 
-/// Pairs `(later, earlier)` of list indices whose ranges overlap, each later entry at most
-/// once. A sweep over the ranges sorted by start, so that an object with very many entries
-/// (one that bypassed admission's `maxItems`) costs O(n log n), not O(n²).
+/// Pairs `(later, earlier)` of list indices whose ranges overlap. Not every overlapping pair
+/// is listed, but every entry that overlaps another is in at least one pair. A sweep over
+/// the ranges sorted by start, so that an object with very many entries (one that bypassed
+/// admission's `maxItems`) costs O(n log n), not O(n²).
 fn overlapping_pairs(mut ranges: Vec<(usize, IpRange)>) -> Vec<(usize, usize)> {
     ranges.sort_by_key(|(i, range)| (range.family(), range.start(), *i));
     let mut pairs = Vec::new();
@@ -351,7 +352,6 @@ fn overlapping_pairs(mut ranges: Vec<(usize, IpRange)>) -> Vec<(usize, usize)> {
         }
     }
     pairs.sort_unstable();
-    pairs.dedup_by_key(|(later, _)| *later);
     pairs
 }
 

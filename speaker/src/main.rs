@@ -16,7 +16,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     tracing::warn!(node = %args.node_name, "the speaker announces nothing yet: L2 and BGP modes are not implemented");
-    anyhow::bail!("ferrolb-speaker: announcing is not implemented yet (node {})", args.node_name)
+    anyhow::bail!(
+        "ferrolb-speaker: announcing is not implemented yet (node {})",
+        args.node_name
+    )
 }

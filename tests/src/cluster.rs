@@ -51,9 +51,15 @@ fn free_port() -> Result<u16> {
 }
 
 fn run_checked(command: &mut Command) -> Result<String> {
-    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
-        bail!("{command:?} failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -61,7 +67,10 @@ fn run_checked(command: &mut Command) -> Result<String> {
 impl Cluster {
     /// Starts a cluster in a fresh temporary directory, torn down on drop.
     pub fn start() -> Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("ferrolb-cluster-").tempdir()?.keep();
+        let dir = tempfile::Builder::new()
+            .prefix("ferrolb-cluster-")
+            .tempdir()?
+            .keep();
         let mut cluster = Cluster::start_in(&dir, false)?;
         cluster.remove_dir_on_drop = std::env::var_os("FERROLB_KEEP_CLUSTER").is_none();
         Ok(cluster)
@@ -70,7 +79,10 @@ impl Cluster {
     /// Starts a cluster in `dir` that outlives this process.
     pub fn start_detached(dir: &Path) -> Result<Cluster> {
         if dir.join("pids").exists() {
-            bail!("a cluster already runs from {} (stop it with `cargo xtask cluster down`)", dir.display());
+            bail!(
+                "a cluster already runs from {} (stop it with `cargo xtask cluster down`)",
+                dir.display()
+            );
         }
         std::fs::create_dir_all(dir)?;
         Cluster::start_in(dir, true)
@@ -94,7 +106,8 @@ impl Cluster {
 
     /// Reattaches to a detached cluster (for `cargo xtask` commands after `up`).
     pub fn attach(dir: &Path) -> Result<Cluster> {
-        let server = std::fs::read_to_string(dir.join("server")).with_context(|| format!("no cluster runs from {}", dir.display()))?;
+        let server = std::fs::read_to_string(dir.join("server"))
+            .with_context(|| format!("no cluster runs from {}", dir.display()))?;
         let admin_token = std::fs::read_to_string(dir.join("admin-token"))?;
         Ok(Cluster {
             tools: Tools::ensure()?,
@@ -109,10 +122,24 @@ impl Cluster {
     fn start_in(dir: &Path, detached: bool) -> Result<Cluster> {
         let tools = Tools::ensure()?;
         let admin_token = format!("ferrolb-admin-{:032x}", rand::random::<u128>());
-        std::fs::write(dir.join("tokens.csv"), format!("{admin_token},ferrolb-admin,ferrolb-admin,system:masters\n"))?;
+        std::fs::write(
+            dir.join("tokens.csv"),
+            format!("{admin_token},ferrolb-admin,ferrolb-admin,system:masters\n"),
+        )?;
         std::fs::write(dir.join("admin-token"), &admin_token)?;
-        run_checked(Command::new("openssl").args(["genrsa", "-out"]).arg(dir.join("sa.key")).arg("2048"))?;
-        run_checked(Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(dir.join("sa.key")).arg("-out").arg(dir.join("sa.pub")))?;
+        run_checked(
+            Command::new("openssl")
+                .args(["genrsa", "-out"])
+                .arg(dir.join("sa.key"))
+                .arg("2048"),
+        )?;
+        run_checked(
+            Command::new("openssl")
+                .args(["rsa", "-pubout", "-in"])
+                .arg(dir.join("sa.key"))
+                .arg("-out")
+                .arg(dir.join("sa.pub")),
+        )?;
 
         let etcd_client = free_port()?;
         let etcd_peer = free_port()?;
@@ -123,11 +150,19 @@ impl Cluster {
         let mut etcd = Command::new(tools.etcd());
         etcd.arg("--data-dir")
             .arg(dir.join("etcd"))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{etcd_client}"
+            ))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_client}"
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{etcd_peer}"
+            ))
             .arg("--unsafe-no-fsync")
             .arg("--log-level=warn");
 
@@ -148,13 +183,19 @@ impl Cluster {
             .arg("--token-auth-file")
             .arg(dir.join("tokens.csv"))
             .arg("--authorization-mode=RBAC")
-            .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+            .arg(format!(
+                "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
+            ))
             .arg(format!("--service-node-port-range={NODE_PORT_RANGE}"))
             .arg("--max-requests-inflight=2000")
             .arg("--max-mutating-requests-inflight=1000")
             .arg("--v=1");
 
-        let mut lifetime = if detached { Lifetime::Detached } else { Lifetime::Tied(Vec::new()) };
+        let mut lifetime = if detached {
+            Lifetime::Detached
+        } else {
+            Lifetime::Tied(Vec::new())
+        };
         let mut pids = Vec::new();
         for (name, command) in [("etcd", etcd), ("kube-apiserver", apiserver)] {
             let log = dir.join(format!("{name}.log"));
@@ -167,9 +208,19 @@ impl Cluster {
                 Lifetime::Detached => pids.push(spawn_detached(command, &log)?),
             }
         }
-        std::fs::write(dir.join("pids"), pids.iter().map(|p| format!("{p}\n")).collect::<String>())?;
+        std::fs::write(
+            dir.join("pids"),
+            pids.iter().map(|p| format!("{p}\n")).collect::<String>(),
+        )?;
 
-        let cluster = Cluster { tools, dir: dir.to_path_buf(), server, admin_token, lifetime, remove_dir_on_drop: false };
+        let cluster = Cluster {
+            tools,
+            dir: dir.to_path_buf(),
+            server,
+            admin_token,
+            lifetime,
+            remove_dir_on_drop: false,
+        };
         cluster.wait_ready(Duration::from_secs(120))?;
         cluster.write_admin_kubeconfig()?;
         Ok(cluster)
@@ -180,7 +231,15 @@ impl Cluster {
         let mut last = String::new();
         while Instant::now() < deadline {
             let output = Command::new(self.tools.kubectl())
-                .args(["--server", &self.server, "--token", &self.admin_token, "--insecure-skip-tls-verify", "get", "--raw=/readyz"])
+                .args([
+                    "--server",
+                    &self.server,
+                    "--token",
+                    &self.admin_token,
+                    "--insecure-skip-tls-verify",
+                    "get",
+                    "--raw=/readyz",
+                ])
                 .output()?;
             if output.status.success() {
                 return Ok(());
@@ -188,14 +247,19 @@ impl Cluster {
             last = String::from_utf8_lossy(&output.stderr).into_owned();
             std::thread::sleep(Duration::from_millis(250));
         }
-        bail!("kube-apiserver not ready after {timeout:?}: {last}\nlogs in {}", self.dir.display())
+        bail!(
+            "kube-apiserver not ready after {timeout:?}: {last}\nlogs in {}",
+            self.dir.display()
+        )
     }
 
     /// The CA that signed the apiserver's self-generated serving certificate:
     /// the last certificate of the chain it writes to its cert dir.
     pub fn ca_pem(&self) -> Result<String> {
         let chain = std::fs::read_to_string(self.dir.join("pki/apiserver.crt"))?;
-        let start = chain.rfind("-----BEGIN CERTIFICATE-----").context("no certificate in apiserver.crt")?;
+        let start = chain
+            .rfind("-----BEGIN CERTIFICATE-----")
+            .context("no certificate in apiserver.crt")?;
         Ok(chain[start..].to_string())
     }
 
@@ -234,9 +298,13 @@ impl Cluster {
     /// Writes a kubeconfig for ServiceAccount `namespace/name` with a token from
     /// the TokenRequest API, so a component runs with exactly that account's RBAC.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
-        let token = self.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=24h"])?;
+        let token =
+            self.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=24h"])?;
         let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
-        std::fs::write(&path, self.kubeconfig_yaml(&format!("{namespace}-{name}"), token.trim(), namespace)?)?;
+        std::fs::write(
+            &path,
+            self.kubeconfig_yaml(&format!("{namespace}-{name}"), token.trim(), namespace)?,
+        )?;
         Ok(path)
     }
 
@@ -249,7 +317,8 @@ impl Cluster {
 /// A kube client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 

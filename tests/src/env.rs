@@ -23,7 +23,8 @@ use crate::tools::{repo_root, target_dir};
 pub fn shared_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let cluster = Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
+        let cluster =
+            Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
         apply_deploy(&cluster).unwrap_or_else(|e| panic!("applying deploy/: {e:#}"));
         cluster
     })
@@ -32,9 +33,28 @@ pub fn shared_cluster() -> &'static Cluster {
 /// Server-side apply of everything in `deploy/` (CRDs first, so the rest can use them).
 pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
     let deploy = repo_root().join("deploy");
-    let crds = cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=ferrolb-tests", "-f", &deploy.join("crds").to_string_lossy()])?;
-    cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"])?;
-    let rest = cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=ferrolb-tests", "-R", "-f", &deploy.to_string_lossy()])?;
+    let crds = cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ferrolb-tests",
+        "-f",
+        &deploy.join("crds").to_string_lossy(),
+    ])?;
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ])?;
+    let rest = cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ferrolb-tests",
+        "-R",
+        "-f",
+        &deploy.to_string_lossy(),
+    ])?;
     Ok(format!("{crds}{rest}"))
 }
 
@@ -44,11 +64,23 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "-p", "ferrolb-controller", "-p", "ferrolb-speaker"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "ferrolb-controller",
+                "-p",
+                "ferrolb-speaker",
+            ])
             .current_dir(repo_root())
             .status()
             .map_err(|e| e.to_string())?;
-        if status.success() { Ok(()) } else { Err(format!("cargo build failed: {status}")) }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build failed: {status}"))
+        }
     });
     if let Err(e) = built {
         bail!("{e}");
@@ -77,14 +109,26 @@ impl TestNamespace {
         let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
-            .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() })
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
             .await?;
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &name);
         bindings
             .create(
                 &PostParams::default(),
                 &RoleBinding {
-                    metadata: ObjectMeta { name: Some("ferrolb-controller".into()), ..Default::default() },
+                    metadata: ObjectMeta {
+                        name: Some("ferrolb-controller".into()),
+                        ..Default::default()
+                    },
                     role_ref: RoleRef {
                         api_group: "rbac.authorization.k8s.io".into(),
                         kind: "ClusterRole".into(),
@@ -99,7 +143,10 @@ impl TestNamespace {
                 },
             )
             .await?;
-        Ok(TestNamespace { class: format!("ferrolb.io/{name}"), name })
+        Ok(TestNamespace {
+            class: format!("ferrolb.io/{name}"),
+            name,
+        })
     }
 }
 
@@ -114,18 +161,31 @@ pub struct Controller {
 impl Controller {
     /// Starts a controller serving `ns` (its pools, its class) with extra flags.
     pub fn start(cluster: &Cluster, ns: &TestNamespace, extra: &[&str]) -> Result<Controller> {
-        let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
+        let kubeconfig =
+            cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
         let metrics_port = free_port()?;
-        let log = cluster.dir.join(format!("controller-{}-{metrics_port}.log", ns.name));
+        let log = cluster
+            .dir
+            .join(format!("controller-{}-{metrics_port}.log", ns.name));
         let mut command = Command::new(binary("ferrolb-controller")?);
         command
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
-            .args(["--namespace", &ns.name, "--load-balancer-class", &ns.class, "--ignore-unclassed"])
+            .args([
+                "--namespace",
+                &ns.name,
+                "--load-balancer-class",
+                &ns.class,
+                "--ignore-unclassed",
+            ])
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
             .args(extra);
         let child = spawn_tied(command, &log)?;
-        Ok(Controller { child: Some(child), metrics_port, log })
+        Ok(Controller {
+            child: Some(child),
+            metrics_port,
+            log,
+        })
     }
 
     /// SIGKILL: no chance to clean up.
@@ -143,8 +203,14 @@ impl Controller {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn logs(&self) -> String {
@@ -159,8 +225,15 @@ impl Controller {
         write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad HTTP response")?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("bad HTTP response")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((code, body))
     }
 }

@@ -1,6 +1,7 @@
 //! The FerroLB test environment: real etcd + kube-apiserver + kubectl built
 //! from the Go module proxy, and helpers to run our components against them.
 
+pub mod bench;
 pub mod cluster;
 pub mod env;
 pub mod process;

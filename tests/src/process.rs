@@ -40,8 +40,15 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 /// Spawns `command` with its output appended to `log`, killed with SIGKILL when
 /// the current process dies.
 pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
-    let log_file = File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
-    command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -58,15 +65,28 @@ pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
         .map_err(|_| anyhow!("spawner lock poisoned"))?
         .send((command, reply_tx))
         .map_err(|_| anyhow!("spawner thread is gone"))?;
-    reply_rx.recv().map_err(|_| anyhow!("spawner thread is gone"))?.with_context(|| format!("spawning {program}"))
+    reply_rx
+        .recv()
+        .map_err(|_| anyhow!("spawner thread is gone"))?
+        .with_context(|| format!("spawning {program}"))
 }
 
 /// Spawns `command` in its own process group, detached from this process, so
 /// it outlives it (`cargo xtask cluster up`). Returns its pid.
 pub fn spawn_detached(mut command: Command, log: &Path) -> Result<u32> {
-    let log_file = File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
-    command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file).process_group(0);
-    let child = command.spawn().with_context(|| format!("spawning {:?}", command.get_program()))?;
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .process_group(0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("spawning {:?}", command.get_program()))?;
     Ok(child.id())
 }
 

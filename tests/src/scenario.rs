@@ -30,7 +30,11 @@ impl Scenario {
     /// A fresh namespace and a controller (no leader election) serving it.
     pub async fn start(prefix: &str) -> Result<Scenario> {
         let mut scenario = Scenario::without_controller(prefix).await?;
-        scenario.controller = Some(Controller::start(scenario.cluster, &scenario.ns, &["--no-leader-election"])?);
+        scenario.controller = Some(Controller::start(
+            scenario.cluster,
+            &scenario.ns,
+            &["--no-leader-election"],
+        )?);
         Ok(scenario)
     }
 
@@ -38,7 +42,12 @@ impl Scenario {
         let cluster = shared_cluster();
         let client = cluster.admin_client().await?;
         let ns = TestNamespace::create(&client, prefix).await?;
-        Ok(Scenario { cluster, client, ns, controller: None })
+        Ok(Scenario {
+            cluster,
+            client,
+            ns,
+            controller: None,
+        })
     }
 
     pub fn services(&self) -> Api<Service> {
@@ -52,7 +61,13 @@ impl Scenario {
     /// Creates (or replaces, by server-side apply) a pool from its spec.
     pub async fn pool(&self, name: &str, spec: Value) -> Result<()> {
         let body = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": name}, "spec": spec});
-        self.pools().patch(name, &PatchParams::apply("ferrolb-tests").force(), &Patch::Apply(&body)).await?;
+        self.pools()
+            .patch(
+                name,
+                &PatchParams::apply("ferrolb-tests").force(),
+                &Patch::Apply(&body),
+            )
+            .await?;
         Ok(())
     }
 
@@ -78,17 +93,24 @@ impl Scenario {
         });
         merge(&mut body, extra);
         let service: Service = serde_json::from_value(body)?;
-        Ok(self.services().create(&PostParams::default(), &service).await?)
+        Ok(self
+            .services()
+            .create(&PostParams::default(), &service)
+            .await?)
     }
 
     pub async fn delete_service(&self, name: &str) -> Result<()> {
-        self.services().delete(name, &DeleteParams::default()).await?;
+        self.services()
+            .delete(name, &DeleteParams::default())
+            .await?;
         Ok(())
     }
 
     /// Merge-patches a Service.
     pub async fn patch_service(&self, name: &str, patch: Value) -> Result<()> {
-        self.services().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        self.services()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         Ok(())
     }
 
@@ -120,7 +142,9 @@ impl Scenario {
                 let list = events.list(&ListParams::default()).await.ok()?;
                 list.items
                     .into_iter()
-                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
+                    .filter(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
+                    })
                     .find(|e| e.reason.as_deref() == Some(reason))
                     .map(|e| e.note.unwrap_or_default())
             }
@@ -130,7 +154,13 @@ impl Scenario {
 
     /// The annotations of a Service.
     pub async fn annotations(&self, name: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.services().get(name).await?.metadata.annotations.unwrap_or_default())
+        Ok(self
+            .services()
+            .get(name)
+            .await?
+            .metadata
+            .annotations
+            .unwrap_or_default())
     }
 
     /// Our condition on a Service: (status, reason, message).
@@ -147,11 +177,16 @@ impl Scenario {
 
     /// Waits until our condition is on the Service.
     pub async fn wait_condition(&self, name: &str) -> Result<(String, String, String)> {
-        wait_for(&format!("condition on {name}"), WAIT, || async { self.condition(name).await.ok().flatten() }).await
+        wait_for(&format!("condition on {name}"), WAIT, || async {
+            self.condition(name).await.ok().flatten()
+        })
+        .await
     }
 
     pub fn controller(&mut self) -> Result<&mut Controller> {
-        self.controller.as_mut().context("no controller in this scenario")
+        self.controller
+            .as_mut()
+            .context("no controller in this scenario")
     }
 }
 
@@ -161,9 +196,15 @@ impl Drop for Scenario {
             c.stop();
         }
         if std::thread::panicking() {
-            eprintln!("scenario {} failed; cluster logs in {}", self.ns.name, self.cluster.dir.display());
+            eprintln!(
+                "scenario {} failed; cluster logs in {}",
+                self.ns.name,
+                self.cluster.dir.display()
+            );
         } else {
-            let _ = self.cluster.kubectl_ok(&["delete", "namespace", &self.ns.name, "--wait=false"]);
+            let _ =
+                self.cluster
+                    .kubectl_ok(&["delete", "namespace", &self.ns.name, "--wait=false"]);
         }
     }
 }

@@ -26,14 +26,20 @@ impl Tools {
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !output.status.success() {
-            bail!("{} failed ({}); see its output above", script.display(), output.status);
+            bail!(
+                "{} failed ({}); see its output above",
+                script.display(),
+                output.status
+            );
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let bin_dir = stdout.lines().last().map(str::trim).unwrap_or_default();
         if bin_dir.is_empty() {
             bail!("{} printed no tool directory", script.display());
         }
-        Ok(Tools { bin_dir: PathBuf::from(bin_dir) })
+        Ok(Tools {
+            bin_dir: PathBuf::from(bin_dir),
+        })
     }
 
     pub fn etcd(&self) -> PathBuf {
@@ -59,5 +65,7 @@ pub fn repo_root() -> PathBuf {
 
 /// The cargo target directory (honours `CARGO_TARGET_DIR`).
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }

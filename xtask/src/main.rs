@@ -1,1 +1,114 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `lab`: a real control plane on this machine with FerroLB running in it.
+//! - `test`: every test suite.
+//! - `cluster up|down`: just the control plane.
+//! - `crds`: regenerate `deploy/crds/` from the Rust types.
+//! - `bench`: end-to-end benchmarks against the real apiserver.
+
+mod bench;
+mod lab;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ferrolb_tests::tools::repo_root;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "FerroLB development commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the lab: etcd + kube-apiserver, deploy/, the controller, an example pool and Service.
+    Lab {
+        #[command(subcommand)]
+        action: Option<LabAction>,
+    },
+    /// Start or stop a bare control plane (etcd + kube-apiserver) on loopback.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Run every test suite: unit, property, CRD freshness, and the scenarios against the real apiserver.
+    Test,
+    /// Regenerate deploy/crds/ from the Rust types.
+    Crds,
+    /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
+    Bench {
+        /// Numbers of Services to measure with.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
+        services: Vec<usize>,
+        /// Services created one at a time for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        latency_samples: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Stop the lab and delete its state.
+    Down,
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    Up,
+    Down,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Lab { action: None } => lab::up(),
+        Cmd::Lab {
+            action: Some(LabAction::Down),
+        } => lab::down(),
+        Cmd::Cluster {
+            action: ClusterAction::Up,
+        } => lab::cluster_up().map(|_| ()),
+        Cmd::Cluster {
+            action: ClusterAction::Down,
+        } => lab::cluster_down(),
+        Cmd::Test => test(),
+        Cmd::Crds => crds(),
+        Cmd::Bench {
+            services,
+            latency_samples,
+        } => bench::run(&services, latency_samples),
+    }
+}
+
+fn crds() -> Result<()> {
+    let dir = repo_root().join("deploy/crds");
+    std::fs::create_dir_all(&dir)?;
+    for (name, yaml) in ferrolb_crds::render_crd_files() {
+        std::fs::write(dir.join(&name), yaml).with_context(|| format!("writing {name}"))?;
+        println!("wrote deploy/crds/{name}");
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("+ cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    // Build the Kubernetes tools first, with their progress visible.
+    let tools = ferrolb_tests::Tools::ensure()?;
+    println!("kubernetes test tools: {}", tools.bin_dir.display());
+    cargo(&["build", "--bins", "--workspace"])?;
+    cargo(&["test", "--workspace", "--no-fail-fast"])
+}

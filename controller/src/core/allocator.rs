@@ -25,7 +25,9 @@ pub struct Assignment {
 pub enum AllocationError {
     #[error("pool {pool:?} requested by annotation does not exist")]
     UnknownPool { pool: String },
-    #[error("no pool may serve this Service: of {pools} pools, none has autoAssign and a serviceAllocation that admits it")]
+    #[error(
+        "no pool may serve this Service: of {pools} pools, none has autoAssign and a serviceAllocation that admits it"
+    )]
     NoEligiblePool { pools: usize },
     #[error("pool {pool} has no free {family} address")]
     PoolFull { pool: String, family: Family },
@@ -40,7 +42,11 @@ pub enum AllocationError {
     #[error("IP {ip} is already used by Service {by}")]
     IpTaken { ip: IpAddr, by: ServiceKey },
     #[error("IP {ip} cannot be shared with Service {with}: {reason}")]
-    SharingConflict { ip: IpAddr, with: ServiceKey, reason: String },
+    SharingConflict {
+        ip: IpAddr,
+        with: ServiceKey,
+        reason: String,
+    },
 }
 
 impl AllocationError {
@@ -51,7 +57,8 @@ impl AllocationError {
             AllocationError::NoEligiblePool { .. } => "no_eligible_pool",
             AllocationError::PoolFull { .. } => "pool_full",
             AllocationError::FamilyUnavailable { .. } => "family_unavailable",
-            AllocationError::RequestedIpInNoPool { .. } | AllocationError::RequestedIpNotInPool { .. } => "ip_in_no_pool",
+            AllocationError::RequestedIpInNoPool { .. }
+            | AllocationError::RequestedIpNotInPool { .. } => "ip_in_no_pool",
             AllocationError::RequestedIpInOverlap { .. } => "ip_in_pool_overlap",
             AllocationError::IpTaken { .. } => "ip_taken",
             AllocationError::SharingConflict { .. } => "sharing_conflict",
@@ -128,7 +135,11 @@ impl Allocator {
         let mut orphans: Vec<ServiceKey> = self
             .services
             .iter()
-            .filter(|(_, a)| self.pools.get(&a.pool).is_none_or(|p| a.ips.iter().any(|ip| !p.config.declared.contains(*ip))))
+            .filter(|(_, a)| {
+                self.pools
+                    .get(&a.pool)
+                    .is_none_or(|p| a.ips.iter().any(|ip| !p.config.declared.contains(*ip)))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         orphans.sort();
@@ -141,7 +152,11 @@ impl Allocator {
             let c = counts.entry(entry.pool.clone()).or_default();
             let f = family_index(Family::of(ip));
             c.assigned[f] += 1;
-            if self.pools.get(&entry.pool).is_some_and(|p| p.allocatable.contains(*ip)) {
+            if self
+                .pools
+                .get(&entry.pool)
+                .is_some_and(|p| p.allocatable.contains(*ip))
+            {
                 c.assigned_allocatable[f] += 1;
             }
         }
@@ -152,21 +167,36 @@ impl Allocator {
     pub fn usage(&self, pool: &str) -> PoolUsage {
         let counts = self.counts.get(pool).copied().unwrap_or_default();
         let Some(p) = self.pools.get(pool) else {
-            return PoolUsage { assigned_v4: counts.assigned[0], assigned_v6: counts.assigned[1], ..Default::default() };
+            return PoolUsage {
+                assigned_v4: counts.assigned[0],
+                assigned_v6: counts.assigned[1],
+                ..Default::default()
+            };
         };
-        let buggy = if p.config.avoid_buggy { buggy_count(&p.allocatable) } else { 0 };
+        let buggy = if p.config.avoid_buggy {
+            buggy_count(&p.allocatable)
+        } else {
+            0
+        };
         let usable_v4 = p.allocatable.size(Family::V4).saturating_sub(buggy);
         PoolUsage {
             assigned_v4: counts.assigned[0],
             assigned_v6: counts.assigned[1],
             available_v4: usable_v4.saturating_sub(counts.assigned_allocatable[0]),
-            available_v6: p.allocatable.size(Family::V6).saturating_sub(counts.assigned_allocatable[1]),
+            available_v6: p
+                .allocatable
+                .size(Family::V6)
+                .saturating_sub(counts.assigned_allocatable[1]),
         }
     }
 
     /// Decides the IPs of a Service: keeps what it holds while that is still
     /// valid, else allocates. On error the Service holds nothing.
-    pub fn assign(&mut self, request: &ServiceRequest, namespace_labels: &Labels) -> Result<Assignment, AllocationError> {
+    pub fn assign(
+        &mut self,
+        request: &ServiceRequest,
+        namespace_labels: &Labels,
+    ) -> Result<Assignment, AllocationError> {
         if let Some(current) = self.services.get(&request.key).cloned() {
             if self.still_valid(&current, request) {
                 self.update_terms(&current, request);
@@ -179,7 +209,10 @@ impl Allocator {
         for pool_name in candidates {
             match self.pick_from_pool(&pool_name, request) {
                 Ok(ips) => {
-                    let assignment = Assignment { pool: pool_name, ips };
+                    let assignment = Assignment {
+                        pool: pool_name,
+                        ips,
+                    };
                     self.commit(request, &assignment);
                     return Ok(assignment);
                 }
@@ -188,7 +221,9 @@ impl Allocator {
                 }
             }
         }
-        Err(first_error.unwrap_or(AllocationError::NoEligiblePool { pools: self.pools.len() }))
+        Err(first_error.unwrap_or(AllocationError::NoEligiblePool {
+            pools: self.pools.len(),
+        }))
     }
 
     /// Frees a Service's IPs. Returns what it held, and whether any IP became free.
@@ -196,7 +231,9 @@ impl Allocator {
         let assignment = self.services.remove(key)?;
         let mut freed = false;
         for ip in &assignment.ips {
-            let Some(entry) = self.ips.get_mut(ip) else { continue };
+            let Some(entry) = self.ips.get_mut(ip) else {
+                continue;
+            };
             entry.users.remove(key);
             if !entry.users.is_empty() {
                 continue;
@@ -220,10 +257,19 @@ impl Allocator {
     }
 
     fn count(&mut self, pool: &str, ip: IpAddr, add: bool) {
-        let in_allocatable = self.pools.get(pool).is_some_and(|p| p.allocatable.contains(ip));
+        let in_allocatable = self
+            .pools
+            .get(pool)
+            .is_some_and(|p| p.allocatable.contains(ip));
         let c = self.counts.entry(pool.to_string()).or_default();
         let f = family_index(Family::of(&ip));
-        let step = |v: &mut u128| *v = if add { v.saturating_add(1) } else { v.saturating_sub(1) };
+        let step = |v: &mut u128| {
+            *v = if add {
+                v.saturating_add(1)
+            } else {
+                v.saturating_sub(1)
+            }
+        };
         step(&mut c.assigned[f]);
         if in_allocatable {
             step(&mut c.assigned_allocatable[f]);
@@ -231,8 +277,14 @@ impl Allocator {
     }
 
     fn still_valid(&self, current: &Assignment, request: &ServiceRequest) -> bool {
-        let Some(pool) = self.pools.get(&current.pool) else { return false };
-        if request.requested_pool.as_ref().is_some_and(|p| *p != current.pool) {
+        let Some(pool) = self.pools.get(&current.pool) else {
+            return false;
+        };
+        if request
+            .requested_pool
+            .as_ref()
+            .is_some_and(|p| *p != current.pool)
+        {
             return false;
         }
         if !request.requested_ips.is_empty() {
@@ -249,20 +301,27 @@ impl Allocator {
         };
         fits_families
             && current.ips.iter().all(|ip| {
-                pool.config.declared.contains(*ip) && self.shareable(*ip, request, Some(&request.key)).is_ok()
+                pool.config.declared.contains(*ip)
+                    && self.shareable(*ip, request, Some(&request.key)).is_ok()
             })
     }
 
     fn update_terms(&mut self, current: &Assignment, request: &ServiceRequest) {
         for ip in &current.ips {
             if let Some(entry) = self.ips.get_mut(ip) {
-                entry.users.insert(request.key.clone(), request.sharing.clone());
+                entry
+                    .users
+                    .insert(request.key.clone(), request.sharing.clone());
             }
         }
     }
 
     /// Pools to try, best first.
-    fn candidate_pools(&self, request: &ServiceRequest, namespace_labels: &Labels) -> Result<Vec<String>, AllocationError> {
+    fn candidate_pools(
+        &self,
+        request: &ServiceRequest,
+        namespace_labels: &Labels,
+    ) -> Result<Vec<String>, AllocationError> {
         if let Some(name) = &request.requested_pool {
             if !self.pools.contains_key(name) {
                 return Err(AllocationError::UnknownPool { pool: name.clone() });
@@ -273,14 +332,24 @@ impl Allocator {
             let holding: Vec<String> = self
                 .pools
                 .values()
-                .filter(|p| request.requested_ips.iter().all(|ip| p.config.declared.contains(*ip)))
+                .filter(|p| {
+                    request
+                        .requested_ips
+                        .iter()
+                        .all(|ip| p.config.declared.contains(*ip))
+                })
                 .map(|p| p.config.name.clone())
                 .collect();
             if holding.is_empty() {
                 let missing = request
                     .requested_ips
                     .iter()
-                    .find(|ip| !self.pools.values().any(|p| p.config.declared.contains(**ip)))
+                    .find(|ip| {
+                        !self
+                            .pools
+                            .values()
+                            .any(|p| p.config.declared.contains(**ip))
+                    })
                     .unwrap_or(ip);
                 return Err(AllocationError::RequestedIpInNoPool { ip: *missing });
             }
@@ -298,52 +367,93 @@ impl Allocator {
             }
         }
         scoped.sort();
-        let mut names: Vec<String> =
-            scoped.into_iter().map(|(_, n)| n.to_string()).chain(unscoped.into_iter().map(str::to_string)).collect();
+        let mut names: Vec<String> = scoped
+            .into_iter()
+            .map(|(_, n)| n.to_string())
+            .chain(unscoped.into_iter().map(str::to_string))
+            .collect();
         // Stability: an IP the Service already shows stays with it (e.g. across
         // a restart), even if its pool would not be chosen for a new Service.
         if let Some(ip) = request.current_ips.first() {
             let home = request
                 .recorded_pool
                 .as_ref()
-                .filter(|p| self.pools.get(*p).is_some_and(|pool| pool.config.declared.contains(*ip)))
+                .filter(|p| {
+                    self.pools
+                        .get(*p)
+                        .is_some_and(|pool| pool.config.declared.contains(*ip))
+                })
                 .cloned()
-                .or_else(|| self.pools.values().find(|p| p.config.declared.contains(*ip)).map(|p| p.config.name.clone()));
+                .or_else(|| {
+                    self.pools
+                        .values()
+                        .find(|p| p.config.declared.contains(*ip))
+                        .map(|p| p.config.name.clone())
+                });
             if let Some(home) = home {
                 names.retain(|n| *n != home);
                 names.insert(0, home);
             }
         }
         if names.is_empty() {
-            return Err(AllocationError::NoEligiblePool { pools: self.pools.len() });
+            return Err(AllocationError::NoEligiblePool {
+                pools: self.pools.len(),
+            });
         }
         Ok(names)
     }
 
     /// Whether `request` may hold `ip` alongside its current users (ignoring `me`).
-    fn shareable(&self, ip: IpAddr, request: &ServiceRequest, me: Option<&ServiceKey>) -> Result<(), AllocationError> {
-        let Some(entry) = self.ips.get(&ip) else { return Ok(()) };
+    fn shareable(
+        &self,
+        ip: IpAddr,
+        request: &ServiceRequest,
+        me: Option<&ServiceKey>,
+    ) -> Result<(), AllocationError> {
+        let Some(entry) = self.ips.get(&ip) else {
+            return Ok(());
+        };
         for (user, terms) in entry.users.iter().filter(|(user, _)| Some(*user) != me) {
             let (Some(mine), Some(theirs)) = (&request.sharing, terms) else {
-                return Err(AllocationError::IpTaken { ip, by: user.clone() });
+                return Err(AllocationError::IpTaken {
+                    ip,
+                    by: user.clone(),
+                });
             };
-            let conflict = |reason: String| AllocationError::SharingConflict { ip, with: user.clone(), reason };
+            let conflict = |reason: String| AllocationError::SharingConflict {
+                ip,
+                with: user.clone(),
+                reason,
+            };
             if mine.key != theirs.key {
-                return Err(conflict(format!("sharing keys differ ({:?} vs {:?})", mine.key, theirs.key)));
+                return Err(conflict(format!(
+                    "sharing keys differ ({:?} vs {:?})",
+                    mine.key, theirs.key
+                )));
             }
             if let Some(port) = mine.ports.intersection(&theirs.ports).next() {
                 return Err(conflict(format!("both use port {port}")));
             }
-            if (mine.local_traffic_policy || theirs.local_traffic_policy) && mine.selector != theirs.selector {
-                return Err(conflict("externalTrafficPolicy is Local and the selectors differ".into()));
+            if (mine.local_traffic_policy || theirs.local_traffic_policy)
+                && mine.selector != theirs.selector
+            {
+                return Err(conflict(
+                    "externalTrafficPolicy is Local and the selectors differ".into(),
+                ));
             }
         }
         Ok(())
     }
 
-    fn pick_from_pool(&self, pool_name: &str, request: &ServiceRequest) -> Result<Vec<IpAddr>, AllocationError> {
+    fn pick_from_pool(
+        &self,
+        pool_name: &str,
+        request: &ServiceRequest,
+    ) -> Result<Vec<IpAddr>, AllocationError> {
         let Some(pool) = self.pools.get(pool_name) else {
-            return Err(AllocationError::UnknownPool { pool: pool_name.to_string() });
+            return Err(AllocationError::UnknownPool {
+                pool: pool_name.to_string(),
+            });
         };
         let mut picked = Vec::new();
         let mut first_error = None;
@@ -351,7 +461,10 @@ impl Allocator {
             match self.pick_family(pool, request, family) {
                 Ok(ip) => picked.push(ip),
                 Err(e) => {
-                    let explicit = request.requested_ips.iter().any(|ip| Family::of(ip) == family);
+                    let explicit = request
+                        .requested_ips
+                        .iter()
+                        .any(|ip| Family::of(ip) == family);
                     if request.needs.all_required || explicit {
                         return Err(e);
                     }
@@ -365,22 +478,45 @@ impl Allocator {
         }
     }
 
-    fn pick_family(&self, pool: &Pool, request: &ServiceRequest, family: Family) -> Result<IpAddr, AllocationError> {
+    fn pick_family(
+        &self,
+        pool: &Pool,
+        request: &ServiceRequest,
+        family: Family,
+    ) -> Result<IpAddr, AllocationError> {
         let name = &pool.config.name;
-        if let Some(ip) = request.requested_ips.iter().find(|ip| Family::of(ip) == family) {
+        if let Some(ip) = request
+            .requested_ips
+            .iter()
+            .find(|ip| Family::of(ip) == family)
+        {
             if !pool.config.declared.contains(*ip) {
-                return Err(AllocationError::RequestedIpNotInPool { ip: *ip, pool: name.clone() });
+                return Err(AllocationError::RequestedIpNotInPool {
+                    ip: *ip,
+                    pool: name.clone(),
+                });
             }
             let already_ours = self.ips.get(ip).is_some_and(|e| e.pool == *name);
-            if !pool.allocatable.contains(*ip) && !already_ours && !request.current_ips.contains(ip) {
-                return Err(AllocationError::RequestedIpInOverlap { ip: *ip, pool: name.clone() });
+            if !pool.allocatable.contains(*ip) && !already_ours && !request.current_ips.contains(ip)
+            {
+                return Err(AllocationError::RequestedIpInOverlap {
+                    ip: *ip,
+                    pool: name.clone(),
+                });
             }
             self.shareable(*ip, request, Some(&request.key))?;
             return Ok(*ip);
         }
-        if let Some(ip) = request.current_ips.iter().find(|ip| Family::of(ip) == family) {
+        if let Some(ip) = request
+            .current_ips
+            .iter()
+            .find(|ip| Family::of(ip) == family)
+        {
             let owner_ok = self.ips.get(ip).is_none_or(|e| e.pool == *name);
-            if pool.config.declared.contains(*ip) && owner_ok && self.shareable(*ip, request, Some(&request.key)).is_ok() {
+            if pool.config.declared.contains(*ip)
+                && owner_ok
+                && self.shareable(*ip, request, Some(&request.key)).is_ok()
+            {
                 return Ok(*ip);
             }
         }
@@ -396,11 +532,17 @@ impl Allocator {
             }
         }
         if !pool.config.declared.has_family(family) {
-            return Err(AllocationError::FamilyUnavailable { pool: name.clone(), family });
+            return Err(AllocationError::FamilyUnavailable {
+                pool: name.clone(),
+                family,
+            });
         }
         self.used
             .lowest_free(&pool.allocatable, family, pool.config.avoid_buggy)
-            .ok_or(AllocationError::PoolFull { pool: name.clone(), family })
+            .ok_or(AllocationError::PoolFull {
+                pool: name.clone(),
+                family,
+            })
     }
 
     fn commit(&mut self, request: &ServiceRequest, assignment: &Assignment) {
@@ -411,15 +553,21 @@ impl Allocator {
                 sharing_key: request.sharing.as_ref().map(|s| s.key.clone()),
                 users: BTreeMap::new(),
             });
-            entry.users.insert(request.key.clone(), request.sharing.clone());
+            entry
+                .users
+                .insert(request.key.clone(), request.sharing.clone());
             if is_new {
                 self.used.insert(*ip);
                 if let Some(terms) = &request.sharing {
-                    self.shared.entry((assignment.pool.clone(), terms.key.clone())).or_default().insert(*ip);
+                    self.shared
+                        .entry((assignment.pool.clone(), terms.key.clone()))
+                        .or_default()
+                        .insert(*ip);
                 }
                 self.count(&assignment.pool, *ip, true);
             }
         }
-        self.services.insert(request.key.clone(), assignment.clone());
+        self.services
+            .insert(request.key.clone(), assignment.clone());
     }
 }

@@ -30,7 +30,10 @@ fn request(name: &str) -> ServiceRequest {
     ServiceRequest {
         key: ServiceKey::new("ns", name),
         labels: Labels::new(),
-        needs: FamilyNeeds { families: vec![Family::V4], all_required: true },
+        needs: FamilyNeeds {
+            families: vec![Family::V4],
+            all_required: true,
+        },
         requested_ips: vec![],
         requested_pool: None,
         sharing: None,
@@ -44,7 +47,13 @@ fn shared(name: &str, key: &str, ports: &[i32]) -> ServiceRequest {
     ServiceRequest {
         sharing: Some(SharingTerms {
             key: key.into(),
-            ports: ports.iter().map(|p| PortKey { protocol: "TCP".into(), port: *p }).collect(),
+            ports: ports
+                .iter()
+                .map(|p| PortKey {
+                    protocol: "TCP".into(),
+                    port: *p,
+                })
+                .collect(),
             local_traffic_policy: false,
             selector: Labels::new(),
         }),
@@ -60,10 +69,19 @@ fn none() -> Labels {
 fn lowest_free_address_first_and_stable_on_reassign() {
     let mut a = Allocator::new();
     a.set_pools(vec![pool("p", 0, &["198.51.100.0/30"])]);
-    assert_eq!(a.assign(&request("a"), &none()).unwrap().ips, vec![ip("198.51.100.0")]);
-    assert_eq!(a.assign(&request("b"), &none()).unwrap().ips, vec![ip("198.51.100.1")]);
+    assert_eq!(
+        a.assign(&request("a"), &none()).unwrap().ips,
+        vec![ip("198.51.100.0")]
+    );
+    assert_eq!(
+        a.assign(&request("b"), &none()).unwrap().ips,
+        vec![ip("198.51.100.1")]
+    );
     // Re-evaluating an unchanged Service keeps its IP.
-    assert_eq!(a.assign(&request("a"), &none()).unwrap().ips, vec![ip("198.51.100.0")]);
+    assert_eq!(
+        a.assign(&request("a"), &none()).unwrap().ips,
+        vec![ip("198.51.100.0")]
+    );
     assert_eq!(a.usage("p").assigned_v4, 2);
     assert_eq!(a.usage("p").available_v4, 2);
 }
@@ -75,31 +93,71 @@ fn pool_full_is_reported_and_freeing_helps() {
     a.assign(&request("a"), &none()).unwrap();
     assert_eq!(
         a.assign(&request("b"), &none()),
-        Err(AllocationError::PoolFull { pool: "p".into(), family: Family::V4 })
+        Err(AllocationError::PoolFull {
+            pool: "p".into(),
+            family: Family::V4
+        })
     );
     let (_, freed) = a.release(&ServiceKey::new("ns", "a")).unwrap();
     assert!(freed);
-    assert_eq!(a.assign(&request("b"), &none()).unwrap().ips, vec![ip("198.51.100.9")]);
+    assert_eq!(
+        a.assign(&request("b"), &none()).unwrap().ips,
+        vec![ip("198.51.100.9")]
+    );
 }
 
 #[test]
 fn requested_ip_rules() {
     let mut a = Allocator::new();
-    a.set_pools(vec![pool("p", 0, &["198.51.100.0/28"]), pool("q", 1, &["203.0.113.200-203.0.113.210"])]);
-    let want = ServiceRequest { requested_ips: vec![ip("203.0.113.205")], ..request("a") };
+    a.set_pools(vec![
+        pool("p", 0, &["198.51.100.0/28"]),
+        pool("q", 1, &["203.0.113.200-203.0.113.210"]),
+    ]);
+    let want = ServiceRequest {
+        requested_ips: vec![ip("203.0.113.205")],
+        ..request("a")
+    };
     assert_eq!(a.assign(&want, &none()).unwrap().pool, "q");
-    let taken = ServiceRequest { requested_ips: vec![ip("203.0.113.205")], ..request("b") };
+    let taken = ServiceRequest {
+        requested_ips: vec![ip("203.0.113.205")],
+        ..request("b")
+    };
     assert_eq!(
         a.assign(&taken, &none()),
-        Err(AllocationError::IpTaken { ip: ip("203.0.113.205"), by: ServiceKey::new("ns", "a") })
+        Err(AllocationError::IpTaken {
+            ip: ip("203.0.113.205"),
+            by: ServiceKey::new("ns", "a")
+        })
     );
-    let nowhere = ServiceRequest { requested_ips: vec![ip("192.0.2.99")], ..request("c") };
-    assert_eq!(a.assign(&nowhere, &none()), Err(AllocationError::RequestedIpInNoPool { ip: ip("192.0.2.99") }));
-    let wrong_pool =
-        ServiceRequest { requested_ips: vec![ip("203.0.113.201")], requested_pool: Some("p".into()), ..request("d") };
-    assert!(matches!(a.assign(&wrong_pool, &none()), Err(AllocationError::RequestedIpNotInPool { .. })));
-    let unknown = ServiceRequest { requested_pool: Some("nope".into()), ..request("e") };
-    assert_eq!(a.assign(&unknown, &none()), Err(AllocationError::UnknownPool { pool: "nope".into() }));
+    let nowhere = ServiceRequest {
+        requested_ips: vec![ip("192.0.2.99")],
+        ..request("c")
+    };
+    assert_eq!(
+        a.assign(&nowhere, &none()),
+        Err(AllocationError::RequestedIpInNoPool {
+            ip: ip("192.0.2.99")
+        })
+    );
+    let wrong_pool = ServiceRequest {
+        requested_ips: vec![ip("203.0.113.201")],
+        requested_pool: Some("p".into()),
+        ..request("d")
+    };
+    assert!(matches!(
+        a.assign(&wrong_pool, &none()),
+        Err(AllocationError::RequestedIpNotInPool { .. })
+    ));
+    let unknown = ServiceRequest {
+        requested_pool: Some("nope".into()),
+        ..request("e")
+    };
+    assert_eq!(
+        a.assign(&unknown, &none()),
+        Err(AllocationError::UnknownPool {
+            pool: "nope".into()
+        })
+    );
 }
 
 #[test]
@@ -108,11 +166,23 @@ fn auto_assign_false_only_on_request() {
     let mut manual = pool("manual", 0, &["198.51.100.0/30"]);
     manual.auto_assign = false;
     a.set_pools(vec![manual]);
-    assert_eq!(a.assign(&request("a"), &none()), Err(AllocationError::NoEligiblePool { pools: 1 }));
-    let by_pool = ServiceRequest { requested_pool: Some("manual".into()), ..request("a") };
+    assert_eq!(
+        a.assign(&request("a"), &none()),
+        Err(AllocationError::NoEligiblePool { pools: 1 })
+    );
+    let by_pool = ServiceRequest {
+        requested_pool: Some("manual".into()),
+        ..request("a")
+    };
     assert_eq!(a.assign(&by_pool, &none()).unwrap().pool, "manual");
-    let by_ip = ServiceRequest { requested_ips: vec![ip("198.51.100.3")], ..request("b") };
-    assert_eq!(a.assign(&by_ip, &none()).unwrap().ips, vec![ip("198.51.100.3")]);
+    let by_ip = ServiceRequest {
+        requested_ips: vec![ip("198.51.100.3")],
+        ..request("b")
+    };
+    assert_eq!(
+        a.assign(&by_ip, &none()).unwrap().ips,
+        vec![ip("198.51.100.3")]
+    );
 }
 
 #[test]
@@ -121,7 +191,11 @@ fn avoid_buggy_ips_skips_dot_zero_and_dot_255() {
     let mut p = pool("p", 0, &["198.51.100.254-198.51.101.1"]);
     p.avoid_buggy = true;
     a.set_pools(vec![p]);
-    let got: Vec<IpAddr> = ["a", "b", "c"].iter().filter_map(|n| a.assign(&request(n), &none()).ok()).map(|x| x.ips[0]).collect();
+    let got: Vec<IpAddr> = ["a", "b", "c"]
+        .iter()
+        .filter_map(|n| a.assign(&request(n), &none()).ok())
+        .map(|x| x.ips[0])
+        .collect();
     assert_eq!(got, vec![ip("198.51.100.254"), ip("198.51.101.1")]);
 }
 
@@ -131,23 +205,44 @@ fn sharing_rules() {
     a.set_pools(vec![pool("p", 0, &["198.51.100.0/29"])]);
     let first = a.assign(&shared("a", "k", &[80]), &none()).unwrap();
     // Same key, disjoint ports: same IP.
-    assert_eq!(a.assign(&shared("b", "k", &[443]), &none()).unwrap().ips, first.ips);
+    assert_eq!(
+        a.assign(&shared("b", "k", &[443]), &none()).unwrap().ips,
+        first.ips
+    );
     // Same key, overlapping port: a different IP (a new one is allocated).
     let c = a.assign(&shared("c", "k", &[80]), &none()).unwrap();
     assert_ne!(c.ips, first.ips);
     // Different key asking for the shared IP: conflict.
-    let other_key = ServiceRequest { requested_ips: first.ips.clone(), ..shared("d", "other", &[8080]) };
-    assert!(matches!(a.assign(&other_key, &none()), Err(AllocationError::SharingConflict { .. })));
+    let other_key = ServiceRequest {
+        requested_ips: first.ips.clone(),
+        ..shared("d", "other", &[8080])
+    };
+    assert!(matches!(
+        a.assign(&other_key, &none()),
+        Err(AllocationError::SharingConflict { .. })
+    ));
     // No key asking for it: taken.
-    let exclusive = ServiceRequest { requested_ips: first.ips.clone(), ..request("e") };
-    assert!(matches!(a.assign(&exclusive, &none()), Err(AllocationError::IpTaken { .. })));
+    let exclusive = ServiceRequest {
+        requested_ips: first.ips.clone(),
+        ..request("e")
+    };
+    assert!(matches!(
+        a.assign(&exclusive, &none()),
+        Err(AllocationError::IpTaken { .. })
+    ));
     // Local policy needs identical selectors.
-    let mut local = ServiceRequest { requested_ips: first.ips.clone(), ..shared("f", "k", &[9000]) };
+    let mut local = ServiceRequest {
+        requested_ips: first.ips.clone(),
+        ..shared("f", "k", &[9000])
+    };
     if let Some(t) = local.sharing.as_mut() {
         t.local_traffic_policy = true;
         t.selector = [("app".to_string(), "x".to_string())].into();
     }
-    assert!(matches!(a.assign(&local, &none()), Err(AllocationError::SharingConflict { .. })));
+    assert!(matches!(
+        a.assign(&local, &none()),
+        Err(AllocationError::SharingConflict { .. })
+    ));
     // The IP is freed only when its last user goes.
     assert!(!a.release(&ServiceKey::new("ns", "a")).unwrap().1);
     assert!(a.release(&ServiceKey::new("ns", "b")).unwrap().1);
@@ -156,19 +251,47 @@ fn sharing_rules() {
 #[test]
 fn dual_stack_policies() {
     let mut a = Allocator::new();
-    a.set_pools(vec![pool("v4only", 0, &["198.51.100.0/30"]), pool("dual", 1, &["203.0.113.128/30", "2001:db8:1::/64"])]);
-    let require = ServiceRequest { needs: FamilyNeeds { families: vec![Family::V6, Family::V4], all_required: true }, ..request("r") };
+    a.set_pools(vec![
+        pool("v4only", 0, &["198.51.100.0/30"]),
+        pool("dual", 1, &["203.0.113.128/30", "2001:db8:1::/64"]),
+    ]);
+    let require = ServiceRequest {
+        needs: FamilyNeeds {
+            families: vec![Family::V6, Family::V4],
+            all_required: true,
+        },
+        ..request("r")
+    };
     let got = a.assign(&require, &none()).unwrap();
     assert_eq!(got.pool, "dual");
     assert_eq!(got.ips, vec![ip("2001:db8:1::"), ip("203.0.113.128")]);
-    let prefer = ServiceRequest { needs: FamilyNeeds { families: vec![Family::V4, Family::V6], all_required: false }, ..request("p") };
+    let prefer = ServiceRequest {
+        needs: FamilyNeeds {
+            families: vec![Family::V4, Family::V6],
+            all_required: false,
+        },
+        ..request("p")
+    };
     let got = a.assign(&prefer, &none()).unwrap();
-    assert_eq!((got.pool.as_str(), got.ips.len()), ("dual", 2), "pools are tried in name order; dual first");
-    let v6 = ServiceRequest { needs: FamilyNeeds { families: vec![Family::V6], all_required: true }, ..request("s") };
+    assert_eq!(
+        (got.pool.as_str(), got.ips.len()),
+        ("dual", 2),
+        "pools are tried in name order; dual first"
+    );
+    let v6 = ServiceRequest {
+        needs: FamilyNeeds {
+            families: vec![Family::V6],
+            all_required: true,
+        },
+        ..request("s")
+    };
     a.set_pools(vec![pool("v4only", 0, &["198.51.100.0/30"])]);
     assert_eq!(
         a.assign(&v6, &none()),
-        Err(AllocationError::FamilyUnavailable { pool: "v4only".into(), family: Family::V6 })
+        Err(AllocationError::FamilyUnavailable {
+            pool: "v4only".into(),
+            family: Family::V6
+        })
     );
 }
 
@@ -176,7 +299,11 @@ fn dual_stack_policies() {
 fn service_allocation_scope_and_priority() {
     let mut a = Allocator::new();
     let mut gold = pool("gold", 0, &["198.51.100.0/30"]);
-    gold.scope = Some(AllocationScope { priority: Some(10), namespaces: vec!["prod".into()], ..Default::default() });
+    gold.scope = Some(AllocationScope {
+        priority: Some(10),
+        namespaces: vec!["prod".into()],
+        ..Default::default()
+    });
     let mut silver = pool("silver", 1, &["198.51.100.8/30"]);
     silver.scope = Some(AllocationScope {
         priority: Some(5),
@@ -204,25 +331,52 @@ fn restart_rebuild_keeps_ips_even_out_of_order() {
     let mut a = Allocator::new();
     a.set_pools(vec![pool("p", 0, &["198.51.100.0/28"])]);
     // A rebuilt allocator sees a Service that already shows .7 in its status.
-    let restored = ServiceRequest { current_ips: vec![ip("198.51.100.7")], ..request("old") };
-    assert_eq!(a.assign(&restored, &none()).unwrap().ips, vec![ip("198.51.100.7")]);
-    assert_eq!(a.assign(&request("new"), &none()).unwrap().ips, vec![ip("198.51.100.0")]);
+    let restored = ServiceRequest {
+        current_ips: vec![ip("198.51.100.7")],
+        ..request("old")
+    };
+    assert_eq!(
+        a.assign(&restored, &none()).unwrap().ips,
+        vec![ip("198.51.100.7")]
+    );
+    assert_eq!(
+        a.assign(&request("new"), &none()).unwrap().ips,
+        vec![ip("198.51.100.0")]
+    );
     // A duplicate claim on .7 (two statuses showing it) loses it to the first.
-    let dup = ServiceRequest { current_ips: vec![ip("198.51.100.7")], ..request("dup") };
-    assert_eq!(a.assign(&dup, &none()).unwrap().ips, vec![ip("198.51.100.1")]);
+    let dup = ServiceRequest {
+        current_ips: vec![ip("198.51.100.7")],
+        ..request("dup")
+    };
+    assert_eq!(
+        a.assign(&dup, &none()).unwrap().ips,
+        vec![ip("198.51.100.1")]
+    );
 }
 
 #[test]
 fn pool_shrink_and_delete_orphan_services() {
     let mut a = Allocator::new();
-    a.set_pools(vec![pool("p", 0, &["198.51.100.0/29"]), pool("q", 1, &["203.0.113.200/30"])]);
-    let x = ServiceRequest { requested_ips: vec![ip("198.51.100.6")], ..request("x") };
+    a.set_pools(vec![
+        pool("p", 0, &["198.51.100.0/29"]),
+        pool("q", 1, &["203.0.113.200/30"]),
+    ]);
+    let x = ServiceRequest {
+        requested_ips: vec![ip("198.51.100.6")],
+        ..request("x")
+    };
     a.assign(&x, &none()).unwrap();
     a.assign(&request("y"), &none()).unwrap();
     // Shrinking to .0-.3 orphans x only; y (.0) stays put.
-    let orphans = a.set_pools(vec![pool("p", 0, &["198.51.100.0/30"]), pool("q", 1, &["203.0.113.200/30"])]);
+    let orphans = a.set_pools(vec![
+        pool("p", 0, &["198.51.100.0/30"]),
+        pool("q", 1, &["203.0.113.200/30"]),
+    ]);
     assert_eq!(orphans, vec![ServiceKey::new("ns", "x")]);
-    assert!(matches!(a.assign(&x, &none()), Err(AllocationError::RequestedIpInNoPool { .. })));
+    assert!(matches!(
+        a.assign(&x, &none()),
+        Err(AllocationError::RequestedIpInNoPool { .. })
+    ));
     // Deleting p orphans y, which moves to q.
     let orphans = a.set_pools(vec![pool("q", 1, &["203.0.113.200/30"])]);
     assert_eq!(orphans, vec![ServiceKey::new("ns", "y")]);
@@ -235,7 +389,10 @@ fn overlapping_pools_never_allocate_the_overlap_but_keep_existing() {
     a.set_pools(vec![pool("early", 0, &["198.51.100.0/30"])]);
     let held = a.assign(&request("a"), &none()).unwrap();
     assert_eq!(held.ips, vec![ip("198.51.100.0")]);
-    let orphans = a.set_pools(vec![pool("early", 0, &["198.51.100.0/30"]), pool("late", 1, &["198.51.100.0/29"])]);
+    let orphans = a.set_pools(vec![
+        pool("early", 0, &["198.51.100.0/30"]),
+        pool("late", 1, &["198.51.100.0/29"]),
+    ]);
     assert!(orphans.is_empty(), "existing IPs in the overlap stay");
     assert!(a.pools()["late"].conflict.is_some());
     assert_eq!(a.assign(&request("a"), &none()).unwrap().ips, held.ips);
@@ -254,7 +411,13 @@ fn overlapping_pools_never_allocate_the_overlap_but_keep_existing() {
 fn ipv6_pool_of_any_size_is_cheap() {
     let mut a = Allocator::new();
     a.set_pools(vec![pool("huge", 0, &["2001:db8::/32"])]);
-    let v6 = |n: &str| ServiceRequest { needs: FamilyNeeds { families: vec![Family::V6], all_required: true }, ..request(n) };
+    let v6 = |n: &str| ServiceRequest {
+        needs: FamilyNeeds {
+            families: vec![Family::V6],
+            all_required: true,
+        },
+        ..request(n)
+    };
     for i in 0..1000 {
         a.assign(&v6(&format!("s{i}")), &none()).unwrap();
     }

@@ -48,7 +48,8 @@ pub fn failure_reason(outcome: &Outcome) -> &'static str {
             AllocationError::NoEligiblePool { .. } => "NoEligiblePool",
             AllocationError::PoolFull { .. } => "PoolFull",
             AllocationError::FamilyUnavailable { .. } => "FamilyUnavailable",
-            AllocationError::RequestedIpInNoPool { .. } | AllocationError::RequestedIpNotInPool { .. } => "IPNotInPool",
+            AllocationError::RequestedIpInNoPool { .. }
+            | AllocationError::RequestedIpNotInPool { .. } => "IPNotInPool",
             AllocationError::RequestedIpInOverlap { .. } => "IPInPoolOverlap",
             AllocationError::IpTaken { .. } => "IPTaken",
             AllocationError::SharingConflict { .. } => "SharingConflict",
@@ -67,7 +68,11 @@ impl Outcome {
                     reason: "Allocated".into(),
                     message: format!(
                         "{} from pool {}",
-                        a.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", "),
+                        a.ips
+                            .iter()
+                            .map(|ip| ip.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         a.pool
                     ),
                 }),
@@ -99,17 +104,36 @@ pub fn observed(service: &Service) -> ServiceWrite {
     let ips = status
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
-        .unwrap_or_default();
-    let pool = service.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL)).cloned();
-    let condition = status.and_then(|s| s.conditions.as_ref()).and_then(|conditions| {
-        conditions.iter().find(|c| c.type_ == CONDITION_TYPE).map(|c| ConditionState {
-            allocated: c.status == "True",
-            reason: c.reason.clone(),
-            message: c.message.clone(),
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
         })
-    });
-    ServiceWrite { ips, pool, condition }
+        .unwrap_or_default();
+    let pool = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL))
+        .cloned();
+    let condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == CONDITION_TYPE)
+                .map(|c| ConditionState {
+                    allocated: c.status == "True",
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
+        });
+    ServiceWrite {
+        ips,
+        pool,
+        condition,
+    }
 }
 
 /// Whether we ever wrote on this Service (so releasing it needs a write).
@@ -124,7 +148,9 @@ mod tests {
 
     #[test]
     fn failure_write_has_no_ips_and_a_reason() {
-        let outcome = Outcome::Failed(AllocationError::UnknownPool { pool: "gold".into() });
+        let outcome = Outcome::Failed(AllocationError::UnknownPool {
+            pool: "gold".into(),
+        });
         let write = outcome.desired();
         assert!(write.ips.is_empty() && write.pool.is_none());
         let c = write.condition.unwrap();
@@ -134,10 +160,14 @@ mod tests {
 
     #[test]
     fn observed_matches_desired_after_write() {
-        let assignment = Assignment { pool: "p".into(), ips: vec!["198.51.100.1".parse().unwrap()] };
+        let assignment = Assignment {
+            pool: "p".into(),
+            ips: vec!["198.51.100.1".parse().unwrap()],
+        };
         let write = Outcome::Allocated(assignment).desired();
         let mut svc = Service::default();
-        svc.metadata.annotations = Some([(ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "p".to_string())].into());
+        svc.metadata.annotations =
+            Some([(ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "p".to_string())].into());
         svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
             load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
                 ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
@@ -145,14 +175,18 @@ mod tests {
                     ..Default::default()
                 }]),
             }),
-            conditions: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                type_: CONDITION_TYPE.into(),
-                status: "True".into(),
-                reason: "Allocated".into(),
-                message: "198.51.100.1 from pool p".into(),
-                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
-                observed_generation: None,
-            }]),
+            conditions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: CONDITION_TYPE.into(),
+                    status: "True".into(),
+                    reason: "Allocated".into(),
+                    message: "198.51.100.1 from pool p".into(),
+                    last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        Default::default(),
+                    ),
+                    observed_generation: None,
+                },
+            ]),
         });
         assert_eq!(observed(&svc), write);
         assert!(carries_our_marks(&svc));

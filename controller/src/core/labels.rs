@@ -15,17 +15,21 @@ pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
         .iter()
         .flatten()
         .all(|(key, value)| labels.get(key) == Some(value));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|requirement| {
-        let actual = labels.get(&requirement.key);
-        let values = requirement.values.as_deref().unwrap_or_default();
-        match requirement.operator.as_str() {
-            "In" => actual.is_some_and(|v| values.contains(v)),
-            "NotIn" => actual.is_none_or(|v| !values.contains(v)),
-            "Exists" => actual.is_some(),
-            "DoesNotExist" => actual.is_none(),
-            _ => false,
-        }
-    });
+    let expressions_ok = selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .all(|requirement| {
+            let actual = labels.get(&requirement.key);
+            let values = requirement.values.as_deref().unwrap_or_default();
+            match requirement.operator.as_str() {
+                "In" => actual.is_some_and(|v| values.contains(v)),
+                "NotIn" => actual.is_none_or(|v| !values.contains(v)),
+                "Exists" => actual.is_some(),
+                "DoesNotExist" => actual.is_none(),
+                _ => false,
+            }
+        });
     labels_ok && expressions_ok
 }
 
@@ -41,7 +45,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -55,13 +62,19 @@ mod tests {
     #[test]
     fn match_labels_and_expressions() {
         let l = labels(&[("app", "web"), ("tier", "front")]);
-        let mut s = LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() };
+        let mut s = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
         assert!(selector_matches(&s, &l));
         s.match_expressions = Some(vec![expr("tier", "In", &["front", "edge"])]);
         assert!(selector_matches(&s, &l));
         s.match_expressions = Some(vec![expr("tier", "NotIn", &["front"])]);
         assert!(!selector_matches(&s, &l));
-        s.match_expressions = Some(vec![expr("zone", "NotIn", &["a"]), expr("zone", "DoesNotExist", &[])]);
+        s.match_expressions = Some(vec![
+            expr("zone", "NotIn", &["a"]),
+            expr("zone", "DoesNotExist", &[]),
+        ]);
         assert!(selector_matches(&s, &l));
         s.match_expressions = Some(vec![expr("zone", "Exists", &[])]);
         assert!(!selector_matches(&s, &l));

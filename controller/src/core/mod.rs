@@ -2,9 +2,9 @@
 //! No I/O here; the shell in `crate::shell` drives it.
 
 pub mod allocator;
-pub mod desired;
 #[cfg(test)]
 mod allocator_tests;
+pub mod desired;
 pub mod labels;
 pub mod pools;
 pub mod service;

@@ -62,7 +62,11 @@ pub struct Conflict {
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "addresses {} are also in pool {}; they are not allocated from either", self.overlap, self.other_pool)
+        write!(
+            f,
+            "addresses {} are also in pool {}; they are not allocated from either",
+            self.overlap, self.other_pool
+        )
     }
 }
 
@@ -84,11 +88,21 @@ pub fn resolve_pools(mut configs: Vec<PoolConfig>) -> BTreeMap<String, Pool> {
             if other_index < index && conflict.is_none() {
                 let shared = config.declared.intersection(&other.declared);
                 if let Some(first) = shared.ranges().first() {
-                    conflict = Some(Conflict { other_pool: other.name.clone(), overlap: *first });
+                    conflict = Some(Conflict {
+                        other_pool: other.name.clone(),
+                        overlap: *first,
+                    });
                 }
             }
         }
-        pools.insert(config.name.clone(), Pool { config: config.clone(), allocatable, conflict });
+        pools.insert(
+            config.name.clone(),
+            Pool {
+                config: config.clone(),
+                allocatable,
+                conflict,
+            },
+        );
     }
     pools
 }
@@ -119,8 +133,14 @@ mod tests {
         let late = &pools["late"];
         assert!(early.conflict.is_none());
         assert_eq!(late.conflict.as_ref().unwrap().other_pool, "early");
-        assert_eq!(late.conflict.as_ref().unwrap().overlap.to_string(), "198.51.100.8-198.51.100.15");
-        assert_eq!(early.allocatable.ranges()[0].to_string(), "198.51.100.0-198.51.100.7");
+        assert_eq!(
+            late.conflict.as_ref().unwrap().overlap.to_string(),
+            "198.51.100.8-198.51.100.15"
+        );
+        assert_eq!(
+            early.allocatable.ranges()[0].to_string(),
+            "198.51.100.0-198.51.100.7"
+        );
         assert!(late.allocatable.is_empty());
         assert!(pools["apart"].conflict.is_none());
     }

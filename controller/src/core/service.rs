@@ -29,7 +29,10 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
-        ServiceKey { namespace: namespace.into(), name: name.into() }
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     pub fn of(service: &Service) -> ServiceKey {
@@ -102,13 +105,27 @@ pub enum RequestError {
     #[error("annotation {annotation}: {value:?} is not an IP address")]
     InvalidIp { annotation: String, value: String },
     #[error("annotation {annotation}: at most one IP per family, got {first} and {second}")]
-    TwoIpsOfOneFamily { annotation: String, first: IpAddr, second: IpAddr },
+    TwoIpsOfOneFamily {
+        annotation: String,
+        first: IpAddr,
+        second: IpAddr,
+    },
     #[error("requested IP {ip} is {family}, but the Service's ipFamilies are {allowed}")]
-    WrongFamily { ip: IpAddr, family: Family, allowed: String },
-    #[error("the Service is RequireDualStack but requests only {requested}: request one IP per family")]
+    WrongFamily {
+        ip: IpAddr,
+        family: Family,
+        allowed: String,
+    },
+    #[error(
+        "the Service is RequireDualStack but requests only {requested}: request one IP per family"
+    )]
     DualStackNeedsBothIps { requested: String },
     #[error("spec.loadBalancerIP {spec} and annotation {annotation} ({value}) disagree")]
-    ConflictingRequests { spec: String, annotation: String, value: String },
+    ConflictingRequests {
+        spec: String,
+        annotation: String,
+        value: String,
+    },
     #[error("annotation {annotation} is empty")]
     EmptyAnnotation { annotation: String },
 }
@@ -139,8 +156,12 @@ pub struct ClassFilter {
 
 impl ClassFilter {
     pub fn interest(&self, service: &Service) -> Interest {
-        let Some(spec) = &service.spec else { return Interest::NotOurs };
-        if service.metadata.deletion_timestamp.is_some() || spec.type_.as_deref() != Some("LoadBalancer") {
+        let Some(spec) = &service.spec else {
+            return Interest::NotOurs;
+        };
+        if service.metadata.deletion_timestamp.is_some()
+            || spec.type_.as_deref() != Some("LoadBalancer")
+        {
             return Interest::NotOurs;
         }
         match spec.load_balancer_class.as_deref() {
@@ -158,7 +179,11 @@ impl ClassFilter {
 }
 
 /// Reads annotation `name` under our prefix, or else a legacy one (noting which).
-fn annotation<'a>(service: &'a Service, name: &str, legacy_used: &mut Vec<String>) -> Option<(String, &'a str)> {
+fn annotation<'a>(
+    service: &'a Service,
+    name: &str,
+    legacy_used: &mut Vec<String>,
+) -> Option<(String, &'a str)> {
     let annotations = service.metadata.annotations.as_ref()?;
     let ours = format!("{PREFIX}{name}");
     if let Some(value) = annotations.get(&ours) {
@@ -192,33 +217,60 @@ fn family_needs(service: &Service) -> FamilyNeeds {
         // Older servers may leave ipFamilies empty: infer from the ClusterIPs.
         families = spec
             .and_then(|s| s.cluster_ips.as_ref())
-            .map(|ips| ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(|ip| Family::of(&ip)).collect())
+            .map(|ips| {
+                ips.iter()
+                    .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                    .map(|ip| Family::of(&ip))
+                    .collect()
+            })
             .unwrap_or_default();
     }
     families.dedup();
     if families.is_empty() {
         families.push(Family::V4);
     }
-    let policy = spec.and_then(|s| s.ip_family_policy.as_deref()).unwrap_or("SingleStack");
+    let policy = spec
+        .and_then(|s| s.ip_family_policy.as_deref())
+        .unwrap_or("SingleStack");
     match policy {
         "RequireDualStack" => {
             if families.len() < 2 {
-                let other = if families[0] == Family::V4 { Family::V6 } else { Family::V4 };
+                let other = if families[0] == Family::V4 {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
                 families.push(other);
             }
-            FamilyNeeds { families, all_required: true }
+            FamilyNeeds {
+                families,
+                all_required: true,
+            }
         }
-        "PreferDualStack" => FamilyNeeds { families, all_required: false },
+        "PreferDualStack" => FamilyNeeds {
+            families,
+            all_required: false,
+        },
         _ => {
             families.truncate(1);
-            FamilyNeeds { families, all_required: true }
+            FamilyNeeds {
+                families,
+                all_required: true,
+            }
         }
     }
 }
 
-fn parse_requested_ips(service: &Service, legacy: &mut Vec<String>) -> Result<Vec<IpAddr>, RequestError> {
+fn parse_requested_ips(
+    service: &Service,
+    legacy: &mut Vec<String>,
+) -> Result<Vec<IpAddr>, RequestError> {
     let from_annotation = annotation(service, ANNOTATION_LOAD_BALANCER_IPS, legacy);
-    let from_spec = service.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref()).filter(|ip| !ip.is_empty());
+    let from_spec = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .filter(|ip| !ip.is_empty());
     let (source, list) = match (&from_annotation, from_spec) {
         (Some((name, value)), Some(spec_ip)) => {
             if value.split(',').map(str::trim).any(|v| v == spec_ip) {
@@ -240,10 +292,19 @@ fn parse_requested_ips(service: &Service, legacy: &mut Vec<String>) -> Result<Ve
     }
     let mut ips: Vec<IpAddr> = Vec::new();
     for value in list.split(',').map(str::trim) {
-        let ip: IpAddr =
-            value.parse().map_err(|_| RequestError::InvalidIp { annotation: source.clone(), value: value.to_string() })?;
-        if let Some(first) = ips.iter().find(|other| Family::of(other) == Family::of(&ip)) {
-            return Err(RequestError::TwoIpsOfOneFamily { annotation: source, first: *first, second: ip });
+        let ip: IpAddr = value.parse().map_err(|_| RequestError::InvalidIp {
+            annotation: source.clone(),
+            value: value.to_string(),
+        })?;
+        if let Some(first) = ips
+            .iter()
+            .find(|other| Family::of(other) == Family::of(&ip))
+        {
+            return Err(RequestError::TwoIpsOfOneFamily {
+                annotation: source,
+                first: *first,
+                second: ip,
+            });
         }
         ips.push(ip);
     }
@@ -256,7 +317,12 @@ fn ingress_ips(service: &Service) -> Vec<IpAddr> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -271,27 +337,41 @@ pub fn read_request(service: &Service) -> Result<ServiceRequest, RequestError> {
             return Err(RequestError::WrongFamily {
                 ip: *ip,
                 family: Family::of(ip),
-                allowed: needs.families.iter().map(|f| f.k8s_name()).collect::<Vec<_>>().join(","),
+                allowed: needs
+                    .families
+                    .iter()
+                    .map(|f| f.k8s_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
             });
         }
     }
     if needs.all_required && needs.families.len() > 1 && requested_ips.len() == 1 {
-        return Err(RequestError::DualStackNeedsBothIps { requested: requested_ips[0].to_string() });
+        return Err(RequestError::DualStackNeedsBothIps {
+            requested: requested_ips[0].to_string(),
+        });
     }
     let requested_pool = match annotation(service, ANNOTATION_ADDRESS_POOL, &mut legacy) {
-        Some((name, value)) if value.trim().is_empty() => return Err(RequestError::EmptyAnnotation { annotation: name }),
+        Some((name, value)) if value.trim().is_empty() => {
+            return Err(RequestError::EmptyAnnotation { annotation: name });
+        }
         Some((_, value)) => Some(value.trim().to_string()),
         None => None,
     };
     let sharing = match annotation(service, ANNOTATION_ALLOW_SHARED_IP, &mut legacy) {
-        Some((name, value)) if value.trim().is_empty() => return Err(RequestError::EmptyAnnotation { annotation: name }),
+        Some((name, value)) if value.trim().is_empty() => {
+            return Err(RequestError::EmptyAnnotation { annotation: name });
+        }
         Some((_, value)) => Some(SharingTerms {
             key: value.trim().to_string(),
             ports: spec
                 .ports
                 .iter()
                 .flatten()
-                .map(|p| PortKey { protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()), port: p.port })
+                .map(|p| PortKey {
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    port: p.port,
+                })
                 .collect(),
             local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
             selector: spec.selector.clone().unwrap_or_default(),
@@ -331,21 +411,35 @@ mod tests {
             metadata: ObjectMeta {
                 namespace: Some("ns".into()),
                 name: Some("web".into()),
-                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
                 ..Default::default()
             },
-            spec: Some(ServiceSpec { type_: Some("LoadBalancer".into()), ..spec }),
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                ..spec
+            }),
             status: None,
         }
     }
 
     fn v4_spec() -> ServiceSpec {
-        ServiceSpec { ip_families: Some(vec!["IPv4".into()]), ..Default::default() }
+        ServiceSpec {
+            ip_families: Some(vec!["IPv4".into()]),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn class_filter() {
-        let filter = ClassFilter { class: "ferrolb.io/lb".into(), claim_unclassed: true };
+        let filter = ClassFilter {
+            class: "ferrolb.io/lb".into(),
+            claim_unclassed: true,
+        };
         let mut svc = service(&[], v4_spec());
         assert_eq!(filter.interest(&svc), Interest::Ours);
         svc.spec.as_mut().unwrap().load_balancer_class = Some("other".into());
@@ -354,37 +448,70 @@ mod tests {
         assert_eq!(filter.interest(&svc), Interest::Ours);
         svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
         assert_eq!(filter.interest(&svc), Interest::NotOurs);
-        let strict = ClassFilter { class: "x".into(), claim_unclassed: false };
+        let strict = ClassFilter {
+            class: "x".into(),
+            claim_unclassed: false,
+        };
         assert_eq!(strict.interest(&service(&[], v4_spec())), Interest::NotOurs);
     }
 
     #[test]
     fn reads_annotations_in_all_spellings() {
         let svc = service(
-            &[("metallb.universe.tf/address-pool", "gold"), ("ferrolb.io/loadBalancerIPs", "198.51.100.7")],
+            &[
+                ("metallb.universe.tf/address-pool", "gold"),
+                ("ferrolb.io/loadBalancerIPs", "198.51.100.7"),
+            ],
             v4_spec(),
         );
         let req = read_request(&svc).unwrap();
         assert_eq!(req.requested_pool.as_deref(), Some("gold"));
-        assert_eq!(req.requested_ips, vec!["198.51.100.7".parse::<IpAddr>().unwrap()]);
-        assert_eq!(req.legacy_annotations, vec!["metallb.universe.tf/address-pool".to_string()]);
+        assert_eq!(
+            req.requested_ips,
+            vec!["198.51.100.7".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            req.legacy_annotations,
+            vec!["metallb.universe.tf/address-pool".to_string()]
+        );
     }
 
     #[test]
     fn bad_annotations_are_named_errors() {
         let garbage = service(&[("ferrolb.io/loadBalancerIPs", "not-an-ip")], v4_spec());
-        assert!(matches!(read_request(&garbage), Err(RequestError::InvalidIp { .. })));
+        assert!(matches!(
+            read_request(&garbage),
+            Err(RequestError::InvalidIp { .. })
+        ));
         let wrong_family = service(&[("ferrolb.io/loadBalancerIPs", "2001:db8::1")], v4_spec());
-        assert!(matches!(read_request(&wrong_family), Err(RequestError::WrongFamily { .. })));
-        let two = service(&[("metallb.io/loadBalancerIPs", "198.51.100.1,198.51.100.2")], v4_spec());
-        assert!(matches!(read_request(&two), Err(RequestError::TwoIpsOfOneFamily { .. })));
+        assert!(matches!(
+            read_request(&wrong_family),
+            Err(RequestError::WrongFamily { .. })
+        ));
+        let two = service(
+            &[("metallb.io/loadBalancerIPs", "198.51.100.1,198.51.100.2")],
+            v4_spec(),
+        );
+        assert!(matches!(
+            read_request(&two),
+            Err(RequestError::TwoIpsOfOneFamily { .. })
+        ));
         let empty = service(&[("ferrolb.io/address-pool", " ")], v4_spec());
-        assert!(matches!(read_request(&empty), Err(RequestError::EmptyAnnotation { .. })));
+        assert!(matches!(
+            read_request(&empty),
+            Err(RequestError::EmptyAnnotation { .. })
+        ));
         let conflicting = service(
             &[("ferrolb.io/loadBalancerIPs", "198.51.100.1")],
-            ServiceSpec { load_balancer_ip: Some("198.51.100.2".into()), ..v4_spec() },
+            ServiceSpec {
+                load_balancer_ip: Some("198.51.100.2".into()),
+                ..v4_spec()
+            },
         );
-        assert!(matches!(read_request(&conflicting), Err(RequestError::ConflictingRequests { .. })));
+        assert!(matches!(
+            read_request(&conflicting),
+            Err(RequestError::ConflictingRequests { .. })
+        ));
     }
 
     #[test]
@@ -395,25 +522,55 @@ mod tests {
             ..Default::default()
         };
         let req = read_request(&service(&[], dual.clone())).unwrap();
-        assert_eq!(req.needs, FamilyNeeds { families: vec![Family::V6, Family::V4], all_required: true });
+        assert_eq!(
+            req.needs,
+            FamilyNeeds {
+                families: vec![Family::V6, Family::V4],
+                all_required: true
+            }
+        );
         let one = service(&[("ferrolb.io/loadBalancerIPs", "2001:db8::5")], dual);
-        assert!(matches!(read_request(&one), Err(RequestError::DualStackNeedsBothIps { .. })));
+        assert!(matches!(
+            read_request(&one),
+            Err(RequestError::DualStackNeedsBothIps { .. })
+        ));
         let prefer = ServiceSpec {
             ip_family_policy: Some("PreferDualStack".into()),
             ip_families: Some(vec!["IPv4".into()]),
             ..Default::default()
         };
-        assert!(!read_request(&service(&[], prefer)).unwrap().needs.all_required);
-        let inferred = ServiceSpec { cluster_ips: Some(vec!["2001:db8:ffff::9".into()]), ..Default::default() };
-        assert_eq!(read_request(&service(&[], inferred)).unwrap().needs.families, vec![Family::V6]);
+        assert!(
+            !read_request(&service(&[], prefer))
+                .unwrap()
+                .needs
+                .all_required
+        );
+        let inferred = ServiceSpec {
+            cluster_ips: Some(vec!["2001:db8:ffff::9".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            read_request(&service(&[], inferred))
+                .unwrap()
+                .needs
+                .families,
+            vec![Family::V6]
+        );
     }
 
     #[test]
     fn sharing_terms() {
         let spec = ServiceSpec {
             ports: Some(vec![
-                ServicePort { port: 80, ..Default::default() },
-                ServicePort { port: 53, protocol: Some("UDP".into()), ..Default::default() },
+                ServicePort {
+                    port: 80,
+                    ..Default::default()
+                },
+                ServicePort {
+                    port: 53,
+                    protocol: Some("UDP".into()),
+                    ..Default::default()
+                },
             ]),
             external_traffic_policy: Some("Local".into()),
             ..v4_spec()

@@ -17,14 +17,19 @@ impl EventSink {
     pub fn start(client: kube::Client, instance: String, workers: usize) -> EventSink {
         let (tx, rx) = mpsc::channel::<(ObjectReference, Event)>(20_000);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(instance) };
+        let reporter = Reporter {
+            controller: "ferrolb-controller".into(),
+            instance: Some(instance),
+        };
         for _ in 0..workers.max(1) {
             let recorder = Recorder::new(client.clone(), reporter.clone());
             let rx = rx.clone();
             tokio::spawn(async move {
                 loop {
                     let next = rx.lock().await.recv().await;
-                    let Some((reference, event)) = next else { break };
+                    let Some((reference, event)) = next else {
+                        break;
+                    };
                     if let Err(e) = recorder.publish(&event, &reference).await {
                         debug!(error = %e, object = ?reference.name, "could not publish event");
                     }
@@ -34,9 +39,20 @@ impl EventSink {
         EventSink { tx }
     }
 
-    pub fn send(&self, reference: ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
+    pub fn send(
+        &self,
+        reference: ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note),
             action: action.into(),

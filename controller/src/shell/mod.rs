@@ -14,10 +14,10 @@ use std::time::Duration;
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolStatus};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event as WatchEvent};
 use serde_json::json;
 use tracing::{info, info_span, warn};
 
@@ -51,20 +51,36 @@ struct Seen {
     uid: Option<String>,
     created: i64,
     ours: bool,
+    /// `type: LoadBalancer` and not being deleted, of whatever class.
+    load_balancer: bool,
     request: Option<Result<ServiceRequest, crate::core::RequestError>>,
     shown: ServiceWrite,
     marked: bool,
+    /// resourceVersion of the object `shown` was read from.
+    version: Option<u64>,
 }
 
 fn seen(service: &Service, class: &ClassFilter) -> Seen {
     let ours = class.interest(service) == Interest::Ours;
     Seen {
         uid: service.metadata.uid.clone(),
-        created: service.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
+        created: service
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(0),
         ours,
+        load_balancer: service.metadata.deletion_timestamp.is_none()
+            && service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
         request: ours.then(|| read_request(service)),
         shown: observed(service),
         marked: carries_our_marks(service),
+        version: service
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok()),
     }
 }
 
@@ -79,11 +95,14 @@ struct State {
     pool_status: HashMap<String, IPAddressPoolStatus>,
     pools_dirty: bool,
     retry_needed: bool,
+    /// The last write we decided on per Service: Events and logs mark
+    /// changes of decision, not repairs.
+    submitted: HashMap<ServiceKey, ServiceWrite>,
     legacy_warned: HashSet<ServiceKey>,
     writer: Writer,
     events: EventSink,
     metrics: Metrics,
-    pool_api: Api<IPAddressPool>,
+    pool_writes: tokio::sync::mpsc::UnboundedSender<(String, IPAddressPoolStatus)>,
 }
 
 /// Runs the allocation loop until `shutdown` resolves.
@@ -95,9 +114,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let services = watcher(Api::<Service>::all(client.clone())).map(|e| e.map(Input::Service));
-    let pools = watcher(Api::<IPAddressPool>::namespaced(client.clone(), &config.pool_namespace)).map(|e| e.map(Input::Pool));
-    let namespaces = watcher(Api::<Namespace>::all(client.clone())).map(|e| e.map(Input::Namespace));
-    let mut inputs = futures::stream::select_all(vec![services.boxed(), pools.boxed(), namespaces.boxed()]);
+    let pools = watcher(Api::<IPAddressPool>::namespaced(
+        client.clone(),
+        &config.pool_namespace,
+    ))
+    .map(|e| e.map(Input::Pool));
+    let namespaces =
+        watcher(Api::<Namespace>::all(client.clone())).map(|e| e.map(Input::Namespace));
+    let mut inputs =
+        futures::stream::select_all(vec![services.boxed(), pools.boxed(), namespaces.boxed()]);
 
     let mut state = State {
         alloc: Allocator::new(),
@@ -109,11 +134,15 @@ pub async fn run(
         pool_status: HashMap::new(),
         pools_dirty: true,
         retry_needed: false,
+        submitted: HashMap::new(),
         legacy_warned: HashSet::new(),
         writer: Writer::start(client.clone(), config.write_workers),
         events: EventSink::start(client.clone(), config.identity.clone(), 4),
         metrics,
-        pool_api: Api::namespaced(client.clone(), &config.pool_namespace),
+        pool_writes: start_pool_status_writer(Api::namespaced(
+            client.clone(),
+            &config.pool_namespace,
+        )),
         config,
     };
 
@@ -137,7 +166,11 @@ pub async fn run(
     }
     state.rebuild();
     health.set_ready(true);
-    info!(services = state.services.len(), pools = state.pools.len(), "initial sync done");
+    info!(
+        services = state.services.len(),
+        pools = state.pools.len(),
+        "initial sync done"
+    );
 
     // Phase 2: react to changes.
     let mut flush = tokio::time::interval(Duration::from_millis(500));
@@ -155,7 +188,9 @@ pub async fn run(
     Ok(())
 }
 
-fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<WatchEvent<K>, watcher::Error>> + Send + 'static
+fn watcher<K>(
+    api: Api<K>,
+) -> impl Stream<Item = Result<WatchEvent<K>, watcher::Error>> + Send + 'static
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -167,7 +202,8 @@ impl State {
     fn initial(&mut self, input: Input) -> Option<usize> {
         match input {
             Input::Service(WatchEvent::InitApply(s)) | Input::Service(WatchEvent::Apply(s)) => {
-                self.services.insert(ServiceKey::of(&s), seen(&s, &self.config.class));
+                self.services
+                    .insert(ServiceKey::of(&s), seen(&s, &self.config.class));
             }
             Input::Service(WatchEvent::InitDone) => return Some(0),
             Input::Pool(WatchEvent::InitApply(p)) | Input::Pool(WatchEvent::Apply(p)) => {
@@ -208,7 +244,8 @@ impl State {
         match input {
             Input::Service(WatchEvent::Apply(s)) | Input::Service(WatchEvent::InitApply(s)) => {
                 let key = ServiceKey::of(&s);
-                self.services.insert(key.clone(), seen(&s, &self.config.class));
+                self.services
+                    .insert(key.clone(), seen(&s, &self.config.class));
                 self.evaluate(&key);
             }
             Input::Service(WatchEvent::Delete(s)) => {
@@ -216,6 +253,8 @@ impl State {
                 self.services.remove(&key);
                 self.pending.remove(&key);
                 self.legacy_warned.remove(&key);
+                self.submitted.remove(&key);
+                self.writer.forget(&key);
                 if let Some((assignment, freed)) = self.alloc.release(&key) {
                     info!(service = %key, pool = %assignment.pool, "service deleted, IPs released");
                     self.metrics.record_release(&assignment.pool);
@@ -224,8 +263,16 @@ impl State {
                 }
             }
             Input::Pool(WatchEvent::Apply(p)) | Input::Pool(WatchEvent::InitApply(p)) => {
+                // Our own status writes come back as events: only a new
+                // generation (a spec change) changes allocation.
+                let same_spec = self
+                    .pools
+                    .get(&p.name_any())
+                    .is_some_and(|old| old.metadata.generation == p.metadata.generation);
                 self.pools.insert(p.name_any(), p);
-                self.pools_changed();
+                if !same_spec {
+                    self.pools_changed();
+                }
             }
             Input::Pool(WatchEvent::Delete(p)) => {
                 self.pools.remove(&p.name_any());
@@ -235,7 +282,12 @@ impl State {
             }
             Input::Namespace(WatchEvent::Apply(n)) | Input::Namespace(WatchEvent::InitApply(n)) => {
                 let labels = n.labels().clone();
-                if self.namespaces.insert(n.name_any(), labels.clone()).as_ref() != Some(&labels) {
+                if self
+                    .namespaces
+                    .insert(n.name_any(), labels.clone())
+                    .as_ref()
+                    != Some(&labels)
+                {
                     self.retry_pending();
                 }
             }
@@ -293,13 +345,16 @@ impl State {
 
     /// Decides one Service and queues whatever write brings it there.
     fn evaluate(&mut self, key: &ServiceKey) {
-        let Some(entry) = self.services.get(key) else { return };
+        let Some(entry) = self.services.get(key) else {
+            return;
+        };
         let span = info_span!("service", service = %key);
         let _guard = span.enter();
         let outcome = match (&entry.ours, &entry.request) {
             (true, Some(Ok(request))) => {
                 let request = request.clone();
-                if !request.legacy_annotations.is_empty() && self.legacy_warned.insert(key.clone()) {
+                if !request.legacy_annotations.is_empty() && self.legacy_warned.insert(key.clone())
+                {
                     let names = request.legacy_annotations.join(", ");
                     self.events.send(
                         service_reference(&key.namespace, &key.name, entry.uid.as_deref()),
@@ -309,13 +364,18 @@ impl State {
                         format!("{names}: read for MetalLB compatibility; use the ferrolb.io/ prefix instead"),
                     );
                 }
-                let namespace_labels = self.namespaces.get(&key.namespace).cloned().unwrap_or_default();
+                let namespace_labels = self
+                    .namespaces
+                    .get(&key.namespace)
+                    .cloned()
+                    .unwrap_or_default();
                 let before = self.alloc.assignment(key).cloned();
                 match self.alloc.assign(&request, &namespace_labels) {
                     Ok(assignment) => {
                         if before.as_ref() != Some(&assignment) {
                             for ip in &assignment.ips {
-                                self.metrics.record_allocation(&assignment.pool, Family::of(ip));
+                                self.metrics
+                                    .record_allocation(&assignment.pool, Family::of(ip));
                             }
                             self.pools_dirty = true;
                         }
@@ -335,7 +395,10 @@ impl State {
                 Outcome::Invalid(e)
             }
             _ => {
-                let marked = entry.marked;
+                // Clear our marks only from a Service that is no LoadBalancer
+                // at all: a LoadBalancer of another class may belong to another
+                // FerroLB instance, whose marks look exactly like ours.
+                let marked = entry.marked && !entry.load_balancer;
                 let freed = self.release_quietly(key);
                 if !marked && !freed {
                     self.pending.remove(key);
@@ -371,27 +434,67 @@ impl State {
     }
 
     fn write(&mut self, key: &ServiceKey, outcome: &Outcome) {
-        let Some(entry) = self.services.get_mut(key) else { return };
+        let Some(entry) = self.services.get_mut(key) else {
+            return;
+        };
         let desired = outcome.desired();
+        if self.submitted.get(key) == Some(&desired) {
+            // Same decision as before. Repair the object only if it shows
+            // something else and that is not just a view from before our
+            // write completed (the annotation and the status are two writes).
+            let stale = match (entry.version, self.writer.applied_version(key)) {
+                (Some(seen), Some(applied)) => seen < applied,
+                _ => false,
+            };
+            if desired != entry.shown && !stale && !self.writer.busy(key) {
+                info!("status differs from our decision, rewriting it");
+                self.writer.submit(key.clone(), desired);
+            }
+            return;
+        }
+        self.submitted.insert(key.clone(), desired.clone());
         if desired == entry.shown {
             return;
         }
         let reference = service_reference(&key.namespace, &key.name, entry.uid.as_deref());
         match outcome {
             Outcome::Allocated(a) => {
-                let ips = a.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let ips = a
+                    .ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 info!(ips = %ips, pool = %a.pool, "IP allocated");
-                self.events.send(reference, false, "IPAllocated", "Allocate", format!("Assigned IP {ips} from pool {}", a.pool));
+                self.events.send(
+                    reference,
+                    false,
+                    "IPAllocated",
+                    "Allocate",
+                    format!("Assigned IP {ips} from pool {}", a.pool),
+                );
             }
             Outcome::Failed(e) => {
                 warn!(error = %e, "allocation failed");
                 self.metrics.record_failure(e.reason());
-                self.events.send(reference, true, "AllocationFailed", "Allocate", format!("{}: {e}", failure_reason(outcome)));
+                self.events.send(
+                    reference,
+                    true,
+                    "AllocationFailed",
+                    "Allocate",
+                    format!("{}: {e}", failure_reason(outcome)),
+                );
             }
             Outcome::Invalid(e) => {
                 warn!(error = %e, "invalid request");
                 self.metrics.record_failure(e.reason());
-                self.events.send(reference, true, "AllocationFailed", "Allocate", format!("InvalidRequest: {e}"));
+                self.events.send(
+                    reference,
+                    true,
+                    "AllocationFailed",
+                    "Allocate",
+                    format!("InvalidRequest: {e}"),
+                );
             }
             Outcome::Released => {
                 info!("no longer a LoadBalancer of ours, IPs released");
@@ -412,8 +515,10 @@ impl State {
         let namespace = self.config.pool_namespace.clone();
         for (name, object) in &self.pools {
             let usage = self.alloc.usage(name);
-            self.metrics.set_pool_usage(name, Family::V4, usage.assigned_v4, usage.available_v4);
-            self.metrics.set_pool_usage(name, Family::V6, usage.assigned_v6, usage.available_v6);
+            self.metrics
+                .set_pool_usage(name, Family::V4, usage.assigned_v4, usage.available_v4);
+            self.metrics
+                .set_pool_usage(name, Family::V6, usage.assigned_v6, usage.available_v6);
             let status = pools::pool_status(
                 &namespace,
                 object.metadata.generation,
@@ -425,37 +530,77 @@ impl State {
             if previous.is_some_and(|p| !pools::status_differs(p, &status)) {
                 continue;
             }
-            if let Some(pool) = self.alloc.pools().get(name).filter(|p| p.conflict.is_some()) {
-                let newly = self.pool_status.get(name).is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "Conflicting"));
+            if let Some(pool) = self
+                .alloc
+                .pools()
+                .get(name)
+                .filter(|p| p.conflict.is_some())
+            {
+                let newly = self
+                    .pool_status
+                    .get(name)
+                    .is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "Conflicting"));
                 if newly {
                     self.events.send(
                         pool_reference(object),
                         true,
                         "PoolConflict",
                         "Validate",
-                        pool.conflict.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        pool.conflict
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
                     );
                 }
             }
             if let Some(message) = self.invalid_pools.get(name) {
-                if self.pool_status.get(name).is_none_or(|p| p.conditions.iter().all(|c| c.reason != "InvalidAddresses")) {
-                    self.events.send(pool_reference(object), true, "InvalidPool", "Validate", message.clone());
+                if self
+                    .pool_status
+                    .get(name)
+                    .is_none_or(|p| p.conditions.iter().all(|c| c.reason != "InvalidAddresses"))
+                {
+                    self.events.send(
+                        pool_reference(object),
+                        true,
+                        "InvalidPool",
+                        "Validate",
+                        message.clone(),
+                    );
                 }
             }
             self.pool_status.insert(name.clone(), status.clone());
-            let api = self.pool_api.clone();
-            let name = name.clone();
-            tokio::spawn(async move {
-                let body = json!({
-                    "apiVersion": ferrolb_crds::API_VERSION, "kind": "IPAddressPool",
-                    "metadata": { "name": name }, "status": status,
-                });
-                if let Err(e) = api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
-                    warn!(pool = %name, error = %e, "could not write pool status");
-                }
-            });
+            if self.pool_writes.send((name.clone(), status)).is_err() {
+                warn!(pool = %name, "pool status writer is gone");
+            }
         }
     }
+}
+
+/// Writes pool statuses one at a time, in order, so an older status can never
+/// land after a newer one.
+fn start_pool_status_writer(
+    api: Api<IPAddressPool>,
+) -> tokio::sync::mpsc::UnboundedSender<(String, IPAddressPoolStatus)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, IPAddressPoolStatus)>();
+    tokio::spawn(async move {
+        while let Some((name, status)) = rx.recv().await {
+            let body = json!({
+                "apiVersion": ferrolb_crds::API_VERSION, "kind": "IPAddressPool",
+                "metadata": { "name": name }, "status": status,
+            });
+            if let Err(e) = api
+                .patch_status(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+            {
+                warn!(pool = %name, error = %e, "could not write pool status");
+            }
+        }
+    });
+    tx
 }
 
 fn pool_reference(pool: &IPAddressPool) -> k8s_openapi::api::core::v1::ObjectReference {

@@ -13,18 +13,31 @@ use crate::ipam::AddressSet;
 /// message for its status instead: it is then left out of allocation.
 pub fn pool_config(pool: &IPAddressPool) -> Result<PoolConfig, String> {
     if let Err(errors) = pool.spec.validate() {
-        return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        return Err(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "));
     }
     let ranges = pool.spec.ranges().map_err(|e| e.to_string())?;
-    let scope = pool.spec.service_allocation.as_ref().map(|sa| AllocationScope {
-        priority: sa.priority,
-        namespaces: sa.namespaces.clone(),
-        namespace_selectors: sa.namespace_selectors.clone(),
-        service_selectors: sa.service_selectors.clone(),
-    });
+    let scope = pool
+        .spec
+        .service_allocation
+        .as_ref()
+        .map(|sa| AllocationScope {
+            priority: sa.priority,
+            namespaces: sa.namespaces.clone(),
+            namespace_selectors: sa.namespace_selectors.clone(),
+            service_selectors: sa.service_selectors.clone(),
+        });
     Ok(PoolConfig {
         name: pool.name_any(),
-        created: pool.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(i64::MAX),
+        created: pool
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(i64::MAX),
         declared: AddressSet::new(ranges),
         auto_assign: pool.spec.auto_assign,
         avoid_buggy: pool.spec.avoid_buggy_ips,
@@ -32,7 +45,13 @@ pub fn pool_config(pool: &IPAddressPool) -> Result<PoolConfig, String> {
     })
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: if status { "True" } else { "False" }.into(),
@@ -51,7 +70,10 @@ pub fn pool_status(
     invalid: Option<&str>,
     usage: PoolUsage,
 ) -> IPAddressPoolStatus {
-    let mut status = IPAddressPoolStatus { observed_generation: generation, ..Default::default() };
+    let mut status = IPAddressPoolStatus {
+        observed_generation: generation,
+        ..Default::default()
+    };
     status.set_counts(AddressCounts {
         assigned_ipv4: usage.assigned_v4,
         available_ipv4: usage.available_v4,
@@ -66,15 +88,31 @@ pub fn pool_status(
             condition::REASON_CONFLICTING,
             condition::overlap_message(namespace, &conflict.other_pool, &conflict.overlap),
         ),
-        (None, None) => (true, condition::REASON_ADDRESSES_VALID, "addresses are valid and overlap no other pool".into()),
+        (None, None) => (
+            true,
+            condition::REASON_ADDRESSES_VALID,
+            "addresses are valid and overlap no other pool".into(),
+        ),
     };
-    status.conditions.push(condition(condition::TYPE_READY, ready, reason, message, generation));
+    status.conditions.push(condition(
+        condition::TYPE_READY,
+        ready,
+        reason,
+        message,
+        generation,
+    ));
     let conflict = pool.and_then(|p| p.conflict.as_ref());
     status.conditions.push(condition(
         condition::TYPE_CONFLICTING,
         conflict.is_some(),
-        if conflict.is_some() { condition::REASON_OVERLAP } else { "NoOverlap" },
-        conflict.map(|c| format!("{c}")).unwrap_or_else(|| "no other pool declares these addresses".into()),
+        if conflict.is_some() {
+            condition::REASON_OVERLAP
+        } else {
+            "NoOverlap"
+        },
+        conflict
+            .map(|c| format!("{c}"))
+            .unwrap_or_else(|| "no other pool declares these addresses".into()),
         generation,
     ));
     status

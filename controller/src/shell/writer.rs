@@ -27,6 +27,9 @@ struct Queue {
     order: VecDeque<ServiceKey>,
     desired: HashMap<ServiceKey, ServiceWrite>,
     in_flight: HashSet<ServiceKey>,
+    /// resourceVersion of each Service after our last completed write: watch
+    /// events older than that show a half-written state and are not repaired.
+    applied: HashMap<ServiceKey, u64>,
 }
 
 /// A handle to the write queue; cheap to clone.
@@ -40,7 +43,11 @@ pub struct Writer {
 impl Writer {
     /// Starts `workers` writer tasks.
     pub fn start(client: kube::Client, workers: usize) -> Writer {
-        let writer = Writer { queue: Arc::default(), wake: Arc::new(Notify::new()), idle: Arc::new(Notify::new()) };
+        let writer = Writer {
+            queue: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            idle: Arc::new(Notify::new()),
+        };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
             let client = client.clone();
@@ -61,7 +68,30 @@ impl Writer {
 
     /// Number of writes queued or in flight.
     pub fn backlog(&self) -> usize {
-        self.queue.lock().map(|q| q.desired.len() + q.in_flight.len()).unwrap_or(0)
+        self.queue
+            .lock()
+            .map(|q| q.desired.len() + q.in_flight.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether a write for `key` is queued or in flight.
+    pub fn busy(&self, key: &ServiceKey) -> bool {
+        self.queue
+            .lock()
+            .map(|q| q.desired.contains_key(key) || q.in_flight.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// resourceVersion our last completed write produced.
+    pub fn applied_version(&self, key: &ServiceKey) -> Option<u64> {
+        self.queue.lock().ok()?.applied.get(key).copied()
+    }
+
+    /// Forgets a deleted Service.
+    pub fn forget(&self, key: &ServiceKey) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.applied.remove(key);
+        }
     }
 
     fn take(&self) -> Option<(ServiceKey, ServiceWrite)> {
@@ -81,9 +111,12 @@ impl Writer {
         None
     }
 
-    fn done(&self, key: &ServiceKey) {
+    fn done(&self, key: &ServiceKey, version: Option<u64>) {
         if let Ok(mut q) = self.queue.lock() {
             q.in_flight.remove(key);
+            if let Some(version) = version {
+                q.applied.insert(key.clone(), version);
+            }
             if q.desired.is_empty() && q.in_flight.is_empty() {
                 self.idle.notify_waiters();
             }
@@ -99,16 +132,24 @@ impl Writer {
             };
             let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
             let mut attempt = 0u32;
+            let mut version = None;
             loop {
                 match apply(&api, &key, &write).await {
-                    Ok(()) => break,
+                    Ok(v) => {
+                        version = v;
+                        break;
+                    }
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         debug!(service = %key, "service gone before its write");
                         break;
                     }
                     Err(e) => {
                         attempt += 1;
-                        let superseded = self.queue.lock().map(|q| q.desired.contains_key(&key)).unwrap_or(false);
+                        let superseded = self
+                            .queue
+                            .lock()
+                            .map(|q| q.desired.contains_key(&key))
+                            .unwrap_or(false);
                         if superseded || attempt >= 8 {
                             warn!(service = %key, error = %e, attempt, "giving up this write");
                             break;
@@ -118,7 +159,7 @@ impl Writer {
                     }
                 }
             }
-            self.done(&key);
+            self.done(&key, version);
         }
     }
 }
@@ -127,7 +168,11 @@ impl Writer {
 /// ingress and condition on the status subresource. Fields we no longer
 /// specify (a released IP, a dropped annotation) are removed by SSA because
 /// our field manager owns them.
-async fn apply(api: &Api<Service>, key: &ServiceKey, write: &ServiceWrite) -> Result<(), kube::Error> {
+async fn apply(
+    api: &Api<Service>,
+    key: &ServiceKey,
+    write: &ServiceWrite,
+) -> Result<Option<u64>, kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let annotations = match &write.pool {
         Some(pool) => json!({ ANNOTATION_ALLOCATED_FROM_POOL: pool }),
@@ -139,7 +184,11 @@ async fn apply(api: &Api<Service>, key: &ServiceKey, write: &ServiceWrite) -> Re
     });
     api.patch(&key.name, &params, &Patch::Apply(&meta)).await?;
 
-    let ingress: Vec<_> = write.ips.iter().map(|ip| json!({ "ip": ip.to_string(), "ipMode": "VIP" })).collect();
+    let ingress: Vec<_> = write
+        .ips
+        .iter()
+        .map(|ip| json!({ "ip": ip.to_string(), "ipMode": "VIP" }))
+        .collect();
     let conditions: Vec<_> = write
         .condition
         .iter()
@@ -165,6 +214,11 @@ async fn apply(api: &Api<Service>, key: &ServiceKey, write: &ServiceWrite) -> Re
         "metadata": { "name": key.name, "namespace": key.namespace },
         "status": status,
     });
-    api.patch_status(&key.name, &params, &Patch::Apply(&body)).await?;
-    Ok(())
+    let written = api
+        .patch_status(&key.name, &params, &Patch::Apply(&body))
+        .await?;
+    Ok(written
+        .metadata
+        .resource_version
+        .and_then(|v| v.parse().ok()))
 }

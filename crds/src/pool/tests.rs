@@ -147,9 +147,22 @@ fn whole_pool_rules() {
             "192.0.2.0/25",
             "192.0.2.128/25",
             "::/0",
-            "0.0.0.0/0"
-        ]))
-        .len(),
+            "0.0.0.0/0",
+            "2001:db8::1-2001:db8::2",
+        ])),
+        vec![
+            "spec.addresses[3]: \"0.0.0.0/0\" overlaps \"192.0.2.0/25\" (spec.addresses[0])",
+            "spec.addresses[3]: \"0.0.0.0/0\" overlaps \"192.0.2.128/25\" (spec.addresses[1])",
+            "spec.addresses[4]: \"2001:db8::1-2001:db8::2\" overlaps \"::/0\" (spec.addresses[2])",
+        ]
+    );
+    // Touching is not overlapping; sharing one address is.
+    assert_eq!(
+        pool(&["192.0.2.0-192.0.2.9", "192.0.2.10-192.0.2.19"]).validate(),
+        Ok(())
+    );
+    assert_eq!(
+        messages(&pool(&["192.0.2.0-192.0.2.10", "192.0.2.10-192.0.2.19"])).len(),
         1
     );
     let too_many: Vec<String> = (0..=MAX_ADDRESSES)
@@ -302,16 +315,21 @@ proptest! {
             .collect();
         let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
         let spec = pool(&refs);
-        let reported: std::collections::BTreeSet<String> = spec
-            .validate()
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| matches!(e.problem, Problem::Overlap { .. }))
-            .map(|e| e.field)
-            .collect();
-        // Pairwise: an entry overlapping an earlier, different entry must be flagged, or
-        // have been named as the earlier side of a reported pair.
+        // Every entry an error points at: either side of an overlap, or a duplicate.
+        let mut reported = std::collections::BTreeSet::new();
+        for error in spec.validate().err().unwrap_or_default() {
+            match error.problem {
+                Problem::Overlap { other_field, .. } => {
+                    reported.insert(error.field);
+                    reported.insert(other_field);
+                }
+                Problem::Duplicate(_) => {
+                    reported.insert(error.field);
+                }
+                _ => {}
+            }
+        }
+        // Pairwise: of two overlapping entries, at least one must be pointed at.
         for (i, a) in ranges.iter().enumerate() {
             for (j, b) in ranges.iter().enumerate().take(i) {
                 let overlap = a.0 <= b.0 + b.1 && b.0 <= a.0 + a.1;

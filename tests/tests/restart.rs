@@ -1,0 +1,149 @@
+//! Restarts, kills and leader handover against the real apiserver.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ferrolb_tests::env::{Controller, wait_for};
+use ferrolb_tests::scenario::{Scenario, ingress};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
+
+type R = anyhow::Result<()>;
+
+async fn ips_by_service(s: &Scenario) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let list = s.services().list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|svc| Some((svc.metadata.name.clone()?, ingress(svc))))
+        .filter(|(_, ips)| !ips.is_empty())
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_nothing() -> R {
+    const N: usize = 500;
+    let mut s = Scenario::start("kill500").await?;
+    s.pool("big", json!({"addresses": ["2001:db8:500::/112"]}))
+        .await?;
+    let v6 = json!({"spec": {"ipFamilies": ["IPv6"]}});
+    let names: Vec<String> = (0..N).map(|i| format!("s{i:03}")).collect();
+    let mut creations =
+        futures::stream::iter(names.iter().map(|n| s.service(n, v6.clone()))).buffer_unordered(16);
+    let mut killed = 0;
+    let mut created = 0;
+    let mut before_kills: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some(r) = creations.next().await {
+        r?;
+        created += 1;
+        // Kill the controller twice while Services are still being created and assigned.
+        if (created == N / 3 || created == 2 * N / 3) && killed < 2 {
+            before_kills.extend(ips_by_service(&s).await?);
+            s.controller()?.kill();
+            killed += 1;
+            let replacement = Controller::start(s.cluster, &s.ns, &["--no-leader-election"])?;
+            s.controller = Some(replacement);
+        }
+    }
+    drop(creations);
+    let all = wait_for(
+        "all 500 Services to have IPs",
+        Duration::from_secs(120),
+        || async {
+            let got = ips_by_service(&s).await.ok()?;
+            (got.len() == N).then_some(got)
+        },
+    )
+    .await?;
+    assert!(
+        !before_kills.is_empty(),
+        "some IPs were assigned before the kills"
+    );
+    for (name, ips) in &before_kills {
+        assert_eq!(
+            all.get(name),
+            Some(ips),
+            "{name} changed IP across a controller restart"
+        );
+    }
+    let distinct: BTreeSet<&String> = all.values().flatten().collect();
+    assert_eq!(distinct.len(), N, "no IP is given twice");
+    // A clean restart changes nothing either.
+    s.controller()?.stop();
+    s.controller = Some(Controller::start(
+        s.cluster,
+        &s.ns,
+        &["--no-leader-election"],
+    )?);
+    s.service("after-restart", v6.clone()).await?;
+    s.wait_ips("after-restart", 1).await?;
+    assert_eq!(
+        ips_by_service(&s)
+            .await?
+            .into_iter()
+            .filter(|(n, _)| n != "after-restart")
+            .collect::<BTreeMap<_, _>>(),
+        all
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leads_the_other_takes_over() -> R {
+    let mut s = Scenario::without_controller("leader").await?;
+    s.pool("p", json!({"addresses": ["198.51.100.120/29"]}))
+        .await?;
+    let flags = |id: &'static str| ["--identity", id, "--lease-duration-seconds", "3"];
+    let mut a = Controller::start(s.cluster, &s.ns, &flags("replica-a"))?;
+    let mut b = Controller::start(s.cluster, &s.ns, &flags("replica-b"))?;
+    s.service("one", json!({})).await?;
+    assert_eq!(s.wait_ips("one", 1).await?, vec!["198.51.100.120"]);
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let holder = leases
+        .get("ferrolb-controller")
+        .await?
+        .spec
+        .and_then(|sp| sp.holder_identity)
+        .unwrap_or_default();
+    // Both serve /readyz; only one holds the lease.
+    let (leader, standby) = if holder == "replica-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert!(
+        standby
+            .http_get("/metrics")?
+            .1
+            .contains("ferrolb_controller_is_leader 0")
+    );
+    leader.kill();
+    s.service("two", json!({})).await?;
+    assert_eq!(
+        s.wait_ips("two", 1).await?,
+        vec!["198.51.100.121"],
+        "the standby took over"
+    );
+    assert_eq!(
+        s.ips("one").await?,
+        vec!["198.51.100.120"],
+        "and kept the existing IP"
+    );
+    let new_holder = leases
+        .get("ferrolb-controller")
+        .await?
+        .spec
+        .and_then(|sp| sp.holder_identity)
+        .unwrap_or_default();
+    assert_ne!(new_holder, holder);
+    // A graceful stop hands over at once (the lease is released).
+    standby.stop();
+    let mut c = Controller::start(s.cluster, &s.ns, &flags("replica-c"))?;
+    s.service("three", json!({})).await?;
+    assert_eq!(s.wait_ips("three", 1).await?, vec!["198.51.100.122"]);
+    assert!(c.is_running());
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The lab: everything FerroLB needs, on this machine, with nothing
+//! installed by hand. The control plane and controller keep running after
+//! this command returns; `cargo xtask lab down` stops them.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferrolb_tests::Cluster;
+use ferrolb_tests::env::{apply_deploy, free_port};
+use ferrolb_tests::process::spawn_detached;
+use ferrolb_tests::tools::{repo_root, target_dir};
+
+fn lab_dir() -> PathBuf {
+    target_dir().join("ferrolb-lab")
+}
+
+pub fn cluster_up() -> Result<Cluster> {
+    let cluster = Cluster::start_detached(&lab_dir())?;
+    println!("kube-apiserver: {}", cluster.server);
+    println!("kubeconfig:     {}", cluster.admin_kubeconfig().display());
+    println!("stop with:      cargo xtask cluster down");
+    Ok(cluster)
+}
+
+pub fn cluster_down() -> Result<()> {
+    if Cluster::stop_detached(&lab_dir())? {
+        println!("stopped; state in {} removed", lab_dir().display());
+    } else {
+        println!("nothing runs from {}", lab_dir().display());
+    }
+    Ok(())
+}
+
+pub fn down() -> Result<()> {
+    cluster_down()
+}
+
+pub fn up() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--bins", "-p", "ferrolb-controller"])
+        .current_dir(repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("building the controller failed");
+    }
+    let cluster = cluster_up()?;
+    println!("\n== installing deploy/ (CRDs, namespace, RBAC, Deployment) with server-side apply");
+    print!("{}", apply_deploy(&cluster)?);
+
+    println!(
+        "\n== starting ferrolb-controller as ServiceAccount ferrolb-system/ferrolb-controller"
+    );
+    let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
+    let metrics_port = free_port()?;
+    let mut controller = Command::new(target_dir().join("debug/ferrolb-controller"));
+    controller
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "lab-controller")
+        .args(["--namespace", "ferrolb-system"])
+        .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"));
+    let log = lab_dir().join("controller.log");
+    let pid = spawn_detached(controller, &log)?;
+    // Record the pid so `lab down` stops it with the cluster.
+    let pids = lab_dir().join("pids");
+    let mut all = std::fs::read_to_string(&pids).unwrap_or_default();
+    all.push_str(&format!("{pid}\n"));
+    std::fs::write(&pids, all)?;
+
+    println!("\n== applying an example pool and Service");
+    let examples = repo_root().join("deploy/examples");
+    print!(
+        "{}",
+        cluster.kubectl_ok(&["apply", "-f", &examples.to_string_lossy()])?
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ips = cluster.kubectl_ok(&[
+            "get",
+            "svc",
+            "hello",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])?;
+        if !ips.trim().is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the example Service got no IP within 60 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("\n$ kubectl get svc hello");
+    print!(
+        "{}",
+        cluster
+            .kubectl_ok(&["get", "svc", "hello"])
+            .context("kubectl get svc")?
+    );
+    println!("\n$ kubectl -n ferrolb-system get ipaddresspools");
+    print!(
+        "{}",
+        cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "ipaddresspools"])?
+    );
+
+    let kubectl = cluster.tools.kubectl();
+    let kc = cluster.admin_kubeconfig();
+    println!(
+        "\nThe lab keeps running. Explore it:\n  export KUBECONFIG={kc}\n  alias kubectl={kubectl}\n  kubectl describe svc hello\n  kubectl -n ferrolb-system get ipaddresspools -o yaml\n  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ferrolb_\n  less {log}\nStop it with: cargo xtask lab down",
+        kc = kc.display(),
+        kubectl = kubectl.display(),
+        log = log.display(),
+    );
+    Ok(())
+}
