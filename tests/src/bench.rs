@@ -38,10 +38,10 @@ fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
                 _ => continue,
             };
             for s in objects {
-                if !ingress(&s).is_empty() {
-                    if let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock()) {
-                        map.entry(name).or_insert_with(Instant::now);
-                    }
+                if !ingress(&s).is_empty()
+                    && let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock())
+                {
+                    map.entry(name).or_insert_with(Instant::now);
                 }
             }
         }

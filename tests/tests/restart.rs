@@ -27,6 +27,7 @@ async fn ips_by_service(s: &Scenario) -> anyhow::Result<BTreeMap<String, Vec<Str
 async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_nothing() -> R {
     const N: usize = 500;
     let mut s = Scenario::start("kill500").await?;
+    let mut controller = s.controller.take().expect("controller");
     s.pool("big", json!({"addresses": ["2001:db8:500::/112"]}))
         .await?;
     let v6 = json!({"spec": {"ipFamilies": ["IPv6"]}});
@@ -42,10 +43,9 @@ async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_noth
         // Kill the controller twice while Services are still being created and assigned.
         if (created == N / 3 || created == 2 * N / 3) && killed < 2 {
             before_kills.extend(ips_by_service(&s).await?);
-            s.controller()?.kill();
+            controller.kill();
             killed += 1;
-            let replacement = Controller::start(s.cluster, &s.ns, &["--no-leader-election"])?;
-            s.controller = Some(replacement);
+            controller = Controller::start(s.cluster, &s.ns, &["--no-leader-election"])?;
         }
     }
     drop(creations);
@@ -93,7 +93,7 @@ async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_noth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_leads_the_other_takes_over() -> R {
-    let mut s = Scenario::without_controller("leader").await?;
+    let s = Scenario::without_controller("leader").await?;
     s.pool("p", json!({"addresses": ["198.51.100.120/29"]}))
         .await?;
     let flags = |id: &'static str| ["--identity", id, "--lease-duration-seconds", "3"];

@@ -520,16 +520,14 @@ impl Allocator {
                 return Ok(*ip);
             }
         }
-        if let Some(terms) = &request.sharing {
-            if let Some(ips) = self.shared.get(&(name.clone(), terms.key.clone())) {
-                if let Some(ip) = ips
-                    .iter()
-                    .filter(|ip| Family::of(ip) == family)
-                    .find(|ip| self.shareable(**ip, request, Some(&request.key)).is_ok())
-                {
-                    return Ok(*ip);
-                }
-            }
+        if let Some(terms) = &request.sharing
+            && let Some(ips) = self.shared.get(&(name.clone(), terms.key.clone()))
+            && let Some(ip) = ips
+                .iter()
+                .filter(|ip| Family::of(ip) == family)
+                .find(|ip| self.shareable(**ip, request, Some(&request.key)).is_ok())
+        {
+            return Ok(*ip);
         }
         if !pool.config.declared.has_family(family) {
             return Err(AllocationError::FamilyUnavailable {

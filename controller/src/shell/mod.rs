@@ -40,6 +40,9 @@ pub struct LoopConfig {
     pub identity: String,
 }
 
+// Events are handled one at a time and never stored, so the size difference
+// between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Service(WatchEvent<Service>),
     Pool(WatchEvent<IPAddressPool>),
@@ -553,20 +556,19 @@ impl State {
                     );
                 }
             }
-            if let Some(message) = self.invalid_pools.get(name) {
-                if self
+            if let Some(message) = self.invalid_pools.get(name)
+                && self
                     .pool_status
                     .get(name)
                     .is_none_or(|p| p.conditions.iter().all(|c| c.reason != "InvalidAddresses"))
-                {
-                    self.events.send(
-                        pool_reference(object),
-                        true,
-                        "InvalidPool",
-                        "Validate",
-                        message.clone(),
-                    );
-                }
+            {
+                self.events.send(
+                    pool_reference(object),
+                    true,
+                    "InvalidPool",
+                    "Validate",
+                    message.clone(),
+                );
             }
             self.pool_status.insert(name.clone(), status.clone());
             if self.pool_writes.send((name.clone(), status)).is_err() {
