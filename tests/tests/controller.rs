@@ -303,7 +303,13 @@ async fn class_filter_and_release_when_no_longer_a_load_balancer() -> R {
         }
     })
     .await?;
-    assert!(s.condition("mine").await?.is_none());
+    wait_for("condition removed", WAIT, || async {
+        s.condition("mine")
+            .await
+            .ok()
+            .and_then(|c| c.is_none().then_some(()))
+    })
+    .await?;
     s.service("next", json!({})).await?;
     assert_eq!(
         s.wait_ips("next", 1).await?,
