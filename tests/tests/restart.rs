@@ -72,12 +72,8 @@ async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_noth
     let distinct: BTreeSet<&String> = all.values().flatten().collect();
     assert_eq!(distinct.len(), N, "no IP is given twice");
     // A clean restart changes nothing either.
-    s.controller()?.stop();
-    s.controller = Some(Controller::start(
-        s.cluster,
-        &s.ns,
-        &["--no-leader-election"],
-    )?);
+    controller.stop();
+    let _restarted = Controller::start(s.cluster, &s.ns, &["--no-leader-election"])?;
     s.service("after-restart", v6.clone()).await?;
     s.wait_ips("after-restart", 1).await?;
     assert_eq!(
