@@ -26,8 +26,28 @@ pub fn shared_cluster() -> &'static Cluster {
         let cluster =
             Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
         apply_deploy(&cluster).unwrap_or_else(|e| panic!("applying deploy/: {e:#}"));
+        remove_at_exit(cluster.dir.clone());
         cluster
     })
+}
+
+/// A static cluster is never dropped: remove its state directory when the
+/// test process exits (its processes die with it, see `process`).
+fn remove_at_exit(dir: PathBuf) {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn cleanup() {
+        if std::env::var_os("FERROLB_KEEP_CLUSTER").is_none()
+            && let Some(dir) = DIR.get()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    if DIR.set(dir).is_ok() {
+        // SAFETY: registers a plain function; it only touches a static.
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    }
 }
 
 /// Server-side apply of everything in `deploy/` (CRDs first, so the rest can use them).
