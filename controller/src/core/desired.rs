@@ -101,16 +101,7 @@ impl Outcome {
 /// What the Service says now, read the same way.
 pub fn observed(service: &Service) -> ServiceWrite {
     let status = service.status.as_ref();
-    let ips = status
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| {
-            ingress
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let ips = super::service::ingress_ips(service);
     let pool = service
         .metadata
         .annotations

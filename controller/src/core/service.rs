@@ -311,7 +311,8 @@ fn parse_requested_ips(
     Ok(ips)
 }
 
-fn ingress_ips(service: &Service) -> Vec<IpAddr> {
+/// The IPs in `status.loadBalancer.ingress`.
+pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
     service
         .status
         .as_ref()
