@@ -37,9 +37,8 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
-/// Spawns `command` with its output appended to `log`, killed with SIGKILL when
-/// the current process dies.
-pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
+/// No input; stdout and stderr appended to `log`.
+fn redirect_to_log(command: &mut Command, log: &Path) -> Result<()> {
     let log_file = File::options()
         .create(true)
         .append(true)
@@ -49,6 +48,13 @@ pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
+    Ok(())
+}
+
+/// Spawns `command` with its output appended to `log`, killed with SIGKILL when
+/// the current process dies.
+pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
+    redirect_to_log(&mut command, log)?;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -74,16 +80,8 @@ pub fn spawn_tied(mut command: Command, log: &Path) -> Result<Child> {
 /// Spawns `command` in its own process group, detached from this process, so
 /// it outlives it (`cargo xtask cluster up`). Returns its pid.
 pub fn spawn_detached(mut command: Command, log: &Path) -> Result<u32> {
-    let log_file = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    command
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .process_group(0);
+    redirect_to_log(&mut command, log)?;
+    command.process_group(0);
     let child = command
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;

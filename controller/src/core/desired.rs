@@ -58,6 +58,15 @@ pub fn failure_reason(outcome: &Outcome) -> &'static str {
 }
 
 impl Outcome {
+    /// For a Service left without IPs: the metrics label and the message.
+    pub fn failure(&self) -> Option<(&'static str, String)> {
+        match self {
+            Outcome::Failed(e) => Some((e.reason(), e.to_string())),
+            Outcome::Invalid(e) => Some((e.reason(), e.to_string())),
+            Outcome::Allocated(_) | Outcome::Released => None,
+        }
+    }
+
     pub fn desired(&self) -> ServiceWrite {
         match self {
             Outcome::Allocated(a) => ServiceWrite {
@@ -77,19 +86,14 @@ impl Outcome {
                     ),
                 }),
             },
-            Outcome::Failed(e) => ServiceWrite {
+            Outcome::Failed(_) | Outcome::Invalid(_) => ServiceWrite {
                 condition: Some(ConditionState {
                     allocated: false,
                     reason: failure_reason(self).into(),
-                    message: e.to_string(),
-                }),
-                ..Default::default()
-            },
-            Outcome::Invalid(e) => ServiceWrite {
-                condition: Some(ConditionState {
-                    allocated: false,
-                    reason: failure_reason(self).into(),
-                    message: e.to_string(),
+                    message: self
+                        .failure()
+                        .map(|(_, message)| message)
+                        .unwrap_or_default(),
                 }),
                 ..Default::default()
             },

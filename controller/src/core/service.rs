@@ -138,12 +138,25 @@ impl RequestError {
 }
 
 /// Whether this controller handles the Service at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
     /// A LoadBalancer of our class.
     Ours,
-    /// Not (or no longer) ours: any IPs we gave it must be released.
-    NotOurs,
+    /// A LoadBalancer of another class (or unclassed, when we leave those
+    /// alone): another FerroLB instance may own it, and its marks look
+    /// exactly like ours.
+    OtherClass,
+    /// Not a LoadBalancer (any more), or being deleted.
+    NotLoadBalancer,
+}
+
+impl Interest {
+    /// Whether marks we find on the Service (our annotation, our condition)
+    /// are ours to clear. Only a Service that is no LoadBalancer at all can
+    /// carry no other instance's marks.
+    pub fn may_clear_marks(self) -> bool {
+        self == Interest::NotLoadBalancer
+    }
 }
 
 /// Which Services this controller serves: `type: LoadBalancer` whose class is
@@ -157,23 +170,17 @@ pub struct ClassFilter {
 impl ClassFilter {
     pub fn interest(&self, service: &Service) -> Interest {
         let Some(spec) = &service.spec else {
-            return Interest::NotOurs;
+            return Interest::NotLoadBalancer;
         };
         if service.metadata.deletion_timestamp.is_some()
             || spec.type_.as_deref() != Some("LoadBalancer")
         {
-            return Interest::NotOurs;
+            return Interest::NotLoadBalancer;
         }
         match spec.load_balancer_class.as_deref() {
-            None => {
-                if self.claim_unclassed {
-                    Interest::Ours
-                } else {
-                    Interest::NotOurs
-                }
-            }
+            None if self.claim_unclassed => Interest::Ours,
             Some(class) if class == self.class => Interest::Ours,
-            Some(_) => Interest::NotOurs,
+            _ => Interest::OtherClass,
         }
     }
 }
@@ -444,16 +451,19 @@ mod tests {
         let mut svc = service(&[], v4_spec());
         assert_eq!(filter.interest(&svc), Interest::Ours);
         svc.spec.as_mut().unwrap().load_balancer_class = Some("other".into());
-        assert_eq!(filter.interest(&svc), Interest::NotOurs);
+        assert_eq!(filter.interest(&svc), Interest::OtherClass);
         svc.spec.as_mut().unwrap().load_balancer_class = Some("ferrolb.io/lb".into());
         assert_eq!(filter.interest(&svc), Interest::Ours);
         svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
-        assert_eq!(filter.interest(&svc), Interest::NotOurs);
+        assert_eq!(filter.interest(&svc), Interest::NotLoadBalancer);
         let strict = ClassFilter {
             class: "x".into(),
             claim_unclassed: false,
         };
-        assert_eq!(strict.interest(&service(&[], v4_spec())), Interest::NotOurs);
+        assert_eq!(
+            strict.interest(&service(&[], v4_spec())),
+            Interest::OtherClass
+        );
     }
 
     #[test]

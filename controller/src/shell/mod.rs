@@ -53,9 +53,7 @@ enum Input {
 struct Seen {
     uid: Option<String>,
     created: i64,
-    ours: bool,
-    /// `type: LoadBalancer` and not being deleted, of whatever class.
-    load_balancer: bool,
+    interest: Interest,
     request: Option<Result<ServiceRequest, crate::core::RequestError>>,
     shown: ServiceWrite,
     marked: bool,
@@ -64,7 +62,7 @@ struct Seen {
 }
 
 fn seen(service: &Service, class: &ClassFilter) -> Seen {
-    let ours = class.interest(service) == Interest::Ours;
+    let interest = class.interest(service);
     Seen {
         uid: service.metadata.uid.clone(),
         created: service
@@ -73,10 +71,8 @@ fn seen(service: &Service, class: &ClassFilter) -> Seen {
             .as_ref()
             .map(|t| t.0.as_second())
             .unwrap_or(0),
-        ours,
-        load_balancer: service.metadata.deletion_timestamp.is_none()
-            && service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
-        request: ours.then(|| read_request(service)),
+        interest,
+        request: (interest == Interest::Ours).then(|| read_request(service)),
         shown: observed(service),
         marked: carries_our_marks(service),
         version: service
@@ -353,8 +349,9 @@ impl State {
         };
         let span = info_span!("service", service = %key);
         let _guard = span.enter();
-        let outcome = match (&entry.ours, &entry.request) {
-            (true, Some(Ok(request))) => {
+        // `request` is read only for Services of ours.
+        let outcome = match &entry.request {
+            Some(Ok(request)) => {
                 let request = request.clone();
                 if !request.legacy_annotations.is_empty() && self.legacy_warned.insert(key.clone())
                 {
@@ -392,16 +389,13 @@ impl State {
                     }
                 }
             }
-            (true, Some(Err(e))) => {
+            Some(Err(e)) => {
                 let e = e.clone();
                 self.release_quietly(key);
                 Outcome::Invalid(e)
             }
-            _ => {
-                // Clear our marks only from a Service that is no LoadBalancer
-                // at all: a LoadBalancer of another class may belong to another
-                // FerroLB instance, whose marks look exactly like ours.
-                let marked = entry.marked && !entry.load_balancer;
+            None => {
+                let marked = entry.marked && entry.interest.may_clear_marks();
                 let freed = self.release_quietly(key);
                 if !marked && !freed {
                     self.pending.remove(key);
@@ -477,26 +471,17 @@ impl State {
                     format!("Assigned IP {ips} from pool {}", a.pool),
                 );
             }
-            Outcome::Failed(e) => {
-                warn!(error = %e, "allocation failed");
-                self.metrics.record_failure(e.reason());
+            Outcome::Failed(_) | Outcome::Invalid(_) => {
+                let (metric_reason, message) = outcome.failure().unwrap_or_default();
+                let reason = failure_reason(outcome);
+                warn!(%reason, error = %message, "no IP for this Service");
+                self.metrics.record_failure(metric_reason);
                 self.events.send(
                     reference,
                     true,
                     "AllocationFailed",
                     "Allocate",
-                    format!("{}: {e}", failure_reason(outcome)),
-                );
-            }
-            Outcome::Invalid(e) => {
-                warn!(error = %e, "invalid request");
-                self.metrics.record_failure(e.reason());
-                self.events.send(
-                    reference,
-                    true,
-                    "AllocationFailed",
-                    "Allocate",
-                    format!("InvalidRequest: {e}"),
+                    format!("{reason}: {message}"),
                 );
             }
             Outcome::Released => {
