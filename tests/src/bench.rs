@@ -61,16 +61,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(index).copied().unwrap_or_default()
 }
 
-async fn cold_start(n: usize) -> Result<()> {
-    let cluster = shared_cluster();
-    let client = cluster.admin_client().await?;
-    let ns = TestNamespace::create(&client, &format!("bench{n}")).await?;
+/// A fresh namespace whose one pool holds `cidr`.
+async fn namespace_with_pool(
+    client: &kube::Client,
+    prefix: &str,
+    cidr: &str,
+) -> Result<TestNamespace> {
+    let ns = TestNamespace::create(client, prefix).await?;
     let pools: Api<ferrolb_crds::IPAddressPool> = Api::namespaced(client.clone(), &ns.name);
     let pool: ferrolb_crds::IPAddressPool = serde_json::from_value(json!({
         "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "bench"},
-        "spec": {"addresses": ["2001:db8:b::/64"]},
+        "spec": {"addresses": [cidr]},
     }))?;
     pools.create(&PostParams::default(), &pool).await?;
+    Ok(ns)
+}
+
+async fn cold_start(n: usize) -> Result<()> {
+    let cluster = shared_cluster();
+    let client = cluster.admin_client().await?;
+    let ns = namespace_with_pool(&client, &format!("bench{n}"), "2001:db8:b::/64").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let created = Instant::now();
     let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
@@ -128,13 +138,7 @@ async fn cold_start(n: usize) -> Result<()> {
 async fn latency(samples: usize) -> Result<()> {
     let cluster = shared_cluster();
     let client = cluster.admin_client().await?;
-    let ns = TestNamespace::create(&client, "latency").await?;
-    let pools: Api<ferrolb_crds::IPAddressPool> = Api::namespaced(client.clone(), &ns.name);
-    let pool: ferrolb_crds::IPAddressPool = serde_json::from_value(json!({
-        "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "bench"},
-        "spec": {"addresses": ["2001:db8:c::/64"]},
-    }))?;
-    pools.create(&PostParams::default(), &pool).await?;
+    let ns = namespace_with_pool(&client, "latency", "2001:db8:c::/64").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let seen = track(api.clone());
     let mut controller = Controller::start(cluster, &ns, &["--no-leader-election"])?;

@@ -104,21 +104,6 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Reattaches to a detached cluster (for `cargo xtask` commands after `up`).
-    pub fn attach(dir: &Path) -> Result<Cluster> {
-        let server = std::fs::read_to_string(dir.join("server"))
-            .with_context(|| format!("no cluster runs from {}", dir.display()))?;
-        let admin_token = std::fs::read_to_string(dir.join("admin-token"))?;
-        Ok(Cluster {
-            tools: Tools::ensure()?,
-            dir: dir.to_path_buf(),
-            server: server.trim().to_string(),
-            admin_token: admin_token.trim().to_string(),
-            lifetime: Lifetime::Detached,
-            remove_dir_on_drop: false,
-        })
-    }
-
     fn start_in(dir: &Path, detached: bool) -> Result<Cluster> {
         let tools = Tools::ensure()?;
         let admin_token = format!("ferrolb-admin-{:032x}", rand::random::<u128>());

@@ -66,14 +66,6 @@ impl Writer {
         self.wake.notify_one();
     }
 
-    /// Number of writes queued or in flight.
-    pub fn backlog(&self) -> usize {
-        self.queue
-            .lock()
-            .map(|q| q.desired.len() + q.in_flight.len())
-            .unwrap_or(0)
-    }
-
     /// Whether a write for `key` is queued or in flight.
     pub fn busy(&self, key: &ServiceKey) -> bool {
         self.queue
