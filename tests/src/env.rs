@@ -78,21 +78,27 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
     Ok(format!("{crds}{rest}"))
 }
 
-/// Path of one of our binaries, built once per test process.
+/// Path of one of our binaries, built once per test process. Debug builds,
+/// unless `FERROLB_RELEASE=1` (the benchmarks set it).
 pub fn binary(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let release = std::env::var_os("FERROLB_RELEASE").is_some_and(|v| v == "1");
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "ferrolb-controller",
-                "-p",
-                "ferrolb-speaker",
-            ])
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "ferrolb-controller",
+            "-p",
+            "ferrolb-speaker",
+        ]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
             .current_dir(repo_root())
             .status()
             .map_err(|e| e.to_string())?;
@@ -105,7 +111,9 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     if let Err(e) = built {
         bail!("{e}");
     }
-    let path = target_dir().join("debug").join(name);
+    let path = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join(name);
     if !path.exists() {
         bail!("{} was not built", path.display());
     }
