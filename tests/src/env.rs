@@ -198,7 +198,7 @@ impl Controller {
         let mut command = Command::new(binary("ferrolb-controller")?);
         command
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,ferrolb_controller::shell=debug")
             .args([
                 "--namespace",
                 &ns.name,

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use serde_json::json;
-use tracing::{info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 
 use crate::core::desired::{Outcome, ServiceWrite, carries_our_marks, failure_reason, observed};
 use crate::core::labels::Labels;
@@ -329,6 +329,18 @@ impl State {
 
     fn pools_changed(&mut self) {
         let orphans = self.apply_pools();
+        info!(
+            pools = self.pools.len(),
+            invalid = self.invalid_pools.len(),
+            conflicting = self
+                .alloc
+                .pools()
+                .values()
+                .filter(|p| p.conflict.is_some())
+                .count(),
+            orphans = orphans.len(),
+            "pools changed"
+        );
         for key in orphans {
             self.evaluate(&key);
         }
@@ -584,6 +596,8 @@ fn start_pool_status_writer(
                 .await
             {
                 warn!(pool = %name, error = %e, "could not write pool status");
+            } else {
+                debug!(pool = %name, "pool status written");
             }
         }
     });

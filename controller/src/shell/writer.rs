@@ -156,26 +156,16 @@ impl Writer {
     }
 }
 
-/// Server-side apply of our fields: the annotation on the object, then the
-/// ingress and condition on the status subresource. Fields we no longer
-/// specify (a released IP, a dropped annotation) are removed by SSA because
-/// our field manager owns them.
+/// Server-side apply of our fields: the ingress and condition on the status
+/// subresource first (so the IP is visible after one round trip), then the
+/// annotation on the object. Fields we no longer specify (a released IP, a
+/// dropped annotation) are removed by SSA because our field manager owns them.
 async fn apply(
     api: &Api<Service>,
     key: &ServiceKey,
     write: &ServiceWrite,
 ) -> Result<Option<u64>, kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let annotations = match &write.pool {
-        Some(pool) => json!({ ANNOTATION_ALLOCATED_FROM_POOL: pool }),
-        None => json!({}),
-    };
-    let meta = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": key.name, "namespace": key.namespace, "annotations": annotations },
-    });
-    api.patch(&key.name, &params, &Patch::Apply(&meta)).await?;
-
     let ingress: Vec<_> = write
         .ips
         .iter()
@@ -206,9 +196,18 @@ async fn apply(
         "metadata": { "name": key.name, "namespace": key.namespace },
         "status": status,
     });
-    let written = api
-        .patch_status(&key.name, &params, &Patch::Apply(&body))
+    api.patch_status(&key.name, &params, &Patch::Apply(&body))
         .await?;
+
+    let annotations = match &write.pool {
+        Some(pool) => json!({ ANNOTATION_ALLOCATED_FROM_POOL: pool }),
+        None => json!({}),
+    };
+    let meta = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": key.name, "namespace": key.namespace, "annotations": annotations },
+    });
+    let written = api.patch(&key.name, &params, &Patch::Apply(&meta)).await?;
     Ok(written
         .metadata
         .resource_version
