@@ -22,6 +22,7 @@ pub mod community;
 pub mod duration;
 pub mod generate;
 pub mod l2;
+pub mod labels;
 pub mod pool;
 mod schema;
 pub mod selector;

@@ -5,7 +5,7 @@ pub mod allocator;
 #[cfg(test)]
 mod allocator_tests;
 pub mod desired;
-pub mod labels;
+pub use ferrolb_crds::labels;
 pub mod pools;
 pub mod service;
 
