@@ -20,6 +20,18 @@ use tracing::info;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 
+/// Anything that renders metrics as OpenMetrics text. The speaker serves its own
+/// registry through the same endpoint code.
+pub trait MetricsText: Clone + Send + Sync + 'static {
+    fn encode_text(&self) -> String;
+}
+
+impl MetricsText for Metrics {
+    fn encode_text(&self) -> String {
+        self.encode()
+    }
+}
+
 const DEFAULT_NOT_READY: &str = "starting";
 
 /// Errors of the HTTP endpoint.
@@ -109,25 +121,25 @@ impl Health {
 }
 
 #[derive(Clone)]
-struct AppState {
-    metrics: Metrics,
+struct AppState<M> {
+    metrics: M,
     health: Health,
 }
 
 /// The router with the three endpoints, for callers that serve it
 /// themselves.
-pub fn router(metrics: Metrics, health: Health) -> Router {
+pub fn router<M: MetricsText>(metrics: M, health: Health) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_handler))
+        .route("/metrics", get(metrics_handler::<M>))
         .route("/healthz", get(healthz_handler))
-        .route("/readyz", get(readyz_handler))
+        .route("/readyz", get(readyz_handler::<M>))
         .with_state(AppState { metrics, health })
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> Response {
+async fn metrics_handler<M: MetricsText>(State(state): State<AppState<M>>) -> Response {
     (
         [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
+        state.metrics.encode_text(),
     )
         .into_response()
 }
@@ -136,7 +148,7 @@ async fn healthz_handler() -> Response {
     text(StatusCode::OK, "ok\n".to_owned())
 }
 
-async fn readyz_handler(State(state): State<AppState>) -> Response {
+async fn readyz_handler<M>(State(state): State<AppState<M>>) -> Response {
     match state.health.not_ready_reason() {
         None => text(StatusCode::OK, "ok\n".to_owned()),
         Some(reason) => text(
@@ -157,9 +169,9 @@ fn text(status: StatusCode, body: String) -> Response {
 
 /// Binds `addr` and serves the endpoints until `shutdown` resolves; then
 /// finishes the requests in flight and returns.
-pub async fn serve(
+pub async fn serve<M: MetricsText>(
     addr: SocketAddr,
-    metrics: Metrics,
+    metrics: M,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
@@ -170,9 +182,9 @@ pub async fn serve(
 }
 
 /// Like [`serve`] on a listener bound already (for example to port 0).
-pub async fn serve_listener(
+pub async fn serve_listener<M: MetricsText>(
     listener: TcpListener,
-    metrics: Metrics,
+    metrics: M,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {

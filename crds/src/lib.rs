@@ -26,6 +26,7 @@ pub mod labels;
 pub mod pool;
 mod schema;
 pub mod selector;
+pub mod service_status;
 pub mod validation;
 
 /// The API group of every FerroLB kind.
@@ -41,4 +42,5 @@ pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use generate::{crds, render_crd_files};
 pub use l2::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use service_status::{ServiceL2Status, ServiceL2StatusStatus};
 pub use validation::{FieldError, Problem};

@@ -46,6 +46,7 @@ fn every_generated_file_starts_with_the_header() {
             "ferrolb.io_bgpadvertisements.yaml",
             "ferrolb.io_bgppeers.yaml",
             "ferrolb.io_communities.yaml",
+            "ferrolb.io_servicel2statuses.yaml",
         ]
     );
     for (name, yaml) in &files {

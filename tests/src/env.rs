@@ -132,7 +132,7 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// Creates the namespace and grants the controller's namespaced role there.
+    /// Creates the namespace and grants the controller's and speakers' namespaced roles there.
     pub async fn create(client: &kube::Client, prefix: &str) -> Result<TestNamespace> {
         let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -149,28 +149,30 @@ impl TestNamespace {
             )
             .await?;
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &name);
-        bindings
-            .create(
-                &PostParams::default(),
-                &RoleBinding {
-                    metadata: ObjectMeta {
-                        name: Some("ferrolb-controller".into()),
-                        ..Default::default()
+        for component in ["ferrolb-controller", "ferrolb-speaker"] {
+            bindings
+                .create(
+                    &PostParams::default(),
+                    &RoleBinding {
+                        metadata: ObjectMeta {
+                            name: Some(component.into()),
+                            ..Default::default()
+                        },
+                        role_ref: RoleRef {
+                            api_group: "rbac.authorization.k8s.io".into(),
+                            kind: "ClusterRole".into(),
+                            name: format!("{component}-namespaced"),
+                        },
+                        subjects: Some(vec![Subject {
+                            kind: "ServiceAccount".into(),
+                            name: component.into(),
+                            namespace: Some("ferrolb-system".into()),
+                            ..Default::default()
+                        }]),
                     },
-                    role_ref: RoleRef {
-                        api_group: "rbac.authorization.k8s.io".into(),
-                        kind: "ClusterRole".into(),
-                        name: "ferrolb-controller-namespaced".into(),
-                    },
-                    subjects: Some(vec![Subject {
-                        kind: "ServiceAccount".into(),
-                        name: "ferrolb-controller".into(),
-                        namespace: Some("ferrolb-system".into()),
-                        ..Default::default()
-                    }]),
-                },
-            )
-            .await?;
+                )
+                .await?;
+        }
         Ok(TestNamespace {
             class: format!("ferrolb.io/{name}"),
             name,

@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod cluster;
 pub mod env;
+pub mod forward;
+pub mod netns;
 pub mod process;
 pub mod scenario;
 pub mod tools;
