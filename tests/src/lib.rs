@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cluster;
 pub mod env;
 pub mod forward;
+pub mod l2lab;
 pub mod netns;
 pub mod process;
 pub mod scenario;

@@ -69,3 +69,47 @@ pub fn target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
 }
+
+/// Debian packages the network tests and the lab use: namespaces (iproute2),
+/// the L2 clients (arping, ndisc6, tcpdump) and the BGP routers (bird2, gobgpd).
+pub const NETWORK_PACKAGES: &[&str] = &[
+    "iproute2", "arping", "ndisc6", "tcpdump", "bird2", "gobgpd", "python3",
+];
+
+/// Installs the missing ones of `packages` with apt-get (needs root), so a new
+/// machine needs nothing installed by hand.
+pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing Debian packages: {}", missing.join(" "));
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("running apt-get update")?;
+    if !update.success() {
+        bail!("apt-get update failed ({update})");
+    }
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !install.success() {
+        bail!("apt-get install {} failed ({install})", missing.join(" "));
+    }
+    Ok(())
+}

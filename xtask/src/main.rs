@@ -109,6 +109,7 @@ fn test() -> Result<()> {
     // Build the Kubernetes tools first, with their progress visible.
     let tools = ferrolb_tests::Tools::ensure()?;
     println!("kubernetes test tools: {}", tools.bin_dir.display());
+    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
     cargo(&["build", "--bins", "--workspace"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])
 }

@@ -1,0 +1,558 @@
+//! An L2 test site: node namespaces on a LAN bridge, a client namespace, the
+//! real controller, and a real `ferrolb-speaker` process in every node
+//! namespace, running as the `ferrolb-system/ferrolb-speaker` ServiceAccount.
+//!
+//! ```text
+//!                 lan namespace: bridge br0 (and br1 with a second LAN)
+//!          /            |             |              \
+//!   node 0 eth0    node 1 eth0    node 2 eth0    client eth0
+//! ```
+//!
+//! Address plan of lab `k` (one per test in a process, k < 8):
+//! nodes 198.51.100.(32k+10+i)/27 and 2001:db8:5100:k::(10+i)/64, client
+//! .(32k+2) and ::2; the Service pool is 198.51.100.(32k+16)/28 and
+//! 2001:db8:5100:k::100-2001:db8:5100:k::1ff, in the LAN as real sites do it.
+//! The second LAN uses 2001:db8:5101:k::/64 and no IPv4.
+//!
+//! There is no kubelet: the lab creates the Node objects (Ready, with their
+//! InternalIP) and the EndpointSlices itself.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::env::{binary, wait_for};
+use crate::forward::Forwarder;
+use crate::netns::{Netns, in_netns, veth};
+use crate::process::{spawn_tied, terminate};
+use crate::scenario::Scenario;
+
+/// Labs running at once in one test process.
+pub const CONCURRENT_LABS: usize = 2;
+
+/// Port of the speakers' metrics endpoint inside each node namespace.
+pub const SPEAKER_METRICS_PORT: u16 = 7473;
+
+pub struct LabNode {
+    /// Kubernetes Node name.
+    pub name: String,
+    pub netns: Netns,
+    pub ip4: Ipv4Addr,
+    pub ip6: Ipv6Addr,
+    /// MAC of eth0 (and of eth1 with a second LAN).
+    pub mac: String,
+    pub mac2: Option<String>,
+    pub log: PathBuf,
+    speaker: Option<Child>,
+    forwarder: Forwarder,
+}
+
+pub struct L2Lab {
+    pub scenario: Scenario,
+    /// At most [`CONCURRENT_LABS`] labs run at once on this small machine.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    pub index: u8,
+    pub nodes: Vec<LabNode>,
+    pub client: Netns,
+    pub gossip_key: String,
+    /// Extra speaker flags, used by every start.
+    pub speaker_flags: Vec<String>,
+    lan: Netns,
+}
+
+/// Options of a lab.
+#[derive(Clone, Copy)]
+pub struct LabShape {
+    pub nodes: usize,
+    /// Give every node and the client an eth1 on a second bridge.
+    pub second_lan: bool,
+}
+
+impl L2Lab {
+    /// Builds the network, the Node objects and the pool "lan" (no
+    /// L2Advertisement: each test chooses its own), and starts the controller.
+    /// Speakers are started with [`L2Lab::start_speakers`].
+    pub async fn start(prefix: &str, shape: LabShape) -> Result<L2Lab> {
+        static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+            std::sync::OnceLock::new();
+        let slot = SLOTS
+            .get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_LABS)))
+            .clone()
+            .acquire_owned()
+            .await?;
+        static NEXT: AtomicU8 = AtomicU8::new(0);
+        let index = NEXT.fetch_add(1, Ordering::Relaxed);
+        if index >= 8 {
+            bail!("at most 8 labs per test process (address plan)");
+        }
+        let scenario = Scenario::start(prefix).await?;
+        let cluster = scenario.cluster;
+        let port: u16 = cluster
+            .server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("apiserver port")?;
+        let target = format!("127.0.0.1:{port}").parse()?;
+
+        let lan = Netns::create("lan")?;
+        lan.ip(&["link", "add", "br0", "type", "bridge"])?;
+        lan.ip(&["link", "set", "br0", "up"])?;
+        if shape.second_lan {
+            lan.ip(&["link", "add", "br1", "type", "bridge"])?;
+            lan.ip(&["link", "set", "br1", "up"])?;
+        }
+        let k = u32::from(index);
+        let client = Netns::create("cl")?;
+        attach(&lan, "br0", &client, "eth0")?;
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("198.51.100.{}/27", 32 * k + 2),
+            "dev",
+            "eth0",
+        ])?;
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("2001:db8:5100:{k:x}::2/64"),
+            "dev",
+            "eth0",
+        ])?;
+        if shape.second_lan {
+            attach(&lan, "br1", &client, "eth1")?;
+            client.ip(&[
+                "addr",
+                "add",
+                &format!("2001:db8:5101:{k:x}::2/64"),
+                "dev",
+                "eth1",
+            ])?;
+        }
+
+        let mut nodes = Vec::new();
+        for i in 0..shape.nodes {
+            let netns = Netns::create(&format!("n{i}"))?;
+            let id = 10 + i as u32;
+            attach(&lan, "br0", &netns, "eth0")?;
+            let ip4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + 32 * k + id);
+            let ip6: Ipv6Addr = format!("2001:db8:5100:{k:x}::{id:x}").parse()?;
+            netns.ip(&["addr", "add", &format!("{ip4}/27"), "dev", "eth0"])?;
+            netns.ip(&["addr", "add", &format!("{ip6}/64"), "dev", "eth0"])?;
+            let mac2 = if shape.second_lan {
+                attach(&lan, "br1", &netns, "eth1")?;
+                netns.ip(&[
+                    "addr",
+                    "add",
+                    &format!("2001:db8:5101:{k:x}::{id:x}/64"),
+                    "dev",
+                    "eth1",
+                ])?;
+                Some(netns.mac("eth1")?)
+            } else {
+                None
+            };
+            let name = format!("{}-n{i}", scenario.ns.name);
+            let log = cluster.dir.join(format!("speaker-{name}.log"));
+            nodes.push(LabNode {
+                mac: netns.mac("eth0")?,
+                mac2,
+                forwarder: Forwarder::start(&netns, port, target)?,
+                name,
+                netns,
+                ip4,
+                ip6,
+                log,
+                speaker: None,
+            });
+        }
+        let lab = L2Lab {
+            _slot: slot,
+            scenario,
+            index,
+            nodes,
+            client,
+            gossip_key: format!("key-{:016x}", rand::random::<u64>()),
+            speaker_flags: Vec::new(),
+            lan,
+        };
+        for i in 0..lab.nodes.len() {
+            lab.create_node(i, &[]).await?;
+        }
+        lab.scenario
+            .pool("lan", json!({"addresses": [lab.pool_v4(), lab.pool_v6()]}))
+            .await?;
+        Ok(lab)
+    }
+
+    pub fn pool_v4(&self) -> String {
+        format!("198.51.100.{}/28", 32 * u32::from(self.index) + 16)
+    }
+
+    pub fn pool_v6(&self) -> String {
+        let k = self.index;
+        format!("2001:db8:5100:{k:x}::100-2001:db8:5100:{k:x}::1ff")
+    }
+
+    /// Creates or updates Node `i` with `labels`, Ready, with its InternalIP.
+    pub async fn create_node(&self, i: usize, labels: &[(&str, &str)]) -> Result<()> {
+        let node = &self.nodes[i];
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let api: Api<Node> = Api::all(self.scenario.client.clone());
+        let params = PatchParams::apply("ferrolb-tests").force();
+        api.patch(
+            &node.name,
+            &params,
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": node.name, "labels": labels},
+            })),
+        )
+        .await?;
+        self.set_node_ready(i, true).await
+    }
+
+    pub async fn set_node_ready(&self, i: usize, ready: bool) -> Result<()> {
+        let node = &self.nodes[i];
+        let api: Api<Node> = Api::all(self.scenario.client.clone());
+        api.patch_status(
+            &node.name,
+            &PatchParams::apply("ferrolb-tests").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": node.ip4.to_string()}],
+                    "conditions": [{
+                        "type": "Ready",
+                        "status": if ready { "True" } else { "False" },
+                        "reason": "KubeletReady",
+                        "message": "set by the FerroLB test lab",
+                        "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }],
+                },
+            })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an L2Advertisement.
+    pub async fn advertise(&self, name: &str, spec: Value) -> Result<()> {
+        let api: Api<ferrolb_crds::L2Advertisement> =
+            Api::namespaced(self.scenario.client.clone(), &self.scenario.ns.name);
+        api.patch(
+            name,
+            &PatchParams::apply("ferrolb-tests").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+                "metadata": {"name": name}, "spec": spec,
+            })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub fn start_speakers(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start_speaker(i)?;
+        }
+        Ok(())
+    }
+
+    pub fn start_speaker(&mut self, i: usize) -> Result<()> {
+        let cluster = self.scenario.cluster;
+        let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
+        let node = &self.nodes[i];
+        let mut command = node.netns.command(binary("ferrolb-speaker")?);
+        command
+            .env("KUBECONFIG", &kubeconfig)
+            .env("FERROLB_GOSSIP_KEY", &self.gossip_key)
+            .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
+            .args(["--node-name", &node.name])
+            .args(["--namespace", &self.scenario.ns.name])
+            .args(["--load-balancer-class", &self.scenario.ns.class])
+            .arg("--ignore-unclassed")
+            .arg(format!("--metrics-addr=127.0.0.1:{SPEAKER_METRICS_PORT}"))
+            .arg(format!("--gossip-address={}", node.ip4))
+            .args(&self.speaker_flags);
+        let child = spawn_tied(command, &node.log)?;
+        self.nodes[i].speaker = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL of node `i`'s speaker: no goodbye.
+    pub fn kill_speaker(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].speaker.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as the kubelet stops a pod, waiting for the exit.
+    pub fn stop_speaker(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].speaker.take() {
+            terminate(&mut child, Duration::from_secs(15));
+        }
+    }
+
+    /// Node `i` loses the API server: connections cut, new ones refused.
+    pub fn pause_api(&self, i: usize) {
+        self.nodes[i].forwarder.pause();
+    }
+
+    pub fn resume_api(&self, i: usize) {
+        self.nodes[i].forwarder.resume();
+    }
+
+    /// Cuts node `i` off the LAN (its link goes down, as a pulled cable).
+    pub fn cut_link(&self, i: usize) -> Result<()> {
+        self.nodes[i].netns.ip(&["link", "set", "eth0", "down"])?;
+        Ok(())
+    }
+
+    /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
+    pub async fn endpoints(&self, service: &str, nodes: &[usize]) -> Result<()> {
+        let endpoints: Vec<Value> = nodes
+            .iter()
+            .map(|&i| {
+                json!({
+                    "addresses": [self.nodes[i].ip4.to_string()],
+                    "nodeName": self.nodes[i].name,
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                })
+            })
+            .collect();
+        let api: Api<EndpointSlice> =
+            Api::namespaced(self.scenario.client.clone(), &self.scenario.ns.name);
+        let name = format!("{service}-lab");
+        api.patch(
+            &name,
+            &PatchParams::apply("ferrolb-tests").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": [{"port": 80, "protocol": "TCP"}],
+            })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A LoadBalancer Service of this lab's class, with `extra` merged in, and
+    /// waits for its `count` IPs.
+    pub async fn service(&self, name: &str, extra: Value, count: usize) -> Result<Vec<IpAddr>> {
+        self.scenario.service(name, extra).await?;
+        let ips = self.scenario.wait_ips(name, count).await?;
+        ips.iter()
+            .map(|ip| ip.parse().with_context(|| format!("bad ingress IP {ip}")))
+            .collect()
+    }
+
+    /// MACs that answer `arping` for `ip` from the client on `interface`.
+    pub fn arping(&self, ip: Ipv4Addr, interface: &str, count: u32) -> Result<BTreeSet<String>> {
+        let out = self
+            .client
+            .command("arping")
+            .args([
+                "-c",
+                &count.to_string(),
+                "-w",
+                "2",
+                "-W",
+                "0.2",
+                "-I",
+                interface,
+            ])
+            .arg(ip.to_string())
+            .output()
+            .context("running arping (is the arping package installed?)")?;
+        Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// MAC that answers a Neighbor Solicitation for `ip` (ndisc6 stops at the
+    /// first answer; use a capture to see all of them).
+    pub fn ndisc(&self, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
+        let out = self
+            .client
+            .command("ndisc6")
+            .args(["-n", "-r", "3", "-w", "500"])
+            .arg(ip.to_string())
+            .arg(interface)
+            .output()
+            .context("running ndisc6 (is the ndisc6 package installed?)")?;
+        Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Index of the node whose MAC is `mac`.
+    pub fn node_with_mac(&self, mac: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.mac.eq_ignore_ascii_case(mac)
+                || n.mac2
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+        })
+    }
+
+    /// Waits until exactly one node answers ARP for `ip`, and returns it.
+    pub async fn wait_arp_owner(&self, ip: Ipv4Addr) -> Result<usize> {
+        wait_for(
+            &format!("one node answering ARP for {ip}"),
+            Duration::from_secs(30),
+            || async {
+                let macs = self.arping(ip, "eth0", 2).ok()?;
+                (macs.len() == 1)
+                    .then(|| macs.iter().next().and_then(|m| self.node_with_mac(m)))
+                    .flatten()
+            },
+        )
+        .await
+    }
+
+    /// GETs a path of node `i`'s speaker metrics endpoint, from inside its namespace.
+    pub fn speaker_http(&self, i: usize, path: &str) -> Result<String> {
+        let path = path.to_string();
+        in_netns(&self.nodes[i].netns, move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", SPEAKER_METRICS_PORT))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })
+    }
+
+    pub fn speaker_logs(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// The lan namespace (for captures on the bridge).
+    pub fn lan(&self) -> &Netns {
+        &self.lan
+    }
+}
+
+impl Drop for L2Lab {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_speaker(i);
+        }
+        let mut delete = vec!["delete", "node", "--wait=false", "--ignore-not-found"];
+        delete.extend(self.nodes.iter().map(|n| n.name.as_str()));
+        let _ = self.scenario.cluster.kubectl_ok(&delete);
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!("--- speaker log {} ---\n{}", node.name, tail(&node.log, 60));
+            }
+        }
+    }
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Joins `netns`/`name` to bridge `bridge` of the lan namespace.
+fn attach(lan: &Netns, bridge: &str, netns: &Netns, name: &str) -> Result<()> {
+    let port = crate::netns::unique_name("p");
+    // Interface names are at most 15 bytes.
+    let port: String = port
+        .chars()
+        .rev()
+        .take(15)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    veth(lan, &port, netns, name)?;
+    lan.ip(&["link", "set", &port, "master", bridge])?;
+    Ok(())
+}
+
+/// Every MAC address (aa:bb:cc:dd:ee:ff, either case) in `text`.
+pub fn macs_in(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .filter(|w| {
+            w.len() == 17
+                && w.split(':').count() == 6
+                && w.split(':')
+                    .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// A tcpdump capture running in a namespace, written to a text file.
+pub struct Capture {
+    child: Option<Child>,
+    pub file: PathBuf,
+}
+
+impl Capture {
+    /// Captures `filter` on `interface` of `netns`, with link-level headers
+    /// and epoch timestamps, one line per packet.
+    pub fn start(netns: &Netns, interface: &str, filter: &str) -> Result<Capture> {
+        let file = std::env::temp_dir().join(format!(
+            "{}-{interface}.cap.txt",
+            crate::netns::unique_name("cap")
+        ));
+        let out = std::fs::File::create(&file)?;
+        let child = netns
+            .command("tcpdump")
+            .args(["-i", interface, "-n", "-e", "-l", "-tt", "-U"])
+            .arg(filter)
+            .stdout(out)
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting tcpdump (is the tcpdump package installed?)")?;
+        // tcpdump needs a moment before it captures.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Capture {
+            child: Some(child),
+            file,
+        })
+    }
+
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Stops the capture and returns its lines.
+    pub fn stop(mut self) -> String {
+        self.finish();
+        self.text()
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            std::thread::sleep(Duration::from_millis(200));
+            terminate(&mut child, Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.finish();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}

@@ -1,0 +1,472 @@
+//! L2 mode end to end: real speakers in node namespaces answer ARP and NDP on
+//! a LAN bridge, checked from a client namespace with arping, ndisc6 and
+//! tcpdump. Needs root (network namespaces) and the arping, ndisc6 and tcpdump
+//! packages (`.ci/run` installs them).
+//!
+//! Timings are never asserted tightly here (the machine is a shared 2-core
+//! box): the failover budget is measured by `cargo xtask bench`, and these
+//! tests only check that failover happens, with generous bounds.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferrolb_crds::ServiceL2Status;
+use ferrolb_tests::env::wait_for;
+use ferrolb_tests::l2lab::{Capture, L2Lab, LabShape};
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
+
+const THREE: LabShape = LabShape {
+    nodes: 3,
+    second_lan: false,
+};
+
+fn v4(ips: &[IpAddr]) -> Result<Ipv4Addr> {
+    ips.iter()
+        .find_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .context("no IPv4 address")
+}
+
+fn v6(ips: &[IpAddr]) -> Result<Ipv6Addr> {
+    ips.iter()
+        .find_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .context("no IPv6 address")
+}
+
+/// Capture lines that are ARP replies (or gratuitous ARPs) for `ip`, as the MACs that sent them.
+fn arp_senders(capture: &str, ip: Ipv4Addr) -> BTreeSet<String> {
+    capture
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("Reply {ip} is-at"))
+                || (l.contains(&format!("Request who-has {ip} tell {ip}")))
+        })
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_ascii_lowercase))
+        .collect()
+}
+
+/// A gratuitous ARP for `ip`: a request or a broadcast reply naming `ip` as its own sender.
+fn is_gratuitous_arp(line: &str, ip: Ipv4Addr) -> bool {
+    line.contains(&format!("Request who-has {ip} tell {ip}"))
+        || (line.contains("ff:ff:ff:ff:ff:ff") && line.contains(&format!("Reply {ip} is-at")))
+}
+
+/// MACs that sent Neighbor Advertisements for `ip`.
+fn na_senders(capture: &str, ip: Ipv6Addr) -> BTreeSet<String> {
+    capture
+        .lines()
+        .filter(|l| l.contains("neighbor advertisement") && l.contains(&format!("tgt is {ip}")))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_ascii_lowercase))
+        .collect()
+}
+
+async fn statuses(lab: &L2Lab) -> Result<Vec<ServiceL2Status>> {
+    let api: Api<ServiceL2Status> =
+        Api::namespaced(lab.scenario.client.clone(), &lab.scenario.ns.name);
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_node_answers_arp_and_ndp() -> Result<()> {
+    let mut lab = L2Lab::start("l2-one", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ips = lab
+        .service(
+            "web",
+            json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}}),
+            2,
+        )
+        .await?;
+    let (ip4, ip6) = (v4(&ips)?, v6(&ips)?);
+
+    let owner = lab.wait_arp_owner(ip4).await?;
+    let capture = Capture::start(&lab.client, "eth0", "arp or icmp6")?;
+    let macs = lab.arping(ip4, "eth0", 3)?;
+    assert_eq!(macs, BTreeSet::from([lab.nodes[owner].mac.clone()]));
+    let ndp = wait_for("an NDP answer", Duration::from_secs(20), || async {
+        let macs = lab.ndisc(ip6, "eth0").ok()?;
+        (!macs.is_empty()).then_some(macs)
+    })
+    .await?;
+    // One owner per IP; both IPs of a Service may land on different nodes.
+    assert_eq!(ndp.len(), 1, "one MAC answers NDP: {ndp:?}");
+    let text = capture.stop();
+    assert_eq!(
+        arp_senders(&text, ip4),
+        BTreeSet::from([lab.nodes[owner].mac.clone()]),
+        "only the owner answers ARP on the wire:\n{text}"
+    );
+    assert_eq!(
+        na_senders(&text, ip6),
+        ndp,
+        "only one node advertises:\n{text}"
+    );
+
+    // Nothing answers for an address of the pool that no Service has.
+    let unused: Ipv4Addr = Ipv4Addr::from(u32::from(ip4) ^ 1);
+    assert!(
+        lab.arping(unused, "eth0", 2)?.is_empty(),
+        "{unused} is nobody's"
+    );
+
+    // Visibility: an Event, a ServiceL2Status per IP, and the metrics.
+    let owner_name = lab.nodes[owner].name.clone();
+    lab.scenario.wait_event("web", "Announcing").await?;
+    let found = wait_for(
+        "ServiceL2Status objects",
+        Duration::from_secs(20),
+        || async {
+            let all = statuses(&lab).await.ok()?;
+            (all.len() == 2).then_some(all)
+        },
+    )
+    .await?;
+    let v4_status = found
+        .iter()
+        .filter_map(|s| s.status.as_ref())
+        .find(|s| s.ip == ip4.to_string())
+        .context("a status for the IPv4 address")?;
+    assert_eq!(v4_status.node, owner_name);
+    assert_eq!(v4_status.service_name, "web");
+    assert_eq!(v4_status.interfaces.len(), 1);
+    assert_eq!(v4_status.interfaces[0].name, "eth0");
+    let metrics = lab.speaker_http(owner, "/metrics")?;
+    assert!(
+        metrics.contains("ferrolb_speaker_l2_requests_answered_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferrolb_speaker_members_alive 3"),
+        "{metrics}"
+    );
+    let ready = lab.speaker_http(owner, "/readyz")?;
+    assert!(
+        ready.starts_with("HTTP/1.1 200") || ready.starts_with("HTTP/1.0 200"),
+        "{ready}"
+    );
+    lab.kill_speaker(0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_policy_follows_the_endpoints() -> Result<()> {
+    let mut lab = L2Lab::start("l2-local", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ips = lab
+        .service(
+            "api",
+            json!({"spec": {"externalTrafficPolicy": "Local"}}),
+            1,
+        )
+        .await?;
+    let ip = v4(&ips)?;
+
+    // No endpoint anywhere: nobody answers, ever.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        lab.arping(ip, "eth0", 3)?.is_empty(),
+        "no endpoints, no answers"
+    );
+
+    for target in [1usize, 2, 0] {
+        lab.endpoints("api", &[target]).await?;
+        wait_for(
+            &format!("node {target} answering for {ip}"),
+            Duration::from_secs(30),
+            || async {
+                let macs = lab.arping(ip, "eth0", 2).ok()?;
+                (macs == BTreeSet::from([lab.nodes[target].mac.clone()])).then_some(())
+            },
+        )
+        .await?;
+    }
+    lab.endpoints("api", &[]).await?;
+    wait_for(
+        "silence once the endpoints are gone",
+        Duration::from_secs(30),
+        || async { lab.arping(ip, "eth0", 2).ok()?.is_empty().then_some(()) },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_selectors_and_interfaces_are_obeyed() -> Result<()> {
+    let mut lab = L2Lab::start(
+        "l2-sel",
+        LabShape {
+            nodes: 3,
+            second_lan: true,
+        },
+    )
+    .await?;
+    lab.create_node(2, &[("zone", "edge")]).await?;
+    lab.advertise(
+        "edge-only",
+        json!({"nodeSelectors": [{"matchLabels": {"zone": "edge"}}], "interfaces": ["eth1"]}),
+    )
+    .await?;
+    lab.start_speakers()?;
+    let ips = lab.service("edge", json!({}), 1).await?;
+    let ip = v4(&ips)?;
+    let eth1_mac = lab.nodes[2].mac2.clone().context("eth1")?;
+    wait_for(
+        "node 2 answering on eth1",
+        Duration::from_secs(30),
+        || async {
+            let macs = lab.arping(ip, "eth1", 2).ok()?;
+            (macs == BTreeSet::from([eth1_mac.clone()])).then_some(())
+        },
+    )
+    .await?;
+    // Not on the other LAN, and no other node.
+    assert!(
+        lab.arping(ip, "eth0", 3)?.is_empty(),
+        "eth0 is not announced on"
+    );
+    Ok(())
+}
+
+/// Hard-kills the owner's speaker and waits for another node to answer.
+/// Returns the new owner and how long it took (printed, not asserted).
+async fn kill_and_wait(lab: &mut L2Lab, ip: Ipv4Addr, owner: usize) -> Result<(usize, Duration)> {
+    let killed = Instant::now();
+    lab.kill_speaker(owner);
+    let new_owner = wait_for(
+        "another node answering",
+        Duration::from_secs(15),
+        || async {
+            let macs = lab.arping(ip, "eth0", 1).ok()?;
+            let mac = macs.iter().next()?;
+            let node = lab.node_with_mac(mac)?;
+            (macs.len() == 1 && node != owner).then_some(node)
+        },
+    )
+    .await?;
+    Ok((new_owner, killed.elapsed()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_kill_of_the_owner_fails_over_with_gratuitous_packets() -> Result<()> {
+    let mut lab = L2Lab::start("l2-kill", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ips = lab
+        .service(
+            "db",
+            json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}}),
+            2,
+        )
+        .await?;
+    let (ip4, ip6) = (v4(&ips)?, v6(&ips)?);
+    let owner = lab.wait_arp_owner(ip4).await?;
+    let capture = Capture::start(&lab.client, "eth0", "arp or icmp6")?;
+    let (new_owner, took) = kill_and_wait(&mut lab, ip4, owner).await?;
+    eprintln!("failover after SIGKILL: node {owner} -> node {new_owner} in {took:?}");
+    // The IPv6 address too ends on a live node, announced without being asked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = capture.stop();
+    let new_mac = lab.nodes[new_owner].mac.clone();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with_mac(&new_mac) && is_gratuitous_arp(l, ip4)),
+        "gratuitous ARP from the new owner:\n{text}"
+    );
+    let unsolicited: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("neighbor advertisement") && l.contains(&format!("tgt is {ip6}")))
+        .collect();
+    let ndp_owner = lab.ndisc(ip6, "eth0")?;
+    assert!(
+        !ndp_owner.contains(&lab.nodes[owner].mac),
+        "the dead node no longer answers NDP"
+    );
+    if ndp_owner_changed(&lab, owner, &ndp_owner) {
+        assert!(
+            !unsolicited.is_empty(),
+            "an unsolicited NA from the new IPv6 owner:\n{text}"
+        );
+    }
+    Ok(())
+}
+
+fn ndp_owner_changed(lab: &L2Lab, dead: usize, now: &BTreeSet<String>) -> bool {
+    now.len() == 1 && !now.contains(&lab.nodes[dead].mac)
+}
+
+trait StartsWithMac {
+    fn starts_with_mac(&self, mac: &str) -> bool;
+}
+
+impl StartsWithMac for &str {
+    /// tcpdump -e lines: `<time> <src mac> > <dst mac>, ...`
+    fn starts_with_mac(&self, mac: &str) -> bool {
+        self.split_whitespace()
+            .nth(1)
+            .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_hands_over_and_removes_the_status() -> Result<()> {
+    let mut lab = L2Lab::start("l2-stop", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip = v4(&lab.service("cache", json!({}), 1).await?)?;
+    let owner = lab.wait_arp_owner(ip).await?;
+    let owner_name = lab.nodes[owner].name.clone();
+    wait_for(
+        "the owner's status object",
+        Duration::from_secs(20),
+        || async {
+            let all = statuses(&lab).await.ok()?;
+            all.iter()
+                .any(|s| s.status.as_ref().is_some_and(|s| s.node == owner_name))
+                .then_some(())
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    lab.stop_speaker(owner);
+    let new_owner = lab.wait_arp_owner(ip).await?;
+    eprintln!("graceful handover took {:?}", started.elapsed());
+    assert_ne!(new_owner, owner);
+    let new_name = lab.nodes[new_owner].name.clone();
+    wait_for(
+        "the status object moving",
+        Duration::from_secs(20),
+        || async {
+            let all = statuses(&lab).await.ok()?;
+            let nodes: Vec<String> = all
+                .iter()
+                .filter_map(|s| s.status.as_ref().map(|s| s.node.clone()))
+                .collect();
+            (nodes == vec![new_name.clone()]).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_speaker_does_not_make_the_owner_flap() -> Result<()> {
+    let mut lab = L2Lab::start("l2-flap", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip = v4(&lab.service("queue", json!({}), 1).await?)?;
+    let owner = lab.wait_arp_owner(ip).await?;
+    let other = (owner + 1) % 3;
+    let capture = Capture::start(&lab.client, "eth0", "arp")?;
+    lab.stop_speaker(other);
+    lab.start_speaker(other)?;
+    // Let the restarted speaker rejoin and settle, asking all the while.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        let macs = lab.arping(ip, "eth0", 1)?;
+        if !macs.is_empty() {
+            assert_eq!(macs, BTreeSet::from([lab.nodes[owner].mac.clone()]));
+        }
+    }
+    let text = capture.stop();
+    assert_eq!(
+        arp_senders(&text, ip),
+        BTreeSet::from([lab.nodes[owner].mac.clone()]),
+        "only the owner ever answered or announced:\n{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_outage_does_not_stop_answers() -> Result<()> {
+    let mut lab = L2Lab::start("l2-outage", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip = v4(&lab.service("pay", json!({}), 1).await?)?;
+    let owner = lab.wait_arp_owner(ip).await?;
+    for node in 0..lab.nodes.len() {
+        lab.pause_api(node);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let macs = lab.arping(ip, "eth0", 3)?;
+    assert_eq!(
+        macs,
+        BTreeSet::from([lab.nodes[owner].mac.clone()]),
+        "still answering"
+    );
+    for node in 0..lab.nodes.len() {
+        lab.resume_api(node);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lab.wait_arp_owner(ip).await?,
+        owner,
+        "no flap after the API returns"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_gossip_is_counted_and_ignored() -> Result<()> {
+    let mut lab = L2Lab::start("l2-bad", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip = v4(&lab.service("mail", json!({}), 1).await?)?;
+    let owner = lab.wait_arp_owner(ip).await?;
+    // Garbage and forged datagrams from the client to every speaker's gossip port.
+    for node in &lab.nodes {
+        let target = format!("/dev/udp/{}/7946", node.ip4);
+        lab.client.exec_ok(&[
+            "bash",
+            "-c",
+            &format!("for i in 1 2 3; do printf 'not-a-gossip-message' > {target}; done"),
+        ])?;
+    }
+    let counted = wait_for(
+        "rejected datagrams counted",
+        Duration::from_secs(10),
+        || async {
+            let metrics = lab.speaker_http(0, "/metrics").ok()?;
+            metrics
+                .lines()
+                .any(|l| {
+                    l.starts_with("ferrolb_speaker_gossip_rejected_total") && !l.ends_with(" 0")
+                })
+                .then_some(metrics)
+        },
+    )
+    .await?;
+    assert!(counted.contains("ferrolb_speaker_gossip_rejected_total"));
+    // Nothing changed.
+    assert_eq!(lab.wait_arp_owner(ip).await?, owner);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_spread_over_the_nodes() -> Result<()> {
+    let mut lab = L2Lab::start("l2-spread", THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    // Evenness is proven on thousands of IPs by the election's unit tests;
+    // here the real speakers must agree and use more than one node.
+    let mut owners = [0usize; 3];
+    for i in 0..15 {
+        let ip = v4(&lab.service(&format!("s{i}"), json!({}), 1).await?)?;
+        owners[lab.wait_arp_owner(ip).await?] += 1;
+    }
+    eprintln!("owners of 15 IPs, per node: {owners:?}");
+    if owners.iter().filter(|&&n| n > 0).count() < 2 {
+        bail!("one node announces all 15 IPs: {owners:?}");
+    }
+    Ok(())
+}
