@@ -40,21 +40,9 @@ pub fn run(command: &mut Command) -> Result<String> {
 }
 
 impl Netns {
-    /// Creates a namespace with its loopback up and IPv6 duplicate address
-    /// detection off (a test LAN has no duplicates, and DAD would hold new
-    /// addresses back for a second or more).
+    /// A namespace with a name unique to this run (see [`Netns::create_named`]).
     pub fn create(role: &str) -> Result<Netns> {
-        let name = unique_name(role);
-        run(Command::new("ip").args(["netns", "add", &name]))?;
-        let netns = Netns { name };
-        netns.ip(&["link", "set", "lo", "up"])?;
-        for key in [
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ] {
-            netns.exec_ok(&["sysctl", "-qw", key])?;
-        }
-        Ok(netns)
+        Netns::create_named(&unique_name(role))
     }
 
     /// `ip -n <ns> <args>`.
@@ -86,6 +74,33 @@ impl Netns {
             .nth(1)
             .map(str::to_string)
             .with_context(|| format!("no MAC for {interface} in {}: {out}", self.name))
+    }
+
+    /// A namespace named `name` (an old one of that name is replaced), with
+    /// its loopback up and IPv6 duplicate address detection off (a test LAN
+    /// has no duplicates, and DAD would hold new addresses back for a second
+    /// or more).
+    pub fn create_named(name: &str) -> Result<Netns> {
+        let _ = run(Command::new("ip").args(["netns", "del", name]));
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let netns = Netns {
+            name: name.to_string(),
+        };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
+            netns.exec_ok(&["sysctl", "-qw", key])?;
+        }
+        Ok(netns)
+    }
+
+    /// Keeps the namespace after this value is gone; returns its name.
+    pub fn persist(self) -> String {
+        let name = self.name.clone();
+        std::mem::forget(self);
+        name
     }
 
     /// Path of the namespace handle, for `setns`.

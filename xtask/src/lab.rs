@@ -12,6 +12,8 @@ use ferrolb_tests::env::{apply_deploy, free_port};
 use ferrolb_tests::process::spawn_detached;
 use ferrolb_tests::tools::{repo_root, target_dir};
 
+use crate::lab_net;
+
 fn lab_dir() -> PathBuf {
     target_dir().join("ferrolb-lab")
 }
@@ -34,18 +36,29 @@ pub fn cluster_down() -> Result<()> {
 }
 
 pub fn down() -> Result<()> {
+    lab_net::down(&lab_dir());
     cluster_down()
 }
 
 pub fn up() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--bins", "-p", "ferrolb-controller"])
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "ferrolb-controller",
+            "-p",
+            "ferrolb-speaker",
+        ])
         .current_dir(repo_root())
         .status()?;
     if !status.success() {
-        bail!("building the controller failed");
+        bail!("building the controller and speaker failed");
     }
+    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
+    // A lab left running is replaced.
+    down()?;
     let cluster = cluster_up()?;
     println!("\n== installing deploy/ (CRDs, namespace, RBAC, Deployment) with server-side apply");
     print!("{}", apply_deploy(&cluster)?);
@@ -62,12 +75,21 @@ pub fn up() -> Result<()> {
         .args(["--namespace", "ferrolb-system"])
         .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"));
     let log = lab_dir().join("controller.log");
-    let pid = spawn_detached(controller, &log)?;
-    // Record the pid so `lab down` stops it with the cluster.
-    let pids = lab_dir().join("pids");
-    let mut all = std::fs::read_to_string(&pids).unwrap_or_default();
-    all.push_str(&format!("{pid}\n"));
-    std::fs::write(&pids, all)?;
+    let mut pids = vec![spawn_detached(controller, &log)?];
+
+    println!(
+        "\n== {} node namespaces on a LAN bridge, a ferrolb-speaker in each (ServiceAccount ferrolb-system/ferrolb-speaker), and a client",
+        lab_net::NODES
+    );
+    let net = lab_net::up(&cluster, &lab_dir(), &mut pids);
+    // Record the pids so `lab down` stops them with the cluster.
+    let pid_file = lab_dir().join("pids");
+    let mut all = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    for pid in &pids {
+        all.push_str(&format!("{pid}\n"));
+    }
+    std::fs::write(&pid_file, all)?;
+    let net = net?;
 
     println!("\n== applying an example pool and Service");
     let examples = repo_root().join("deploy/examples");
@@ -107,6 +129,20 @@ pub fn up() -> Result<()> {
     print!(
         "{}",
         cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "ipaddresspools"])?
+    );
+
+    let ipv4 = cluster.kubectl_ok(&[
+        "get",
+        "svc",
+        "hello",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ])?;
+    lab_net::show_arp(&net, ipv4.trim())?;
+    println!("\n$ kubectl -n ferrolb-system get servicel2statuses");
+    print!(
+        "{}",
+        cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "servicel2statuses"])?
     );
 
     let kubectl = cluster.tools.kubectl();

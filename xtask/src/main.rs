@@ -8,6 +8,7 @@
 
 mod bench;
 mod lab;
+mod lab_net;
 
 use std::process::Command;
 
@@ -38,6 +39,14 @@ enum Cmd {
     Test,
     /// Regenerate deploy/crds/ from the Rust types.
     Crds,
+    /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver.
+    #[command(hide = true)]
+    Forward {
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        port: u16,
+    },
     /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
     Bench {
         /// Numbers of Services to measure with.
@@ -74,11 +83,27 @@ fn main() -> Result<()> {
             action: ClusterAction::Down,
         } => lab::cluster_down(),
         Cmd::Test => test(),
+        Cmd::Forward { netns, port } => forward(&netns, port),
         Cmd::Crds => crds(),
         Cmd::Bench {
             services,
             latency_samples,
         } => bench::run(&services, latency_samples),
+    }
+}
+
+/// Runs a forwarder for a lab node until killed (`lab down`).
+fn forward(netns: &str, port: u16) -> Result<()> {
+    let netns = ferrolb_tests::netns::Netns {
+        name: netns.to_string(),
+    };
+    let started =
+        ferrolb_tests::forward::Forwarder::start(&netns, port, ([127, 0, 0, 1], port).into());
+    // The namespace belongs to the lab: dropping the handle must not delete it.
+    netns.persist();
+    let _forwarder = started?;
+    loop {
+        std::thread::park();
     }
 }
 

@@ -1,0 +1,206 @@
+//! The lab's network: three node namespaces and a client on a LAN bridge,
+//! a speaker in every node namespace, and the client resolving a Service IP
+//! by ARP while tcpdump watches.
+//!
+//! The namespaces have fixed names (`flblab-*`) and outlive this command,
+//! like the control plane; `cargo xtask lab down` removes them. Addresses
+//! are documentation ranges: the LAN is 198.51.100.0/24 and 2001:db8:1::/64.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferrolb_tests::Cluster;
+use ferrolb_tests::netns::{Netns, run, veth};
+use ferrolb_tests::process::spawn_detached;
+use ferrolb_tests::tools::target_dir;
+
+pub const NODES: usize = 3;
+const NETNS_FILE: &str = "netns";
+
+pub fn node_name(i: usize) -> String {
+    format!("lab-node-{i}")
+}
+
+pub struct LabNet {
+    pub client: String,
+    /// (Kubernetes node name, namespace, MAC of eth0).
+    pub nodes: Vec<(String, String, String)>,
+}
+
+/// Builds the network, the Node objects, a forwarder and a speaker per node.
+/// Pids go to `pids`, namespace names to the lab directory.
+pub fn up(cluster: &Cluster, dir: &Path, pids: &mut Vec<u32>) -> Result<LabNet> {
+    let mut names = Vec::new();
+    let lan = Netns::create_named("flblab-lan")?;
+    lan.ip(&["link", "add", "br0", "type", "bridge"])?;
+    lan.ip(&["link", "set", "br0", "up"])?;
+    let client = Netns::create_named("flblab-client")?;
+    join(&lan, &client, "flblab-pc")?;
+    client.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"])?;
+    client.ip(&["addr", "add", "2001:db8:1::2/64", "dev", "eth0"])?;
+
+    let port = cluster
+        .server
+        .rsplit(':')
+        .next()
+        .context("apiserver port")?
+        .to_string();
+    let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
+    let gossip_key = format!("lab-{:016x}", rand::random::<u64>());
+    let me = std::env::current_exe()?;
+    let mut nodes = Vec::new();
+    for i in 0..NODES {
+        let netns = Netns::create_named(&format!("flblab-n{i}"))?;
+        join(&lan, &netns, &format!("flblab-p{i}"))?;
+        let ip4 = Ipv4Addr::new(198, 51, 100, 10 + i as u8);
+        netns.ip(&["addr", "add", &format!("{ip4}/24"), "dev", "eth0"])?;
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("2001:db8:1::1{i}/64"),
+            "dev",
+            "eth0",
+        ])?;
+        let name = node_name(i);
+        create_node(cluster, &name, ip4)?;
+
+        let mut forward = Command::new(&me);
+        forward.args(["forward", "--netns", &netns.name, "--port", &port]);
+        pids.push(spawn_detached(
+            forward,
+            &dir.join(format!("forward-{i}.log")),
+        )?);
+
+        let mut speaker = netns.command(target_dir().join("debug/ferrolb-speaker"));
+        speaker
+            .env("KUBECONFIG", &kubeconfig)
+            .env("FERROLB_GOSSIP_KEY", &gossip_key)
+            .args(["--node-name", &name, "--namespace", "ferrolb-system"])
+            .arg("--metrics-addr=127.0.0.1:7473")
+            .arg(format!("--gossip-address={ip4}"));
+        pids.push(spawn_detached(
+            speaker,
+            &dir.join(format!("speaker-{i}.log")),
+        )?);
+        nodes.push((name, netns.name.clone(), netns.mac("eth0")?));
+        names.push(netns.persist());
+    }
+    names.push(client.name.clone());
+    names.push(lan.persist());
+    let client = client.persist();
+    std::fs::write(dir.join(NETNS_FILE), names.join("\n"))?;
+    Ok(LabNet { client, nodes })
+}
+
+/// Removes the lab's namespaces (and with them every interface).
+pub fn down(dir: &Path) {
+    if let Ok(names) = std::fs::read_to_string(dir.join(NETNS_FILE)) {
+        for name in names.lines().filter(|n| !n.is_empty()) {
+            let _ = run(Command::new("ip").args(["netns", "del", name]));
+        }
+    }
+}
+
+fn join(lan: &Netns, netns: &Netns, port: &str) -> Result<()> {
+    veth(lan, port, netns, "eth0")?;
+    lan.ip(&["link", "set", port, "master", "br0"])?;
+    Ok(())
+}
+
+/// A Ready Node with its InternalIP, as a kubelet would register it.
+fn create_node(cluster: &Cluster, name: &str, ip: Ipv4Addr) -> Result<()> {
+    let node = serde_json::json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+    });
+    let file = std::env::temp_dir().join(format!("{name}.json"));
+    std::fs::write(&file, node.to_string())?;
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", &file.to_string_lossy()])?;
+    let _ = std::fs::remove_file(&file);
+    let status = serde_json::json!({"status": {
+        "addresses": [{"type": "InternalIP", "address": ip.to_string()}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "registered by cargo xtask lab",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }});
+    cluster.kubectl_ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ])?;
+    Ok(())
+}
+
+/// From the client: a capture running while `arping` resolves `ip`; prints both.
+pub fn show_arp(net: &LabNet, ip: &str) -> Result<()> {
+    let capture = std::env::temp_dir().join("ferrolb-lab-arp.txt");
+    let out = std::fs::File::create(&capture)?;
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.client,
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-e",
+            "-l",
+            "-U",
+            "arp",
+        ])
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting tcpdump")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answered = String::new();
+    for _ in 0..20 {
+        let output = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.client,
+                "arping",
+                "-c",
+                "2",
+                "-w",
+                "2",
+                "-I",
+                "eth0",
+                ip,
+            ])
+            .output()?;
+        answered = String::from_utf8_lossy(&output.stdout).into_owned();
+        if answered.contains("bytes from") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = tcpdump.kill();
+    let _ = tcpdump.wait();
+    println!("\n$ ip netns exec {} arping -c 2 -I eth0 {ip}", net.client);
+    print!("{answered}");
+    println!(
+        "\n$ ip netns exec {} tcpdump -i eth0 -n -e arp   (during the arping)",
+        net.client
+    );
+    print!("{}", std::fs::read_to_string(&capture).unwrap_or_default());
+    let _ = std::fs::remove_file(&capture);
+    for (name, netns, mac) in &net.nodes {
+        if answered
+            .to_ascii_lowercase()
+            .contains(&mac.to_ascii_lowercase())
+        {
+            println!("\n{ip} is announced by {name} (namespace {netns}, eth0 {mac})");
+        }
+    }
+    Ok(())
+}
