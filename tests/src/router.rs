@@ -1,0 +1,229 @@
+//! Real BGP routers for the end-to-end tests: BIRD 2 (installing ECMP routes
+//! into its namespace's kernel table) and GoBGP, each in a namespace the test
+//! made.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::{Netns, run};
+use crate::process::{spawn_tied, terminate};
+
+/// A BGP neighbor as a router sees it.
+pub struct Neighbor {
+    pub name: String,
+    pub address: IpAddr,
+    pub asn: u32,
+    /// TCP MD5 password, if any.
+    pub password: Option<String>,
+}
+
+/// A running BIRD 2 in a namespace.
+pub struct Bird {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    netns_name: String,
+}
+
+impl Bird {
+    /// Writes a config with `asn` and `router_id`, a kernel protocol per
+    /// family with `merge paths` (one route with several next hops), and one
+    /// BGP session per neighbor (import all, export nothing), then starts
+    /// BIRD in the foreground inside `netns`.
+    pub fn start(
+        netns: &Netns,
+        dir: &std::path::Path,
+        asn: u32,
+        router_id: &str,
+        neighbors: &[Neighbor],
+    ) -> Result<Bird> {
+        let mut config = format!(
+            "router id {router_id};\n\
+             log stderr all;\n\
+             protocol device {{ scan time 1; }}\n\
+             protocol kernel kernel4 {{ scan time 1; merge paths yes limit 16; ipv4 {{ export all; import none; }}; }}\n\
+             protocol kernel kernel6 {{ scan time 1; merge paths yes limit 16; ipv6 {{ export all; import none; }}; }}\n"
+        );
+        for n in neighbors {
+            let password = n
+                .password
+                .as_ref()
+                .map(|p| format!("  password \"{p}\";\n"))
+                .unwrap_or_default();
+            let kind = if n.asn == asn { "  direct;\n" } else { "" };
+            config.push_str(&format!(
+                "protocol bgp {name} {{\n  local as {asn};\n  neighbor {addr} as {peer};\n{kind}{password}  \
+                 hold time 9;\n  connect retry time 1;\n  error wait time 1, 5;\n  \
+                 ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+                name = n.name,
+                addr = n.address,
+                peer = n.asn,
+            ));
+        }
+        let config_path = dir.join(format!("bird-{}.conf", netns.name));
+        std::fs::write(&config_path, &config)?;
+        let socket = dir.join(format!("bird-{}.ctl", netns.name));
+        let log = dir.join(format!("bird-{}.log", netns.name));
+        let mut command = netns.command("bird");
+        command
+            .arg("-f")
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-s")
+            .arg(&socket);
+        let child = spawn_tied(command, &log)?;
+        let bird = Bird {
+            child: Some(child),
+            socket,
+            config: config_path,
+            netns_name: netns.name.clone(),
+        };
+        // Ready once the control socket answers.
+        for _ in 0..100 {
+            if bird.birdc(&["show", "status"]).is_ok() {
+                return Ok(bird);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "BIRD did not start in {}: {}",
+            netns.name,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    }
+
+    /// Runs `birdc` against this BIRD.
+    pub fn birdc(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("birdc").arg("-s").arg(&self.socket).args(args))
+    }
+
+    /// BGP state of protocol `name` (e.g. "Established", "Active", "Connect").
+    pub fn session_state(&self, name: &str) -> Result<String> {
+        let out = self.birdc(&["show", "protocols", name])?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no protocol {name}: {out}"))?;
+        Ok(line.split_whitespace().nth(5).unwrap_or("").to_string())
+    }
+
+    /// Namespace of this BIRD.
+    pub fn netns_name(&self) -> &str {
+        &self.netns_name
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(3));
+        }
+    }
+}
+
+/// Next hops of the kernel route to exactly `prefix` in `netns` (empty when
+/// there is none): both `via X` and multipath `nexthop via X` forms.
+pub fn kernel_next_hops(netns: &Netns, prefix: &str) -> Result<Vec<IpAddr>> {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    let out = run(Command::new("ip").args([
+        "-n",
+        &netns.name,
+        family,
+        "route",
+        "show",
+        "exact",
+        prefix,
+    ]))?;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut hops: Vec<IpAddr> = words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .filter_map(|w| w[1].parse().ok())
+        .collect();
+    hops.sort();
+    hops.dedup();
+    Ok(hops)
+}
+
+/// A running GoBGP daemon in a namespace, driven by the `gobgp` CLI on its
+/// own loopback gRPC port.
+pub struct GoBgp {
+    child: Option<Child>,
+    netns_name: String,
+    api_port: u16,
+}
+
+impl GoBgp {
+    pub fn start(
+        netns: &Netns,
+        dir: &std::path::Path,
+        asn: u32,
+        router_id: &str,
+        neighbors: &[Neighbor],
+    ) -> Result<GoBgp> {
+        let mut config = format!("[global.config]\n  as = {asn}\n  router-id = \"{router_id}\"\n");
+        for n in neighbors {
+            config.push_str(&format!(
+                "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n",
+                n.address, n.asn
+            ));
+            if let Some(p) = &n.password {
+                config.push_str(&format!("    auth-password = \"{p}\"\n"));
+            }
+            config.push_str(
+                "  [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
+                 [[neighbors.afi-safis]]\n  [neighbors.afi-safis.config]\n    afi-safi-name = \"ipv4-unicast\"\n\
+                 [[neighbors.afi-safis]]\n  [neighbors.afi-safis.config]\n    afi-safi-name = \"ipv6-unicast\"\n",
+            );
+        }
+        let config_path = dir.join(format!("gobgp-{}.toml", netns.name));
+        std::fs::write(&config_path, &config)?;
+        let log = dir.join(format!("gobgp-{}.log", netns.name));
+        // The gRPC API listens on the namespace's own loopback.
+        let api_port = 50051;
+        let mut command = netns.command("gobgpd");
+        command
+            .arg("-f")
+            .arg(&config_path)
+            .arg("-t")
+            .arg("toml")
+            .arg(format!("--api-hosts=127.0.0.1:{api_port}"));
+        let child = spawn_tied(command, &log)?;
+        let gobgp = GoBgp {
+            child: Some(child),
+            netns_name: netns.name.clone(),
+            api_port,
+        };
+        for _ in 0..100 {
+            if gobgp.cli(&["global"]).is_ok() {
+                return Ok(gobgp);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "gobgpd did not start in {}: {}",
+            netns.name,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    }
+
+    /// Runs the `gobgp` CLI inside the namespace.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.netns_name, "gobgp", "-p"])
+            .arg(self.api_port.to_string())
+            .args(args))
+    }
+}
+
+impl Drop for GoBgp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(3));
+        }
+    }
+}
