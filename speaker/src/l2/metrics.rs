@@ -1,0 +1,132 @@
+//! Prometheus metrics of L2 mode.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::plan::IgnoreReason;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // the variant names are the label values
+pub enum AddressFamily {
+    ipv4,
+    ipv6,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FamilyLabel {
+    family: AddressFamily,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests_answered: Family<FamilyLabel, Counter>,
+    gratuitous_sent: Family<FamilyLabel, Counter>,
+    ignored_packets: Family<ReasonLabel, Counter>,
+    announced_ips: Gauge,
+}
+
+/// The counters of L2 mode; cheap to clone, all clones count together.
+#[derive(Clone, Debug, Default)]
+pub struct L2Metrics(Arc<Inner>);
+
+impl L2Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the metrics; prometheus-client appends `_total` to counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "ferrolb_speaker_l2_requests_answered",
+            "ARP requests and Neighbor Solicitations answered",
+            self.0.requests_answered.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_l2_gratuitous_sent",
+            "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
+            self.0.gratuitous_sent.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_l2_ignored_packets",
+            "ARP and Neighbor Solicitation packets received and not answered, by reason",
+            self.0.ignored_packets.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_l2_announced_ips",
+            "Service IPs this speaker currently announces on at least one interface",
+            self.0.announced_ips.clone(),
+        );
+    }
+
+    pub fn request_answered(&self, family: AddressFamily) {
+        self.0
+            .requests_answered
+            .get_or_create(&FamilyLabel { family })
+            .inc();
+    }
+
+    pub fn gratuitous_sent(&self, family: AddressFamily) {
+        self.0
+            .gratuitous_sent
+            .get_or_create(&FamilyLabel { family })
+            .inc();
+    }
+
+    pub fn packet_ignored(&self, reason: IgnoreReason) {
+        self.0
+            .ignored_packets
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    pub fn set_announced_ips(&self, count: usize) {
+        self.0
+            .announced_ips
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    #[test]
+    fn exposes_the_documented_names_and_labels() {
+        let metrics = L2Metrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let clone = metrics.clone();
+        clone.request_answered(AddressFamily::ipv4);
+        metrics.request_answered(AddressFamily::ipv4);
+        metrics.gratuitous_sent(AddressFamily::ipv6);
+        metrics.packet_ignored(IgnoreReason::BadHopLimit);
+        metrics.set_announced_ips(2);
+
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            "ferrolb_speaker_l2_requests_answered_total{family=\"ipv4\"} 2",
+            "ferrolb_speaker_l2_gratuitous_sent_total{family=\"ipv6\"} 1",
+            "ferrolb_speaker_l2_ignored_packets_total{reason=\"bad_hop_limit\"} 1",
+            "ferrolb_speaker_l2_announced_ips 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! L2 mode: make Service IPs reachable on the local link by answering ARP
+//! (IPv4) and Neighbor Solicitations (IPv6) with this node's MAC address.
+//!
+//! Pure parts (no I/O, unit- and property-tested):
+//! - [`arp`] and [`ndp`]: the wire codecs;
+//! - [`interfaces`]: which interfaces are fit to announce on;
+//! - [`plan`]: which IPs each interface announces, and whether a packet deserves an answer;
+//! - [`schedule`]: when the gratuitous announcements go out.
+//!
+//! Thin shells: [`socket`] (raw sockets registered with tokio) and
+//! [`announcer`] (the per-interface tasks that tie everything together).
+//!
+//! The codecs are our own rather than `pnet`'s packet types: ARP over Ethernet
+//! is one fixed 42-byte layout and a Neighbor Solicitation is 24 bytes plus
+//! options, so a few dozen lines with named errors are easier to audit (and to
+//! prove panic-free with proptest) than a generic packet framework.
+
+pub mod announcer;
+pub mod arp;
+pub mod interfaces;
+mod mac;
+pub mod metrics;
+pub mod ndp;
+pub mod plan;
+pub mod schedule;
+pub mod socket;
+
+pub use announcer::{AnnouncerConfig, InterfaceFilter, L2Announcer};
+pub use mac::MacAddr;
+pub use metrics::L2Metrics;
