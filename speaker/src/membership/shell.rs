@@ -1,0 +1,348 @@
+//! The I/O shell: one tokio task owns the UDP socket and foca, hands foca
+//! what arrives (datagrams, due timers, commands) and carries out what foca
+//! asks for (send, schedule, notify). It makes no decisions of its own.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec};
+use rand_foca::SeedableRng;
+use rand_foca::rngs::{SmallRng, SysRng};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::alive::AliveSet;
+use super::auth::{Authenticator, OpenError};
+use super::identity::SpeakerId;
+use super::metrics::{Direction, MembershipMetrics, RejectReason};
+use super::timers::TimerQueue;
+use super::{MembershipConfig, MembershipError, resolve_advertise, usable_seeds};
+
+type SpeakerFoca = Foca<SpeakerId, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// Big enough for any UDP datagram, so that an oversized one is seen whole
+/// (and refused) rather than silently cut to look like something else.
+const RECEIVE_BUFFER: usize = 65_536;
+
+enum Command {
+    SetSeeds(Vec<SocketAddr>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A running gossip membership.
+///
+/// Dropping it stops the task *without* telling the group, like a crash:
+/// the others notice by probing. Call [`Membership::leave`] on a graceful
+/// shutdown so that they take over at once.
+#[derive(Debug)]
+pub struct Membership {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+    advertised: SocketAddr,
+    leave_timeout: std::time::Duration,
+}
+
+impl Membership {
+    /// Binds the socket, announces to the seeds and starts gossiping.
+    /// The receiver holds the names of the nodes with a live speaker, ours
+    /// included (at first, only ours). Must be called inside a tokio runtime.
+    pub async fn start(
+        config: MembershipConfig,
+        metrics: MembershipMetrics,
+    ) -> Result<(Membership, watch::Receiver<BTreeSet<String>>), MembershipError> {
+        let authenticator = Authenticator::new(&config.key)?;
+        if config.node_name.is_empty() {
+            return Err(MembershipError::EmptyNodeName);
+        }
+        let foca_config = config.timings.foca_config()?;
+        let rng = SmallRng::try_from_rng(&mut SysRng)
+            .map_err(|error| MembershipError::Randomness(error.to_string()))?;
+
+        let socket =
+            UdpSocket::bind(config.bind)
+                .await
+                .map_err(|source| MembershipError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| MembershipError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let advertised = resolve_advertise(config.advertise, bound);
+        let ourselves = [advertised, bound];
+
+        let identity = SpeakerId::starting_now(config.node_name.clone(), advertised);
+        tracing::info!(node = %config.node_name, %bound, %advertised, generation = identity.generation, "gossip membership starting");
+        let alive = AliveSet::new(config.node_name.clone());
+        let (publish, alive_names) = watch::channel(alive.node_names());
+        metrics.set_members_alive(1);
+
+        let (commands, command_inbox) = mpsc::unbounded_channel();
+        let gossiper = Gossiper {
+            foca: Foca::new(identity, foca_config.clone(), rng, PostcardCodec),
+            foca_config,
+            runtime: AccumulatingRuntime::new(),
+            timers: TimerQueue::default(),
+            alive,
+            seeds: usable_seeds(config.seeds, &ourselves),
+            ourselves,
+            authenticator,
+            metrics,
+            publish,
+        };
+        let rejoin_interval = config.timings.rejoin_interval;
+        let task = tokio::spawn(gossiper.run(socket, command_inbox, rejoin_interval));
+        Ok((
+            Membership {
+                commands,
+                task,
+                advertised,
+                leave_timeout: config.timings.leave_timeout,
+            },
+            alive_names,
+        ))
+    }
+
+    /// The address we gossip from, as told to the others (useful when the
+    /// configuration asked for port 0).
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    /// Replaces the seeds (e.g. learned from Node objects) and announces
+    /// at once to those that are not members yet. Our own address is ignored.
+    pub fn set_seeds(&self, seeds: Vec<SocketAddr>) {
+        // Fails only when the task has ended, and then there is nobody to tell.
+        let _ = self.commands.send(Command::SetSeeds(seeds));
+    }
+
+    /// Tells the group we leave, waits (at most `leave_timeout`) until that
+    /// has been sent, and stops.
+    pub async fn leave(self) {
+        let (done, sent) = oneshot::channel();
+        if self.commands.send(Command::Leave(done)).is_ok()
+            && tokio::time::timeout(self.leave_timeout, sent)
+                .await
+                .is_err()
+        {
+            tracing::warn!("gossip: leaving took too long; stopping anyway");
+        }
+        // Dropping `self` aborts the task if it is still running.
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The task's state: foca and what turns its output into effects.
+struct Gossiper {
+    foca: SpeakerFoca,
+    /// foca's configuration (foca has no getter), widened on leaving.
+    foca_config: foca::Config,
+    runtime: AccumulatingRuntime<SpeakerId>,
+    timers: TimerQueue,
+    alive: AliveSet,
+    seeds: Vec<SocketAddr>,
+    /// Addresses that are us (advertised and bound), never announced to.
+    ourselves: [SocketAddr; 2],
+    authenticator: Authenticator,
+    metrics: MembershipMetrics,
+    publish: watch::Sender<BTreeSet<String>>,
+}
+
+impl Gossiper {
+    async fn run(
+        mut self,
+        socket: UdpSocket,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        rejoin_interval: std::time::Duration,
+    ) {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        // The first tick is immediate: that is the initial announcement.
+        let mut rejoin = tokio::time::interval(rejoin_interval);
+        rejoin.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let next_timer = self.timers.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::SetSeeds(seeds)) => {
+                        self.seeds = usable_seeds(seeds, &self.ourselves);
+                        self.announce_to_seeds(&socket).await;
+                    }
+                    Some(Command::Leave(done)) => {
+                        self.leave(&socket).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    // The handle is gone (it aborts us too): stop quietly.
+                    None => return,
+                },
+                received = socket.recv_from(&mut buffer) => match received {
+                    Ok((len, from)) => {
+                        let datagram = buffer.get(..len).unwrap_or_default();
+                        self.on_datagram(datagram, from, &socket).await;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "gossip: receive failed");
+                        // Do not spin if the error persists.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+                () = sleep_until_or_forever(next_timer) => self.on_due_timers(&socket).await,
+                _ = rejoin.tick() => self.announce_to_seeds(&socket).await,
+            }
+        }
+    }
+
+    async fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, socket: &UdpSocket) {
+        let payload = match self.authenticator.open(datagram) {
+            Ok(payload) => payload,
+            Err(error) => {
+                let reason = match error {
+                    OpenError::BadTag => RejectReason::BadKey,
+                    OpenError::Truncated { .. } | OpenError::UnsupportedVersion(_) => {
+                        RejectReason::Malformed
+                    }
+                };
+                tracing::debug!(%from, %error, "gossip: datagram refused");
+                self.metrics.count_rejected(reason);
+                return;
+            }
+        };
+        self.metrics.count_message(Direction::In);
+        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
+            match error {
+                foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
+                    tracing::debug!(%from, %error, "gossip: malformed message");
+                    self.metrics.count_rejected(RejectReason::Malformed);
+                }
+                other => tracing::debug!(%from, error = %other, "gossip: message not handled"),
+            }
+        }
+        self.carry_out(socket).await;
+    }
+
+    async fn on_due_timers(&mut self, socket: &UdpSocket) {
+        let now = Instant::now();
+        while let Some(event) = self.timers.pop_due(now) {
+            if let Err(error) = self.foca.handle_timer(event, &mut self.runtime) {
+                tracing::debug!(%error, "gossip: timer not handled");
+            }
+            self.carry_out(socket).await;
+        }
+    }
+
+    /// Announces to each seed that is not an Up member.
+    async fn announce_to_seeds(&mut self, socket: &UdpSocket) {
+        let strangers: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .filter(|seed| !self.alive.is_up(seed))
+            .copied()
+            .collect();
+        for seed in strangers {
+            if let Err(error) = self
+                .foca
+                .announce(SpeakerId::seed_placeholder(seed), &mut self.runtime)
+            {
+                tracing::debug!(%seed, %error, "gossip: cannot announce");
+            }
+            self.carry_out(socket).await;
+        }
+    }
+
+    /// Declares ourselves Down to every live member at once (not just to a
+    /// few, as foca would), so that all of them take over without waiting
+    /// for the news to spread.
+    async fn leave(&mut self, socket: &UdpSocket) {
+        let mut config = self.foca_config.clone();
+        if let Some(everyone) = std::num::NonZeroUsize::new(self.foca.num_members()) {
+            config.num_indirect_probes = everyone;
+        }
+        if let Err(error) = self.foca.set_config(config) {
+            tracing::debug!(%error, "gossip: cannot widen the goodbye");
+        }
+        match self.foca.leave_cluster(&mut self.runtime) {
+            Ok(()) => tracing::info!(
+                members = self.foca.num_members(),
+                "gossip: leaving the group"
+            ),
+            Err(error) => tracing::warn!(%error, "gossip: leaving failed"),
+        }
+        self.carry_out(socket).await;
+    }
+
+    /// Does what foca asked for during the last call: send, schedule, and
+    /// update the alive set.
+    async fn carry_out(&mut self, socket: &UdpSocket) {
+        while let Some((to, payload)) = self.runtime.to_send() {
+            let datagram = self.authenticator.seal(&payload);
+            match socket.send_to(&datagram, to.addr).await {
+                Ok(_) => self.metrics.count_message(Direction::Out),
+                Err(error) => tracing::debug!(to = %to.addr, %error, "gossip: send failed"),
+            }
+        }
+        let now = Instant::now();
+        while let Some((after, event)) = self.runtime.to_schedule() {
+            self.timers.schedule(now, after, event);
+        }
+        let mut changed = false;
+        while let Some(notification) = self.runtime.to_notify() {
+            log_notification(&notification);
+            changed |= self.alive.apply(&notification);
+        }
+        if changed {
+            let names = self.alive.node_names();
+            self.metrics.set_members_alive(names.len());
+            self.publish.send_if_modified(|published| {
+                if *published == names {
+                    false
+                } else {
+                    *published = names;
+                    true
+                }
+            });
+        }
+    }
+}
+
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_notification(notification: &foca::OwnedNotification<SpeakerId>) {
+    use foca::OwnedNotification as N;
+    match notification {
+        N::MemberUp(member) => {
+            tracing::info!(node = %member.node_name, addr = %member.addr, "gossip: member up")
+        }
+        N::MemberDown(member) => {
+            tracing::info!(node = %member.node_name, addr = %member.addr, "gossip: member down")
+        }
+        N::Rename(before, after) => tracing::info!(
+            node = %after.node_name,
+            addr = %after.addr,
+            from_generation = before.generation,
+            to_generation = after.generation,
+            "gossip: member restarted"
+        ),
+        N::Rejoin(ourselves) => tracing::warn!(
+            generation = ourselves.generation,
+            "gossip: the group declared us down; rejoined with a new generation"
+        ),
+        N::Defunct => tracing::info!("gossip: we are out of the group"),
+        N::Idle => tracing::info!("gossip: no other member is alive"),
+        N::Active => tracing::info!("gossip: joined the group"),
+    }
+}

@@ -1,0 +1,412 @@
+//! The membership over real UDP sockets on 127.0.0.1 (OS-assigned ports).
+//!
+//! Time bounds are generous: these check behaviour on a loaded machine, not
+//! speed. `detection_time_distribution` (ignored by default) measures.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, timeout};
+
+use super::auth::Authenticator;
+use super::{
+    Direction, GossipTimings, Membership, MembershipConfig, MembershipError, MembershipMetrics,
+    RejectReason,
+};
+
+const KEY: &[u8] = b"test gossip key";
+const CONVERGE_WITHIN: Duration = Duration::from_secs(10);
+const DETECT_WITHIN: Duration = Duration::from_secs(5);
+const LEAVE_SEEN_WITHIN: Duration = Duration::from_secs(2);
+
+type Alive = watch::Receiver<BTreeSet<String>>;
+
+struct Member {
+    membership: Membership,
+    alive: Alive,
+    metrics: MembershipMetrics,
+}
+
+impl Member {
+    fn addr(&self) -> SocketAddr {
+        self.membership.advertised_addr()
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn config(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, key: &[u8]) -> MembershipConfig {
+    MembershipConfig {
+        node_name: name.to_owned(),
+        bind,
+        advertise: bind,
+        seeds,
+        key: key.to_vec(),
+        timings: GossipTimings::default(),
+    }
+}
+
+async fn start_at(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, key: &[u8]) -> Member {
+    let metrics = MembershipMetrics::new();
+    match Membership::start(config(name, bind, seeds, key), metrics.clone()).await {
+        Ok((membership, alive)) => Member {
+            membership,
+            alive,
+            metrics,
+        },
+        Err(error) => panic!("member {name} did not start: {error}"),
+    }
+}
+
+async fn start(name: &str, seeds: Vec<SocketAddr>) -> Member {
+    start_at(name, loopback(0), seeds, KEY).await
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// How long until `alive` shows `expected`; panics after `within`.
+async fn time_until(alive: &mut Alive, expected: &BTreeSet<String>, within: Duration) -> Duration {
+    let started = Instant::now();
+    let outcome = timeout(within, alive.wait_for(|current| current == expected))
+        .await
+        .map(|seen| seen.is_ok());
+    match outcome {
+        Ok(true) => started.elapsed(),
+        Ok(false) => panic!("the membership task ended while waiting for {expected:?}"),
+        Err(_) => panic!(
+            "no {expected:?} within {within:?}; last seen {:?}",
+            *alive.borrow()
+        ),
+    }
+}
+
+async fn all_see(members: &mut [&mut Member], expected: &BTreeSet<String>, within: Duration) {
+    for member in members.iter_mut() {
+        time_until(&mut member.alive, expected, within).await;
+    }
+}
+
+/// Three members, b seeded with a and c with b, all agreeing.
+async fn converged_trio() -> (Member, Member, Member) {
+    let mut a = start("node-a", vec![]).await;
+    let mut b = start("node-b", vec![a.addr()]).await;
+    let mut c = start("node-c", vec![b.addr()]).await;
+    all_see(
+        &mut [&mut a, &mut b, &mut c],
+        &names(&["node-a", "node-b", "node-c"]),
+        CONVERGE_WITHIN,
+    )
+    .await;
+    (a, b, c)
+}
+
+/// Polls `condition` every 20 ms for at most `within`.
+async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+#[tokio::test]
+async fn three_members_converge_to_the_same_alive_set() {
+    let (a, b, c) = converged_trio().await;
+    for member in [&a, &b, &c] {
+        assert_eq!(member.metrics.members_alive(), 3);
+        assert!(member.metrics.messages(Direction::In) > 0);
+        assert!(member.metrics.messages(Direction::Out) > 0);
+        assert_eq!(member.metrics.rejected(RejectReason::BadKey), 0);
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_member_is_dropped_from_the_alive_set() {
+    let (mut a, mut b, c) = converged_trio().await;
+    drop(c); // Like a SIGKILL: no goodbye.
+    let survivors = names(&["node-a", "node-b"]);
+    let seen_by_a = time_until(&mut a.alive, &survivors, DETECT_WITHIN).await;
+    let seen_by_b = time_until(&mut b.alive, &survivors, DETECT_WITHIN).await;
+    println!("abort detected by a after {seen_by_a:?}, by b within {seen_by_b:?} more");
+    assert_eq!(a.metrics.members_alive(), 2);
+}
+
+#[tokio::test]
+async fn a_member_that_leaves_is_dropped_at_once() {
+    let (mut a, mut b, c) = converged_trio().await;
+    let started = Instant::now();
+    c.membership.leave().await;
+    let survivors = names(&["node-a", "node-b"]);
+    time_until(&mut a.alive, &survivors, LEAVE_SEEN_WITHIN).await;
+    time_until(&mut b.alive, &survivors, LEAVE_SEEN_WITHIN).await;
+    println!("leave seen by both after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_member_restarted_on_a_new_port_is_back() {
+    let (mut a, mut b, c) = converged_trio().await;
+    drop(c);
+    let survivors = names(&["node-a", "node-b"]);
+    all_see(&mut [&mut a, &mut b], &survivors, DETECT_WITHIN).await;
+
+    let mut restarted = start("node-c", vec![a.addr()]).await;
+    all_see(
+        &mut [&mut a, &mut b, &mut restarted],
+        &names(&["node-a", "node-b", "node-c"]),
+        CONVERGE_WITHIN,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_restarted_on_the_same_address_takes_over_its_old_identity() {
+    let (mut a, mut b, c) = converged_trio().await;
+    let address = c.addr();
+    drop(c);
+    // The aborted task closes its socket when the runtime next polls it.
+    let mut restarted = None;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+        let metrics = MembershipMetrics::new();
+        match Membership::start(
+            config("node-c", address, vec![a.addr()], KEY),
+            metrics.clone(),
+        )
+        .await
+        {
+            Ok((membership, alive)) => {
+                restarted = Some(Member {
+                    membership,
+                    alive,
+                    metrics,
+                });
+                break;
+            }
+            Err(MembershipError::Bind { .. }) => sleep(Duration::from_millis(20)).await,
+            Err(error) => panic!("restart failed: {error}"),
+        }
+    }
+    let Some(mut restarted) = restarted else {
+        panic!("could not bind {address} again within a second");
+    };
+    let everyone = names(&["node-a", "node-b", "node-c"]);
+    all_see(
+        &mut [&mut a, &mut b, &mut restarted],
+        &everyone,
+        CONVERGE_WITHIN,
+    )
+    .await;
+    // The old run must not be declared Down on top of the new one: the new
+    // identity replaced it (same address, later generation).
+    let flapped = timeout(
+        Duration::from_secs(2),
+        a.alive.wait_for(|current| *current != everyone),
+    )
+    .await
+    .is_ok();
+    assert!(
+        !flapped,
+        "node-c dropped out after its restart: {:?}",
+        *a.alive.borrow()
+    );
+}
+
+#[tokio::test]
+async fn a_member_with_another_key_never_appears_and_is_counted() {
+    let mut a = start("node-a", vec![]).await;
+    let mut b = start("node-b", vec![a.addr()]).await;
+    let pair = names(&["node-a", "node-b"]);
+    all_see(&mut [&mut a, &mut b], &pair, CONVERGE_WITHIN).await;
+
+    let intruder = start_at(
+        "node-x",
+        loopback(0),
+        vec![a.addr(), b.addr()],
+        b"other key",
+    )
+    .await;
+    let rejected = eventually(Duration::from_secs(5), || {
+        a.metrics.rejected(RejectReason::BadKey) > 0 && b.metrics.rejected(RejectReason::BadKey) > 0
+    })
+    .await;
+    assert!(rejected, "the intruder's announcements were not counted");
+    // Give it a few more rounds to sneak in.
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(*a.alive.borrow(), pair);
+    assert_eq!(*b.alive.borrow(), pair);
+    assert_eq!(*intruder.alive.borrow(), names(&["node-x"]));
+    assert_eq!(a.metrics.rejected(RejectReason::Malformed), 0);
+}
+
+#[tokio::test]
+async fn malformed_datagrams_are_counted_and_ignored() {
+    let mut a = start("node-a", vec![]).await;
+    let prober = match tokio::net::UdpSocket::bind(loopback(0)).await {
+        Ok(socket) => socket,
+        Err(error) => panic!("cannot bind the probe socket: {error}"),
+    };
+    let authentic = match Authenticator::new(KEY) {
+        Ok(authenticator) => authenticator,
+        Err(error) => panic!("test key refused: {error}"),
+    };
+    let junk: [Vec<u8>; 4] = [
+        vec![],                      // empty: truncated
+        vec![1, 2, 3],               // truncated
+        authentic.seal(&[0xff; 40]), // authentic, but not foca
+        authentic.seal(&[]),         // authentic and empty
+    ];
+    for datagram in &junk {
+        if let Err(error) = prober.send_to(datagram, a.addr()).await {
+            panic!("cannot send junk: {error}");
+        }
+    }
+    let counted = eventually(Duration::from_secs(5), || {
+        a.metrics.rejected(RejectReason::Malformed) == junk.len() as u64
+    })
+    .await;
+    assert!(
+        counted,
+        "malformed count {} of {}",
+        a.metrics.rejected(RejectReason::Malformed),
+        junk.len()
+    );
+    assert_eq!(a.metrics.rejected(RejectReason::BadKey), 0);
+
+    // A full-size datagram with a wrong tag is a key problem.
+    let mut forged = authentic.seal(b"anything at all");
+    if let Some(last) = forged.last_mut() {
+        *last ^= 1;
+    }
+    if let Err(error) = prober.send_to(&forged, a.addr()).await {
+        panic!("cannot send: {error}");
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || a
+            .metrics
+            .rejected(RejectReason::BadKey)
+            == 1)
+        .await
+    );
+
+    // And the member still works.
+    let mut b = start("node-b", vec![a.addr()]).await;
+    all_see(
+        &mut [&mut a, &mut b],
+        &names(&["node-a", "node-b"]),
+        CONVERGE_WITHIN,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_empty_key_is_refused_at_start() {
+    let result = Membership::start(
+        config("node-a", loopback(0), vec![], b""),
+        MembershipMetrics::new(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(MembershipError::EmptyKey)),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn seeds_pointing_at_ourselves_are_ignored() {
+    // Learn a free port, then start on it with ourselves as the only seed.
+    let port = match std::net::UdpSocket::bind(loopback(0)).and_then(|s| s.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(error) => panic!("cannot find a free port: {error}"),
+    };
+    let own = loopback(port);
+    let lonely = start_at("node-a", own, vec![own], KEY).await;
+    lonely.membership.set_seeds(vec![own, own]);
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(lonely.metrics.messages(Direction::Out), 0);
+    assert_eq!(lonely.metrics.messages(Direction::In), 0);
+    assert_eq!(lonely.metrics.rejected(RejectReason::Malformed), 0);
+    assert_eq!(*lonely.alive.borrow(), names(&["node-a"]));
+}
+
+#[tokio::test]
+async fn seeds_set_later_are_announced_to() {
+    let mut a = start("node-a", vec![]).await;
+    let mut b = start("node-b", vec![]).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(*a.alive.borrow(), names(&["node-a"]));
+    b.membership.set_seeds(vec![a.addr(), b.addr()]);
+    all_see(
+        &mut [&mut a, &mut b],
+        &names(&["node-a", "node-b"]),
+        CONVERGE_WITHIN,
+    )
+    .await;
+}
+
+/// Detection time after an abort with the default timings, per survivor.
+/// Run with `cargo test -p ferrolb-speaker --lib detection_time -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check; takes ~30 s"]
+async fn detection_time_distribution() {
+    const TRIALS: usize = 10;
+    let mut abort_samples = Vec::new();
+    let mut leave_samples = Vec::new();
+    for trial in 0..TRIALS * 2 {
+        let (mut a, mut b, c) = converged_trio().await;
+        // Let the group settle into steady probing before the failure.
+        sleep(Duration::from_millis(500)).await;
+        let survivors = names(&["node-a", "node-b"]);
+        let started = Instant::now();
+        let leaving = trial % 2 == 1;
+        if leaving {
+            c.membership.leave().await;
+        } else {
+            drop(c);
+        }
+        // Both survivors wait side by side, each timed from the failure.
+        let (seen_by_a, seen_by_b) = tokio::join!(
+            seen_at(&mut a.alive, &survivors),
+            seen_at(&mut b.alive, &survivors),
+        );
+        let samples = [seen_by_a - started, seen_by_b - started];
+        if leaving {
+            leave_samples.extend(samples);
+        } else {
+            abort_samples.extend(samples);
+        }
+    }
+    report("abort (SIGKILL-like)", &mut abort_samples);
+    report("leave (SIGTERM)", &mut leave_samples);
+}
+
+/// When `alive` first showed `expected` (within [`DETECT_WITHIN`]).
+async fn seen_at(alive: &mut Alive, expected: &BTreeSet<String>) -> Instant {
+    time_until(alive, expected, DETECT_WITHIN).await;
+    Instant::now()
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let at = |quantile: f64| {
+        let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
+        samples.get(index).copied().unwrap_or_default()
+    };
+    let millis: Vec<u128> = samples.iter().map(Duration::as_millis).collect();
+    println!(
+        "{what}: n={} min={:?} p50={:?} p90={:?} max={:?}; all ms: {millis:?}",
+        samples.len(),
+        at(0.0),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
+}
