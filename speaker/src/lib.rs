@@ -6,3 +6,4 @@
 
 pub mod l2;
 pub mod membership;
+pub mod bgp;

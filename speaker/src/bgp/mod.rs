@@ -1,0 +1,21 @@
+//! BGP for an announce-only speaker: it opens sessions to routers and advertises
+//! Service IPs with next-hop self. It keeps no RIB and ignores the routes it receives
+//! (but still parses them, and answers malformed ones as RFC 4271 requires).
+//!
+//! - `message`: typed messages; `codec` (with `attributes` and `wire`): the wire format.
+//! - `update_builder`: a desired route set diff -> the fewest UPDATE messages.
+//! - `fsm`: the session state machine, events in, actions out.
+//!
+//! All of these are pure; the session shell drives them with a socket and timers.
+
+mod attributes;
+pub mod codec;
+pub mod fsm;
+pub mod message;
+pub mod update_builder;
+mod wire;
+
+#[cfg(test)]
+mod codec_tests;
+#[cfg(test)]
+mod fsm_tests;
