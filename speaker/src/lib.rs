@@ -3,3 +3,5 @@
 //! Pure cores (no I/O): `model` (cluster state -> desired announcements), `election`,
 //! the packet codecs in `l2`, and the BGP codec and session state machine in `bgp`.
 //! Thin shells around them: raw sockets, the gossip membership, the kube watchers.
+
+pub mod election;
