@@ -5,3 +5,4 @@
 //! Thin shells around them: raw sockets, the gossip membership, the kube watchers.
 
 pub mod election;
+pub mod model;
