@@ -7,3 +7,5 @@
 pub mod l2;
 pub mod membership;
 pub mod bgp;
+pub mod election;
+pub mod model;

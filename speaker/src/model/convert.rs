@@ -1,0 +1,244 @@
+//! From watched Kubernetes objects to a [`ClusterView`]. Pure: the shell hands in what its
+//! watchers hold. Anything malformed is skipped for that item alone and reported as a
+//! [`ViewWarning`]; nothing here panics on what the API server sends.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ferrolb_crds::l2::L2Advertisement;
+use ferrolb_crds::labels::Labels;
+use ferrolb_crds::pool::{IPAddressPool, parse_address_entry};
+use ferrolb_crds::validation::FieldError;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::class::ClassFilter;
+use super::view::{
+    ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
+};
+
+/// Label on an EndpointSlice naming its Service (in the slice's namespace).
+pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+/// Something in the watched objects that could not be used. The rest of the object is
+/// used when it can be, so one typo does not take down every announcement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewWarning {
+    #[error("a {kind} without metadata.name or metadata.namespace was skipped")]
+    MissingName { kind: &'static str },
+    #[error(
+        "Service {service}: status.loadBalancer.ingress IP {value:?} is not an IP address; it is not announced"
+    )]
+    InvalidIngressIp { service: ServiceKey, value: String },
+    #[error("IPAddressPool {pool}: {error}; the entry is ignored")]
+    InvalidPoolAddress { pool: String, error: FieldError },
+}
+
+impl ClusterView {
+    /// The view of the given objects. Pools and advertisements must already be limited to
+    /// the speaker's namespace; Services outside `class` are left out, and so are the
+    /// endpoints of Services not in the view.
+    pub fn from_objects<'o>(
+        services: impl IntoIterator<Item = &'o Service>,
+        endpoint_slices: impl IntoIterator<Item = &'o EndpointSlice>,
+        nodes: impl IntoIterator<Item = &'o Node>,
+        pools: impl IntoIterator<Item = &'o IPAddressPool>,
+        l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
+        class: &ClassFilter,
+    ) -> (ClusterView, Vec<ViewWarning>) {
+        let mut warnings = Vec::new();
+        let mut view = ClusterView::default();
+        for service in services {
+            if class.accepts(service)
+                && let Some(service) = service_view(service, &mut warnings)
+            {
+                view.insert_service(service);
+            }
+        }
+        view.endpoints = endpoints(&view, endpoint_slices, &mut warnings);
+        for node in nodes {
+            if let Some(node) = node_view(node, &mut warnings) {
+                view.insert_node(node);
+            }
+        }
+        for pool in pools {
+            if let Some(pool) = pool_view(pool, &mut warnings) {
+                view.insert_pool(pool);
+            }
+        }
+        for advertisement in l2_advertisements {
+            if let Some(advertisement) = l2_advertisement_view(advertisement, &mut warnings) {
+                view.insert_l2_advertisement(advertisement);
+            }
+        }
+        (view, warnings)
+    }
+}
+
+fn name_of(
+    meta: &ObjectMeta,
+    kind: &'static str,
+    warnings: &mut Vec<ViewWarning>,
+) -> Option<String> {
+    let name = meta.name.clone().filter(|name| !name.is_empty());
+    if name.is_none() {
+        warnings.push(ViewWarning::MissingName { kind });
+    }
+    name
+}
+
+fn namespaced_key(
+    meta: &ObjectMeta,
+    kind: &'static str,
+    warnings: &mut Vec<ViewWarning>,
+) -> Option<ServiceKey> {
+    match (&meta.namespace, &meta.name) {
+        (Some(namespace), Some(name)) if !namespace.is_empty() && !name.is_empty() => {
+            Some(ServiceKey::new(namespace, name))
+        }
+        _ => {
+            warnings.push(ViewWarning::MissingName { kind });
+            None
+        }
+    }
+}
+
+fn labels_of(meta: &ObjectMeta) -> Labels {
+    meta.labels.clone().unwrap_or_default()
+}
+
+fn service_view(service: &Service, warnings: &mut Vec<ViewWarning>) -> Option<ServiceView> {
+    let key = namespaced_key(&service.metadata, "Service", warnings)?;
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|status| status.load_balancer.as_ref())
+        .and_then(|load_balancer| load_balancer.ingress.as_ref());
+    let mut ips: Vec<IpAddr> = Vec::new();
+    // Entries with only a hostname are not ours to announce.
+    for text in ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()) {
+        match text.parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) => warnings.push(ViewWarning::InvalidIngressIp {
+                service: key.clone(),
+                value: text.clone(),
+            }),
+        }
+    }
+    let local_traffic_policy = service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.external_traffic_policy.as_deref())
+        == Some("Local");
+    Some(ServiceView {
+        labels: labels_of(&service.metadata),
+        key,
+        ips,
+        local_traffic_policy,
+    })
+}
+
+/// Kubernetes' rule for an endpoint that may take traffic: `ready`, where unset means
+/// ready, or serving and not terminating.
+fn is_usable(endpoint: &Endpoint) -> bool {
+    let Some(conditions) = &endpoint.conditions else {
+        return true;
+    };
+    conditions.ready != Some(false)
+        || (conditions.serving == Some(true) && conditions.terminating != Some(true))
+}
+
+fn endpoints<'o>(
+    view: &ClusterView,
+    slices: impl IntoIterator<Item = &'o EndpointSlice>,
+    warnings: &mut Vec<ViewWarning>,
+) -> BTreeMap<ServiceKey, ServiceEndpoints> {
+    let mut by_service: BTreeMap<ServiceKey, ServiceEndpoints> = BTreeMap::new();
+    for slice in slices {
+        let Some(service_name) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
+        else {
+            // Slices managed by someone else for their own purposes.
+            continue;
+        };
+        let Some(slice_key) = namespaced_key(&slice.metadata, "EndpointSlice", warnings) else {
+            continue;
+        };
+        let service = ServiceKey::new(slice_key.namespace, service_name);
+        if !view.services.contains_key(&service) {
+            continue;
+        }
+        let merged = by_service.entry(service).or_default();
+        for endpoint in slice.endpoints.iter().filter(|e| is_usable(e)) {
+            match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
+                Some(node) => {
+                    merged.nodes.insert(node.clone());
+                }
+                None => merged.unplaced = merged.unplaced.saturating_add(1),
+            }
+        }
+    }
+    by_service
+}
+
+/// Whether the Node has condition `type_` with status `True`.
+fn condition_true(node: &Node, type_: &str) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|condition| condition.type_ == type_ && condition.status == "True")
+}
+
+fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
+    Some(NodeView {
+        name: name_of(&node.metadata, "Node", warnings)?,
+        labels: labels_of(&node.metadata),
+        ready: condition_true(node, "Ready"),
+        network_unavailable: condition_true(node, "NetworkUnavailable"),
+    })
+}
+
+fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<PoolView> {
+    let name = name_of(&pool.metadata, "IPAddressPool", warnings)?;
+    let mut ranges = Vec::new();
+    for (i, entry) in pool.spec.addresses.iter().enumerate() {
+        match parse_address_entry(entry) {
+            Ok(range) => ranges.push(range),
+            Err(problem) => warnings.push(ViewWarning::InvalidPoolAddress {
+                pool: name.clone(),
+                error: FieldError::new(format!("spec.addresses[{i}]"), problem),
+            }),
+        }
+    }
+    Some(PoolView {
+        labels: labels_of(&pool.metadata),
+        name,
+        ranges,
+    })
+}
+
+fn l2_advertisement_view(
+    advertisement: &L2Advertisement,
+    warnings: &mut Vec<ViewWarning>,
+) -> Option<L2AdvertisementView> {
+    let spec = &advertisement.spec;
+    Some(L2AdvertisementView {
+        name: name_of(&advertisement.metadata, "L2Advertisement", warnings)?,
+        pools: spec.ip_address_pools.clone(),
+        pool_selectors: spec.ip_address_pool_selectors.clone(),
+        node_selectors: spec.node_selectors.clone(),
+        service_selectors: spec.service_selectors.clone(),
+        interfaces: spec.interfaces.clone(),
+    })
+}
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;

@@ -1,0 +1,160 @@
+//! Which nodes may announce an IP: the rules shared by every announcement mode.
+//!
+//! A node may announce an IP for a Service when an advertisement that covers the IP's pool
+//! and the Service selects the node, the node is fit (live, network up, not excluded), and,
+//! for `externalTrafficPolicy: Local`, the node runs a usable endpoint of the Service. A
+//! Service with no usable endpoint anywhere is announced by nobody: traffic would only be
+//! dropped. Services sharing an IP must all accept a node for it to announce the IP.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::scope::AdvertisementScope;
+use super::view::{ClusterView, NodeView, ServiceKey, ServiceView};
+
+/// Nodes with this label never announce (the same rule as cloud load balancers).
+pub const LABEL_EXCLUDE_FROM_LOAD_BALANCERS: &str =
+    "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// How a speaker decides that a node is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Only the Node's `Ready` condition: the fallback while gossip is unavailable.
+    NodeReadyOnly,
+    /// `Ready`, and in this set of nodes the gossip failure detector considers alive.
+    /// Ready alone reacts in tens of seconds (the node lifecycle controller's grace
+    /// period); gossip notices a dead speaker in about a second.
+    Gossip(BTreeSet<String>),
+}
+
+impl Liveness {
+    pub fn is_live(&self, node: &NodeView) -> bool {
+        match self {
+            Liveness::NodeReadyOnly => node.ready,
+            Liveness::Gossip(alive) => node.ready && alive.contains(&node.name),
+        }
+    }
+}
+
+/// Whether `node` may announce anything at all.
+pub fn is_fit(node: &NodeView, liveness: &Liveness) -> bool {
+    liveness.is_live(node)
+        && !node.network_unavailable
+        && !node.labels.contains_key(LABEL_EXCLUDE_FROM_LOAD_BALANCERS)
+}
+
+/// An advertisement with the fit nodes it selects, computed once per plan rather than once
+/// per IP.
+#[derive(Debug)]
+pub struct Advertised<'v, A> {
+    pub advertisement: &'v A,
+    pub nodes: BTreeSet<&'v str>,
+}
+
+/// Pairs each advertisement with the fit nodes it selects.
+pub fn advertised<'v, A: AdvertisementScope>(
+    view: &'v ClusterView,
+    advertisements: impl IntoIterator<Item = &'v A>,
+    liveness: &Liveness,
+) -> Vec<Advertised<'v, A>> {
+    let fit: Vec<&NodeView> = view
+        .nodes
+        .values()
+        .filter(|node| is_fit(node, liveness))
+        .collect();
+    advertisements
+        .into_iter()
+        .map(|advertisement| Advertised {
+            advertisement,
+            nodes: fit
+                .iter()
+                .filter(|node| advertisement.selects_node(&node.labels))
+                .map(|node| node.name.as_str())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Who may announce one IP in one mode.
+#[derive(Debug)]
+pub struct IpCandidates<'v, 'a, A> {
+    /// The Services on the IP that some advertisement covers.
+    pub services: BTreeSet<ServiceKey>,
+    /// Nodes every one of those Services accepts.
+    pub eligible: BTreeSet<&'v str>,
+    /// Advertisements covering the IP for at least one of those Services.
+    pub advertisements: Vec<&'a Advertised<'v, A>>,
+}
+
+/// The candidates for `ip`, held by `services`, among `advertised`. `None` when the IP lies
+/// in no pool, or no advertisement covers it for any of its Services: then this mode has
+/// nothing to say about it.
+pub fn ip_candidates<'v, 'a, A: AdvertisementScope>(
+    view: &'v ClusterView,
+    ip: &IpAddr,
+    services: impl IntoIterator<Item = &'v ServiceView>,
+    advertised: &'a [Advertised<'v, A>],
+) -> Option<IpCandidates<'v, 'a, A>> {
+    let pools: Vec<_> = view.pools_containing(ip).collect();
+    if pools.is_empty() {
+        return None;
+    }
+    let covering_pool: Vec<&Advertised<A>> = advertised
+        .iter()
+        .filter(|ad| pools.iter().any(|pool| ad.advertisement.selects_pool(pool)))
+        .collect();
+
+    let mut announced: Vec<&ServiceView> = Vec::new();
+    let mut eligible: Option<BTreeSet<&str>> = None;
+    for service in services {
+        let mut matching = covering_pool
+            .iter()
+            .copied()
+            .filter(|ad| ad.advertisement.selects_service(&service.labels))
+            .peekable();
+        if matching.peek().is_none() {
+            continue;
+        }
+        let accepted = service_accepts(view, service, matching);
+        eligible = Some(match eligible {
+            None => accepted,
+            Some(so_far) => so_far.intersection(&accepted).copied().collect(),
+        });
+        announced.push(service);
+    }
+    let advertisements = covering_pool
+        .into_iter()
+        .filter(|ad| {
+            announced
+                .iter()
+                .any(|service| ad.advertisement.selects_service(&service.labels))
+        })
+        .collect();
+    Some(IpCandidates {
+        services: announced.iter().map(|s| s.key.clone()).collect(),
+        eligible: eligible?,
+        advertisements,
+    })
+}
+
+/// The nodes that may announce for `service`: selected by one of its `matching`
+/// advertisements, and holding an endpoint when the policy is Local.
+fn service_accepts<'v, 'a, A: 'v>(
+    view: &'v ClusterView,
+    service: &ServiceView,
+    matching: impl Iterator<Item = &'a Advertised<'v, A>>,
+) -> BTreeSet<&'v str>
+where
+    'v: 'a,
+{
+    let Some(endpoints) = view
+        .endpoints_of(&service.key)
+        .filter(|endpoints| endpoints.any_usable())
+    else {
+        return BTreeSet::new();
+    };
+    matching
+        .flat_map(|ad| ad.nodes.iter().copied())
+        .filter(|node| !service.local_traffic_policy || endpoints.nodes.contains(*node))
+        .collect()
+}

@@ -1,0 +1,94 @@
+//! L2 mode: exactly one node answers ARP/NDP for each IP.
+//!
+//! Every speaker computes the whole plan from the same view and then acts only on the IPs
+//! it owns ([`owned_by`]), so the speakers agree without talking to each other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::eligibility::{Liveness, advertised, ip_candidates};
+use super::view::{ClusterView, L2AdvertisementView, ServiceKey};
+use crate::election::elect;
+
+/// Interfaces the owner answers on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceSelection {
+    /// Some covering advertisement names no interfaces: every interface of the node that
+    /// can carry the IP (the shell decides which are suitable).
+    AllSuitable,
+    /// Only these, the union of the covering advertisements' `interfaces`.
+    Named(BTreeSet<String>),
+}
+
+/// What happens to one IP in L2 mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Decision {
+    /// The node that announces the IP; `None` when no node is eligible, so that the former
+    /// owner withdraws and the Services can be reported as unannounced.
+    pub owner: Option<String>,
+    /// The Services on this IP that some L2Advertisement covers.
+    pub services: BTreeSet<ServiceKey>,
+    /// Where the owner announces; `Named` and empty when there is no owner.
+    pub interfaces: InterfaceSelection,
+}
+
+/// The L2 plan for the whole cluster: every IP that lies in a pool and that some
+/// L2Advertisement covers for one of its Services, with its owner.
+pub fn l2_plan(view: &ClusterView, liveness: &Liveness) -> BTreeMap<IpAddr, L2Decision> {
+    let advertised = advertised(view, view.l2_advertisements.values(), liveness);
+    let mut plan = BTreeMap::new();
+    for (ip, keys) in view.services_by_ip() {
+        let services = keys.into_iter().filter_map(|key| view.services.get(key));
+        let Some(candidates) = ip_candidates(view, &ip, services, &advertised) else {
+            continue;
+        };
+        let owner = elect(ip, candidates.eligible.iter().copied());
+        let interfaces = match owner {
+            None => InterfaceSelection::Named(BTreeSet::new()),
+            Some(owner) => interfaces_of(
+                candidates
+                    .advertisements
+                    .iter()
+                    .filter(|ad| ad.nodes.contains(owner))
+                    .map(|ad| ad.advertisement),
+            ),
+        };
+        plan.insert(
+            ip,
+            L2Decision {
+                owner: owner.map(str::to_string),
+                services: candidates.services,
+                interfaces,
+            },
+        );
+    }
+    plan
+}
+
+/// The union of the advertisements' interfaces; any advertisement without a list means all.
+fn interfaces_of<'a>(
+    advertisements: impl Iterator<Item = &'a L2AdvertisementView>,
+) -> InterfaceSelection {
+    let mut named = BTreeSet::new();
+    for advertisement in advertisements {
+        if advertisement.interfaces.is_empty() {
+            return InterfaceSelection::AllSuitable;
+        }
+        named.extend(advertisement.interfaces.iter().cloned());
+    }
+    InterfaceSelection::Named(named)
+}
+
+/// The IPs `node` announces.
+pub fn owned_by<'a>(
+    plan: &'a BTreeMap<IpAddr, L2Decision>,
+    node: &str,
+) -> impl Iterator<Item = (&'a IpAddr, &'a L2Decision)> {
+    let node = node.to_string();
+    plan.iter()
+        .filter(move |(_, decision)| decision.owner.as_deref() == Some(node.as_str()))
+}
+
+#[cfg(test)]
+#[path = "l2_tests.rs"]
+mod tests;

@@ -1,0 +1,29 @@
+//! The speaker's pure core: watched cluster state in, desired announcements out.
+//!
+//! * [`view`]: the cluster reduced to what decisions read ([`ClusterView`]);
+//!   [`convert`] builds it from Kubernetes objects, [`class`] says which Services are ours.
+//! * [`scope`] and [`eligibility`]: which nodes may announce an IP, shared by all modes.
+//! * [`l2`]: L2 mode, one owner per IP by [`crate::election`].
+//!
+//! BGP mode belongs in a sibling `bgp` module: its advertisement view implements
+//! [`scope::AdvertisementScope`], it reuses [`eligibility::advertised`] and
+//! [`eligibility::ip_candidates`] per peer, and every eligible node announces (no election).
+
+pub mod class;
+pub mod convert;
+pub mod eligibility;
+pub mod l2;
+pub mod scope;
+pub mod view;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
+pub use convert::ViewWarning;
+pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
+pub use l2::{InterfaceSelection, L2Decision, l2_plan, owned_by};
+pub use scope::AdvertisementScope;
+pub use view::{
+    ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
+};

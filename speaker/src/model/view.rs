@@ -1,0 +1,160 @@
+//! The cluster as the speaker's decisions see it: only the fields that matter, already
+//! parsed, in maps keyed by name so that iteration order never depends on watch order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ferrolb_crds::address::IpRange;
+use ferrolb_crds::labels::Labels;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// `namespace/name` of a Service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A LoadBalancer Service of our class that has IPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub key: ServiceKey,
+    pub labels: Labels,
+    /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates.
+    pub ips: Vec<IpAddr>,
+    /// `externalTrafficPolicy: Local`: only nodes with a usable endpoint may take traffic.
+    pub local_traffic_policy: bool,
+}
+
+/// A Node, reduced to what decides whether it may announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    pub labels: Labels,
+    /// Condition `Ready` is `True`.
+    pub ready: bool,
+    /// Condition `NetworkUnavailable` is `True`.
+    pub network_unavailable: bool,
+}
+
+/// Where a Service's usable endpoints run, merged over all its EndpointSlices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    /// Nodes hosting at least one usable endpoint.
+    pub nodes: BTreeSet<String>,
+    /// Usable endpoints with no `nodeName`: they count for "has endpoints at all" but put
+    /// no node forward.
+    pub unplaced: usize,
+}
+
+impl ServiceEndpoints {
+    /// Whether any usable endpoint exists, on any node or none.
+    pub fn any_usable(&self) -> bool {
+        !self.nodes.is_empty() || self.unplaced > 0
+    }
+}
+
+/// An `IPAddressPool` of the speaker's namespace; only its addresses matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolView {
+    pub name: String,
+    pub labels: Labels,
+    /// The entries of `spec.addresses` that parse; malformed ones were dropped with a
+    /// warning.
+    pub ranges: Vec<IpRange>,
+}
+
+impl PoolView {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.ranges.iter().any(|range| range.contains(ip))
+    }
+}
+
+/// An `L2Advertisement` of the speaker's namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct L2AdvertisementView {
+    pub name: String,
+    /// `spec.ipAddressPools`.
+    pub pools: Vec<String>,
+    /// `spec.ipAddressPoolSelectors`.
+    pub pool_selectors: Vec<LabelSelector>,
+    /// `spec.nodeSelectors`.
+    pub node_selectors: Vec<LabelSelector>,
+    /// `spec.serviceSelectors`.
+    pub service_selectors: Vec<LabelSelector>,
+    /// `spec.interfaces`; empty means every suitable interface.
+    pub interfaces: Vec<String>,
+}
+
+/// Everything the decisions read. Build it with [`ClusterView::from_objects`](crate::model::ClusterView::from_objects)
+/// from watched objects, or with the `insert_*` methods in tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub services: BTreeMap<ServiceKey, ServiceView>,
+    /// Endpoints of the Services in `services`; a Service missing here has none.
+    pub endpoints: BTreeMap<ServiceKey, ServiceEndpoints>,
+    pub nodes: BTreeMap<String, NodeView>,
+    pub pools: BTreeMap<String, PoolView>,
+    pub l2_advertisements: BTreeMap<String, L2AdvertisementView>,
+}
+
+impl ClusterView {
+    pub fn insert_service(&mut self, service: ServiceView) {
+        self.services.insert(service.key.clone(), service);
+    }
+
+    pub fn insert_endpoints(&mut self, service: ServiceKey, endpoints: ServiceEndpoints) {
+        self.endpoints.insert(service, endpoints);
+    }
+
+    pub fn insert_node(&mut self, node: NodeView) {
+        self.nodes.insert(node.name.clone(), node);
+    }
+
+    pub fn insert_pool(&mut self, pool: PoolView) {
+        self.pools.insert(pool.name.clone(), pool);
+    }
+
+    pub fn insert_l2_advertisement(&mut self, advertisement: L2AdvertisementView) {
+        self.l2_advertisements
+            .insert(advertisement.name.clone(), advertisement);
+    }
+
+    /// The pools that hold `ip`. Usually one; overlapping pools are a misconfiguration
+    /// that the controller reports, and an IP in the overlap belongs to all of them here.
+    pub fn pools_containing<'a>(&'a self, ip: &'a IpAddr) -> impl Iterator<Item = &'a PoolView> {
+        self.pools.values().filter(move |pool| pool.contains(ip))
+    }
+
+    /// The endpoints of `service`; none when it has no EndpointSlices.
+    pub fn endpoints_of(&self, service: &ServiceKey) -> Option<&ServiceEndpoints> {
+        self.endpoints.get(service)
+    }
+
+    /// Every IP of a Service in the view, with the Services that hold it.
+    pub fn services_by_ip(&self) -> BTreeMap<IpAddr, BTreeSet<&ServiceKey>> {
+        let mut by_ip: BTreeMap<IpAddr, BTreeSet<&ServiceKey>> = BTreeMap::new();
+        for service in self.services.values() {
+            for ip in &service.ips {
+                by_ip.entry(*ip).or_default().insert(&service.key);
+            }
+        }
+        by_ip
+    }
+}
