@@ -335,7 +335,7 @@ fn log_notification(notification: &foca::OwnedNotification<SpeakerId>) {
             addr = %after.addr,
             from_generation = before.generation,
             to_generation = after.generation,
-            "gossip: member restarted"
+            "gossip: member has a new identity (restarted or rejoined)"
         ),
         N::Rejoin(ourselves) => tracing::warn!(
             generation = ourselves.generation,

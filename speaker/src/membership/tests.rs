@@ -352,6 +352,54 @@ async fn seeds_set_later_are_announced_to() {
     .await;
 }
 
+#[tokio::test]
+async fn a_stalled_member_declared_down_rejoins_by_itself() {
+    // node-c runs on its own runtime in its own thread, so that blocking
+    // that thread freezes node-c alone, as a partition or a long pause would.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stall_tx, stall_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut a = start("node-a", vec![]).await;
+    let seed = a.addr();
+    let node_c = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => panic!("no runtime for node-c: {error}"),
+        };
+        runtime.block_on(async move {
+            let c = start("node-c", vec![seed]).await;
+            let _ = ready_tx.send(c.alive.clone());
+            if stall_rx.await.is_ok() {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            let _ = stop_rx.await;
+            drop(c);
+        });
+    });
+    let mut c_alive = match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(alive) => alive,
+        Err(error) => panic!("node-c did not start: {error}"),
+    };
+    let mut b = start("node-b", vec![seed]).await;
+    let everyone = names(&["node-a", "node-b", "node-c"]);
+    all_see(&mut [&mut a, &mut b], &everyone, CONVERGE_WITHIN).await;
+    time_until(&mut c_alive, &everyone, CONVERGE_WITHIN).await;
+
+    let _ = stall_tx.send(());
+    let survivors = names(&["node-a", "node-b"]);
+    all_see(&mut [&mut a, &mut b], &survivors, DETECT_WITHIN).await;
+    // After the stall node-c hears it was declared Down, renews its
+    // identity and is back, without anyone restarting anything.
+    all_see(&mut [&mut a, &mut b], &everyone, CONVERGE_WITHIN).await;
+    time_until(&mut c_alive, &everyone, CONVERGE_WITHIN).await;
+
+    let _ = stop_tx.send(());
+    assert!(node_c.join().is_ok(), "node-c's thread panicked");
+}
+
 /// Detection time after an abort with the default timings, per survivor.
 /// Run with `cargo test -p ferrolb-speaker --lib detection_time -- --ignored --nocapture`.
 #[tokio::test]
@@ -362,8 +410,10 @@ async fn detection_time_distribution() {
     let mut leave_samples = Vec::new();
     for trial in 0..TRIALS * 2 {
         let (mut a, mut b, c) = converged_trio().await;
-        // Let the group settle into steady probing before the failure.
-        sleep(Duration::from_millis(500)).await;
+        // Let the group settle into steady probing, then fail at a point
+        // of the probe cycle that differs from trial to trial.
+        let phase = u64::try_from(trial * 37 % 300).unwrap_or_default();
+        sleep(Duration::from_millis(500 + phase)).await;
         let survivors = names(&["node-a", "node-b"]);
         let started = Instant::now();
         let leaving = trial % 2 == 1;
