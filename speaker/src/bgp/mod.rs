@@ -12,6 +12,8 @@ mod attributes;
 pub mod codec;
 pub mod fsm;
 pub mod message;
+pub mod session;
+pub mod socket;
 pub mod update_builder;
 mod wire;
 
@@ -19,3 +21,5 @@ mod wire;
 mod codec_tests;
 #[cfg(test)]
 mod fsm_tests;
+#[cfg(test)]
+mod session_tests;
