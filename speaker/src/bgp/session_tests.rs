@@ -293,3 +293,127 @@ fn announces_to_bird_withdraws_and_shuts_down_gracefully() {
     );
     assert_eq!(status_rx.borrow().state, State::Idle);
 }
+
+/// A scripted peer on loopback: runs in every `cargo test`, no root needed.
+mod scripted_peer {
+    use super::*;
+    use crate::bgp::codec::{CodecOptions, decode_message, encode_message};
+    use crate::bgp::message::{Message, Notification, Open, PathAttribute};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const FOUR_OCTET: CodecOptions = CodecOptions {
+        four_octet_as: true,
+    };
+
+    async fn read_message(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Message {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((message, used)) =
+                decode_message(buffer, FOUR_OCTET).expect("speaker sent a valid message")
+            {
+                buffer.drain(..used);
+                return message;
+            }
+            let count = stream.read(&mut chunk).await.expect("read");
+            assert!(count > 0, "speaker closed the connection");
+            buffer.extend_from_slice(&chunk[..count]);
+        }
+    }
+
+    async fn send(stream: &mut TcpStream, message: Message) {
+        stream
+            .write_all(&encode_message(&message, FOUR_OCTET).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn establishes_sends_routes_and_retries_after_a_notification() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = SessionConfig {
+            peer: listener.local_addr().unwrap(),
+            source: None,
+            md5_password: None,
+            ebgp_multihop: true,
+            ipv6_link_local_next_hop: None,
+            fsm: FsmConfig {
+                local_as: 4_200_000_001,
+                peer_as: 64513,
+                router_id: Ipv4Addr::new(198, 51, 100, 2),
+                hold_time: 30,
+                keepalive_time: None,
+                connect_retry_time: Duration::from_millis(50),
+                connect_retry_max: Duration::from_millis(200),
+                families: vec![AddressFamily::IPV4_UNICAST],
+                graceful_shutdown_drain: None,
+            },
+        };
+        let routes: RouteSet = [route("203.0.113.7/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+            .into_iter()
+            .collect();
+        let (_routes_tx, routes_rx) = watch::channel(routes);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (status_tx, mut status_rx) = watch::channel(SessionStatus::default());
+        let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));
+
+        let script = async {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = Vec::new();
+            let Message::Open(open) = read_message(&mut stream, &mut buffer).await else {
+                panic!("expected OPEN first");
+            };
+            assert_eq!(open.asn(), 4_200_000_001);
+            send(
+                &mut stream,
+                Message::Open(Open::new(
+                    64513,
+                    30,
+                    Ipv4Addr::new(198, 51, 100, 1),
+                    &[AddressFamily::IPV4_UNICAST],
+                )),
+            )
+            .await;
+            assert_eq!(
+                read_message(&mut stream, &mut buffer).await,
+                Message::Keepalive
+            );
+            send(&mut stream, Message::Keepalive).await;
+            let Message::Update(update) = read_message(&mut stream, &mut buffer).await else {
+                panic!("expected the routes after establishment");
+            };
+            assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
+            assert!(
+                update
+                    .attributes
+                    .contains(&PathAttribute::NextHop(Ipv4Addr::LOCALHOST)),
+                "next-hop self"
+            );
+            // Reset the session; the speaker must come back on its own.
+            send(&mut stream, Message::Notification(Notification::cease(4))).await;
+            drop(stream);
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = Vec::new();
+            assert!(matches!(
+                read_message(&mut stream, &mut buffer).await,
+                Message::Open(_)
+            ));
+        };
+        tokio::time::timeout(Duration::from_secs(10), script)
+            .await
+            .expect("script finished in time");
+        let status = status_rx
+            .wait_for(|s| s.last_error.is_some())
+            .await
+            .unwrap()
+            .clone();
+        assert!(status.last_error.unwrap().contains("peer sent cease"));
+
+        stop_tx.send(Some(StopRequest::Immediate)).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("session stopped")
+            .unwrap();
+        assert_eq!(status_rx.borrow().state, State::Idle);
+    }
+}
