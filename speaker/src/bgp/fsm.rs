@@ -183,7 +183,8 @@ impl Fsm {
         self.negotiated.as_ref()
     }
 
-    /// Why the session last went down or a connection attempt last failed.
+    /// Why the session last went down or a connection attempt last failed (a stop by
+    /// the operator does not count).
     pub fn last_error(&self) -> Option<&DownReason> {
         self.last_error.as_ref()
     }
@@ -447,7 +448,10 @@ impl Fsm {
             actions.push(Action::SessionDown(reason.clone()));
         }
         self.negotiated = None;
-        self.last_error = Some(reason);
+        // An operator's stop is not an error: keep the last real one for the status.
+        if reason != DownReason::Stopped {
+            self.last_error = Some(reason);
+        }
     }
 
     fn stop(&mut self, graceful: bool, actions: &mut Vec<Action>) {

@@ -608,7 +608,13 @@ fn stop_in_open_sent_and_open_confirm_sends_cease() {
 #[test]
 fn restart_after_stop_connects_again() {
     let mut fsm = fsm_in(State::Established);
+    fsm.handle(Event::TcpClosed);
     fsm.handle(Event::Stop { graceful: false });
+    assert_eq!(
+        fsm.last_error(),
+        Some(&DownReason::TcpClosed),
+        "a stop is not an error"
+    );
     assert_eq!(fsm.handle(Event::Start).first(), Some(&Action::Connect));
     assert_eq!(fsm.state(), State::Connect);
 }

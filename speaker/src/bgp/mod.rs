@@ -2,16 +2,19 @@
 //! Service IPs with next-hop self. It keeps no RIB and ignores the routes it receives
 //! (but still parses them, and answers malformed ones as RFC 4271 requires).
 //!
+//! Pure (no I/O):
 //! - `message`: typed messages; `codec` (with `attributes` and `wire`): the wire format.
 //! - `update_builder`: a desired route set diff -> the fewest UPDATE messages.
 //! - `fsm`: the session state machine, events in, actions out.
 //!
-//! All of these are pure; the session shell drives them with a socket and timers.
+//! Shell: `session` drives one session over tokio TCP (`socket` sets MD5 and TTL).
 
 mod attributes;
 pub mod codec;
 pub mod fsm;
 pub mod message;
+pub mod session;
+pub mod socket;
 pub mod update_builder;
 mod wire;
 
@@ -19,3 +22,5 @@ mod wire;
 mod codec_tests;
 #[cfg(test)]
 mod fsm_tests;
+#[cfg(test)]
+mod session_tests;
