@@ -483,7 +483,9 @@ impl InterfaceTask {
         match answer_neighbor_solicitation(&solicitation, hop_limit, self.mac, &self.current) {
             Ok((destination, advertisement)) => {
                 let Some(ndp) = &self.ndp else { return Ok(()) };
-                let sent = ndp.send_to(&advertisement.to_bytes(), destination).await;
+                let sent = ndp
+                    .send_to(&advertisement.to_bytes(), destination, solicitation.target)
+                    .await;
                 send_or_log(sent, solicitation.target.into())?;
                 debug!(ip = %solicitation.target, asker = %source, "answered Neighbor Solicitation");
                 self.metrics.request_answered(AddressFamily::ipv6);
@@ -505,7 +507,7 @@ impl InterfaceTask {
             (IpAddr::V6(v6), _, Some(ndp)) => {
                 let advertisement = NeighborAdvertisement::unsolicited(v6, self.mac);
                 (
-                    ndp.send_to(&advertisement.to_bytes(), ALL_NODES).await,
+                    ndp.send_to(&advertisement.to_bytes(), ALL_NODES, v6).await,
                     AddressFamily::ipv6,
                 )
             }
