@@ -7,9 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -89,6 +90,7 @@ impl L2Announcer {
         let mut desired_open = true;
         let mut wanted = desired.borrow_and_update().clone();
         let mut listing: Vec<InterfaceInfo> = Vec::new();
+        let served_changed = state.served_changed.clone();
 
         loop {
             tokio::select! {
@@ -109,6 +111,7 @@ impl L2Announcer {
                     wanted = desired.borrow_and_update().clone();
                     state.reconcile(&wanted, &listing);
                 }
+                () = served_changed.notified() => {}
                 Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
                     // Not reconciled now: a failed interface is retried at the
                     // next rescan, so a persistent error cannot spin.
@@ -126,28 +129,13 @@ impl L2Announcer {
     }
 }
 
-/// Which address families an interface task can serve.
-#[derive(Clone, Copy, Debug)]
-struct Families {
-    ipv4: bool,
-    ipv6: bool,
-}
-
-impl Families {
-    fn serves(self, ip: &IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(_) => self.ipv4,
-            IpAddr::V6(_) => self.ipv6,
-        }
-    }
-}
-
 struct RunningInterface {
     index: u32,
     mac: MacAddr,
     generation: u64,
-    families: Families,
     ownership: watch::Sender<Ownership>,
+    /// What the task reports it actually serves (sockets open, groups joined).
+    served: watch::Receiver<BTreeSet<IpAddr>>,
     stop: CancellationToken,
 }
 
@@ -163,6 +151,8 @@ struct State {
     running: BTreeMap<String, RunningInterface>,
     tasks: JoinSet<InterfaceExit>,
     next_generation: u64,
+    /// Woken by interface tasks when what they serve changes.
+    served_changed: Arc<Notify>,
 }
 
 impl State {
@@ -173,6 +163,7 @@ impl State {
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
             next_generation: 0,
+            served_changed: Arc::new(Notify::new()),
         }
     }
 
@@ -232,11 +223,7 @@ impl State {
                 |error| warn!(%error, "cannot open the NDP socket; IPv6 not announced here"),
             )
             .ok();
-        let families = Families {
-            ipv4: arp.is_some(),
-            ipv6: ndp.is_some(),
-        };
-        if !families.ipv4 && !families.ipv6 {
+        if arp.is_none() && ndp.is_none() {
             return;
         }
         info!(%mac, "announcing on this interface");
@@ -244,6 +231,7 @@ impl State {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (ownership_sender, ownership_receiver) = watch::channel(Ownership::default());
+        let (served_sender, served_receiver) = watch::channel(BTreeSet::new());
         ownership_sender.send_replace(ownership);
         let stop = CancellationToken::new();
         let task = InterfaceTask {
@@ -258,6 +246,8 @@ impl State {
             ),
             current: Ownership::default(),
             joined_groups: BTreeSet::new(),
+            served: served_sender,
+            served_changed: self.served_changed.clone(),
         };
         let name = info.name.clone();
         let task_stop = stop.clone();
@@ -279,7 +269,7 @@ impl State {
                 index: info.index,
                 mac,
                 generation,
-                families,
+                served: served_receiver,
                 ownership: ownership_sender,
                 stop,
             },
@@ -302,13 +292,7 @@ impl State {
     fn applied(&self) -> Applied {
         let mut applied = Applied::new();
         for (name, running) in &self.running {
-            for ip in running
-                .ownership
-                .borrow()
-                .here
-                .iter()
-                .filter(|ip| running.families.serves(ip))
-            {
+            for ip in running.served.borrow().iter() {
                 applied.entry(*ip).or_default().insert(name.clone());
             }
         }
@@ -352,6 +336,8 @@ struct InterfaceTask {
     schedule: GratuitousSchedule,
     current: Ownership,
     joined_groups: BTreeSet<Ipv6Addr>,
+    served: watch::Sender<BTreeSet<IpAddr>>,
+    served_changed: Arc<Notify>,
 }
 
 impl InterfaceTask {
@@ -364,7 +350,7 @@ impl InterfaceTask {
         let mut arp_buffer = [0u8; RECEIVE_BUFFER_LEN];
         let mut ndp_buffer = [0u8; RECEIVE_BUFFER_LEN];
         let first = ownership.borrow_and_update().clone();
-        self.update_ownership(first)?;
+        self.update_ownership(first);
         loop {
             let next_announcement = self.schedule.next_deadline().map(Instant::from_std);
             tokio::select! {
@@ -374,7 +360,7 @@ impl InterfaceTask {
                         return Ok(());
                     }
                     let next = ownership.borrow_and_update().clone();
-                    self.update_ownership(next)?;
+                    self.update_ownership(next);
                 }
                 received = receive_arp(self.arp.as_ref(), &mut arp_buffer) => {
                     let len = received?;
@@ -395,31 +381,61 @@ impl InterfaceTask {
         }
     }
 
-    fn update_ownership(&mut self, next: Ownership) -> Result<(), std::io::Error> {
+    fn update_ownership(&mut self, next: Ownership) {
         let now = std::time::Instant::now();
         for lost in self.current.here.difference(&next.here) {
             info!(ip = %lost, interface = %self.name, "stopped announcing");
             self.schedule.cancel(*lost);
         }
-        self.update_groups(&next.here)?;
+        self.update_groups(&next.here);
         for gained in next.here.difference(&self.current.here) {
-            let served = match gained {
-                IpAddr::V4(_) => self.arp.is_some(),
-                IpAddr::V6(_) => self.ndp.is_some(),
-            };
-            if served {
+            if self.can_serve(gained) {
                 info!(ip = %gained, interface = %self.name, "announcing");
                 self.schedule.start(*gained, now);
+            } else {
+                warn!(ip = %gained, interface = %self.name, "cannot announce: no socket for its family here");
             }
         }
         self.current = next;
-        Ok(())
+        self.report_served();
+    }
+
+    /// Whether requests for `ip` can reach us and be answered here.
+    fn can_serve(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(_) => self.arp.is_some(),
+            IpAddr::V6(v6) => {
+                self.ndp.is_some() && self.joined_groups.contains(&solicited_node_multicast(*v6))
+            }
+        }
+    }
+
+    /// Tells the announcer what this interface really serves, so `applied`
+    /// never claims more than is on the wire.
+    fn report_served(&self) {
+        let served: BTreeSet<IpAddr> = self
+            .current
+            .here
+            .iter()
+            .filter(|ip| self.can_serve(ip))
+            .copied()
+            .collect();
+        let changed = self.served.send_if_modified(|current| {
+            let changed = *current != served;
+            *current = served;
+            changed
+        });
+        if changed {
+            self.served_changed.notify_one();
+        }
     }
 
     /// Joins the solicited-node groups of the IPv6 addresses in `here` and
-    /// leaves the rest. Several addresses can share a group.
-    fn update_groups(&mut self, here: &BTreeSet<IpAddr>) -> Result<(), std::io::Error> {
-        let Some(ndp) = &self.ndp else { return Ok(()) };
+    /// leaves the rest. Several addresses can share a group. A group that
+    /// cannot be joined (IPv6 disabled on the interface, say) leaves its
+    /// addresses unserved here, without harming the others.
+    fn update_groups(&mut self, here: &BTreeSet<IpAddr>) {
+        let Some(ndp) = &self.ndp else { return };
         let wanted: BTreeSet<Ipv6Addr> = here
             .iter()
             .filter_map(|ip| match ip {
@@ -432,14 +448,18 @@ impl InterfaceTask {
                 debug!(%group, %error, "leaving a solicited-node group failed");
             }
         }
+        let mut joined: BTreeSet<Ipv6Addr> =
+            self.joined_groups.intersection(&wanted).copied().collect();
         for group in wanted.difference(&self.joined_groups) {
-            ndp.join(*group).inspect_err(|error| {
-                warn!(%group, %error, "cannot join the solicited-node group");
-            })?;
-            debug!(%group, "joined the solicited-node group");
+            match ndp.join(*group) {
+                Ok(()) => {
+                    debug!(%group, "joined the solicited-node group");
+                    joined.insert(*group);
+                }
+                Err(error) => warn!(%group, %error, "cannot join the solicited-node group"),
+            }
         }
-        self.joined_groups = wanted;
-        Ok(())
+        self.joined_groups = joined;
     }
 
     async fn on_arp(&self, frame: &[u8]) -> Result<(), std::io::Error> {
@@ -483,7 +503,9 @@ impl InterfaceTask {
         match answer_neighbor_solicitation(&solicitation, hop_limit, self.mac, &self.current) {
             Ok((destination, advertisement)) => {
                 let Some(ndp) = &self.ndp else { return Ok(()) };
-                let sent = ndp.send_to(&advertisement.to_bytes(), destination).await;
+                let sent = ndp
+                    .send_to(&advertisement.to_bytes(), destination, solicitation.target)
+                    .await;
                 send_or_log(sent, solicitation.target.into())?;
                 debug!(ip = %solicitation.target, asker = %source, "answered Neighbor Solicitation");
                 self.metrics.request_answered(AddressFamily::ipv6);
@@ -505,7 +527,7 @@ impl InterfaceTask {
             (IpAddr::V6(v6), _, Some(ndp)) => {
                 let advertisement = NeighborAdvertisement::unsolicited(v6, self.mac);
                 (
-                    ndp.send_to(&advertisement.to_bytes(), ALL_NODES).await,
+                    ndp.send_to(&advertisement.to_bytes(), ALL_NODES, v6).await,
                     AddressFamily::ipv6,
                 )
             }

@@ -27,7 +27,7 @@ const ICMP6_FILTER: libc::c_int = 1;
 pub fn interface_gone(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
-        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV | libc::EADDRNOTAVAIL)
+        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
     )
 }
 
@@ -210,6 +210,9 @@ impl NdpSocket {
         set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &off)?;
         let on: libc::c_int = 1;
         set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &on)?;
+        // Lets us answer from the Service IP (see send_to). Old kernels
+        // without it make us answer from an interface address instead.
+        let _ = set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, &on);
 
         Ok(NdpSocket {
             fd: register(fd)?,
@@ -246,36 +249,110 @@ impl NdpSocket {
         }
     }
 
-    /// Sends an ICMPv6 message to `destination` on this interface.
-    pub async fn send_to(&self, message: &[u8], destination: Ipv6Addr) -> io::Result<()> {
-        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid value.
-        let mut address: libc::sockaddr_in6 = unsafe { zeroed() };
-        address.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        address.sin6_addr = libc::in6_addr {
-            s6_addr: destination.octets(),
-        };
-        // Needed for link-local and multicast destinations; ignored otherwise.
-        address.sin6_scope_id = self.index;
+    /// Sends an ICMPv6 message to `destination` on this interface, from
+    /// `source` if the kernel lets us (`IPV6_FREEBIND` allows a source that
+    /// is not configured locally, as a Service IP usually is not), else from
+    /// the address the kernel picks.
+    ///
+    /// Answering from the target address itself is what the Linux kernel
+    /// does for its own addresses, and some tools (ndisc6) ignore answers
+    /// from a link-local source to a question about a global address.
+    pub async fn send_to(
+        &self,
+        message: &[u8],
+        destination: Ipv6Addr,
+        source: Ipv6Addr,
+    ) -> io::Result<()> {
+        match self
+            .send_with_source(message, destination, Some(source))
+            .await
+        {
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EINVAL | libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                self.send_with_source(message, destination, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_with_source(
+        &self,
+        message: &[u8],
+        destination: Ipv6Addr,
+        source: Option<Ipv6Addr>,
+    ) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;
-            // SAFETY: `message` and `address` are valid for the lengths passed.
             let sent = guard.try_io(|fd| {
-                check_len(unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        message.as_ptr().cast(),
-                        message.len(),
-                        0,
-                        (&address as *const libc::sockaddr_in6).cast(),
-                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                })
+                send_message(fd.as_raw_fd(), message, destination, source, self.index)
             });
             if let Ok(result) = sent {
-                return result.map(|_| ());
+                return result;
             }
         }
     }
+}
+
+/// One `sendmsg`, with an `IPV6_PKTINFO` control message naming the source
+/// address when there is one.
+fn send_message(
+    fd: RawFd,
+    message: &[u8],
+    destination: Ipv6Addr,
+    source: Option<Ipv6Addr>,
+    index: u32,
+) -> io::Result<()> {
+    // SAFETY: sockaddr_in6 is plain data; all-zero is a valid value.
+    let mut address: libc::sockaddr_in6 = unsafe { zeroed() };
+    address.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    address.sin6_addr = libc::in6_addr {
+        s6_addr: destination.octets(),
+    };
+    // Needed for link-local and multicast destinations; ignored otherwise.
+    address.sin6_scope_id = index;
+    let mut io_vector = libc::iovec {
+        iov_base: message.as_ptr().cast_mut().cast(),
+        iov_len: message.len(),
+    };
+    // u64 elements give the control buffer the alignment cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid value.
+    let mut header: libc::msghdr = unsafe { zeroed() };
+    header.msg_name = (&mut address as *mut libc::sockaddr_in6).cast();
+    header.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    header.msg_iov = &mut io_vector;
+    header.msg_iovlen = 1;
+    if let Some(source) = source {
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: source.octets(),
+            },
+            ipi6_ifindex: index,
+        };
+        let info_len = size_of::<libc::in6_pktinfo>() as libc::c_uint;
+        header.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size; 40 bytes fit in `control` (64).
+        header.msg_controllen = unsafe { libc::CMSG_SPACE(info_len) } as _;
+        // SAFETY: msg_control points at `control`, large enough for one
+        // control message carrying an in6_pktinfo, so the first header and
+        // its data lie inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&header);
+            if let Some(cmsg) = cmsg.as_mut() {
+                cmsg.cmsg_level = libc::IPPROTO_IPV6;
+                cmsg.cmsg_type = libc::IPV6_PKTINFO;
+                cmsg.cmsg_len = libc::CMSG_LEN(info_len) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
+            }
+        }
+    }
+    // SAFETY: every pointer in `header` refers to a live local buffer of the stated size.
+    check_len(unsafe { libc::sendmsg(fd, &header, 0) })?;
+    Ok(())
 }
 
 /// One `recvmsg` that also collects the source address and the
