@@ -4,8 +4,10 @@
 //! the packet codecs in `l2`, and the BGP codec and session state machine in `bgp`.
 //! Thin shells around them: raw sockets, the gossip membership, the kube watchers.
 
-pub mod l2;
-pub mod membership;
 pub mod bgp;
 pub mod election;
+pub mod l2;
+pub mod membership;
+pub mod metrics;
 pub mod model;
+pub mod shell;

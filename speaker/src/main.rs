@@ -1,27 +1,163 @@
-//! `ferrolb-speaker`: makes Service IPs reachable from this node.
-//!
-//! This is a skeleton: the L2 (ARP/NDP) and BGP announcers arrive with their
-//! own issues. It already validates its flags, so the DaemonSet in `deploy/`
-//! can be wired up and fails clearly on a bad configuration.
+//! `ferrolb-speaker`: makes FerroLB Service IPs reachable from this node.
 
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
 use clap::Parser;
+use ferrolb_controller::http::{self, Health};
+use ferrolb_speaker::l2::interfaces::ExcludePatterns;
+use ferrolb_speaker::l2::{AnnouncerConfig, L2Metrics};
+use ferrolb_speaker::membership::{GossipTimings, MembershipMetrics};
+use ferrolb_speaker::metrics::{Registered, SpeakerMetrics};
+use ferrolb_speaker::model::ClassFilter;
+use ferrolb_speaker::shell::{self, GossipSettings, Parts, SpeakerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
-#[derive(Debug, Parser)]
-#[command(name = "ferrolb-speaker", version, about)]
+/// Announces the external IPs of LoadBalancer Services from this node: in L2
+/// mode it answers ARP and NDP for the IPs this node is elected for.
+#[derive(Parser)]
+#[command(name = "ferrolb-speaker", version, about, long_about = None)]
 struct Args {
     /// Name of the Node this speaker runs on (downward API in the DaemonSet).
     #[arg(long, env = "FERROLB_NODE_NAME")]
     node_name: String,
+
+    /// Namespace holding the pools, advertisements and status objects.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
+    namespace: String,
+
+    /// spec.loadBalancerClass served (the controller's).
+    #[arg(
+        long,
+        env = "FERROLB_LOAD_BALANCER_CLASS",
+        default_value = "ferrolb.io/ferrolb"
+    )]
+    load_balancer_class: String,
+
+    /// Leave Services with no spec.loadBalancerClass alone.
+    #[arg(long, env = "FERROLB_IGNORE_UNCLASSED")]
+    ignore_unclassed: bool,
+
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7473")]
+    metrics_addr: SocketAddr,
+
+    /// UDP port of the speakers' gossip (the same on every node).
+    #[arg(long, env = "FERROLB_GOSSIP_PORT", default_value_t = 7946)]
+    gossip_port: u16,
+
+    /// Address the other speakers reach this one at (default: the Node's InternalIP).
+    #[arg(long, env = "FERROLB_GOSSIP_ADDRESS")]
+    gossip_address: Option<IpAddr>,
+
+    /// Shared key authenticating gossip messages (from a Secret). Without it
+    /// there is no gossip and failover waits for the Node to turn NotReady.
+    #[arg(long, env = "FERROLB_GOSSIP_KEY", hide_env_values = true)]
+    gossip_key: Option<String>,
+
+    /// Interfaces never used for L2 announcements, as regular expressions
+    /// (replaces the default list of container and virtual interfaces).
+    #[arg(long, env = "FERROLB_EXCLUDE_INTERFACES", value_delimiter = ',')]
+    exclude_interfaces: Option<Vec<String>>,
+
+    /// Log format.
+    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
-    tracing::warn!(node = %args.node_name, "the speaker announces nothing yet: L2 and BGP modes are not implemented");
-    anyhow::bail!(
-        "ferrolb-speaker: announcing is not implemented yet (node {})",
-        args.node_name
-    )
+    init_tracing(args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+
+    let speaker_metrics = SpeakerMetrics::default();
+    let l2_metrics = L2Metrics::default();
+    let membership_metrics = MembershipMetrics::default();
+    let registry = Registered::new(&speaker_metrics, |registry| {
+        l2_metrics.register(registry);
+        membership_metrics.register(registry);
+    });
+    let health = Health::new();
+    let stop = CancellationToken::new();
+    let http_stop = stop.clone();
+    let http_task = tokio::spawn(http::serve(
+        args.metrics_addr,
+        registry,
+        health.clone(),
+        async move { http_stop.cancelled().await },
+    ));
+
+    let mut announcer = AnnouncerConfig::default();
+    if let Some(patterns) = args.exclude_interfaces {
+        announcer.exclude_patterns =
+            ExcludePatterns::new(&patterns).context("--exclude-interfaces")?;
+    }
+    let gossip = match args.gossip_key {
+        Some(key) if !key.is_empty() => Some(GossipSettings {
+            port: args.gossip_port,
+            address: args.gossip_address,
+            key: key.into_bytes(),
+            timings: GossipTimings::default(),
+        }),
+        _ => None,
+    };
+    let config = SpeakerConfig {
+        node_name: args.node_name.clone(),
+        namespace: args.namespace,
+        class: ClassFilter {
+            class: args.load_balancer_class,
+            ignore_unclassed: args.ignore_unclassed,
+        },
+        gossip,
+        announcer,
+    };
+    let parts = Parts {
+        speaker: speaker_metrics,
+        l2: l2_metrics,
+        membership: membership_metrics,
+        health,
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    info!(node = %args.node_name, "starting");
+    let result = shell::run(client, config, parts, shutdown).await;
+    stop.cancel();
+    let _ = http_task.await;
+    result
 }

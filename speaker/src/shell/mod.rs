@@ -1,0 +1,353 @@
+//! The speaker's kube shell: watch, then plan (pure), then hand the plan to
+//! the announcer, which diffs it against what it announces and applies it.
+//!
+//! ```text
+//! stores (Services, EndpointSlices, Nodes, pools, L2Advertisements)
+//!    + alive members (gossip)  --> model::l2_plan --> IPs this node owns
+//!                                                  --> L2Announcer (ARP/NDP)
+//!                                                  --> Reporter (Events, ServiceL2Status)
+//! ```
+
+mod report;
+mod stores;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrolb_controller::http::Health;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
+use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
+use crate::metrics::SpeakerMetrics;
+use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
+use report::{Announced, Reporter};
+use stores::Stores;
+
+/// How long a starting speaker waits to hear from the other members before
+/// it announces anything. Announcing earlier, it would believe it is alone and
+/// claim every IP for a moment.
+const JOIN_WAIT: Duration = Duration::from_secs(3);
+/// Coalesces bursts of watch events into one plan.
+const DEBOUNCE: Duration = Duration::from_millis(5);
+/// Retry period of status writes that failed.
+const REPORT_RETRY: Duration = Duration::from_secs(2);
+
+pub struct GossipSettings {
+    pub port: u16,
+    /// The address other speakers reach this one at; by default the Node's InternalIP.
+    pub address: Option<IpAddr>,
+    pub key: Vec<u8>,
+    pub timings: GossipTimings,
+}
+
+pub struct SpeakerConfig {
+    pub node_name: String,
+    pub namespace: String,
+    pub class: ClassFilter,
+    /// `None`: no gossip, liveness from the Node Ready condition only.
+    pub gossip: Option<GossipSettings>,
+    pub announcer: AnnouncerConfig,
+}
+
+pub struct Parts {
+    pub speaker: SpeakerMetrics,
+    pub l2: L2Metrics,
+    pub membership: MembershipMetrics,
+    pub health: Health,
+}
+
+/// Runs until `shutdown` is cancelled, then leaves gracefully: out of the
+/// gossip group first (so the others take over at once), then silent, then
+/// the status objects removed.
+pub async fn run(
+    client: Client,
+    config: SpeakerConfig,
+    parts: Parts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let node = config.node_name.clone();
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, &config.namespace, changed.clone());
+
+    parts
+        .health
+        .set_not_ready("waiting for the first list of every watched kind");
+    while !stores.all_synced() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = changed.notified() => {}
+        }
+    }
+    info!(node = %node, "caches synced");
+
+    let (membership, alive) = match &config.gossip {
+        Some(gossip) => {
+            let (membership, alive) =
+                start_gossip(&config.node_name, gossip, &stores, parts.membership.clone())
+                    .await
+                    .context("starting the gossip membership")?;
+            wait_for_members(&alive, &stores, &node, &shutdown).await;
+            (Some(membership), Some(alive))
+        }
+        None => {
+            warn!(
+                "no gossip key: node liveness comes from the Node Ready condition only, so failover waits for the node controller"
+            );
+            (None, None)
+        }
+    };
+
+    let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
+    let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
+    let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
+    let announcer_stop = CancellationToken::new();
+    let announcer = tokio::spawn(
+        L2Announcer::new(config.announcer, parts.l2.clone())
+            .run(desired_rx, applied_tx, announcer_stop.clone())
+            .instrument(info_span!("l2", node = %node)),
+    );
+    let reporter = Reporter::new(client.clone(), &config.namespace, &node);
+    reporter.remove_leftovers().await;
+    let report_stop = CancellationToken::new();
+    let report_task = tokio::spawn(report_loop(
+        reporter,
+        applied_rx,
+        owned_rx,
+        stores.clone(),
+        report_stop.clone(),
+    ));
+
+    parts.health.set_ready(true);
+    let mut alive_changes = alive.clone();
+    let mut last_warnings = Vec::new();
+    loop {
+        let seeds = peer_addresses(&stores, &node, config.gossip.as_ref().map(|g| g.port));
+        if let Some(membership) = &membership {
+            membership.set_seeds(seeds);
+        }
+        let liveness = match &alive {
+            Some(alive) => Liveness::Gossip(alive.borrow().clone()),
+            None => Liveness::NodeReadyOnly,
+        };
+        let services = stores.services.state();
+        let slices = stores.slices.state();
+        let nodes = stores.nodes.state();
+        let pools = stores.pools.state();
+        let l2 = stores.l2_advertisements.state();
+        let (view, warnings) = ClusterView::from_objects(
+            services.iter().map(|o| o.as_ref()),
+            slices.iter().map(|o| o.as_ref()),
+            nodes.iter().map(|o| o.as_ref()),
+            pools.iter().map(|o| o.as_ref()),
+            l2.iter().map(|o| o.as_ref()),
+            &config.class,
+        );
+        if warnings != last_warnings {
+            for warning in &warnings {
+                warn!(node = %node, "skipping invalid input: {warning}");
+            }
+            last_warnings = warnings;
+        }
+        parts
+            .speaker
+            .invalid_objects
+            .set(last_warnings.len() as i64);
+        let plan = model::l2_plan(&view, &liveness);
+        let mut desired = BTreeMap::new();
+        let mut owned = BTreeMap::new();
+        for (ip, decision) in model::owned_by(&plan, &node) {
+            let filter = match &decision.interfaces {
+                InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
+                InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
+            };
+            desired.insert(*ip, filter);
+            owned.insert(*ip, decision.services.clone());
+        }
+        parts.speaker.plans.inc();
+        parts.speaker.owned_ips.set(desired.len() as i64);
+        desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
+        owned_tx.send_if_modified(|current| replace_if_changed(current, owned));
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = changed.notified() => {}
+            Ok(()) = changed_or_pending(&mut alive_changes) => {}
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+
+    info!(node = %node, "stopping: leaving the group, then going silent");
+    parts.health.set_not_ready("stopping");
+    if let Some(membership) = membership {
+        membership.leave().await;
+    }
+    announcer_stop.cancel();
+    let _ = announcer.await;
+    report_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), report_task).await;
+    Ok(())
+}
+
+fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
+    if *current == new {
+        false
+    } else {
+        *current = new;
+        true
+    }
+}
+
+/// Waits for a change of the alive set, or forever when there is no gossip.
+async fn changed_or_pending(
+    alive: &mut Option<watch::Receiver<BTreeSet<String>>>,
+) -> Result<(), watch::error::RecvError> {
+    match alive {
+        Some(alive) => alive.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn start_gossip(
+    node: &str,
+    gossip: &GossipSettings,
+    stores: &Stores,
+    metrics: MembershipMetrics,
+) -> anyhow::Result<(Membership, watch::Receiver<BTreeSet<String>>)> {
+    let address = match gossip.address {
+        Some(address) => address,
+        None => stores
+            .nodes
+            .state()
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node))
+            .and_then(|n| internal_ip(n))
+            .with_context(|| {
+                format!("node {node} has no InternalIP to gossip from; pass --gossip-address")
+            })?,
+    };
+    let bind = SocketAddr::new(
+        match address {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        },
+        gossip.port,
+    );
+    let config = MembershipConfig {
+        node_name: node.to_string(),
+        bind,
+        advertise: SocketAddr::new(address, gossip.port),
+        seeds: peer_addresses(stores, node, Some(gossip.port)),
+        key: gossip.key.clone(),
+        timings: gossip.timings.clone(),
+    };
+    info!(node, advertise = %config.advertise, seeds = config.seeds.len(), "joining the speakers' gossip group");
+    Ok(Membership::start(config, metrics).await?)
+}
+
+/// Until every Ready node with an address answers, or [`JOIN_WAIT`] passes.
+async fn wait_for_members(
+    alive: &watch::Receiver<BTreeSet<String>>,
+    stores: &Stores,
+    node: &str,
+    shutdown: &CancellationToken,
+) {
+    let expected: BTreeSet<String> = stores
+        .nodes
+        .state()
+        .iter()
+        .filter(|n| is_ready(n) && internal_ip(n).is_some())
+        .filter_map(|n| n.metadata.name.clone())
+        .filter(|name| name != node)
+        .collect();
+    let mut alive = alive.clone();
+    let wait = async {
+        loop {
+            if expected.iter().all(|n| alive.borrow().contains(n)) {
+                return;
+            }
+            if alive.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = wait => info!(node, members = alive.borrow().len(), "joined the group"),
+        _ = tokio::time::sleep(JOIN_WAIT) => info!(node, members = alive.borrow().len(), expected = expected.len(), "did not hear from every Ready node; going on with the members that answered"),
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+fn internal_ip(node: &Node) -> Option<IpAddr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Gossip addresses of the other nodes.
+fn peer_addresses(stores: &Stores, node: &str, port: Option<u16>) -> Vec<SocketAddr> {
+    let Some(port) = port else {
+        return Vec::new();
+    };
+    stores
+        .nodes
+        .state()
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(node))
+        .filter_map(|n| internal_ip(n))
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+/// Reports what the announcer does, retrying writes that failed.
+async fn report_loop(
+    mut reporter: Reporter,
+    mut applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
+    mut owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    stores: Stores,
+    stop: CancellationToken,
+) {
+    loop {
+        let now: Announced = {
+            let applied = applied.borrow_and_update();
+            let owned = owned.borrow_and_update();
+            applied
+                .iter()
+                .flat_map(|(ip, interfaces)| {
+                    owned
+                        .get(ip)
+                        .into_iter()
+                        .flatten()
+                        .map(move |service| ((service.clone(), *ip), interfaces.clone()))
+                })
+                .collect()
+        };
+        // A no-op when nothing changed: the reporter diffs against what it wrote.
+        let complete = reporter.sync(&now, &stores.services).await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Ok(()) = applied.changed() => {}
+            Ok(()) = owned.changed() => {}
+            _ = tokio::time::sleep(REPORT_RETRY), if !complete => {}
+        }
+    }
+    reporter.withdraw_all(&stores.services).await;
+}

@@ -1,0 +1,278 @@
+//! Tells operators what this node announces: an Event on the Service when an
+//! announcement starts or stops here, and one `ServiceL2Status` object per
+//! announced (Service, IP), deleted when the announcement ends.
+//!
+//! It reports what the announcer really does (its `applied` state), not what
+//! the plan wished, so a missing interface shows as such. Writes that fail
+//! (API server away) are retried on the next call; announcing never waits
+//! for them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_crds::service_status::{
+    InterfaceInfo, LABEL_NODE, LABEL_SERVICE_NAME, LABEL_SERVICE_NAMESPACE,
+};
+use ferrolb_crds::{ServiceL2Status, ServiceL2StatusStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::model::ServiceKey;
+
+const FIELD_MANAGER: &str = "ferrolb-speaker";
+
+/// One announcement as reported: a Service's IP and the interfaces it is on.
+pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
+
+pub struct Reporter {
+    statuses: Api<ServiceL2Status>,
+    recorder: Recorder,
+    node: String,
+    /// What was reported successfully.
+    reported: Announced,
+}
+
+impl Reporter {
+    pub fn new(client: Client, namespace: &str, node: &str) -> Reporter {
+        let reporter = EventReporter {
+            controller: "ferrolb-speaker".into(),
+            instance: Some(node.to_string()),
+        };
+        Reporter {
+            statuses: Api::namespaced(client.clone(), namespace),
+            recorder: Recorder::new(client, reporter),
+            node: node.to_string(),
+            reported: Announced::new(),
+        }
+    }
+
+    /// Deletes status objects this node left behind in an earlier life: on
+    /// start it announces nothing yet.
+    pub async fn remove_leftovers(&self) {
+        let selector = format!("{LABEL_NODE}={}", self.node);
+        match self
+            .statuses
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => {
+                for object in list.items {
+                    if let Some(name) = object.metadata.name {
+                        self.delete(&name).await;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "could not list old status objects"),
+        }
+    }
+
+    /// Brings Events and status objects in line with `now`. Returns whether
+    /// everything was written (else call again later).
+    pub async fn sync(&mut self, now: &Announced, services: &Store<Service>) -> bool {
+        let mut complete = true;
+        let gone: Vec<_> = self
+            .reported
+            .keys()
+            .filter(|key| !now.contains_key(*key))
+            .cloned()
+            .collect();
+        for (service, ip) in gone {
+            self.event(
+                services,
+                &service,
+                format!("stopped announcing {ip} from node {}", self.node),
+                "AnnouncementStopped",
+            )
+            .await;
+            if self.delete(&self.object_name(&service, ip)).await {
+                self.reported.remove(&(service, ip));
+            } else {
+                complete = false;
+            }
+        }
+        for ((service, ip), interfaces) in now {
+            if self.reported.get(&(service.clone(), *ip)) == Some(interfaces) {
+                continue;
+            }
+            let list = interfaces.iter().cloned().collect::<Vec<_>>().join(", ");
+            info!(service = %service, ip = %ip, node = %self.node, interfaces = %list, "announcing");
+            self.event(
+                services,
+                service,
+                format!(
+                    "announcing {ip} from node {} on interface {list} (L2)",
+                    self.node
+                ),
+                "Announcing",
+            )
+            .await;
+            if self.write(service, *ip, interfaces).await {
+                self.remove_other_nodes(service, *ip).await;
+                self.reported
+                    .insert((service.clone(), *ip), interfaces.clone());
+            } else {
+                complete = false;
+            }
+        }
+        complete
+    }
+
+    /// Deletes everything reported (graceful stop), within the caller's time bound.
+    pub async fn withdraw_all(&mut self, services: &Store<Service>) {
+        let empty = Announced::new();
+        self.sync(&empty, services).await;
+    }
+
+    fn object_name(&self, service: &ServiceKey, ip: IpAddr) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.node,
+            service.namespace,
+            service.name,
+            ip_label(ip)
+        )
+    }
+
+    async fn write(&self, service: &ServiceKey, ip: IpAddr, interfaces: &BTreeSet<String>) -> bool {
+        let name = self.object_name(service, ip);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let object = json!({
+            "apiVersion": ferrolb_crds::API_VERSION,
+            "kind": "ServiceL2Status",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    LABEL_NODE: self.node,
+                    LABEL_SERVICE_NAMESPACE: service.namespace,
+                    LABEL_SERVICE_NAME: service.name,
+                },
+            },
+            "spec": {},
+        });
+        let status = ServiceL2StatusStatus {
+            node: self.node.clone(),
+            service_name: service.name.clone(),
+            service_namespace: service.namespace.clone(),
+            ip: ip.to_string(),
+            interfaces: interfaces
+                .iter()
+                .map(|name| InterfaceInfo { name: name.clone() })
+                .collect(),
+        };
+        let status_patch = json!({
+            "apiVersion": ferrolb_crds::API_VERSION,
+            "kind": "ServiceL2Status",
+            "status": status,
+        });
+        let result = async {
+            self.statuses
+                .patch(&name, &params, &Patch::Apply(&object))
+                .await?;
+            self.statuses
+                .patch_status(&name, &params, &Patch::Apply(&status_patch))
+                .await
+        }
+        .await;
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(service = %service, ip = %ip, error = %e, "could not write ServiceL2Status; will retry");
+                false
+            }
+        }
+    }
+
+    /// After a failover the old owner may be dead and unable to delete its
+    /// object: the new owner removes it.
+    async fn remove_other_nodes(&self, service: &ServiceKey, ip: IpAddr) {
+        let selector = format!(
+            "{LABEL_SERVICE_NAMESPACE}={},{LABEL_SERVICE_NAME}={}",
+            service.namespace, service.name
+        );
+        let Ok(list) = self
+            .statuses
+            .list(&ListParams::default().labels(&selector))
+            .await
+        else {
+            return;
+        };
+        for object in list.items {
+            let stale = object
+                .status
+                .as_ref()
+                .is_some_and(|s| s.node != self.node && s.ip == ip.to_string());
+            if stale && let Some(name) = object.metadata.name.as_deref() {
+                self.delete(name).await;
+            }
+        }
+    }
+
+    async fn delete(&self, name: &str) -> bool {
+        match self.statuses.delete(name, &DeleteParams::default()).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(e)) if e.code == 404 => true,
+            Err(e) => {
+                debug!(name, error = %e, "could not delete ServiceL2Status");
+                false
+            }
+        }
+    }
+
+    async fn event(
+        &self,
+        services: &Store<Service>,
+        service: &ServiceKey,
+        note: String,
+        reason: &str,
+    ) {
+        let uid = services
+            .get(&ObjectRef::new(&service.name).within(&service.namespace))
+            .and_then(|s| s.metadata.uid.clone());
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(service.namespace.clone()),
+            name: Some(service.name.clone()),
+            uid,
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            debug!(service = %service, error = %e, "could not publish event");
+        }
+    }
+}
+
+/// An IP as a DNS-label-safe string: dots become dashes for IPv4, and IPv6 is
+/// written as its 32 hex digits (colons and `::` cannot appear in names).
+fn ip_label(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => format!("{:032x}", u128::from(v6)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_label;
+
+    #[test]
+    fn ip_labels_are_valid_name_parts() {
+        assert_eq!(ip_label("198.51.100.7".parse().unwrap()), "198-51-100-7");
+        assert_eq!(
+            ip_label("2001:db8::".parse().unwrap()),
+            "20010db8000000000000000000000000"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Watches of everything the plan depends on, kept in local caches.
+//!
+//! Each kind has a reflector store and a task that keeps it current, retrying
+//! with backoff when the API server is away. A store keeps its last contents
+//! through an outage, so the speaker goes on announcing what it last knew.
+//! Every change wakes the plan loop through one [`Notify`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use ferrolb_crds::{IPAddressPool, L2Advertisement};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+/// The caches the plan reads.
+#[derive(Clone)]
+pub struct Stores {
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+    pub nodes: Store<Node>,
+    pub pools: Store<IPAddressPool>,
+    pub l2_advertisements: Store<L2Advertisement>,
+    synced: Arc<AtomicU8>,
+}
+
+const KINDS: u8 = 5;
+
+impl Stores {
+    /// Starts one watch task per kind. `changed` is notified on every change.
+    /// Pools and advertisements are read from `namespace` only.
+    pub fn start(client: &Client, namespace: &str, changed: Arc<Notify>) -> Stores {
+        let synced = Arc::new(AtomicU8::new(0));
+        let sync = |bit: u8| (synced.clone(), bit);
+        Stores {
+            services: watch(
+                Api::all(client.clone()),
+                changed.clone(),
+                sync(0),
+                trim_service,
+            ),
+            slices: watch(
+                Api::all(client.clone()),
+                changed.clone(),
+                sync(1),
+                trim_meta,
+            ),
+            nodes: watch(
+                Api::all(client.clone()),
+                changed.clone(),
+                sync(2),
+                trim_node,
+            ),
+            pools: watch(
+                Api::namespaced(client.clone(), namespace),
+                changed.clone(),
+                sync(3),
+                trim_meta,
+            ),
+            l2_advertisements: watch(
+                Api::namespaced(client.clone(), namespace),
+                changed,
+                sync(4),
+                trim_meta,
+            ),
+            synced,
+        }
+    }
+
+    /// Whether every store has completed its first list: before that, a plan
+    /// would see a partial cluster and could wrongly withdraw.
+    pub fn all_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire).count_ones() == u32::from(KINDS)
+    }
+}
+
+fn watch<K>(
+    api: Api<K>,
+    changed: Arc<Notify>,
+    (synced, bit): (Arc<AtomicU8>, u8),
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(trim),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    synced.fetch_or(1 << bit, Ordering::AcqRel);
+                    debug!(%kind, "cache synced");
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+                Ok(_) => {}
+                // The backoff retries; the store keeps what it had.
+                Err(e) => {
+                    warn!(%kind, error = %e, "watch failed; retrying, keeping the last known state")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Drops what the plan never reads, to keep memory per object small.
+fn trim_meta<K: ResourceExt>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+fn trim_service(service: &mut Service) {
+    trim_meta(service);
+    // The plan reads type, class, traffic policy and the ingress IPs.
+    if let Some(spec) = service.spec.as_mut() {
+        spec.ports = None;
+        spec.selector = None;
+    }
+}
+
+fn trim_node(node: &mut Node) {
+    trim_meta(node);
+    if let Some(status) = node.status.as_mut() {
+        // Image lists are by far the largest part of a Node.
+        status.images = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
