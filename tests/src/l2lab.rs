@@ -12,7 +12,8 @@
 //! nodes 198.51.100.(32k+10+i)/27 and 2001:db8:5100:k::(10+i)/64, client
 //! .(32k+2) and ::2; the Service pool is 198.51.100.(32k+16)/28 and
 //! 2001:db8:5100:k::100-2001:db8:5100:k::1ff, in the LAN as real sites do it.
-//! The second LAN uses 2001:db8:5101:k::/64 and no IPv4.
+//! The second LAN uses 203.0.113.(192+8k)/29 (client .1, nodes .2-.4) and
+//! 2001:db8:5101:k::/64.
 //!
 //! There is no kubelet: the lab creates the Node objects (Ready, with their
 //! InternalIP) and the EndpointSlices itself.
@@ -21,7 +22,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -61,13 +62,40 @@ pub struct L2Lab {
     pub scenario: Scenario,
     /// At most [`CONCURRENT_LABS`] labs run at once on this small machine.
     _slot: tokio::sync::OwnedSemaphorePermit,
-    pub index: u8,
+    index: LabIndex,
     pub nodes: Vec<LabNode>,
     pub client: Netns,
     pub gossip_key: String,
     /// Extra speaker flags, used by every start.
     pub speaker_flags: Vec<String>,
     lan: Netns,
+}
+
+/// A lab's slot in the address plan, free again when the lab is dropped.
+struct LabIndex(u8);
+
+static LAB_INDICES: Mutex<[bool; 8]> = Mutex::new([false; 8]);
+
+impl LabIndex {
+    fn take() -> Result<LabIndex> {
+        let mut used = LAB_INDICES
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lab index lock poisoned"))?;
+        let free = used
+            .iter()
+            .position(|u| !u)
+            .context("at most 8 labs at once (address plan)")?;
+        used[free] = true;
+        Ok(LabIndex(free as u8))
+    }
+}
+
+impl Drop for LabIndex {
+    fn drop(&mut self) {
+        if let Ok(mut used) = LAB_INDICES.lock() {
+            used[usize::from(self.0)] = false;
+        }
+    }
 }
 
 /// Options of a lab.
@@ -90,11 +118,7 @@ impl L2Lab {
             .clone()
             .acquire_owned()
             .await?;
-        static NEXT: AtomicU8 = AtomicU8::new(0);
-        let index = NEXT.fetch_add(1, Ordering::Relaxed);
-        if index >= 8 {
-            bail!("at most 8 labs per test process (address plan)");
-        }
+        let index = LabIndex::take()?;
         let scenario = Scenario::start(prefix).await?;
         let cluster = scenario.cluster;
         let port: u16 = cluster
@@ -112,7 +136,7 @@ impl L2Lab {
             lan.ip(&["link", "add", "br1", "type", "bridge"])?;
             lan.ip(&["link", "set", "br1", "up"])?;
         }
-        let k = u32::from(index);
+        let k = u32::from(index.0);
         let client = Netns::create("cl")?;
         attach(&lan, "br0", &client, "eth0")?;
         client.ip(&[
@@ -131,6 +155,8 @@ impl L2Lab {
         ])?;
         if shape.second_lan {
             attach(&lan, "br1", &client, "eth1")?;
+            let second4 = format!("203.0.113.{}/29", 192 + 8 * k + 1);
+            client.ip(&["addr", "add", &second4, "dev", "eth1"])?;
             client.ip(&[
                 "addr",
                 "add",
@@ -151,6 +177,8 @@ impl L2Lab {
             netns.ip(&["addr", "add", &format!("{ip6}/64"), "dev", "eth0"])?;
             let mac2 = if shape.second_lan {
                 attach(&lan, "br1", &netns, "eth1")?;
+                let second4 = format!("203.0.113.{}/29", 192 + 8 * k + 2 + i as u32);
+                netns.ip(&["addr", "add", &second4, "dev", "eth1"])?;
                 netns.ip(&[
                     "addr",
                     "add",
@@ -196,11 +224,11 @@ impl L2Lab {
     }
 
     pub fn pool_v4(&self) -> String {
-        format!("198.51.100.{}/28", 32 * u32::from(self.index) + 16)
+        format!("198.51.100.{}/28", 32 * u32::from(self.index.0) + 16)
     }
 
     pub fn pool_v6(&self) -> String {
-        let k = self.index;
+        let k = self.index.0;
         format!("2001:db8:5100:{k:x}::100-2001:db8:5100:{k:x}::1ff")
     }
 
@@ -354,9 +382,21 @@ impl L2Lab {
         Ok(())
     }
 
-    /// A LoadBalancer Service of this lab's class, with `extra` merged in, and
-    /// waits for its `count` IPs.
+    /// A LoadBalancer Service of this lab's class, with `extra` merged in and
+    /// a ready endpoint on every node, and waits for its `count` IPs.
     pub async fn service(&self, name: &str, extra: Value, count: usize) -> Result<Vec<IpAddr>> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.endpoints(name, &all).await?;
+        self.service_without_endpoints(name, extra, count).await
+    }
+
+    /// Like [`L2Lab::service`], with no endpoints at all.
+    pub async fn service_without_endpoints(
+        &self,
+        name: &str,
+        extra: Value,
+        count: usize,
+    ) -> Result<Vec<IpAddr>> {
         self.scenario.service(name, extra).await?;
         let ips = self.scenario.wait_ips(name, count).await?;
         ips.iter()
@@ -376,12 +416,21 @@ impl L2Lab {
                 "2",
                 "-W",
                 "0.2",
-                "-I",
+                "-i",
                 interface,
             ])
             .arg(ip.to_string())
             .output()
             .context("running arping (is the arping package installed?)")?;
+        // Exit status 1 means "no answer", but also some setup errors, which
+        // are only told on stderr.
+        if !matches!(out.status.code(), Some(0 | 1)) || out.stderr.starts_with(b"arping: ") {
+            bail!(
+                "arping {ip} on {interface} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
     }
 

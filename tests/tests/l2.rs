@@ -164,7 +164,7 @@ async fn local_policy_follows_the_endpoints() -> Result<()> {
     lab.advertise("all", json!({})).await?;
     lab.start_speakers()?;
     let ips = lab
-        .service(
+        .service_without_endpoints(
             "api",
             json!({"spec": {"externalTrafficPolicy": "Local"}}),
             1,
@@ -221,15 +221,21 @@ async fn node_selectors_and_interfaces_are_obeyed() -> Result<()> {
     let ips = lab.service("edge", json!({}), 1).await?;
     let ip = v4(&ips)?;
     let eth1_mac = lab.nodes[2].mac2.clone().context("eth1")?;
-    wait_for(
+    let capture = Capture::start(&lab.client, "eth1", "arp")?;
+    let answered = wait_for(
         "node 2 answering on eth1",
         Duration::from_secs(30),
         || async {
-            let macs = lab.arping(ip, "eth1", 2).ok()?;
+            let macs = lab
+                .arping(ip, "eth1", 2)
+                .inspect_err(|e| eprintln!("{e:#}"))
+                .ok()?;
             (macs == BTreeSet::from([eth1_mac.clone()])).then_some(())
         },
     )
-    .await?;
+    .await;
+    let text = capture.stop();
+    answered.with_context(|| format!("capture on the client's eth1:\n{text}"))?;
     // Not on the other LAN, and no other node.
     assert!(
         lab.arping(ip, "eth0", 3)?.is_empty(),

@@ -172,7 +172,7 @@ pub fn show_arp(net: &LabNet, ip: &str) -> Result<()> {
                 "2",
                 "-w",
                 "2",
-                "-I",
+                "-i",
                 "eth0",
                 ip,
             ])
@@ -186,7 +186,7 @@ pub fn show_arp(net: &LabNet, ip: &str) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let _ = tcpdump.kill();
     let _ = tcpdump.wait();
-    println!("\n$ ip netns exec {} arping -c 2 -I eth0 {ip}", net.client);
+    println!("\n$ ip netns exec {} arping -c 2 -i eth0 {ip}", net.client);
     print!("{answered}");
     println!(
         "\n$ ip netns exec {} tcpdump -i eth0 -n -e arp   (during the arping)",
