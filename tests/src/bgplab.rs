@@ -315,22 +315,17 @@ fn lan_router(lab: &L2Lab, host: u32) -> Result<Router> {
 async fn set_dual_stack_addresses(lab: &L2Lab, i: usize) -> Result<()> {
     let node = &lab.nodes[i];
     let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(lab.scenario.client.clone());
+    // A merge patch: server-side apply keys addresses by type, so it cannot hold two
+    // InternalIPs (a known limit of the Node schema).
     api.patch_status(
         &node.name,
-        &PatchParams::apply("ferrolb-tests").force(),
-        &Patch::Apply(json!({
-            "apiVersion": "v1", "kind": "Node",
+        &PatchParams::default(),
+        &Patch::Merge(json!({
             "status": {
                 "addresses": [
                     {"type": "InternalIP", "address": node.ip4.to_string()},
                     {"type": "InternalIP", "address": node.ip6.to_string()},
                 ],
-                "conditions": [{
-                    "type": "Ready", "status": "True", "reason": "KubeletReady",
-                    "message": "set by the FerroLB BGP lab",
-                    "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z",
-                }],
             },
         })),
     )
