@@ -8,7 +8,8 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::{
-    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, ServiceL2Status,
+    BGPAdvertisement, BGPPeer, BGPSessionState, Community, IPAddressPool, L2Advertisement,
+    ServiceL2Status,
 };
 
 /// First line of every generated file.
@@ -23,6 +24,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         BGPPeer::crd(),
         Community::crd(),
         ServiceL2Status::crd(),
+        BGPSessionState::crd(),
     ]
     .into_iter()
     .map(finish)

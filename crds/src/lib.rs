@@ -27,6 +27,7 @@ pub mod pool;
 mod schema;
 pub mod selector;
 pub mod service_status;
+pub mod session_status;
 pub mod validation;
 
 /// The API group of every FerroLB kind.
@@ -43,4 +44,5 @@ pub use generate::{crds, render_crd_files};
 pub use l2::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use service_status::{ServiceL2Status, ServiceL2StatusStatus};
+pub use session_status::{BGPSessionState, BGPSessionStateStatus};
 pub use validation::{FieldError, Problem};

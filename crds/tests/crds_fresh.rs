@@ -47,6 +47,7 @@ fn every_generated_file_starts_with_the_header() {
             "ferrolb.io_bgppeers.yaml",
             "ferrolb.io_communities.yaml",
             "ferrolb.io_servicel2statuses.yaml",
+            "ferrolb.io_bgpsessionstates.yaml",
         ]
     );
     for (name, yaml) in &files {

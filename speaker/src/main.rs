@@ -1,6 +1,7 @@
 //! `ferrolb-speaker`: makes FerroLB Service IPs reachable from this node.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -9,8 +10,9 @@ use ferrolb_speaker::l2::interfaces::ExcludePatterns;
 use ferrolb_speaker::l2::{AnnouncerConfig, L2Metrics};
 use ferrolb_speaker::membership::{GossipTimings, MembershipMetrics};
 use ferrolb_speaker::metrics::{Registered, SpeakerMetrics};
+use ferrolb_speaker::model::BgpOptions;
 use ferrolb_speaker::model::ClassFilter;
-use ferrolb_speaker::shell::{self, GossipSettings, Parts, SpeakerConfig};
+use ferrolb_speaker::shell::{self, BgpMetrics, GossipSettings, Parts, SpeakerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -62,6 +64,15 @@ struct Args {
     exclude_interfaces: Option<Vec<String>>,
 
     /// Log format.
+    /// On shutdown, keep BGP routes this many seconds with the GRACEFUL_SHUTDOWN
+    /// community (RFC 8326) before withdrawing them; 0 withdraws at once.
+    #[arg(
+        long,
+        env = "FERROLB_BGP_GRACEFUL_SHUTDOWN_SECONDS",
+        default_value_t = 0
+    )]
+    bgp_graceful_shutdown_seconds: u64,
+
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -105,9 +116,11 @@ async fn main() -> anyhow::Result<()> {
     let speaker_metrics = SpeakerMetrics::default();
     let l2_metrics = L2Metrics::default();
     let membership_metrics = MembershipMetrics::default();
+    let bgp_metrics = BgpMetrics::default();
     let registry = Registered::new(&speaker_metrics, |registry| {
         l2_metrics.register(registry);
         membership_metrics.register(registry);
+        bgp_metrics.register(registry);
     });
     let health = Health::new();
     let stop = CancellationToken::new();
@@ -142,11 +155,16 @@ async fn main() -> anyhow::Result<()> {
         },
         gossip,
         announcer,
+        bgp: BgpOptions {
+            graceful_shutdown_drain: (args.bgp_graceful_shutdown_seconds > 0)
+                .then(|| Duration::from_secs(args.bgp_graceful_shutdown_seconds)),
+        },
     };
     let parts = Parts {
         speaker: speaker_metrics,
         l2: l2_metrics,
         membership: membership_metrics,
+        bgp: bgp_metrics,
         health,
     };
     let shutdown = CancellationToken::new();

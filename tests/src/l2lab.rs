@@ -520,7 +520,7 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 /// Joins `netns`/`name` to bridge `bridge` of the lan namespace.
-fn attach(lan: &Netns, bridge: &str, netns: &Netns, name: &str) -> Result<()> {
+pub fn attach(lan: &Netns, bridge: &str, netns: &Netns, name: &str) -> Result<()> {
     let port = crate::netns::unique_name("p");
     // Interface names are at most 15 bytes.
     let port: String = port

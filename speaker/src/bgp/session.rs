@@ -53,6 +53,8 @@ pub struct SessionStatus {
     pub established_since: Option<std::time::Instant>,
     pub prefixes_sent: usize,
     pub last_error: Option<String>,
+    /// UPDATE messages sent over the session's whole life (all connections).
+    pub updates_sent: u64,
 }
 
 impl Default for SessionStatus {
@@ -62,6 +64,7 @@ impl Default for SessionStatus {
             established_since: None,
             prefixes_sent: 0,
             last_error: None,
+            updates_sent: 0,
         }
     }
 }
@@ -94,6 +97,7 @@ pub async fn run_session(
         pending: VecDeque::from([Event::Start]),
         draining: false,
         established_since: None,
+        updates_sent: 0,
         status,
     };
     shell.run(routes, stop).await
@@ -111,6 +115,7 @@ struct Shell {
     /// Announcing GRACEFUL_SHUTDOWN: route changes wait until we withdraw.
     draining: bool,
     established_since: Option<std::time::Instant>,
+    updates_sent: u64,
     status: watch::Sender<SessionStatus>,
 }
 
@@ -403,6 +408,7 @@ impl Shell {
                 tracing::debug!(peer = %self.config.peer, announced = changes.announce.len(), withdrawn = changes.withdraw.len(), messages = updates.len(), "sending routes");
                 for update in updates {
                     self.send(&Message::Update(update)).await;
+                    self.updates_sent = self.updates_sent.saturating_add(1);
                 }
                 true
             }
@@ -419,6 +425,7 @@ impl Shell {
             established_since: self.established_since,
             prefixes_sent: self.sent.len(),
             last_error: self.fsm.last_error().map(DownReason::to_string),
+            updates_sent: self.updates_sent,
         };
         self.status.send_if_modified(|current| {
             let changed = *current != status;

@@ -9,6 +9,8 @@
 //! [`scope::AdvertisementScope`], it reuses [`eligibility::advertised`] and
 //! [`eligibility::ip_candidates`] per peer, and every eligible node announces (no election).
 
+pub mod bgp;
+pub mod bgp_convert;
 pub mod class;
 pub mod convert;
 pub mod eligibility;
@@ -19,6 +21,8 @@ pub mod view;
 #[cfg(test)]
 mod fixtures;
 
+pub use bgp::{BgpOptions, BgpPlan, BgpView, LocalNode, PeerPlan, bgp_plan};
+pub use bgp_convert::BgpWarning;
 pub use class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};

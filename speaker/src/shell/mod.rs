@@ -8,6 +8,8 @@
 //!                                                  --> Reporter (Events, ServiceL2Status)
 //! ```
 
+mod bgp;
+mod bgp_report;
 mod report;
 mod stores;
 
@@ -28,6 +30,7 @@ use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
+pub use bgp_report::BgpMetrics;
 use report::{Announced, Reporter};
 use stores::Stores;
 
@@ -55,12 +58,14 @@ pub struct SpeakerConfig {
     /// `None`: no gossip, liveness from the Node Ready condition only.
     pub gossip: Option<GossipSettings>,
     pub announcer: AnnouncerConfig,
+    pub bgp: model::BgpOptions,
 }
 
 pub struct Parts {
     pub speaker: SpeakerMetrics,
     pub l2: L2Metrics,
     pub membership: MembershipMetrics,
+    pub bgp: BgpMetrics,
     pub health: Health,
 }
 
@@ -125,6 +130,18 @@ pub async fn run(
         report_stop.clone(),
     ));
 
+    let (bgp_tx, bgp_rx) = watch::channel(model::BgpPlan::default());
+    let bgp_stop = CancellationToken::new();
+    let bgp_task = bgp::BgpManager::new(
+        client.clone(),
+        &config.namespace,
+        &node,
+        parts.bgp.clone(),
+        &config.bgp,
+    )
+    .spawn(bgp_rx, bgp_stop.clone());
+    let mut bgp_planner = bgp::BgpPlanner::default();
+
     parts.health.set_ready(true);
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
@@ -175,6 +192,15 @@ pub async fn run(
         parts.speaker.owned_ips.set(desired.len() as i64);
         desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
         owned_tx.send_if_modified(|current| replace_if_changed(current, owned));
+        let bgp_plan = bgp_planner.plan(
+            &stores,
+            &view,
+            &liveness,
+            &node,
+            &config.namespace,
+            &config.bgp,
+        );
+        bgp_tx.send_if_modified(|current| replace_if_changed(current, bgp_plan));
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -190,7 +216,9 @@ pub async fn run(
         membership.leave().await;
     }
     announcer_stop.cancel();
+    bgp_stop.cancel();
     let _ = announcer.await;
+    let _ = bgp_task.await;
     report_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), report_task).await;
     Ok(())

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use ferrolb_crds::{IPAddressPool, L2Advertisement};
+use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,10 +27,13 @@ pub struct Stores {
     pub nodes: Store<Node>,
     pub pools: Store<IPAddressPool>,
     pub l2_advertisements: Store<L2Advertisement>,
+    pub bgp_peers: Store<BGPPeer>,
+    pub bgp_advertisements: Store<BGPAdvertisement>,
+    pub communities: Store<Community>,
     synced: Arc<AtomicU8>,
 }
 
-const KINDS: u8 = 5;
+const KINDS: u8 = 8;
 
 impl Stores {
     /// Starts one watch task per kind. `changed` is notified on every change.
@@ -65,8 +68,26 @@ impl Stores {
             ),
             l2_advertisements: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed,
+                changed.clone(),
                 sync(4),
+                trim_meta,
+            ),
+            bgp_peers: watch(
+                Api::namespaced(client.clone(), namespace),
+                changed.clone(),
+                sync(5),
+                trim_meta,
+            ),
+            bgp_advertisements: watch(
+                Api::namespaced(client.clone(), namespace),
+                changed.clone(),
+                sync(6),
+                trim_meta,
+            ),
+            communities: watch(
+                Api::namespaced(client.clone(), namespace),
+                changed,
+                sync(7),
                 trim_meta,
             ),
             synced,

@@ -1,0 +1,352 @@
+//! BGP mode: every eligible node advertises (no election), and the router spreads
+//! traffic over the next hops by ECMP.
+//!
+//! For one node, [`bgp_plan`] picks the BGPPeers whose `nodeSelectors` select it and, per
+//! peer, the routes it should advertise: every Service IP whose pool a BGPAdvertisement
+//! covers for this node and this peer, rolled up to the advertisement's aggregation
+//! length, with its communities and (to iBGP peers only) its LOCAL_PREF. Which nodes may
+//! advertise an IP follows [`super::eligibility`]: with `externalTrafficPolicy: Cluster`
+//! every selected fit node while the Service has a usable endpoint anywhere, with `Local`
+//! only the nodes running one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use ferrolb_crds::community::CommunityValue;
+use ferrolb_crds::labels::{Labels, any_selector_matches};
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::eligibility::{Liveness, advertised, ip_candidates};
+use super::scope::AdvertisementScope;
+use super::view::{ClusterView, ServiceKey};
+use crate::bgp::fsm::FsmConfig;
+use crate::bgp::message::{AddressFamily, LargeCommunity};
+use crate::bgp::session::{RouteSet, SessionConfig};
+use crate::bgp::update_builder::Route;
+
+/// First connect retry delay when a peer sets no `connectTime`.
+pub const DEFAULT_CONNECT_TIME: Duration = Duration::from_secs(5);
+/// The cap of the doubling connect retry delay.
+pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(60);
+
+/// Where the TCP MD5 password of a peer comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Inline(String),
+    /// Key `password` of this Secret in the speaker's namespace.
+    Secret(String),
+}
+
+/// A `BGPPeer`, parsed and defaulted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgpPeerView {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub my_asn: u32,
+    pub peer_asn: u32,
+    pub source_address: Option<IpAddr>,
+    pub router_id: Option<Ipv4Addr>,
+    /// Whole seconds, 0 or 3..=65535 (validated on conversion).
+    pub hold_time: u16,
+    pub keepalive_time: u16,
+    pub connect_time: Duration,
+    pub password: Option<PasswordSource>,
+    pub ebgp_multihop: bool,
+    pub node_selectors: Vec<LabelSelector>,
+}
+
+impl BgpPeerView {
+    pub fn is_internal(&self) -> bool {
+        self.my_asn == self.peer_asn
+    }
+}
+
+/// A `BGPAdvertisement`, parsed, with community aliases resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgpAdvertisementView {
+    pub name: String,
+    /// 0..=32.
+    pub aggregation_length: u8,
+    /// 0..=128.
+    pub aggregation_length_v6: u8,
+    pub local_pref: Option<u32>,
+    pub communities: BTreeSet<CommunityValue>,
+    pub pools: Vec<String>,
+    pub pool_selectors: Vec<LabelSelector>,
+    pub node_selectors: Vec<LabelSelector>,
+    /// Peers by name; empty means every peer.
+    pub peers: Vec<String>,
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+impl BgpAdvertisementView {
+    pub fn selects_peer(&self, peer: &str) -> bool {
+        self.peers.is_empty() || self.peers.iter().any(|name| name == peer)
+    }
+
+    /// `ip` rolled up to this advertisement's prefix length for its family.
+    pub fn prefix_of(&self, ip: IpAddr) -> Option<IpNet> {
+        let length = match ip {
+            IpAddr::V4(_) => self.aggregation_length,
+            IpAddr::V6(_) => self.aggregation_length_v6,
+        };
+        IpNet::new(ip, length).ok().map(|net| net.trunc())
+    }
+}
+
+impl AdvertisementScope for BgpAdvertisementView {
+    fn pool_names(&self) -> &[String] {
+        &self.pools
+    }
+
+    fn pool_selectors(&self) -> &[LabelSelector] {
+        &self.pool_selectors
+    }
+
+    fn node_selectors(&self) -> &[LabelSelector] {
+        &self.node_selectors
+    }
+
+    fn service_selectors(&self) -> &[LabelSelector] {
+        &self.service_selectors
+    }
+}
+
+/// The BGP configuration of the speaker's namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BgpView {
+    pub peers: BTreeMap<String, BgpPeerView>,
+    pub advertisements: BTreeMap<String, BgpAdvertisementView>,
+}
+
+impl BgpView {
+    pub fn insert_peer(&mut self, peer: BgpPeerView) {
+        self.peers.insert(peer.name.clone(), peer);
+    }
+
+    pub fn insert_advertisement(&mut self, advertisement: BgpAdvertisementView) {
+        self.advertisements
+            .insert(advertisement.name.clone(), advertisement);
+    }
+}
+
+/// This node as the plan needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode<'a> {
+    pub name: &'a str,
+    /// The node's own addresses (InternalIPs): the default router ID, and the next hop
+    /// of routes of the other family than the session's.
+    pub addresses: &'a [IpAddr],
+}
+
+/// Settings of the speaker that are not in any object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BgpOptions {
+    /// Keep routes with GRACEFUL_SHUTDOWN this long before withdrawing on a graceful stop.
+    pub graceful_shutdown_drain: Option<Duration>,
+}
+
+/// One session this node should run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerPlan {
+    /// The session settings, without the password when it lives in a Secret.
+    pub session: SessionConfig,
+    /// The Secret holding the password, to be read by the shell.
+    pub password_secret: Option<String>,
+    pub routes: RouteSet,
+}
+
+/// What this node does in BGP mode.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BgpPlan {
+    pub peers: BTreeMap<String, PeerPlan>,
+    /// The Services this node advertises to at least one peer, with their IPs.
+    pub services: BTreeMap<ServiceKey, BTreeSet<IpAddr>>,
+    pub warnings: Vec<BgpPlanWarning>,
+}
+
+/// A peer that cannot be used on this node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BgpPlanWarning {
+    #[error(
+        "BGPPeer {peer}: no routerID and node {node} has no IPv4 address to use instead; no session"
+    )]
+    NoRouterId { peer: String, node: String },
+}
+
+/// The peers and routes of `node`.
+pub fn bgp_plan(
+    view: &ClusterView,
+    bgp: &BgpView,
+    node: &LocalNode<'_>,
+    liveness: &Liveness,
+    options: &BgpOptions,
+) -> BgpPlan {
+    let mut plan = BgpPlan::default();
+    let Some(node_view) = view.nodes.get(node.name) else {
+        return plan;
+    };
+    let peers: Vec<&BgpPeerView> = bgp
+        .peers
+        .values()
+        .filter(|peer| any_selector_matches(&peer.node_selectors, &node_view.labels))
+        .collect();
+    for peer in &peers {
+        match session_config(peer, node, options) {
+            Some(session) => {
+                plan.peers.insert(
+                    peer.name.clone(),
+                    PeerPlan {
+                        session,
+                        password_secret: match &peer.password {
+                            Some(PasswordSource::Secret(name)) => Some(name.clone()),
+                            _ => None,
+                        },
+                        routes: RouteSet::new(),
+                    },
+                );
+            }
+            None => plan.warnings.push(BgpPlanWarning::NoRouterId {
+                peer: peer.name.clone(),
+                node: node.name.to_string(),
+            }),
+        }
+    }
+    if plan.peers.is_empty() {
+        return plan;
+    }
+
+    let advertised = advertised(view, bgp.advertisements.values(), liveness);
+    for (ip, keys) in view.services_by_ip() {
+        let services = keys.into_iter().filter_map(|key| view.services.get(key));
+        let Some(candidates) = ip_candidates(view, &ip, services, &advertised) else {
+            continue;
+        };
+        if !candidates.eligible.contains(node.name) {
+            continue;
+        }
+        let mut advertised_somewhere = false;
+        for ad in candidates
+            .advertisements
+            .iter()
+            .filter(|ad| ad.nodes.contains(node.name))
+            .map(|ad| ad.advertisement)
+        {
+            let Some(prefix) = ad.prefix_of(ip) else {
+                continue;
+            };
+            for peer in peers.iter().filter(|peer| ad.selects_peer(&peer.name)) {
+                let Some(peer_plan) = plan.peers.get_mut(&peer.name) else {
+                    continue;
+                };
+                let route = peer_plan
+                    .routes
+                    .entry(prefix)
+                    .or_insert_with(|| Route::new(prefix, next_hop(peer, ip, node.addresses)));
+                merge_attributes(route, ad, peer.is_internal());
+                advertised_somewhere = true;
+            }
+        }
+        if advertised_somewhere {
+            for service in candidates.services {
+                plan.services.entry(service).or_default().insert(ip);
+            }
+        }
+    }
+    plan
+}
+
+/// Next-hop self: unspecified for the session's family (the session fills in its local
+/// address); for the other family, the node's address of that family when it has one,
+/// else unspecified, and the session leaves the route out.
+fn next_hop(peer: &BgpPeerView, ip: IpAddr, addresses: &[IpAddr]) -> IpAddr {
+    let unspecified = match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    if peer.address.is_ipv4() == ip.is_ipv4() {
+        return unspecified;
+    }
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4() == ip.is_ipv4())
+        .copied()
+        .unwrap_or(unspecified)
+}
+
+/// Several advertisements (or several IPs rolled up into one prefix) give the same prefix:
+/// one route with the union of their communities and the highest LOCAL_PREF.
+fn merge_attributes(route: &mut Route, ad: &BgpAdvertisementView, internal_peer: bool) {
+    if internal_peer && let Some(local_pref) = ad.local_pref {
+        route.local_pref = Some(route.local_pref.map_or(local_pref, |l| l.max(local_pref)));
+    }
+    for community in &ad.communities {
+        match *community {
+            CommunityValue::Standard(high, low) => {
+                route
+                    .communities
+                    .insert((u32::from(high) << 16) | u32::from(low));
+            }
+            CommunityValue::Large(global_admin, local_data_1, local_data_2) => {
+                route.large_communities.insert(LargeCommunity {
+                    global_admin,
+                    local_data_1,
+                    local_data_2,
+                });
+            }
+        }
+    }
+}
+
+/// The session settings of `peer` from `node`; `None` without a usable router ID.
+fn session_config(
+    peer: &BgpPeerView,
+    node: &LocalNode<'_>,
+    options: &BgpOptions,
+) -> Option<SessionConfig> {
+    let router_id = peer.router_id.or_else(|| {
+        let from_source = match peer.source_address {
+            Some(IpAddr::V4(v4)) => Some(v4),
+            _ => None,
+        };
+        from_source.or_else(|| {
+            node.addresses.iter().find_map(|address| match address {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+        })
+    })?;
+    Some(SessionConfig {
+        peer: std::net::SocketAddr::new(peer.address, peer.port),
+        source: peer.source_address,
+        md5_password: match &peer.password {
+            Some(PasswordSource::Inline(password)) => Some(password.clone()),
+            _ => None,
+        },
+        ebgp_multihop: peer.ebgp_multihop,
+        ipv6_link_local_next_hop: None,
+        fsm: FsmConfig {
+            local_as: peer.my_asn,
+            peer_as: peer.peer_asn,
+            router_id,
+            hold_time: peer.hold_time,
+            keepalive_time: Some(peer.keepalive_time).filter(|_| peer.hold_time > 0),
+            connect_retry_time: peer.connect_time,
+            connect_retry_max: MAX_CONNECT_RETRY.max(peer.connect_time),
+            families: vec![AddressFamily::IPV4_UNICAST, AddressFamily::IPV6_UNICAST],
+            graceful_shutdown_drain: options.graceful_shutdown_drain,
+        },
+    })
+}
+
+/// Whether `labels` of a node are selected by a peer (exposed for the shell's logs).
+pub fn peer_selects_node(peer: &BgpPeerView, labels: &Labels) -> bool {
+    any_selector_matches(&peer.node_selectors, labels)
+}
+
+#[cfg(test)]
+#[path = "bgp_tests.rs"]
+mod tests;

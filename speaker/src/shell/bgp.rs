@@ -1,0 +1,441 @@
+//! BGP mode's shell: turns each new [`BgpPlan`] into running sessions.
+//!
+//! The manager diffs the plan's peers against its sessions: it starts the new ones,
+//! stops removed ones (withdrawing first), restarts a session whose settings changed, and
+//! hands every session its routes through a watch channel (the session sends only what
+//! changed). Password Secrets are read when a session needs them and kept, so sessions
+//! and routes survive the API server going away. On shutdown every session withdraws
+//! (after GRACEFUL_SHUTDOWN when a drain time is set) and closes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::bgp_report::{BgpMetrics, PeerLabels, SessionReporter};
+use super::stores::Stores;
+use crate::bgp::session::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
+use crate::model::{BgpOptions, BgpPlan, BgpView, ClusterView, Liveness, LocalNode, bgp_plan};
+
+/// Retry period of Secret reads and status writes that failed.
+const RETRY: Duration = Duration::from_secs(2);
+/// A password read from a Secret is read again after this long (on the next plan).
+const PASSWORD_REFRESH: Duration = Duration::from_secs(30);
+/// How long a stopping session may take beyond its drain time.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Computes the BGP plan from the caches, logging warnings when they change.
+#[derive(Default)]
+pub struct BgpPlanner {
+    last_warnings: Vec<String>,
+}
+
+impl BgpPlanner {
+    pub fn plan(
+        &mut self,
+        stores: &Stores,
+        view: &ClusterView,
+        liveness: &Liveness,
+        node: &str,
+        namespace: &str,
+        options: &BgpOptions,
+    ) -> BgpPlan {
+        let peers = stores.bgp_peers.state();
+        let advertisements = stores.bgp_advertisements.state();
+        let communities = stores.communities.state();
+        let (bgp, warnings) = BgpView::from_objects(
+            peers.iter().map(|o| o.as_ref()),
+            advertisements.iter().map(|o| o.as_ref()),
+            communities.iter().map(|o| o.as_ref()),
+            namespace,
+        );
+        let addresses: Vec<IpAddr> = stores
+            .nodes
+            .state()
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node))
+            .map(|n| node_addresses(n))
+            .unwrap_or_default();
+        let plan = bgp_plan(
+            view,
+            &bgp,
+            &LocalNode {
+                name: node,
+                addresses: &addresses,
+            },
+            liveness,
+            options,
+        );
+        let all: Vec<String> = warnings
+            .iter()
+            .map(ToString::to_string)
+            .chain(plan.warnings.iter().map(ToString::to_string))
+            .collect();
+        if all != self.last_warnings {
+            for warning in &all {
+                warn!(node, "BGP: {warning}");
+            }
+            self.last_warnings = all;
+        }
+        plan
+    }
+}
+
+/// The node's InternalIPs (then ExternalIPs), IPv4 first.
+fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    let mut addresses: Vec<(u8, IpAddr)> = node
+        .status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|address| {
+            let rank = match address.type_.as_str() {
+                "InternalIP" => 0,
+                "ExternalIP" => 1,
+                _ => return None,
+            };
+            Some((rank, address.address.parse().ok()?))
+        })
+        .collect();
+    addresses.sort_by_key(|(rank, ip)| (*rank, ip.is_ipv6()));
+    addresses.into_iter().map(|(_, ip)| ip).collect()
+}
+
+struct RunningSession {
+    /// With the password filled in.
+    config: SessionConfig,
+    routes: watch::Sender<RouteSet>,
+    stop: watch::Sender<Option<StopRequest>>,
+    status: watch::Receiver<SessionStatus>,
+    task: JoinHandle<()>,
+    /// Status forwarder to the manager.
+    watcher: JoinHandle<()>,
+    updates_counted: u64,
+}
+
+impl RunningSession {
+    fn request_stop(&self) {
+        let _ = self.stop.send(Some(StopRequest::Graceful));
+    }
+
+    async fn stopped(self, drain: Option<Duration>) {
+        self.request_stop();
+        self.watcher.abort();
+        let mut task = self.task;
+        let limit = drain.unwrap_or_default() + STOP_GRACE;
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+struct CachedPassword {
+    password: String,
+    read_at: Instant,
+}
+
+/// Runs the sessions of this node's BGP plans until `stop` is cancelled.
+pub struct BgpManager {
+    node: String,
+    secrets: Api<Secret>,
+    reporter: SessionReporter,
+    metrics: BgpMetrics,
+    drain: Option<Duration>,
+    sessions: BTreeMap<String, RunningSession>,
+    passwords: BTreeMap<String, CachedPassword>,
+    changes_tx: mpsc::UnboundedSender<String>,
+    changes_rx: mpsc::UnboundedReceiver<String>,
+    /// Peers whose status object needs writing.
+    dirty: BTreeSet<String>,
+}
+
+impl BgpManager {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        node: &str,
+        metrics: BgpMetrics,
+        options: &BgpOptions,
+    ) -> BgpManager {
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        BgpManager {
+            node: node.to_string(),
+            secrets: Api::namespaced(client.clone(), namespace),
+            reporter: SessionReporter::new(client, namespace, node),
+            metrics,
+            drain: options.graceful_shutdown_drain,
+            sessions: BTreeMap::new(),
+            passwords: BTreeMap::new(),
+            changes_tx,
+            changes_rx,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn spawn(self, plans: watch::Receiver<BgpPlan>, stop: CancellationToken) -> JoinHandle<()> {
+        let span = info_span!("bgp", node = %self.node);
+        tokio::spawn(self.run(plans, stop).instrument(span))
+    }
+
+    async fn run(mut self, mut plans: watch::Receiver<BgpPlan>, stop: CancellationToken) {
+        let mut leftovers_removed = false;
+        loop {
+            let plan = plans.borrow_and_update().clone();
+            let mut complete = self.reconcile(&plan).await;
+            if !leftovers_removed {
+                let keep = plan.peers.keys().cloned().collect();
+                leftovers_removed = self.reporter.remove_others(&keep).await;
+                complete &= leftovers_removed;
+            }
+            self.reporter.services(&plan.services).await;
+            let wait = self.write_statuses().await;
+            let retry = match (complete, wait) {
+                (true, None) => None,
+                (false, None) => Some(RETRY),
+                (true, Some(wait)) => Some(wait),
+                (false, Some(wait)) => Some(wait.min(RETRY)),
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = plans.changed() => if changed.is_err() { break },
+                Some(peer) = self.changes_rx.recv() => {
+                    self.dirty.insert(peer);
+                    while let Ok(peer) = self.changes_rx.try_recv() {
+                        self.dirty.insert(peer);
+                    }
+                }
+                _ = tokio::time::sleep(retry.unwrap_or(Duration::MAX)), if retry.is_some() => {}
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Brings the sessions in line with `plan`; false when something must be retried.
+    async fn reconcile(&mut self, plan: &BgpPlan) -> bool {
+        let mut complete = true;
+        let removed: Vec<String> = self
+            .sessions
+            .keys()
+            .filter(|peer| !plan.peers.contains_key(*peer))
+            .cloned()
+            .collect();
+        for peer in removed {
+            if let Some(session) = self.sessions.remove(&peer) {
+                info!(
+                    peer,
+                    "peer no longer applies to this node: withdrawing and closing"
+                );
+                let drain = self.drain;
+                tokio::spawn(session.stopped(drain));
+            }
+            self.metrics
+                .prefixes_advertised
+                .remove(&PeerLabels { peer: peer.clone() });
+            complete &= self.reporter.remove(&peer).await;
+            self.dirty.remove(&peer);
+        }
+        for (peer, wanted) in &plan.peers {
+            let mut config = wanted.session.clone();
+            if let Some(secret) = &wanted.password_secret {
+                match self.password(secret).await {
+                    Some(password) => config.md5_password = Some(password),
+                    None => {
+                        // Without its password the session cannot come up; a running
+                        // one keeps the password it has.
+                        complete = false;
+                        if let Some(running) = self.sessions.get(peer) {
+                            config.md5_password = running.config.md5_password.clone();
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+            }
+            if let Some(running) = self.sessions.get(peer)
+                && running.config != config
+            {
+                info!(peer, "session settings changed: restarting the session");
+                if let Some(old) = self.sessions.remove(peer) {
+                    old.stopped(None).await;
+                }
+            }
+            match self.sessions.get(peer) {
+                Some(running) => {
+                    running
+                        .routes
+                        .send_if_modified(|current| replace_if_changed(current, &wanted.routes));
+                }
+                None => {
+                    info!(peer, address = %config.peer, "starting BGP session");
+                    let session = self.start(peer, config, wanted.routes.clone());
+                    self.sessions.insert(peer.clone(), session);
+                    self.dirty.insert(peer.clone());
+                }
+            }
+        }
+        let states: Vec<_> = self
+            .sessions
+            .values()
+            .map(|s| s.status.borrow().state)
+            .collect();
+        self.metrics.set_states(states.iter());
+        complete
+    }
+
+    fn start(&self, peer: &str, config: SessionConfig, routes: RouteSet) -> RunningSession {
+        let (routes_tx, routes_rx) = watch::channel(routes);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (status_tx, status_rx) = watch::channel(SessionStatus::default());
+        let span = info_span!("session", peer);
+        let task = tokio::spawn(
+            run_session(config.clone(), routes_rx, stop_rx, status_tx).instrument(span),
+        );
+        let mut forwarded = status_rx.clone();
+        let changes = self.changes_tx.clone();
+        let name = peer.to_string();
+        let watcher = tokio::spawn(async move {
+            while forwarded.changed().await.is_ok() {
+                if changes.send(name.clone()).is_err() {
+                    return;
+                }
+            }
+        });
+        RunningSession {
+            config,
+            routes: routes_tx,
+            stop: stop_tx,
+            status: status_rx,
+            task,
+            watcher,
+            updates_counted: 0,
+        }
+    }
+
+    /// The `password` key of Secret `name`, cached; `None` when it cannot be read and
+    /// nothing is cached.
+    async fn password(&mut self, name: &str) -> Option<String> {
+        if let Some(cached) = self.passwords.get(name)
+            && cached.read_at.elapsed() < PASSWORD_REFRESH
+        {
+            return Some(cached.password.clone());
+        }
+        match self.secrets.get(name).await {
+            Ok(secret) => {
+                let password = secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get("password"))
+                    .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                    .or_else(|| {
+                        secret
+                            .string_data
+                            .as_ref()
+                            .and_then(|data| data.get("password").cloned())
+                    });
+                match password {
+                    Some(password) => {
+                        self.passwords.insert(
+                            name.to_string(),
+                            CachedPassword {
+                                password: password.clone(),
+                                read_at: Instant::now(),
+                            },
+                        );
+                        Some(password)
+                    }
+                    None => {
+                        warn!(
+                            secret = name,
+                            "the BGP password Secret has no key `password`"
+                        );
+                        self.passwords.remove(name);
+                        None
+                    }
+                }
+            }
+            Err(error) => {
+                let cached = self.passwords.get(name).map(|c| c.password.clone());
+                if cached.is_none() {
+                    warn!(secret = name, %error, "cannot read the BGP password Secret; will retry");
+                }
+                cached
+            }
+        }
+    }
+
+    /// Writes the status objects of changed sessions and updates the metrics. Returns how
+    /// long to wait before the next write, when some write is held back by the rate limit.
+    async fn write_statuses(&mut self) -> Option<Duration> {
+        let mut wait: Option<Duration> = None;
+        let dirty: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
+        for peer in dirty {
+            let Some(session) = self.sessions.get_mut(&peer) else {
+                continue;
+            };
+            let status = session.status.borrow().clone();
+            let labels = PeerLabels { peer: peer.clone() };
+            self.metrics
+                .prefixes_advertised
+                .get_or_create(&labels)
+                .set(i64::try_from(status.prefixes_sent).unwrap_or(i64::MAX));
+            let new_updates = status.updates_sent.saturating_sub(session.updates_counted);
+            self.metrics
+                .updates_sent
+                .get_or_create(&labels)
+                .inc_by(new_updates);
+            session.updates_counted = status.updates_sent;
+            let address = session.config.peer.to_string();
+            let object = self.reporter.status_of(&peer, &address, &status);
+            match self.reporter.write(&peer, object).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.dirty.insert(peer);
+                    wait = Some(wait.map_or(RETRY, |w| w.min(RETRY)));
+                }
+                Err(hold) => {
+                    self.dirty.insert(peer);
+                    wait = Some(wait.map_or(hold, |w| w.min(hold)));
+                }
+            }
+        }
+        let states: Vec<_> = self
+            .sessions
+            .values()
+            .map(|s| s.status.borrow().state)
+            .collect();
+        self.metrics.set_states(states.iter());
+        wait
+    }
+
+    /// Withdraws and closes every session, then deletes the status objects.
+    async fn shutdown(mut self) {
+        info!(
+            sessions = self.sessions.len(),
+            "stopping BGP: withdrawing routes and closing sessions"
+        );
+        let sessions = std::mem::take(&mut self.sessions);
+        for session in sessions.values() {
+            session.request_stop();
+        }
+        let drain = self.drain;
+        futures::future::join_all(sessions.into_values().map(|s| s.stopped(drain))).await;
+        let _ = self.reporter.remove_others(&BTreeSet::new()).await;
+        self.metrics.set_states(std::iter::empty());
+    }
+}
+
+fn replace_if_changed(current: &mut RouteSet, new: &RouteSet) -> bool {
+    if current == new {
+        false
+    } else {
+        *current = new.clone();
+        true
+    }
+}

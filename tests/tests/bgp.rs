@@ -1,0 +1,294 @@
+//! BGP mode end to end: real speakers in three node namespaces peer with a
+//! real router (BIRD 2, or GoBGP) on the LAN, and the checks are made in the
+//! router: `birdc show route`, `gobgp global rib` and the kernel routing table
+//! (`ip route`, where BIRD installs one route with a next hop per node).
+//! Needs root and the bird2 and gobgpd packages (`.ci/run` installs them).
+//!
+//! Timings are asserted only generously (the machine is a shared 2-core box);
+//! `cargo xtask bench` measures them.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use ferrolb_crds::BGPSessionState;
+use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN};
+use ferrolb_tests::env::wait_for;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
+
+const ROUTE_WAIT: Duration = Duration::from_secs(30);
+
+fn v4(ips: &[IpAddr]) -> Result<IpAddr> {
+    ips.iter()
+        .copied()
+        .find(IpAddr::is_ipv4)
+        .context("no IPv4 address")
+}
+
+fn v6(ips: &[IpAddr]) -> Result<IpAddr> {
+    ips.iter()
+        .copied()
+        .find(IpAddr::is_ipv6)
+        .context("no IPv6 address")
+}
+
+async fn session_states(lab: &BgpLab) -> Result<Vec<BGPSessionState>> {
+    let api: Api<BGPSessionState> =
+        Api::namespaced(lab.lab.scenario.client.clone(), &lab.lab.scenario.ns.name);
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// Waits until every node has a session object for `peer` in `state`.
+async fn wait_session_states(lab: &BgpLab, peer: &str, state: &str) -> Result<()> {
+    wait_for(
+        &format!("3 BGPSessionStates of {peer} in {state}"),
+        ROUTE_WAIT,
+        || async {
+            let states = session_states(lab).await.ok()?;
+            let matching = states
+                .iter()
+                .filter_map(|s| s.status.as_ref())
+                .filter(|s| s.peer == peer && s.state == state)
+                .count();
+            (matching == 3).then_some(())
+        },
+    )
+    .await
+}
+
+/// An HTTP GET from the client namespace; the status line's code.
+fn http_get_from_client(lab: &BgpLab, url: &str) -> Result<String> {
+    let script = format!(
+        "import urllib.request; print(urllib.request.urlopen('{url}', timeout=5).read().decode())"
+    );
+    lab.client.exec_ok(&["python3", "-c", &script])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hops_follow_the_traffic_policy_and_endpoints() -> Result<()> {
+    let mut lab = BgpLab::start("bgp-hops").await?;
+    lab.start_bird(ROUTER_ASN, None)?;
+    lab.peer("bird", BgpLab::peer_spec(&lab.router, ROUTER_ASN))
+        .await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    wait_session_states(&lab, "bird", "Established").await?;
+
+    // Cluster: every node is a next hop, for both families.
+    let ips = lab
+        .service(
+            "web",
+            json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}}),
+            2,
+        )
+        .await?;
+    lab.lab.endpoints("web", &[0]).await?;
+    lab.wait_next_hops(v4(&ips)?, &[0, 1, 2], ROUTE_WAIT)
+        .await?;
+    lab.wait_next_hops(v6(&ips)?, &[0, 1, 2], ROUTE_WAIT)
+        .await?;
+    let bird_routes = lab
+        .bird()?
+        .birdc(&["show", "route", "for", &v4(&ips)?.to_string()])?;
+    ensure!(
+        bird_routes.contains(&format!("{}/32", v4(&ips)?)),
+        "birdc: {bird_routes}"
+    );
+    lab.lab.scenario.wait_event("web", "BGPAdvertising").await?;
+
+    // Local: only nodes with an endpoint, following it when it moves.
+    let local = v4(&lab
+        .service(
+            "local",
+            json!({"spec": {"externalTrafficPolicy": "Local"}}),
+            1,
+        )
+        .await?)?;
+    lab.lab.endpoints("local", &[1]).await?;
+    lab.wait_next_hops(local, &[1], ROUTE_WAIT).await?;
+    lab.lab.endpoints("local", &[2]).await?;
+    lab.wait_next_hops(local, &[2], ROUTE_WAIT).await?;
+
+    // A client behind the router reaches a listener on the next-hop node.
+    let node = &lab.lab.nodes[2];
+    node.netns
+        .ip(&["addr", "add", &format!("{local}/32"), "dev", "lo"])?;
+    let dir = lab.lab.scenario.cluster.dir.join("www-bgp");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("index.html"), "served by node 2\n")?;
+    let mut server = node
+        .netns
+        .command("python3")
+        .args(["-m", "http.server", "--bind", &local.to_string(), "8080"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let body = wait_for("an HTTP answer through the router", ROUTE_WAIT, || async {
+        http_get_from_client(&lab, &format!("http://{local}:8080/")).ok()
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    ensure!(body?.contains("served by node 2"));
+
+    // Withdrawn when the Service goes.
+    lab.lab.scenario.delete_service("local").await?;
+    lab.wait_next_hops(local, &[], ROUTE_WAIT).await?;
+
+    // Metrics show the sessions.
+    let metrics = lab.lab.speaker_http(0, "/metrics")?;
+    ensure!(
+        metrics.contains("ferrolb_speaker_bgp_sessions{state=\"Established\"} 1"),
+        "{metrics}"
+    );
+    ensure!(metrics.contains("ferrolb_speaker_bgp_updates_sent_total{peer=\"bird\"}"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn communities_and_local_pref_reach_an_ibgp_router_and_survive_a_flap() -> Result<()> {
+    let mut lab = BgpLab::start("bgp-attrs").await?;
+    lab.start_bird(NODE_ASN, None)?;
+    lab.peer("bird", BgpLab::peer_spec(&lab.router, NODE_ASN))
+        .await?;
+    lab.community(
+        "aliases",
+        json!({"communities": [{"name": "edge", "value": "64512:300"}]}),
+    )
+    .await?;
+    lab.advertise(
+        "tagged",
+        json!({"localPref": 250, "communities": ["64512:100", "large:64512:1:2", "edge"]}),
+    )
+    .await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("tag", json!({}), 1).await?)?;
+    lab.lab.endpoints("tag", &[0]).await?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+    let all = lab
+        .bird()?
+        .birdc(&["show", "route", "for", &ip.to_string(), "all"])?;
+    for expected in [
+        "BGP.local_pref: 250",
+        "(64512,100)",
+        "(64512,300)",
+        "(64512, 1, 2)",
+    ] {
+        ensure!(all.contains(expected), "{expected} missing in:\n{all}");
+    }
+
+    // A flap: the router drops the session with node 0, then takes it back.
+    lab.bird()?.birdc(&["disable", "n0"])?;
+    lab.wait_next_hops(ip, &[1, 2], ROUTE_WAIT).await?;
+    lab.bird()?.birdc(&["enable", "n0"])?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gobgp_interoperates_and_a_wrong_md5_password_never_establishes() -> Result<()> {
+    let mut lab = BgpLab::start("bgp-gobgp").await?;
+    // BIRD wants one password, the speakers give another.
+    lab.start_bird(ROUTER_ASN, Some("right-one"))?;
+    let second = lab.second_router()?;
+    let gobgp = lab.start_gobgp(&second, Some("s3cret"))?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(lab.lab.scenario.client.clone(), &lab.lab.scenario.ns.name);
+    secrets
+        .patch(
+            "gobgp-password",
+            &PatchParams::apply("ferrolb-tests").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "gobgp-password"},
+                "type": "kubernetes.io/basic-auth",
+                "stringData": {"password": "s3cret"},
+            })),
+        )
+        .await?;
+    let mut gobgp_peer = BgpLab::peer_spec(&second, ROUTER_ASN);
+    gobgp_peer["passwordSecret"] = json!({"name": "gobgp-password"});
+    lab.peer("gobgp", gobgp_peer).await?;
+    let mut bird_peer = BgpLab::peer_spec(&lab.router, ROUTER_ASN);
+    bird_peer["password"] = json!("wrong-one");
+    lab.peer("bird", bird_peer).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("interop", json!({}), 1).await?)?;
+    lab.lab.endpoints("interop", &[0]).await?;
+
+    let expected: Vec<String> = lab.lab.nodes.iter().map(|n| n.ip4.to_string()).collect();
+    wait_for(
+        "the route from all 3 nodes in GoBGP",
+        ROUTE_WAIT,
+        || async {
+            let rib = gobgp.cli(&["global", "rib", "-a", "ipv4"]).ok()?;
+            let lines: Vec<&str> = rib
+                .lines()
+                .filter(|l| l.contains(&format!("{ip}/32")))
+                .collect();
+            expected
+                .iter()
+                .all(|hop| lines.iter().any(|l| l.contains(hop.as_str())))
+                .then_some(())
+        },
+    )
+    .await?;
+    wait_session_states(&lab, "gobgp", "Established").await?;
+
+    // By now the speakers have tried BIRD for seconds: never established, no route.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..3 {
+        let state = lab.bird()?.session_state(&format!("n{i}"))?;
+        ensure!(
+            state != "Established",
+            "n{i} established with a wrong password"
+        );
+    }
+    ensure!(
+        ferrolb_tests::router::kernel_next_hops(&lab.router.netns, &format!("{ip}/32"))?.is_empty()
+    );
+    let states = session_states(&lab).await?;
+    ensure!(
+        states
+            .iter()
+            .filter_map(|s| s.status.as_ref())
+            .filter(|s| s.peer == "bird")
+            .all(|s| s.state != "Established")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_speaker_expires_and_graceful_stop_withdraws_at_once() -> Result<()> {
+    let mut lab = BgpLab::start("bgp-stop").await?;
+    lab.start_bird(ROUTER_ASN, None)?;
+    lab.peer("bird", BgpLab::peer_spec(&lab.router, ROUTER_ASN))
+        .await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("stop", json!({}), 1).await?)?;
+    lab.lab.endpoints("stop", &[0, 1, 2]).await?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+
+    // SIGKILL: no goodbye; gone at the latest when the 3 s hold time runs out.
+    lab.lab.kill_speaker(0);
+    let expired = lab
+        .wait_next_hops(ip, &[1, 2], Duration::from_secs(15))
+        .await?;
+    eprintln!("killed speaker's route gone after {expired:?}");
+
+    // SIGTERM: withdrawn before the process exits.
+    let stopping = Instant::now();
+    lab.lab.stop_speaker(1);
+    let stopped = stopping.elapsed();
+    let withdrawn = lab.wait_next_hops(ip, &[2], Duration::from_secs(5)).await?;
+    eprintln!("graceful stop took {stopped:?}, route gone {withdrawn:?} after the exit");
+    if withdrawn > Duration::from_secs(3) {
+        bail!("the route outlived the graceful stop by {withdrawn:?}");
+    }
+    Ok(())
+}
