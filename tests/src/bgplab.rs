@@ -58,7 +58,7 @@ impl BgpLab {
             },
         )
         .await?;
-        let k = u32::from(lab.index);
+        let k = u32::from(lab.index());
         let router = lan_router(&lab, 3)?;
         router
             .netns
@@ -137,11 +137,11 @@ impl BgpLab {
     }
 
     pub fn pool_v4(&self) -> String {
-        format!("203.0.113.{}/29", 128 + 8 * u32::from(self.lab.index))
+        format!("203.0.113.{}/29", 128 + 8 * u32::from(self.lab.index()))
     }
 
     pub fn pool_v6(&self) -> String {
-        let k = self.lab.index;
+        let k = self.lab.index();
         format!("2001:db8:bb:{k:x}::100-2001:db8:bb:{k:x}::1ff")
     }
 
@@ -300,7 +300,7 @@ impl BgpLab {
 }
 
 fn lan_router(lab: &L2Lab, host: u32) -> Result<Router> {
-    let k = u32::from(lab.index);
+    let k = u32::from(lab.index());
     let netns = Netns::create(&format!("r{host}"))?;
     attach(lab.lan(), "br0", &netns, "eth0")?;
     let ip4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + 32 * k + host);

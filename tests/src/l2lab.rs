@@ -223,6 +223,11 @@ impl L2Lab {
         Ok(lab)
     }
 
+    /// This lab's slot in the address plan (0..8).
+    pub fn index(&self) -> u8 {
+        self.index.0
+    }
+
     pub fn pool_v4(&self) -> String {
         format!("198.51.100.{}/28", 32 * u32::from(self.index.0) + 16)
     }
