@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod pools;
+pub mod slim;
 pub mod write_queue;
 pub mod writer;
 
@@ -29,6 +30,7 @@ use crate::http::Health;
 use crate::ipam::Family;
 use crate::metrics::Metrics;
 use events::{EventRequest, EventSink, Regarding};
+use slim::SlimService;
 use writer::{FIELD_MANAGER, Writer};
 
 /// Concurrent Event senders. Events wait for status writes anyway, so a few
@@ -117,7 +119,10 @@ pub async fn run(
     health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let services = watcher(Api::<Service>::all(client.clone())).map(|e| e.map(Input::Service));
+    // Services are read without managedFields (see `slim`) and converted
+    // once, so the core keeps taking plain `Service`s.
+    let services = watcher(Api::<SlimService>::all(client.clone()))
+        .map(|e| e.map(|event| Input::Service(full_event(event))));
     let pools = watcher(Api::<IPAddressPool>::namespaced(
         client.clone(),
         &config.pool_namespace,
@@ -196,6 +201,17 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The same watch event, with the Service in the type the core reads.
+fn full_event(event: WatchEvent<SlimService>) -> WatchEvent<Service> {
+    match event {
+        WatchEvent::Apply(s) => WatchEvent::Apply(s.into()),
+        WatchEvent::Delete(s) => WatchEvent::Delete(s.into()),
+        WatchEvent::InitApply(s) => WatchEvent::InitApply(s.into()),
+        WatchEvent::Init => WatchEvent::Init,
+        WatchEvent::InitDone => WatchEvent::InitDone,
+    }
 }
 
 fn watcher<K>(

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
+use super::slim::SlimService;
 use super::write_queue::{Finished, Job, Stage, WriteQueue};
 use crate::core::ServiceKey;
 use crate::core::desired::{CONDITION_TYPE, ServiceWrite};
@@ -92,7 +92,9 @@ impl Writer {
                 self.wake.notified().await;
                 continue;
             };
-            let api: Api<Service> = Api::namespaced(client.clone(), &job.key.namespace);
+            // Responses are read without managedFields: we need only the
+            // version and the annotation.
+            let api: Api<SlimService> = Api::namespaced(client.clone(), &job.key.namespace);
             let result = self.send(&api, &job).await;
             self.with_queue(|q| q.finish(job, result));
             // The Service's next write (or its annotation) may be ready now.
@@ -101,7 +103,7 @@ impl Writer {
     }
 
     /// Sends one request, retrying transient failures with backoff.
-    async fn send(&self, api: &Api<Service>, job: &Job) -> Finished {
+    async fn send(&self, api: &Api<SlimService>, job: &Job) -> Finished {
         let mut attempt = 0u32;
         loop {
             let result = match job.stage {
@@ -129,7 +131,7 @@ impl Writer {
     }
 }
 
-fn version_of(service: &Service) -> Option<u64> {
+fn version_of(service: &SlimService) -> Option<u64> {
     service
         .metadata
         .resource_version
@@ -138,7 +140,7 @@ fn version_of(service: &Service) -> Option<u64> {
 }
 
 /// Whether the object carries exactly the pool annotation `write` wants.
-fn annotation_current(service: &Service, write: &ServiceWrite) -> bool {
+fn annotation_current(service: &SlimService, write: &ServiceWrite) -> bool {
     let shown = service
         .metadata
         .annotations
@@ -151,7 +153,7 @@ fn annotation_current(service: &Service, write: &ServiceWrite) -> bool {
 /// subresource. Fields we no longer specify (a released IP, a dropped
 /// condition) are removed by SSA because our field manager owns them.
 async fn apply_status(
-    api: &Api<Service>,
+    api: &Api<SlimService>,
     key: &ServiceKey,
     write: &ServiceWrite,
 ) -> Result<Finished, kube::Error> {
@@ -197,7 +199,7 @@ async fn apply_status(
 
 /// Server-side apply of the pool annotation (an empty set removes ours).
 async fn apply_annotation(
-    api: &Api<Service>,
+    api: &Api<SlimService>,
     key: &ServiceKey,
     write: &ServiceWrite,
 ) -> Result<Finished, kube::Error> {
