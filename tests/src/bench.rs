@@ -87,8 +87,8 @@ impl CpuMeter {
     }
 }
 
-/// `apiserver_request_total` summed by (user agent is not a label, so) verb,
-/// resource and subresource, for the mutating verbs our components use.
+/// `apiserver_request_total` summed by verb, resource and subresource, for
+/// the writes and lists our components make.
 /// Read through the admin client (not kubectl: it needs no files).
 async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
     let request = kube::core::Request::new("").get("metrics", &kube::api::GetParams::default())?;
@@ -111,7 +111,8 @@ async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
                 .to_string()
         };
         let verb = label("verb");
-        if !matches!(verb.as_str(), "POST" | "PATCH" | "PUT" | "APPLY") {
+        // Writes, and lists (pages of the initial listing count one each).
+        if !matches!(verb.as_str(), "POST" | "PATCH" | "PUT" | "APPLY" | "LIST") {
             continue;
         }
         let mut key = format!("{verb} {}", label("resource"));
@@ -170,8 +171,17 @@ fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A size field of /proc/PID/status, in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -232,8 +242,20 @@ async fn cold_start(n: usize) -> Result<()> {
     let pid = controller.pid().context("controller pid")?;
     let cpu = CpuMeter::start(cluster, pid);
     let deadline = start + Duration::from_secs(300);
+    // (seconds since start, resident MiB, Services with IPs), every second.
+    let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
         let done = seen.lock().map(|m| m.len()).unwrap_or(0);
+        if timeline
+            .last()
+            .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
+        {
+            timeline.push((
+                start.elapsed().as_secs_f64(),
+                rss_mib(pid).unwrap_or(f64::NAN),
+                done,
+            ));
+        }
         if done >= n {
             break;
         }
@@ -254,6 +276,14 @@ async fn cold_start(n: usize) -> Result<()> {
         all.as_secs_f64()
     );
     println!("  CPU until then: {}", cpu.report());
+    println!(
+        "  RSS MiB / Services with IPs over time: {}",
+        timeline
+            .iter()
+            .map(|(t, rss, done)| format!("{t:.1}s {rss:.1}/{done}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  writes until then: {}",
         request_delta(&requests_before, &request_counts(&client).await?)
