@@ -56,7 +56,8 @@ struct Args {
     #[arg(long, env = "FERROLB_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
     lease_duration_seconds: u64,
 
-    /// Concurrent Service status writes.
+    /// Concurrent Service writes. Every pending status goes out before any
+    /// pool annotation, and Events wait until no status write is left.
     #[arg(long, env = "FERROLB_WRITE_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     write_workers: u64,
 

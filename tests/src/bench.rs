@@ -14,8 +14,129 @@ use kube::api::PostParams;
 use kube::runtime::watcher;
 use serde_json::json;
 
+use crate::cluster::Cluster;
 use crate::env::{Controller, TestNamespace, shared_cluster};
 use crate::scenario::ingress;
+
+/// Extra controller flags for exploring settings, e.g.
+/// `FERROLB_BENCH_CONTROLLER_ARGS="--write-workers 32"`.
+const CONTROLLER_ARGS_VAR: &str = "FERROLB_BENCH_CONTROLLER_ARGS";
+
+fn controller_args() -> Vec<String> {
+    let mut args = vec!["--no-leader-election".to_string()];
+    if let Ok(extra) = std::env::var(CONTROLLER_ARGS_VAR) {
+        args.extend(extra.split_whitespace().map(str::to_string));
+    }
+    args
+}
+
+fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller> {
+    let args = controller_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Controller::start(cluster, ns, &args)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// The processes whose CPU time a measurement reports.
+struct CpuMeter {
+    pids: Vec<(&'static str, u32)>,
+    start: Vec<f64>,
+}
+
+impl CpuMeter {
+    fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
+        let cluster_pids: Vec<u32> = std::fs::read_to_string(cluster.dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let mut pids = vec![("controller", controller), ("bench", std::process::id())];
+        // The cluster writes etcd's pid, then the apiserver's.
+        for (name, pid) in ["etcd", "apiserver"].into_iter().zip(cluster_pids) {
+            pids.push((name, pid));
+        }
+        let start = pids
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(f64::NAN))
+            .collect();
+        CpuMeter { pids, start }
+    }
+
+    fn report(&self) -> String {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|((name, pid), start)| {
+                let used = cpu_seconds(*pid).unwrap_or(f64::NAN) - start;
+                format!("{name} {used:.1} s")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `apiserver_request_total` summed by verb, resource and subresource, for
+/// the writes and lists our components make.
+/// Read through the admin client (not kubectl: it needs no files).
+async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
+    let request = kube::core::Request::new("").get("metrics", &kube::api::GetParams::default())?;
+    let metrics = client.request_text(request).await?;
+    let mut counts = HashMap::new();
+    for line in metrics.lines() {
+        let Some(labels) = line
+            .strip_prefix("apiserver_request_total{")
+            .and_then(|l| l.rsplit_once('}'))
+        else {
+            continue;
+        };
+        let (labels, value) = labels;
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or("")
+                .to_string()
+        };
+        let verb = label("verb");
+        // Writes, and lists (pages of the initial listing count one each).
+        if !matches!(verb.as_str(), "POST" | "PATCH" | "PUT" | "APPLY" | "LIST") {
+            continue;
+        }
+        let mut key = format!("{verb} {}", label("resource"));
+        let subresource = label("subresource");
+        if !subresource.is_empty() {
+            key = format!("{key}/{subresource}");
+        }
+        *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(counts)
+}
+
+fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.iter()
+        .map(|(k, d)| format!("{k} {d:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn service(name: &str, class: &str) -> Result<Service> {
     Ok(serde_json::from_value(json!({
@@ -50,8 +171,17 @@ fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A size field of /proc/PID/status, in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -106,12 +236,26 @@ async fn cold_start(n: usize) -> Result<()> {
     // Build the binary before the clock starts.
     crate::env::binary("ferrolb-controller")?;
     let seen = track(api.clone());
+    let requests_before = request_counts(&client).await?;
     let start = Instant::now();
-    let mut controller = Controller::start(cluster, &ns, &["--no-leader-election"])?;
+    let mut controller = start_controller(cluster, &ns)?;
     let pid = controller.pid().context("controller pid")?;
+    let cpu = CpuMeter::start(cluster, pid);
     let deadline = start + Duration::from_secs(300);
+    // (seconds since start, resident MiB, Services with IPs), every second.
+    let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
         let done = seen.lock().map(|m| m.len()).unwrap_or(0);
+        if timeline
+            .last()
+            .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
+        {
+            timeline.push((
+                start.elapsed().as_secs_f64(),
+                rss_mib(pid).unwrap_or(f64::NAN),
+                done,
+            ));
+        }
         if done >= n {
             break;
         }
@@ -131,10 +275,53 @@ async fn cold_start(n: usize) -> Result<()> {
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
         all.as_secs_f64()
     );
+    println!("  CPU until then: {}", cpu.report());
+    println!(
+        "  RSS MiB / Services with IPs over time: {}",
+        timeline
+            .iter()
+            .map(|(t, rss, done)| format!("{t:.1}s {rss:.1}/{done}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  writes until then: {}",
+        request_delta(&requests_before, &request_counts(&client).await?)
+    );
+    // The rest of the work (annotations, Events) drains after the IPs.
+    let settled = settle(&client, Duration::from_secs(120)).await?;
+    println!(
+        "  all writes done {:.1} s after start; peak RSS {:.1} MiB; CPU {}; writes: {}",
+        (settled - start).as_secs_f64(),
+        peak_rss_mib(pid).unwrap_or(f64::NAN),
+        cpu.report(),
+        request_delta(&requests_before, &request_counts(&client).await?)
+    );
 
     controller.stop();
     cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
     Ok(())
+}
+
+/// Waits until the apiserver has seen no mutating request for a second;
+/// returns when the last one was seen.
+async fn settle(client: &kube::Client, timeout: Duration) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    let total = |c: &HashMap<String, f64>| c.values().sum::<f64>();
+    let mut last = total(&request_counts(client).await?);
+    let mut last_change = Instant::now();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = total(&request_counts(client).await?);
+        // Our own two metric scrapes are GETs, so they never count here.
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > Duration::from_secs(1) {
+            return Ok(last_change);
+        }
+    }
+    bail!("writes still going after {timeout:?}")
 }
 
 async fn latency(samples: usize) -> Result<()> {
@@ -143,7 +330,7 @@ async fn latency(samples: usize) -> Result<()> {
     let ns = namespace_with_pool(&client, "latency", "2001:db8:c::/64").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let seen = track(api.clone());
-    let mut controller = Controller::start(cluster, &ns, &["--no-leader-election"])?;
+    let mut controller = start_controller(cluster, &ns)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {

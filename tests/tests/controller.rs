@@ -506,3 +506,260 @@ async fn pool_shrink_delete_and_conflicts() -> R {
     );
     Ok(())
 }
+
+/// Every failure reason we can provoke shows up as a label value of the
+/// failure counter, with a count of at least one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_failure_metric_carries_the_reason() -> R {
+    let s = Scenario::start("failmetric").await?;
+    s.pool("one", json!({"addresses": ["198.51.100.96/32"]}))
+        .await?;
+    s.service("first", json!({})).await?;
+    assert_eq!(s.wait_ips("first", 1).await?, vec!["198.51.100.96"]);
+    let failing = [
+        ("full", json!({}), "pool_full"),
+        (
+            "unknown",
+            json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "nope"}}}),
+            "unknown_pool",
+        ),
+        (
+            "garbage",
+            json!({"metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "not-an-ip"}}}),
+            "invalid_request",
+        ),
+        (
+            "nowhere",
+            json!({"metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "203.0.113.200"}}}),
+            "ip_in_no_pool",
+        ),
+        (
+            "taken",
+            json!({"metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "198.51.100.96"}}}),
+            "ip_taken",
+        ),
+        (
+            "v6",
+            json!({"spec": {"ipFamilies": ["IPv6"]}}),
+            "family_unavailable",
+        ),
+    ];
+    for (name, extra, _) in &failing {
+        s.service(name, extra.clone()).await?;
+    }
+    let controller = s.controller.as_ref().expect("controller");
+    let body = wait_for("every failure reason in /metrics", WAIT, || async {
+        let (code, body) = controller.http_get("/metrics").ok()?;
+        let complete = code == 200
+            && failing
+                .iter()
+                .all(|(_, _, reason)| failure_count(&body, reason).is_some_and(|n| n >= 1.0));
+        complete.then_some(body)
+    })
+    .await;
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let (_, body) = controller.http_get("/metrics")?;
+            anyhow::bail!("{e}\n/metrics:\n{body}");
+        }
+    };
+    assert!(
+        body.contains("# TYPE ferrolb_controller_allocation_failures counter"),
+        "{body}"
+    );
+    // The Service that was never refused has no reason of its own.
+    assert_eq!(failure_count(&body, "sharing_conflict"), None, "{body}");
+    Ok(())
+}
+
+/// The value of `ferrolb_controller_allocation_failures_total{reason="…"}`.
+fn failure_count(metrics: &str, reason: &str) -> Option<f64> {
+    let prefix = format!("ferrolb_controller_allocation_failures_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Cells of a kubectl table row, cut at the columns where the header's
+/// names start (names may hold single spaces, cells are left-aligned).
+fn table_cells(header: &str, row: &str, names: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut starts = Vec::new();
+    let mut from = 0;
+    for name in names {
+        let at = header[from..]
+            .find(name)
+            .map(|i| i + from)
+            .ok_or_else(|| anyhow::anyhow!("no column {name} in {header:?}"))?;
+        starts.push(at);
+        from = at + name.len();
+    }
+    Ok(starts
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            let end = starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(row.len())
+                .min(row.len());
+            row.get(*start..end).unwrap_or("").trim().to_string()
+        })
+        .collect())
+}
+
+/// `kubectl get ipaddresspools -o wide` shows, in each printer column, the
+/// field the column names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_printer_columns_show_spec_and_status() -> R {
+    let s = Scenario::start("columns").await?;
+    s.pool(
+        "mixed",
+        json!({"addresses": ["198.51.100.104/30", "2001:db8:5::/126"]}),
+    )
+    .await?;
+    s.pool(
+        "manual",
+        json!({"addresses": ["198.51.100.110/31"], "autoAssign": false}),
+    )
+    .await?;
+    // Created after "mixed" and overlapping it: not Ready.
+    s.pool("overlap", json!({"addresses": ["198.51.100.107/32"]}))
+        .await?;
+    s.service("web", json!({})).await?;
+    assert_eq!(s.wait_ips("web", 1).await?.len(), 1);
+    let pools = s.pools();
+    wait_for("pool statuses", WAIT, || {
+        let pools = pools.clone();
+        async move {
+            let mixed = pools.get("mixed").await.ok()?.status?;
+            let overlap = pools.get("overlap").await.ok()?.status?;
+            let manual = pools.get("manual").await.ok()?.status?;
+            let ready = |st: &ferrolb_crds::pool::IPAddressPoolStatus| {
+                st.conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| c.status.clone())
+            };
+            (mixed.assigned_ipv4.as_deref() == Some("1")
+                && ready(&overlap).as_deref() == Some("False")
+                && manual.available_ipv4.is_some())
+            .then_some(())
+        }
+    })
+    .await?;
+
+    let names = [
+        "NAME",
+        "ADDRESSES",
+        "AUTO ASSIGN",
+        "ASSIGNED V4",
+        "AVAILABLE V4",
+        "ASSIGNED V6",
+        "AVAILABLE V6",
+        "IN USE",
+        "READY",
+        "AGE",
+    ];
+    let table = s
+        .cluster
+        .kubectl_ok(&["-n", &s.ns.name, "get", "ipaddresspools", "-o", "wide"])?;
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let mut rows = std::collections::BTreeMap::new();
+    for line in lines {
+        let cells = table_cells(header, line, &names)?;
+        rows.insert(cells[0].clone(), cells);
+    }
+    assert_eq!(rows.len(), 3, "{table}");
+
+    for (name, row) in &rows {
+        let pool = pools.get(name).await?;
+        let status = pool.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status.clone())
+            .unwrap_or_default();
+        let expected = [
+            name.clone(),
+            serde_json::to_string(&pool.spec.addresses)?,
+            pool.spec.auto_assign.to_string(),
+            status.assigned_ipv4.clone().unwrap_or_default(),
+            status.available_ipv4.clone().unwrap_or_default(),
+            status.assigned_ipv6.clone().unwrap_or_default(),
+            status.available_ipv6.clone().unwrap_or_default(),
+            status.in_use.map(|b| b.to_string()).unwrap_or_default(),
+            ready,
+        ];
+        assert_eq!(&row[..9], &expected[..], "{name}:\n{table}");
+        assert!(!row[9].is_empty(), "AGE of {name}:\n{table}");
+    }
+    // And the values themselves, where they do not depend on overlap rules.
+    let cells = |name: &str, column: &str| {
+        let index = names.iter().position(|n| *n == column).unwrap_or(0);
+        rows.get(name).map(|r| r[index].clone()).unwrap_or_default()
+    };
+    assert_eq!(
+        cells("mixed", "ADDRESSES"),
+        r#"["198.51.100.104/30","2001:db8:5::/126"]"#
+    );
+    assert_eq!(cells("mixed", "AUTO ASSIGN"), "true");
+    assert_eq!(cells("mixed", "ASSIGNED V4"), "1");
+    assert_eq!(cells("mixed", "ASSIGNED V6"), "0");
+    assert_eq!(cells("mixed", "AVAILABLE V6"), "4");
+    assert_eq!(cells("mixed", "IN USE"), "true");
+    assert_eq!(cells("mixed", "READY"), "True");
+    assert_eq!(cells("manual", "AUTO ASSIGN"), "false");
+    assert_eq!(cells("manual", "ASSIGNED V4"), "0");
+    assert_eq!(cells("manual", "AVAILABLE V4"), "2");
+    assert_eq!(cells("manual", "IN USE"), "false");
+    assert_eq!(cells("manual", "READY"), "True");
+    assert_eq!(cells("overlap", "READY"), "False");
+    Ok(())
+}
+
+/// `--help` works without a cluster; a malformed flag is refused before
+/// anything starts, naming the flag.
+#[test]
+fn command_line_help_and_bad_flags() -> R {
+    let binary = ferrolb_tests::env::binary("ferrolb-controller")?;
+    let help = std::process::Command::new(&binary).arg("--help").output()?;
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{text}");
+    for flag in [
+        "--namespace",
+        "--load-balancer-class",
+        "--ignore-unclassed",
+        "--metrics-addr",
+        "--no-leader-election",
+        "--lease-duration-seconds",
+        "--write-workers",
+        "--log-format",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    for bad in [
+        &["--write-workers", "nope"][..],
+        &["--write-workers", "0"],
+        &["--metrics-addr", "not-an-address"],
+        &["--log-format", "xml"],
+    ] {
+        let out = std::process::Command::new(&binary)
+            .args(bad)
+            .env_remove("KUBECONFIG")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
+    }
+    let unknown = std::process::Command::new(&binary)
+        .arg("--no-such-flag")
+        .output()?;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--no-such-flag"));
+    Ok(())
+}

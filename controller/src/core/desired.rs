@@ -27,6 +27,14 @@ pub struct ServiceWrite {
     pub condition: Option<ConditionState>,
 }
 
+impl ServiceWrite {
+    /// Whether `other` shows the same status part (IPs and condition): then
+    /// only the annotation may need writing.
+    pub fn same_status(&self, other: &ServiceWrite) -> bool {
+        self.ips == other.ips && self.condition == other.condition
+    }
+}
+
 /// The outcome of evaluating one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -5,6 +5,8 @@
 
 pub mod events;
 pub mod pools;
+pub mod slim;
+pub mod write_queue;
 pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -27,8 +29,13 @@ use crate::core::{Allocator, ClassFilter, Interest, ServiceKey, ServiceRequest, 
 use crate::http::Health;
 use crate::ipam::Family;
 use crate::metrics::Metrics;
-use events::{EventSink, service_reference};
+use events::{EventRequest, EventSink, Regarding};
+use slim::SlimService;
 use writer::{FIELD_MANAGER, Writer};
+
+/// Concurrent Event senders. Events wait for status writes anyway, so a few
+/// suffice.
+const EVENT_WORKERS: usize = 4;
 
 /// What the allocation loop needs to know.
 #[derive(Debug, Clone)]
@@ -112,7 +119,10 @@ pub async fn run(
     health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let services = watcher(Api::<Service>::all(client.clone())).map(|e| e.map(Input::Service));
+    // Services are read without managedFields (see `slim`) and converted
+    // once, so the core keeps taking plain `Service`s.
+    let services = watcher(Api::<SlimService>::all(client.clone()))
+        .map(|e| e.map(|event| Input::Service(full_event(event))));
     let pools = watcher(Api::<IPAddressPool>::namespaced(
         client.clone(),
         &config.pool_namespace,
@@ -123,6 +133,7 @@ pub async fn run(
     let mut inputs =
         futures::stream::select_all(vec![services.boxed(), pools.boxed(), namespaces.boxed()]);
 
+    let writer = Writer::start(client.clone(), config.write_workers);
     let mut state = State {
         alloc: Allocator::new(),
         services: HashMap::new(),
@@ -135,8 +146,13 @@ pub async fn run(
         retry_needed: false,
         submitted: HashMap::new(),
         legacy_warned: HashSet::new(),
-        writer: Writer::start(client.clone(), config.write_workers),
-        events: EventSink::start(client.clone(), config.identity.clone(), 4),
+        writer: writer.clone(),
+        events: EventSink::start(
+            client.clone(),
+            config.identity.clone(),
+            EVENT_WORKERS,
+            writer.status_busy(),
+        ),
         metrics,
         pool_writes: start_pool_status_writer(Api::namespaced(
             client.clone(),
@@ -185,6 +201,17 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The same watch event, with the Service in the type the core reads.
+fn full_event(event: WatchEvent<SlimService>) -> WatchEvent<Service> {
+    match event {
+        WatchEvent::Apply(s) => WatchEvent::Apply(s.into()),
+        WatchEvent::Delete(s) => WatchEvent::Delete(s.into()),
+        WatchEvent::InitApply(s) => WatchEvent::InitApply(s.into()),
+        WatchEvent::Init => WatchEvent::Init,
+        WatchEvent::InitDone => WatchEvent::InitDone,
+    }
 }
 
 fn watcher<K>(
@@ -368,13 +395,13 @@ impl State {
                 if !request.legacy_annotations.is_empty() && self.legacy_warned.insert(key.clone())
                 {
                     let names = request.legacy_annotations.join(", ");
-                    self.events.send(
-                        service_reference(&key.namespace, &key.name, entry.uid.as_deref()),
-                        true,
-                        "DeprecatedAnnotation",
-                        "Allocate",
-                        format!("{names}: read for MetalLB compatibility; use the ferrolb.io/ prefix instead"),
-                    );
+                    self.events.send(EventRequest {
+                        regarding: Regarding::service(&key.namespace, &key.name, entry.uid.as_deref()),
+                        warning: true,
+                        reason: "DeprecatedAnnotation",
+                        action: "Allocate",
+                        note: format!("{names}: read for MetalLB compatibility; use the ferrolb.io/ prefix instead"),
+                    });
                 }
                 let namespace_labels = self
                     .namespaces
@@ -457,7 +484,8 @@ impl State {
             };
             if desired != entry.shown && !stale && !self.writer.busy(key) {
                 info!("status differs from our decision, rewriting it");
-                self.writer.submit(key.clone(), desired);
+                let status_current = desired.same_status(&entry.shown);
+                self.writer.submit(key.clone(), desired, status_current);
             }
             return;
         }
@@ -465,7 +493,7 @@ impl State {
         if desired == entry.shown {
             return;
         }
-        let reference = service_reference(&key.namespace, &key.name, entry.uid.as_deref());
+        let regarding = Regarding::service(&key.namespace, &key.name, entry.uid.as_deref());
         match outcome {
             Outcome::Allocated(a) => {
                 let ips = a
@@ -475,35 +503,42 @@ impl State {
                     .collect::<Vec<_>>()
                     .join(", ");
                 info!(ips = %ips, pool = %a.pool, "IP allocated");
-                self.events.send(
-                    reference,
-                    false,
-                    "IPAllocated",
-                    "Allocate",
-                    format!("Assigned IP {ips} from pool {}", a.pool),
-                );
+                self.events.send(EventRequest {
+                    regarding,
+                    warning: false,
+                    reason: "IPAllocated",
+                    action: "Allocate",
+                    note: format!("Assigned IP {ips} from pool {}", a.pool),
+                });
             }
             Outcome::Failed(_) | Outcome::Invalid(_) => {
                 let (metric_reason, message) = outcome.failure().unwrap_or_default();
                 let reason = failure_reason(outcome);
                 warn!(%reason, error = %message, "no IP for this Service");
                 self.metrics.record_failure(metric_reason);
-                self.events.send(
-                    reference,
-                    true,
-                    "AllocationFailed",
-                    "Allocate",
-                    format!("{reason}: {message}"),
-                );
+                self.events.send(EventRequest {
+                    regarding,
+                    warning: true,
+                    reason: "AllocationFailed",
+                    action: "Allocate",
+                    note: format!("{reason}: {message}"),
+                });
             }
             Outcome::Released => {
                 info!("no longer a LoadBalancer of ours, IPs released");
-                self.events.send(reference, false, "IPReleased", "Release", "Released its IPs: the Service is no longer a LoadBalancer of this controller's class".into());
+                self.events.send(EventRequest {
+                    regarding,
+                    warning: false,
+                    reason: "IPReleased",
+                    action: "Release",
+                    note: "Released its IPs: the Service is no longer a LoadBalancer of this controller's class".into(),
+                });
             }
         }
+        let status_current = desired.same_status(&entry.shown);
         entry.shown = desired.clone();
         entry.marked = desired.pool.is_some() || desired.condition.is_some();
-        self.writer.submit(key.clone(), desired);
+        self.writer.submit(key.clone(), desired, status_current);
     }
 
     /// Writes changed pool statuses and refreshes usage metrics.
@@ -541,16 +576,17 @@ impl State {
                     .get(name)
                     .is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "Conflicting"));
                 if newly {
-                    self.events.send(
-                        pool_reference(object),
-                        true,
-                        "PoolConflict",
-                        "Validate",
-                        pool.conflict
+                    self.events.send(EventRequest {
+                        regarding: pool_reference(object),
+                        warning: true,
+                        reason: "PoolConflict",
+                        action: "Validate",
+                        note: pool
+                            .conflict
                             .as_ref()
                             .map(ToString::to_string)
                             .unwrap_or_default(),
-                    );
+                    });
                 }
             }
             if let Some(message) = self.invalid_pools.get(name)
@@ -559,13 +595,13 @@ impl State {
                     .get(name)
                     .is_none_or(|p| p.conditions.iter().all(|c| c.reason != "InvalidAddresses"))
             {
-                self.events.send(
-                    pool_reference(object),
-                    true,
-                    "InvalidPool",
-                    "Validate",
-                    message.clone(),
-                );
+                self.events.send(EventRequest {
+                    regarding: pool_reference(object),
+                    warning: true,
+                    reason: "InvalidPool",
+                    action: "Validate",
+                    note: message.clone(),
+                });
             }
             self.pool_status.insert(name.clone(), status.clone());
             if self.pool_writes.send((name.clone(), status)).is_err() {
@@ -604,14 +640,13 @@ fn start_pool_status_writer(
     tx
 }
 
-fn pool_reference(pool: &IPAddressPool) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some(ferrolb_crds::API_VERSION.into()),
-        kind: Some("IPAddressPool".into()),
-        namespace: pool.namespace(),
-        name: Some(pool.name_any()),
+fn pool_reference(pool: &IPAddressPool) -> Regarding {
+    Regarding {
+        api_version: ferrolb_crds::API_VERSION,
+        kind: "IPAddressPool",
+        namespace: pool.namespace().unwrap_or_default(),
+        name: pool.name_any(),
         uid: pool.uid(),
-        ..Default::default()
     }
 }
 

@@ -1,43 +1,33 @@
-//! Writes Service status and annotation with bounded concurrency.
-//!
-//! Decisions come out of the single-threaded allocation loop much faster than
-//! the apiserver can take them, so writes are queued per Service with
-//! latest-wins semantics: a newer desired state replaces a queued older one,
-//! and a Service is never written by two workers at once, so an older write
-//! can never land after a newer one.
+//! Writes Service status and annotation with bounded concurrency, in the
+//! order [`WriteQueue`] decides: every status before any annotation.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
+use super::slim::SlimService;
+use super::write_queue::{Finished, Job, Stage, WriteQueue};
 use crate::core::ServiceKey;
 use crate::core::desired::{CONDITION_TYPE, ServiceWrite};
 use crate::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
-#[derive(Default)]
-struct Queue {
-    order: VecDeque<ServiceKey>,
-    desired: HashMap<ServiceKey, ServiceWrite>,
-    in_flight: HashSet<ServiceKey>,
-    /// resourceVersion of each Service after our last completed write: watch
-    /// events older than that show a half-written state and are not repaired.
-    applied: HashMap<ServiceKey, u64>,
-}
+/// Attempts per request before giving up (the next decision or repair for
+/// the Service queues it again).
+const MAX_ATTEMPTS: u32 = 8;
 
 /// A handle to the write queue; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Mutex<WriteQueue>>,
     wake: Arc<Notify>,
-    idle: Arc<Notify>,
+    /// True while status writes are queued or in flight.
+    status_busy: Arc<watch::Sender<bool>>,
 }
 
 impl Writer {
@@ -46,7 +36,7 @@ impl Writer {
         let writer = Writer {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
-            idle: Arc::new(Notify::new()),
+            status_busy: Arc::new(watch::Sender::new(false)),
         };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
@@ -57,114 +47,116 @@ impl Writer {
     }
 
     /// Queues `write` for `key`, replacing any queued write for it.
-    pub fn submit(&self, key: ServiceKey, write: ServiceWrite) {
-        let Ok(mut q) = self.queue.lock() else { return };
-        if q.desired.insert(key.clone(), write).is_none() {
-            q.order.push_back(key);
-        }
-        drop(q);
+    /// `status_current`: the object already shows the status part of
+    /// `write`, so only the annotation is written.
+    pub fn submit(&self, key: ServiceKey, write: ServiceWrite, status_current: bool) {
+        self.with_queue(|q| q.submit(key, write, status_current));
         self.wake.notify_one();
     }
 
     /// Whether a write for `key` is queued or in flight.
     pub fn busy(&self, key: &ServiceKey) -> bool {
-        self.queue
-            .lock()
-            .map(|q| q.desired.contains_key(key) || q.in_flight.contains(key))
-            .unwrap_or(false)
+        self.with_queue(|q| q.busy(key)).unwrap_or(false)
     }
 
     /// resourceVersion our last completed write produced.
     pub fn applied_version(&self, key: &ServiceKey) -> Option<u64> {
-        self.queue.lock().ok()?.applied.get(key).copied()
+        self.with_queue(|q| q.applied_version(key)).flatten()
     }
 
     /// Forgets a deleted Service.
     pub fn forget(&self, key: &ServiceKey) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.applied.remove(key);
-        }
+        self.with_queue(|q| q.forget(key));
     }
 
-    fn take(&self) -> Option<(ServiceKey, ServiceWrite)> {
+    /// Watches whether status writes are outstanding: lower-priority work
+    /// (Events) waits for `false`.
+    pub fn status_busy(&self) -> watch::Receiver<bool> {
+        self.status_busy.subscribe()
+    }
+
+    /// Runs `f` on the queue and publishes whether status work is left.
+    /// `None` only if a worker panicked while holding the lock.
+    fn with_queue<T>(&self, f: impl FnOnce(&mut WriteQueue) -> T) -> Option<T> {
         let mut q = self.queue.lock().ok()?;
-        let len = q.order.len();
-        for _ in 0..len {
-            let key = q.order.pop_front()?;
-            if q.in_flight.contains(&key) {
-                q.order.push_back(key);
-                continue;
-            }
-            if let Some(write) = q.desired.remove(&key) {
-                q.in_flight.insert(key.clone());
-                return Some((key, write));
-            }
-        }
-        None
-    }
-
-    fn done(&self, key: &ServiceKey, version: Option<u64>) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.in_flight.remove(key);
-            if let Some(version) = version {
-                q.applied.insert(key.clone(), version);
-            }
-            if q.desired.is_empty() && q.in_flight.is_empty() {
-                self.idle.notify_waiters();
-            }
-        }
-        self.wake.notify_one();
+        let out = f(&mut q);
+        let busy = q.status_outstanding() > 0;
+        self.status_busy
+            .send_if_modified(|b| std::mem::replace(b, busy) != busy);
+        Some(out)
     }
 
     async fn work(self, client: kube::Client) {
         loop {
-            let Some((key, write)) = self.take() else {
+            let Some(job) = self.with_queue(WriteQueue::take).flatten() else {
                 self.wake.notified().await;
                 continue;
             };
-            let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
-            let mut attempt = 0u32;
-            let mut version = None;
-            loop {
-                match apply(&api, &key, &write).await {
-                    Ok(v) => {
-                        version = v;
-                        break;
+            // Responses are read without managedFields: we need only the
+            // version and the annotation.
+            let api: Api<SlimService> = Api::namespaced(client.clone(), &job.key.namespace);
+            let result = self.send(&api, &job).await;
+            self.with_queue(|q| q.finish(job, result));
+            // The Service's next write (or its annotation) may be ready now.
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends one request, retrying transient failures with backoff.
+    async fn send(&self, api: &Api<SlimService>, job: &Job) -> Finished {
+        let mut attempt = 0u32;
+        loop {
+            let result = match job.stage {
+                Stage::Status => apply_status(api, &job.key, &job.write).await,
+                Stage::Annotation => apply_annotation(api, &job.key, &job.write).await,
+            };
+            match result {
+                Ok(written) => return written,
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    debug!(service = %job.key, "service gone before its write");
+                    return Finished::Abandoned;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let superseded = self.with_queue(|q| q.has_queued(&job.key)).unwrap_or(false);
+                    if superseded || attempt >= MAX_ATTEMPTS {
+                        warn!(service = %job.key, error = %e, attempt, "giving up this write");
+                        return Finished::Abandoned;
                     }
-                    Err(kube::Error::Api(e)) if e.code == 404 => {
-                        debug!(service = %key, "service gone before its write");
-                        break;
-                    }
-                    Err(e) => {
-                        attempt += 1;
-                        let superseded = self
-                            .queue
-                            .lock()
-                            .map(|q| q.desired.contains_key(&key))
-                            .unwrap_or(false);
-                        if superseded || attempt >= 8 {
-                            warn!(service = %key, error = %e, attempt, "giving up this write");
-                            break;
-                        }
-                        warn!(service = %key, error = %e, attempt, "write failed, retrying");
-                        tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(6))).await;
-                    }
+                    warn!(service = %job.key, error = %e, attempt, "write failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(6))).await;
                 }
             }
-            self.done(&key, version);
         }
     }
 }
 
-/// Server-side apply of our fields: the ingress and condition on the status
-/// subresource first (so the IP is visible after one round trip), then the
-/// annotation on the object. Fields we no longer specify (a released IP, a
-/// dropped annotation) are removed by SSA because our field manager owns them.
-async fn apply(
-    api: &Api<Service>,
+fn version_of(service: &SlimService) -> Option<u64> {
+    service
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether the object carries exactly the pool annotation `write` wants.
+fn annotation_current(service: &SlimService, write: &ServiceWrite) -> bool {
+    let shown = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_ALLOCATED_FROM_POOL));
+    shown == write.pool.as_ref()
+}
+
+/// Server-side apply of the ingress and our condition on the status
+/// subresource. Fields we no longer specify (a released IP, a dropped
+/// condition) are removed by SSA because our field manager owns them.
+async fn apply_status(
+    api: &Api<SlimService>,
     key: &ServiceKey,
     write: &ServiceWrite,
-) -> Result<Option<u64>, kube::Error> {
+) -> Result<Finished, kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let ingress: Vec<_> = write
         .ips
@@ -196,9 +188,22 @@ async fn apply(
         "metadata": { "name": key.name, "namespace": key.namespace },
         "status": status,
     });
-    api.patch_status(&key.name, &params, &Patch::Apply(&body))
+    let written = api
+        .patch_status(&key.name, &params, &Patch::Apply(&body))
         .await?;
+    Ok(Finished::Written {
+        version: version_of(&written),
+        annotation_current: annotation_current(&written, write),
+    })
+}
 
+/// Server-side apply of the pool annotation (an empty set removes ours).
+async fn apply_annotation(
+    api: &Api<SlimService>,
+    key: &ServiceKey,
+    write: &ServiceWrite,
+) -> Result<Finished, kube::Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
     let annotations = match &write.pool {
         Some(pool) => json!({ ANNOTATION_ALLOCATED_FROM_POOL: pool }),
         None => json!({}),
@@ -208,8 +213,8 @@ async fn apply(
         "metadata": { "name": key.name, "namespace": key.namespace, "annotations": annotations },
     });
     let written = api.patch(&key.name, &params, &Patch::Apply(&meta)).await?;
-    Ok(written
-        .metadata
-        .resource_version
-        .and_then(|v| v.parse().ok()))
+    Ok(Finished::Written {
+        version: version_of(&written),
+        annotation_current: true,
+    })
 }
