@@ -88,6 +88,7 @@ pub fn up(cluster: &Cluster, dir: &Path, pids: &mut Vec<u32>) -> Result<LabNet> 
         nodes.push((name, netns.name.clone(), netns.mac("eth0")?));
         names.push(netns.persist());
     }
+    hello_endpoints(cluster)?;
     names.push(client.name.clone());
     names.push(lan.persist());
     let client = client.persist();
@@ -134,6 +135,35 @@ fn create_node(cluster: &Cluster, name: &str, ip: Ipv4Addr) -> Result<()> {
         "-p",
         &status.to_string(),
     ])?;
+    Ok(())
+}
+
+/// There is no kubelet or EndpointSlice controller: the lab says that the
+/// example Service `hello` has a ready endpoint on every node, so the
+/// speakers may announce it (no endpoints, no announcement).
+fn hello_endpoints(cluster: &Cluster) -> Result<()> {
+    let endpoints: Vec<serde_json::Value> = (0..NODES)
+        .map(|i| {
+            serde_json::json!({
+                "addresses": [format!("198.51.100.{}", 10 + i)],
+                "nodeName": node_name(i),
+                "conditions": {"ready": true},
+            })
+        })
+        .collect();
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "hello-lab", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "hello"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    });
+    let file = std::env::temp_dir().join("ferrolb-lab-hello-endpoints.json");
+    std::fs::write(&file, slice.to_string())?;
+    let applied = cluster.kubectl_ok(&["apply", "--server-side", "-f", &file.to_string_lossy()]);
+    let _ = std::fs::remove_file(&file);
+    applied?;
     Ok(())
 }
 
@@ -188,6 +218,11 @@ pub fn show_arp(net: &LabNet, ip: &str) -> Result<()> {
     let _ = tcpdump.wait();
     println!("\n$ ip netns exec {} arping -c 2 -i eth0 {ip}", net.client);
     print!("{answered}");
+    if !answered.contains("bytes from") {
+        anyhow::bail!(
+            "no node answered ARP for {ip} within 20 attempts; see the speaker logs in the lab directory"
+        );
+    }
     println!(
         "\n$ ip netns exec {} tcpdump -i eth0 -n -e arp   (during the arping)",
         net.client
