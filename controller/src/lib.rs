@@ -5,4 +5,5 @@ pub mod http;
 pub mod ipam;
 pub mod leader;
 pub mod metrics;
+pub mod runtime;
 pub mod shell;

@@ -9,6 +9,7 @@ use ferrolb_controller::core::ClassFilter;
 use ferrolb_controller::http::{self, Health};
 use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
 use ferrolb_controller::metrics::Metrics;
+use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
 use ferrolb_controller::shell::{self, LoopConfig};
 use tracing::{error, info};
 
@@ -64,34 +65,6 @@ struct Args {
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 fn default_identity() -> String {

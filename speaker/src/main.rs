@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ferrolb_controller::http::{self, Health};
+use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
 use ferrolb_speaker::l2::interfaces::ExcludePatterns;
 use ferrolb_speaker::l2::{AnnouncerConfig, L2Metrics};
 use ferrolb_speaker::membership::{GossipTimings, MembershipMetrics};
@@ -63,7 +64,6 @@ struct Args {
     #[arg(long, env = "FERROLB_EXCLUDE_INTERFACES", value_delimiter = ',')]
     exclude_interfaces: Option<Vec<String>>,
 
-    /// Log format.
     /// On shutdown, keep BGP routes this many seconds with the GRACEFUL_SHUTDOWN
     /// community (RFC 8326) before withdrawing them; 0 withdraws at once.
     #[arg(
@@ -73,36 +73,9 @@ struct Args {
     )]
     bgp_graceful_shutdown_seconds: u64,
 
+    /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 #[tokio::main]
