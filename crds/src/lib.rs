@@ -26,6 +26,7 @@ pub mod labels;
 pub mod pool;
 mod schema;
 pub mod selector;
+pub mod service_key;
 pub mod service_status;
 pub mod session_status;
 pub mod validation;

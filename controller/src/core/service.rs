@@ -20,34 +20,7 @@ pub const ANNOTATION_ALLOW_SHARED_IP: &str = "allow-shared-ip";
 /// Written by us: the pool the Service's IPs came from.
 pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "ferrolb.io/ip-allocated-from-pool";
 
-/// `namespace/name` of a Service.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    pub fn of(service: &Service) -> ServiceKey {
-        ServiceKey::new(
-            service.metadata.namespace.clone().unwrap_or_default(),
-            service.metadata.name.clone().unwrap_or_default(),
-        )
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub use ferrolb_crds::service_key::ServiceKey;
 
 /// A protocol/port pair, the unit of conflict between Services sharing an IP.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,34 +2,13 @@
 //! parsed, in maps keyed by name so that iteration order never depends on watch order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// `namespace/name` of a Service.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub use ferrolb_crds::service_key::ServiceKey;
 
 /// A LoadBalancer Service of our class that has IPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
