@@ -83,17 +83,10 @@ impl Bird {
             netns_name: netns.name.clone(),
         };
         // Ready once the control socket answers.
-        for _ in 0..100 {
-            if bird.birdc(&["show", "status"]).is_ok() {
-                return Ok(bird);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "BIRD did not start in {}: {}",
-            netns.name,
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
+        wait_started("BIRD", netns, &log, || {
+            bird.birdc(&["show", "status"]).is_ok()
+        })?;
+        Ok(bird)
     }
 
     /// Runs `birdc` against this BIRD.
@@ -198,17 +191,8 @@ impl GoBgp {
             netns_name: netns.name.clone(),
             api_port,
         };
-        for _ in 0..100 {
-            if gobgp.cli(&["global"]).is_ok() {
-                return Ok(gobgp);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "gobgpd did not start in {}: {}",
-            netns.name,
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
+        wait_started("gobgpd", netns, &log, || gobgp.cli(&["global"]).is_ok())?;
+        Ok(gobgp)
     }
 
     /// Runs the `gobgp` CLI inside the namespace.
@@ -226,4 +210,24 @@ impl Drop for GoBgp {
             terminate(&mut child, Duration::from_secs(3));
         }
     }
+}
+
+/// Polls `answers` for up to 10 s; on timeout, fails with the daemon's log.
+fn wait_started(
+    daemon: &str,
+    netns: &Netns,
+    log: &std::path::Path,
+    answers: impl Fn() -> bool,
+) -> Result<()> {
+    for _ in 0..100 {
+        if answers() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "{daemon} did not start in {}: {}",
+        netns.name,
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
 }
