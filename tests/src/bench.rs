@@ -148,7 +148,7 @@ fn service(name: &str, class: &str) -> Result<Service> {
 }
 
 /// Watches a namespace and records when each Service first shows an IP.
-fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
+pub(crate) fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let out = seen.clone();
     tokio::spawn(async move {
@@ -170,11 +170,11 @@ fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
     seen
 }
 
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     status_mib(pid, "VmHWM:")
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     status_mib(pid, "VmRSS:")
 }
 
@@ -186,7 +186,7 @@ fn status_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(index).copied().unwrap_or_default()
 }
@@ -376,4 +376,30 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
         }
         latency(latency_samples).await
     })
+}
+
+/// The machine a benchmark ran on: cores, kernel, load and the date.
+pub(crate) fn machine_line() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = read("/proc/sys/kernel/osrelease");
+    let load = read("/proc/loadavg");
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "machine: {cores} cores, {memory_gib:.0} GiB, Linux {}, load average {}; {date}",
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

@@ -478,6 +478,16 @@ impl L2Lab {
         .await
     }
 
+    /// The pid of node `i`'s speaker, while it runs.
+    pub fn speaker_pid(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i)?.speaker.as_ref().map(Child::id)
+    }
+
+    /// The client's IPv4 address on the LAN.
+    pub fn client_ip4(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 2)) + 32 * u32::from(self.index.0))
+    }
+
     /// GETs a path of node `i`'s speaker metrics endpoint, from inside its namespace.
     pub fn speaker_http(&self, i: usize, path: &str) -> Result<String> {
         let path = path.to_string();

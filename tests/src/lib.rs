@@ -1,7 +1,9 @@
 //! The FerroLB test environment: real etcd + kube-apiserver + kubectl built
 //! from the Go module proxy, and helpers to run our components against them.
 
+pub mod arp_probe;
 pub mod bench;
+pub mod bench_l2;
 pub mod bgplab;
 pub mod cluster;
 pub mod env;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferrolb_crds::ServiceL2Status;
+use ferrolb_tests::arp_probe::{TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{Capture, L2Lab, LabShape};
 use kube::Api;
@@ -422,14 +423,75 @@ async fn api_server_outage_does_not_stop_answers() -> Result<()> {
     Ok(())
 }
 
+/// The value of one sample of a metrics text, 0 when absent.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_gossip_is_counted_and_ignored() -> Result<()> {
-    let mut lab = L2Lab::start("l2-bad", THREE).await?;
-    lab.advertise("all", json!({})).await?;
+async fn bad_input_is_counted_and_ignored() -> Result<()> {
+    let mut lab = L2Lab::start(
+        "l2-bad",
+        LabShape {
+            nodes: 3,
+            second_lan: true,
+        },
+    )
+    .await?;
+    // Node 0 announces "east" on eth0 only and "west" on eth1 only.
+    lab.create_node(0, &[("role", "edge")]).await?;
+    for (side, interface) in [("east", "eth0"), ("west", "eth1")] {
+        lab.advertise(
+            side,
+            json!({
+                "nodeSelectors": [{"matchLabels": {"role": "edge"}}],
+                "serviceSelectors": [{"matchLabels": {"side": side}}],
+                "interfaces": [interface],
+            }),
+        )
+        .await?;
+    }
     lab.start_speakers()?;
-    let ip = v4(&lab.service("mail", json!({}), 1).await?)?;
-    let owner = lab.wait_arp_owner(ip).await?;
-    // Garbage and forged datagrams from the client to every speaker's gossip port.
+    let labelled = |side: &str| json!({"metadata": {"labels": {"side": side}}});
+    let east = v4(&lab.service("east", labelled("east"), 1).await?)?;
+    let west = v4(&lab.service("west", labelled("west"), 1).await?)?;
+    assert_eq!(lab.wait_arp_owner(east).await?, 0);
+    let eth1_mac = lab.nodes[0].mac2.clone().context("eth1")?;
+    wait_for(
+        "node 0 answering for west on eth1",
+        Duration::from_secs(30),
+        || async {
+            (lab.arping(west, "eth1", 1).ok()? == BTreeSet::from([eth1_mac.clone()])).then_some(())
+        },
+    )
+    .await?;
+
+    // A pool address nobody was given.
+    let unassigned =
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 30)) + 32 * u32::from(lab.index()));
+    let client4 = lab.client_ip4();
+    let client_eth1: Ipv4Addr =
+        format!("203.0.113.{}", 192 + 8 * u32::from(lab.index()) + 1).parse()?;
+    let mut on_eth0 = Vec::new();
+    for _ in 0..3 {
+        on_eth0.push(TestFrame::Truncated {
+            target: east,
+            len: 30,
+        });
+        on_eth0.push(TestFrame::WhoHas(unassigned));
+    }
+    send_frames(&lab.client, "eth0", client4, on_eth0)?;
+    // "east" asked on the LAN where node 0 announces only "west".
+    send_frames(
+        &lab.client,
+        "eth1",
+        client_eth1,
+        vec![TestFrame::WhoHas(east); 3],
+    )?;
+    // Garbage and forged datagrams to every speaker's gossip port.
     for node in &lab.nodes {
         let target = format!("/dev/udp/{}/7946", node.ip4);
         lab.client.exec_ok(&[
@@ -438,23 +500,44 @@ async fn bad_gossip_is_counted_and_ignored() -> Result<()> {
             &format!("for i in 1 2 3; do printf 'not-a-gossip-message' > {target}; done"),
         ])?;
     }
+
+    let ignored =
+        |reason: &str| format!("ferrolb_speaker_l2_ignored_packets_total{{reason=\"{reason}\"}}");
     let counted = wait_for(
-        "rejected datagrams counted",
-        Duration::from_secs(10),
+        "every bad input counted",
+        Duration::from_secs(15),
         || async {
-            let metrics = lab.speaker_http(0, "/metrics").ok()?;
-            metrics
-                .lines()
-                .any(|l| {
+            let text = lab.speaker_http(0, "/metrics").ok()?;
+            let all_counted = ["malformed", "not_ours", "wrong_interface"]
+                .iter()
+                .all(|reason| metric(&text, &ignored(reason)) >= 3.0)
+                && text.lines().any(|l| {
                     l.starts_with("ferrolb_speaker_gossip_rejected_total") && !l.ends_with(" 0")
-                })
-                .then_some(metrics)
+                });
+            all_counted.then_some(text)
         },
     )
-    .await?;
-    assert!(counted.contains("ferrolb_speaker_gossip_rejected_total"));
-    // Nothing changed.
-    assert_eq!(lab.wait_arp_owner(ip).await?, owner);
+    .await;
+    let text = lab.speaker_http(0, "/metrics").unwrap_or_default();
+    counted.with_context(|| {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("ignored_packets") || l.contains("gossip_rejected"))
+            .collect();
+        format!("node 0 counters:\n{}", lines.join("\n"))
+    })?;
+
+    // Nothing changed: the same answers, on the same interfaces only.
+    assert_eq!(lab.wait_arp_owner(east).await?, 0);
+    assert_eq!(lab.arping(west, "eth1", 2)?, BTreeSet::from([eth1_mac]));
+    assert!(
+        lab.arping(east, "eth1", 2)?.is_empty(),
+        "east is not announced on eth1"
+    );
+    assert!(
+        lab.arping(unassigned, "eth0", 2)?.is_empty(),
+        "nobody answers for an unassigned IP"
+    );
     Ok(())
 }
 

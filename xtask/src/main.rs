@@ -49,13 +49,36 @@ enum Cmd {
     },
     /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
     Bench {
+        /// Which benchmark; the controller's when not given.
+        #[arg(value_enum)]
+        suite: Option<BenchSuite>,
         /// Numbers of Services to measure with.
         #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
         services: Vec<usize>,
         /// Services created one at a time for the latency figures.
         #[arg(long, default_value_t = 200)]
         latency_samples: usize,
+        /// L2: hard kills of an owner's speaker for the failover figures.
+        #[arg(long, default_value_t = 24)]
+        kills: usize,
+        /// L2: Services created for the assignment-to-first-answer figure.
+        #[arg(long, default_value_t = 20)]
+        assignments: usize,
+        /// L2: sequential ARP requests for the reply-latency figure.
+        #[arg(long, default_value_t = 500)]
+        round_trips: usize,
+        /// L2: announced IPs for the memory figure.
+        #[arg(long, default_value_t = 1000)]
+        bulk_ips: usize,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSuite {
+    /// The controller: cold start and create-to-IP latency.
+    Controller,
+    /// L2 mode: failover, assignment to first ARP answer, reply latency, speaker memory.
+    L2,
 }
 
 #[derive(Subcommand)]
@@ -86,9 +109,22 @@ fn main() -> Result<()> {
         Cmd::Forward { netns, port } => forward(&netns, port),
         Cmd::Crds => crds(),
         Cmd::Bench {
+            suite,
             services,
             latency_samples,
-        } => bench::run(&services, latency_samples),
+            kills,
+            assignments,
+            round_trips,
+            bulk_ips,
+        } => match suite.unwrap_or(BenchSuite::Controller) {
+            BenchSuite::Controller => bench::run(&services, latency_samples),
+            BenchSuite::L2 => ferrolb_tests::bench_l2::run(ferrolb_tests::bench_l2::L2BenchPlan {
+                kills,
+                assignments,
+                round_trips,
+                bulk_ips,
+            }),
+        },
     }
 }
 

@@ -1,0 +1,406 @@
+//! A client-side ARP prober for the L2 benchmark.
+//!
+//! It runs in the client namespace on a raw AF_PACKET socket, sends who-has
+//! requests for one IP at a fixed interval, and timestamps every ARP packet
+//! whose sender claims that IP: answers to us and gratuitous announcements
+//! alike. It builds its frames itself rather than with the speaker's codec,
+//! so a bug there cannot hide in the measurement.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::Netns;
+
+const ETH_P_ARP: u16 = 0x0806;
+const ARP_REQUEST: u16 = 1;
+const ARP_REPLY: u16 = 2;
+const FRAME_LEN: usize = 42;
+
+/// One ARP packet that claimed the probed IP.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub at: Instant,
+    /// The sender hardware address, as `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// A gratuitous announcement (target IP = sender IP), not an answer to us.
+    pub gratuitous: bool,
+}
+
+/// A raw ARP socket bound to one interface of the current thread's namespace.
+struct ArpSocket {
+    fd: OwnedFd,
+    our_mac: [u8; 6],
+    our_ip: Ipv4Addr,
+}
+
+impl ArpSocket {
+    fn open(interface: &str, our_mac: [u8; 6], our_ip: Ipv4Addr) -> Result<ArpSocket> {
+        let name = std::ffi::CString::new(interface)?;
+        // SAFETY: if_nametoindex reads a valid NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            bail!("no interface {interface}");
+        }
+        let protocol = ETH_P_ARP.to_be();
+        // SAFETY: plain socket call; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+        if raw < 0 {
+            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain old data; zero is a valid start.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = protocol;
+        address.sll_ifindex = index as i32;
+        // SAFETY: the address points to a live sockaddr_ll of the given size.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if bound != 0 {
+            bail!(
+                "binding to {interface}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 1000,
+        };
+        // SAFETY: the option value points to a live timeval of the given size.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if set != 0 {
+            bail!("SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        }
+        Ok(ArpSocket {
+            fd,
+            our_mac,
+            our_ip,
+        })
+    }
+
+    fn send_request(&self, target: Ipv4Addr) -> Result<()> {
+        self.send(&request_frame(self.our_mac, self.our_ip, target))
+    }
+
+    fn send(&self, frame: &[u8]) -> Result<()> {
+        // SAFETY: the buffer is a live array of the given length.
+        let sent =
+            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if sent != frame.len() as isize {
+            bail!("sending an ARP frame: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The next claim of `target` received within the socket timeout, if any.
+    fn receive_claim(&self, target: Ipv4Addr) -> Option<Claim> {
+        let mut buffer = [0u8; 128];
+        // SAFETY: the buffer is a live array of the given length.
+        let got = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+            )
+        };
+        let at = Instant::now();
+        let frame = buffer.get(..usize::try_from(got).ok()?)?;
+        parse_claim(frame, target, self.our_ip).map(|(mac, gratuitous)| Claim {
+            at,
+            mac,
+            gratuitous,
+        })
+    }
+}
+
+/// A broadcast who-has `target`, from `our_mac`/`our_ip`.
+fn request_frame(our_mac: [u8; 6], our_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; FRAME_LEN] {
+    let mut frame = [0u8; FRAME_LEN];
+    frame[0..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&our_mac);
+    frame[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    frame[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    frame[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    frame[18] = 6;
+    frame[19] = 4;
+    frame[20..22].copy_from_slice(&ARP_REQUEST.to_be_bytes());
+    frame[22..28].copy_from_slice(&our_mac);
+    frame[28..32].copy_from_slice(&our_ip.octets());
+    // Target hardware address stays zero.
+    frame[38..42].copy_from_slice(&target.octets());
+    frame
+}
+
+/// The sender MAC of an ARP packet claiming `target`, and whether it was
+/// gratuitous; `None` for anything else (including our own requests).
+fn parse_claim(frame: &[u8], target: Ipv4Addr, our_ip: Ipv4Addr) -> Option<(String, bool)> {
+    if frame.len() < FRAME_LEN || frame.get(12..14)? != ETH_P_ARP.to_be_bytes() {
+        return None;
+    }
+    let operation = u16::from_be_bytes([*frame.get(20)?, *frame.get(21)?]);
+    let sender_mac = frame.get(22..28)?;
+    let sender_ip = Ipv4Addr::new(frame[28], frame[29], frame[30], frame[31]);
+    let target_ip = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
+    if sender_ip != target {
+        return None;
+    }
+    let gratuitous = target_ip == sender_ip;
+    let answer_to_us = operation == ARP_REPLY && target_ip == our_ip;
+    if !(gratuitous || answer_to_us) {
+        return None;
+    }
+    let mac = sender_mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Some((mac, gratuitous))
+}
+
+fn parse_mac(text: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|part| u8::from_str_radix(part, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad MAC {text}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+}
+
+/// Runs `f` with an ARP socket on `interface` of `netns`, on a thread of its own.
+fn spawn_in<T: Send + 'static>(
+    netns: &Netns,
+    interface: &str,
+    our_ip: Ipv4Addr,
+    f: impl FnOnce(ArpSocket) -> Result<T> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    let our_mac = parse_mac(&netns.mac(interface)?)?;
+    let path = netns.path();
+    let interface = interface.to_string();
+    Ok(std::thread::spawn(move || -> Result<T> {
+        let handle = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: setns on a valid namespace fd only changes this thread.
+        if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        f(ArpSocket::open(&interface, our_mac, our_ip)?)
+    }))
+}
+
+/// Probes one IP continuously until stopped or `limit` has passed.
+pub struct ArpProber {
+    claims: Arc<Mutex<Vec<Claim>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl ArpProber {
+    /// Starts probing `target` every `interval` from `interface` of `netns`,
+    /// whose address is `our_ip`.
+    pub fn start(
+        netns: &Netns,
+        interface: &str,
+        our_ip: Ipv4Addr,
+        target: Ipv4Addr,
+        interval: Duration,
+        limit: Duration,
+    ) -> Result<ArpProber> {
+        let claims: Arc<Mutex<Vec<Claim>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (out, stopped) = (claims.clone(), stop.clone());
+        let thread = spawn_in(netns, interface, our_ip, move |socket| {
+            let started = Instant::now();
+            let mut next_request = started;
+            while !stopped.load(Ordering::Relaxed) && started.elapsed() < limit {
+                if Instant::now() >= next_request {
+                    socket.send_request(target)?;
+                    next_request += interval;
+                }
+                if let Some(claim) = socket.receive_claim(target)
+                    && let Ok(mut claims) = out.lock()
+                {
+                    claims.push(claim);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(ArpProber {
+            claims,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every claim seen so far, in arrival order.
+    pub fn claims(&self) -> Vec<Claim> {
+        self.claims.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The first claim at or after `since` by a MAC other than `except`.
+    pub fn first_claim_since(&self, since: Instant, except: Option<&str>) -> Option<Claim> {
+        self.claims()
+            .into_iter()
+            .find(|c| c.at >= since && except.is_none_or(|mac| !c.mac.eq_ignore_ascii_case(mac)))
+    }
+
+    /// Stops probing and reports an error the probing thread hit.
+    pub fn stop(mut self) -> Result<Vec<Claim>> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("ARP prober panicked"))??;
+        }
+        Ok(self.claims())
+    }
+}
+
+impl Drop for ArpProber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Request-to-answer times of `samples` sequential who-has requests for
+/// `target`, each waiting at most `timeout`; `None` where no answer came.
+pub fn round_trips(
+    netns: &Netns,
+    interface: &str,
+    our_ip: Ipv4Addr,
+    target: Ipv4Addr,
+    samples: usize,
+    timeout: Duration,
+) -> Result<Vec<Option<Duration>>> {
+    let thread = spawn_in(netns, interface, our_ip, move |socket| {
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let sent = Instant::now();
+            socket.send_request(target)?;
+            let mut answer = None;
+            while sent.elapsed() < timeout {
+                if let Some(claim) = socket.receive_claim(target)
+                    && !claim.gratuitous
+                {
+                    answer = Some(claim.at.duration_since(sent));
+                    break;
+                }
+            }
+            times.push(answer);
+            // Let the neighbour table and the speaker settle between samples.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(times)
+    })?;
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("ARP round-trip thread panicked"))?
+}
+
+/// A frame for [`send_frames`].
+#[derive(Clone, Copy, Debug)]
+pub enum TestFrame {
+    /// A well-formed broadcast who-has.
+    WhoHas(Ipv4Addr),
+    /// A who-has cut after `len` bytes (the Ethernet header is 14).
+    Truncated { target: Ipv4Addr, len: usize },
+}
+
+/// Sends `frames` once each from `interface` of `netns`, whose address is `our_ip`.
+pub fn send_frames(
+    netns: &Netns,
+    interface: &str,
+    our_ip: Ipv4Addr,
+    frames: Vec<TestFrame>,
+) -> Result<()> {
+    let thread = spawn_in(netns, interface, our_ip, move |socket| {
+        for frame in frames {
+            match frame {
+                TestFrame::WhoHas(target) => socket.send_request(target)?,
+                TestFrame::Truncated { target, len } => {
+                    let whole = request_frame(socket.our_mac, socket.our_ip, target);
+                    socket.send(whole.get(..len).unwrap_or(&whole))?
+                }
+            }
+        }
+        Ok(())
+    })?;
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("ARP sender panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+    const OWNER: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn frame(operation: u16, sender: Ipv4Addr, target: Ipv4Addr) -> [u8; FRAME_LEN] {
+        let mut frame = request_frame(OWNER, sender, target);
+        frame[20..22].copy_from_slice(&operation.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn an_answer_to_us_is_a_claim() {
+        let claim = parse_claim(&frame(ARP_REPLY, SERVICE, US), SERVICE, US);
+        assert_eq!(claim, Some(("02:00:00:00:00:09".to_string(), false)));
+    }
+
+    #[test]
+    fn gratuitous_requests_and_replies_are_claims() {
+        for operation in [ARP_REQUEST, ARP_REPLY] {
+            let claim = parse_claim(&frame(operation, SERVICE, SERVICE), SERVICE, US);
+            assert_eq!(claim, Some(("02:00:00:00:00:09".to_string(), true)));
+        }
+    }
+
+    #[test]
+    fn our_own_request_and_other_ips_are_not_claims() {
+        assert_eq!(
+            parse_claim(&frame(ARP_REQUEST, US, SERVICE), SERVICE, US),
+            None
+        );
+        let other = Ipv4Addr::new(198, 51, 100, 21);
+        assert_eq!(parse_claim(&frame(ARP_REPLY, other, US), SERVICE, US), None);
+        assert_eq!(
+            parse_claim(&frame(ARP_REPLY, SERVICE, US)[..41], SERVICE, US),
+            None
+        );
+    }
+
+    #[test]
+    fn a_request_frame_asks_for_the_target() {
+        let frame = request_frame(OWNER, US, SERVICE);
+        assert_eq!(&frame[0..6], &[0xff; 6]);
+        assert_eq!(&frame[38..42], &SERVICE.octets());
+        assert_eq!(parse_mac("02:00:00:00:00:09").ok(), Some(OWNER));
+    }
+}
