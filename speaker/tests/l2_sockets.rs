@@ -55,6 +55,13 @@ impl Namespaces {
             }
             run(&["ip", "-n", name, "link", "set", "lo", "up"]);
         }
+        namespaces.connect();
+        namespaces
+    }
+
+    /// Joins `a` and `b` with a fresh veth pair named [`LINK`] at both ends.
+    fn connect(&self) {
+        let namespaces = self;
         run(&[
             "ip",
             "-n",
@@ -97,7 +104,6 @@ impl Namespaces {
             ]);
             run(&["ip", "-n", name, "link", "set", LINK, "up"]);
         }
-        namespaces
     }
 
     fn mac_of_a(&self) -> String {
@@ -411,6 +417,25 @@ fn answers_arp_and_ndp_for_desired_ips_only_and_announces_them() {
     assert!(
         answer.to_lowercase().contains(&mac),
         "ndisc6 after the bounce did not get {mac}:\n{answer}"
+    );
+
+    // An interface that vanishes is dropped; one made again under the same
+    // name (a new device, with a new MAC) is announced on with its own MAC.
+    run(&["ip", "-n", &namespaces.a, "link", "del", LINK]);
+    announcer.wait_for_applied("nothing applied while lan0 is gone", &Applied::new());
+    namespaces.connect();
+    let new_mac = namespaces.mac_of_a();
+    assert_ne!(new_mac, mac, "the recreated veth kept its MAC");
+    announcer.wait_for_applied("IPv6 applied on the new lan0", &only_ipv6);
+    // b's new end needs a moment before it can send (ENETUNREACH until then).
+    wait_until(
+        &format!("ndisc6 {SERVICE_IPV6} answered by {new_mac} on the new lan0"),
+        Duration::from_secs(10),
+        || {
+            ndisc6(&namespaces, SERVICE_IPV6)
+                .to_lowercase()
+                .contains(&new_mac)
+        },
     );
 
     // The counters saw it all.
