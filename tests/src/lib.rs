@@ -2,6 +2,7 @@
 //! from the Go module proxy, and helpers to run our components against them.
 
 pub mod bench;
+pub mod bench_bgp;
 pub mod bgplab;
 pub mod cluster;
 pub mod env;

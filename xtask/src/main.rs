@@ -4,7 +4,7 @@
 //! - `test`: every test suite.
 //! - `cluster up|down`: just the control plane.
 //! - `crds`: regenerate `deploy/crds/` from the Rust types.
-//! - `bench`: end-to-end benchmarks against the real apiserver.
+//! - `bench [controller|bgp]`: end-to-end benchmarks against the real apiserver.
 
 mod bench;
 mod lab;
@@ -49,12 +49,24 @@ enum Cmd {
     },
     /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
     Bench {
-        /// Numbers of Services to measure with.
+        /// The suite to run (default: controller).
+        #[arg(value_enum)]
+        suite: Option<bench::Suite>,
+        /// Controller suite: numbers of Services to measure with.
         #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
         services: Vec<usize>,
-        /// Services created one at a time for the latency figures.
+        /// Controller suite: Services created one at a time for the latency figures.
         #[arg(long, default_value_t = 200)]
         latency_samples: usize,
+        /// BGP suite: Services created one at a time for the route-latency figure.
+        #[arg(long, default_value_t = 20)]
+        route_samples: usize,
+        /// BGP suite: endpoint moves for the convergence figure.
+        #[arg(long, default_value_t = 20)]
+        moves: usize,
+        /// BGP suite: IPv6 Service IPs for the UPDATE and memory figures (at most 1024).
+        #[arg(long, default_value_t = 1000)]
+        bulk_ips: usize,
     },
 }
 
@@ -86,9 +98,24 @@ fn main() -> Result<()> {
         Cmd::Forward { netns, port } => forward(&netns, port),
         Cmd::Crds => crds(),
         Cmd::Bench {
+            suite,
             services,
             latency_samples,
-        } => bench::run(&services, latency_samples),
+            route_samples,
+            moves,
+            bulk_ips,
+        } => bench::run(
+            suite.unwrap_or_default(),
+            &bench::BenchArgs {
+                services,
+                latency_samples,
+                bgp: ferrolb_tests::bench_bgp::BgpBench {
+                    route_samples,
+                    moves,
+                    bulk_ips,
+                },
+            },
+        ),
     }
 }
 
