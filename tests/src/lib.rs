@@ -3,6 +3,7 @@
 
 pub mod arp_probe;
 pub mod bench;
+pub mod bench_bgp;
 pub mod bench_l2;
 pub mod bgplab;
 pub mod cluster;

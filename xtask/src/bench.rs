@@ -1,8 +1,37 @@
 //! End-to-end benchmarks against the real apiserver: see BENCHMARKS.md.
 
 use anyhow::{Result, bail};
+use clap::ValueEnum;
 
-pub fn run(services: &[usize], latency_samples: usize) -> Result<()> {
+/// A benchmark suite of `cargo xtask bench [SUITE]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// The controller against the real apiserver: cold start and latency.
+    #[default]
+    Controller,
+    /// L2 mode end to end: failover, assignment to first ARP answer, reply latency, speaker memory.
+    L2,
+    /// BGP mode end to end: speakers, BIRD and GoBGP in network namespaces.
+    Bgp,
+}
+
+/// The knobs of every suite (each suite reads its own).
+pub struct BenchArgs {
+    pub services: Vec<usize>,
+    pub latency_samples: usize,
+    pub bgp: ferrolb_tests::bench_bgp::BgpBench,
+    pub l2: ferrolb_tests::bench_l2::L2BenchPlan,
+}
+
+pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
+    match suite {
+        Suite::Controller => controller(&args.services, args.latency_samples),
+        Suite::L2 => ferrolb_tests::bench_l2::run(args.l2),
+        Suite::Bgp => ferrolb_tests::bench_bgp::run(args.bgp),
+    }
+}
+
+fn controller(services: &[usize], latency_samples: usize) -> Result<()> {
     if services.is_empty() || latency_samples == 0 {
         bail!("nothing to measure");
     }

@@ -4,7 +4,7 @@
 //! - `test`: every test suite.
 //! - `cluster up|down`: just the control plane.
 //! - `crds`: regenerate `deploy/crds/` from the Rust types.
-//! - `bench`: end-to-end benchmarks against the real apiserver.
+//! - `bench [controller|bgp]`: end-to-end benchmarks against the real apiserver.
 
 mod bench;
 mod lab;
@@ -49,36 +49,34 @@ enum Cmd {
     },
     /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
     Bench {
-        /// Which benchmark; the controller's when not given.
+        /// The suite to run (default: controller).
         #[arg(value_enum)]
-        suite: Option<BenchSuite>,
-        /// Numbers of Services to measure with.
+        suite: Option<bench::Suite>,
+        /// Controller suite: numbers of Services to measure with.
         #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
         services: Vec<usize>,
-        /// Services created one at a time for the latency figures.
+        /// Controller suite: Services created one at a time for the latency figures.
         #[arg(long, default_value_t = 200)]
         latency_samples: usize,
-        /// L2: hard kills of an owner's speaker for the failover figures.
-        #[arg(long, default_value_t = 24)]
-        kills: usize,
-        /// L2: Services created for the assignment-to-first-answer figure.
+        /// BGP suite: Services created one at a time for the route-latency figure.
         #[arg(long, default_value_t = 20)]
-        assignments: usize,
-        /// L2: sequential ARP requests for the reply-latency figure.
-        #[arg(long, default_value_t = 500)]
-        round_trips: usize,
-        /// L2: announced IPs for the memory figure.
+        route_samples: usize,
+        /// BGP suite: endpoint moves for the convergence figure.
+        #[arg(long, default_value_t = 20)]
+        moves: usize,
+        /// L2 and BGP suites: IPv6 Service IPs for the memory figures (BGP: at most 1024).
         #[arg(long, default_value_t = 1000)]
         bulk_ips: usize,
+        /// L2 suite: hard kills of an owner's speaker for the failover figures.
+        #[arg(long, default_value_t = 24)]
+        kills: usize,
+        /// L2 suite: Services created for the assignment-to-first-answer figure.
+        #[arg(long, default_value_t = 20)]
+        assignments: usize,
+        /// L2 suite: sequential ARP requests for the reply-latency figure.
+        #[arg(long, default_value_t = 500)]
+        round_trips: usize,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum BenchSuite {
-    /// The controller: cold start and create-to-IP latency.
-    Controller,
-    /// L2 mode: failover, assignment to first ARP answer, reply latency, speaker memory.
-    L2,
 }
 
 #[derive(Subcommand)]
@@ -112,19 +110,30 @@ fn main() -> Result<()> {
             suite,
             services,
             latency_samples,
+            route_samples,
+            moves,
+            bulk_ips,
             kills,
             assignments,
             round_trips,
-            bulk_ips,
-        } => match suite.unwrap_or(BenchSuite::Controller) {
-            BenchSuite::Controller => bench::run(&services, latency_samples),
-            BenchSuite::L2 => ferrolb_tests::bench_l2::run(ferrolb_tests::bench_l2::L2BenchPlan {
-                kills,
-                assignments,
-                round_trips,
-                bulk_ips,
-            }),
-        },
+        } => bench::run(
+            suite.unwrap_or_default(),
+            &bench::BenchArgs {
+                services,
+                latency_samples,
+                bgp: ferrolb_tests::bench_bgp::BgpBench {
+                    route_samples,
+                    moves,
+                    bulk_ips,
+                },
+                l2: ferrolb_tests::bench_l2::L2BenchPlan {
+                    kills,
+                    assignments,
+                    round_trips,
+                    bulk_ips,
+                },
+            },
+        ),
     }
 }
 
