@@ -147,27 +147,45 @@ fn service(name: &str, class: &str) -> Result<Service> {
     }))?)
 }
 
-/// Watches a namespace and records when each Service first shows an IP.
-fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+/// When the bench's own watch first saw each Service, and first saw it
+/// with an IP.
+#[derive(Default)]
+struct Sightings {
+    listed: HashMap<String, Instant>,
+    with_ip: HashMap<String, Instant>,
+}
+
+/// Watches a namespace and records when each Service first appears and
+/// first shows an IP.
+fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
+    let seen: Arc<Mutex<Sightings>> = Arc::default();
     let out = seen.clone();
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
         while let Some(event) = stream.next().await {
-            let objects = match event {
-                Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => vec![s],
+            let s = match event {
+                Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => s,
                 _ => continue,
             };
-            for s in objects {
-                if !ingress(&s).is_empty()
-                    && let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock())
-                {
-                    map.entry(name).or_insert_with(Instant::now);
-                }
+            let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock()) else {
+                continue;
+            };
+            let now = Instant::now();
+            map.listed.entry(name.clone()).or_insert(now);
+            if !ingress(&s).is_empty() {
+                map.with_ip.entry(name).or_insert(now);
             }
         }
     });
     seen
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg shows them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
@@ -237,6 +255,7 @@ async fn cold_start(n: usize) -> Result<()> {
     crate::env::binary("ferrolb-controller")?;
     let seen = track(api.clone());
     let requests_before = request_counts(&client).await?;
+    println!("  load average at start: {}", load_average());
     let start = Instant::now();
     let mut controller = start_controller(cluster, &ns)?;
     let pid = controller.pid().context("controller pid")?;
@@ -245,7 +264,7 @@ async fn cold_start(n: usize) -> Result<()> {
     // (seconds since start, resident MiB, Services with IPs), every second.
     let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
-        let done = seen.lock().map(|m| m.len()).unwrap_or(0);
+        let done = seen.lock().map(|m| m.with_ip.len()).unwrap_or(0);
         if timeline
             .last()
             .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
@@ -267,7 +286,7 @@ async fn cold_start(n: usize) -> Result<()> {
     let all = seen
         .lock()
         .ok()
-        .and_then(|m| m.values().max().copied())
+        .and_then(|m| m.with_ip.values().max().copied())
         .unwrap_or(start)
         - start;
     let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
@@ -275,7 +294,11 @@ async fn cold_start(n: usize) -> Result<()> {
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
         all.as_secs_f64()
     );
-    println!("  CPU until then: {}", cpu.report());
+    println!(
+        "  CPU until then: {}; load average {}",
+        cpu.report(),
+        load_average()
+    );
     println!(
         "  RSS MiB / Services with IPs over time: {}",
         timeline
@@ -332,16 +355,33 @@ async fn latency(samples: usize) -> Result<()> {
     let seen = track(api.clone());
     let mut controller = start_controller(cluster, &ns)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("latency: load average at start {}", load_average());
+    let cpu = CpuMeter::start(cluster, controller.pid().context("controller pid")?);
+    let requests_before = request_counts(&client).await?;
+    // Per sample: the create request's round trip, when the bench's own
+    // watch saw the new Service (how long a watch delivery takes here), and
+    // when it saw the IP. The IP less the first sighting is, roughly, the
+    // controller's watch delivery, its decision and its status write.
+    let mut created = Vec::with_capacity(samples);
+    let mut listed = Vec::with_capacity(samples);
     let mut latencies = Vec::with_capacity(samples);
+    let mut after_listed = Vec::with_capacity(samples);
     for i in 0..samples {
         let name = format!("lat-{i:04}");
         let sent = Instant::now();
         api.create(&PostParams::default(), &service(&name, &ns.class)?)
             .await?;
+        created.push(sent.elapsed());
         let deadline = sent + Duration::from_secs(30);
         loop {
-            if let Some(at) = seen.lock().ok().and_then(|m| m.get(&name).copied()) {
-                latencies.push(at - sent);
+            let sighting = seen
+                .lock()
+                .ok()
+                .and_then(|m| Some((*m.listed.get(&name)?, *m.with_ip.get(&name)?)));
+            if let Some((first, with_ip)) = sighting {
+                latencies.push(with_ip - sent);
+                listed.push(first.saturating_duration_since(sent));
+                after_listed.push(with_ip.saturating_duration_since(first));
                 break;
             }
             if Instant::now() > deadline {
@@ -350,13 +390,34 @@ async fn latency(samples: usize) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let summary = |mut v: Vec<Duration>| {
+        v.sort();
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&v, 0.5)),
+            ms(percentile(&v, 0.99)),
+            ms(v.last().copied().unwrap_or_default())
+        )
+    };
     println!(
-        "latency create -> IP over {samples} Services: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+        "latency create -> IP over {samples} Services: {}",
+        summary(latencies)
+    );
+    println!("  create request round trip: {}", summary(created));
+    println!(
+        "  create -> bench watch sees the Service: {}",
+        summary(listed)
+    );
+    println!(
+        "  bench watch sees the Service -> sees its IP: {}",
+        summary(after_listed)
+    );
+    println!(
+        "  CPU during the samples: {}; load average {}; writes: {}",
+        cpu.report(),
+        load_average(),
+        request_delta(&requests_before, &request_counts(&client).await?)
     );
     controller.stop();
     Ok(())
