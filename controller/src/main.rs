@@ -63,10 +63,11 @@ struct Args {
     #[arg(long, env = "FERROLB_WRITE_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     write_workers: u64,
 
-    /// How Service status and the pool annotation are written: `patch`
-    /// (strategic merge patch of the status subresource, merge patch of our
-    /// annotation; the cheaper for the apiserver) or `apply` (server-side
-    /// apply, forced, with our field manager).
+    /// How Service status and the pool annotation are written: `patch` (one
+    /// strategic merge patch of the status subresource carrying our
+    /// annotation too; the cheaper for the apiserver) or `apply` (server-side
+    /// apply of the status, then of the annotation, forced, with our field
+    /// manager).
     #[arg(
         long,
         env = "FERROLB_STATUS_WRITE",

@@ -10,6 +10,11 @@
 //!   as a whole (`null` clears it), `status.conditions` merge by `type` (our
 //!   entry is replaced or deleted with `$patch: delete`, other writers'
 //!   conditions stay), and our annotation is set or set to `null`.
+//!
+//! The status patch carries our annotation too: the apiserver's status
+//! strategy for Services keeps the spec but takes metadata changes, so one
+//! request writes the whole decision. Should a server drop them, the writer
+//! sees the annotation missing in the response and writes it on its own.
 
 use serde_json::{Value, json};
 
@@ -65,7 +70,8 @@ pub fn status_apply(key: &ServiceKey, write: &ServiceWrite, now: &str) -> Value 
 }
 
 /// Strategic merge patch of the status subresource: the ingress replaced as
-/// a whole (cleared when empty), our condition set or deleted by its type.
+/// a whole (cleared when empty), our condition set or deleted by its type,
+/// and our annotation set or removed.
 pub fn status_patch(write: &ServiceWrite, now: &str) -> Value {
     let ingress = ingress(write);
     let ingress = if ingress.is_empty() {
@@ -78,6 +84,7 @@ pub fn status_patch(write: &ServiceWrite, now: &str) -> Value {
         None => json!({ "type": CONDITION_TYPE, "$patch": "delete" }),
     };
     json!({
+        "metadata": { "annotations": { ANNOTATION_ALLOCATED_FROM_POOL: write.pool } },
         "status": {
             "loadBalancer": { "ingress": ingress },
             "conditions": [ours],
@@ -155,9 +162,9 @@ mod tests {
                 "lastTransitionTime": NOW,
             }])
         );
-        assert!(
-            body.get("metadata").is_none(),
-            "status patch leaves metadata"
+        assert_eq!(
+            body["metadata"],
+            json!({ "annotations": { ANNOTATION_ALLOCATED_FROM_POOL: "gold" } })
         );
     }
 
@@ -176,6 +183,10 @@ mod tests {
         assert_eq!(
             body["status"]["conditions"],
             json!([{ "type": CONDITION_TYPE, "$patch": "delete" }])
+        );
+        assert_eq!(
+            body["metadata"]["annotations"][ANNOTATION_ALLOCATED_FROM_POOL],
+            Value::Null
         );
     }
 

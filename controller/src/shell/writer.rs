@@ -152,6 +152,14 @@ fn annotation_current(service: &SlimService, write: &ServiceWrite) -> bool {
 }
 
 /// Writes the ingress and our condition on the status subresource.
+///
+/// No resourceVersion precondition, with either method, and none is needed:
+/// one task of the single leader decides, and the write queue keeps one
+/// request per Service in flight and sends only the newest decision after
+/// it, so the last write to land is the last decision. A precondition would
+/// instead fail on every unrelated change (a spec edit, another writer's
+/// condition) and need a re-read. What others write is not in our body, so
+/// it is kept.
 async fn write_status(
     api: &Api<SlimService>,
     method: WriteMethod,
