@@ -10,6 +10,7 @@ use ferrolb_controller::http::{self, Health};
 use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
+use ferrolb_controller::shell::write_body::WriteMethod;
 use ferrolb_controller::shell::{self, LoopConfig};
 use tracing::{error, info};
 
@@ -62,6 +63,19 @@ struct Args {
     #[arg(long, env = "FERROLB_WRITE_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     write_workers: u64,
 
+    /// How Service status and the pool annotation are written: `patch` (one
+    /// strategic merge patch of the status subresource carrying our
+    /// annotation too; the cheaper for the apiserver) or `apply` (server-side
+    /// apply of the status, then of the annotation, forced, with our field
+    /// manager).
+    #[arg(
+        long,
+        env = "FERROLB_STATUS_WRITE",
+        value_enum,
+        default_value = "patch"
+    )]
+    status_write: WriteMethod,
+
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -101,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             claim_unclassed: !args.ignore_unclassed,
         },
         write_workers: args.write_workers as usize,
+        write_method: args.status_write,
         identity: identity.clone(),
     };
     let shutdown = shutdown_signal();

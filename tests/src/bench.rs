@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -147,27 +147,45 @@ fn service(name: &str, class: &str) -> Result<Service> {
     }))?)
 }
 
-/// Watches a namespace and records when each Service first shows an IP.
-pub(crate) fn track(api: Api<Service>) -> Arc<Mutex<HashMap<String, Instant>>> {
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+/// When the bench's own watch first saw each Service, and first saw it
+/// with an IP.
+#[derive(Default)]
+pub(crate) struct Sightings {
+    pub listed: HashMap<String, Instant>,
+    pub with_ip: HashMap<String, Instant>,
+}
+
+/// Watches a namespace and records when each Service first appears and
+/// first shows an IP.
+pub(crate) fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
+    let seen: Arc<Mutex<Sightings>> = Arc::default();
     let out = seen.clone();
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
         while let Some(event) = stream.next().await {
-            let objects = match event {
-                Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => vec![s],
+            let s = match event {
+                Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => s,
                 _ => continue,
             };
-            for s in objects {
-                if !ingress(&s).is_empty()
-                    && let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock())
-                {
-                    map.entry(name).or_insert_with(Instant::now);
-                }
+            let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock()) else {
+                continue;
+            };
+            let now = Instant::now();
+            map.listed.entry(name.clone()).or_insert(now);
+            if !ingress(&s).is_empty() {
+                map.with_ip.entry(name).or_insert(now);
             }
         }
     });
     seen
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg shows them.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
@@ -237,6 +255,7 @@ async fn cold_start(n: usize) -> Result<()> {
     crate::env::binary("ferrolb-controller")?;
     let seen = track(api.clone());
     let requests_before = request_counts(&client).await?;
+    println!("  load average at start: {}", load_average());
     let start = Instant::now();
     let mut controller = start_controller(cluster, &ns)?;
     let pid = controller.pid().context("controller pid")?;
@@ -245,7 +264,7 @@ async fn cold_start(n: usize) -> Result<()> {
     // (seconds since start, resident MiB, Services with IPs), every second.
     let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
-        let done = seen.lock().map(|m| m.len()).unwrap_or(0);
+        let done = seen.lock().map(|m| m.with_ip.len()).unwrap_or(0);
         if timeline
             .last()
             .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
@@ -267,7 +286,7 @@ async fn cold_start(n: usize) -> Result<()> {
     let all = seen
         .lock()
         .ok()
-        .and_then(|m| m.values().max().copied())
+        .and_then(|m| m.with_ip.values().max().copied())
         .unwrap_or(start)
         - start;
     let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
@@ -275,7 +294,11 @@ async fn cold_start(n: usize) -> Result<()> {
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
         all.as_secs_f64()
     );
-    println!("  CPU until then: {}", cpu.report());
+    println!(
+        "  CPU until then: {}; load average {}",
+        cpu.report(),
+        load_average()
+    );
     println!(
         "  RSS MiB / Services with IPs over time: {}",
         timeline
@@ -332,16 +355,33 @@ async fn latency(samples: usize) -> Result<()> {
     let seen = track(api.clone());
     let mut controller = start_controller(cluster, &ns)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("latency: load average at start {}", load_average());
+    let cpu = CpuMeter::start(cluster, controller.pid().context("controller pid")?);
+    let requests_before = request_counts(&client).await?;
+    // Per sample: the create request's round trip, when the bench's own
+    // watch saw the new Service (how long a watch delivery takes here), and
+    // when it saw the IP. The IP less the first sighting is, roughly, the
+    // controller's watch delivery, its decision and its status write.
+    let mut created = Vec::with_capacity(samples);
+    let mut listed = Vec::with_capacity(samples);
     let mut latencies = Vec::with_capacity(samples);
+    let mut after_listed = Vec::with_capacity(samples);
     for i in 0..samples {
         let name = format!("lat-{i:04}");
         let sent = Instant::now();
         api.create(&PostParams::default(), &service(&name, &ns.class)?)
             .await?;
+        created.push(sent.elapsed());
         let deadline = sent + Duration::from_secs(30);
         loop {
-            if let Some(at) = seen.lock().ok().and_then(|m| m.get(&name).copied()) {
-                latencies.push(at - sent);
+            let sighting = seen
+                .lock()
+                .ok()
+                .and_then(|m| Some((*m.listed.get(&name)?, *m.with_ip.get(&name)?)));
+            if let Some((first, with_ip)) = sighting {
+                latencies.push(with_ip - sent);
+                listed.push(first.saturating_duration_since(sent));
+                after_listed.push(with_ip.saturating_duration_since(first));
                 break;
             }
             if Instant::now() > deadline {
@@ -350,15 +390,161 @@ async fn latency(samples: usize) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let summary = |mut v: Vec<Duration>| {
+        v.sort();
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&v, 0.5)),
+            ms(percentile(&v, 0.99)),
+            ms(v.last().copied().unwrap_or_default())
+        )
+    };
     println!(
-        "latency create -> IP over {samples} Services: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+        "latency create -> IP over {samples} Services: {}",
+        summary(latencies)
+    );
+    println!("  create request round trip: {}", summary(created));
+    println!(
+        "  create -> bench watch sees the Service: {}",
+        summary(listed)
+    );
+    println!(
+        "  bench watch sees the Service -> sees its IP: {}",
+        summary(after_listed)
+    );
+    println!(
+        "  CPU during the samples: {}; load average {}; writes: {}",
+        cpu.report(),
+        load_average(),
+        request_delta(&requests_before, &request_counts(&client).await?)
     );
     controller.stop();
+    Ok(())
+}
+
+/// When set to a number N, [`run`] first compares the apiserver CPU of N
+/// Service status writes per method, in alternating rounds so that drifting
+/// load on a shared machine falls on both.
+const WRITE_COST_VAR: &str = "FERROLB_BENCH_WRITE_COST";
+
+/// The ways of writing a status that [`write_cost`] compares.
+#[derive(Debug, Clone, Copy)]
+enum StatusWay {
+    Apply,
+    Patch,
+    PatchWithAnnotation,
+}
+
+/// The status (and, with the annotation, metadata) the controller writes
+/// for one allocated Service, as `--status-write` sends it.
+async fn write_status(api: &Api<Service>, way: StatusWay, name: &str, ip: &str) -> Result<()> {
+    let manager = "ferrolb-controller";
+    let ingress = json!([{ "ip": ip, "ipMode": "VIP" }]);
+    let condition = json!([{
+        "type": "ferrolb.io/IPAllocated", "status": "True", "reason": "Allocated",
+        "message": format!("{ip} from pool bench"),
+        "lastTransitionTime": "2026-11-26T00:00:00Z",
+    }]);
+    match way {
+        StatusWay::Apply => {
+            let body = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": name },
+                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
+            });
+            let params = PatchParams::apply(manager).force();
+            api.patch_status(name, &params, &Patch::Apply(&body))
+                .await?;
+        }
+        StatusWay::Patch | StatusWay::PatchWithAnnotation => {
+            let mut body = json!({
+                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
+            });
+            if matches!(way, StatusWay::PatchWithAnnotation) {
+                body["metadata"] =
+                    json!({ "annotations": { "ferrolb.io/ip-allocated-from-pool": ip } });
+            }
+            let params = PatchParams {
+                field_manager: Some(manager.into()),
+                ..PatchParams::default()
+            };
+            api.patch_status(name, &params, &Patch::Strategic(&body))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Apiserver CPU per status write, for each way, with no controller and no
+/// watcher of ours: only the write itself.
+async fn write_cost(n: usize) -> Result<()> {
+    let cluster = shared_cluster();
+    let client = cluster.admin_client().await?;
+    let ns = TestNamespace::create(&client, "writecost").await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
+    let mut creations = futures::stream::iter(names.iter().map(|name| {
+        let api = api.clone();
+        // A class no controller serves.
+        async move {
+            api.create(&PostParams::default(), &service(name, "example.com/none")?)
+                .await
+                .map(|_| ())
+                .context("create")
+        }
+    }))
+    .buffer_unordered(32);
+    while let Some(r) = creations.next().await {
+        r?;
+    }
+    let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u32>().ok())
+        .context("apiserver pid")?;
+    println!("write cost: {n} Services; load average {}", load_average());
+    let ways = [
+        StatusWay::Apply,
+        StatusWay::Patch,
+        StatusWay::PatchWithAnnotation,
+    ];
+    let mut totals = [0.0f64; 3];
+    let rounds = 3u32;
+    for round in 0..rounds {
+        for (index, way) in ways.iter().enumerate() {
+            // A new IP every time, so every write changes the object.
+            let ip = format!("2001:db8:d::{:x}", round * 3 + index as u32 + 1);
+            let before = cpu_seconds(apiserver).context("apiserver CPU")?;
+            let started = Instant::now();
+            let mut writes = futures::stream::iter(names.iter().map(|name| {
+                let api = api.clone();
+                let ip = ip.clone();
+                async move { write_status(&api, *way, name, &ip).await }
+            }))
+            .buffer_unordered(16);
+            while let Some(r) = writes.next().await {
+                r?;
+            }
+            let used = cpu_seconds(apiserver).context("apiserver CPU")? - before;
+            if let Some(total) = totals.get_mut(index) {
+                *total += used;
+            }
+            println!(
+                "  round {round} {way:?}: {:.2} ms apiserver CPU per write, {:.1} s wall; load average {}",
+                used * 1000.0 / n as f64,
+                started.elapsed().as_secs_f64(),
+                load_average()
+            );
+        }
+    }
+    for (way, total) in ways.iter().zip(totals) {
+        println!(
+            "  {way:?}: {:.2} ms apiserver CPU per write over {rounds} rounds",
+            total * 1000.0 / (n as f64 * f64::from(rounds))
+        );
+    }
+    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
     Ok(())
 }
 
@@ -371,6 +557,12 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if let Some(n) = std::env::var(WRITE_COST_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            write_cost(n).await?;
+        }
         for &n in sizes {
             cold_start(n).await?;
         }
@@ -383,7 +575,6 @@ pub(crate) fn machine_line() -> String {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = read("/proc/sys/kernel/osrelease");
-    let load = read("/proc/loadavg");
     let memory_gib = read("/proc/meminfo")
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -397,9 +588,6 @@ pub(crate) fn machine_line() -> String {
     format!(
         "machine: {cores} cores, {memory_gib:.0} GiB, Linux {}, load average {}; {date}",
         kernel.trim(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        load_average(),
     )
 }

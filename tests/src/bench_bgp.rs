@@ -93,14 +93,8 @@ async fn run_async(bench: BgpBench) -> Result<()> {
     endpoint_moves(&lab, &assigned, &mut monitor, bench.moves).await?;
     drop(monitor);
     bulk(&lab, &gobgp, &assigned, bench.bulk_ips).await?;
-    println!("load average at the end: {}", load_average());
+    println!("load average at the end: {}", crate::bench::load_average());
     Ok(())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Waits until BIRD and GoBGP have a session with every node.
@@ -216,7 +210,7 @@ async fn route_latency(
     let mut ip_to_route = Vec::new();
     let mut create_to_route = Vec::new();
     let mut create_to_ip = Vec::new();
-    let load_before = load_average();
+    let load_before = crate::bench::load_average();
     for i in 0..samples {
         let name = format!("route-{i:03}");
         lab.lab.endpoints(&name, &all).await?;
@@ -251,7 +245,7 @@ async fn route_latency(
     println!(
         "  (Service created -> IP seen by a watcher: {}; load average before {load_before}, after {})",
         summary(&create_to_ip),
-        load_average()
+        crate::bench::load_average()
     );
     Ok(())
 }
@@ -275,7 +269,7 @@ async fn endpoint_moves(
     monitor
         .wait_next_hops(ip, &lab.hops(&[node], ip), created, STEP_TIMEOUT)
         .await?;
-    let load_before = load_average();
+    let load_before = crate::bench::load_average();
     let mut convergence = Vec::new();
     for _ in 0..moves {
         node = if node == 1 { 2 } else { 1 };
@@ -294,7 +288,7 @@ async fn endpoint_moves(
     );
     println!(
         "  (load average before {load_before}, after {})",
-        load_average()
+        crate::bench::load_average()
     );
     lab.lab.scenario.delete_service(name).await?;
     Ok(())
@@ -348,7 +342,7 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
         &format!("tcp port 179 and src host {node0}"),
     )?;
     let updates_before = updates_sent(lab, 0, "bird");
-    let load_before = load_average();
+    let load_before = crate::bench::load_average();
     let started = Instant::now();
     let names: Vec<String> = (0..count).map(|i| format!("bulk-{i:04}")).collect();
     let mut extra = pool_annotation("bulk");
@@ -423,7 +417,7 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
         secs(assigned_in),
         secs(bird_in),
         secs(gobgp_in),
-        load_average()
+        crate::bench::load_average()
     );
     println!(
         "speaker memory with {count} IPs advertised to 2 peers (BIRD, GoBGP): {}",

@@ -164,7 +164,7 @@ async fn assignment_to_answer(lab: &L2Lab, samples: usize) -> Result<()> {
         let assigned = wait_for(
             &format!("{name} to get {ip}"),
             Duration::from_secs(20),
-            || async { seen.lock().ok()?.get(&name).copied() },
+            || async { seen.lock().ok()?.with_ip.get(&name).copied() },
         )
         .await?;
         let claim = wait_for(

@@ -288,10 +288,44 @@ async fn class_filter_and_release_when_no_longer_a_load_balancer() -> R {
         s.ips("unclassed").await?.is_empty(),
         "this controller runs with --ignore-unclassed"
     );
+    // Another writer's condition and annotation on the same Service: our
+    // writes (patches merged by condition type, our annotation key alone)
+    // must leave them in place, through the release too.
+    let api = s.services();
+    wait_for("our condition", WAIT, || async {
+        s.condition("mine").await.ok().flatten()
+    })
+    .await?;
+    api.patch_status(
+        "mine",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(json!({"status": {"conditions": [{
+            "type": "example.com/Probed", "status": "True", "reason": "Probed",
+            "message": "someone else's", "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }]}})),
+    )
+    .await?;
+    s.patch_service(
+        "mine",
+        json!({"metadata": {"annotations": {"example.com/note": "kept"}}}),
+    )
+    .await?;
+    let managers: Vec<String> = api
+        .get("mine")
+        .await?
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == "ferrolb-controller"),
+        "managedFields name our writes: {managers:?}"
+    );
     // Turning it into a ClusterIP Service releases the IP and clears our marks.
     s.patch_service("mine", json!({"spec": {"type": "ClusterIP", "loadBalancerClass": null, "allocateLoadBalancerNodePorts": null}})).await?;
     s.wait_ips("mine", 0).await?;
-    let api = s.services();
     wait_for("annotation removed", WAIT, || {
         let api = api.clone();
         async move {
@@ -313,6 +347,28 @@ async fn class_filter_and_release_when_no_longer_a_load_balancer() -> R {
             .and_then(|c| c.is_none().then_some(()))
     })
     .await?;
+    let released = api.get("mine").await?;
+    let others: Vec<String> = released
+        .status
+        .and_then(|st| st.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(
+        others,
+        vec!["example.com/Probed"],
+        "only our condition went"
+    );
+    assert_eq!(
+        released
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("example.com/note")
+            .map(String::as_str),
+        Some("kept")
+    );
     s.service("next", json!({})).await?;
     assert_eq!(
         s.wait_ips("next", 1).await?,
@@ -737,6 +793,7 @@ fn command_line_help_and_bad_flags() -> R {
         "--no-leader-election",
         "--lease-duration-seconds",
         "--write-workers",
+        "--status-write",
         "--log-format",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
@@ -746,6 +803,7 @@ fn command_line_help_and_bad_flags() -> R {
         &["--write-workers", "0"],
         &["--metrics-addr", "not-an-address"],
         &["--log-format", "xml"],
+        &["--status-write", "update"],
     ] {
         let out = std::process::Command::new(&binary)
             .args(bad)

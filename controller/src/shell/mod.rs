@@ -6,6 +6,7 @@
 pub mod events;
 pub mod pools;
 pub mod slim;
+pub mod write_body;
 pub mod write_queue;
 pub mod writer;
 
@@ -44,6 +45,8 @@ pub struct LoopConfig {
     pub pool_namespace: String,
     pub class: ClassFilter,
     pub write_workers: usize,
+    /// How Service status and annotation are written.
+    pub write_method: write_body::WriteMethod,
     pub identity: String,
 }
 
@@ -133,7 +136,7 @@ pub async fn run(
     let mut inputs =
         futures::stream::select_all(vec![services.boxed(), pools.boxed(), namespaces.boxed()]);
 
-    let writer = Writer::start(client.clone(), config.write_workers);
+    let writer = Writer::start(client.clone(), config.write_workers, config.write_method);
     let mut state = State {
         alloc: Allocator::new(),
         services: HashMap::new(),

@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use super::slim::SlimService;
+use super::write_body::{self, WriteMethod};
 use super::write_queue::{Finished, Job, Stage, WriteQueue};
 use crate::core::ServiceKey;
-use crate::core::desired::{CONDITION_TYPE, ServiceWrite};
+use crate::core::desired::ServiceWrite;
 use crate::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
@@ -28,15 +28,17 @@ pub struct Writer {
     wake: Arc<Notify>,
     /// True while status writes are queued or in flight.
     status_busy: Arc<watch::Sender<bool>>,
+    method: WriteMethod,
 }
 
 impl Writer {
-    /// Starts `workers` writer tasks.
-    pub fn start(client: kube::Client, workers: usize) -> Writer {
+    /// Starts `workers` writer tasks that write with `method`.
+    pub fn start(client: kube::Client, workers: usize, method: WriteMethod) -> Writer {
         let writer = Writer {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
             status_busy: Arc::new(watch::Sender::new(false)),
+            method,
         };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
@@ -107,8 +109,8 @@ impl Writer {
         let mut attempt = 0u32;
         loop {
             let result = match job.stage {
-                Stage::Status => apply_status(api, &job.key, &job.write).await,
-                Stage::Annotation => apply_annotation(api, &job.key, &job.write).await,
+                Stage::Status => write_status(api, self.method, &job.key, &job.write).await,
+                Stage::Annotation => write_annotation(api, self.method, &job.key, &job.write).await,
             };
             match result {
                 Ok(written) => return written,
@@ -149,72 +151,74 @@ fn annotation_current(service: &SlimService, write: &ServiceWrite) -> bool {
     shown == write.pool.as_ref()
 }
 
-/// Server-side apply of the ingress and our condition on the status
-/// subresource. Fields we no longer specify (a released IP, a dropped
-/// condition) are removed by SSA because our field manager owns them.
-async fn apply_status(
+/// Writes the ingress and our condition on the status subresource.
+///
+/// No resourceVersion precondition, with either method, and none is needed:
+/// one task of the single leader decides, and the write queue keeps one
+/// request per Service in flight and sends only the newest decision after
+/// it, so the last write to land is the last decision. A precondition would
+/// instead fail on every unrelated change (a spec edit, another writer's
+/// condition) and need a re-read. What others write is not in our body, so
+/// it is kept.
+async fn write_status(
     api: &Api<SlimService>,
+    method: WriteMethod,
     key: &ServiceKey,
     write: &ServiceWrite,
 ) -> Result<Finished, kube::Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let ingress: Vec<_> = write
-        .ips
-        .iter()
-        .map(|ip| json!({ "ip": ip.to_string(), "ipMode": "VIP" }))
-        .collect();
-    let conditions: Vec<_> = write
-        .condition
-        .iter()
-        .map(|c| {
-            json!({
-                "type": CONDITION_TYPE,
-                "status": if c.allocated { "True" } else { "False" },
-                "reason": c.reason,
-                "message": c.message,
-                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
-            })
-        })
-        .collect();
-    let mut status = json!({});
-    if !ingress.is_empty() {
-        status["loadBalancer"] = json!({ "ingress": ingress });
-    }
-    if !conditions.is_empty() {
-        status["conditions"] = json!(conditions);
-    }
-    let body = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": key.name, "namespace": key.namespace },
-        "status": status,
-    });
-    let written = api
-        .patch_status(&key.name, &params, &Patch::Apply(&body))
-        .await?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let written = match method {
+        WriteMethod::Apply => {
+            let body = write_body::status_apply(key, write, &now);
+            api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
+                .await?
+        }
+        WriteMethod::Patch => {
+            let body = write_body::status_patch(write, &now);
+            api.patch_status(&key.name, &patch_params(), &Patch::Strategic(&body))
+                .await?
+        }
+    };
     Ok(Finished::Written {
         version: version_of(&written),
         annotation_current: annotation_current(&written, write),
     })
 }
 
-/// Server-side apply of the pool annotation (an empty set removes ours).
-async fn apply_annotation(
+/// Writes the pool annotation (or removes ours).
+async fn write_annotation(
     api: &Api<SlimService>,
+    method: WriteMethod,
     key: &ServiceKey,
     write: &ServiceWrite,
 ) -> Result<Finished, kube::Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let annotations = match &write.pool {
-        Some(pool) => json!({ ANNOTATION_ALLOCATED_FROM_POOL: pool }),
-        None => json!({}),
+    let written = match method {
+        WriteMethod::Apply => {
+            let body = write_body::annotation_apply(key, write);
+            api.patch(&key.name, &apply_params(), &Patch::Apply(&body))
+                .await?
+        }
+        WriteMethod::Patch => {
+            let body = write_body::annotation_patch(write);
+            api.patch(&key.name, &patch_params(), &Patch::Merge(&body))
+                .await?
+        }
     };
-    let meta = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": key.name, "namespace": key.namespace, "annotations": annotations },
-    });
-    let written = api.patch(&key.name, &params, &Patch::Apply(&meta)).await?;
     Ok(Finished::Written {
         version: version_of(&written),
         annotation_current: true,
     })
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Patches are recorded in managedFields under our manager too (as an
+/// Update), so `kubectl get -o yaml --show-managed-fields` still names us.
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    }
 }
