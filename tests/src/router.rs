@@ -104,6 +104,17 @@ impl Bird {
         Ok(line.split_whitespace().nth(5).unwrap_or("").to_string())
     }
 
+    /// When protocol `name` last changed state (the "Since" column): a session
+    /// that flapped has a later one even if it is Established again.
+    pub fn session_since(&self, name: &str) -> Result<String> {
+        let out = self.birdc(&["show", "protocols", name])?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no protocol {name}: {out}"))?;
+        Ok(line.split_whitespace().nth(4).unwrap_or("").to_string())
+    }
+
     /// Namespace of this BIRD.
     pub fn netns_name(&self) -> &str {
         &self.netns_name
