@@ -335,6 +335,32 @@ impl L2Lab {
         }
     }
 
+    /// SIGSTOP of node `i`'s speaker: it freezes with its sockets open, so
+    /// peers notice only through their timers. Undo with [`L2Lab::continue_speaker`].
+    pub fn freeze_speaker(&self, i: usize) -> Result<()> {
+        self.signal_speaker(i, libc::SIGSTOP)
+    }
+
+    /// SIGCONT of node `i`'s speaker.
+    pub fn continue_speaker(&self, i: usize) -> Result<()> {
+        self.signal_speaker(i, libc::SIGCONT)
+    }
+
+    fn signal_speaker(&self, i: usize, signal: libc::c_int) -> Result<()> {
+        let child = self.nodes[i]
+            .speaker
+            .as_ref()
+            .with_context(|| format!("speaker {i} is not running"))?;
+        // `ip netns exec` execs the speaker, so the child's pid is the speaker's.
+        if !crate::process::kill_pid(child.id(), signal) {
+            bail!(
+                "signal {signal} to speaker {i}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
     /// SIGTERM, as the kubelet stops a pod, waiting for the exit.
     pub fn stop_speaker(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].speaker.take() {

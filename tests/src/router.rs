@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::netns::{Netns, run};
-use crate::process::{spawn_tied, terminate};
+use crate::process::{spawn_detached, spawn_tied, terminate};
 
 /// A BGP neighbor as a router sees it.
 pub struct Neighbor {
@@ -30,10 +30,8 @@ pub struct Bird {
 }
 
 impl Bird {
-    /// Writes a config with `asn` and `router_id`, a kernel protocol per
-    /// family with `merge paths` (one route with several next hops), and one
-    /// BGP session per neighbor (import all, export nothing), then starts
-    /// BIRD in the foreground inside `netns`.
+    /// Writes the config of [`bird_config`] and starts BIRD in the foreground
+    /// inside `netns`, stopped when the handle is dropped.
     pub fn start(
         netns: &Netns,
         dir: &std::path::Path,
@@ -41,31 +39,42 @@ impl Bird {
         router_id: &str,
         neighbors: &[Neighbor],
     ) -> Result<Bird> {
-        let mut config = format!(
-            "router id {router_id};\n\
-             log stderr all;\n\
-             protocol device {{ scan time 1; }}\n\
-             protocol kernel kernel4 {{ scan time 1; merge paths yes limit 16; ipv4 {{ export all; import none; }}; }}\n\
-             protocol kernel kernel6 {{ scan time 1; merge paths yes limit 16; ipv6 {{ export all; import none; }}; }}\n"
-        );
-        for n in neighbors {
-            let password = n
-                .password
-                .as_ref()
-                .map(|p| format!("  password \"{p}\";\n"))
-                .unwrap_or_default();
-            let kind = if n.asn == asn { "  direct;\n" } else { "" };
-            config.push_str(&format!(
-                "protocol bgp {name} {{\n  local as {asn};\n  neighbor {addr} as {peer};\n{kind}{password}  \
-                 hold time 9;\n  connect retry time 1;\n  error wait time 1, 5;\n  \
-                 ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
-                name = n.name,
-                addr = n.address,
-                peer = n.asn,
-            ));
-        }
+        let (command, log, mut bird) = Bird::prepare(netns, dir, asn, router_id, neighbors)?;
+        bird.child = Some(spawn_tied(command, &log)?);
+        wait_started("BIRD", netns, &log, || {
+            bird.birdc(&["show", "status"]).is_ok()
+        })?;
+        Ok(bird)
+    }
+
+    /// Like [`Bird::start`], but BIRD outlives this process (`cargo xtask lab`):
+    /// the handle does not stop it on drop. Returns the handle and BIRD's pid.
+    pub fn start_detached(
+        netns: &Netns,
+        dir: &std::path::Path,
+        asn: u32,
+        router_id: &str,
+        neighbors: &[Neighbor],
+    ) -> Result<(Bird, u32)> {
+        let (command, log, bird) = Bird::prepare(netns, dir, asn, router_id, neighbors)?;
+        let pid = spawn_detached(command, &log)?;
+        wait_started("BIRD", netns, &log, || {
+            bird.birdc(&["show", "status"]).is_ok()
+        })?;
+        Ok((bird, pid))
+    }
+
+    /// Writes the config and returns the command to run, its log, and a
+    /// handle with no process yet.
+    fn prepare(
+        netns: &Netns,
+        dir: &std::path::Path,
+        asn: u32,
+        router_id: &str,
+        neighbors: &[Neighbor],
+    ) -> Result<(Command, PathBuf, Bird)> {
         let config_path = dir.join(format!("bird-{}.conf", netns.name));
-        std::fs::write(&config_path, &config)?;
+        std::fs::write(&config_path, bird_config(asn, router_id, neighbors))?;
         let socket = dir.join(format!("bird-{}.ctl", netns.name));
         let log = dir.join(format!("bird-{}.log", netns.name));
         let mut command = netns.command("bird");
@@ -75,18 +84,13 @@ impl Bird {
             .arg(&config_path)
             .arg("-s")
             .arg(&socket);
-        let child = spawn_tied(command, &log)?;
         let bird = Bird {
-            child: Some(child),
+            child: None,
             socket,
             config: config_path,
             netns_name: netns.name.clone(),
         };
-        // Ready once the control socket answers.
-        wait_started("BIRD", netns, &log, || {
-            bird.birdc(&["show", "status"]).is_ok()
-        })?;
-        Ok(bird)
+        Ok((command, log, bird))
     }
 
     /// Runs `birdc` against this BIRD.
@@ -104,6 +108,17 @@ impl Bird {
         Ok(line.split_whitespace().nth(5).unwrap_or("").to_string())
     }
 
+    /// When protocol `name` last changed state (the "Since" column): a session
+    /// that flapped has a later one even if it is Established again.
+    pub fn session_since(&self, name: &str) -> Result<String> {
+        let out = self.birdc(&["show", "protocols", name])?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no protocol {name}: {out}"))?;
+        Ok(line.split_whitespace().nth(4).unwrap_or("").to_string())
+    }
+
     /// Namespace of this BIRD.
     pub fn netns_name(&self) -> &str {
         &self.netns_name
@@ -116,6 +131,36 @@ impl Drop for Bird {
             terminate(&mut child, Duration::from_secs(3));
         }
     }
+}
+
+/// BIRD's config: `asn` and `router_id`, a kernel protocol per family with
+/// `merge paths` (one route with several next hops), and one BGP session per
+/// neighbor (import all, export nothing).
+pub fn bird_config(asn: u32, router_id: &str, neighbors: &[Neighbor]) -> String {
+    let mut config = format!(
+        "router id {router_id};\n\
+         log stderr all;\n\
+         protocol device {{ scan time 1; }}\n\
+         protocol kernel kernel4 {{ scan time 1; merge paths yes limit 16; ipv4 {{ export all; import none; }}; }}\n\
+         protocol kernel kernel6 {{ scan time 1; merge paths yes limit 16; ipv6 {{ export all; import none; }}; }}\n"
+    );
+    for n in neighbors {
+        let password = n
+            .password
+            .as_ref()
+            .map(|p| format!("  password \"{p}\";\n"))
+            .unwrap_or_default();
+        let kind = if n.asn == asn { "  direct;\n" } else { "" };
+        config.push_str(&format!(
+            "protocol bgp {name} {{\n  local as {asn};\n  neighbor {addr} as {peer};\n{kind}{password}  \
+             hold time 9;\n  connect retry time 1;\n  error wait time 1, 5;\n  \
+             ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+            name = n.name,
+            addr = n.address,
+            peer = n.asn,
+        ));
+    }
+    config
 }
 
 /// Next hops of the kernel route to exactly `prefix` in `netns` (empty when

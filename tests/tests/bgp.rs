@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use ferrolb_crds::BGPSessionState;
 use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN};
 use ferrolb_tests::env::wait_for;
+use ferrolb_tests::router::kernel_next_hops;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -290,5 +291,117 @@ async fn killed_speaker_expires_and_graceful_stop_withdraws_at_once() -> Result<
     if withdrawn > Duration::from_secs(3) {
         bail!("the route outlived the graceful stop by {withdrawn:?}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_speaker_expires_by_the_hold_timer_and_comes_back() -> Result<()> {
+    // 3 s is the shortest hold time the CRD allows; BIRD proposes 9 s, and the
+    // session uses the smaller one.
+    const HOLD: Duration = Duration::from_secs(3);
+    let mut lab = BgpLab::start("bgp-hold").await?;
+    lab.start_bird(ROUTER_ASN, None)?;
+    let mut peer = BgpLab::peer_spec(&lab.router, ROUTER_ASN);
+    peer["holdTime"] = json!("3s");
+    peer["keepaliveTime"] = json!("1s");
+    lab.peer("bird", peer).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("hold", json!({}), 1).await?)?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+
+    // SIGSTOP: the TCP connection stays open (the kernel still ACKs), so only
+    // BIRD's hold timer can tell that node 0 went silent.
+    lab.lab.freeze_speaker(0)?;
+    let frozen = lab
+        .wait_next_hops(ip, &[1, 2], HOLD + Duration::from_secs(10))
+        .await;
+    if frozen.is_err() {
+        lab.lab.continue_speaker(0)?;
+    }
+    let expired = frozen?;
+    eprintln!("frozen speaker's next hop gone after {expired:?} (hold time {HOLD:?})");
+    let state = lab.bird()?.session_state("n0")?;
+    ensure!(state != "Established", "n0 still {state} while frozen");
+
+    lab.lab.continue_speaker(0)?;
+    let back = lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+    wait_for(
+        "BIRD's session n0 Established again",
+        ROUTE_WAIT,
+        || async {
+            let state = lab.bird().ok()?.session_state("n0").ok()?;
+            (state == "Established").then_some(())
+        },
+    )
+    .await?;
+    eprintln!("thawed speaker's next hop back after {back:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_outage_changes_no_route_and_flaps_no_session() -> Result<()> {
+    const OUTAGE: Duration = Duration::from_secs(8);
+    let mut lab = BgpLab::start("bgp-outage").await?;
+    lab.start_bird(ROUTER_ASN, None)?;
+    lab.peer("bird", BgpLab::peer_spec(&lab.router, ROUTER_ASN))
+        .await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("steady", json!({}), 1).await?)?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+    let prefix = format!("{ip}/32");
+    let expected = lab.hops(&[0, 1, 2], ip);
+    let sessions = ["n0", "n1", "n2"];
+    let mut since_before = Vec::new();
+    for name in sessions {
+        let bird = lab.bird()?;
+        ensure!(bird.session_state(name)? == "Established", "{name} not up");
+        since_before.push(bird.session_since(name)?);
+    }
+
+    for i in 0..lab.lab.nodes.len() {
+        lab.lab.pause_api(i);
+    }
+    let outage = Instant::now();
+    let mut samples = 0;
+    let mut deviation = None;
+    while outage.elapsed() < OUTAGE {
+        let hops = kernel_next_hops(&lab.router.netns, &prefix)?;
+        samples += 1;
+        if hops != expected && deviation.is_none() {
+            deviation = Some((outage.elapsed(), hops));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..lab.lab.nodes.len() {
+        lab.lab.resume_api(i);
+    }
+    if let Some((at, hops)) = deviation {
+        bail!("next hops changed to {hops:?} {at:?} into the API outage");
+    }
+    eprintln!("{samples} samples over a {OUTAGE:?} API outage: next hops unchanged");
+
+    // A few seconds after the outage, routes and sessions are still as before.
+    let after = Instant::now();
+    while after.elapsed() < Duration::from_secs(3) {
+        let hops = kernel_next_hops(&lab.router.netns, &prefix)?;
+        ensure!(hops == expected, "next hops {hops:?} after the API outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (name, before) in sessions.iter().zip(&since_before) {
+        let bird = lab.bird()?;
+        let state = bird.session_state(name)?;
+        let since = bird.session_since(name)?;
+        ensure!(
+            state == "Established" && &since == before,
+            "session {name} flapped: {state} since {since} (before: since {before})"
+        );
+    }
+
+    // The speakers watch again: deleting the Service withdraws its route.
+    lab.lab.scenario.delete_service("steady").await?;
+    let withdrawn = lab.wait_next_hops(ip, &[], ROUTE_WAIT).await?;
+    eprintln!("route withdrawn {withdrawn:?} after the Service was deleted (post-outage)");
     Ok(())
 }

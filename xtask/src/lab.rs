@@ -91,32 +91,15 @@ pub fn up() -> Result<()> {
     std::fs::write(&pid_file, all)?;
     let net = net?;
 
-    println!("\n== applying an example pool and Service");
+    println!("\n== applying the examples: pools, L2 and BGP advertisements, a BGP peer, Services");
     let examples = repo_root().join("deploy/examples");
     print!(
         "{}",
         cluster.kubectl_ok(&["apply", "-f", &examples.to_string_lossy()])?
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ips = cluster.kubectl_ok(&[
-            "get",
-            "svc",
-            "hello",
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[*].ip}",
-        ])?;
-        if !ips.trim().is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the example Service got no IP within 60 s; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    for service in ["hello", "hello-bgp"] {
+        wait_for_ip(&cluster, service, &log)?;
     }
     println!("\n$ kubectl get svc hello");
     print!(
@@ -145,13 +128,58 @@ pub fn up() -> Result<()> {
         cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "servicel2statuses"])?
     );
 
+    println!(
+        "\n== BGP: BIRD 2 in {} ({}, AS 64500) peers with every node; Service hello-bgp (pool bgp-example, Cluster policy)",
+        net.router,
+        lab_net::ROUTER_IP
+    );
+    println!("\n$ kubectl get svc hello-bgp");
+    print!("{}", cluster.kubectl_ok(&["get", "svc", "hello-bgp"])?);
+    let bgp_ip: std::net::Ipv4Addr = cluster
+        .kubectl_ok(&[
+            "get",
+            "svc",
+            "hello-bgp",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ])?
+        .trim()
+        .parse()
+        .context("hello-bgp's IP")?;
+    lab_net::show_bgp_route(&net, bgp_ip, Duration::from_secs(60))?;
+
     let kubectl = cluster.tools.kubectl();
     let kc = cluster.admin_kubeconfig();
     println!(
-        "\nThe lab keeps running. Explore it:\n  export KUBECONFIG={kc}\n  alias kubectl={kubectl}\n  kubectl describe svc hello\n  kubectl -n ferrolb-system get ipaddresspools -o yaml\n  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ferrolb_\n  less {log}\nStop it with: cargo xtask lab down",
+        "\nThe lab keeps running. Explore it:\n  export KUBECONFIG={kc}\n  birdc -s {bird} show protocols\n  alias kubectl={kubectl}\n  kubectl describe svc hello\n  kubectl -n ferrolb-system get ipaddresspools -o yaml\n  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ferrolb_\n  less {log}\nStop it with: cargo xtask lab down",
         kc = kc.display(),
         kubectl = kubectl.display(),
         log = log.display(),
+        bird = net.bird.socket.display(),
     );
     Ok(())
+}
+
+/// Waits up to 60 s for `service` to get an IP.
+fn wait_for_ip(cluster: &Cluster, service: &str, log: &std::path::Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ips = cluster.kubectl_ok(&[
+            "get",
+            "svc",
+            service,
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])?;
+        if !ips.trim().is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the example Service {service} got no IP within 60 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,24 +1,32 @@
-//! The lab's network: three node namespaces and a client on a LAN bridge,
-//! a speaker in every node namespace, and the client resolving a Service IP
-//! by ARP while tcpdump watches.
+//! The lab's network: three node namespaces, a client and a router on a LAN
+//! bridge, a speaker in every node namespace, the client resolving a Service
+//! IP by ARP while tcpdump watches, and BIRD 2 in the router installing the
+//! BGP Service's route with one next hop per node.
 //!
 //! The namespaces have fixed names (`flblab-*`) and outlive this command,
 //! like the control plane; `cargo xtask lab down` removes them. Addresses
-//! are documentation ranges: the LAN is 198.51.100.0/24 and 2001:db8:1::/64.
+//! are documentation ranges: the LAN is 198.51.100.0/24 and 2001:db8:1::/64
+//! (router .1, client .2, nodes .10-.12); the BGP pool is 203.0.113.240/28 (the
+//! apiserver hands out ClusterIPs from 203.0.113.0/25).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ferrolb_tests::Cluster;
 use ferrolb_tests::netns::{Netns, run, veth};
 use ferrolb_tests::process::spawn_detached;
+use ferrolb_tests::router::{Bird, Neighbor, kernel_next_hops};
 use ferrolb_tests::tools::target_dir;
 
 pub const NODES: usize = 3;
 const NETNS_FILE: &str = "netns";
+/// The router on the LAN, and the AS numbers of deploy/examples/bgp.yaml.
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const ROUTER_ASN: u32 = 64500;
+const NODE_ASN: u32 = 64512;
 
 pub fn node_name(i: usize) -> String {
     format!("lab-node-{i}")
@@ -28,6 +36,9 @@ pub struct LabNet {
     pub client: String,
     /// (Kubernetes node name, namespace, MAC of eth0).
     pub nodes: Vec<(String, String, String)>,
+    /// The router's namespace, and BIRD in it (which outlives this handle).
+    pub router: String,
+    pub bird: Bird,
 }
 
 /// Builds the network, the Node objects, a forwarder and a speaker per node.
@@ -88,12 +99,83 @@ pub fn up(cluster: &Cluster, dir: &Path, pids: &mut Vec<u32>) -> Result<LabNet> 
         nodes.push((name, netns.name.clone(), netns.mac("eth0")?));
         names.push(netns.persist());
     }
-    hello_endpoints(cluster)?;
+    hello_endpoints(cluster, "hello")?;
+    hello_endpoints(cluster, "hello-bgp")?;
+    let (router, bird) = start_router(&lan, dir, pids)?;
+    names.push(router.clone());
     names.push(client.name.clone());
     names.push(lan.persist());
     let client = client.persist();
     std::fs::write(dir.join(NETNS_FILE), names.join("\n"))?;
-    Ok(LabNet { client, nodes })
+    Ok(LabNet {
+        client,
+        nodes,
+        router,
+        bird,
+    })
+}
+
+/// The router namespace on the LAN, with BIRD 2 peering with every node
+/// (kernel export with `merge paths`). Returns the namespace name and BIRD.
+fn start_router(lan: &Netns, dir: &Path, pids: &mut Vec<u32>) -> Result<(String, Bird)> {
+    let router = Netns::create_named("flblab-router")?;
+    join(lan, &router, "flblab-pr")?;
+    router.ip(&["addr", "add", &format!("{ROUTER_IP}/24"), "dev", "eth0"])?;
+    router.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "eth0"])?;
+    let neighbors: Vec<Neighbor> = (0..NODES)
+        .map(|i| Neighbor {
+            name: format!("node{i}"),
+            address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10 + i as u8)),
+            asn: NODE_ASN,
+            password: None,
+        })
+        .collect();
+    let (bird, pid) =
+        Bird::start_detached(&router, dir, ROUTER_ASN, &ROUTER_IP.to_string(), &neighbors)?;
+    pids.push(pid);
+    Ok((router.persist(), bird))
+}
+
+/// Waits up to `timeout` until the router's kernel route to `ip` has one
+/// next hop per node, then prints BIRD's and the kernel's view of it.
+pub fn show_bgp_route(net: &LabNet, ip: Ipv4Addr, timeout: Duration) -> Result<()> {
+    let mut expected: Vec<IpAddr> = (0..NODES)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10 + i as u8)))
+        .collect();
+    expected.sort();
+    let prefix = format!("{ip}/32");
+    // A handle on the lab's namespace, which must outlive it.
+    let router = Netns {
+        name: net.router.clone(),
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let mut hops = Vec::new();
+    while std::time::Instant::now() < deadline {
+        hops = kernel_next_hops(&router, &prefix).unwrap_or_default();
+        if hops == expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let route = router.ip(&["route", "show", &ip.to_string()]);
+    router.persist();
+    if hops != expected {
+        let protocols = net.bird.birdc(&["show", "protocols"]).unwrap_or_default();
+        bail!(
+            "the router's route to {prefix} has next hops {hops:?}, not {expected:?}, after {timeout:?}; BIRD:\n{protocols}"
+        );
+    }
+    println!(
+        "\n$ birdc -s {} show route for {ip}",
+        net.bird.socket.display()
+    );
+    print!(
+        "{}",
+        net.bird.birdc(&["show", "route", "for", &ip.to_string()])?
+    );
+    println!("\n$ ip -n {} route show {ip}", net.router);
+    print!("{}", route?);
+    Ok(())
 }
 
 /// Removes the lab's namespaces (and with them every interface).
@@ -139,9 +221,9 @@ fn create_node(cluster: &Cluster, name: &str, ip: Ipv4Addr) -> Result<()> {
 }
 
 /// There is no kubelet or EndpointSlice controller: the lab says that the
-/// example Service `hello` has a ready endpoint on every node, so the
+/// example Service `service` has a ready endpoint on every node, so the
 /// speakers may announce it (no endpoints, no announcement).
-fn hello_endpoints(cluster: &Cluster) -> Result<()> {
+fn hello_endpoints(cluster: &Cluster, service: &str) -> Result<()> {
     let endpoints: Vec<serde_json::Value> = (0..NODES)
         .map(|i| {
             serde_json::json!({
@@ -153,13 +235,13 @@ fn hello_endpoints(cluster: &Cluster) -> Result<()> {
         .collect();
     let slice = serde_json::json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "hello-lab", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "hello"}},
+        "metadata": {"name": format!("{service}-lab"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4",
         "endpoints": endpoints,
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
     });
-    let file = std::env::temp_dir().join("ferrolb-lab-hello-endpoints.json");
+    let file = std::env::temp_dir().join(format!("ferrolb-lab-{service}-endpoints.json"));
     std::fs::write(&file, slice.to_string())?;
     let applied = cluster.kubectl_ok(&["apply", "--server-side", "-f", &file.to_string_lossy()]);
     let _ = std::fs::remove_file(&file);
