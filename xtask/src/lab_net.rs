@@ -99,8 +99,8 @@ pub fn up(cluster: &Cluster, dir: &Path, pids: &mut Vec<u32>) -> Result<LabNet> 
         nodes.push((name, netns.name.clone(), netns.mac("eth0")?));
         names.push(netns.persist());
     }
-    hello_endpoints(cluster, "hello")?;
-    hello_endpoints(cluster, "hello-bgp")?;
+    endpoints_on_every_node(cluster, "hello")?;
+    endpoints_on_every_node(cluster, "hello-bgp")?;
     let (router, bird) = start_router(&lan, dir, pids)?;
     names.push(router.clone());
     names.push(client.name.clone());
@@ -223,7 +223,7 @@ fn create_node(cluster: &Cluster, name: &str, ip: Ipv4Addr) -> Result<()> {
 /// There is no kubelet or EndpointSlice controller: the lab says that the
 /// example Service `service` has a ready endpoint on every node, so the
 /// speakers may announce it (no endpoints, no announcement).
-fn hello_endpoints(cluster: &Cluster, service: &str) -> Result<()> {
+fn endpoints_on_every_node(cluster: &Cluster, service: &str) -> Result<()> {
     let endpoints: Vec<serde_json::Value> = (0..NODES)
         .map(|i| {
             serde_json::json!({
