@@ -548,15 +548,21 @@ async fn write_cost(n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs the benchmarks, printing one line per figure.
-pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
-    // SAFETY: set before any thread of ours starts.
+/// The runtime every benchmark runs on, with our binaries built for release
+/// ([`crate::env::binary`] reads `FERROLB_RELEASE`). Call it before any
+/// thread of the benchmark starts.
+pub(crate) fn release_runtime() -> Result<tokio::runtime::Runtime> {
+    // SAFETY: called at the start of a benchmark, before any thread of ours starts.
     unsafe { std::env::set_var("FERROLB_RELEASE", "1") };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
+        .build()?)
+}
+
+/// Runs the benchmarks, printing one line per figure.
+pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
+    release_runtime()?.block_on(async {
         if let Some(n) = std::env::var(WRITE_COST_VAR)
             .ok()
             .and_then(|v| v.parse().ok())

@@ -39,13 +39,7 @@ const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
 
 /// Runs the benchmark, printing one line per figure.
 pub fn run(plan: L2BenchPlan) -> Result<()> {
-    // SAFETY: set before any thread of ours starts.
-    unsafe { std::env::set_var("FERROLB_RELEASE", "1") };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    crate::bench::release_runtime()?.block_on(async {
         println!("{}", crate::bench::machine_line());
         let mut lab = L2Lab::start("bench-l2", LabShape {
             nodes: 3,
@@ -245,19 +239,7 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
             Duration::from_secs(60),
         )?;
         // Steady state first: the owner answers.
-        let since = Instant::now();
-        wait_for(
-            &format!("{owner_mac} answering for {ip}"),
-            Duration::from_secs(30),
-            || async {
-                prober
-                    .claims()
-                    .iter()
-                    .any(|c| c.at >= since && c.mac.eq_ignore_ascii_case(&owner_mac))
-                    .then_some(())
-            },
-        )
-        .await?;
+        wait_for_claim_by(&prober, &owner_mac, Instant::now(), "to answer").await?;
         let killed = Instant::now();
         lab.kill_speaker(owner);
         let other_mac = |c: &Claim| c.at >= killed && !c.mac.eq_ignore_ascii_case(&owner_mac);
@@ -297,19 +279,7 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
         first_answer.push(elapsed(&answer));
 
         lab.start_speaker(owner)?;
-        let restarted = Instant::now();
-        wait_for(
-            &format!("{owner_mac} to take {ip} back"),
-            Duration::from_secs(30),
-            || async {
-                prober
-                    .claims()
-                    .iter()
-                    .any(|c| c.at >= restarted && c.mac.eq_ignore_ascii_case(&owner_mac))
-                    .then_some(())
-            },
-        )
-        .await?;
+        wait_for_claim_by(&prober, &owner_mac, Instant::now(), "to take the IP back").await?;
         prober.stop()?;
         // Let the membership settle before the next kill.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -332,6 +302,27 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
         lab.scenario.delete_service(&format!("fo-{i}")).await.ok();
     }
     Ok(())
+}
+
+/// Waits until `mac` claims the probed IP at or after `since`.
+async fn wait_for_claim_by(
+    prober: &ArpProber,
+    mac: &str,
+    since: Instant,
+    what: &str,
+) -> Result<()> {
+    wait_for(
+        &format!("{mac} {what}"),
+        Duration::from_secs(30),
+        || async {
+            prober
+                .claims()
+                .iter()
+                .any(|c| c.at >= since && c.mac.eq_ignore_ascii_case(mac))
+                .then_some(())
+        },
+    )
+    .await
 }
 
 /// The announced-IPs gauge of node `i`'s speaker.

@@ -64,13 +64,7 @@ pub fn run(bench: BgpBench) -> Result<()> {
     if bench.bulk_ips > 1024 {
         bail!("the bulk pool holds 1,024 addresses");
     }
-    // SAFETY: set before any thread of ours starts.
-    unsafe { std::env::set_var("FERROLB_RELEASE", "1") };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(bench))
+    crate::bench::release_runtime()?.block_on(run_async(bench))
 }
 
 async fn run_async(bench: BgpBench) -> Result<()> {
