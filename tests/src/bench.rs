@@ -155,6 +155,24 @@ pub(crate) struct Sightings {
     pub with_ip: HashMap<String, Instant>,
 }
 
+/// Creates Services `svc-00000` .. of `class`, 32 at a time, and returns their names.
+async fn create_services(api: &Api<Service>, n: usize, class: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
+    {
+        let mut creations = futures::stream::iter(names.iter().map(|name| async move {
+            api.create(&PostParams::default(), &service(name, class)?)
+                .await
+                .map(|_| ())
+                .context("create")
+        }))
+        .buffer_unordered(32);
+        while let Some(r) = creations.next().await {
+            r?;
+        }
+    }
+    Ok(names)
+}
+
 /// Watches a namespace and records when each Service first appears and
 /// first shows an IP.
 pub(crate) fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
@@ -231,21 +249,7 @@ async fn cold_start(n: usize) -> Result<()> {
     let ns = namespace_with_pool(&client, &format!("bench{n}"), "2001:db8:b::/64").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let created = Instant::now();
-    let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
-    let mut creations = futures::stream::iter(names.iter().map(|name| {
-        let api = api.clone();
-        let class = ns.class.clone();
-        async move {
-            api.create(&PostParams::default(), &service(name, &class)?)
-                .await
-                .map(|_| ())
-                .context("create")
-        }
-    }))
-    .buffer_unordered(32);
-    while let Some(r) = creations.next().await {
-        r?;
-    }
+    create_services(&api, n, &ns.class).await?;
     println!(
         "created {n} Services in {:.1} s (controller stopped)",
         created.elapsed().as_secs_f64()
@@ -483,21 +487,8 @@ async fn write_cost(n: usize) -> Result<()> {
     let client = cluster.admin_client().await?;
     let ns = TestNamespace::create(&client, "writecost").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
-    let mut creations = futures::stream::iter(names.iter().map(|name| {
-        let api = api.clone();
-        // A class no controller serves.
-        async move {
-            api.create(&PostParams::default(), &service(name, "example.com/none")?)
-                .await
-                .map(|_| ())
-                .context("create")
-        }
-    }))
-    .buffer_unordered(32);
-    while let Some(r) = creations.next().await {
-        r?;
-    }
+    // A class no controller serves.
+    let names = create_services(&api, n, "example.com/none").await?;
     let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
         .lines()
         .nth(1)

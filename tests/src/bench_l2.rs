@@ -140,14 +140,7 @@ async fn assignment_to_answer(lab: &L2Lab, samples: usize) -> Result<()> {
     for sample in 0..samples {
         let name = format!("assign-{sample}");
         lab.endpoints(&name, &all).await?;
-        let prober = ArpProber::start(
-            &lab.client,
-            "eth0",
-            lab.client_ip4(),
-            ip,
-            PROBE_INTERVAL,
-            Duration::from_secs(60),
-        )?;
+        let prober = probe(lab, ip)?;
         let created = Instant::now();
         lab.scenario
             .service(
@@ -186,6 +179,18 @@ async fn assignment_to_answer(lab: &L2Lab, samples: usize) -> Result<()> {
         summary("Service created -> first ARP packet for it", from_create)
     );
     Ok(())
+}
+
+/// Starts the client probing `ip` on the LAN every [`PROBE_INTERVAL`], for at most a minute.
+fn probe(lab: &L2Lab, ip: Ipv4Addr) -> Result<ArpProber> {
+    ArpProber::start(
+        &lab.client,
+        "eth0",
+        lab.client_ip4(),
+        ip,
+        PROBE_INTERVAL,
+        Duration::from_secs(60),
+    )
 }
 
 /// Waits until nobody has claimed `ip` for half a second.
@@ -230,14 +235,7 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
     for kill in 0..kills {
         let (owner, ip) = targets[kill % targets.len()];
         let owner_mac = lab.nodes[owner].mac.clone();
-        let prober = ArpProber::start(
-            &lab.client,
-            "eth0",
-            lab.client_ip4(),
-            ip,
-            PROBE_INTERVAL,
-            Duration::from_secs(60),
-        )?;
+        let prober = probe(lab, ip)?;
         // Steady state first: the owner answers.
         wait_for_claim_by(&prober, &owner_mac, Instant::now(), "to answer").await?;
         let killed = Instant::now();
