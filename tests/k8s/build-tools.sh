@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes test tools (etcd, kube-apiserver, kubectl) from the
+# Builds the real Kubernetes test tools (etcd, the control plane, kubectl, kubelet, kube-proxy) from the
 # Go module proxy at pinned versions, and caches them by version so that only
 # the first run pays for the build.
 #
@@ -15,7 +15,9 @@ set -euo pipefail
 K8S_VERSION="${FERROLB_K8S_VERSION:-v1.34.4}"
 CACHE_ROOT="${FERROLB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}"
 BIN_DIR="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
-TOOLS=(etcd kube-apiserver kubectl)
+# The control plane and kubectl for every tier; the node components (kubelet,
+# kube-proxy) and the controller manager and scheduler for the real-node tier.
+TOOLS=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 have_all() {
   for t in "${TOOLS[@]}"; do [ -x "$BIN_DIR/$t" ] || return 1; done
@@ -62,6 +64,10 @@ import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 
@@ -73,7 +79,9 @@ GOFLAGS=-mod=mod go get "k8s.io/kubernetes@$K8S_VERSION" "go.etcd.io/etcd/server
 GOFLAGS=-mod=mod go mod tidy -e >&2 || true
 
 export CGO_ENABLED=0
-for pkg in go.etcd.io/etcd/server/v3:etcd k8s.io/kubernetes/cmd/kube-apiserver:kube-apiserver k8s.io/kubernetes/cmd/kubectl:kubectl; do
+for pkg in go.etcd.io/etcd/server/v3:etcd k8s.io/kubernetes/cmd/kube-apiserver:kube-apiserver k8s.io/kubernetes/cmd/kubectl:kubectl \
+  k8s.io/kubernetes/cmd/kube-controller-manager:kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler:kube-scheduler \
+  k8s.io/kubernetes/cmd/kubelet:kubelet k8s.io/kubernetes/cmd/kube-proxy:kube-proxy; do
   path=${pkg%%:*}
   name=${pkg##*:}
   if [ -x "$BIN_DIR/$name" ]; then continue; fi

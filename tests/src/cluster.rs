@@ -211,7 +211,23 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn wait_ready(&self, timeout: Duration) -> Result<()> {
+    /// The harness's handle on a control plane started elsewhere (the
+    /// real-node cluster): admin kubeconfig for `server` with `admin_token`,
+    /// trusting `dir/pki/ca.crt`. Dropping it stops nothing.
+    pub fn attach(tools: Tools, dir: &Path, server: &str, admin_token: &str) -> Result<Cluster> {
+        let cluster = Cluster {
+            tools,
+            dir: dir.to_path_buf(),
+            server: server.to_string(),
+            admin_token: admin_token.to_string(),
+            lifetime: Lifetime::Detached,
+            remove_dir_on_drop: false,
+        };
+        cluster.write_admin_kubeconfig()?;
+        Ok(cluster)
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -241,6 +257,10 @@ impl Cluster {
     /// The CA that signed the apiserver's self-generated serving certificate:
     /// the last certificate of the chain it writes to its cert dir.
     pub fn ca_pem(&self) -> Result<String> {
+        // A cluster with a CA of its own (the real-node cluster) keeps it here.
+        if let Ok(ca) = std::fs::read_to_string(self.dir.join("pki/ca.crt")) {
+            return Ok(ca);
+        }
         let chain = std::fs::read_to_string(self.dir.join("pki/apiserver.crt"))?;
         let start = chain
             .rfind("-----BEGIN CERTIFICATE-----")

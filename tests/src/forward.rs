@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::netns::{Netns, in_netns};
+use crate::netns::{Netns, in_named_netns, in_netns};
 
 /// Forwards 127.0.0.1:`port` inside a namespace to `target` outside it.
 pub struct Forwarder {
@@ -56,7 +56,32 @@ impl Forwarder {
         let accept_state = state.clone();
         std::thread::Builder::new()
             .name(format!("forward-{}", netns.name))
-            .spawn(move || accept_loop(listener, target, accept_state))?;
+            .spawn(move || accept_loop(listener, Dial::Here(target), accept_state))?;
+        Ok(Forwarder { port, state })
+    }
+
+    /// The other way round: listens on 127.0.0.1:`port` of the caller's
+    /// namespace and connects to `target` from inside `netns`. This is how the
+    /// harness reaches an apiserver that lives in a namespace of its own (the
+    /// real-node cluster), still over loopback on its side.
+    pub fn start_reverse(port: u16, netns: &Netns, target: SocketAddr) -> Result<Forwarder> {
+        let listener =
+            TcpListener::bind(("127.0.0.1", port)).context("binding the reverse forwarder")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(State {
+            paused: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
+        });
+        let accept_state = state.clone();
+        let dial = Dial::Inside {
+            netns: netns.name.clone(),
+            target,
+        };
+        std::thread::Builder::new()
+            .name(format!("rforward-{}", netns.name))
+            .spawn(move || accept_loop(listener, dial, accept_state))?;
         Ok(Forwarder { port, state })
     }
 
@@ -78,7 +103,30 @@ impl Drop for Forwarder {
     }
 }
 
-fn accept_loop(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
+/// Where the forwarder's outbound connections are made from.
+#[derive(Clone)]
+enum Dial {
+    /// From the forwarder's own namespace.
+    Here(SocketAddr),
+    /// From inside the named namespace.
+    Inside { netns: String, target: SocketAddr },
+}
+
+impl Dial {
+    fn connect(&self) -> Result<TcpStream> {
+        match self {
+            Dial::Here(target) => Ok(TcpStream::connect_timeout(target, Duration::from_secs(5))?),
+            Dial::Inside { netns, target } => {
+                let target = *target;
+                in_named_netns(netns, move || {
+                    Ok(TcpStream::connect_timeout(&target, Duration::from_secs(5))?)
+                })
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, target: Dial, state: Arc<State>) {
     while !state.stopped.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((inbound, _)) => {
@@ -86,7 +134,7 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
                     drop(inbound);
                     continue;
                 }
-                if let Err(e) = splice(inbound, target, &state) {
+                if let Err(e) = splice(inbound, &target, &state) {
                     tracing::debug!("forwarder: {e:#}");
                 }
             }
@@ -102,9 +150,9 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
 }
 
 /// Connects to `target` and copies bytes both ways on two threads.
-fn splice(inbound: TcpStream, target: SocketAddr, state: &State) -> Result<()> {
+fn splice(inbound: TcpStream, target: &Dial, state: &State) -> Result<()> {
     inbound.set_nonblocking(false)?;
-    let outbound = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+    let outbound = target.connect()?;
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
     if let Ok(mut open) = state.open.lock() {

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod l2lab;
 pub mod netns;
 pub mod process;
+pub mod realnodes;
 pub mod router;
 pub mod scenario;
 pub mod tools;

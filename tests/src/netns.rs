@@ -142,7 +142,15 @@ pub fn in_netns<T: Send + 'static>(
     netns: &Netns,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let path = netns.path();
+    in_named_netns(&netns.name, f)
+}
+
+/// [`in_netns`] for a namespace known by name only (one this value does not own).
+pub fn in_named_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = format!("/run/netns/{name}");
     std::thread::spawn(move || -> Result<T> {
         let handle = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
         use std::os::fd::AsRawFd;

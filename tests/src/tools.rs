@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// Where etcd, kube-apiserver and kubectl live.
+/// Where etcd, the control plane, kubectl, kubelet and kube-proxy live.
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub bin_dir: PathBuf,
@@ -74,6 +74,19 @@ pub fn target_dir() -> PathBuf {
 /// the L2 clients (arping, ndisc6, tcpdump) and the BGP routers (bird2, gobgpd).
 pub const NETWORK_PACKAGES: &[&str] = &[
     "iproute2", "arping", "ndisc6", "tcpdump", "bird2", "gobgpd", "python3",
+];
+
+/// Debian packages the real-node tier runs on (REAL-NODES.md): containerd with
+/// runc (crun fails on this cgroup v1 hybrid host), the CNI plugins, the
+/// netfilter tools kube-proxy drives, nsenter (util-linux) and curl.
+pub const REAL_NODE_PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "conntrack",
+    "util-linux",
+    "curl",
 ];
 
 /// Installs the missing ones of `packages` with apt-get (needs root), so a new

@@ -180,6 +180,7 @@ fn test() -> Result<()> {
     let tools = ferrolb_tests::Tools::ensure()?;
     println!("kubernetes test tools: {}", tools.bin_dir.display());
     ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
+    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::REAL_NODE_PACKAGES)?;
     cargo(&["build", "--bins", "--workspace"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])
 }

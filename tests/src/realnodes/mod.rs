@@ -1,0 +1,421 @@
+//! A real Kubernetes cluster on one machine: a control plane (etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler) in a namespace of
+//! its own, and nodes that each run their own containerd, kubelet and
+//! kube-proxy inside a network namespace, all on one LAN bridge with a client
+//! and, optionally, a BIRD router with a second client behind it.
+//!
+//! ```text
+//!                       lan namespace: bridge br0 (198.51.100.0/24, 2001:db8:51::/64)
+//!     /          |            |            |           |            \
+//!   cp .2     client .3   router .4    node-0 .10  node-1 .11  node-2 .12 ...
+//!   apiserver               |  eth1 203.0.113.1/25
+//!                         outside client 203.0.113.2
+//! ```
+//!
+//! Address plan (documentation and benchmarking ranges only, see DESIGN.md):
+//! pods of node `i` get 198.18.(i+1).0/24 and 2001:db8:18:(i+1)::/64, Service
+//! ClusterIPs come from 198.19.0.0/16 and 2001:db8:19::/108. The harness
+//! reaches the apiserver through a loopback forwarder on its own side.
+//!
+//! `../shared/REAL-NODES.md` lists the settings each piece needs here; the
+//! comments below say which gotcha each one answers.
+
+mod control_plane;
+pub mod host;
+mod node;
+mod pki;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::cluster::Cluster;
+use crate::forward::Forwarder;
+use crate::netns::{Netns, veth};
+use crate::process::{spawn_detached, spawn_tied, terminate};
+use crate::tools::Tools;
+
+pub use host::HostState;
+pub use node::RealNode;
+
+/// Pod networks of all nodes (kube-proxy's cluster CIDR).
+pub const CLUSTER_CIDR: &str = "198.18.0.0/16,2001:db8:18::/56";
+/// ClusterIP ranges.
+pub const SERVICE_CIDR: &str = "198.19.0.0/16,2001:db8:19::/108";
+/// The `kubernetes` Service's ClusterIP (first of the range).
+pub const KUBERNETES_SERVICE_IP: &str = "198.19.0.1";
+pub const LAN_PREFIX4: &str = "198.51.100";
+pub const LAN_PREFIX6: &str = "2001:db8:51:";
+pub const CONTROL_PLANE_IP: &str = "198.51.100.2";
+pub const CLIENT_IP: &str = "198.51.100.3";
+pub const ROUTER_IP: &str = "198.51.100.4";
+/// The network behind the router, with the outside client.
+pub const OUTSIDE_ROUTER_IP: &str = "203.0.113.1";
+pub const OUTSIDE_CLIENT_IP: &str = "203.0.113.2";
+pub const APISERVER_PORT: u16 = 6443;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct RealClusterShape {
+    pub nodes: usize,
+    /// OCI archives imported into every node's containerd (the pause image
+    /// among them: nodes never pull from a registry).
+    pub images: Vec<PathBuf>,
+    /// Processes outlive this one (`cargo xtask cluster up`).
+    pub detached: bool,
+}
+
+/// Starts processes tied to this process, or detached from it.
+pub(crate) struct Launcher {
+    detached: bool,
+    children: Vec<Child>,
+}
+
+impl Launcher {
+    /// Runs `program args` inside network namespace `netns` (with `nsenter`,
+    /// so it shares the host's mount namespace as REAL-NODES.md requires),
+    /// output to `log`; records the pid in `host`.
+    fn spawn_in(
+        &mut self,
+        host: &mut HostState,
+        netns: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<u32> {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{netns}"))
+            .arg("--")
+            .arg(program)
+            .args(args);
+        let pid = if self.detached {
+            spawn_detached(command, log)?
+        } else {
+            let child = spawn_tied(command, log)?;
+            let pid = child.id();
+            self.children.push(child);
+            pid
+        };
+        host.pids.push(pid);
+        host.save()?;
+        Ok(pid)
+    }
+}
+
+/// A running real-node cluster.
+pub struct RealCluster {
+    /// The harness's view: admin kubeconfig, kubectl, clients.
+    pub api: Cluster,
+    pub dir: PathBuf,
+    pub nodes: Vec<RealNode>,
+    pub lan: String,
+    pub control_plane: String,
+    pub client: String,
+    pub router: Option<String>,
+    pub outside_client: Option<String>,
+    host: HostState,
+    launcher: Launcher,
+    _forwarder: Option<Forwarder>,
+    torn_down: bool,
+}
+
+/// Writes a kubeconfig for a token user.
+pub(crate) fn token_kubeconfig(server: &str, ca: &Path, user: &str, token: &str) -> Result<String> {
+    use base64::Engine as _;
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(ca)?);
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\ncurrent-context: ferrolb\n"
+    ))
+}
+
+fn new_token(who: &str) -> String {
+    format!("{who}-{:032x}", rand::random::<u128>())
+}
+
+/// A new namespace on the LAN bridge as `eth0`, with `.last` in both families.
+fn join_lan(lan: &Netns, role: &str, last: u8) -> Result<Netns> {
+    let netns = Netns::create(role)?;
+    let port = format!("{role}{last}");
+    veth(lan, &port, &netns, "eth0")?;
+    lan.ip(&["link", "set", &port, "master", "br0"])?;
+    netns.ip(&[
+        "addr",
+        "add",
+        &format!("{LAN_PREFIX4}.{last}/24"),
+        "dev",
+        "eth0",
+    ])?;
+    netns.ip(&[
+        "addr",
+        "add",
+        &format!("{LAN_PREFIX6}:{last:x}/64"),
+        "dev",
+        "eth0",
+    ])?;
+    Ok(netns)
+}
+
+impl RealCluster {
+    /// Builds the network, the control plane and the nodes, and waits until
+    /// every node is Ready. Progress goes to stderr.
+    pub fn start(shape: &RealClusterShape) -> Result<RealCluster> {
+        let started = Instant::now();
+        let tools = Tools::ensure()?;
+        let dir = if shape.detached {
+            let dir = crate::tools::target_dir().join("ferrolb-cluster");
+            if dir.join("host-state.json").exists() {
+                bail!(
+                    "a cluster already runs from {} (stop it with `cargo xtask cluster down`)",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(&dir)?;
+            dir
+        } else {
+            // Under /var/tmp, not /tmp: containerd's snapshots need a real
+            // file system for overlayfs, and /tmp may be a tmpfs.
+            std::fs::create_dir_all("/var/tmp/ferrolb")?;
+            tempfile::Builder::new()
+                .prefix("realnodes-")
+                .tempdir_in("/var/tmp/ferrolb")?
+                .keep()
+        };
+        let mut host = HostState::new(&dir);
+        host.save()?;
+        let mut launcher = Launcher {
+            detached: shape.detached,
+            children: Vec::new(),
+        };
+        let say = |what: &str| {
+            eprintln!(
+                "[realnodes {:>5.1}s] {what}",
+                started.elapsed().as_secs_f64()
+            )
+        };
+
+        // The LAN.
+        let lan = Netns::create("rlan")?;
+        host.netns.push(lan.name.clone());
+        lan.ip(&["link", "add", "br0", "type", "bridge"])?;
+        lan.ip(&["link", "set", "br0", "up"])?;
+        let mut owned = Vec::new();
+        let mut on_lan = |role: &str, last: u8| -> Result<String> {
+            let netns = join_lan(&lan, role, last)?;
+            host.netns.push(netns.name.clone());
+            host.save()?;
+            let name = netns.name.clone();
+            owned.push(netns);
+            Ok(name)
+        };
+        let control_plane = on_lan("cp", 2)?;
+        let client = on_lan("cl", 3)?;
+        let mut node_netns = Vec::new();
+        for i in 0..shape.nodes {
+            node_netns.push(on_lan(&format!("n{i}x"), 10 + i as u8)?);
+        }
+        owned.push(lan);
+        say("network ready");
+
+        // The control plane, and the harness's way in.
+        let tokens = control_plane::Tokens::new(shape.nodes);
+        let pki = pki::Pki::create(
+            &dir.join("pki"),
+            &[
+                "127.0.0.1".into(),
+                CONTROL_PLANE_IP.into(),
+                KUBERNETES_SERVICE_IP.into(),
+                format!("{LAN_PREFIX6}:2"),
+            ],
+        )?;
+        control_plane::start(
+            &tools,
+            &dir,
+            &pki,
+            &tokens,
+            &control_plane,
+            &mut host,
+            &mut launcher,
+        )?;
+        let target: std::net::SocketAddr =
+            format!("{CONTROL_PLANE_IP}:{APISERVER_PORT}").parse()?;
+        let (server, forwarder) = if shape.detached {
+            let port = control_plane::free_port()?;
+            let xtask = std::env::current_exe()?;
+            let log = dir.join("forwarder.log");
+            let mut command = Command::new(xtask);
+            command.args([
+                "forward",
+                "--reverse",
+                "--netns",
+                &control_plane,
+                "--port",
+                &port.to_string(),
+                "--target",
+                &target.to_string(),
+            ]);
+            host.pids.push(spawn_detached(command, &log)?);
+            host.save()?;
+            (format!("https://127.0.0.1:{port}"), None)
+        } else {
+            let cp = Netns {
+                name: control_plane.clone(),
+            };
+            let forwarder = Forwarder::start_reverse(0, &cp, target);
+            cp.persist();
+            let forwarder = forwarder?;
+            (
+                format!("https://127.0.0.1:{}", forwarder.port),
+                Some(forwarder),
+            )
+        };
+        let api = Cluster::attach(tools.clone(), &dir, &server, &tokens.admin)?;
+        api.wait_ready(Duration::from_secs(120))?;
+        say("apiserver ready");
+        control_plane::start_managers(
+            &tools,
+            &dir,
+            &pki,
+            &tokens,
+            &control_plane,
+            &mut host,
+            &mut launcher,
+        )?;
+        say("controller manager and scheduler started");
+
+        // The nodes.
+        host.remember_sysctls(host::KUBELET_SYSCTLS)?;
+        for path in [
+            "/var/log/containers",
+            "/var/lib/kubelet",
+            "/usr/libexec/kubernetes",
+        ] {
+            host.remember_new_dir(Path::new(path))?;
+        }
+        let mut nodes = Vec::new();
+        for (i, netns) in node_netns.iter().enumerate() {
+            nodes.push(RealNode::plan(i, netns, &dir, shape.nodes));
+        }
+        for node in &nodes {
+            node.prepare_network(&nodes)?;
+            node.start_containerd(&mut host, &mut launcher)?;
+        }
+        for node in &nodes {
+            node.wait_containerd()?;
+            for image in &shape.images {
+                node.import_image(image)?;
+            }
+        }
+        say("containerd up on every node, images imported");
+        for node in &nodes {
+            node.start_kubelet(&tools, &pki, &tokens, &mut host, &mut launcher)?;
+            node.start_kube_proxy(&tools, &pki, &tokens, &mut host, &mut launcher)?;
+        }
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        wait_nodes_ready(&api, &names, Duration::from_secs(180))?;
+        say("every node Ready");
+
+        // Namespaces are torn down through `host`, by name.
+        for netns in owned {
+            netns.persist();
+        }
+        Ok(RealCluster {
+            api,
+            dir,
+            nodes,
+            lan: host.netns[0].clone(),
+            control_plane,
+            client,
+            router: None,
+            outside_client: None,
+            host,
+            launcher,
+            _forwarder: forwarder,
+            torn_down: false,
+        })
+    }
+
+    /// Stops everything and puts the host back as it was; reports what could
+    /// not be undone.
+    pub fn teardown(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        for child in &mut self.launcher.children {
+            terminate(child, Duration::from_millis(200));
+        }
+        let problems = self.host.teardown();
+        if problems.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            Ok(())
+        } else {
+            bail!("teardown left: {}", problems.join("; "))
+        }
+    }
+
+    /// Tears down a detached cluster from its recorded state.
+    pub fn teardown_dir(dir: &Path) -> Result<bool> {
+        let Some(host) = HostState::load(dir)? else {
+            return Ok(false);
+        };
+        let problems = host.teardown();
+        if !problems.is_empty() {
+            bail!("teardown left: {}", problems.join("; "));
+        }
+        std::fs::remove_dir_all(dir)?;
+        Ok(true)
+    }
+
+    /// A node by index.
+    pub fn node(&self, i: usize) -> &RealNode {
+        &self.nodes[i]
+    }
+
+    pub fn lan_ip4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, last)
+    }
+}
+
+impl Drop for RealCluster {
+    fn drop(&mut self) {
+        if self.launcher.detached {
+            return;
+        }
+        if let Err(e) = self.teardown() {
+            eprintln!("real-node cluster teardown: {e:#}");
+        }
+    }
+}
+
+/// Waits until every node in `names` reports Ready.
+pub fn wait_nodes_ready(api: &Cluster, names: &[&str], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = api.kubectl_ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ]);
+        match out {
+            Ok(out) => {
+                let ready = names
+                    .iter()
+                    .filter(|n| out.lines().any(|l| l == format!("{n}=True")))
+                    .count();
+                if ready == names.len() {
+                    return Ok(());
+                }
+                last = out;
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!("nodes not Ready after {timeout:?}: {last}")
+}
