@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{self, ImageSpec, LayerEntry};
-use ferrolb_tests::tools::repo_root;
+use ferrolb_tests::tools::{repo_root, target_dir};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,13 +89,6 @@ pub struct Record {
 
 pub fn default_out_dir() -> PathBuf {
     target_dir().join("images")
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => repo_root().join(dir),
-        None => repo_root().join("target"),
-    }
 }
 
 pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
