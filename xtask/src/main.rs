@@ -4,11 +4,16 @@
 //! - `test`: every test suite.
 //! - `cluster up|down`: just the control plane.
 //! - `crds`: regenerate `deploy/crds/` from the Rust types.
-//! - `bench [controller|bgp]`: end-to-end benchmarks against the real apiserver.
+//! - `bench [controller|l2|bgp]`: end-to-end benchmarks against the real apiserver.
+//! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
+//!   archives (controller, speaker, echo, pause) without Docker, plus
+//!   `images.json` listing their digests.
 
 mod bench;
+mod image;
 mod lab;
 mod lab_net;
+mod oci;
 
 use std::process::Command;
 
@@ -39,6 +44,15 @@ enum Cmd {
     Test,
     /// Regenerate deploy/crds/ from the Rust types.
     Crds,
+    /// Build OCI image archives (controller, speaker, echo, pause) without Docker.
+    Image {
+        /// Output directory (default: $CARGO_TARGET_DIR or target, then /images).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Tag of the FerroLB images (default: the workspace version). The pause image is always 3.10.
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver.
     #[command(hide = true)]
     Forward {
@@ -106,6 +120,7 @@ fn main() -> Result<()> {
         Cmd::Test => test(),
         Cmd::Forward { netns, port } => forward(&netns, port),
         Cmd::Crds => crds(),
+        Cmd::Image { out, tag } => image::run(out, tag),
         Cmd::Bench {
             suite,
             services,
