@@ -11,6 +11,7 @@ fn nodes_come_up_and_teardown_leaves_nothing() {
         nodes: 2,
         images: Vec::new(),
         detached: false,
+        router: false,
     };
     let mut cluster = RealCluster::start(&shape).unwrap();
     let nodes = cluster

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ferrolb_tests::realnodes::{RealCluster, RealClusterShape};
 use ferrolb_tests::Cluster;
 use ferrolb_tests::env::{apply_deploy, free_port};
 use ferrolb_tests::process::spawn_detached;
@@ -26,7 +27,49 @@ pub fn cluster_up() -> Result<Cluster> {
     Ok(cluster)
 }
 
+/// `cargo xtask cluster up --nodes N`: a real-node cluster that outlives
+/// this command.
+pub fn real_cluster_up(nodes: usize) -> Result<RealCluster> {
+    crate::image::run(None, None)?;
+    let images = ferrolb_tests::realnodes::built_images()?;
+    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
+    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::REAL_NODE_PACKAGES)?;
+    let cluster = RealCluster::start(&RealClusterShape {
+        nodes,
+        images,
+        detached: true,
+        router: true,
+    })?;
+    println!("kube-apiserver: {}", cluster.api.server);
+    println!(
+        "kubeconfig:     export KUBECONFIG={}",
+        cluster.api.admin_kubeconfig().display()
+    );
+    println!("kubectl:        {}", cluster.api.tools.kubectl().display());
+    for node in &cluster.nodes {
+        println!(
+            "{}: {} {} (ip netns exec {} ...; logs in {})",
+            node.name,
+            node.ip4,
+            node.ip6,
+            node.netns,
+            node.dir.display()
+        );
+    }
+    println!("client:         ip netns exec {} curl ...", cluster.client);
+    if let (Some(router), Some(outside)) = (&cluster.router, &cluster.outside_client) {
+        println!("router (BIRD):  ip netns exec {router} birdc -s {}", cluster.dir.join(format!("bird-{router}.ctl")).display());
+        println!("outside client: ip netns exec {outside} curl ...");
+    }
+    println!("stop with:      cargo xtask cluster down");
+    Ok(cluster)
+}
+
 pub fn cluster_down() -> Result<()> {
+    let real = ferrolb_tests::tools::target_dir().join("ferrolb-cluster");
+    if RealCluster::teardown_dir(&real)? {
+        println!("real-node cluster stopped; the host is as it was; state in {} removed", real.display());
+    }
     if Cluster::stop_detached(&lab_dir())? {
         println!("stopped; state in {} removed", lab_dir().display());
     } else {

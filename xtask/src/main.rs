@@ -53,13 +53,18 @@ enum Cmd {
         #[arg(long)]
         tag: Option<String>,
     },
-    /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver.
+    /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver
+    /// (with --reverse: 127.0.0.1:PORT here to TARGET inside the namespace).
     #[command(hide = true)]
     Forward {
         #[arg(long)]
         netns: String,
         #[arg(long)]
         port: u16,
+        #[arg(long)]
+        reverse: bool,
+        #[arg(long)]
+        target: Option<std::net::SocketAddr>,
     },
     /// End-to-end benchmarks against the real apiserver (results for BENCHMARKS.md).
     Bench {
@@ -101,7 +106,13 @@ enum LabAction {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    Up,
+    /// Start it. With --nodes N: a real cluster with N kubelet nodes (each a
+    /// network namespace with containerd, kubelet and kube-proxy), a client
+    /// and a BIRD router on one LAN, and the images of `cargo xtask image`.
+    Up {
+        #[arg(long, default_value_t = 0)]
+        nodes: usize,
+    },
     Down,
 }
 
@@ -112,13 +123,27 @@ fn main() -> Result<()> {
             action: Some(LabAction::Down),
         } => lab::down(),
         Cmd::Cluster {
-            action: ClusterAction::Up,
+            action: ClusterAction::Up { nodes: 0 },
         } => lab::cluster_up().map(|_| ()),
+        Cmd::Cluster {
+            action: ClusterAction::Up { nodes },
+        } => lab::real_cluster_up(nodes).map(|_| ()),
         Cmd::Cluster {
             action: ClusterAction::Down,
         } => lab::cluster_down(),
         Cmd::Test => test(),
-        Cmd::Forward { netns, port } => forward(&netns, port),
+        Cmd::Forward {
+            netns,
+            port,
+            reverse: false,
+            ..
+        } => forward(&netns, port),
+        Cmd::Forward {
+            netns,
+            port,
+            reverse: true,
+            target,
+        } => reverse_forward(&netns, port, target),
         Cmd::Crds => crds(),
         Cmd::Image { out, tag } => image::run(out, tag),
         Cmd::Bench {
@@ -167,6 +192,16 @@ fn forward(netns: &str, port: u16) -> Result<()> {
     }
 }
 
+/// Runs a reverse forwarder for a real-node cluster until killed.
+fn reverse_forward(netns: &str, port: u16, target: Option<std::net::SocketAddr>) -> Result<()> {
+    let target = target.context("--reverse needs --target")?;
+    let handle = ferrolb_tests::realnodes::borrowed(netns);
+    let _forwarder = ferrolb_tests::forward::Forwarder::start_reverse(port, &handle, target)?;
+    loop {
+        std::thread::park();
+    }
+}
+
 fn crds() -> Result<()> {
     let dir = repo_root().join("deploy/crds");
     std::fs::create_dir_all(&dir)?;
@@ -197,5 +232,7 @@ fn test() -> Result<()> {
     ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
     ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::REAL_NODE_PACKAGES)?;
     cargo(&["build", "--bins", "--workspace"])?;
+    // The real-node tier runs these images as pods.
+    image::run(None, None)?;
     cargo(&["test", "--workspace", "--no-fail-fast"])
 }

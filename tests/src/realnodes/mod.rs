@@ -5,9 +5,9 @@
 //! and, optionally, a BIRD router with a second client behind it.
 //!
 //! ```text
-//!                       lan namespace: bridge br0 (198.51.100.0/24, 2001:db8:51::/64)
+//!                       lan namespace: bridge br0 (198.51.100.0/24, 2001:db8:100::/64)
 //!     /          |            |            |           |            \
-//!   cp .2     client .3   router .4    node-0 .10  node-1 .11  node-2 .12 ...
+//!   cp .2     client .3   router .1    node-0 .10  node-1 .11  node-2 .12 ...
 //!   apiserver               |  eth1 203.0.113.1/25
 //!                         outside client 203.0.113.2
 //! ```
@@ -21,11 +21,13 @@
 //! comments below say which gotcha each one answers.
 
 mod control_plane;
+pub mod http_probe;
+mod workload;
 pub mod host;
 mod node;
 mod pki;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -36,10 +38,12 @@ use crate::cluster::Cluster;
 use crate::forward::Forwarder;
 use crate::netns::{Netns, veth};
 use crate::process::{spawn_detached, spawn_tied, terminate};
+use crate::router::{Bird, Neighbor};
 use crate::tools::Tools;
 
 pub use host::HostState;
 pub use node::RealNode;
+pub use workload::{ECHO_IMAGE, Policy, echo_field};
 
 /// Pod networks of all nodes (kube-proxy's cluster CIDR).
 pub const CLUSTER_CIDR: &str = "198.18.0.0/16,2001:db8:18::/56";
@@ -48,10 +52,10 @@ pub const SERVICE_CIDR: &str = "198.19.0.0/16,2001:db8:19::/108";
 /// The `kubernetes` Service's ClusterIP (first of the range).
 pub const KUBERNETES_SERVICE_IP: &str = "198.19.0.1";
 pub const LAN_PREFIX4: &str = "198.51.100";
-pub const LAN_PREFIX6: &str = "2001:db8:51:";
+pub const LAN_PREFIX6: &str = "2001:db8:100:";
 pub const CONTROL_PLANE_IP: &str = "198.51.100.2";
 pub const CLIENT_IP: &str = "198.51.100.3";
-pub const ROUTER_IP: &str = "198.51.100.4";
+pub const ROUTER_IP: &str = "198.51.100.1";
 /// The network behind the router, with the outside client.
 pub const OUTSIDE_ROUTER_IP: &str = "203.0.113.1";
 pub const OUTSIDE_CLIENT_IP: &str = "203.0.113.2";
@@ -66,7 +70,14 @@ pub struct RealClusterShape {
     pub images: Vec<PathBuf>,
     /// Processes outlive this one (`cargo xtask cluster up`).
     pub detached: bool,
+    /// A BIRD router on the LAN (AS [`ROUTER_ASN`], peering with every node
+    /// as AS [`NODE_ASN`]) with a client behind it.
+    pub router: bool,
 }
+
+/// The router's AS and the nodes' AS, as in `deploy/examples/bgp.yaml`.
+pub const ROUTER_ASN: u32 = 64500;
+pub const NODE_ASN: u32 = 64512;
 
 /// Starts processes tied to this process, or detached from it.
 pub(crate) struct Launcher {
@@ -117,6 +128,7 @@ pub struct RealCluster {
     pub client: String,
     pub router: Option<String>,
     pub outside_client: Option<String>,
+    pub bird: Option<Bird>,
     host: HostState,
     launcher: Launcher,
     _forwarder: Option<Forwarder>,
@@ -157,6 +169,61 @@ fn join_lan(lan: &Netns, role: &str, last: u8) -> Result<Netns> {
         "eth0",
     ])?;
     Ok(netns)
+}
+
+/// The image archives `cargo xtask image` wrote (listed in
+/// `target/images/images.json`): the pause image, the echo backend, and
+/// FerroLB's controller and speaker.
+pub fn built_images() -> Result<Vec<PathBuf>> {
+    let index = crate::tools::target_dir().join("images/images.json");
+    let bytes = std::fs::read(&index).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; build the images first with `cargo xtask image`",
+            index.display()
+        )
+    })?;
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes)?;
+    let archives: Vec<PathBuf> = records
+        .iter()
+        .filter_map(|r| r.get("archive").and_then(|a| a.as_str()))
+        .map(PathBuf::from)
+        .collect();
+    if archives.is_empty() {
+        bail!("{} lists no image", index.display());
+    }
+    Ok(archives)
+}
+
+/// A handle on a namespace owned elsewhere: dropping it deletes nothing.
+pub fn borrowed(name: &str) -> std::mem::ManuallyDrop<Netns> {
+    std::mem::ManuallyDrop::new(Netns {
+        name: name.to_string(),
+    })
+}
+
+/// The network behind the router: the router's eth1 and a client, in
+/// 203.0.113.0/25 and 2001:db8:113::/64, the router forwarding between them.
+fn outside_network(router: &str) -> Result<Netns> {
+    let router = borrowed(router);
+    let outside = Netns::create("out")?;
+    veth(&router, "eth1", &outside, "eth0")?;
+    router.ip(&["addr", "add", &format!("{OUTSIDE_ROUTER_IP}/25"), "dev", "eth1"])?;
+    router.ip(&["addr", "add", "2001:db8:113::1/64", "dev", "eth1"])?;
+    outside.ip(&["addr", "add", &format!("{OUTSIDE_CLIENT_IP}/25"), "dev", "eth0"])?;
+    outside.ip(&["addr", "add", "2001:db8:113::2/64", "dev", "eth0"])?;
+    outside.ip(&["route", "add", "default", "via", OUTSIDE_ROUTER_IP])?;
+    outside.ip(&["-6", "route", "add", "default", "via", "2001:db8:113::1"])?;
+    for key in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        // Hash on ports too, so one client's connections spread over the
+        // ECMP next hops.
+        "net.ipv4.fib_multipath_hash_policy=1",
+        "net.ipv6.fib_multipath_hash_policy=1",
+    ] {
+        router.exec_ok(&["sysctl", "-qw", key])?;
+    }
+    Ok(outside)
 }
 
 impl RealCluster {
@@ -217,7 +284,23 @@ impl RealCluster {
         for i in 0..shape.nodes {
             node_netns.push(on_lan(&format!("n{i}x"), 10 + i as u8)?);
         }
+        let router = if shape.router {
+            Some(on_lan("rt", 1)?)
+        } else {
+            None
+        };
         owned.push(lan);
+        let outside_client = match &router {
+            Some(router) => {
+                let outside = outside_network(router)?;
+                host.netns.push(outside.name.clone());
+                host.save()?;
+                let name = outside.name.clone();
+                owned.push(outside);
+                Some(name)
+            }
+            None => None,
+        };
         say("network ready");
 
         // The control plane, and the harness's way in.
@@ -301,6 +384,12 @@ impl RealCluster {
         }
         for node in &nodes {
             node.prepare_network(&nodes)?;
+            if router.is_some() {
+                // Replies to the outside client leave through the router
+                // (with policy Local nothing rewrites the client's address).
+                node.ip(&["route", "add", "default", "via", ROUTER_IP])?;
+                node.ip(&["-6", "route", "add", "default", "via", &format!("{LAN_PREFIX6}:1")])?;
+            }
             node.start_containerd(&mut host, &mut launcher)?;
         }
         for node in &nodes {
@@ -318,6 +407,34 @@ impl RealCluster {
         wait_nodes_ready(&api, &names, Duration::from_secs(180))?;
         say("every node Ready");
 
+        let bird = match &router {
+            Some(router) => {
+                let neighbors: Vec<Neighbor> = nodes
+                    .iter()
+                    .map(|n| Neighbor {
+                        name: n.name.replace('-', "_"),
+                        address: IpAddr::V4(n.ip4),
+                        asn: NODE_ASN,
+                        password: None,
+                    })
+                    .collect();
+                let handle = borrowed(router);
+                if shape.detached {
+                    let (bird, pid) =
+                        Bird::start_detached(&handle, &dir, ROUTER_ASN, ROUTER_IP, &neighbors)?;
+                    host.pids.push(pid);
+                    host.save()?;
+                    Some(bird)
+                } else {
+                    Some(Bird::start(&handle, &dir, ROUTER_ASN, ROUTER_IP, &neighbors)?)
+                }
+            }
+            None => None,
+        };
+        if bird.is_some() {
+            say("BIRD started on the router");
+        }
+
         // Namespaces are torn down through `host`, by name.
         for netns in owned {
             netns.persist();
@@ -329,8 +446,9 @@ impl RealCluster {
             lan: host.netns[0].clone(),
             control_plane,
             client,
-            router: None,
-            outside_client: None,
+            router,
+            outside_client,
+            bird,
             host,
             launcher,
             _forwarder: forwarder,
@@ -345,6 +463,7 @@ impl RealCluster {
             return Ok(());
         }
         self.torn_down = true;
+        self.bird = None;
         for child in &mut self.launcher.children {
             terminate(child, Duration::from_millis(200));
         }

@@ -1,0 +1,205 @@
+//! HTTP requests from inside a client namespace, as a user's `curl` makes
+//! them: one-shot, or in a bounded loop that records every outcome so that a
+//! failover's client-visible gap can be read off afterwards.
+//!
+//! The loop runs on a thread that has entered the client's namespace, and
+//! opens a fresh TCP connection per request (as curl does), so every request
+//! is routed, resolved (ARP/NDP) and load-balanced anew.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::in_named_netns;
+
+/// One request of a probe loop.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// When the request started, from the start of the loop.
+    pub at: Duration,
+    /// How long it took to answer or fail.
+    pub took: Duration,
+    /// The response body, or the error.
+    pub outcome: std::result::Result<String, String>,
+}
+
+impl Sample {
+    pub fn ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// `GET /` on `target`, with `timeout` for connecting and for the answer.
+pub fn get(target: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .with_context(|| format!("connecting to {target}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let host = match target {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: ferrolb-tests\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading the answer of {target}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        bail!("{target} answered no HTTP: {response:?}");
+    };
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("{target} answered {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
+}
+
+/// `GET /` from inside namespace `netns`.
+pub fn get_from(netns: &str, target: SocketAddr, timeout: Duration) -> Result<String> {
+    in_named_netns(netns, move || get(target, timeout))
+}
+
+/// A request loop in the background.
+pub struct ProbeLoop {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<Vec<Sample>>>,
+}
+
+impl ProbeLoop {
+    /// Starts one request every `interval` (each with `timeout`) from `netns`
+    /// to `target`, for at most `limit` (the loop always ends by itself).
+    pub fn start(
+        netns: &str,
+        target: SocketAddr,
+        interval: Duration,
+        timeout: Duration,
+        limit: Duration,
+    ) -> Result<ProbeLoop> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let path = format!("/run/netns/{netns}");
+        let handle = std::thread::Builder::new()
+            .name(format!("probe-{target}"))
+            .spawn(move || -> Result<Vec<Sample>> {
+                let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a valid namespace fd only changes this thread.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns {path}: {}", std::io::Error::last_os_error());
+                }
+                let start = Instant::now();
+                let mut samples = Vec::new();
+                let mut next = start;
+                while !stop_flag.load(Ordering::SeqCst) && start.elapsed() < limit {
+                    let at = Instant::now();
+                    let outcome = get(target, timeout).map_err(|e| format!("{e:#}"));
+                    samples.push(Sample {
+                        at: at - start,
+                        took: at.elapsed(),
+                        outcome,
+                    });
+                    next += interval;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+                Ok(samples)
+            })?;
+        Ok(ProbeLoop { stop, handle })
+    }
+
+    /// Stops the loop and returns every sample.
+    pub fn finish(self) -> Result<Vec<Sample>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe thread panicked"))?
+    }
+}
+
+/// What a client saw over a probe loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outage {
+    /// Failed requests.
+    pub failed: usize,
+    pub total: usize,
+    /// The longest time without a successful answer: from the start of the
+    /// first failed request of a run to the start of the next request that
+    /// succeeded (zero when nothing failed).
+    pub longest_gap: Duration,
+}
+
+/// Reads the outage off `samples` (in order).
+pub fn outage(samples: &[Sample]) -> Outage {
+    let mut longest = Duration::ZERO;
+    let mut first_failure: Option<Duration> = None;
+    for sample in samples {
+        match (sample.ok(), first_failure) {
+            (false, None) => first_failure = Some(sample.at),
+            (true, Some(since)) => {
+                longest = longest.max(sample.at - since);
+                first_failure = None;
+            }
+            _ => {}
+        }
+    }
+    // A failure run that never recovered lasts to the end of the loop.
+    if let (Some(since), Some(last)) = (first_failure, samples.last()) {
+        longest = longest.max(last.at + last.took - since);
+    }
+    Outage {
+        failed: samples.iter().filter(|s| !s.ok()).count(),
+        total: samples.len(),
+        longest_gap: longest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: u64, ok: bool) -> Sample {
+        Sample {
+            at: Duration::from_millis(ms),
+            took: Duration::from_millis(1),
+            outcome: if ok { Ok("x".into()) } else { Err("e".into()) },
+        }
+    }
+
+    #[test]
+    fn gap_runs_from_first_failure_to_next_success() {
+        let samples = [
+            sample(0, true),
+            sample(50, false),
+            sample(100, false),
+            sample(150, true),
+            sample(200, false),
+            sample(250, true),
+        ];
+        let o = outage(&samples);
+        assert_eq!(o.failed, 3);
+        assert_eq!(o.total, 6);
+        assert_eq!(o.longest_gap, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn no_failure_no_gap_and_unrecovered_runs_to_the_end() {
+        assert_eq!(
+            outage(&[sample(0, true), sample(50, true)]).longest_gap,
+            Duration::ZERO
+        );
+        let o = outage(&[sample(0, true), sample(50, false), sample(100, false)]);
+        assert_eq!(o.longest_gap, Duration::from_millis(51));
+    }
+}
