@@ -3,7 +3,7 @@
 //! - `lab`: a real control plane on this machine with FerroLB running in it.
 //! - `test`: every test suite.
 //! - `cluster up|down`: just the control plane.
-//! - `crds`: regenerate `deploy/crds/` from the Rust types.
+//! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
 //! - `bench [controller|bgp]`: end-to-end benchmarks against the real apiserver.
 
 mod bench;
@@ -37,7 +37,7 @@ enum Cmd {
     },
     /// Run every test suite: unit, property, CRD freshness, and the scenarios against the real apiserver.
     Test,
-    /// Regenerate deploy/crds/ from the Rust types.
+    /// Regenerate deploy/crds/ and charts/ferrolb/crds/ from the Rust types.
     Crds,
     /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver.
     #[command(hide = true)]
@@ -152,12 +152,17 @@ fn forward(netns: &str, port: u16) -> Result<()> {
     }
 }
 
+/// Writes the CRDs to `deploy/crds/` and identical copies to the Helm chart's
+/// `charts/ferrolb/crds/`.
 fn crds() -> Result<()> {
-    let dir = repo_root().join("deploy/crds");
-    std::fs::create_dir_all(&dir)?;
-    for (name, yaml) in ferrolb_crds::render_crd_files() {
-        std::fs::write(dir.join(&name), yaml).with_context(|| format!("writing {name}"))?;
-        println!("wrote deploy/crds/{name}");
+    for dir in ["deploy/crds", "charts/ferrolb/crds"] {
+        let path = repo_root().join(dir);
+        std::fs::create_dir_all(&path)?;
+        for (name, yaml) in ferrolb_crds::render_crd_files() {
+            std::fs::write(path.join(&name), yaml)
+                .with_context(|| format!("writing {dir}/{name}"))?;
+            println!("wrote {dir}/{name}");
+        }
     }
     Ok(())
 }
