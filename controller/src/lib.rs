@@ -4,6 +4,7 @@ pub mod core;
 pub mod http;
 pub mod ipam;
 pub mod leader;
+pub mod memberlist;
 pub mod metrics;
 pub mod runtime;
 pub mod shell;

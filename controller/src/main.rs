@@ -8,11 +8,12 @@ use clap::Parser;
 use ferrolb_controller::core::ClassFilter;
 use ferrolb_controller::http::{self, Health};
 use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
+use ferrolb_controller::memberlist;
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
 use ferrolb_controller::shell::write_body::WriteMethod;
 use ferrolb_controller::shell::{self, LoopConfig};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Assigns external IPs from IPAddressPools to Services of type LoadBalancer,
 /// writes them to status.loadBalancer.ingress, and explains every decision
@@ -79,6 +80,40 @@ struct Args {
     /// Log format.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// Secret in --namespace holding the speakers' gossip key: created with a
+    /// random key when missing, never changed when present. Empty: do not
+    /// create it.
+    #[arg(
+        long,
+        env = "FERROLB_MEMBERLIST_SECRET_NAME",
+        default_value = "ferrolb-memberlist"
+    )]
+    memberlist_secret_name: String,
+}
+
+/// Creates the gossip key Secret unless it exists, retrying (with backoff)
+/// while the API server cannot be reached or refuses. Runs beside leader
+/// election: every replica may try, creation is idempotent.
+async fn ensure_memberlist_secret(client: kube::Client, namespace: String, name: String) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match memberlist::ensure_secret(client.clone(), &namespace, &name).await {
+            Ok(memberlist::Outcome::Created) => {
+                info!(secret = %format!("{namespace}/{name}"), "created the speakers' gossip key Secret");
+                return;
+            }
+            Ok(memberlist::Outcome::AlreadyExists) => {
+                info!(secret = %format!("{namespace}/{name}"), "the speakers' gossip key Secret exists; left as it is");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?delay, "could not create the speakers' gossip key Secret");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
 }
 
 fn default_identity() -> String {
@@ -94,6 +129,17 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+
+    let memberlist_task = (!args.memberlist_secret_name.is_empty()).then(|| {
+        tokio::spawn(ensure_memberlist_secret(
+            client.clone(),
+            args.namespace.clone(),
+            args.memberlist_secret_name.clone(),
+        ))
+    });
+    if memberlist_task.is_none() {
+        info!("--memberlist-secret-name is empty: not creating the speakers' gossip key Secret");
+    }
 
     let metrics = Metrics::new();
     metrics.set_leader(false);
@@ -162,6 +208,9 @@ async fn main() -> anyhow::Result<()> {
         }
         run
     };
+    if let Some(task) = memberlist_task {
+        task.abort();
+    }
     let _ = stop_http.send(());
     let _ = http_task.await;
     result

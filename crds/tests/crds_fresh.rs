@@ -1,18 +1,23 @@
-//! The CRDs checked in under `deploy/crds/` must be exactly what the code generates.
+//! The CRDs checked in under `deploy/crds/`, and their copies in the Helm
+//! chart's `charts/ferrolb/crds/`, must be exactly what the code generates.
 //!
 //! `FERROLB_UPDATE_CRDS=1 cargo test -p ferrolb-crds --test crds_fresh` rewrites them
 //! (which is what `cargo xtask crds` does).
 
 use std::path::PathBuf;
 
-fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds")
+/// Every directory holding the CRD files, relative to the workspace root.
+const CRD_DIRS: [&str; 2] = ["deploy/crds", "charts/ferrolb/crds"];
+
+fn dir(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
-#[test]
-fn checked_in_crds_are_fresh() {
-    let dir = deploy_dir();
-    let update = std::env::var("FERROLB_UPDATE_CRDS").is_ok_and(|v| v == "1");
+/// The files in `dir` that are stale or missing.
+fn stale_in(relative: &str, update: bool) -> Vec<String> {
+    let dir = dir(relative);
     let mut stale = Vec::new();
     for (name, yaml) in ferrolb_crds::render_crd_files() {
         let path = dir.join(&name);
@@ -23,15 +28,41 @@ fn checked_in_crds_are_fresh() {
         }
         match std::fs::read_to_string(&path) {
             Ok(on_disk) if on_disk == yaml => {}
-            Ok(_) => stale.push(format!("{name} differs")),
-            Err(e) => stale.push(format!("{name}: {e}")),
+            Ok(_) => stale.push(format!("{relative}/{name} differs")),
+            Err(e) => stale.push(format!("{relative}/{name}: {e}")),
         }
     }
+    stale
+}
+
+#[test]
+fn checked_in_crds_are_fresh() {
+    let update = std::env::var("FERROLB_UPDATE_CRDS").is_ok_and(|v| v == "1");
+    let stale: Vec<String> = CRD_DIRS
+        .iter()
+        .flat_map(|relative| stale_in(relative, update))
+        .collect();
     assert!(
         stale.is_empty(),
-        "deploy/crds is stale ({}): run `cargo xtask crds` (or FERROLB_UPDATE_CRDS=1 cargo test -p ferrolb-crds --test crds_fresh)",
+        "the checked-in CRDs are stale ({}): run `cargo xtask crds` (or FERROLB_UPDATE_CRDS=1 cargo test -p ferrolb-crds --test crds_fresh)",
         stale.join(", ")
     );
+}
+
+/// The chart holds nothing but the generated CRDs (no leftover of a removed kind).
+#[test]
+fn chart_holds_only_generated_crds() {
+    let mut expected: Vec<String> = ferrolb_crds::render_crd_files()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    expected.sort();
+    let mut found: Vec<String> = std::fs::read_dir(dir("charts/ferrolb/crds"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, expected);
 }
 
 #[test]

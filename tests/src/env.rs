@@ -18,14 +18,15 @@ use crate::cluster::Cluster;
 use crate::process::{spawn_tied, terminate};
 use crate::tools::{repo_root, target_dir};
 
-/// The cluster of this test process, started on first use with all of
-/// `deploy/` applied server-side.
+/// The cluster of this test process, started on first use with `deploy/`
+/// (the install kustomization) and then `deploy/examples/` applied server-side.
 pub fn shared_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let cluster =
             Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
         apply_deploy(&cluster).unwrap_or_else(|e| panic!("applying deploy/: {e:#}"));
+        apply_examples(&cluster).unwrap_or_else(|e| panic!("applying deploy/examples/: {e:#}"));
         remove_at_exit(cluster.dir.clone());
         cluster
     })
@@ -50,15 +51,18 @@ fn remove_at_exit(dir: PathBuf) {
     }
 }
 
-/// Server-side apply of everything in `deploy/` (CRDs first, so the rest can use them).
+/// Server-side apply of the install kustomization `deploy/` (namespace,
+/// CRDs, RBAC, Deployment, DaemonSet; kustomize puts the CRDs first), then a
+/// wait until the CRDs are Established so their kinds can be used at once.
+/// `deploy/examples/` is not part of it: see [`apply_examples`].
 pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
     let deploy = repo_root().join("deploy");
-    let crds = cluster.kubectl_ok(&[
+    let applied = cluster.kubectl_ok(&[
         "apply",
         "--server-side",
         "--field-manager=ferrolb-tests",
-        "-f",
-        &deploy.join("crds").to_string_lossy(),
+        "-k",
+        &deploy.to_string_lossy(),
     ])?;
     cluster.kubectl_ok(&[
         "wait",
@@ -67,15 +71,20 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
         "crd",
         "--all",
     ])?;
-    let rest = cluster.kubectl_ok(&[
+    Ok(applied)
+}
+
+/// Server-side apply of `deploy/examples/` (pools, advertisements, a BGP
+/// peer, Services), which also proves they are valid against the CRDs.
+pub fn apply_examples(cluster: &Cluster) -> Result<String> {
+    let examples = repo_root().join("deploy/examples");
+    cluster.kubectl_ok(&[
         "apply",
         "--server-side",
         "--field-manager=ferrolb-tests",
-        "-R",
         "-f",
-        &deploy.to_string_lossy(),
-    ])?;
-    Ok(format!("{crds}{rest}"))
+        &examples.to_string_lossy(),
+    ])
 }
 
 /// Path of one of our binaries, built once per test process. Debug builds,

@@ -1,7 +1,8 @@
 //! The real Kubernetes binaries the tests run against.
 //!
-//! They are built from the Go module proxy by `tests/k8s/build-tools.sh` at
-//! pinned versions and cached by version, so only the first run pays.
+//! They are built from the Go module proxy by `tests/k8s/build-tools.sh` (and
+//! helm by `tests/k8s/build-helm.sh`) at pinned versions and cached by
+//! version, so only the first run pays.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,27 +19,8 @@ impl Tools {
     /// Builds the tools when they are not cached yet (printing the build's
     /// progress on stderr), then returns their location.
     pub fn ensure() -> Result<Tools> {
-        let script = repo_root().join("tests/k8s/build-tools.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !output.status.success() {
-            bail!(
-                "{} failed ({}); see its output above",
-                script.display(),
-                output.status
-            );
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let bin_dir = stdout.lines().last().map(str::trim).unwrap_or_default();
-        if bin_dir.is_empty() {
-            bail!("{} printed no tool directory", script.display());
-        }
         Ok(Tools {
-            bin_dir: PathBuf::from(bin_dir),
+            bin_dir: run_build_script("tests/k8s/build-tools.sh")?,
         })
     }
 
@@ -53,6 +35,43 @@ impl Tools {
     pub fn kubectl(&self) -> PathBuf {
         self.bin_dir.join("kubectl")
     }
+}
+
+/// The helm CLI, built from the Go module proxy by `tests/k8s/build-helm.sh`
+/// at a pinned version and cached by version, like the Kubernetes tools.
+/// Returns the path of the `helm` binary.
+pub fn ensure_helm() -> Result<PathBuf> {
+    let bin_dir = run_build_script("tests/k8s/build-helm.sh")?;
+    let helm = bin_dir.join("helm");
+    if !helm.exists() {
+        bail!("{} does not exist after the build", helm.display());
+    }
+    Ok(helm)
+}
+
+/// Runs one of our caching build scripts (its progress goes to stderr) and
+/// returns the directory it prints on its last line.
+fn run_build_script(relative: &str) -> Result<PathBuf> {
+    let script = repo_root().join(relative);
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed ({}); see its output above",
+            script.display(),
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout.lines().last().map(str::trim).unwrap_or_default();
+    if dir.is_empty() {
+        bail!("{} printed no directory", script.display());
+    }
+    Ok(PathBuf::from(dir))
 }
 
 /// The workspace root, found from this crate's manifest directory.

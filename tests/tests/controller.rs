@@ -821,3 +821,103 @@ fn command_line_help_and_bad_flags() -> R {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("--no-such-flag"));
     Ok(())
 }
+
+/// The speakers' gossip key: a started controller creates Secret
+/// `ferrolb-memberlist` in its namespace, as its ServiceAccount, with the
+/// base64 text of 128 random bytes under `secretkey`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_creates_the_memberlist_secret_when_missing() -> R {
+    use base64::Engine;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let s = Scenario::start("memberlist-new").await?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(s.client.clone(), &s.ns.name);
+    let secret = wait_for("Secret ferrolb-memberlist", WAIT, || {
+        let secrets = secrets.clone();
+        async move { secrets.get_opt("ferrolb-memberlist").await.ok().flatten() }
+    })
+    .await?;
+    let data = secret.data.unwrap_or_default();
+    let key = &data.get("secretkey").expect("the Secret holds secretkey").0;
+    let raw = base64::engine::general_purpose::STANDARD.decode(key)?;
+    assert_eq!(raw.len(), 128, "128 random bytes, base64");
+    assert!(raw.iter().any(|b| *b != 0));
+    let logs = s.controller.as_ref().map(|c| c.logs()).unwrap_or_default();
+    assert!(
+        logs.contains("created the speakers' gossip key Secret"),
+        "{logs}"
+    );
+    Ok(())
+}
+
+/// An existing gossip key is never replaced: changing it would split the
+/// speakers' gossip group until every speaker restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_leaves_an_existing_memberlist_secret_alone() -> R {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let mut s = Scenario::without_controller("memberlist-kept").await?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(s.client.clone(), &s.ns.name);
+    let before = secrets
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "ferrolb-memberlist"},
+                "stringData": {"secretkey": "chosen-by-the-admin"},
+            }))?,
+        )
+        .await?;
+    let controller =
+        ferrolb_tests::env::Controller::start(s.cluster, &s.ns, &["--no-leader-election"])?;
+    wait_for("the controller to find the Secret", WAIT, || {
+        let logs = controller.logs();
+        async move {
+            logs.contains("gossip key Secret exists; left as it is")
+                .then_some(())
+        }
+    })
+    .await?;
+    s.controller = Some(controller);
+    let after = secrets.get("ferrolb-memberlist").await?;
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "the Secret was not written"
+    );
+    let data = after.data.unwrap_or_default();
+    assert_eq!(
+        data.get("secretkey").map(|k| k.0.as_slice()),
+        Some(&b"chosen-by-the-admin"[..])
+    );
+    Ok(())
+}
+
+/// `--memberlist-secret-name=` (empty) turns the Secret off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_creates_no_memberlist_secret_when_disabled() -> R {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let mut s = Scenario::without_controller("memberlist-off").await?;
+    let controller = ferrolb_tests::env::Controller::start(
+        s.cluster,
+        &s.ns,
+        &["--no-leader-election", "--memberlist-secret-name="],
+    )?;
+    wait_for("the controller to start", WAIT, || {
+        let logs = controller.logs();
+        async move {
+            logs.contains("not creating the speakers' gossip key Secret")
+                .then_some(())
+        }
+    })
+    .await?;
+    // Serving works meanwhile; then the Secret is still absent.
+    s.controller = Some(controller);
+    s.pool("p", json!({"addresses": ["198.51.100.0/30"]}))
+        .await?;
+    s.service("svc", json!({})).await?;
+    s.wait_ips("svc", 1).await?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(s.client.clone(), &s.ns.name);
+    assert!(secrets.get_opt("ferrolb-memberlist").await?.is_none());
+    Ok(())
+}

@@ -103,7 +103,9 @@ pub fn up() -> Result<()> {
     // A lab left running is replaced.
     down()?;
     let cluster = cluster_up()?;
-    println!("\n== installing deploy/ (CRDs, namespace, RBAC, Deployment) with server-side apply");
+    println!(
+        "\n== installing deploy/ (namespace, CRDs, RBAC, Deployment, DaemonSet): kubectl apply --server-side -k deploy/"
+    );
     print!("{}", apply_deploy(&cluster)?);
 
     println!(

@@ -3,7 +3,7 @@
 //! - `lab`: a real control plane on this machine with FerroLB running in it.
 //! - `test`: every test suite.
 //! - `cluster up|down`: just the control plane.
-//! - `crds`: regenerate `deploy/crds/` from the Rust types.
+//! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
 //! - `bench [controller|l2|bgp]`: end-to-end benchmarks against the real apiserver.
 //! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
 //!   archives (controller, speaker, echo, pause) without Docker, plus
@@ -42,7 +42,7 @@ enum Cmd {
     },
     /// Run every test suite: unit, property, CRD freshness, and the scenarios against the real apiserver.
     Test,
-    /// Regenerate deploy/crds/ from the Rust types.
+    /// Regenerate deploy/crds/ and charts/ferrolb/crds/ from the Rust types.
     Crds,
     /// Build OCI image archives (controller, speaker, echo, pause) without Docker.
     Image {
@@ -202,12 +202,17 @@ fn reverse_forward(netns: &str, port: u16, target: Option<std::net::SocketAddr>)
     }
 }
 
+/// Writes the CRDs to `deploy/crds/` and identical copies to the Helm chart's
+/// `charts/ferrolb/crds/`.
 fn crds() -> Result<()> {
-    let dir = repo_root().join("deploy/crds");
-    std::fs::create_dir_all(&dir)?;
-    for (name, yaml) in ferrolb_crds::render_crd_files() {
-        std::fs::write(dir.join(&name), yaml).with_context(|| format!("writing {name}"))?;
-        println!("wrote deploy/crds/{name}");
+    for dir in ["deploy/crds", "charts/ferrolb/crds"] {
+        let path = repo_root().join(dir);
+        std::fs::create_dir_all(&path)?;
+        for (name, yaml) in ferrolb_crds::render_crd_files() {
+            std::fs::write(path.join(&name), yaml)
+                .with_context(|| format!("writing {dir}/{name}"))?;
+            println!("wrote {dir}/{name}");
+        }
     }
     Ok(())
 }
