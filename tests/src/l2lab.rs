@@ -437,46 +437,13 @@ impl L2Lab {
 
     /// MACs that answer `arping` for `ip` from the client on `interface`.
     pub fn arping(&self, ip: Ipv4Addr, interface: &str, count: u32) -> Result<BTreeSet<String>> {
-        let out = self
-            .client
-            .command("arping")
-            .args([
-                "-c",
-                &count.to_string(),
-                "-w",
-                "2",
-                "-W",
-                "0.2",
-                "-i",
-                interface,
-            ])
-            .arg(ip.to_string())
-            .output()
-            .context("running arping (is the arping package installed?)")?;
-        // Exit status 1 means "no answer", but also some setup errors, which
-        // are only told on stderr.
-        if !matches!(out.status.code(), Some(0 | 1)) || out.stderr.starts_with(b"arping: ") {
-            bail!(
-                "arping {ip} on {interface} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+        arping(&self.client, ip, interface, count)
     }
 
     /// MAC that answers a Neighbor Solicitation for `ip` (ndisc6 stops at the
     /// first answer; use a capture to see all of them).
     pub fn ndisc(&self, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
-        let out = self
-            .client
-            .command("ndisc6")
-            .args(["-n", "-r", "3", "-w", "500"])
-            .arg(ip.to_string())
-            .arg(interface)
-            .output()
-            .context("running ndisc6 (is the ndisc6 package installed?)")?;
-        Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+        ndisc(&self.client, ip, interface)
     }
 
     /// Index of the node whose MAC is `mac`.
@@ -575,6 +542,53 @@ pub fn attach(lan: &Netns, bridge: &str, netns: &Netns, name: &str) -> Result<()
     veth(lan, &port, netns, name)?;
     lan.ip(&["link", "set", &port, "master", bridge])?;
     Ok(())
+}
+
+/// MACs that answer `arping` for `ip` from namespace `client` on `interface`.
+pub fn arping(
+    client: &Netns,
+    ip: Ipv4Addr,
+    interface: &str,
+    count: u32,
+) -> Result<BTreeSet<String>> {
+    let out = client
+        .command("arping")
+        .args([
+            "-c",
+            &count.to_string(),
+            "-w",
+            "2",
+            "-W",
+            "0.2",
+            "-i",
+            interface,
+        ])
+        .arg(ip.to_string())
+        .output()
+        .context("running arping (is the arping package installed?)")?;
+    // Exit status 1 means "no answer", but also some setup errors, which
+    // are only told on stderr.
+    if !matches!(out.status.code(), Some(0 | 1)) || out.stderr.starts_with(b"arping: ") {
+        bail!(
+            "arping {ip} on {interface} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// MAC that answers a Neighbor Solicitation for `ip` (ndisc6 stops at the
+/// first answer; use a capture to see all of them).
+pub fn ndisc(client: &Netns, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
+    let out = client
+        .command("ndisc6")
+        .args(["-n", "-r", "3", "-w", "500"])
+        .arg(ip.to_string())
+        .arg(interface)
+        .output()
+        .context("running ndisc6 (is the ndisc6 package installed?)")?;
+    Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Every MAC address (aa:bb:cc:dd:ee:ff, either case) in `text`.

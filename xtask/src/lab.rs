@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrolb_tests::realnodes::{RealCluster, RealClusterShape};
 use ferrolb_tests::Cluster;
 use ferrolb_tests::env::{apply_deploy, free_port};
 use ferrolb_tests::process::spawn_detached;
+use ferrolb_tests::realnodes::{RealCluster, RealClusterShape};
 use ferrolb_tests::tools::{repo_root, target_dir};
 
 use crate::lab_net;
@@ -58,7 +58,10 @@ pub fn real_cluster_up(nodes: usize) -> Result<RealCluster> {
     }
     println!("client:         ip netns exec {} curl ...", cluster.client);
     if let (Some(router), Some(outside)) = (&cluster.router, &cluster.outside_client) {
-        println!("router (BIRD):  ip netns exec {router} birdc -s {}", cluster.dir.join(format!("bird-{router}.ctl")).display());
+        println!(
+            "router (BIRD):  ip netns exec {router} birdc -s {}",
+            cluster.dir.join(format!("bird-{router}.ctl")).display()
+        );
         println!("outside client: ip netns exec {outside} curl ...");
     }
     println!("stop with:      cargo xtask cluster down");
@@ -68,7 +71,10 @@ pub fn real_cluster_up(nodes: usize) -> Result<RealCluster> {
 pub fn cluster_down() -> Result<()> {
     let real = ferrolb_tests::tools::target_dir().join("ferrolb-cluster");
     if RealCluster::teardown_dir(&real)? {
-        println!("real-node cluster stopped; the host is as it was; state in {} removed", real.display());
+        println!(
+            "real-node cluster stopped; the host is as it was; state in {} removed",
+            real.display()
+        );
     }
     if Cluster::stop_detached(&lab_dir())? {
         println!("stopped; state in {} removed", lab_dir().display());

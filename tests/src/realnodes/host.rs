@@ -115,16 +115,9 @@ impl HostState {
         Ok(())
     }
 
-    /// Undoes everything recorded, in an order that works: processes, then
-    /// mounts, cgroups, namespaces, sysctls and files.
-    pub fn teardown(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        // Our own processes first, so nothing restarts what we kill next.
-        for pid in &self.pids {
-            kill_pid(*pid, libc::SIGKILL);
-        }
-        // Containers and their shims: everything in the kubelets' cgroups, and
-        // everything left in our namespaces (hostNetwork pods, shims).
+    /// SIGKILLs everything in the recorded cgroup roots and network
+    /// namespaces (containers, shims, hostNetwork pods) until none is left.
+    pub fn kill_processes(&self) -> std::result::Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut left = 0;
@@ -148,10 +141,23 @@ impl HostState {
                 break;
             }
             if Instant::now() > deadline {
-                problems.push(format!("{left} processes still alive after 20 s"));
-                break;
+                return Err(format!("{left} processes still alive after 20 s"));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Undoes everything recorded, in an order that works: processes, then
+    /// mounts, cgroups, namespaces, sysctls and files.
+    pub fn teardown(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        // Our own processes first, so nothing restarts what we kill next.
+        for pid in &self.pids {
+            kill_pid(*pid, libc::SIGKILL);
+        }
+        if let Err(e) = self.kill_processes() {
+            problems.push(e);
         }
         for mount in mounts_under(&self.dir) {
             if let Err(e) = unmount(&mount) {

@@ -21,11 +21,12 @@
 //! comments below say which gotcha each one answers.
 
 mod control_plane;
-pub mod http_probe;
-mod workload;
 pub mod host;
+pub mod http_probe;
 mod node;
 mod pki;
+pub mod site;
+mod workload;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -129,8 +130,11 @@ pub struct RealCluster {
     pub router: Option<String>,
     pub outside_client: Option<String>,
     pub bird: Option<Bird>,
-    host: HostState,
-    launcher: Launcher,
+    tools: Tools,
+    pki: pki::Pki,
+    tokens: control_plane::Tokens,
+    /// What was changed and started, for teardown (and node restarts).
+    runtime: std::sync::Mutex<(HostState, Launcher)>,
     _forwarder: Option<Forwarder>,
     torn_down: bool,
 }
@@ -207,9 +211,21 @@ fn outside_network(router: &str) -> Result<Netns> {
     let router = borrowed(router);
     let outside = Netns::create("out")?;
     veth(&router, "eth1", &outside, "eth0")?;
-    router.ip(&["addr", "add", &format!("{OUTSIDE_ROUTER_IP}/25"), "dev", "eth1"])?;
+    router.ip(&[
+        "addr",
+        "add",
+        &format!("{OUTSIDE_ROUTER_IP}/25"),
+        "dev",
+        "eth1",
+    ])?;
     router.ip(&["addr", "add", "2001:db8:113::1/64", "dev", "eth1"])?;
-    outside.ip(&["addr", "add", &format!("{OUTSIDE_CLIENT_IP}/25"), "dev", "eth0"])?;
+    outside.ip(&[
+        "addr",
+        "add",
+        &format!("{OUTSIDE_CLIENT_IP}/25"),
+        "dev",
+        "eth0",
+    ])?;
     outside.ip(&["addr", "add", "2001:db8:113::2/64", "dev", "eth0"])?;
     outside.ip(&["route", "add", "default", "via", OUTSIDE_ROUTER_IP])?;
     outside.ip(&["-6", "route", "add", "default", "via", "2001:db8:113::1"])?;
@@ -383,13 +399,7 @@ impl RealCluster {
             nodes.push(RealNode::plan(i, netns, &dir, shape.nodes));
         }
         for node in &nodes {
-            node.prepare_network(&nodes)?;
-            if router.is_some() {
-                // Replies to the outside client leave through the router
-                // (with policy Local nothing rewrites the client's address).
-                node.ip(&["route", "add", "default", "via", ROUTER_IP])?;
-                node.ip(&["-6", "route", "add", "default", "via", &format!("{LAN_PREFIX6}:1")])?;
-            }
+            node.prepare_network(&nodes, router.is_some())?;
             node.start_containerd(&mut host, &mut launcher)?;
         }
         for node in &nodes {
@@ -426,7 +436,9 @@ impl RealCluster {
                     host.save()?;
                     Some(bird)
                 } else {
-                    Some(Bird::start(&handle, &dir, ROUTER_ASN, ROUTER_IP, &neighbors)?)
+                    Some(Bird::start(
+                        &handle, &dir, ROUTER_ASN, ROUTER_IP, &neighbors,
+                    )?)
                 }
             }
             None => None,
@@ -444,13 +456,15 @@ impl RealCluster {
             dir,
             nodes,
             lan: host.netns[0].clone(),
+            tools,
+            pki,
+            tokens,
             control_plane,
             client,
             router,
             outside_client,
             bird,
-            host,
-            launcher,
+            runtime: std::sync::Mutex::new((host, launcher)),
             _forwarder: forwarder,
             torn_down: false,
         })
@@ -464,10 +478,14 @@ impl RealCluster {
         }
         self.torn_down = true;
         self.bird = None;
-        for child in &mut self.launcher.children {
+        let (host, launcher) = match self.runtime.get_mut() {
+            Ok(runtime) => runtime,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for child in &mut launcher.children {
             terminate(child, Duration::from_millis(200));
         }
-        let problems = self.host.teardown();
+        let problems = host.teardown();
         if problems.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
             Ok(())
@@ -494,6 +512,47 @@ impl RealCluster {
         &self.nodes[i]
     }
 
+    /// Index of the node whose eth0 has `mac`.
+    pub fn node_with_mac(&self, mac: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.mac().is_ok_and(|m| m.eq_ignore_ascii_case(mac)))
+    }
+
+    /// The LAN client's namespace.
+    pub fn client_netns(&self) -> std::mem::ManuallyDrop<Netns> {
+        borrowed(&self.client)
+    }
+
+    /// Node `i` dies: its link goes down, then its kubelet, kube-proxy,
+    /// containerd and every process in it (pods, hostNetwork speakers) are
+    /// killed, as when a machine loses power.
+    pub fn kill_node(&self, i: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        node.ip(&["link", "set", "eth0", "down"])?;
+        node.kill_everything()
+    }
+
+    /// Brings node `i` back after [`RealCluster::kill_node`]: link up, and its
+    /// containerd, kubelet and kube-proxy started again (the kubelet then
+    /// restarts its pods).
+    pub fn restart_node(&self, i: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        node.ip(&["link", "set", "eth0", "up"])?;
+        // The link going down took the static routes along.
+        node.prepare_network(&self.nodes, self.router.is_some())?;
+        let mut runtime = self
+            .runtime
+            .lock()
+            .map_err(|_| anyhow::anyhow!("runtime lock poisoned"))?;
+        let (host, launcher) = &mut *runtime;
+        node.start_containerd(host, launcher)?;
+        node.wait_containerd()?;
+        node.start_kubelet(&self.tools, &self.pki, &self.tokens, host, launcher)?;
+        node.start_kube_proxy(&self.tools, &self.pki, &self.tokens, host, launcher)?;
+        Ok(())
+    }
+
     pub fn lan_ip4(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 51, 100, last)
     }
@@ -501,7 +560,11 @@ impl RealCluster {
 
 impl Drop for RealCluster {
     fn drop(&mut self) {
-        if self.launcher.detached {
+        let detached = match self.runtime.get_mut() {
+            Ok((_, launcher)) => launcher.detached,
+            Err(poisoned) => poisoned.into_inner().1.detached,
+        };
+        if detached {
             return;
         }
         if let Err(e) = self.teardown() {

@@ -53,6 +53,28 @@ impl RealNode {
         }
     }
 
+    /// MAC address of the node's LAN interface.
+    pub fn mac(&self) -> Result<String> {
+        let out = self.ip(&["-o", "link", "show", "dev", "eth0"])?;
+        out.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no MAC for eth0 of {}: {out}", self.name))
+    }
+
+    /// SIGKILLs every process of this node: those in its network namespace
+    /// (kubelet, kube-proxy, containerd, shims, hostNetwork containers) and
+    /// those in its cgroup root (every pod), until none is left.
+    pub fn kill_everything(&self) -> Result<()> {
+        let state = HostState {
+            netns: vec![self.netns.clone()],
+            cgroup_roots: vec![self.cgroup_root.clone()],
+            ..HostState::default()
+        };
+        state.kill_processes().map_err(anyhow::Error::msg)
+    }
+
     pub fn containerd_socket(&self) -> PathBuf {
         self.dir.join("containerd/containerd.sock")
     }
@@ -69,32 +91,33 @@ impl RealNode {
         command
     }
 
-    /// Forwarding on, and a route to every other node's pods through that node.
-    pub(super) fn prepare_network(&self, all: &[RealNode]) -> Result<()> {
+    /// Forwarding on, a route to every other node's pods through that node,
+    /// and with a router, the default route through it.
+    pub(super) fn prepare_network(&self, all: &[RealNode], router: bool) -> Result<()> {
         for key in [
             "net.ipv4.ip_forward=1",
             "net.ipv6.conf.all.forwarding=1",
             // kube-proxy would set these itself and warn; set them first.
             "net.ipv4.conf.all.route_localnet=1",
+            // A node whose link went down and up again (a failure test)
+            // keeps its IPv6 address, as a real NIC's static config would.
+            "net.ipv6.conf.eth0.keep_addr_on_down=1",
         ] {
             run(self.command("sysctl").args(["-qw", key]))?;
         }
         for other in all.iter().filter(|o| o.index != self.index) {
-            self.ip(&[
-                "route",
-                "add",
-                &other.pod_cidr4,
-                "via",
-                &other.ip4.to_string(),
-            ])?;
-            self.ip(&[
-                "-6",
-                "route",
-                "add",
-                &other.pod_cidr6,
-                "via",
-                &other.ip6.to_string(),
-            ])?;
+            let (ip4, ip6) = (other.ip4.to_string(), other.ip6.to_string());
+            self.ip(&["route", "replace", &other.pod_cidr4, "via", &ip4])?;
+            self.ip(&["-6", "route", "replace", &other.pod_cidr6, "via", &ip6])?;
+        }
+        if router {
+            // Replies to the outside client leave through the router (with
+            // policy Local nothing rewrites the client's address). Without a
+            // default route, ClusterIPs (the API's among them) are unroutable
+            // before kube-proxy's DNAT even sees them.
+            let router6 = format!("{LAN_PREFIX6}:1");
+            self.ip(&["route", "replace", "default", "via", super::ROUTER_IP])?;
+            self.ip(&["-6", "route", "replace", "default", "via", &router6])?;
         }
         Ok(())
     }
@@ -108,7 +131,9 @@ impl RealNode {
         let cni_conf = self.dir.join("cni/net.d");
         std::fs::create_dir_all(&containerd)?;
         std::fs::create_dir_all(&cni_conf)?;
-        host.create_cgroup_root(&self.cgroup_root)?;
+        if !host.cgroup_roots.contains(&self.cgroup_root) {
+            host.create_cgroup_root(&self.cgroup_root)?;
+        }
         std::fs::write(cni_conf.join("10-ferrolb-pods.conflist"), self.cni_config())?;
         let config = containerd.join("config.toml");
         std::fs::write(&config, self.containerd_config())?;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::RealCluster;
@@ -31,9 +31,25 @@ impl RealCluster {
 
     /// `kubectl rollout status`, bounded.
     pub fn rollout(&self, what: &str, namespace: &str) -> Result<()> {
-        self.api
-            .kubectl_ok(&["-n", namespace, "rollout", "status", what, "--timeout=180s"])
-            .with_context(|| format!("{what} did not roll out; logs in {}", self.dir.display()))?;
+        if let Err(e) =
+            self.api
+                .kubectl_ok(&["-n", namespace, "rollout", "status", what, "--timeout=180s"])
+        {
+            let pods = self
+                .api
+                .kubectl_ok(&["-n", namespace, "get", "pods", "-o", "wide"])
+                .unwrap_or_default();
+            let events = self
+                .api
+                .kubectl_ok(&["-n", namespace, "get", "events", "--sort-by=.lastTimestamp"])
+                .unwrap_or_default();
+            let recent: Vec<&str> = events.lines().rev().take(25).collect();
+            bail!(
+                "{what} did not roll out: {e:#}\npods:\n{pods}\nlatest events:\n{}\nlogs in {}",
+                recent.join("\n"),
+                self.dir.display()
+            );
+        }
         Ok(())
     }
 
@@ -57,7 +73,12 @@ impl RealCluster {
     /// The echo backend `name` in `namespace`: a Deployment of `replicas`
     /// pods (only on `node` when given) that answer with their pod and node
     /// names and the client address they see.
-    pub fn echo_deployment(name: &str, namespace: &str, replicas: u32, node: Option<&str>) -> Value {
+    pub fn echo_deployment(
+        name: &str,
+        namespace: &str,
+        replicas: u32,
+        node: Option<&str>,
+    ) -> Value {
         let node_selector = match node {
             Some(node) => json!({"kubernetes.io/hostname": node}),
             None => json!({}),

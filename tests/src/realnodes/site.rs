@@ -1,0 +1,105 @@
+//! The real-node test site: one cluster per test process (3 nodes, a LAN
+//! client, a BIRD router with a client behind it), FerroLB installed from
+//! `deploy/` as pods, and one L2 pool and one BGP pool for the tests.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use serde_json::json;
+
+use super::{
+    HostState, NODE_ASN, ROUTER_ASN, ROUTER_IP, RealCluster, RealClusterShape, built_images,
+};
+
+pub const SITE_NODES: usize = 3;
+/// The L2 pool: on the LAN, so the client resolves its IPs by ARP and NDP.
+pub const L2_POOL: &str = "l2";
+pub const L2_POOL_V4: &str = "198.51.100.200-198.51.100.230";
+pub const L2_POOL_V6: &str = "2001:db8:100::200-2001:db8:100::2ff";
+/// The BGP pool: off the LAN, reached through the router's ECMP route.
+pub const BGP_POOL: &str = "bgp";
+pub const BGP_POOL_V4: &str = "203.0.113.240/28";
+
+/// The site of this test process, started on first use. Real-node tests
+/// disturb each other (they kill speakers and nodes), so each takes
+/// [`exclusive`] for its whole run.
+pub fn shared_site() -> &'static RealCluster {
+    static SITE: OnceLock<RealCluster> = OnceLock::new();
+    SITE.get_or_init(|| {
+        let site = start_site().unwrap_or_else(|e| panic!("starting the real-node site: {e:#}"));
+        teardown_at_exit(site.dir.clone());
+        site
+    })
+}
+
+/// One real-node test at a time.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn start_site() -> anyhow::Result<RealCluster> {
+    let site = RealCluster::start(&RealClusterShape {
+        nodes: SITE_NODES,
+        images: built_images()?,
+        detached: false,
+        router: true,
+    })?;
+    site.install_ferrolb()?;
+    site.apply(&[
+        json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": L2_POOL, "namespace": "ferrolb-system"},
+            "spec": {"addresses": [L2_POOL_V4, L2_POOL_V6], "autoAssign": false},
+        }),
+        json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+            "metadata": {"name": L2_POOL, "namespace": "ferrolb-system"},
+            "spec": {"ipAddressPools": [L2_POOL]},
+        }),
+        json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": BGP_POOL, "namespace": "ferrolb-system"},
+            "spec": {"addresses": [BGP_POOL_V4], "autoAssign": false},
+        }),
+        json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+            "metadata": {"name": "router", "namespace": "ferrolb-system"},
+            "spec": {"peerAddress": ROUTER_IP, "peerASN": ROUTER_ASN, "myASN": NODE_ASN, "holdTime": "9s"},
+        }),
+        json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",
+            "metadata": {"name": BGP_POOL, "namespace": "ferrolb-system"},
+            "spec": {"ipAddressPools": [BGP_POOL]},
+        }),
+    ])?;
+    Ok(site)
+}
+
+/// A static is never dropped: tear the site down when the process exits
+/// (processes, pods, mounts, cgroups, namespaces, sysctls).
+fn teardown_at_exit(dir: PathBuf) {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn teardown() {
+        if let Some(dir) = DIR.get() {
+            match HostState::load(dir) {
+                Ok(Some(host)) => {
+                    for problem in host.teardown() {
+                        eprintln!("real-node site teardown: {problem}");
+                    }
+                    if std::env::var_os("FERROLB_KEEP_CLUSTER").is_none() {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("real-node site teardown: {e:#}"),
+            }
+        }
+    }
+    if DIR.set(dir).is_ok() {
+        // SAFETY: registers a plain function; it only touches a static.
+        unsafe {
+            libc::atexit(teardown);
+        }
+    }
+}
