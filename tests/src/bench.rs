@@ -568,7 +568,7 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
 }
 
 /// The machine a benchmark ran on: cores, kernel, load and the date.
-pub(crate) fn machine_line() -> String {
+pub fn machine_line() -> String {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = read("/proc/sys/kernel/osrelease");

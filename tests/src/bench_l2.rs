@@ -70,7 +70,8 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
     })
 }
 
-fn summary(name: &str, mut samples: Vec<Duration>) -> String {
+/// One line of min, p50, p90, p99 and max of `samples`, in milliseconds.
+pub fn summary(name: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     match (samples.first(), samples.last()) {

@@ -6,12 +6,12 @@
 //! nodes on purpose.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
-use ferrolb_tests::realnodes::http_probe::{ProbeLoop, get_from, outage};
+use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
 use ferrolb_tests::realnodes::{
     CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, RealCluster, borrowed, echo_field,
@@ -58,22 +58,6 @@ fn delete_app(site: &RealCluster, name: &str) {
     ]);
 }
 
-/// GETs `ip` port 80 from `netns` until one answer comes (bounded), then
-/// `count` more; returns the bodies. Every one of the `count` must answer.
-fn requests(netns: &str, ip: IpAddr, count: usize) -> Result<Vec<String>> {
-    let target = SocketAddr::new(ip, 80);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = get_from(netns, target, Duration::from_secs(2)) {
-        if Instant::now() > deadline {
-            bail!("no answer from {target} within 30 s: {e:#}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (0..count)
-        .map(|_| get_from(netns, target, Duration::from_secs(2)))
-        .collect()
-}
-
 fn field_set(bodies: &[String], key: &str) -> BTreeSet<String> {
     bodies
         .iter()
@@ -88,40 +72,6 @@ fn v4(ips: &[IpAddr]) -> IpAddr {
 
 fn v6(ips: &[IpAddr]) -> IpAddr {
     *ips.iter().find(|ip| ip.is_ipv6()).expect("an IPv6 ingress")
-}
-
-/// The one node that answers ARP for `ip` (waiting up to 30 s for exactly one).
-fn arp_owner(site: &RealCluster, ip: IpAddr) -> Result<usize> {
-    let IpAddr::V4(ip4) = ip else {
-        bail!("{ip} is not IPv4")
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = BTreeSet::new();
-    while Instant::now() < deadline {
-        last = arping(&site.client_netns(), ip4, "eth0", 2)?;
-        if last.len() == 1
-            && let Some(node) = last.iter().next().and_then(|m| site.node_with_mac(m))
-        {
-            return Ok(node);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("not exactly one node answers ARP for {ip} after 30 s: {last:?}")
-}
-
-/// Waits until the node answering ARP for `ip` is `node`.
-fn wait_arp_owner_is(site: &RealCluster, ip: IpAddr, node: usize, within: Duration) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        let owner = arp_owner(site, ip);
-        if matches!(owner, Ok(n) if n == node) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("ARP for {ip} answered by {owner:?}, not node {node}, after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[test]
@@ -314,63 +264,6 @@ fn local_policy_keeps_the_client_address_and_announcements_follow_the_pods() -> 
     Ok(())
 }
 
-/// Runs `disrupt` while a client requests `ip` every 50 ms (1 s timeout
-/// each), keeps probing for `settle` after it returns, and reports the gap.
-fn measure_gap(
-    site: &RealCluster,
-    ip: IpAddr,
-    what: &str,
-    settle: Duration,
-    disrupt: impl FnOnce() -> Result<()>,
-) -> Result<ferrolb_tests::realnodes::http_probe::Outage> {
-    let probe = ProbeLoop::start(
-        &site.client,
-        SocketAddr::new(ip, 80),
-        Duration::from_millis(50),
-        Duration::from_secs(1),
-        Duration::from_secs(240),
-    )?;
-    std::thread::sleep(Duration::from_secs(1));
-    let result = disrupt();
-    std::thread::sleep(settle);
-    let samples = probe.finish()?;
-    result?;
-    let seen = outage(&samples);
-    println!(
-        "{what}: longest client-visible gap {:?}, {} of {} requests failed",
-        seen.longest_gap, seen.failed, seen.total
-    );
-    let tail = &samples[samples.len().saturating_sub(20)..];
-    assert!(
-        tail.iter().all(|s| s.ok()),
-        "{what}: requests still fail at the end: {:?}",
-        tail.iter()
-            .filter(|s| !s.ok())
-            .map(|s| &s.outcome)
-            .collect::<Vec<_>>()
-    );
-    Ok(seen)
-}
-
-fn speaker_pod_on(site: &RealCluster, node: &str) -> Result<String> {
-    let out = site.api.kubectl_ok(&[
-        "-n",
-        "ferrolb-system",
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=ferrolb-speaker",
-        "--field-selector",
-        &format!("spec.nodeName={node}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ])?;
-    out.split_whitespace()
-        .next()
-        .map(str::to_string)
-        .with_context(|| format!("no speaker pod on {node}"))
-}
-
 #[test]
 fn speaker_pod_deleted_forcibly_gracefully_and_by_rolling_update() -> Result<()> {
     let _one = exclusive();
@@ -379,57 +272,19 @@ fn speaker_pod_deleted_forcibly_gracefully_and_by_rolling_update() -> Result<()>
     let ip = v4(&ips);
     requests(&site.client, ip, 1)?;
 
-    let owner = site.nodes[arp_owner(site, ip)?].name.clone();
-    let pod = speaker_pod_on(site, &owner)?;
-    let forced = measure_gap(
-        site,
-        ip,
-        "speaker pod force-deleted",
-        Duration::from_secs(5),
-        || {
-            site.api.kubectl_ok(&[
-                "-n",
-                "ferrolb-system",
-                "delete",
-                "pod",
-                &pod,
-                "--grace-period=0",
-                "--force",
-            ])?;
-            site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
-        },
-    )?;
-
-    let owner = site.nodes[arp_owner(site, ip)?].name.clone();
-    let pod = speaker_pod_on(site, &owner)?;
-    let graceful = measure_gap(
-        site,
-        ip,
-        "speaker pod deleted gracefully",
-        Duration::from_secs(5),
-        || {
-            site.api
-                .kubectl_ok(&["-n", "ferrolb-system", "delete", "pod", &pod])?;
-            site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
-        },
-    )?;
-
-    let rolling = measure_gap(
-        site,
-        ip,
-        "speaker DaemonSet rolling update",
-        Duration::from_secs(5),
-        || {
-            site.api.kubectl_ok(&[
-                "-n",
-                "ferrolb-system",
-                "rollout",
-                "restart",
-                "daemonset/ferrolb-speaker",
-            ])?;
-            site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
-        },
-    )?;
+    let forced = failover::force_delete_owner_speaker(site, ip)?;
+    let graceful = failover::gracefully_delete_owner_speaker(site, ip)?;
+    let rolling = failover::rolling_update_speakers(site, ip)?;
+    for (what, seen) in [
+        ("speaker pod force-deleted", &forced),
+        ("speaker pod deleted gracefully", &graceful),
+        ("speaker DaemonSet rolling update", &rolling),
+    ] {
+        println!(
+            "{what}: longest client-visible gap {:?}, {} of {} requests failed",
+            seen.longest_gap, seen.failed, seen.total
+        );
+    }
     // Graceful paths hand over before the old owner stops answering.
     for (what, seen) in [("graceful delete", &graceful), ("rolling update", &rolling)] {
         assert!(
@@ -449,65 +304,29 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
     let ips = echo_app(site, "l2-nodefail", 3, None, L2_POOL, Policy::Cluster, true)?;
     let ip = v4(&ips);
     requests(&site.client, ip, 1)?;
-    let victim = arp_owner(site, ip)?;
-    let victim_name = site.nodes[victim].name.clone();
-
-    let probe = ProbeLoop::start(
-        &site.client,
-        SocketAddr::new(ip, 80),
-        Duration::from_millis(50),
-        Duration::from_secs(1),
-        Duration::from_secs(120),
-    )?;
-    std::thread::sleep(Duration::from_secs(1));
-    let killed = Instant::now();
-    site.kill_node(victim)?;
-    let killed_at = killed.elapsed();
-    // FerroLB's part: a live node answers ARP for the IP.
-    let new_owner = arp_owner(site, ip);
-    let answered_after = killed.elapsed();
-    // kube-proxy's part: until the dead node is NotReady (20 s grace here)
-    // and its pod's endpoint is dropped, some requests still go to it.
-    std::thread::sleep(Duration::from_secs(45));
-    let samples = probe.finish()?;
-    let restart = site.restart_node(victim);
-
-    let new_owner = new_owner?;
-    assert_ne!(new_owner, victim, "a live node took the IP over");
-    let kill_offset =
-        samples.first().map(|s| s.at).unwrap_or_default() + Duration::from_secs(1) + killed_at;
-    let after: Vec<_> = samples.iter().filter(|s| s.at >= kill_offset).collect();
-    let first_ok = after.iter().find(|s| s.ok()).map(|s| s.at - kill_offset);
-    let last_fail = after
-        .iter()
-        .rev()
-        .find(|s| !s.ok())
-        .map(|s| s.at - kill_offset);
-    let failed = after.iter().filter(|s| !s.ok()).count();
+    // kube-proxy's part lasts until the dead node is NotReady (20 s grace
+    // here) and its pod's endpoint is dropped: observe well past that.
+    let loss = failover::node_loss(site, ip, Duration::from_secs(45))?;
     println!(
-        "node {victim_name} killed: ARP answered by {} after {answered_after:?}; first request answered after {first_ok:?}; \
-         {failed} of {} requests failed, the last at {last_fail:?}",
-        site.nodes[new_owner].name,
-        after.len()
+        "node {} killed: ARP answered by a live node after {:?}; first request answered after {:?}; \
+         {} of {} requests failed, the last at {:?}",
+        loss.node,
+        loss.arp_moved_after,
+        loss.first_answer_after,
+        loss.failed,
+        loss.total,
+        loss.last_failure_after
     );
     assert!(
-        first_ok.is_some_and(|t| t < Duration::from_secs(10)),
-        "traffic resumed"
+        loss.first_answer_after
+            .is_some_and(|t| t < Duration::from_secs(10)),
+        "traffic resumed through a live node: {loss:?}"
     );
-    let tail = &samples[samples.len().saturating_sub(20)..];
     assert!(
-        tail.iter().all(|s| s.ok()),
-        "every request answered once the endpoints are gone"
+        loss.last_failure_after
+            .is_none_or(|t| t + Duration::from_secs(5) < Duration::from_secs(45)),
+        "every request answered once the dead node's endpoints are gone: {loss:?}"
     );
-
-    restart?;
-    ferrolb_tests::realnodes::wait_nodes_ready(
-        &site.api,
-        &[&victim_name],
-        Duration::from_secs(120),
-    )?;
-    site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")?;
-    site.rollout("deployment/ferrolb-controller", "ferrolb-system")?;
     delete_app(site, "l2-nodefail");
     Ok(())
 }

@@ -13,6 +13,9 @@ pub enum Suite {
     L2,
     /// BGP mode end to end: speakers, BIRD and GoBGP in network namespaces.
     Bgp,
+    /// Real kubelet nodes: client-visible gaps over repeated speaker-pod and
+    /// node failures, bring-up time, the whole lab's memory.
+    Realnodes,
 }
 
 /// The knobs of every suite (each suite reads its own).
@@ -21,6 +24,7 @@ pub struct BenchArgs {
     pub latency_samples: usize,
     pub bgp: ferrolb_tests::bench_bgp::BgpBench,
     pub l2: ferrolb_tests::bench_l2::L2BenchPlan,
+    pub realnodes: crate::bench_realnodes::RealNodesPlan,
 }
 
 pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
@@ -28,6 +32,7 @@ pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
         Suite::Controller => controller(&args.services, args.latency_samples),
         Suite::L2 => ferrolb_tests::bench_l2::run(args.l2),
         Suite::Bgp => ferrolb_tests::bench_bgp::run(args.bgp),
+        Suite::Realnodes => crate::bench_realnodes::run(args.realnodes),
     }
 }
 

@@ -1,19 +1,21 @@
 //! The lab: everything FerroLB needs, on this machine, with nothing
-//! installed by hand. The control plane and controller keep running after
-//! this command returns; `cargo xtask lab down` stops them.
+//! installed by hand. A real cluster (control plane, three kubelet nodes, a
+//! client, a BIRD router with a client behind it) keeps running after this
+//! command returns, with FerroLB installed as pods; `cargo xtask lab down`
+//! stops it and puts the host back as it was.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferrolb_tests::Cluster;
-use ferrolb_tests::env::{apply_deploy, free_port};
-use ferrolb_tests::process::spawn_detached;
-use ferrolb_tests::realnodes::{RealCluster, RealClusterShape};
+use ferrolb_tests::l2lab::{arping, ndisc};
+use ferrolb_tests::realnodes::http_probe::get_from;
+use ferrolb_tests::realnodes::{RealCluster, RealClusterShape, borrowed};
+use ferrolb_tests::router::kernel_next_hops;
 use ferrolb_tests::tools::{repo_root, target_dir};
-
-use crate::lab_net;
 
 fn lab_dir() -> PathBuf {
     target_dir().join("ferrolb-lab")
@@ -85,152 +87,179 @@ pub fn cluster_down() -> Result<()> {
 }
 
 pub fn down() -> Result<()> {
-    lab_net::down(&lab_dir());
     cluster_down()
 }
 
+/// The lab: a real-node cluster with FerroLB installed from `deploy/` as
+/// pods, echo backends, the examples applied, and a client's requests
+/// answered by pods through the LoadBalancer IPs.
 pub fn up() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "ferrolb-controller",
-            "-p",
-            "ferrolb-speaker",
-        ])
-        .current_dir(repo_root())
-        .status()?;
-    if !status.success() {
-        bail!("building the controller and speaker failed");
-    }
-    ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::NETWORK_PACKAGES)?;
     // A lab left running is replaced.
     down()?;
-    let cluster = cluster_up()?;
-    println!(
-        "\n== installing deploy/ (namespace, CRDs, RBAC, Deployment, DaemonSet): kubectl apply --server-side -k deploy/"
-    );
-    print!("{}", apply_deploy(&cluster)?);
+    let cluster = real_cluster_up(NODES)?;
 
-    println!(
-        "\n== starting ferrolb-controller as ServiceAccount ferrolb-system/ferrolb-controller"
-    );
-    let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
-    let metrics_port = free_port()?;
-    let mut controller = Command::new(target_dir().join("debug/ferrolb-controller"));
-    controller
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", "lab-controller")
-        .args(["--namespace", "ferrolb-system"])
-        .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"));
-    let log = lab_dir().join("controller.log");
-    let mut pids = vec![spawn_detached(controller, &log)?];
-
-    println!(
-        "\n== {} node namespaces on a LAN bridge, a ferrolb-speaker in each (ServiceAccount ferrolb-system/ferrolb-speaker), and a client",
-        lab_net::NODES
-    );
-    let net = lab_net::up(&cluster, &lab_dir(), &mut pids);
-    // Record the pids so `lab down` stops them with the cluster.
-    let pid_file = lab_dir().join("pids");
-    let mut all = std::fs::read_to_string(&pid_file).unwrap_or_default();
-    for pid in &pids {
-        all.push_str(&format!("{pid}\n"));
-    }
-    std::fs::write(&pid_file, all)?;
-    let net = net?;
-
-    println!("\n== applying the examples: pools, L2 and BGP advertisements, a BGP peer, Services");
-    let examples = repo_root().join("deploy/examples");
-    print!(
-        "{}",
-        cluster.kubectl_ok(&["apply", "-f", &examples.to_string_lossy()])?
-    );
-
-    for service in ["hello", "hello-bgp"] {
-        wait_for_ip(&cluster, service, &log)?;
-    }
-    println!("\n$ kubectl get svc hello");
+    println!("\n== installing FerroLB as pods: kubectl apply --server-side -k deploy/");
+    cluster.install_ferrolb()?;
     print!(
         "{}",
         cluster
-            .kubectl_ok(&["get", "svc", "hello"])
-            .context("kubectl get svc")?
+            .api
+            .kubectl_ok(&["-n", "ferrolb-system", "get", "pods", "-o", "wide"])?
+    );
+
+    println!(
+        "\n== the examples' backends: Deployments hello and hello-bgp ({ECHO_REPLICAS} echo pods each)"
+    );
+    cluster.apply(&[
+        RealCluster::echo_deployment("hello", "default", ECHO_REPLICAS, None),
+        RealCluster::echo_deployment("hello-bgp", "default", ECHO_REPLICAS, None),
+    ])?;
+    for app in ["hello", "hello-bgp"] {
+        cluster.rollout(&format!("deployment/{app}"), "default")?;
+    }
+
+    println!(
+        "\n== applying deploy/examples/: pools, L2 and BGP advertisements, a BGP peer, Services"
+    );
+    let examples = repo_root().join("deploy/examples");
+    print!(
+        "{}",
+        cluster
+            .api
+            .kubectl_ok(&["apply", "--server-side", "-f", &examples.to_string_lossy()])?
+    );
+    let l2_ips = cluster.wait_ingress("hello", "default", 2)?;
+    let bgp_ips = cluster.wait_ingress("hello-bgp", "default", 1)?;
+    println!("\n$ kubectl get svc -o wide");
+    print!("{}", cluster.api.kubectl_ok(&["get", "svc", "-o", "wide"])?);
+    println!("\n$ kubectl get pods -o wide");
+    print!(
+        "{}",
+        cluster.api.kubectl_ok(&["get", "pods", "-o", "wide"])?
     );
     println!("\n$ kubectl -n ferrolb-system get ipaddresspools");
     print!(
         "{}",
-        cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "ipaddresspools"])?
+        cluster
+            .api
+            .kubectl_ok(&["-n", "ferrolb-system", "get", "ipaddresspools"])?
     );
 
-    let ipv4 = cluster.kubectl_ok(&[
-        "get",
-        "svc",
-        "hello",
-        "-o",
-        "jsonpath={.status.loadBalancer.ingress[0].ip}",
-    ])?;
-    lab_net::show_arp(&net, ipv4.trim())?;
-    println!("\n$ kubectl -n ferrolb-system get servicel2statuses");
+    println!(
+        "\n== L2: the client ({}) sends HTTP requests to Service hello's IPs",
+        ferrolb_tests::realnodes::CLIENT_IP
+    );
+    for ip in &l2_ips {
+        show_requests(&cluster.client, *ip)?;
+        let owner = match ip {
+            IpAddr::V4(v4) => arping(&cluster.client_netns(), *v4, "eth0", 2)?,
+            IpAddr::V6(v6) => ndisc(&cluster.client_netns(), *v6, "eth0")?,
+        };
+        let nodes: Vec<String> = owner
+            .iter()
+            .map(|mac| match cluster.node_with_mac(mac) {
+                Some(i) => format!("{mac} ({})", cluster.nodes[i].name),
+                None => mac.clone(),
+            })
+            .collect();
+        println!("  {ip} resolves (ARP/NDP) to {}", nodes.join(", "));
+    }
+    if l2_ips.iter().any(|ip| ip.is_ipv4()) {
+        println!("\n$ kubectl -n ferrolb-system get servicel2statuses");
+        print!(
+            "{}",
+            cluster
+                .api
+                .kubectl_ok(&["-n", "ferrolb-system", "get", "servicel2statuses"])?
+        );
+    }
+
+    let bgp_ip = bgp_ips.first().copied().context("hello-bgp has no IP")?;
+    let router = cluster.router.as_deref().context("the lab has a router")?;
+    println!(
+        "\n== BGP: BIRD 2 in {router} ({}, AS {}) peers with every node; Service hello-bgp",
+        ferrolb_tests::realnodes::ROUTER_IP,
+        ferrolb_tests::realnodes::ROUTER_ASN
+    );
+    let prefix = format!("{bgp_ip}/32");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hops = loop {
+        let hops = kernel_next_hops(&borrowed(router), &prefix)?;
+        if hops.len() == cluster.nodes.len() || Instant::now() > deadline {
+            break hops;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    println!("\n$ ip netns exec {router} ip route show {bgp_ip}");
     print!(
         "{}",
-        cluster.kubectl_ok(&["-n", "ferrolb-system", "get", "servicel2statuses"])?
+        ferrolb_tests::netns::run(Command::new("ip").args([
+            "-n",
+            router,
+            "route",
+            "show",
+            &bgp_ip.to_string()
+        ]))?
     );
+    if hops.len() != cluster.nodes.len() {
+        bail!(
+            "the router's route to {bgp_ip} has next hops {hops:?}, not one per node; logs in {}",
+            cluster.dir.display()
+        );
+    }
+    let outside = cluster
+        .outside_client
+        .as_deref()
+        .context("the lab has an outside client")?;
+    println!(
+        "\n== the client behind the router ({}) sends HTTP requests to {bgp_ip} over the ECMP route",
+        ferrolb_tests::realnodes::OUTSIDE_CLIENT_IP
+    );
+    show_requests(outside, bgp_ip)?;
 
     println!(
-        "\n== BGP: BIRD 2 in {} ({}, AS 64500) peers with every node; Service hello-bgp (pool bgp-example, Cluster policy)",
-        net.router,
-        lab_net::ROUTER_IP
-    );
-    println!("\n$ kubectl get svc hello-bgp");
-    print!("{}", cluster.kubectl_ok(&["get", "svc", "hello-bgp"])?);
-    let bgp_ip: std::net::Ipv4Addr = cluster
-        .kubectl_ok(&[
-            "get",
-            "svc",
-            "hello-bgp",
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[0].ip}",
-        ])?
-        .trim()
-        .parse()
-        .context("hello-bgp's IP")?;
-    lab_net::show_bgp_route(&net, bgp_ip, Duration::from_secs(60))?;
-
-    let kubectl = cluster.tools.kubectl();
-    let kc = cluster.admin_kubeconfig();
-    println!(
-        "\nThe lab keeps running. Explore it:\n  export KUBECONFIG={kc}\n  birdc -s {bird} show protocols\n  alias kubectl={kubectl}\n  kubectl describe svc hello\n  kubectl -n ferrolb-system get ipaddresspools -o yaml\n  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ferrolb_\n  less {log}\nStop it with: cargo xtask lab down",
-        kc = kc.display(),
-        kubectl = kubectl.display(),
-        log = log.display(),
-        bird = net.bird.socket.display(),
+        "\nThe lab keeps running. Explore it:\n  export KUBECONFIG={kc}\n  alias kubectl={kubectl}\n  kubectl describe svc hello\n  kubectl -n ferrolb-system logs ds/ferrolb-speaker\n  ip netns exec {client} curl -s http://{ip}/\nStop it with: cargo xtask lab down",
+        kc = cluster.api.admin_kubeconfig().display(),
+        kubectl = cluster.api.tools.kubectl().display(),
+        client = cluster.client,
+        ip = l2_ips.first().map(|ip| ip.to_string()).unwrap_or_default(),
     );
     Ok(())
 }
 
-/// Waits up to 60 s for `service` to get an IP.
-fn wait_for_ip(cluster: &Cluster, service: &str, log: &std::path::Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ips = cluster.kubectl_ok(&[
-            "get",
-            "svc",
-            service,
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[*].ip}",
-        ])?;
-        if !ips.trim().is_empty() {
-            return Ok(());
-        }
+/// Nodes of the lab.
+const NODES: usize = 3;
+const ECHO_REPLICAS: u32 = 3;
+
+/// Six `curl`s of `ip` from namespace `netns`, shown as they print; fails if
+/// any goes unanswered.
+fn show_requests(netns: &str, ip: IpAddr) -> Result<()> {
+    let url = match ip {
+        IpAddr::V4(v4) => format!("http://{v4}/"),
+        IpAddr::V6(v6) => format!("http://[{v6}]/"),
+    };
+    // The first answer can take a moment after the IP is assigned.
+    let target = std::net::SocketAddr::new(ip, 80);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_from(netns, target, Duration::from_secs(2)).is_err() {
         if Instant::now() > deadline {
-            bail!(
-                "the example Service {service} got no IP within 60 s; see {}",
-                log.display()
-            );
+            bail!("{ip} answered no request within 30 s");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
     }
+    println!("\n$ ip netns exec {netns} curl -s {url}   (6 times)");
+    for _ in 0..6 {
+        let body = ferrolb_tests::netns::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-sS",
+            "--max-time",
+            "2",
+            &url,
+        ]))?;
+        print!("  {body}");
+    }
+    Ok(())
 }

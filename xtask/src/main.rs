@@ -10,9 +10,9 @@
 //!   `images.json` listing their digests.
 
 mod bench;
+mod bench_realnodes;
 mod image;
 mod lab;
-mod lab_net;
 mod oci;
 
 use std::process::Command;
@@ -95,6 +95,15 @@ enum Cmd {
         /// L2 suite: sequential ARP requests for the reply-latency figure.
         #[arg(long, default_value_t = 500)]
         round_trips: usize,
+        /// Realnodes suite: speaker pods force-deleted (the owner's each time).
+        #[arg(long, default_value_t = 10)]
+        speaker_kills: usize,
+        /// Realnodes suite: owner nodes killed (and brought back).
+        #[arg(long, default_value_t = 10)]
+        node_losses: usize,
+        /// Realnodes suite: graceful deletes and rolling updates, each.
+        #[arg(long, default_value_t = 3)]
+        graceful: usize,
     },
 }
 
@@ -156,6 +165,9 @@ fn main() -> Result<()> {
             kills,
             assignments,
             round_trips,
+            speaker_kills,
+            node_losses,
+            graceful,
         } => bench::run(
             suite.unwrap_or_default(),
             &bench::BenchArgs {
@@ -171,6 +183,11 @@ fn main() -> Result<()> {
                     assignments,
                     round_trips,
                     bulk_ips,
+                },
+                realnodes: bench_realnodes::RealNodesPlan {
+                    speaker_kills,
+                    node_losses,
+                    graceful,
                 },
             },
         ),

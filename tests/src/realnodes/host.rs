@@ -115,6 +115,24 @@ impl HostState {
         Ok(())
     }
 
+    /// Every live process of the cluster: those in its namespaces and in the
+    /// kubelets' cgroups (pods), without duplicates.
+    pub fn lab_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .cgroup_roots
+            .iter()
+            .flat_map(|r| cgroup_pids(r))
+            .collect();
+        for netns in &self.netns {
+            if let Ok(out) = run(std::process::Command::new("ip").args(["netns", "pids", netns])) {
+                pids.extend(out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
     /// SIGKILLs everything in the recorded cgroup roots and network
     /// namespaces (containers, shims, hostNetwork pods) until none is left.
     pub fn kill_processes(&self) -> std::result::Result<(), String> {

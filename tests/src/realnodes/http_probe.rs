@@ -69,6 +69,7 @@ pub fn get_from(netns: &str, target: SocketAddr, timeout: Duration) -> Result<St
 
 /// A request loop in the background.
 pub struct ProbeLoop {
+    started: Instant,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<Result<Vec<Sample>>>,
 }
@@ -86,6 +87,7 @@ impl ProbeLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let path = format!("/run/netns/{netns}");
+        let started = Instant::now();
         let handle = std::thread::Builder::new()
             .name(format!("probe-{target}"))
             .spawn(move || -> Result<Vec<Sample>> {
@@ -95,7 +97,7 @@ impl ProbeLoop {
                 if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     bail!("setns {path}: {}", std::io::Error::last_os_error());
                 }
-                let start = Instant::now();
+                let start = started;
                 let mut samples = Vec::new();
                 let mut next = start;
                 while !stop_flag.load(Ordering::SeqCst) && start.elapsed() < limit {
@@ -116,7 +118,16 @@ impl ProbeLoop {
                 }
                 Ok(samples)
             })?;
-        Ok(ProbeLoop { stop, handle })
+        Ok(ProbeLoop {
+            started,
+            stop,
+            handle,
+        })
+    }
+
+    /// The instant every [`Sample::at`] counts from.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Stops the loop and returns every sample.

@@ -21,6 +21,7 @@
 //! comments below say which gotcha each one answers.
 
 mod control_plane;
+pub mod failover;
 pub mod host;
 pub mod http_probe;
 mod node;

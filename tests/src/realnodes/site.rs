@@ -38,7 +38,9 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn start_site() -> anyhow::Result<RealCluster> {
+/// Starts a site (tied to this process, torn down on drop): the cluster,
+/// FerroLB from `deploy/`, the L2 and BGP pools.
+pub fn start_site() -> anyhow::Result<RealCluster> {
     let site = RealCluster::start(&RealClusterShape {
         nodes: SITE_NODES,
         images: built_images()?,

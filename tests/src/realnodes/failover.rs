@@ -1,0 +1,220 @@
+//! Measuring what a client sees when FerroLB's pieces or whole nodes fail on
+//! the real-node cluster: shared by the tests (which assert bounds) and by
+//! `cargo xtask bench realnodes` (which repeats them for distributions).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::RealCluster;
+use super::http_probe::{Outage, ProbeLoop, get_from, outage};
+use crate::l2lab::arping;
+
+/// GETs `ip` port 80 from `netns` until one answer comes (within 30 s), then
+/// `count` more, every one of which must answer; returns their bodies.
+pub fn requests(netns: &str, ip: IpAddr, count: usize) -> Result<Vec<String>> {
+    let target = SocketAddr::new(ip, 80);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = get_from(netns, target, Duration::from_secs(2)) {
+        if Instant::now() > deadline {
+            bail!("no answer from {target} within 30 s: {e:#}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (0..count)
+        .map(|_| get_from(netns, target, Duration::from_secs(2)))
+        .collect()
+}
+
+/// The one node that answers ARP for `ip` (waiting up to 30 s for exactly one).
+pub fn arp_owner(site: &RealCluster, ip: IpAddr) -> Result<usize> {
+    let IpAddr::V4(ip4) = ip else {
+        bail!("{ip} is not IPv4")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = BTreeSet::new();
+    while Instant::now() < deadline {
+        last = arping(&site.client_netns(), ip4, "eth0", 2)?;
+        if last.len() == 1
+            && let Some(node) = last.iter().next().and_then(|m| site.node_with_mac(m))
+        {
+            return Ok(node);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("not exactly one node answers ARP for {ip} after 30 s: {last:?}")
+}
+
+/// Waits until the node answering ARP for `ip` is `node`.
+pub fn wait_arp_owner_is(
+    site: &RealCluster,
+    ip: IpAddr,
+    node: usize,
+    within: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let owner = arp_owner(site, ip);
+        if matches!(owner, Ok(n) if n == node) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("ARP for {ip} answered by {owner:?}, not node {node}, after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The speaker pod on `node`.
+pub fn speaker_pod_on(site: &RealCluster, node: &str) -> Result<String> {
+    let out = site.api.kubectl_ok(&[
+        "-n",
+        "ferrolb-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=ferrolb-speaker",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_string)
+        .with_context(|| format!("no speaker pod on {node}"))
+}
+
+/// Runs `disrupt` while the LAN client requests `ip` every 50 ms (1 s
+/// timeout each), keeps probing for `settle` after it returns, and reports
+/// what the client saw. Fails if requests still fail at the end.
+pub fn measure_gap(
+    site: &RealCluster,
+    ip: IpAddr,
+    settle: Duration,
+    disrupt: impl FnOnce() -> Result<()>,
+) -> Result<Outage> {
+    let probe = ProbeLoop::start(
+        &site.client,
+        SocketAddr::new(ip, 80),
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let result = disrupt();
+    std::thread::sleep(settle);
+    let samples = probe.finish()?;
+    result?;
+    let tail = &samples[samples.len().saturating_sub(20)..];
+    if let Some(failed) = tail.iter().find(|s| !s.ok()) {
+        bail!("requests still fail at the end: {:?}", failed.outcome);
+    }
+    Ok(outage(&samples))
+}
+
+/// Force-deletes (grace 0) the speaker pod of the node that answers for
+/// `ip`, and waits until the DaemonSet has replaced it.
+pub fn force_delete_owner_speaker(site: &RealCluster, ip: IpAddr) -> Result<Outage> {
+    let owner = site.nodes[arp_owner(site, ip)?].name.clone();
+    let pod = speaker_pod_on(site, &owner)?;
+    measure_gap(site, ip, Duration::from_secs(3), || {
+        site.api.kubectl_ok(&[
+            "-n",
+            "ferrolb-system",
+            "delete",
+            "pod",
+            &pod,
+            "--grace-period=0",
+            "--force",
+        ])?;
+        site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
+    })
+}
+
+/// Deletes the owner's speaker pod gracefully (SIGTERM, the speaker hands
+/// over), and waits until the DaemonSet has replaced it.
+pub fn gracefully_delete_owner_speaker(site: &RealCluster, ip: IpAddr) -> Result<Outage> {
+    let owner = site.nodes[arp_owner(site, ip)?].name.clone();
+    let pod = speaker_pod_on(site, &owner)?;
+    measure_gap(site, ip, Duration::from_secs(3), || {
+        site.api
+            .kubectl_ok(&["-n", "ferrolb-system", "delete", "pod", &pod])?;
+        site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
+    })
+}
+
+/// A rolling update of the speaker DaemonSet (`kubectl rollout restart`).
+pub fn rolling_update_speakers(site: &RealCluster, ip: IpAddr) -> Result<Outage> {
+    measure_gap(site, ip, Duration::from_secs(3), || {
+        site.api.kubectl_ok(&[
+            "-n",
+            "ferrolb-system",
+            "rollout",
+            "restart",
+            "daemonset/ferrolb-speaker",
+        ])?;
+        site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
+    })
+}
+
+/// What the client saw when the node answering for an IP died.
+#[derive(Clone, Debug)]
+pub struct NodeLoss {
+    pub node: String,
+    /// FerroLB's part: from the kill until a live node answers ARP.
+    pub arp_moved_after: Duration,
+    /// From the kill until the first request answered again.
+    pub first_answer_after: Option<Duration>,
+    /// kube-proxy's part: requests after the kill that failed (they were sent
+    /// to a pod on the dead node), and when the last one started.
+    pub failed: usize,
+    pub total: usize,
+    pub last_failure_after: Option<Duration>,
+}
+
+/// Kills the node that answers for `ip` (link down, every process killed),
+/// probes for `observe`, then brings the node back and waits until it and
+/// FerroLB are whole again.
+pub fn node_loss(site: &RealCluster, ip: IpAddr, observe: Duration) -> Result<NodeLoss> {
+    let victim = arp_owner(site, ip)?;
+    let node = site.nodes[victim].name.clone();
+    let probe = ProbeLoop::start(
+        &site.client,
+        SocketAddr::new(ip, 80),
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        observe + Duration::from_secs(30),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Instant::now();
+    let started = probe.started();
+    let kill = site.kill_node(victim);
+    let new_owner = arp_owner(site, ip);
+    let arp_moved_after = killed.elapsed();
+    std::thread::sleep(observe.saturating_sub(killed.elapsed()));
+    let samples = probe.finish()?;
+    let restart = site.restart_node(victim);
+    kill?;
+    let new_owner = new_owner?;
+    if new_owner == victim {
+        bail!("{node} still answers for {ip} after it died");
+    }
+    let kill_at = killed.saturating_duration_since(started);
+    let after: Vec<_> = samples.iter().filter(|s| s.at >= kill_at).collect();
+    let loss = NodeLoss {
+        node: node.clone(),
+        arp_moved_after,
+        first_answer_after: after.iter().find(|s| s.ok()).map(|s| s.at - kill_at),
+        failed: after.iter().filter(|s| !s.ok()).count(),
+        total: after.len(),
+        last_failure_after: after.iter().rev().find(|s| !s.ok()).map(|s| s.at - kill_at),
+    };
+    restart?;
+    super::wait_nodes_ready(&site.api, &[&node], Duration::from_secs(120))?;
+    site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")?;
+    site.rollout("deployment/ferrolb-controller", "ferrolb-system")?;
+    Ok(loss)
+}
