@@ -48,6 +48,28 @@ fn helm(helm: &Path, kubeconfig: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// What the system namespace looks like, for a failure message.
+fn diagnose(site: &RealCluster) -> String {
+    let run = |args: &[&str]| {
+        site.api
+            .kubectl_ok(args)
+            .unwrap_or_else(|e| format!("{args:?}: {e:#}"))
+    };
+    format!(
+        "workloads:\n{}\nevents:\n{}\nlogs in {}",
+        run(&[
+            "-n",
+            SYSTEM,
+            "get",
+            "deploy,ds,rs,pods,secrets",
+            "-o",
+            "wide"
+        ]),
+        run(&["-n", SYSTEM, "get", "events", "--sort-by=.lastTimestamp"]),
+        site.dir.display()
+    )
+}
+
 fn get_json(site: &RealCluster, namespace: &str, what: &[&str]) -> Result<Value> {
     let mut args = vec!["-n", namespace, "get"];
     args.extend(what);
@@ -208,7 +230,8 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
             "--timeout",
             "180s",
         ],
-    )?;
+    )
+    .map_err(|e| e.context(diagnose(&site)))?;
     let helm_returned = install.elapsed();
     site.rollout("deployment/ferrolb-controller", SYSTEM)?;
     site.rollout("daemonset/ferrolb-speaker", SYSTEM)?;
@@ -293,6 +316,7 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
             "180s",
         ],
     );
+    let upgraded = upgraded.map_err(|e| e.context(diagnose(&site)));
     let helm_upgrade_returned = upgrade.elapsed();
     let rolled = upgraded.and_then(|_| {
         site.rollout("deployment/ferrolb-controller", SYSTEM)?;

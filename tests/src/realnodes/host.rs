@@ -122,12 +122,8 @@ impl HostState {
             .cgroup_roots
             .iter()
             .flat_map(|r| cgroup_pids(r))
+            .chain(self.netns.iter().flat_map(|n| netns_pids(n)))
             .collect();
-        for netns in &self.netns {
-            if let Ok(out) = run(std::process::Command::new("ip").args(["netns", "pids", netns])) {
-                pids.extend(out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-            }
-        }
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -138,22 +134,10 @@ impl HostState {
     pub fn kill_processes(&self) -> std::result::Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let mut left = 0;
-            for root in &self.cgroup_roots {
-                for pid in cgroup_pids(root) {
-                    left += 1;
-                    kill_pid(pid, libc::SIGKILL);
-                }
-            }
-            for netns in &self.netns {
-                if let Ok(out) =
-                    run(std::process::Command::new("ip").args(["netns", "pids", netns]))
-                {
-                    for pid in out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-                        left += 1;
-                        kill_pid(pid, libc::SIGKILL);
-                    }
-                }
+            let pids = self.lab_pids();
+            let left = pids.len();
+            for pid in pids {
+                kill_pid(pid, libc::SIGKILL);
             }
             if left == 0 {
                 break;
@@ -215,37 +199,11 @@ fn cgroup_hierarchies() -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Every pid in `root` and below, over all hierarchies.
-fn cgroup_pids(root: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
+/// `root` and every cgroup below it, in every hierarchy, parents first.
+fn cgroup_dirs(root: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     for hierarchy in cgroup_hierarchies().unwrap_or_default() {
-        let top = hierarchy.join(root.trim_start_matches('/'));
-        let mut stack = vec![top];
-        while let Some(dir) = stack.pop() {
-            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.path())
-                        .filter(|p| p.is_dir()),
-                );
-            }
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    pids
-}
-
-/// Removes `root` and its children, deepest first, in every hierarchy.
-fn remove_cgroup_tree(root: &str) -> Result<()> {
-    for hierarchy in cgroup_hierarchies()? {
-        let top = hierarchy.join(root.trim_start_matches('/'));
-        let mut dirs = Vec::new();
-        let mut stack = vec![top];
+        let mut stack = vec![hierarchy.join(root.trim_start_matches('/'))];
         while let Some(dir) = stack.pop() {
             if !dir.is_dir() {
                 continue;
@@ -260,18 +218,51 @@ fn remove_cgroup_tree(root: &str) -> Result<()> {
             }
             dirs.push(dir);
         }
-        for dir in dirs.iter().rev() {
-            // A cgroup whose last task just died may need a moment.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while let Err(e) = std::fs::remove_dir(dir) {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(e).with_context(|| format!("rmdir {}", dir.display()));
-                }
-                std::thread::sleep(Duration::from_millis(50));
+    }
+    dirs
+}
+
+/// Every pid in `root` and below, over all hierarchies.
+fn cgroup_pids(root: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = cgroup_dirs(root)
+        .iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+        .flat_map(|procs| {
+            procs
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Every pid in network namespace `name`.
+fn netns_pids(name: &str) -> Vec<u32> {
+    run(std::process::Command::new("ip").args(["netns", "pids", name]))
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes `root` and its children, deepest first, in every hierarchy.
+fn remove_cgroup_tree(root: &str) -> Result<()> {
+    for dir in cgroup_dirs(root).iter().rev() {
+        // A cgroup whose last task just died may need a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = std::fs::remove_dir(dir) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                break;
             }
+            if Instant::now() > deadline {
+                return Err(e).with_context(|| format!("rmdir {}", dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     Ok(())
