@@ -22,6 +22,7 @@ const SYSTEM: &str = "ferrolb-system";
 const NS: &str = "default";
 const POOL: &str = "helm-l2";
 const NODES: usize = 2;
+const HELM_TIMEOUT: &str = "180s";
 
 /// Runs helm against the cluster (admin kubeconfig), with its config, cache
 /// and data kept out of the user's home; returns stdout or fails with both.
@@ -56,7 +57,7 @@ fn diagnose(site: &RealCluster) -> String {
             .unwrap_or_else(|e| format!("{args:?}: {e:#}"))
     };
     format!(
-        "workloads:\n{}\nevents:\n{}\nlogs in {}",
+        "workloads:\n{}\nspeaker logs:\n{}\nevents:\n{}\nlogs in {}",
         run(&[
             "-n",
             SYSTEM,
@@ -64,6 +65,15 @@ fn diagnose(site: &RealCluster) -> String {
             "deploy,ds,rs,pods,secrets",
             "-o",
             "wide"
+        ]),
+        run(&[
+            "-n",
+            SYSTEM,
+            "logs",
+            "-l",
+            "app.kubernetes.io/name=ferrolb-speaker",
+            "--prefix",
+            "--tail=15",
         ]),
         run(&["-n", SYSTEM, "get", "events", "--sort-by=.lastTimestamp"]),
         site.dir.display()
@@ -78,7 +88,7 @@ fn get_json(site: &RealCluster, namespace: &str, what: &[&str]) -> Result<Value>
 }
 
 /// `name Ready` of every pod of component `app` in the system namespace
-/// (Running ones only, so terminating pods of a rollout are not counted).
+/// (terminating pods of a rollout are left out).
 fn ready_pods(site: &RealCluster, app: &str) -> Result<Vec<(String, bool)>> {
     let pods = get_json(
         site,
@@ -228,7 +238,7 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
             "speaker.memberlist.createSecret=true",
             "--wait",
             "--timeout",
-            "180s",
+            HELM_TIMEOUT,
         ],
     )
     .map_err(|e| e.context(diagnose(&site)))?;
@@ -313,7 +323,7 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
             "controller.logFormat=json",
             "--wait",
             "--timeout",
-            "180s",
+            HELM_TIMEOUT,
         ],
     );
     let upgraded = upgraded.map_err(|e| e.context(diagnose(&site)));
@@ -382,7 +392,7 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
             SYSTEM,
             "--wait",
             "--timeout",
-            "180s",
+            HELM_TIMEOUT,
         ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(60);

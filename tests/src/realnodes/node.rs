@@ -118,6 +118,14 @@ impl RealNode {
             let router6 = format!("{LAN_PREFIX6}:1");
             self.ip(&["route", "replace", "default", "via", super::ROUTER_IP])?;
             self.ip(&["-6", "route", "replace", "default", "via", &router6])?;
+        } else {
+            // No default route: give the ClusterIP ranges one on the LAN, or
+            // host-network pods (the speakers) cannot reach the API's
+            // ClusterIP (connect fails before kube-proxy's DNAT sees it).
+            for cidr in super::SERVICE_CIDR.split(',') {
+                let family = if cidr.contains(':') { "-6" } else { "-4" };
+                self.ip(&[family, "route", "replace", cidr, "dev", "eth0"])?;
+            }
         }
         Ok(())
     }
