@@ -100,7 +100,7 @@ impl HostState {
     pub fn create_cgroup_root(&mut self, root: &str) -> Result<()> {
         self.cgroup_roots.push(root.to_string());
         self.save()?;
-        for hierarchy in cgroup_hierarchies()? {
+        for hierarchy in cgroup_hierarchies(false)? {
             let path = hierarchy.join(root.trim_start_matches('/'));
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("creating cgroup {}", path.display()))?;
@@ -187,12 +187,15 @@ impl HostState {
     }
 }
 
-fn cgroup_hierarchies() -> Result<Vec<PathBuf>> {
+/// The mounted cgroup hierarchies: the v1 controllers the kubelet's
+/// `cgroupRoot` must be created in, and with `with_unified`, the v2 tree of
+/// the hybrid layout too, where runc makes cgroups of its own (teardown must
+/// find and remove those as well).
+fn cgroup_hierarchies(with_unified: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(CGROUP_BASE)? {
         let path = entry?.path();
-        // v1 controllers only: the v2 "unified" tree is not used by the kubelet here.
-        if path.join("cgroup.procs").exists() && !path.ends_with("unified") {
+        if path.join("cgroup.procs").exists() && (with_unified || !path.ends_with("unified")) {
             out.push(path);
         }
     }
@@ -202,7 +205,7 @@ fn cgroup_hierarchies() -> Result<Vec<PathBuf>> {
 /// `root` and every cgroup below it, in every hierarchy, parents first.
 fn cgroup_dirs(root: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    for hierarchy in cgroup_hierarchies().unwrap_or_default() {
+    for hierarchy in cgroup_hierarchies(true).unwrap_or_default() {
         let mut stack = vec![hierarchy.join(root.trim_start_matches('/'))];
         while let Some(dir) = stack.pop() {
             if !dir.is_dir() {
