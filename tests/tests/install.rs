@@ -292,3 +292,115 @@ fn chart_and_kustomization_render_the_same_objects() -> R {
     );
     Ok(())
 }
+
+/// The object of `kind` named `name` in a multi-document YAML stream.
+fn find(manifests: &str, kind: &str, name: &str) -> Result<serde_yaml::Value> {
+    for document in serde_yaml::Deserializer::from_str(manifests) {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(document)?;
+        if value.get("kind").and_then(|k| k.as_str()) == Some(kind)
+            && value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                == Some(name)
+        {
+            return Ok(value);
+        }
+    }
+    bail!("no {kind} {name} in the render")
+}
+
+/// What decides how a workload's pods run, with the image's tag left out
+/// (the chart takes it from its appVersion).
+fn pod_contract(workload: &serde_yaml::Value) -> Result<serde_yaml::Value> {
+    let spec = workload
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"))
+        .context("no pod template")?;
+    let container = spec
+        .get("containers")
+        .and_then(|c| c.get(0))
+        .context("no container")?;
+    let pick = |from: &serde_yaml::Value, keys: &[&str]| {
+        let mut out = serde_yaml::Mapping::new();
+        for key in keys {
+            if let Some(v) = from.get(*key) {
+                out.insert((*key).into(), v.clone());
+            }
+        }
+        serde_yaml::Value::Mapping(out)
+    };
+    let image = container
+        .get("image")
+        .and_then(|i| i.as_str())
+        .and_then(|i| i.rsplit_once(':'))
+        .map(|(repository, _)| repository.to_string())
+        .unwrap_or_default();
+    let mut contract = serde_yaml::Mapping::new();
+    contract.insert(
+        "pod".into(),
+        pick(
+            spec,
+            &[
+                "serviceAccountName",
+                "hostNetwork",
+                "securityContext",
+                "terminationGracePeriodSeconds",
+                "tolerations",
+            ],
+        ),
+    );
+    contract.insert(
+        "container".into(),
+        pick(
+            container,
+            &[
+                "securityContext",
+                "ports",
+                "env",
+                "livenessProbe",
+                "readinessProbe",
+                "resources",
+            ],
+        ),
+    );
+    contract.insert("image".into(), image.into());
+    Ok(serde_yaml::Value::Mapping(contract))
+}
+
+#[test]
+fn chart_and_kustomization_run_the_same_pods_with_the_same_rights() -> R {
+    let from_kustomize = kustomize("deploy")?;
+    let from_chart = helm_template(&[])?;
+    for (kind, name) in [
+        ("Deployment", "ferrolb-controller"),
+        ("DaemonSet", "ferrolb-speaker"),
+    ] {
+        let kustomized = pod_contract(&find(&from_kustomize, kind, name)?)?;
+        let charted = pod_contract(&find(&from_chart, kind, name)?)?;
+        assert_eq!(
+            kustomized, charted,
+            "{kind} {name}: deploy/ and the chart run its pods differently"
+        );
+    }
+    for (kind, name) in [
+        ("ClusterRole", "ferrolb-controller"),
+        ("ClusterRole", "ferrolb-controller-namespaced"),
+        ("ClusterRole", "ferrolb-speaker"),
+        ("ClusterRole", "ferrolb-speaker-namespaced"),
+    ] {
+        let rules = |manifests: &str| -> Result<serde_yaml::Value> {
+            Ok(find(manifests, kind, name)?
+                .get("rules")
+                .cloned()
+                .unwrap_or_default())
+        };
+        assert_eq!(
+            rules(&from_kustomize)?,
+            rules(&from_chart)?,
+            "{kind} {name}: deploy/ and the chart grant different rights"
+        );
+    }
+    Ok(())
+}
