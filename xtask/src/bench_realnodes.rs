@@ -109,23 +109,17 @@ pub fn run(plan: RealNodesPlan) -> Result<()> {
             d.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
                 .unwrap_or_default()
         };
-        println!(
-            "  node loss #{trial} ({}): ARP moved after {} ms, first answer after {} ms, {} of {} failed, last failure at {} ms",
-            loss.node,
+        let (arp, first, last) = (
             ms(Some(loss.arp_moved_after)),
             ms(loss.first_answer_after),
-            loss.failed,
-            loss.total,
-            ms(loss.last_failure_after)
+            ms(loss.last_failure_after),
+        );
+        let (node, failed, total) = (&loss.node, loss.failed, loss.total);
+        println!(
+            "  node loss #{trial} ({node}): ARP moved after {arp} ms, first answer after {first} ms, {failed} of {total} failed, last failure at {last} ms"
         );
         losses.row(&format!(
-            "{trial},{},{},{},{},{},{}",
-            loss.node,
-            ms(Some(loss.arp_moved_after)),
-            ms(loss.first_answer_after),
-            loss.failed,
-            loss.total,
-            ms(loss.last_failure_after)
+            "{trial},{node},{arp},{first},{failed},{total},{last}"
         ))?;
         node_losses.push(loss);
     }

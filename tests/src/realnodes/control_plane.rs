@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use super::pki::Pki;
 use super::{
     APISERVER_PORT, CLUSTER_CIDR, CONTROL_PLANE_IP, HostState, Launcher, SERVICE_CIDR, new_token,
-    token_kubeconfig,
+    write_kubeconfig,
 };
 use crate::tools::Tools;
 
@@ -136,24 +136,20 @@ pub fn start_managers(
 ) -> Result<()> {
     let server = format!("https://127.0.0.1:{APISERVER_PORT}");
     let kcm_kubeconfig = dir.join("kcm.kubeconfig");
-    std::fs::write(
+    write_kubeconfig(
         &kcm_kubeconfig,
-        token_kubeconfig(
-            &server,
-            &pki.ca_cert(),
-            "system:kube-controller-manager",
-            &tokens.controller_manager,
-        )?,
+        &server,
+        &pki.ca_cert(),
+        "system:kube-controller-manager",
+        &tokens.controller_manager,
     )?;
     let sched_kubeconfig = dir.join("scheduler.kubeconfig");
-    std::fs::write(
+    write_kubeconfig(
         &sched_kubeconfig,
-        token_kubeconfig(
-            &server,
-            &pki.ca_cert(),
-            "system:kube-scheduler",
-            &tokens.scheduler,
-        )?,
+        &server,
+        &pki.ca_cert(),
+        "system:kube-scheduler",
+        &tokens.scheduler,
     )?;
     let path = |p: &Path| p.display().to_string();
     let kcm = vec![

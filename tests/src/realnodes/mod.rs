@@ -140,13 +140,24 @@ pub struct RealCluster {
     torn_down: bool,
 }
 
-/// Writes a kubeconfig for a token user.
-pub(crate) fn token_kubeconfig(server: &str, ca: &Path, user: &str, token: &str) -> Result<String> {
+/// Writes `path`: a kubeconfig for token user `user` of the apiserver at
+/// `server`, trusting the CA in `ca`.
+pub(crate) fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    token: &str,
+) -> Result<()> {
     use base64::Engine as _;
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(ca)?);
-    Ok(format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\ncurrent-context: ferrolb\n"
-    ))
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\ncurrent-context: ferrolb\n"
+        ),
+    )?;
+    Ok(())
 }
 
 fn new_token(who: &str) -> String {

@@ -12,10 +12,15 @@ use super::control_plane::Tokens;
 use super::pki::Pki;
 use super::{
     APISERVER_PORT, CLUSTER_CIDR, CONTROL_PLANE_IP, HostState, LAN_PREFIX6, Launcher,
-    token_kubeconfig,
+    write_kubeconfig,
 };
 use crate::netns::run;
 use crate::tools::Tools;
+
+/// The apiserver as the nodes reach it, on the LAN.
+fn api_server() -> String {
+    format!("https://{CONTROL_PLANE_IP}:{APISERVER_PORT}")
+}
 
 pub fn node_name(i: usize) -> String {
     format!("node-{i}")
@@ -195,14 +200,12 @@ impl RealNode {
         let kubelet = self.dir.join("kubelet");
         std::fs::create_dir_all(kubelet.join("pki"))?;
         let kubeconfig = self.dir.join("kubelet.kubeconfig");
-        std::fs::write(
+        write_kubeconfig(
             &kubeconfig,
-            token_kubeconfig(
-                &format!("https://{CONTROL_PLANE_IP}:{APISERVER_PORT}"),
-                &pki.ca_cert(),
-                &format!("system:node:{}", self.name),
-                &tokens.nodes[self.index],
-            )?,
+            &api_server(),
+            &pki.ca_cert(),
+            &format!("system:node:{}", self.name),
+            &tokens.nodes[self.index],
         )?;
         let config = self.dir.join("kubelet-config.yaml");
         std::fs::write(&config, self.kubelet_config())?;
@@ -235,14 +238,12 @@ impl RealNode {
         launcher: &mut Launcher,
     ) -> Result<()> {
         let kubeconfig = self.dir.join("kube-proxy.kubeconfig");
-        std::fs::write(
+        write_kubeconfig(
             &kubeconfig,
-            token_kubeconfig(
-                &format!("https://{CONTROL_PLANE_IP}:{APISERVER_PORT}"),
-                &pki.ca_cert(),
-                "system:kube-proxy",
-                &tokens.kube_proxy,
-            )?,
+            &api_server(),
+            &pki.ca_cert(),
+            "system:kube-proxy",
+            &tokens.kube_proxy,
         )?;
         let config = self.dir.join("kube-proxy-config.yaml");
         std::fs::write(&config, self.kube_proxy_config(&kubeconfig))?;
