@@ -1,14 +1,13 @@
 //! `BGPAdvertisement`: announce addresses of selected pools to BGP peers, and with which
 //! path attributes.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use crate::advertisement::{AdvertisementSelectors, describe_field};
 use crate::community::{CommunityRef, MAX_COMMUNITIES, community_ref_schema};
 use crate::schema::{MAX_OBJECT_REFS, object_names_schema, string_set};
-use crate::selector::{check_label_selectors, selectors_schema};
 use crate::validation::{
     Errors, FieldError, Problem, check_len, check_object_names, check_unique, item,
 };
@@ -62,6 +61,7 @@ pub const DEFAULT_AGGREGATION_LENGTH_V6: i32 = 128;
     "message": "serviceSelectors needs the default aggregationLength (32) and aggregationLengthV6 (128): an aggregated prefix covers other Services too",
     "fieldPath": ".serviceSelectors",
 }]))]
+#[schemars(transform = describe_bgp_selectors)]
 pub struct BGPAdvertisementSpec {
     /// Prefix length to announce IPv4 addresses with, rolling them up into a larger prefix
     /// (e.g. 24 announces one /24 for all addresses of a pool in it). 0 to 32.
@@ -85,36 +85,14 @@ pub struct BGPAdvertisementSpec {
     #[schemars(schema_with = "communities_schema")]
     pub communities: Vec<String>,
 
-    /// Pools to announce, by name. When neither this nor `ipAddressPoolSelectors` selects a
-    /// pool, every pool is announced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "object_names_schema")]
-    pub ip_address_pools: Vec<String>,
-
-    /// Pools to announce, selected by their labels.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub ip_address_pool_selectors: Vec<LabelSelector>,
-
-    /// Nodes that announce (as next hops). When empty, every node does.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub node_selectors: Vec<LabelSelector>,
+    /// The pools, nodes and Services this advertisement covers.
+    #[serde(flatten)]
+    pub selectors: AdvertisementSelectors,
 
     /// BGPPeers to announce to, by name. When empty, every peer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "object_names_schema")]
     pub peers: Vec<String>,
-
-    /// Services to announce, selected by their labels. When empty, every Service with an
-    /// address from the selected pools. Needs the default aggregation lengths, since an
-    /// aggregated prefix would cover unselected Services too.
-    ///
-    /// An extension over MetalLB up to v0.15. MetalLB v0.16 added a field of the same name,
-    /// meaning and restriction, so manifests using it work with both.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub service_selectors: Vec<LabelSelector>,
 }
 
 impl Default for BGPAdvertisementSpec {
@@ -124,11 +102,8 @@ impl Default for BGPAdvertisementSpec {
             aggregation_length_v6: DEFAULT_AGGREGATION_LENGTH_V6,
             local_pref: None,
             communities: Vec::new(),
-            ip_address_pools: Vec::new(),
-            ip_address_pool_selectors: Vec::new(),
-            node_selectors: Vec::new(),
+            selectors: AdvertisementSelectors::default(),
             peers: Vec::new(),
-            service_selectors: Vec::new(),
         }
     }
 }
@@ -139,6 +114,25 @@ fn default_aggregation_length() -> i32 {
 
 fn default_aggregation_length_v6() -> i32 {
     DEFAULT_AGGREGATION_LENGTH_V6
+}
+
+/// BGP's wording of the shared `nodeSelectors` and `serviceSelectors`.
+fn describe_bgp_selectors(schema: &mut Schema) {
+    describe_field(
+        schema,
+        "nodeSelectors",
+        "Nodes that announce (as next hops). When empty, every node does.",
+    );
+    describe_field(
+        schema,
+        "serviceSelectors",
+        "Services to announce, selected by their labels. When empty, every Service with an\n\
+         address from the selected pools. Needs the default aggregation lengths, since an\n\
+         aggregated prefix would cover unselected Services too.\n\
+         \n\
+         An extension over MetalLB up to v0.15. MetalLB v0.16 added a field of the same name,\n\
+         meaning and restriction, so manifests using it work with both.",
+    );
 }
 
 fn communities_schema(_: &mut SchemaGenerator) -> Schema {
@@ -170,27 +164,11 @@ impl BGPAdvertisementSpec {
                 community.parse::<CommunityRef>().map_err(Problem::from),
             );
         }
-        check_object_names(
-            &mut errors,
-            "spec.ipAddressPools",
-            &self.ip_address_pools,
-            MAX_OBJECT_REFS,
-        );
-        check_label_selectors(
-            &mut errors,
-            "spec.ipAddressPoolSelectors",
-            &self.ip_address_pool_selectors,
-        );
-        check_label_selectors(&mut errors, "spec.nodeSelectors", &self.node_selectors);
+        self.selectors.check(&mut errors);
         check_object_names(&mut errors, "spec.peers", &self.peers, MAX_OBJECT_REFS);
-        check_label_selectors(
-            &mut errors,
-            "spec.serviceSelectors",
-            &self.service_selectors,
-        );
         let aggregated = self.aggregation_length != DEFAULT_AGGREGATION_LENGTH
             || self.aggregation_length_v6 != DEFAULT_AGGREGATION_LENGTH_V6;
-        if !self.service_selectors.is_empty() && aggregated {
+        if !self.selectors.service_selectors.is_empty() && aggregated {
             errors.push(
                 "spec.serviceSelectors",
                 Problem::AggregationWithServiceSelectors,
@@ -230,14 +208,10 @@ fn check_range(errors: &mut Errors, field: &str, value: i32, max: i32) {
 mod tests {
     use super::*;
     use crate::community::CommunityValue;
+    use crate::test_support;
 
     fn messages(spec: &BGPAdvertisementSpec) -> Vec<String> {
-        spec.validate()
-            .err()
-            .unwrap_or_default()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        test_support::messages(spec.validate())
     }
 
     #[test]
@@ -322,7 +296,10 @@ mod tests {
     #[test]
     fn service_selectors_need_default_aggregation() {
         let spec = BGPAdvertisementSpec {
-            service_selectors: vec![LabelSelector::default()],
+            selectors: AdvertisementSelectors {
+                service_selectors: vec![Default::default()],
+                ..Default::default()
+            },
             aggregation_length: 24,
             ..Default::default()
         };
@@ -337,7 +314,10 @@ mod tests {
     #[test]
     fn names() {
         let spec = BGPAdvertisementSpec {
-            ip_address_pools: vec!["ok".into()],
+            selectors: AdvertisementSelectors {
+                ip_address_pools: vec!["ok".into()],
+                ..Default::default()
+            },
             peers: vec!["router_1".into()],
             ..Default::default()
         };

@@ -1,13 +1,12 @@
 //! `L2Advertisement`: announce addresses of selected pools with ARP (IPv4) and NDP (IPv6).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{MAX_INTERFACES, MAX_OBJECT_REFS, interfaces_schema, object_names_schema};
-use crate::selector::{check_label_selectors, selectors_schema};
-use crate::validation::{Errors, FieldError, check_interface_names, check_object_names};
+use crate::advertisement::AdvertisementSelectors;
+use crate::schema::{MAX_INTERFACES, interfaces_schema};
+use crate::validation::{Errors, FieldError, check_interface_names};
 
 /// Desired state of an `L2Advertisement`: MetalLB's fields, all optional. An empty spec
 /// (or none at all) announces every pool from every node.
@@ -49,63 +48,26 @@ use crate::validation::{Errors, FieldError, check_interface_names, check_object_
 )]
 #[serde(rename_all = "camelCase")]
 pub struct L2AdvertisementSpec {
-    /// Pools to announce, by name. When neither this nor `ipAddressPoolSelectors` selects a
-    /// pool, every pool is announced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "object_names_schema")]
-    pub ip_address_pools: Vec<String>,
-
-    /// Pools to announce, selected by their labels.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub ip_address_pool_selectors: Vec<LabelSelector>,
-
-    /// Nodes that may announce. When empty, every node may.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub node_selectors: Vec<LabelSelector>,
+    /// The pools, nodes and Services this advertisement covers.
+    #[serde(flatten)]
+    pub selectors: AdvertisementSelectors,
 
     /// Interfaces to announce from. When empty, every interface of the node is used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "interfaces_schema")]
     pub interfaces: Vec<String>,
-
-    /// Services to announce, selected by their labels. When empty, every Service with an
-    /// address from the selected pools is announced.
-    ///
-    /// An extension over MetalLB up to v0.15. MetalLB v0.16 added a field of the same name
-    /// and meaning, so manifests using it work with both.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "selectors_schema")]
-    pub service_selectors: Vec<LabelSelector>,
 }
 
 impl L2AdvertisementSpec {
     /// The same rules as the CRD schema. Paths in the errors start at `spec.`.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Errors::default();
-        check_object_names(
-            &mut errors,
-            "spec.ipAddressPools",
-            &self.ip_address_pools,
-            MAX_OBJECT_REFS,
-        );
-        check_label_selectors(
-            &mut errors,
-            "spec.ipAddressPoolSelectors",
-            &self.ip_address_pool_selectors,
-        );
-        check_label_selectors(&mut errors, "spec.nodeSelectors", &self.node_selectors);
+        self.selectors.check(&mut errors);
         check_interface_names(
             &mut errors,
             "spec.interfaces",
             &self.interfaces,
             MAX_INTERFACES,
-        );
-        check_label_selectors(
-            &mut errors,
-            "spec.serviceSelectors",
-            &self.service_selectors,
         );
         errors.finish()
     }
@@ -114,6 +76,7 @@ impl L2AdvertisementSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::messages;
 
     #[test]
     fn empty_spec_is_valid() {
@@ -123,22 +86,18 @@ mod tests {
     #[test]
     fn checks_names_and_interfaces() {
         let spec = L2AdvertisementSpec {
-            ip_address_pools: vec!["pool-a".into(), "Pool_B".into(), "pool-a".into()],
+            selectors: AdvertisementSelectors {
+                ip_address_pools: vec!["pool-a".into(), "Pool_B".into(), "pool-a".into()],
+                ..Default::default()
+            },
             interfaces: vec![
                 "eth0".into(),
                 "eth/1".into(),
                 "a-very-long-interface".into(),
             ],
-            ..Default::default()
         };
-        let errors: Vec<String> = spec
-            .validate()
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            errors,
+            messages(spec.validate()),
             vec![
                 "spec.ipAddressPools[2]: duplicate value \"pool-a\"",
                 "spec.ipAddressPools[1]: invalid name \"Pool_B\": use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters",

@@ -16,6 +16,7 @@
 //! side was checked against a real kube-apiserver with the same good and bad examples.
 
 pub mod address;
+pub mod advertisement;
 pub mod bgp_advertisement;
 pub mod bgp_peer;
 pub mod community;
@@ -29,6 +30,8 @@ pub mod selector;
 pub mod service_key;
 pub mod service_status;
 pub mod session_status;
+#[cfg(test)]
+mod test_support;
 pub mod validation;
 
 /// The API group of every FerroLB kind.
@@ -38,6 +41,7 @@ pub const VERSION: &str = "v1beta1";
 /// `apiVersion` of every FerroLB object.
 pub const API_VERSION: &str = "ferrolb.io/v1beta1";
 
+pub use advertisement::AdvertisementSelectors;
 pub use bgp_advertisement::{BGPAdvertisement, BGPAdvertisementSpec};
 pub use bgp_peer::{BGPPeer, BGPPeerSpec, DynamicASNMode};
 pub use community::{Community, CommunityAlias, CommunitySpec};

@@ -191,6 +191,7 @@ pub(crate) fn check_label_selectors(errors: &mut Errors, field: &str, selectors:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::messages;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -204,13 +205,7 @@ mod tests {
     fn check(selector: LabelSelector) -> Vec<String> {
         let mut errors = Errors::default();
         check_label_selector(&mut errors, "spec.nodeSelectors[0]", &selector);
-        errors
-            .finish()
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect()
+        messages(errors.finish())
     }
 
     #[test]

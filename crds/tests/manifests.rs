@@ -153,6 +153,12 @@ spec:
 "#,
     );
     assert_eq!(l2.spec.interfaces, ["eth3", "eth4"]);
+    // The selecting fields sit flat in the spec, as in MetalLB.
+    let selectors = &l2.spec.selectors;
+    assert_eq!(selectors.ip_address_pools, ["first-pool"]);
+    assert_eq!(selectors.ip_address_pool_selectors.len(), 1);
+    assert_eq!(selectors.node_selectors.len(), 1);
+    assert_eq!(selectors.service_selectors.len(), 1);
     assert_eq!(l2.spec.validate(), Ok(()));
     round_trip(&l2);
 }
@@ -205,6 +211,12 @@ spec:
 "#,
     );
     assert_eq!(adv.spec.local_pref, Some(150));
+    assert_eq!(
+        adv.spec.selectors.ip_address_pools,
+        ["bgp-with-advertisement"]
+    );
+    assert_eq!(adv.spec.selectors.node_selectors.len(), 1);
+    assert_eq!(adv.spec.peers, ["peer1"]);
     assert_eq!(adv.spec.validate(), Ok(()));
     assert_eq!(
         adv.spec.community_refs(),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_support;
 use proptest::prelude::*;
 
 fn peer() -> BGPPeerSpec {
@@ -24,12 +25,7 @@ fn peer() -> BGPPeerSpec {
 }
 
 fn messages(spec: &BGPPeerSpec) -> Vec<String> {
-    spec.validate()
-        .err()
-        .unwrap_or_default()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    test_support::messages(spec.validate())
 }
 
 #[test]

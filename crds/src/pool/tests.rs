@@ -1,5 +1,6 @@
 use super::*;
 use crate::address::AddressError;
+use crate::test_support;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -14,12 +15,7 @@ fn pool(addresses: &[&str]) -> IPAddressPoolSpec {
 }
 
 fn messages(spec: &IPAddressPoolSpec) -> Vec<String> {
-    spec.validate()
-        .err()
-        .unwrap_or_default()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    test_support::messages(spec.validate())
 }
 
 /// Each entry with the verdict a real kube-apiserver (v1.34) gave for the CRD's CEL rules;

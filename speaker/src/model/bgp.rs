@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::eligibility::{Liveness, advertised, ip_candidates};
-use super::scope::AdvertisementScope;
+use super::scope::{AdvertisementScope, AdvertisementSelectors};
 use super::view::{ClusterView, ServiceKey};
 use crate::bgp::fsm::FsmConfig;
 use crate::bgp::message::{AddressFamily, LargeCommunity};
@@ -74,12 +74,10 @@ pub struct BgpAdvertisementView {
     pub aggregation_length_v6: u8,
     pub local_pref: Option<u32>,
     pub communities: BTreeSet<CommunityValue>,
-    pub pools: Vec<String>,
-    pub pool_selectors: Vec<LabelSelector>,
-    pub node_selectors: Vec<LabelSelector>,
+    /// The pools, nodes and Services it covers.
+    pub selectors: AdvertisementSelectors,
     /// Peers by name; empty means every peer.
     pub peers: Vec<String>,
-    pub service_selectors: Vec<LabelSelector>,
 }
 
 impl BgpAdvertisementView {
@@ -98,20 +96,8 @@ impl BgpAdvertisementView {
 }
 
 impl AdvertisementScope for BgpAdvertisementView {
-    fn pool_names(&self) -> &[String] {
-        &self.pools
-    }
-
-    fn pool_selectors(&self) -> &[LabelSelector] {
-        &self.pool_selectors
-    }
-
-    fn node_selectors(&self) -> &[LabelSelector] {
-        &self.node_selectors
-    }
-
-    fn service_selectors(&self) -> &[LabelSelector] {
-        &self.service_selectors
+    fn selectors(&self) -> &AdvertisementSelectors {
+        &self.selectors
     }
 }
 

@@ -242,11 +242,8 @@ fn advertisement_view(
         aggregation_length_v6,
         local_pref: spec.local_pref,
         communities: values,
-        pools: spec.ip_address_pools.clone(),
-        pool_selectors: spec.ip_address_pool_selectors.clone(),
-        node_selectors: spec.node_selectors.clone(),
+        selectors: spec.selectors.clone(),
         peers: spec.peers.clone(),
-        service_selectors: spec.service_selectors.clone(),
         name,
     })
 }

@@ -42,11 +42,8 @@ fn ad(name: &str) -> BgpAdvertisementView {
         aggregation_length_v6: 128,
         local_pref: None,
         communities: BTreeSet::new(),
-        pools: Vec::new(),
-        pool_selectors: Vec::new(),
-        node_selectors: Vec::new(),
+        selectors: AdvertisementSelectors::default(),
         peers: Vec::new(),
-        service_selectors: Vec::new(),
     }
 }
 
@@ -178,10 +175,10 @@ fn advertisement_peers_and_node_selectors_and_service_selectors() {
     }
     let mut to_a = ad("to-a");
     to_a.peers = vec!["a".into()];
-    to_a.service_selectors = vec![selector(&[("app", "web")])];
+    to_a.selectors.service_selectors = vec![selector(&[("app", "web")])];
     let mut edge_to_b = ad("edge-to-b");
     edge_to_b.peers = vec!["b".into()];
-    edge_to_b.node_selectors = vec![selector(&[("edge", "yes")])];
+    edge_to_b.selectors.node_selectors = vec![selector(&[("edge", "yes")])];
     let bgp = bgp_view(
         vec![
             peer("a", "198.51.100.1", 64512, 64513),

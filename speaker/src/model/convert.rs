@@ -231,10 +231,7 @@ fn l2_advertisement_view(
     let spec = &advertisement.spec;
     Some(L2AdvertisementView {
         name: name_of(&advertisement.metadata, "L2Advertisement", warnings)?,
-        pools: spec.ip_address_pools.clone(),
-        pool_selectors: spec.ip_address_pool_selectors.clone(),
-        node_selectors: spec.node_selectors.clone(),
-        service_selectors: spec.service_selectors.clone(),
+        selectors: spec.selectors.clone(),
         interfaces: spec.interfaces.clone(),
     })
 }

@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use ferrolb_crds::AdvertisementSelectors;
 use ferrolb_crds::l2::L2AdvertisementSpec;
 use ferrolb_crds::labels::Labels;
 use ferrolb_crds::validation::Problem;
@@ -275,12 +276,15 @@ fn bad_pool_entries_are_dropped_with_a_warning() {
 
 #[test]
 fn reads_l2_advertisements() {
-    let spec = L2AdvertisementSpec {
+    let selectors = AdvertisementSelectors {
         ip_address_pools: vec!["gold".into()],
         ip_address_pool_selectors: vec![selector(&[("tier", "gold")])],
         node_selectors: vec![selector(&[("zone", "west")])],
-        interfaces: vec!["eth0".into()],
         service_selectors: vec![selector(&[("app", "web")])],
+    };
+    let spec = L2AdvertisementSpec {
+        selectors: selectors.clone(),
+        interfaces: vec!["eth0".into()],
     };
     let advertisements = [
         k8s_l2_advertisement("west", spec),
@@ -292,10 +296,7 @@ fn reads_l2_advertisements() {
         view.l2_advertisements.get("west"),
         Some(&L2AdvertisementView {
             name: "west".into(),
-            pools: vec!["gold".into()],
-            pool_selectors: vec![selector(&[("tier", "gold")])],
-            node_selectors: vec![selector(&[("zone", "west")])],
-            service_selectors: vec![selector(&[("app", "web")])],
+            selectors,
             interfaces: vec!["eth0".into()],
         })
     );

@@ -15,6 +15,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlic
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::convert::LABEL_SERVICE_NAME;
+use super::scope::AdvertisementSelectors;
 use super::view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
 };
@@ -72,10 +73,7 @@ pub fn pool(name: &str, entries: &[&str]) -> PoolView {
 pub fn advertisement(name: &str) -> L2AdvertisementView {
     L2AdvertisementView {
         name: name.into(),
-        pools: Vec::new(),
-        pool_selectors: Vec::new(),
-        node_selectors: Vec::new(),
-        service_selectors: Vec::new(),
+        selectors: AdvertisementSelectors::default(),
         interfaces: Vec::new(),
     }
 }

@@ -13,7 +13,7 @@ use crate::model::eligibility::LABEL_EXCLUDE_FROM_LOAD_BALANCERS;
 use crate::model::eligibility::Liveness;
 use crate::model::fixtures::*;
 use crate::model::l2::{L2Decision, l2_plan};
-use crate::model::scope::AdvertisementScope;
+use crate::model::scope::{AdvertisementScope, AdvertisementSelectors};
 use crate::model::view::{ClusterView, ServiceKey};
 
 /// Service IPs to choose from: in pool `low`, in pool `high`, and one in no pool.
@@ -186,22 +186,24 @@ impl Objects {
         }
         for (i, ad) in scenario.advertisements.iter().enumerate() {
             let spec = L2AdvertisementSpec {
-                ip_address_pools: ad.by_name.iter().map(|n| n.to_string()).collect(),
-                ip_address_pool_selectors: ad
-                    .by_tier
-                    .map(|t| selector(&[("tier", t)]))
-                    .into_iter()
-                    .collect(),
-                node_selectors: ad
-                    .node_zone
-                    .map(|z| selector(&[("zone", z)]))
-                    .into_iter()
-                    .collect(),
-                service_selectors: ad
-                    .service_app
-                    .map(|a| selector(&[("app", a)]))
-                    .into_iter()
-                    .collect(),
+                selectors: AdvertisementSelectors {
+                    ip_address_pools: ad.by_name.iter().map(|n| n.to_string()).collect(),
+                    ip_address_pool_selectors: ad
+                        .by_tier
+                        .map(|t| selector(&[("tier", t)]))
+                        .into_iter()
+                        .collect(),
+                    node_selectors: ad
+                        .node_zone
+                        .map(|z| selector(&[("zone", z)]))
+                        .into_iter()
+                        .collect(),
+                    service_selectors: ad
+                        .service_app
+                        .map(|a| selector(&[("app", a)]))
+                        .into_iter()
+                        .collect(),
+                },
                 interfaces: ad.interfaces.iter().map(|n| n.to_string()).collect(),
             };
             objects

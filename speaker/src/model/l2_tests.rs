@@ -125,14 +125,14 @@ fn node_selectors_limit_the_owners() {
         }
     }
     let mut west = advertisement("all");
-    west.node_selectors = vec![selector(&[("zone", "west")])];
+    west.selectors.node_selectors = vec![selector(&[("zone", "west")])];
     view.insert_l2_advertisement(west);
     assert_eq!(
         owner_of(&view, &Liveness::NodeReadyOnly, IP).as_deref(),
         Some("node-b")
     );
     let mut nowhere = advertisement("all");
-    nowhere.node_selectors = vec![selector(&[("zone", "north")])];
+    nowhere.selectors.node_selectors = vec![selector(&[("zone", "north")])];
     view.insert_l2_advertisement(nowhere);
     assert_eq!(owner_of(&view, &Liveness::NodeReadyOnly, IP), None);
 }
@@ -221,7 +221,7 @@ fn interfaces_are_the_union_for_the_owner() {
     second.interfaces = vec!["eth1".into(), "eth0".into()];
     let mut elsewhere = advertisement("elsewhere");
     elsewhere.interfaces = vec!["eth9".into()];
-    elsewhere.node_selectors = vec![selector(&[("zone", "far")])];
+    elsewhere.selectors.node_selectors = vec![selector(&[("zone", "far")])];
     for ad in [first, second, elsewhere] {
         view.insert_l2_advertisement(ad);
     }
@@ -269,13 +269,13 @@ fn advertisements_select_pools_and_services() {
     assert_eq!(announced(&view), Vec::<IpAddr>::new());
 
     let mut by_name = advertisement("by-name");
-    by_name.pools = vec!["default".into()];
+    by_name.selectors.ip_address_pools = vec!["default".into()];
     view.insert_l2_advertisement(by_name);
     assert_eq!(announced(&view), vec![ip(IP)]);
 
     let mut by_label = advertisement("by-label");
-    by_label.pool_selectors = vec![selector(&[("tier", "gold")])];
-    by_label.service_selectors = vec![selector(&[("app", "db")])];
+    by_label.selectors.ip_address_pool_selectors = vec![selector(&[("tier", "gold")])];
+    by_label.selectors.service_selectors = vec![selector(&[("app", "db")])];
     view.insert_l2_advertisement(by_label);
     assert_eq!(announced(&view), vec![ip(IP)]);
 

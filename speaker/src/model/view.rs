@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::scope::{AdvertisementScope, AdvertisementSelectors};
 
 pub use ferrolb_crds::service_key::ServiceKey;
 
@@ -69,16 +70,16 @@ impl PoolView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct L2AdvertisementView {
     pub name: String,
-    /// `spec.ipAddressPools`.
-    pub pools: Vec<String>,
-    /// `spec.ipAddressPoolSelectors`.
-    pub pool_selectors: Vec<LabelSelector>,
-    /// `spec.nodeSelectors`.
-    pub node_selectors: Vec<LabelSelector>,
-    /// `spec.serviceSelectors`.
-    pub service_selectors: Vec<LabelSelector>,
+    /// The pools, nodes and Services it covers.
+    pub selectors: AdvertisementSelectors,
     /// `spec.interfaces`; empty means every suitable interface.
     pub interfaces: Vec<String>,
+}
+
+impl AdvertisementScope for L2AdvertisementView {
+    fn selectors(&self) -> &AdvertisementSelectors {
+        &self.selectors
+    }
 }
 
 /// Everything the decisions read. Build it with [`ClusterView::from_objects`](crate::model::ClusterView::from_objects)
