@@ -2,9 +2,6 @@
 //! from the Go module proxy, and helpers to run our components against them.
 
 pub mod arp_probe;
-pub mod bench;
-pub mod bench_bgp;
-pub mod bench_l2;
 pub mod bgplab;
 pub mod cluster;
 pub mod env;

@@ -10,7 +10,6 @@
 //!   `images.json` listing their digests.
 
 mod bench;
-mod bench_realnodes;
 mod image;
 mod lab;
 mod oci;
@@ -173,18 +172,18 @@ fn main() -> Result<()> {
             &bench::BenchArgs {
                 services,
                 latency_samples,
-                bgp: ferrolb_tests::bench_bgp::BgpBench {
+                bgp: bench::BgpBench {
                     route_samples,
                     moves,
                     bulk_ips,
                 },
-                l2: ferrolb_tests::bench_l2::L2BenchPlan {
+                l2: bench::L2BenchPlan {
                     kills,
                     assignments,
                     round_trips,
                     bulk_ips,
                 },
-                realnodes: bench_realnodes::RealNodesPlan {
+                realnodes: bench::RealNodesPlan {
                     speaker_kills,
                     node_losses,
                     graceful,

@@ -22,13 +22,13 @@ use serde_json::json;
 mod bgp_capture;
 mod route_monitor;
 
-use bgp_capture::PcapCapture;
-pub use bgp_capture::{BgpMessageStats, TcpSegment, bgp_message_stats, tcp_segments};
-pub use route_monitor::{RouteEvent, RouteMonitor, parse_monitor_line};
+use bgp_capture::{PcapCapture, bgp_message_stats};
+use route_monitor::RouteMonitor;
 
-use crate::bgplab::{BgpLab, ROUTER_ASN};
-use crate::router::GoBgp;
-use crate::scenario::ingress;
+use super::measure;
+use ferrolb_tests::bgplab::{BgpLab, ROUTER_ASN};
+use ferrolb_tests::router::GoBgp;
+use ferrolb_tests::scenario::ingress;
 
 /// How long any single wait of the benchmark may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,13 +64,13 @@ pub fn run(bench: BgpBench) -> Result<()> {
     if bench.bulk_ips > 1024 {
         bail!("the bulk pool holds 1,024 addresses");
     }
-    crate::bench::release_runtime()?.block_on(run_async(bench))
+    measure::release_runtime()?.block_on(run_async(bench))
 }
 
 async fn run_async(bench: BgpBench) -> Result<()> {
-    println!("{}", crate::bench::machine_line());
+    println!("{}", measure::machine_line());
     // Build the binaries before any clock starts.
-    crate::env::binary("ferrolb-speaker")?;
+    ferrolb_tests::env::binary("ferrolb-speaker")?;
     let mut lab = BgpLab::start("bench-bgp").await?;
     lab.start_bird(ROUTER_ASN, None)?;
     let second = lab.second_router()?;
@@ -89,14 +89,14 @@ async fn run_async(bench: BgpBench) -> Result<()> {
     endpoint_moves(&lab, &assigned, &mut monitor, bench.moves).await?;
     drop(monitor);
     bulk(&lab, &gobgp, &assigned, bench.bulk_ips).await?;
-    println!("load average at the end: {}", crate::bench::load_average());
+    println!("load average at the end: {}", measure::load_average());
     Ok(())
 }
 
 /// Waits until BIRD and GoBGP have a session with every node.
 async fn wait_established(lab: &BgpLab, gobgp: &GoBgp) -> Result<()> {
     let bird = lab.bird()?;
-    crate::env::wait_for(
+    ferrolb_tests::env::wait_for(
         "every node established with BIRD and GoBGP",
         STEP_TIMEOUT,
         || async {
@@ -206,7 +206,7 @@ async fn route_latency(
     let mut ip_to_route = Vec::new();
     let mut create_to_route = Vec::new();
     let mut create_to_ip = Vec::new();
-    let load_before = crate::bench::load_average();
+    let load_before = measure::load_average();
     for i in 0..samples {
         let name = format!("route-{i:03}");
         lab.lab.endpoints(&name, &all).await?;
@@ -241,7 +241,7 @@ async fn route_latency(
     println!(
         "  (Service created -> IP seen by a watcher: {}; load average before {load_before}, after {})",
         summary(&create_to_ip),
-        crate::bench::load_average()
+        measure::load_average()
     );
     Ok(())
 }
@@ -265,7 +265,7 @@ async fn endpoint_moves(
     monitor
         .wait_next_hops(ip, &lab.hops(&[node], ip), created, STEP_TIMEOUT)
         .await?;
-    let load_before = crate::bench::load_average();
+    let load_before = measure::load_average();
     let mut convergence = Vec::new();
     for _ in 0..moves {
         node = if node == 1 { 2 } else { 1 };
@@ -284,7 +284,7 @@ async fn endpoint_moves(
     );
     println!(
         "  (load average before {load_before}, after {})",
-        crate::bench::load_average()
+        measure::load_average()
     );
     lab.lab.scenario.delete_service(name).await?;
     Ok(())
@@ -319,8 +319,8 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
             .map(|(i, &pid)| {
                 format!(
                     "n{i} VmRSS {:.1} MiB VmHWM {:.1} MiB",
-                    crate::bench::rss_mib(pid).unwrap_or(f64::NAN),
-                    crate::bench::peak_rss_mib(pid).unwrap_or(f64::NAN)
+                    measure::rss_mib(pid).unwrap_or(f64::NAN),
+                    measure::peak_rss_mib(pid).unwrap_or(f64::NAN)
                 )
             })
             .collect::<Vec<_>>()
@@ -338,7 +338,7 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
         &format!("tcp port 179 and src host {node0}"),
     )?;
     let updates_before = updates_sent(lab, 0, "bird");
-    let load_before = crate::bench::load_average();
+    let load_before = measure::load_average();
     let started = Instant::now();
     let names: Vec<String> = (0..count).map(|i| format!("bulk-{i:04}")).collect();
     let mut extra = pool_annotation("bulk");
@@ -413,7 +413,7 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
         secs(assigned_in),
         secs(bird_in),
         secs(gobgp_in),
-        crate::bench::load_average()
+        measure::load_average()
     );
     println!(
         "speaker memory with {count} IPs advertised to 2 peers (BIRD, GoBGP): {}",

@@ -1,7 +1,17 @@
 //! End-to-end benchmarks against the real apiserver: see BENCHMARKS.md.
 
+mod bgp;
+mod controller;
+mod l2;
+mod measure;
+mod realnodes;
+
 use anyhow::{Result, bail};
 use clap::ValueEnum;
+
+pub use bgp::BgpBench;
+pub use l2::L2BenchPlan;
+pub use realnodes::RealNodesPlan;
 
 /// A benchmark suite of `cargo xtask bench [SUITE]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -22,17 +32,17 @@ pub enum Suite {
 pub struct BenchArgs {
     pub services: Vec<usize>,
     pub latency_samples: usize,
-    pub bgp: ferrolb_tests::bench_bgp::BgpBench,
-    pub l2: ferrolb_tests::bench_l2::L2BenchPlan,
-    pub realnodes: crate::bench_realnodes::RealNodesPlan,
+    pub bgp: BgpBench,
+    pub l2: L2BenchPlan,
+    pub realnodes: RealNodesPlan,
 }
 
 pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
     match suite {
         Suite::Controller => controller(&args.services, args.latency_samples),
-        Suite::L2 => ferrolb_tests::bench_l2::run(args.l2),
-        Suite::Bgp => ferrolb_tests::bench_bgp::run(args.bgp),
-        Suite::Realnodes => crate::bench_realnodes::run(args.realnodes),
+        Suite::L2 => l2::run(args.l2),
+        Suite::Bgp => bgp::run(args.bgp),
+        Suite::Realnodes => realnodes::run(args.realnodes),
     }
 }
 
@@ -40,5 +50,5 @@ fn controller(services: &[usize], latency_samples: usize) -> Result<()> {
     if services.is_empty() || latency_samples == 0 {
         bail!("nothing to measure");
     }
-    ferrolb_tests::bench::run(services, latency_samples)
+    controller::run(services, latency_samples)
 }

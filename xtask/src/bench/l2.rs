@@ -1,6 +1,6 @@
 //! End-to-end benchmark of L2 mode: three node namespaces with release-built
 //! speakers, the real controller and apiserver, and an ARP client
-//! ([`crate::arp_probe`]) timing what it sees on the LAN. Run by
+//! ([`ferrolb_tests::arp_probe`]) timing what it sees on the LAN. Run by
 //! `cargo xtask bench l2`; figures go to BENCHMARKS.md. Never asserted in
 //! tests: timings on a shared 2-core machine are not stable enough.
 
@@ -12,10 +12,10 @@ use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::arp_probe::{ArpProber, Claim, round_trips};
-use crate::bench::{peak_rss_mib, percentile, rss_mib, track};
-use crate::env::wait_for;
-use crate::l2lab::{L2Lab, LabShape};
+use super::measure::{machine_line, peak_rss_mib, release_runtime, rss_mib, summary, track};
+use ferrolb_tests::arp_probe::{ArpProber, Claim, round_trips};
+use ferrolb_tests::env::wait_for;
+use ferrolb_tests::l2lab::{L2Lab, LabShape};
 
 /// What to measure, and how often.
 #[derive(Clone, Copy, Debug)]
@@ -39,8 +39,8 @@ const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
 
 /// Runs the benchmark, printing one line per figure.
 pub fn run(plan: L2BenchPlan) -> Result<()> {
-    crate::bench::release_runtime()?.block_on(async {
-        println!("{}", crate::bench::machine_line());
+    release_runtime()?.block_on(async {
+        println!("{}", machine_line());
         let mut lab = L2Lab::start("bench-l2", LabShape {
             nodes: 3,
             second_lan: false,
@@ -68,24 +68,6 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
         failover(&mut lab, plan.kills).await?;
         memory(&lab, plan.bulk_ips).await
     })
-}
-
-/// One line of min, p50, p90, p99 and max of `samples`, in milliseconds.
-pub fn summary(name: &str, mut samples: Vec<Duration>) -> String {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    match (samples.first(), samples.last()) {
-        (Some(&min), Some(&max)) => format!(
-            "{name}: n={} min {:.1} / p50 {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} ms",
-            samples.len(),
-            ms(min),
-            ms(percentile(&samples, 0.5)),
-            ms(percentile(&samples, 0.9)),
-            ms(percentile(&samples, 0.99)),
-            ms(max),
-        ),
-        _ => format!("{name}: no samples"),
-    }
 }
 
 fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {

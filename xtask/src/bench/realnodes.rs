@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ferrolb_tests::bench_l2::summary;
 use ferrolb_tests::realnodes::failover::{self, requests};
 use ferrolb_tests::realnodes::http_probe::Outage;
 use ferrolb_tests::realnodes::site::{L2_POOL, start_site};
 use ferrolb_tests::realnodes::{HostState, Policy, RealCluster};
+
+use super::measure::{machine_line, summary};
 
 /// How many times each disruption is repeated.
 #[derive(Clone, Copy, Debug)]
@@ -31,7 +32,7 @@ pub fn run(plan: RealNodesPlan) -> Result<()> {
     ferrolb_tests::tools::ensure_debian_packages(ferrolb_tests::tools::REAL_NODE_PACKAGES)?;
     let out = ferrolb_tests::tools::target_dir().join("bench/realnodes");
     std::fs::create_dir_all(&out)?;
-    println!("{}", ferrolb_tests::bench::machine_line());
+    println!("{}", machine_line());
 
     let up = Instant::now();
     let site = start_site()?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::netns::Netns;
-use crate::process::{spawn_tied, terminate};
+use ferrolb_tests::netns::Netns;
+use ferrolb_tests::process::{spawn_tied, terminate};
 
 /// tcpdump writing a pcap file in a namespace.
 pub(super) struct PcapCapture {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 
-use crate::netns::Netns;
-use crate::process::{spawn_tied, terminate};
+use ferrolb_tests::netns::Netns;
+use ferrolb_tests::process::{spawn_tied, terminate};
 
 /// One route change seen by `ip monitor`.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,6 @@
 //! in tests: timings on a shared 2-core machine are not stable enough.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -11,12 +10,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
-use crate::cluster::Cluster;
-use crate::env::{Controller, TestNamespace, shared_cluster};
-use crate::scenario::ingress;
+use ferrolb_tests::cluster::Cluster;
+use ferrolb_tests::env::{Controller, TestNamespace, shared_cluster};
+
+use super::measure::{load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track};
 
 /// Extra controller flags for exploring settings, e.g.
 /// `FERROLB_BENCH_CONTROLLER_ARGS="--write-workers 32"`.
@@ -147,14 +146,6 @@ fn service(name: &str, class: &str) -> Result<Service> {
     }))?)
 }
 
-/// When the bench's own watch first saw each Service, and first saw it
-/// with an IP.
-#[derive(Default)]
-pub(crate) struct Sightings {
-    pub listed: HashMap<String, Instant>,
-    pub with_ip: HashMap<String, Instant>,
-}
-
 /// Creates Services `svc-00000` .. of `class`, 32 at a time, and returns their names.
 async fn create_services(api: &Api<Service>, n: usize, class: &str) -> Result<Vec<String>> {
     let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
@@ -171,60 +162,6 @@ async fn create_services(api: &Api<Service>, n: usize, class: &str) -> Result<Ve
         }
     }
     Ok(names)
-}
-
-/// Watches a namespace and records when each Service first appears and
-/// first shows an IP.
-pub(crate) fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
-    let seen: Arc<Mutex<Sightings>> = Arc::default();
-    let out = seen.clone();
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            let s = match event {
-                Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => s,
-                _ => continue,
-            };
-            let (Some(name), Ok(mut map)) = (s.metadata.name.clone(), out.lock()) else {
-                continue;
-            };
-            let now = Instant::now();
-            map.listed.entry(name.clone()).or_insert(now);
-            if !ingress(&s).is_empty() {
-                map.with_ip.entry(name).or_insert(now);
-            }
-        }
-    });
-    seen
-}
-
-/// The 1, 5 and 15 minute load averages, as /proc/loadavg shows them.
-pub(crate) fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
-    status_mib(pid, "VmHWM:")
-}
-
-pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
-    status_mib(pid, "VmRSS:")
-}
-
-/// A size field of /proc/PID/status, in MiB.
-fn status_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or_default()
 }
 
 /// A fresh namespace whose one pool holds `cidr`.
@@ -256,7 +193,7 @@ async fn cold_start(n: usize) -> Result<()> {
     );
 
     // Build the binary before the clock starts.
-    crate::env::binary("ferrolb-controller")?;
+    ferrolb_tests::env::binary("ferrolb-controller")?;
     let seen = track(api.clone());
     let requests_before = request_counts(&client).await?;
     println!("  load average at start: {}", load_average());
@@ -539,18 +476,6 @@ async fn write_cost(n: usize) -> Result<()> {
     Ok(())
 }
 
-/// The runtime every benchmark runs on, with our binaries built for release
-/// ([`crate::env::binary`] reads `FERROLB_RELEASE`). Call it before any
-/// thread of the benchmark starts.
-pub(crate) fn release_runtime() -> Result<tokio::runtime::Runtime> {
-    // SAFETY: called at the start of a benchmark, before any thread of ours starts.
-    unsafe { std::env::set_var("FERROLB_RELEASE", "1") };
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
 /// Runs the benchmarks, printing one line per figure.
 pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
     release_runtime()?.block_on(async {
@@ -565,26 +490,4 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
         }
         latency(latency_samples).await
     })
-}
-
-/// The machine a benchmark ran on: cores, kernel, load and the date.
-pub fn machine_line() -> String {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = read("/proc/sys/kernel/osrelease");
-    let memory_gib = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
-    let date = std::process::Command::new("date")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "machine: {cores} cores, {memory_gib:.0} GiB, Linux {}, load average {}; {date}",
-        kernel.trim(),
-        load_average(),
-    )
 }
