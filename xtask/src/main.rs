@@ -1,10 +1,10 @@
 //! `cargo xtask`: the project's own commands.
 //!
-//! - `lab`: a real control plane on this machine with FerroLB running in it.
+//! - `lab`: real kubelet nodes on this machine with FerroLB installed as pods.
 //! - `test`: every test suite.
-//! - `cluster up|down`: just the control plane.
+//! - `cluster up [--nodes N]|down`: a control plane (with N kubelet nodes) without FerroLB.
 //! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
-//! - `bench [controller|l2|bgp]`: end-to-end benchmarks against the real apiserver.
+//! - `bench [controller|l2|bgp|realnodes]`: end-to-end benchmarks (BENCHMARKS.md).
 //! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
 //!   archives (controller, speaker, echo, pause) without Docker, plus
 //!   `images.json` listing their digests.
