@@ -122,3 +122,7 @@ async fn renew_once(
     }
     Err(elector.conflict())
 }
+
+#[cfg(test)]
+#[path = "renewal_tests.rs"]
+mod tests;
