@@ -4,6 +4,7 @@
 //!   [`convert`] builds it from Kubernetes objects, [`class`] says which Services are ours.
 //! * [`scope`] and [`eligibility`]: which nodes may announce an IP, shared by all modes.
 //! * [`l2`]: L2 mode, one owner per IP by [`crate::election`].
+//! * [`node_address`]: which of a Node's addresses gossip and BGP use.
 //!
 //! BGP mode belongs in a sibling `bgp` module: its advertisement view implements
 //! [`scope::AdvertisementScope`], it reuses [`eligibility::advertised`] and
@@ -15,6 +16,7 @@ pub mod class;
 pub mod convert;
 pub mod eligibility;
 pub mod l2;
+pub mod node_address;
 pub mod scope;
 pub mod view;
 

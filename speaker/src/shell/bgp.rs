@@ -7,11 +7,12 @@
 //! and routes survive the API server going away. On shutdown every session withdraws
 //! (after GRACEFUL_SHUTDOWN when a drain time is set) and closes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -19,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::bgp_report::{BgpMetrics, PeerLabels, SessionReporter};
+use super::replace_if_changed;
 use super::stores::Stores;
 use crate::bgp::session::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
+use crate::model::node_address::bgp_addresses;
 use crate::model::{BgpOptions, BgpPlan, BgpView, ClusterView, Liveness, LocalNode, bgp_plan};
 
 /// Retry period of Secret reads and status writes that failed.
@@ -60,7 +63,7 @@ impl BgpPlanner {
             .state()
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node))
-            .map(|n| node_addresses(n))
+            .map(|n| bgp_addresses(n))
             .unwrap_or_default();
         let plan = bgp_plan(
             view,
@@ -85,27 +88,6 @@ impl BgpPlanner {
         }
         plan
     }
-}
-
-/// The node's InternalIPs (then ExternalIPs), IPv4 first.
-fn node_addresses(node: &Node) -> Vec<IpAddr> {
-    let mut addresses: Vec<(u8, IpAddr)> = node
-        .status
-        .as_ref()
-        .and_then(|status| status.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|address| {
-            let rank = match address.type_.as_str() {
-                "InternalIP" => 0,
-                "ExternalIP" => 1,
-                _ => return None,
-            };
-            Some((rank, address.address.parse().ok()?))
-        })
-        .collect();
-    addresses.sort_by_key(|(rank, ip)| (*rank, ip.is_ipv6()));
-    addresses.into_iter().map(|(_, ip)| ip).collect()
 }
 
 struct RunningSession {
@@ -268,9 +250,9 @@ impl BgpManager {
             }
             match self.sessions.get(peer) {
                 Some(running) => {
-                    running
-                        .routes
-                        .send_if_modified(|current| replace_if_changed(current, &wanted.routes));
+                    running.routes.send_if_modified(|current| {
+                        replace_if_changed(current, Cow::Borrowed(&wanted.routes))
+                    });
                 }
                 None => {
                     info!(peer, address = %config.peer, "starting BGP session");
@@ -428,14 +410,5 @@ impl BgpManager {
         futures::future::join_all(sessions.into_values().map(|s| s.stopped(drain))).await;
         let _ = self.reporter.remove_others(&BTreeSet::new()).await;
         self.metrics.set_states(std::iter::empty());
-    }
-}
-
-fn replace_if_changed(current: &mut RouteSet, new: &RouteSet) -> bool {
-    if current == new {
-        false
-    } else {
-        *current = new.clone();
-        true
     }
 }

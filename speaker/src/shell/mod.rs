@@ -13,6 +13,7 @@ mod bgp_report;
 mod report;
 mod stores;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
+use crate::model::node_address::gossip_address;
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
 pub use bgp_report::BgpMetrics;
 use report::{Announced, Reporter};
@@ -190,8 +192,8 @@ pub async fn run(
         }
         parts.speaker.plans.inc();
         parts.speaker.owned_ips.set(desired.len() as i64);
-        desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
-        owned_tx.send_if_modified(|current| replace_if_changed(current, owned));
+        desired_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(desired)));
+        owned_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(owned)));
         let bgp_plan = bgp_planner.plan(
             &stores,
             &view,
@@ -200,7 +202,7 @@ pub async fn run(
             &config.namespace,
             &config.bgp,
         );
-        bgp_tx.send_if_modified(|current| replace_if_changed(current, bgp_plan));
+        bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(bgp_plan)));
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -224,11 +226,14 @@ pub async fn run(
     Ok(())
 }
 
-fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
-    if *current == new {
+/// For `watch::Sender::send_if_modified`: stores `new` and says so only when
+/// it differs, so receivers wake only for real changes. A borrowed `new` is
+/// cloned only then.
+fn replace_if_changed<T: PartialEq + Clone>(current: &mut T, new: Cow<'_, T>) -> bool {
+    if *current == *new {
         false
     } else {
-        *current = new;
+        *current = new.into_owned();
         true
     }
 }
@@ -256,9 +261,10 @@ async fn start_gossip(
             .state()
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node))
-            .and_then(|n| internal_ip(n))
+            .context("the Node is not in the cache")
+            .and_then(|n| gossip_address(n).map_err(Into::into))
             .with_context(|| {
-                format!("node {node} has no InternalIP to gossip from; pass --gossip-address")
+                format!("node {node} has no address to gossip from; pass --gossip-address")
             })?,
     };
     let bind = SocketAddr::new(
@@ -291,7 +297,7 @@ async fn wait_for_members(
         .nodes
         .state()
         .iter()
-        .filter(|n| is_ready(n) && internal_ip(n).is_some())
+        .filter(|n| is_ready(n) && gossip_address(n).is_ok())
         .filter_map(|n| n.metadata.name.clone())
         .filter(|name| name != node)
         .collect();
@@ -313,16 +319,6 @@ async fn wait_for_members(
     }
 }
 
-fn internal_ip(node: &Node) -> Option<IpAddr> {
-    node.status
-        .as_ref()?
-        .addresses
-        .as_ref()?
-        .iter()
-        .filter(|a| a.type_ == "InternalIP")
-        .find_map(|a| a.address.parse().ok())
-}
-
 fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
@@ -340,7 +336,7 @@ fn peer_addresses(stores: &Stores, node: &str, port: Option<u16>) -> Vec<SocketA
         .state()
         .iter()
         .filter(|n| n.metadata.name.as_deref() != Some(node))
-        .filter_map(|n| internal_ip(n))
+        .filter_map(|n| gossip_address(n).ok())
         .map(|ip| SocketAddr::new(ip, port))
         .collect()
 }
@@ -378,4 +374,23 @@ async fn report_loop(
         }
     }
     reporter.withdraw_all(&stores.services).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_if_changed_reports_and_stores_only_a_change() {
+        let mut current = vec![1, 2];
+        assert!(!replace_if_changed(&mut current, Cow::Owned(vec![1, 2])));
+        assert!(!replace_if_changed(
+            &mut current,
+            Cow::Borrowed(&vec![1, 2])
+        ));
+        assert!(replace_if_changed(&mut current, Cow::Owned(vec![3])));
+        assert_eq!(current, vec![3]);
+        assert!(replace_if_changed(&mut current, Cow::Borrowed(&vec![4, 5])));
+        assert_eq!(current, vec![4, 5]);
+    }
 }
