@@ -18,6 +18,7 @@
 pub mod address;
 pub mod bgp_advertisement;
 pub mod bgp_peer;
+pub mod class;
 pub mod community;
 pub mod duration;
 pub mod generate;
@@ -40,6 +41,7 @@ pub const API_VERSION: &str = "ferrolb.io/v1beta1";
 
 pub use bgp_advertisement::{BGPAdvertisement, BGPAdvertisementSpec};
 pub use bgp_peer::{BGPPeer, BGPPeerSpec, DynamicASNMode};
+pub use class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS, Interest};
 pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use generate::{crds, render_crd_files};
 pub use l2::{L2Advertisement, L2AdvertisementSpec};
