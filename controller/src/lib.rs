@@ -1,10 +1,8 @@
 //! FerroLB controller library: the pure allocation core and its kube shell.
 
 pub mod core;
-pub mod http;
 pub mod ipam;
 pub mod leader;
 pub mod memberlist;
 pub mod metrics;
-pub mod runtime;
 pub mod shell;

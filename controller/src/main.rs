@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ferrolb_controller::core::ClassFilter;
-use ferrolb_controller::http::{self, Health};
 use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
 use ferrolb_controller::memberlist;
 use ferrolb_controller::metrics::Metrics;
-use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
 use ferrolb_controller::shell::write_body::WriteMethod;
 use ferrolb_controller::shell::{self, LoopConfig};
+use ferrolb_runtime::http::{self, Health};
+use ferrolb_runtime::{CommonArgs, init_tracing, shutdown_signal};
 use tracing::{error, info, warn};
 
 /// Assigns external IPs from IPAddressPools to Services of type LoadBalancer,
@@ -21,22 +20,8 @@ use tracing::{error, info, warn};
 #[derive(Debug, Parser)]
 #[command(name = "ferrolb-controller", version, about, long_about = None)]
 struct Args {
-    /// Namespace holding the IPAddressPools to serve and the leader Lease.
-    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
-    namespace: String,
-
-    /// spec.loadBalancerClass this controller serves.
-    #[arg(
-        long,
-        env = "FERROLB_LOAD_BALANCER_CLASS",
-        default_value = "ferrolb.io/ferrolb"
-    )]
-    load_balancer_class: String,
-
-    /// Leave Services with no spec.loadBalancerClass alone (by default they are
-    /// served, as the cluster's default load balancer).
-    #[arg(long, env = "FERROLB_IGNORE_UNCLASSED")]
-    ignore_unclassed: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
@@ -76,10 +61,6 @@ struct Args {
         default_value = "patch"
     )]
     status_write: WriteMethod,
-
-    /// Log format.
-    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
 
     /// Secret in --namespace holding the speakers' gossip key: created with a
     /// random key when missing, never changed when present. Empty: do not
@@ -124,7 +105,7 @@ fn default_identity() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    init_tracing(args.common.log_format);
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let client = kube::Client::try_default()
         .await
@@ -133,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let memberlist_task = (!args.memberlist_secret_name.is_empty()).then(|| {
         tokio::spawn(ensure_memberlist_secret(
             client.clone(),
-            args.namespace.clone(),
+            args.common.namespace.clone(),
             args.memberlist_secret_name.clone(),
         ))
     });
@@ -155,11 +136,8 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     let config = LoopConfig {
-        pool_namespace: args.namespace.clone(),
-        class: ClassFilter {
-            class: args.load_balancer_class.clone(),
-            claim_unclassed: !args.ignore_unclassed,
-        },
+        pool_namespace: args.common.namespace.clone(),
+        class: args.common.class_filter(),
         write_workers: args.write_workers as usize,
         write_method: args.status_write,
         identity: identity.clone(),
@@ -179,9 +157,13 @@ async fn main() -> anyhow::Result<()> {
             duration / 3,
             (duration / 7).max(Duration::from_millis(500)),
         );
-        let elector =
-            LeaderElector::new(client.clone(), &args.namespace, &args.lease_name, &identity)
-                .with_timings(timings);
+        let elector = LeaderElector::new(
+            client.clone(),
+            &args.common.namespace,
+            &args.lease_name,
+            &identity,
+        )
+        .with_timings(timings);
         let leadership = tokio::select! {
             _ = &mut shutdown => { info!("stopped while standing by"); return Ok(()); }
             won = elector.acquire() => won.context("leader election")?,

@@ -24,15 +24,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use ferrolb_runtime::http::{MetricsText, encode_registry};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// The content type of [`Metrics::encode`]'s output.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The prefix of every metric the controller exposes.
+pub const PREFIX: &str = "ferrolb_controller";
 
 /// Usual values of the `reason` label of
 /// `ferrolb_controller_allocation_failures_total`.
@@ -144,16 +144,9 @@ impl Default for Metrics {
 
 impl Metrics {
     /// All metrics at zero (`is_leader` 0, `pending_services` 0), in a
-    /// registry of their own.
+    /// registry of their own whose prefix ([`PREFIX`]) starts every name.
     pub fn new() -> Self {
-        Self::with_extra(|_| {})
-    }
-
-    /// Like [`Self::new`], letting the caller register more metrics in the
-    /// same registry (the registry has no prefix, so names are the
-    /// caller's).
-    pub fn with_extra(extra: impl FnOnce(&mut Registry)) -> Self {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(PREFIX);
         let allocations = Family::<PoolFamilyLabels, Counter>::default();
         let failures = Family::<ReasonLabels, Counter>::default();
         let releases = Family::<PoolLabels, Counter>::default();
@@ -161,45 +154,41 @@ impl Metrics {
         let available = Family::<PoolFamilyLabels, Gauge<f64, AtomicU64>>::default();
         let is_leader = Gauge::default();
         let pending = Gauge::default();
-        {
-            let r = registry.sub_registry_with_prefix("ferrolb_controller");
-            r.register(
-                "allocations",
-                "Addresses assigned to Services",
-                allocations.clone(),
-            );
-            r.register(
-                "allocation_failures",
-                "Services that could not be given an address, by reason",
-                failures.clone(),
-            );
-            r.register(
-                "releases",
-                "Addresses given back to a pool",
-                releases.clone(),
-            );
-            r.register(
-                "pool_assigned_addresses",
-                "Addresses of the pool assigned to Services",
-                assigned.clone(),
-            );
-            r.register(
-                "pool_available_addresses",
-                "Addresses of the pool still free (a float: IPv6 pools can hold more than 2^63)",
-                available.clone(),
-            );
-            r.register(
-                "is_leader",
-                "1 if this replica holds the leader Lease, else 0",
-                is_leader.clone(),
-            );
-            r.register(
-                "pending_services",
-                "LoadBalancer Services waiting for an address",
-                pending.clone(),
-            );
-        }
-        extra(&mut registry);
+        registry.register(
+            "allocations",
+            "Addresses assigned to Services",
+            allocations.clone(),
+        );
+        registry.register(
+            "allocation_failures",
+            "Services that could not be given an address, by reason",
+            failures.clone(),
+        );
+        registry.register(
+            "releases",
+            "Addresses given back to a pool",
+            releases.clone(),
+        );
+        registry.register(
+            "pool_assigned_addresses",
+            "Addresses of the pool assigned to Services",
+            assigned.clone(),
+        );
+        registry.register(
+            "pool_available_addresses",
+            "Addresses of the pool still free (a float: IPv6 pools can hold more than 2^63)",
+            available.clone(),
+        );
+        registry.register(
+            "is_leader",
+            "1 if this replica holds the leader Lease, else 0",
+            is_leader.clone(),
+        );
+        registry.register(
+            "pending_services",
+            "LoadBalancer Services waiting for an address",
+            pending.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -293,15 +282,15 @@ impl Metrics {
     }
 
     /// All metrics in the OpenMetrics text format (ends with `# EOF`).
-    /// Serve it with [`OPENMETRICS_CONTENT_TYPE`].
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; the encoder only fails when
-        // its writer does. Anything written so far is still returned.
-        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
-            out.push_str("# EOF\n");
-        }
-        out
+        encode_registry(&self.inner.registry)
+    }
+}
+
+/// Served on `/metrics`.
+impl MetricsText for Metrics {
+    fn encode_text(&self) -> String {
+        self.encode()
     }
 }
 
@@ -462,16 +451,34 @@ mod tests {
         assert!(text.contains(r#"pool="we\"ird\npool""#), "{text}");
     }
 
+    /// Dashboards, alerts and the end-to-end tests query these names: a
+    /// renaming must be a deliberate change of this list.
     #[test]
-    fn extra_metrics_share_the_registry() {
-        let extra = Counter::<u64>::default();
-        let m = Metrics::with_extra(|r| {
-            r.register("ferrolb_controller_reconciles", "Reconciles", extra.clone())
-        });
-        extra.inc();
+    fn exposes_exactly_the_documented_names() {
+        let m = Metrics::new();
+        // Labelled families show only once they have a sample.
+        m.record_allocation("p", IpFamily::V4);
+        m.record_failure(reason::POOL_FULL);
+        m.record_release("p");
+        m.set_pool_usage("p", IpFamily::V4, 1, 2);
+        let text = m.encode();
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .collect();
         assert_eq!(
-            sample(&m.encode(), "ferrolb_controller_reconciles_total").as_deref(),
-            Some("1")
+            names,
+            [
+                "ferrolb_controller_allocations_total",
+                "ferrolb_controller_allocation_failures_total",
+                "ferrolb_controller_releases_total",
+                "ferrolb_controller_pool_assigned_addresses",
+                "ferrolb_controller_pool_available_addresses",
+                "ferrolb_controller_is_leader",
+                "ferrolb_controller_pending_services",
+            ],
+            "{text}"
         );
     }
 

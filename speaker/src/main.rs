@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ferrolb_controller::http::{self, Health};
-use ferrolb_controller::runtime::{LogFormat, init_tracing, shutdown_signal};
+use ferrolb_runtime::http::{self, Health};
+use ferrolb_runtime::{CommonArgs, init_tracing, shutdown_signal};
 use ferrolb_speaker::l2::interfaces::ExcludePatterns;
 use ferrolb_speaker::l2::{AnnouncerConfig, L2Metrics};
 use ferrolb_speaker::membership::{GossipTimings, MembershipMetrics};
 use ferrolb_speaker::metrics::{Registered, SpeakerMetrics};
 use ferrolb_speaker::model::BgpOptions;
-use ferrolb_speaker::model::ClassFilter;
 use ferrolb_speaker::shell::{self, BgpMetrics, GossipSettings, Parts, SpeakerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -26,21 +25,8 @@ struct Args {
     #[arg(long, env = "FERROLB_NODE_NAME")]
     node_name: String,
 
-    /// Namespace holding the pools, advertisements and status objects.
-    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "ferrolb-system")]
-    namespace: String,
-
-    /// spec.loadBalancerClass served (the controller's).
-    #[arg(
-        long,
-        env = "FERROLB_LOAD_BALANCER_CLASS",
-        default_value = "ferrolb.io/ferrolb"
-    )]
-    load_balancer_class: String,
-
-    /// Leave Services with no spec.loadBalancerClass alone.
-    #[arg(long, env = "FERROLB_IGNORE_UNCLASSED")]
-    ignore_unclassed: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7473")]
@@ -72,16 +58,12 @@ struct Args {
         default_value_t = 0
     )]
     bgp_graceful_shutdown_seconds: u64,
-
-    /// Log format.
-    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    init_tracing(args.common.log_format);
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
@@ -90,11 +72,12 @@ async fn main() -> anyhow::Result<()> {
     let l2_metrics = L2Metrics::default();
     let membership_metrics = MembershipMetrics::default();
     let bgp_metrics = BgpMetrics::default();
-    let registry = Registered::new(&speaker_metrics, |registry| {
-        l2_metrics.register(registry);
-        membership_metrics.register(registry);
-        bgp_metrics.register(registry);
-    });
+    let registry = Registered::new(
+        &speaker_metrics,
+        &l2_metrics,
+        &membership_metrics,
+        &bgp_metrics,
+    );
     let health = Health::new();
     let stop = CancellationToken::new();
     let http_stop = stop.clone();
@@ -121,11 +104,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = SpeakerConfig {
         node_name: args.node_name.clone(),
-        namespace: args.namespace,
-        class: ClassFilter {
-            class: args.load_balancer_class,
-            ignore_unclassed: args.ignore_unclassed,
-        },
+        class: args.common.class_filter(),
+        namespace: args.common.namespace,
         gossip,
         announcer,
         bgp: BgpOptions {

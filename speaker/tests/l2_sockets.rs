@@ -439,7 +439,7 @@ fn answers_arp_and_ndp_for_desired_ips_only_and_announces_them() {
     );
 
     // The counters saw it all.
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix(ferrolb_speaker::metrics::PREFIX);
     metrics.register(&mut registry);
     let mut exposition = String::new();
     prometheus_client::encoding::text::encode(&mut exposition, &registry).unwrap();

@@ -10,5 +10,7 @@ pub mod pools;
 pub mod service;
 
 pub use allocator::{AllocationError, Allocator, Assignment, PoolUsage};
+/// Which Services we serve: the API's rule, shared with the speakers.
+pub use ferrolb_crds::class::{ClassFilter, Interest};
 pub use pools::{AllocationScope, Conflict, Pool, PoolConfig};
-pub use service::{ClassFilter, Interest, RequestError, ServiceKey, ServiceRequest, read_request};
+pub use service::{RequestError, ServiceKey, ServiceRequest, read_request};

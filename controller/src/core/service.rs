@@ -110,54 +110,6 @@ impl RequestError {
     }
 }
 
-/// Whether this controller handles the Service at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interest {
-    /// A LoadBalancer of our class.
-    Ours,
-    /// A LoadBalancer of another class (or unclassed, when we leave those
-    /// alone): another FerroLB instance may own it, and its marks look
-    /// exactly like ours.
-    OtherClass,
-    /// Not a LoadBalancer (any more), or being deleted.
-    NotLoadBalancer,
-}
-
-impl Interest {
-    /// Whether marks we find on the Service (our annotation, our condition)
-    /// are ours to clear. Only a Service that is no LoadBalancer at all can
-    /// carry no other instance's marks.
-    pub fn may_clear_marks(self) -> bool {
-        self == Interest::NotLoadBalancer
-    }
-}
-
-/// Which Services this controller serves: `type: LoadBalancer` whose class is
-/// `class`, or unset when `claim_unclassed`.
-#[derive(Debug, Clone)]
-pub struct ClassFilter {
-    pub class: String,
-    pub claim_unclassed: bool,
-}
-
-impl ClassFilter {
-    pub fn interest(&self, service: &Service) -> Interest {
-        let Some(spec) = &service.spec else {
-            return Interest::NotLoadBalancer;
-        };
-        if service.metadata.deletion_timestamp.is_some()
-            || spec.type_.as_deref() != Some("LoadBalancer")
-        {
-            return Interest::NotLoadBalancer;
-        }
-        match spec.load_balancer_class.as_deref() {
-            None if self.claim_unclassed => Interest::Ours,
-            Some(class) if class == self.class => Interest::Ours,
-            _ => Interest::OtherClass,
-        }
-    }
-}
-
 /// Reads annotation `name` under our prefix, or else a legacy one (noting which).
 fn annotation<'a>(
     service: &'a Service,
@@ -413,30 +365,6 @@ mod tests {
             ip_families: Some(vec!["IPv4".into()]),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn class_filter() {
-        let filter = ClassFilter {
-            class: "ferrolb.io/lb".into(),
-            claim_unclassed: true,
-        };
-        let mut svc = service(&[], v4_spec());
-        assert_eq!(filter.interest(&svc), Interest::Ours);
-        svc.spec.as_mut().unwrap().load_balancer_class = Some("other".into());
-        assert_eq!(filter.interest(&svc), Interest::OtherClass);
-        svc.spec.as_mut().unwrap().load_balancer_class = Some("ferrolb.io/lb".into());
-        assert_eq!(filter.interest(&svc), Interest::Ours);
-        svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
-        assert_eq!(filter.interest(&svc), Interest::NotLoadBalancer);
-        let strict = ClassFilter {
-            class: "x".into(),
-            claim_unclassed: false,
-        };
-        assert_eq!(
-            strict.interest(&service(&[], v4_spec())),
-            Interest::OtherClass
-        );
     }
 
     #[test]

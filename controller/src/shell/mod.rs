@@ -27,10 +27,10 @@ use tracing::{debug, info, info_span, warn};
 use crate::core::desired::{Outcome, ServiceWrite, carries_our_marks, failure_reason, observed};
 use crate::core::labels::Labels;
 use crate::core::{Allocator, ClassFilter, Interest, ServiceKey, ServiceRequest, read_request};
-use crate::http::Health;
 use crate::ipam::Family;
 use crate::metrics::Metrics;
 use events::{EventRequest, EventSink, Regarding};
+use ferrolb_runtime::http::Health;
 use slim::SlimService;
 use writer::{FIELD_MANAGER, Writer};
 

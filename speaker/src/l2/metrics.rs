@@ -44,25 +44,27 @@ impl L2Metrics {
         Self::default()
     }
 
-    /// Registers the metrics; prometheus-client appends `_total` to counters.
+    /// Registers the metrics in `registry`, whose prefix
+    /// ([`crate::metrics::PREFIX`]) starts their names; prometheus-client
+    /// appends `_total` to counters.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "ferrolb_speaker_l2_requests_answered",
+            "l2_requests_answered",
             "ARP requests and Neighbor Solicitations answered",
             self.0.requests_answered.clone(),
         );
         registry.register(
-            "ferrolb_speaker_l2_gratuitous_sent",
+            "l2_gratuitous_sent",
             "Gratuitous ARPs and unsolicited Neighbor Advertisements sent",
             self.0.gratuitous_sent.clone(),
         );
         registry.register(
-            "ferrolb_speaker_l2_ignored_packets",
+            "l2_ignored_packets",
             "ARP and Neighbor Solicitation packets received and not answered, by reason",
             self.0.ignored_packets.clone(),
         );
         registry.register(
-            "ferrolb_speaker_l2_announced_ips",
+            "l2_announced_ips",
             "Service IPs this speaker currently announces on at least one interface",
             self.0.announced_ips.clone(),
         );
@@ -106,7 +108,7 @@ mod tests {
     #[test]
     fn exposes_the_documented_names_and_labels() {
         let metrics = L2Metrics::new();
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(crate::metrics::PREFIX);
         metrics.register(&mut registry);
         let clone = metrics.clone();
         clone.request_answered(AddressFamily::ipv4);

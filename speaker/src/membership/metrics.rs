@@ -93,20 +93,21 @@ impl MembershipMetrics {
         Self::default()
     }
 
-    /// Adds the metrics to `registry` (names as in the module docs).
+    /// Adds the metrics to `registry`, whose prefix ([`crate::metrics::PREFIX`])
+    /// starts their names (as in the module docs).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "ferrolb_speaker_members_alive",
+            "members_alive",
             "Nodes whose speaker the gossip group considers alive, this one included",
             self.members_alive.clone(),
         );
         registry.register(
-            "ferrolb_speaker_gossip_rejected",
+            "gossip_rejected",
             "Gossip datagrams dropped, by reason",
             self.rejected.clone(),
         );
         registry.register(
-            "ferrolb_speaker_gossip_messages",
+            "gossip_messages",
             "Gossip datagrams sent and authentic ones received",
             self.messages.clone(),
         );
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn registered_metrics_show_up_with_their_labels() {
         let metrics = MembershipMetrics::new();
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(crate::metrics::PREFIX);
         metrics.register(&mut registry);
         metrics.set_members_alive(3);
         metrics.count_rejected(RejectReason::BadKey);

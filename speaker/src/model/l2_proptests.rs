@@ -8,7 +8,7 @@ use ferrolb_crds::l2::L2AdvertisementSpec;
 use proptest::prelude::*;
 
 use crate::election::elect;
-use crate::model::class::ClassFilter;
+use crate::model::ClassFilter;
 use crate::model::eligibility::LABEL_EXCLUDE_FROM_LOAD_BALANCERS;
 use crate::model::eligibility::Liveness;
 use crate::model::fixtures::*;

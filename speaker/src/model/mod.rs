@@ -1,7 +1,8 @@
 //! The speaker's pure core: watched cluster state in, desired announcements out.
 //!
 //! * [`view`]: the cluster reduced to what decisions read ([`ClusterView`]);
-//!   [`convert`] builds it from Kubernetes objects, [`class`] says which Services are ours.
+//!   [`convert`] builds it from Kubernetes objects, [`ClassFilter`] (the API's rule, shared
+//!   with the controller) says which Services are ours.
 //! * [`scope`] and [`eligibility`]: which nodes may announce an IP, shared by all modes.
 //! * [`l2`]: L2 mode, one owner per IP by [`crate::election`].
 //! * [`node_address`]: which of a Node's addresses gossip and BGP use.
@@ -12,7 +13,6 @@
 
 pub mod bgp;
 pub mod bgp_convert;
-pub mod class;
 pub mod convert;
 pub mod eligibility;
 pub mod l2;
@@ -25,9 +25,9 @@ mod fixtures;
 
 pub use bgp::{BgpOptions, BgpPlan, BgpView, LocalNode, PeerPlan, bgp_plan};
 pub use bgp_convert::BgpWarning;
-pub use class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
+pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, owned_by};
 pub use scope::AdvertisementScope;
 pub use view::{

@@ -57,19 +57,21 @@ pub const STATES: [State; 6] = [
 ];
 
 impl BgpMetrics {
+    /// Adds the metrics to `registry`, whose prefix ([`crate::metrics::PREFIX`])
+    /// starts their names.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "ferrolb_speaker_bgp_sessions",
+            "bgp_sessions",
             "BGP sessions of this speaker, by state",
             self.sessions.clone(),
         );
         registry.register(
-            "ferrolb_speaker_bgp_updates_sent",
+            "bgp_updates_sent",
             "BGP UPDATE messages sent, by peer",
             self.updates_sent.clone(),
         );
         registry.register(
-            "ferrolb_speaker_bgp_prefixes_advertised",
+            "bgp_prefixes_advertised",
             "Prefixes a peer currently has from this speaker",
             self.prefixes_advertised.clone(),
         );

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrolb_controller::http::Health;
+use ferrolb_runtime::http::Health;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use tokio::sync::{Notify, watch};
@@ -32,7 +32,7 @@ use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipM
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::gossip_address;
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
-pub use bgp_report::BgpMetrics;
+pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels};
 use report::{Announced, Reporter};
 use stores::Stores;
 

@@ -1,14 +1,14 @@
-//! Process plumbing shared by both binaries (controller and speaker): log
-//! setup and the stop signal.
+//! Process plumbing: log setup and the stop signal.
 
 /// `--log-format`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info, quiet libraries).
+/// Call once, at the start of `main`.
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")

@@ -1,6 +1,6 @@
-//! The health and metrics endpoint.
+//! The health and metrics endpoint both binaries serve.
 //!
-//! * `GET /metrics`: [`Metrics::encode`] as OpenMetrics text.
+//! * `GET /metrics`: [`MetricsText::encode_text`] as OpenMetrics text.
 //! * `GET /healthz`: `200 ok` as long as the process serves requests.
 //! * `GET /readyz`: `200 ok` once [`Health::set_ready`]`(true)` was called,
 //!   else `503` with the reason given to [`Health::set_not_ready`].
@@ -15,21 +15,30 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+/// The content type of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Anything that renders metrics as OpenMetrics text. The speaker serves its own
-/// registry through the same endpoint code.
+/// Anything that renders metrics as OpenMetrics text: each binary implements it
+/// for its own metrics.
 pub trait MetricsText: Clone + Send + Sync + 'static {
+    /// The whole exposition, ending with `# EOF`.
     fn encode_text(&self) -> String;
 }
 
-impl MetricsText for Metrics {
-    fn encode_text(&self) -> String {
-        self.encode()
+/// `registry` in the OpenMetrics text format (ends with `# EOF`).
+pub fn encode_registry(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; the encoder only fails when its
+    // writer does. Anything written so far is still returned.
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.push_str("# EOF\n");
     }
+    out
 }
 
 const DEFAULT_NOT_READY: &str = "starting";
@@ -200,6 +209,7 @@ pub async fn serve_listener<M: MetricsText>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::metrics::gauge::Gauge;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -256,21 +266,57 @@ mod tests {
         }
     }
 
+    /// `GET path`, asserting the status and the body.
+    async fn get_expecting(addr: SocketAddr, path: &str, status: u16, body: &str) -> Reply {
+        let reply = request(addr, "GET", path).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (status, body),
+            "{path}"
+        );
+        reply
+    }
+
     struct Server {
         addr: SocketAddr,
         stop: oneshot::Sender<()>,
         task: tokio::task::JoinHandle<Result<(), HttpError>>,
     }
 
-    async fn start(metrics: Metrics, health: Health) -> Server {
+    /// One gauge under a prefix, like the binaries' registries.
+    #[derive(Clone)]
+    struct TestMetrics(Arc<Registry>);
+
+    impl TestMetrics {
+        fn new() -> TestMetrics {
+            let mut registry = Registry::with_prefix("ferrolb_test");
+            let leader = Gauge::<i64>::default();
+            leader.set(1);
+            registry.register("is_leader", "1 if leading", leader);
+            TestMetrics(Arc::new(registry))
+        }
+    }
+
+    impl MetricsText for TestMetrics {
+        fn encode_text(&self) -> String {
+            encode_registry(&self.0)
+        }
+    }
+
+    /// A listener on a free loopback port, and its address.
+    async fn bind_any_port() -> (TcpListener, SocketAddr) {
         let listener = match TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => l,
             Err(e) => panic!("bind: {e}"),
         };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
+        match listener.local_addr() {
+            Ok(addr) => (listener, addr),
             Err(e) => panic!("local_addr: {e}"),
-        };
+        }
+    }
+
+    async fn start(metrics: TestMetrics, health: Health) -> Server {
+        let (listener, addr) = bind_any_port().await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_listener(listener, metrics, health, async {
             let _ = stopped.await;
@@ -288,22 +334,19 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_served_as_openmetrics() {
-        let metrics = Metrics::new();
-        metrics.set_leader(true);
-        metrics.record_allocation("default", crate::metrics::IpFamily::V4);
-        let server = start(metrics, Health::new()).await;
+        let server = start(TestMetrics::new(), Health::new()).await;
         let reply = request(server.addr, "GET", "/metrics").await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-type"), Some(OPENMETRICS_CONTENT_TYPE));
         assert!(
-            reply.body.contains("ferrolb_controller_is_leader 1"),
+            reply.body.contains("# TYPE ferrolb_test_is_leader gauge\n"),
             "{}",
             reply.body
         );
         assert!(
-            reply.body.contains(
-                r#"ferrolb_controller_allocations_total{pool="default",family="ipv4"} 1"#
-            )
+            reply.body.contains("\nferrolb_test_is_leader 1\n"),
+            "{}",
+            reply.body
         );
         assert!(reply.body.ends_with("# EOF\n"));
         stop(server).await;
@@ -311,31 +354,24 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_is_ok_even_when_not_ready() {
-        let server = start(Metrics::new(), Health::new()).await;
-        let reply = request(server.addr, "GET", "/healthz").await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "ok\n");
+        let server = start(TestMetrics::new(), Health::new()).await;
+        get_expecting(server.addr, "/healthz", 200, "ok\n").await;
         stop(server).await;
     }
 
     #[tokio::test]
     async fn readyz_follows_health() {
         let health = Health::new();
-        let server = start(Metrics::new(), health.clone()).await;
+        let server = start(TestMetrics::new(), health.clone()).await;
 
-        let reply = request(server.addr, "GET", "/readyz").await;
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.body, "not ready: starting\n");
+        get_expecting(server.addr, "/readyz", 503, "not ready: starting\n").await;
 
         health.set_ready(true);
-        let reply = request(server.addr, "GET", "/readyz").await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "ok\n");
+        get_expecting(server.addr, "/readyz", 200, "ok\n").await;
 
         health.set_not_ready("caches not synced");
-        let reply = request(server.addr, "GET", "/readyz").await;
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.body, "not ready: caches not synced\n");
+        let not_ready = "not ready: caches not synced\n";
+        let reply = get_expecting(server.addr, "/readyz", 503, not_ready).await;
         assert_eq!(
             reply.header("content-type"),
             Some("text/plain; charset=utf-8")
@@ -343,15 +379,13 @@ mod tests {
 
         health.set_ready(true);
         health.set_ready(false);
-        let reply = request(server.addr, "GET", "/readyz").await;
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.body, "not ready: caches not synced\n");
+        get_expecting(server.addr, "/readyz", 503, not_ready).await;
         stop(server).await;
     }
 
     #[tokio::test]
     async fn unknown_paths_and_methods_are_rejected() {
-        let server = start(Metrics::new(), Health::new()).await;
+        let server = start(TestMetrics::new(), Health::new()).await;
         assert_eq!(request(server.addr, "GET", "/nope").await.status, 404);
         assert_eq!(request(server.addr, "POST", "/metrics").await.status, 405);
         stop(server).await;
@@ -361,7 +395,7 @@ mod tests {
     async fn serve_binds_and_stops_on_shutdown() {
         let (tx, rx) = oneshot::channel::<()>();
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let task = tokio::spawn(serve(addr, Metrics::new(), Health::new(), async {
+        let task = tokio::spawn(serve(addr, TestMetrics::new(), Health::new(), async {
             let _ = rx.await;
         }));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -374,15 +408,8 @@ mod tests {
 
     #[tokio::test]
     async fn serve_reports_bind_errors() {
-        let taken = match TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => panic!("bind: {e}"),
-        };
-        let addr = match taken.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("local_addr: {e}"),
-        };
-        let result = serve(addr, Metrics::new(), Health::new(), async {}).await;
+        let (_taken, addr) = bind_any_port().await;
+        let result = serve(addr, TestMetrics::new(), Health::new(), async {}).await;
         assert!(matches!(result, Err(HttpError::Bind { .. })), "{result:?}");
     }
 
