@@ -14,6 +14,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ClassFilter;
+use super::node_address::has_condition;
 use super::view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
 };
@@ -186,22 +187,12 @@ fn endpoints<'o>(
     by_service
 }
 
-/// Whether the Node has condition `type_` with status `True`.
-fn condition_true(node: &Node, type_: &str) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|condition| condition.type_ == type_ && condition.status == "True")
-}
-
 fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
     Some(NodeView {
         name: name_of(&node.metadata, "Node", warnings)?,
         labels: labels_of(&node.metadata),
-        ready: condition_true(node, "Ready"),
-        network_unavailable: condition_true(node, "NetworkUnavailable"),
+        ready: has_condition(node, "Ready"),
+        network_unavailable: has_condition(node, "NetworkUnavailable"),
     })
 }
 

@@ -10,8 +10,12 @@
 //!
 //! Entries that do not parse as an IP address are skipped; types other than
 //! InternalIP and ExternalIP (Hostname, InternalDNS, ...) are ignored.
+//!
+//! The gossip peers follow from the same rule: every other node with a gossip
+//! address is contacted, and a joining speaker waits for the Ready ones.
 
-use std::net::IpAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress};
 
@@ -61,6 +65,45 @@ pub fn bgp_addresses(node: &Node) -> Vec<IpAddr> {
     ranked.into_iter().map(|(_, ip)| ip).collect()
 }
 
+/// Gossip addresses of every node but `own`, at the gossip `port`.
+pub fn peer_addresses<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own: &str,
+    port: u16,
+) -> Vec<SocketAddr> {
+    nodes
+        .into_iter()
+        .filter(|node| node.metadata.name.as_deref() != Some(own))
+        .filter_map(|node| gossip_address(node).ok())
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+/// The other nodes a joining speaker waits to hear from: Ready ones it can
+/// reach. A NotReady node's speaker may well be down, and one without a gossip
+/// address cannot answer, so waiting for them would only delay the start.
+pub fn expected_peers<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own: &str,
+) -> BTreeSet<String> {
+    nodes
+        .into_iter()
+        .filter(|node| has_condition(node, "Ready") && gossip_address(node).is_ok())
+        .filter_map(|node| node.metadata.name.clone())
+        .filter(|name| name != own)
+        .collect()
+}
+
+/// Whether the Node reports condition `type_` with status `True`.
+pub fn has_condition(node: &Node, type_: &str) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|condition| condition.type_ == type_ && condition.status == "True")
+}
+
 fn addresses_of(node: &Node) -> impl Iterator<Item = &NodeAddress> {
     node.status
         .as_ref()
@@ -71,7 +114,7 @@ fn addresses_of(node: &Node) -> impl Iterator<Item = &NodeAddress> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::NodeStatus;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
 
     use super::*;
     use crate::model::fixtures::ip;
@@ -187,5 +230,66 @@ mod tests {
         for n in without_addresses() {
             assert!(bgp_addresses(&n).is_empty());
         }
+    }
+
+    /// A named node with one InternalIP (when given) and a Ready condition.
+    fn peer(name: &str, internal_ip: Option<&str>, ready: &str) -> Node {
+        let mut n = node(
+            &internal_ip
+                .map(|a| ("InternalIP", a))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        n.metadata.name = Some(name.into());
+        if let Some(status) = n.status.as_mut() {
+            status.conditions = Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                ..Default::default()
+            }]);
+        }
+        n
+    }
+
+    #[test]
+    fn peers_are_the_other_nodes_with_a_gossip_address() {
+        let nodes = [
+            peer("self", Some("198.51.100.10"), "True"),
+            peer("a", Some("198.51.100.11"), "True"),
+            peer("down", Some("2001:db8:100::12"), "False"),
+            peer("mute", None, "True"),
+        ];
+        let expected: Vec<SocketAddr> = ["198.51.100.11:7946", "[2001:db8:100::12]:7946"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(peer_addresses(&nodes, "self", 7946), expected);
+    }
+
+    #[test]
+    fn a_joining_speaker_waits_only_for_ready_reachable_peers() {
+        let nodes = [
+            peer("self", Some("198.51.100.10"), "True"),
+            peer("a", Some("198.51.100.11"), "True"),
+            peer("down", Some("198.51.100.12"), "False"),
+            peer("unknown", Some("198.51.100.13"), "Unknown"),
+            peer("mute", None, "True"),
+            peer("garbled", Some("not-an-ip"), "True"),
+        ];
+        assert_eq!(
+            expected_peers(&nodes, "self"),
+            BTreeSet::from(["a".to_string()])
+        );
+    }
+
+    #[test]
+    fn conditions_count_only_when_true() {
+        assert!(has_condition(&peer("n", None, "True"), "Ready"));
+        assert!(!has_condition(&peer("n", None, "False"), "Ready"));
+        assert!(!has_condition(
+            &peer("n", None, "True"),
+            "NetworkUnavailable"
+        ));
+        assert!(!has_condition(&Node::default(), "Ready"));
     }
 }

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrolb_runtime::http::Health;
-use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
-use crate::model::node_address::gossip_address;
+use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels};
 use report::{Announced, Reporter};
@@ -148,9 +147,13 @@ pub async fn run(
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
     loop {
-        let seeds = peer_addresses(&stores, &node, config.gossip.as_ref().map(|g| g.port));
-        if let Some(membership) = &membership {
-            membership.set_seeds(seeds);
+        if let (Some(membership), Some(gossip)) = (&membership, &config.gossip) {
+            let nodes = stores.nodes.state();
+            membership.set_seeds(peer_addresses(
+                nodes.iter().map(AsRef::as_ref),
+                &node,
+                gossip.port,
+            ));
         }
         let liveness = match &alive {
             Some(alive) => Liveness::Gossip(alive.borrow().clone()),
@@ -278,7 +281,11 @@ async fn start_gossip(
         node_name: node.to_string(),
         bind,
         advertise: SocketAddr::new(address, gossip.port),
-        seeds: peer_addresses(stores, node, Some(gossip.port)),
+        seeds: peer_addresses(
+            stores.nodes.state().iter().map(AsRef::as_ref),
+            node,
+            gossip.port,
+        ),
         key: gossip.key.clone(),
         timings: gossip.timings.clone(),
     };
@@ -293,14 +300,7 @@ async fn wait_for_members(
     node: &str,
     shutdown: &CancellationToken,
 ) {
-    let expected: BTreeSet<String> = stores
-        .nodes
-        .state()
-        .iter()
-        .filter(|n| is_ready(n) && gossip_address(n).is_ok())
-        .filter_map(|n| n.metadata.name.clone())
-        .filter(|name| name != node)
-        .collect();
+    let expected = expected_peers(stores.nodes.state().iter().map(AsRef::as_ref), node);
     let mut alive = alive.clone();
     let wait = async {
         loop {
@@ -317,28 +317,6 @@ async fn wait_for_members(
         _ = tokio::time::sleep(JOIN_WAIT) => info!(node, members = alive.borrow().len(), expected = expected.len(), "did not hear from every Ready node; going on with the members that answered"),
         _ = shutdown.cancelled() => {}
     }
-}
-
-fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Gossip addresses of the other nodes.
-fn peer_addresses(stores: &Stores, node: &str, port: Option<u16>) -> Vec<SocketAddr> {
-    let Some(port) = port else {
-        return Vec::new();
-    };
-    stores
-        .nodes
-        .state()
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() != Some(node))
-        .filter_map(|n| gossip_address(n).ok())
-        .map(|ip| SocketAddr::new(ip, port))
-        .collect()
 }
 
 /// Reports what the announcer does, retrying writes that failed.
