@@ -1,14 +1,24 @@
-//! The controller's pure core: reading Services, resolving pools, allocating.
-//! No I/O here; the shell in `crate::shell` drives it.
+//! The controller's pure core: reading Services, resolving pools, allocating,
+//! and the loop's state machine that ties them together. No I/O here; the
+//! shell in `crate::shell` drives it.
 
 pub mod allocator;
 #[cfg(test)]
 mod allocator_tests;
 pub mod desired;
+pub mod effect;
+#[cfg(test)]
+mod fixtures;
 pub use ferrolb_crds::labels;
+pub mod pool_object;
+pub mod pool_writes;
 pub mod pools;
+pub mod reconcile;
+#[cfg(test)]
+mod reconcile_tests;
 pub mod service;
 
 pub use allocator::{AllocationError, Allocator, Assignment, PoolUsage};
 pub use pools::{AllocationScope, Conflict, Pool, PoolConfig};
+pub use reconcile::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
 pub use service::{ClassFilter, Interest, RequestError, ServiceKey, ServiceRequest, read_request};
