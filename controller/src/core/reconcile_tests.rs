@@ -333,22 +333,28 @@ fn a_relist_releases_what_it_no_longer_shows() {
 fn an_event_marks_a_change_of_decision_never_a_repeat() {
     let (holder, waiter) = (service("holder", 1, &[]), service("waiter", 2, &[]));
     let p = pool("p", 1, 1, &["198.51.100.1/32"]);
-    let (mut r, effects) = listed(&[p], &[holder, waiter]);
+    let (mut r, effects) = listed(&[p], &[holder, waiter.clone()]);
     let failed = events_of(&effects, "waiter");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "AllocationFailed");
     assert!(failed[0].1.starts_with("PoolFull: "), "{}", failed[0].1);
+    let order = write_for(&effects, "waiter").unwrap().clone();
+    land(&mut r, &waiter, &order, 2);
 
-    // Retried, failing the same way: no second Event.
+    // Retried, failing the same way, even on an object that lost our
+    // condition meanwhile: no second Event.
+    let stripped = showing(&waiter, &ServiceWrite::default(), 3);
     let again = feed(
         &mut r,
         [
+            Input::ServiceApplied(stripped),
             namespace_labels(&[("team", "a")]),
             namespace_labels(&[("team", "b")]),
             Input::PoolApplied(pool("p", 1, 2, &["198.51.100.5/32"])),
         ],
     );
     assert!(events_of(&again, "waiter").is_empty(), "{again:#?}");
+    assert!(write_for(&again, "waiter").is_some(), "repaired, quietly");
     assert_eq!(events_of(&again, "holder")[0].0, "IPAllocated", "moved");
 
     // A different failure is announced.
