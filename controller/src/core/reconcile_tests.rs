@@ -481,13 +481,9 @@ fn a_conflicting_pool_is_announced_once() {
             .iter()
             .any(|c| c.type_ == condition::TYPE_CONFLICTING && c.status == "True")
     );
-    // Still conflicting after a count change: no second Event.
-    let again = feed(
-        &mut r,
-        [
-            Input::ServiceApplied(service("web", 1, &[])),
-            Input::Tick(at(102)),
-        ],
-    );
+    // Still conflicting with another status (a spec edit): no second Event.
+    let edited = pool("late", 2, 2, &["198.51.100.4/30", "198.51.100.64/30"]);
+    let again = feed(&mut r, [Input::PoolApplied(edited), Input::Tick(at(102))]);
+    assert_eq!(pool_orders(&again).len(), 1, "{again:#?}");
     assert!(events_of(&again, "late").is_empty(), "{again:#?}");
 }
