@@ -21,6 +21,7 @@ use std::hash::Hash;
 use ferrolb_crds::pool::IPAddressPool;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 
 use super::allocator::Allocator;
 use super::desired::ServiceWrite;
@@ -116,18 +117,14 @@ impl<K: Eq + Hash + Clone> Relist<K> {
     }
 
     /// The keys of `known` the finished relist did not show.
-    fn missing<'a, V: 'a>(&mut self, known: impl Iterator<Item = (&'a K, V)>) -> Vec<K>
+    fn missing<'a>(&mut self, known: impl Iterator<Item = &'a K>) -> Vec<K>
     where
         K: 'a,
     {
         let Some(seen) = self.seen.take() else {
             return Vec::new();
         };
-        known
-            .map(|(k, _)| k)
-            .filter(|k| !seen.contains(k))
-            .cloned()
-            .collect()
+        known.filter(|k| !seen.contains(k)).cloned().collect()
     }
 }
 
@@ -204,7 +201,7 @@ impl Reconciler {
             }
             Input::ServiceDeleted(key) => self.service_deleted(&key),
             Input::PoolApplied(pool) => {
-                self.pool_relist.saw(&kube::ResourceExt::name_any(&pool));
+                self.pool_relist.saw(&pool.name_any());
                 self.pool_applied(pool);
             }
             Input::PoolDeleted(name) => self.pool_deleted(&name),
@@ -240,17 +237,17 @@ impl Reconciler {
     fn relist_done(&mut self, kind: Kind) {
         match kind {
             Kind::Services => {
-                for key in self.service_relist.missing(self.services.iter()) {
+                for key in self.service_relist.missing(self.services.keys()) {
                     self.service_deleted(&key);
                 }
             }
             Kind::Pools => {
-                for name in self.pool_relist.missing(self.pools.iter()) {
+                for name in self.pool_relist.missing(self.pools.keys()) {
                     self.pool_deleted(&name);
                 }
             }
             Kind::Namespaces => {
-                for name in self.namespace_relist.missing(self.namespaces.iter()) {
+                for name in self.namespace_relist.missing(self.namespaces.keys()) {
                     self.namespaces.remove(&name);
                 }
             }

@@ -1,27 +1,25 @@
 //! The kube shell around the pure core: watch, feed the [`Reconciler`],
 //! carry out the effects it returns, feed their results back.
 //!
-//! Tasks and channels (every arrow is a channel; `⇢` is a request to the
-//! apiserver):
+//! Tasks and channels (`─▶` is a channel, `⇢` a request to the apiserver;
+//! `settled`, `pool_reports` and `pool_orders` are unbounded mpsc):
 //!
 //! ```text
-//!  watch Services (slim) ─┐
-//!  watch IPAddressPools ──┼─ select ─▶ loop task (`run`): owns the Reconciler,
-//!  watch Namespaces ──────┘            handles one Input at a time
-//!  interval 500 ms ──── Tick ────────▶    │
-//!  settled (mpsc) ── WriteSettled ───▶    │  Effects:
-//!  pool_reports (mpsc) ─ PoolStatusWritten ▶ │
-//!                                         ├─ WriteService / ForgetService ─▶ WriteQueue
-//!                                         │    (Mutex + Notify) ─▶ `write_workers` writer
-//!                                         │    tasks ⇢ Service status, then annotation;
-//!                                         │    each settled Service ─▶ `settled`
-//!                                         ├─ WritePoolStatus ─▶ pool_orders (mpsc) ─▶ one
-//!                                         │    pool status writer ⇢ IPAddressPool status,
-//!                                         │    each result ─▶ `pool_reports`
-//!                                         ├─ Event ─▶ events (mpsc, 20k, drops when full)
-//!                                         │    ─▶ EVENT_WORKERS senders, each waiting on
-//!                                         │    `status_busy` (watch) ⇢ events.k8s.io Event
-//!                                         └─ Metric ─▶ Metrics (set in the loop task)
+//!  watch Services (slim) ──────────┐
+//!  watch IPAddressPools ───────────┤
+//!  watch Namespaces ───────────────┤
+//!  interval 500 ms: Tick ──────────┼─▶ loop task (`run`): owns the Reconciler,
+//!  settled: WriteSettled ──────────┤   one Input at a time, carries out its Effects
+//!  pool_reports: PoolStatusWritten ┘     │
+//!    ┌───────────────────────────────────┘
+//!    ├─ WriteService, ForgetService ─▶ WriteQueue (Mutex + Notify)
+//!    │     ─▶ `write_workers` writer tasks ⇢ Service status, then annotation
+//!    │     ─▶ `settled`, once a Service has nothing left to write
+//!    ├─ WritePoolStatus ─▶ pool_orders ─▶ one pool status writer
+//!    │     ⇢ IPAddressPool status ─▶ `pool_reports`, every result
+//!    ├─ Event ─▶ events (bounded, drops when full) ─▶ EVENT_WORKERS senders,
+//!    │     each waiting for `status_busy` (watch) to read false ⇢ Event
+//!    └─ Metric ─▶ Metrics, set in the loop task
 //! ```
 //!
 //! Who writes: only the writer tasks touch Services, only the pool status
