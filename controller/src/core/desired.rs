@@ -148,6 +148,7 @@ pub fn carries_our_marks(service: &Service) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::fixtures::{service, showing};
 
     #[test]
     fn failure_write_has_no_ips_and_a_reason() {
@@ -168,30 +169,9 @@ mod tests {
             ips: vec!["198.51.100.1".parse().unwrap()],
         };
         let write = Outcome::Allocated(assignment).desired();
-        let mut svc = Service::default();
-        svc.metadata.annotations =
-            Some([(ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "p".to_string())].into());
-        svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
-            load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
-                ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
-                    ip: Some("198.51.100.1".into()),
-                    ..Default::default()
-                }]),
-            }),
-            conditions: Some(vec![
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                    type_: CONDITION_TYPE.into(),
-                    status: "True".into(),
-                    reason: "Allocated".into(),
-                    message: "198.51.100.1 from pool p".into(),
-                    last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        Default::default(),
-                    ),
-                    observed_generation: None,
-                },
-            ]),
-        });
+        let svc = showing(&service("web", 0, &[]), &write, 2);
         assert_eq!(observed(&svc), write);
         assert!(carries_our_marks(&svc));
+        assert!(!carries_our_marks(&service("web", 0, &[])));
     }
 }

@@ -332,32 +332,17 @@ pub fn read_request(service: &Service) -> Result<ServiceRequest, RequestError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
-    use kube::api::ObjectMeta;
 
     use super::*;
 
     fn service(annotations: &[(&str, &str)], spec: ServiceSpec) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                namespace: Some("ns".into()),
-                name: Some("web".into()),
-                annotations: Some(
-                    annotations
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect::<BTreeMap<_, _>>(),
-                ),
-                ..Default::default()
-            },
-            spec: Some(ServiceSpec {
-                type_: Some("LoadBalancer".into()),
-                ..spec
-            }),
-            status: None,
-        }
+        let mut service = crate::core::fixtures::service("web", 0, annotations);
+        service.spec = Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ..spec
+        });
+        service
     }
 
     fn v4_spec() -> ServiceSpec {

@@ -16,12 +16,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{debug, warn};
+
+pub use crate::core::effect::{EventRequest, Regarding};
 
 /// Longest note the apiserver accepts on an `events.k8s.io/v1` Event.
 pub const MAX_NOTE_BYTES: usize = 1024;
@@ -29,50 +30,6 @@ pub const MAX_NOTE_BYTES: usize = 1024;
 const MAX_NAME_PREFIX: usize = 200;
 /// Events waiting to be sent, at most.
 const QUEUE_CAPACITY: usize = 20_000;
-
-/// The object an Event is about, kept small while it waits in the queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Regarding {
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-}
-
-impl Regarding {
-    /// A Service; `kubectl describe` matches Events on the uid.
-    pub fn service(namespace: &str, name: &str, uid: Option<&str>) -> Regarding {
-        Regarding {
-            api_version: "v1",
-            kind: "Service",
-            namespace: namespace.into(),
-            name: name.into(),
-            uid: uid.map(str::to_string),
-        }
-    }
-
-    fn reference(&self) -> ObjectReference {
-        ObjectReference {
-            api_version: Some(self.api_version.into()),
-            kind: Some(self.kind.into()),
-            namespace: Some(self.namespace.clone()),
-            name: Some(self.name.clone()),
-            uid: self.uid.clone(),
-            ..Default::default()
-        }
-    }
-}
-
-/// One Event to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRequest {
-    pub regarding: Regarding,
-    pub warning: bool,
-    pub reason: &'static str,
-    pub action: &'static str,
-    pub note: String,
-}
 
 /// Who reports the Events.
 #[derive(Debug, Clone)]

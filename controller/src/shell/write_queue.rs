@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::core::ServiceKey;
 use crate::core::desired::ServiceWrite;
+use crate::core::effect::Ticket;
 
 /// Which part of a Service's write a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ struct Entry {
     in_background: bool,
     /// resourceVersion after our last completed write.
     applied: Option<u64>,
+    /// The order the newest submitted write came with.
+    ticket: Option<Ticket>,
     /// The Service was deleted while a request for it was in flight: that
     /// request's end is not followed by anything.
     forgotten: bool,
@@ -94,8 +97,15 @@ impl WriteQueue {
 
     /// Queues `write` for `key`, replacing whatever was queued for it.
     /// `status_current` says that the object already shows the status part
-    /// of `write`, so only the annotation needs writing.
-    pub fn submit(&mut self, key: ServiceKey, write: ServiceWrite, status_current: bool) {
+    /// of `write`, so only the annotation needs writing. `ticket` names the
+    /// order, for [`WriteQueue::finish`] to report.
+    pub fn submit(
+        &mut self,
+        key: ServiceKey,
+        write: ServiceWrite,
+        status_current: bool,
+        ticket: Ticket,
+    ) {
         let stage = if status_current {
             Stage::Annotation
         } else {
@@ -104,6 +114,7 @@ impl WriteQueue {
         self.update(&key, |entry| {
             entry.forgotten = false;
             entry.next = Some((stage, write));
+            entry.ticket = Some(ticket);
         });
     }
 
@@ -147,26 +158,28 @@ impl WriteQueue {
 
     /// Records how `job` ended; a written status is followed by its
     /// annotation unless a newer write replaced it or the object shows it.
-    pub fn finish(&mut self, job: Job, result: Finished) {
+    /// Returns the ticket of the newest order when that leaves the Service
+    /// with nothing queued or in flight (and it was not forgotten).
+    pub fn finish(&mut self, job: Job, result: Finished) -> Option<Ticket> {
         self.update(&job.key, |entry| {
             entry.in_flight = None;
             if entry.forgotten {
-                return;
+                return None;
             }
-            let Finished::Written {
+            if let Finished::Written {
                 version,
                 annotation_current,
             } = result
-            else {
-                return;
-            };
-            if let Some(version) = version {
-                entry.applied = Some(entry.applied.map_or(version, |a| a.max(version)));
+            {
+                if let Some(version) = version {
+                    entry.applied = Some(entry.applied.map_or(version, |a| a.max(version)));
+                }
+                if job.stage == Stage::Status && !annotation_current && entry.next.is_none() {
+                    entry.next = Some((Stage::Annotation, job.write));
+                }
             }
-            if job.stage == Stage::Status && !annotation_current && entry.next.is_none() {
-                entry.next = Some((Stage::Annotation, job.write));
-            }
-        });
+            if entry.idle() { entry.ticket } else { None }
+        })
     }
 
     /// Whether a write for `key` is queued or in flight.
@@ -297,8 +310,8 @@ mod tests {
     #[test]
     fn every_status_goes_before_any_annotation() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
-        q.submit(key("b"), write("198.51.100.2"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
+        q.submit(key("b"), write("198.51.100.2"), false, Ticket(1));
         let a = q.take().unwrap();
         assert_eq!((a.key.name.as_str(), a.stage), ("a", Stage::Status));
         q.finish(a, written(10));
@@ -306,7 +319,7 @@ mod tests {
         let b = q.take().unwrap();
         assert_eq!((b.key.name.as_str(), b.stage), ("b", Stage::Status));
         assert_eq!(q.status_outstanding(), 1);
-        q.submit(key("c"), write("198.51.100.3"), false);
+        q.submit(key("c"), write("198.51.100.3"), false, Ticket(1));
         let c = q.take().unwrap();
         assert_eq!((c.key.name.as_str(), c.stage), ("c", Stage::Status));
         let next = q.take().unwrap();
@@ -323,7 +336,7 @@ mod tests {
     #[test]
     fn annotation_is_skipped_when_the_object_already_shows_it() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         let job = q.take().unwrap();
         q.finish(
             job,
@@ -340,7 +353,7 @@ mod tests {
     #[test]
     fn status_current_starts_with_the_annotation() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), true);
+        q.submit(key("a"), write("198.51.100.1"), true, Ticket(1));
         assert_eq!(q.status_outstanding(), 0);
         let job = q.take().unwrap();
         assert_eq!(job.stage, Stage::Annotation);
@@ -352,10 +365,10 @@ mod tests {
     #[test]
     fn a_newer_write_replaces_the_queued_one_and_waits_for_the_one_in_flight() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         let first = q.take().unwrap();
-        q.submit(key("a"), write("198.51.100.2"), false);
-        q.submit(key("a"), write("198.51.100.3"), false);
+        q.submit(key("a"), write("198.51.100.2"), false, Ticket(1));
+        q.submit(key("a"), write("198.51.100.3"), false, Ticket(1));
         assert_eq!(q.take(), None, "a is in flight");
         assert!(q.busy(&key("a")));
         q.finish(first, written(7));
@@ -376,10 +389,10 @@ mod tests {
     #[test]
     fn a_new_decision_during_the_annotation_phase_goes_back_to_status() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         let job = q.take().unwrap();
         q.finish(job, written(1));
-        q.submit(key("a"), write("198.51.100.2"), false);
+        q.submit(key("a"), write("198.51.100.2"), false, Ticket(1));
         let job = q.take().unwrap();
         assert_eq!(
             (job.stage, job.write),
@@ -389,9 +402,29 @@ mod tests {
     }
 
     #[test]
+    fn finish_reports_the_newest_ticket_once_nothing_is_left() {
+        let mut q = WriteQueue::new();
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
+        let first = q.take().unwrap();
+        q.submit(key("a"), write("198.51.100.2"), false, Ticket(2));
+        assert_eq!(q.finish(first, written(5)), None, "a newer write waits");
+        let status = q.take().unwrap();
+        assert_eq!(q.finish(status, written(6)), None, "its annotation follows");
+        let annotation = q.take().unwrap();
+        assert_eq!(q.finish(annotation, written(7)), Some(Ticket(2)));
+        q.submit(key("a"), write("198.51.100.3"), false, Ticket(3));
+        let given_up = q.take().unwrap();
+        assert_eq!(q.finish(given_up, Finished::Abandoned), Some(Ticket(3)));
+        q.submit(key("a"), write("198.51.100.4"), false, Ticket(4));
+        let deleted = q.take().unwrap();
+        q.forget(&key("a"));
+        assert_eq!(q.finish(deleted, written(9)), None, "forgotten");
+    }
+
+    #[test]
     fn abandoned_writes_free_the_service() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         let job = q.take().unwrap();
         q.finish(job, Finished::Abandoned);
         assert!(!q.busy(&key("a")));
@@ -402,7 +435,7 @@ mod tests {
     #[test]
     fn forget_drops_queued_work_and_the_version() {
         let mut q = WriteQueue::new();
-        q.submit(key("a"), write("198.51.100.1"), false);
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         let job = q.take().unwrap();
         q.finish(job, written(4));
         q.forget(&key("a"));
@@ -466,7 +499,7 @@ mod tests {
                     Op::Submit(k, ip, current) => {
                         let w = write(&format!("198.51.100.{ip}"));
                         last.insert(key(&k.to_string()), w.clone());
-                        q.submit(key(&k.to_string()), w, current);
+                        q.submit(key(&k.to_string()), w, current, Ticket(1));
                     }
                     Op::Take => {
                         if let Some(job) = q.take() {

@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
 use super::slim::SlimService;
 use super::write_body::{self, WriteMethod};
 use super::write_queue::{Finished, Job, Stage, WriteQueue};
-use crate::core::ServiceKey;
 use crate::core::desired::ServiceWrite;
+use crate::core::effect::ServiceWriteOrder;
 use crate::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
+use crate::core::{ServiceKey, WriteSettled};
 
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
@@ -29,16 +30,25 @@ pub struct Writer {
     /// True while status writes are queued or in flight.
     status_busy: Arc<watch::Sender<bool>>,
     method: WriteMethod,
+    /// Where to report that a Service has nothing left to write.
+    settled: mpsc::UnboundedSender<WriteSettled>,
 }
 
 impl Writer {
-    /// Starts `workers` writer tasks that write with `method`.
-    pub fn start(client: kube::Client, workers: usize, method: WriteMethod) -> Writer {
+    /// Starts `workers` writer tasks that write with `method`, reporting
+    /// each Service whose writes are all done on `settled`.
+    pub fn start(
+        client: kube::Client,
+        workers: usize,
+        method: WriteMethod,
+        settled: mpsc::UnboundedSender<WriteSettled>,
+    ) -> Writer {
         let writer = Writer {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
             status_busy: Arc::new(watch::Sender::new(false)),
             method,
+            settled,
         };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
@@ -48,22 +58,10 @@ impl Writer {
         writer
     }
 
-    /// Queues `write` for `key`, replacing any queued write for it.
-    /// `status_current`: the object already shows the status part of
-    /// `write`, so only the annotation is written.
-    pub fn submit(&self, key: ServiceKey, write: ServiceWrite, status_current: bool) {
-        self.with_queue(|q| q.submit(key, write, status_current));
+    /// Queues an order, replacing any queued write for its Service.
+    pub fn submit(&self, order: ServiceWriteOrder) {
+        self.with_queue(|q| q.submit(order.key, order.write, order.status_current, order.ticket));
         self.wake.notify_one();
-    }
-
-    /// Whether a write for `key` is queued or in flight.
-    pub fn busy(&self, key: &ServiceKey) -> bool {
-        self.with_queue(|q| q.busy(key)).unwrap_or(false)
-    }
-
-    /// resourceVersion our last completed write produced.
-    pub fn applied_version(&self, key: &ServiceKey) -> Option<u64> {
-        self.with_queue(|q| q.applied_version(key)).flatten()
     }
 
     /// Forgets a deleted Service.
@@ -98,7 +96,19 @@ impl Writer {
             // version and the annotation.
             let api: Api<SlimService> = Api::namespaced(client.clone(), &job.key.namespace);
             let result = self.send(&api, &job).await;
-            self.with_queue(|q| q.finish(job, result));
+            let key = job.key.clone();
+            self.with_queue(|q| {
+                if let Some(ticket) = q.finish(job, result) {
+                    // Sent under the lock, so reports leave in the order
+                    // the queue settled. Err: the loop is gone.
+                    let _ = self.settled.send(WriteSettled {
+                        applied_version: q.applied_version(&key),
+                        key,
+                        ticket,
+                        written: result != Finished::Abandoned,
+                    });
+                }
+            });
             // The Service's next write (or its annotation) may be ready now.
             self.wake.notify_one();
         }

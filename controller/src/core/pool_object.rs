@@ -4,9 +4,10 @@
 use ferrolb_crds::pool::condition;
 use ferrolb_crds::pool::{AddressCounts, IPAddressPool, IPAddressPoolStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::core::{AllocationScope, Pool, PoolConfig, PoolUsage};
+use super::{AllocationScope, Pool, PoolConfig, PoolUsage};
 use crate::ipam::AddressSet;
 
 /// Converts a pool object. An invalid one (it bypassed admission) yields the
@@ -51,6 +52,7 @@ fn condition(
     reason: &str,
     message: String,
     generation: Option<i64>,
+    now: Timestamp,
 ) -> Condition {
     Condition {
         type_: type_.into(),
@@ -58,18 +60,38 @@ fn condition(
         reason: reason.into(),
         message,
         observed_generation: generation,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        last_transition_time: Time(now),
     }
 }
 
-/// The status a pool should carry.
+/// What a pool's status is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolFacts<'a> {
+    /// Namespace of the pools (named in overlap messages).
+    pub namespace: &'a str,
+    pub generation: Option<i64>,
+    /// The pool as allocation sees it; `None` when it is invalid.
+    pub pool: Option<&'a Pool>,
+    /// Why the pool is invalid, if it is.
+    pub invalid: Option<&'a str>,
+    pub usage: PoolUsage,
+}
+
+/// The status a pool should carry. A condition keeps the
+/// `lastTransitionTime` it has in `previous` unless its status flips: only
+/// a flip (or a condition new to the pool) is stamped `now`.
 pub fn pool_status(
-    namespace: &str,
-    generation: Option<i64>,
-    pool: Option<&Pool>,
-    invalid: Option<&str>,
-    usage: PoolUsage,
+    facts: PoolFacts<'_>,
+    previous: Option<&IPAddressPoolStatus>,
+    now: Timestamp,
 ) -> IPAddressPoolStatus {
+    let PoolFacts {
+        namespace,
+        generation,
+        pool,
+        invalid,
+        usage,
+    } = facts;
     let mut status = IPAddressPoolStatus {
         observed_generation: generation,
         ..Default::default()
@@ -100,6 +122,7 @@ pub fn pool_status(
         reason,
         message,
         generation,
+        now,
     ));
     let conflict = pool.and_then(|p| p.conflict.as_ref());
     status.conditions.push(condition(
@@ -114,8 +137,25 @@ pub fn pool_status(
             .map(|c| format!("{c}"))
             .unwrap_or_else(|| "no other pool declares these addresses".into()),
         generation,
+        now,
     ));
+    if let Some(previous) = previous {
+        keep_transition_times(&mut status.conditions, &previous.conditions);
+    }
     status
+}
+
+/// Copies each condition's `lastTransitionTime` from the condition of the
+/// same type in `previous`, when that one has the same status.
+fn keep_transition_times(conditions: &mut [Condition], previous: &[Condition]) {
+    for condition in conditions {
+        if let Some(before) = previous
+            .iter()
+            .find(|p| p.type_ == condition.type_ && p.status == condition.status)
+        {
+            condition.last_transition_time = before.last_transition_time.clone();
+        }
+    }
 }
 
 /// Whether two statuses differ in anything but condition timestamps.
@@ -123,9 +163,67 @@ pub fn status_differs(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> bool 
     let strip = |s: &IPAddressPoolStatus| {
         let mut s = s.clone();
         for c in &mut s.conditions {
-            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+            c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         }
         s
     };
     strip(a) != strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn facts(invalid: Option<&str>, assigned_v4: u128) -> PoolFacts<'_> {
+        PoolFacts {
+            namespace: "ferrolb-system",
+            generation: Some(1),
+            pool: None,
+            invalid,
+            usage: PoolUsage {
+                assigned_v4,
+                available_v4: 8 - assigned_v4,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn transition_time(status: &IPAddressPoolStatus, type_: &str) -> Timestamp {
+        let condition = status.conditions.iter().find(|c| c.type_ == type_);
+        condition.unwrap().last_transition_time.0
+    }
+
+    #[test]
+    fn a_count_change_keeps_the_transition_times() {
+        let first = pool_status(facts(None, 0), None, at(100));
+        assert_eq!(transition_time(&first, condition::TYPE_READY), at(100));
+        let second = pool_status(facts(None, 3), Some(&first), at(200));
+        assert!(status_differs(&first, &second), "the counts changed");
+        assert_eq!(transition_time(&second, condition::TYPE_READY), at(100));
+        assert_eq!(
+            transition_time(&second, condition::TYPE_CONFLICTING),
+            at(100)
+        );
+    }
+
+    #[test]
+    fn a_flip_stamps_only_the_condition_that_flipped() {
+        let valid = pool_status(facts(None, 1), None, at(100));
+        let invalid = pool_status(facts(Some("bad range"), 1), Some(&valid), at(200));
+        assert_eq!(transition_time(&invalid, condition::TYPE_READY), at(200));
+        assert_eq!(
+            transition_time(&invalid, condition::TYPE_CONFLICTING),
+            at(100),
+            "Conflicting stayed False"
+        );
+        let valid_again = pool_status(facts(None, 1), Some(&invalid), at(300));
+        assert_eq!(
+            transition_time(&valid_again, condition::TYPE_READY),
+            at(300)
+        );
+    }
 }

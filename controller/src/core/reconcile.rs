@@ -1,0 +1,314 @@
+//! The controller's loop as a state machine, without I/O.
+//!
+//! The shell feeds a [`Reconciler`] one [`Input`] at a time (a watched
+//! object applied or deleted, a relist starting or done, how a write ended,
+//! a timer tick) and carries out the [`Effect`]s it returns. Data flows one
+//! way: watched objects → decision (the [`Allocator`]) → diff against what
+//! the object shows or what we already ordered → write orders, Events and
+//! metric updates.
+//!
+//! Two phases. Until every watched kind has been listed once, inputs are
+//! only recorded; then the allocation table is rebuilt from the IPs
+//! Services already show (oldest claim first) before any new IP is handed
+//! out. After that, every input is decided on at once.
+
+mod pools;
+mod services;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
+
+use ferrolb_crds::pool::IPAddressPool;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::ClassFilter;
+use super::allocator::Allocator;
+use super::desired::ServiceWrite;
+use super::effect::{Effect, MetricChange, Ticket};
+use super::labels::Labels;
+use super::pool_writes::{PoolStatusWrites, PoolStatusWritten};
+use super::service::ServiceKey;
+use services::Seen;
+
+/// A watched kind of object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Services,
+    Pools,
+    Namespaces,
+}
+
+/// Everything the loop reacts to.
+// Inputs are handled one at a time and never stored, so the size difference
+// between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Input {
+    ServiceApplied(Service),
+    ServiceDeleted(ServiceKey),
+    PoolApplied(IPAddressPool),
+    PoolDeleted(String),
+    NamespaceApplied {
+        name: String,
+        labels: Labels,
+    },
+    NamespaceDeleted(String),
+    /// A full listing of `Kind` begins (at start, or after the watch lost
+    /// its place): the objects that follow are all there is.
+    RelistStarted(Kind),
+    /// The listing is complete: objects it did not show are gone.
+    RelistDone(Kind),
+    /// A Service has nothing queued or in flight any more.
+    ServiceWriteSettled(WriteSettled),
+    PoolStatusWritten(PoolStatusWritten),
+    /// Time passes: pool statuses are flushed and due retries sent.
+    Tick(Timestamp),
+}
+
+/// The report that a Service's writes are done, up to order `ticket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSettled {
+    pub key: ServiceKey,
+    pub ticket: Ticket,
+    /// resourceVersion our newest completed write for it produced.
+    pub applied_version: Option<u64>,
+    /// False when the last request was given up on.
+    pub written: bool,
+}
+
+/// What the loop needs to know.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Namespace whose IPAddressPools we serve.
+    pub pool_namespace: String,
+    pub class: ClassFilter,
+}
+
+/// Where our writes to one Service stand.
+#[derive(Debug, Default)]
+struct WriteProgress {
+    /// The newest order not yet reported settled.
+    outstanding: Option<Ticket>,
+    /// resourceVersion after our newest completed write: a view older than
+    /// that is an echo from before it.
+    applied: Option<u64>,
+}
+
+/// The names seen since a relist began.
+#[derive(Debug)]
+struct Relist<K> {
+    seen: Option<HashSet<K>>,
+}
+
+impl<K: Eq + Hash + Clone> Relist<K> {
+    fn new() -> Self {
+        Relist { seen: None }
+    }
+
+    fn start(&mut self) {
+        self.seen = Some(HashSet::new());
+    }
+
+    fn saw(&mut self, key: &K) {
+        if let Some(seen) = &mut self.seen {
+            seen.insert(key.clone());
+        }
+    }
+
+    /// The keys of `known` the finished relist did not show.
+    fn missing<'a>(&mut self, known: impl Iterator<Item = &'a K>) -> Vec<K>
+    where
+        K: 'a,
+    {
+        let Some(seen) = self.seen.take() else {
+            return Vec::new();
+        };
+        known.filter(|k| !seen.contains(k)).cloned().collect()
+    }
+}
+
+/// The allocation loop's whole state.
+pub struct Reconciler {
+    config: ReconcilerConfig,
+    alloc: Allocator,
+    services: HashMap<ServiceKey, Seen>,
+    /// Services of ours left without IPs, retried when something frees room.
+    pending: BTreeSet<ServiceKey>,
+    namespaces: HashMap<String, Labels>,
+    pools: BTreeMap<String, IPAddressPool>,
+    /// Why each invalid pool is left out of allocation.
+    invalid_pools: HashMap<String, String>,
+    pool_writes: PoolStatusWrites,
+    pools_dirty: bool,
+    /// An IP was freed: pending Services get another chance.
+    retry_needed: bool,
+    /// The last write we decided on per Service: Events and logs mark
+    /// changes of decision, not repairs.
+    submitted: HashMap<ServiceKey, ServiceWrite>,
+    writes: HashMap<ServiceKey, WriteProgress>,
+    legacy_warned: HashSet<ServiceKey>,
+    service_relist: Relist<ServiceKey>,
+    pool_relist: Relist<String>,
+    namespace_relist: Relist<String>,
+    /// Kinds listed in full at least once.
+    listed: BTreeSet<Kind>,
+    synced: bool,
+    tickets: u64,
+    published_pending: usize,
+    effects: Vec<Effect>,
+}
+
+impl Reconciler {
+    pub fn new(config: ReconcilerConfig) -> Reconciler {
+        Reconciler {
+            config,
+            alloc: Allocator::new(),
+            services: HashMap::new(),
+            pending: BTreeSet::new(),
+            namespaces: HashMap::new(),
+            pools: BTreeMap::new(),
+            invalid_pools: HashMap::new(),
+            pool_writes: PoolStatusWrites::default(),
+            pools_dirty: true,
+            retry_needed: false,
+            submitted: HashMap::new(),
+            writes: HashMap::new(),
+            legacy_warned: HashSet::new(),
+            service_relist: Relist::new(),
+            pool_relist: Relist::new(),
+            namespace_relist: Relist::new(),
+            listed: BTreeSet::new(),
+            synced: false,
+            tickets: 0,
+            published_pending: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Whether the first full listing is in and decided on.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Handles one input; returns what to do about it, in order.
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        match input {
+            Input::ServiceApplied(service) => {
+                let key = ServiceKey::of(&service);
+                self.service_relist.saw(&key);
+                self.service_applied(key, &service);
+            }
+            Input::ServiceDeleted(key) => self.service_deleted(&key),
+            Input::PoolApplied(pool) => {
+                self.pool_relist.saw(&pool.name_any());
+                self.pool_applied(pool);
+            }
+            Input::PoolDeleted(name) => self.pool_deleted(&name),
+            Input::NamespaceApplied { name, labels } => {
+                self.namespace_relist.saw(&name);
+                self.namespace_applied(name, labels);
+            }
+            Input::NamespaceDeleted(name) => {
+                self.namespaces.remove(&name);
+            }
+            Input::RelistStarted(kind) => match kind {
+                Kind::Services => self.service_relist.start(),
+                Kind::Pools => self.pool_relist.start(),
+                Kind::Namespaces => self.namespace_relist.start(),
+            },
+            Input::RelistDone(kind) => self.relist_done(kind),
+            Input::ServiceWriteSettled(report) => self.write_settled(report),
+            Input::PoolStatusWritten(report) => self.pool_writes.report(&report),
+            Input::Tick(now) => self.tick(now),
+        }
+        if self.synced {
+            self.retry_freed();
+            if self.pending.len() != self.published_pending {
+                self.published_pending = self.pending.len();
+                self.metric(MetricChange::Pending(self.pending.len()));
+            }
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Objects the relist did not show were deleted while we were not
+    /// watching: they go as if we had seen the deletion.
+    fn relist_done(&mut self, kind: Kind) {
+        match kind {
+            Kind::Services => {
+                for key in self.service_relist.missing(self.services.keys()) {
+                    self.service_deleted(&key);
+                }
+            }
+            Kind::Pools => {
+                for name in self.pool_relist.missing(self.pools.keys()) {
+                    self.pool_deleted(&name);
+                }
+            }
+            Kind::Namespaces => {
+                for name in self.namespace_relist.missing(self.namespaces.keys()) {
+                    self.namespaces.remove(&name);
+                }
+            }
+        }
+        self.listed.insert(kind);
+        if !self.synced && self.listed.len() == 3 {
+            self.rebuild();
+            self.synced = true;
+            self.effects.push(Effect::Synced {
+                services: self.services.len(),
+                pools: self.pools.len(),
+            });
+        }
+    }
+
+    /// After the first listing: pools first, then Services that already
+    /// show IPs (oldest first, so the older of two claims wins), then the rest.
+    fn rebuild(&mut self) {
+        self.apply_pools();
+        let mut keys: Vec<(bool, i64, ServiceKey)> = self
+            .services
+            .iter()
+            .map(|(k, s)| (s.shown.ips.is_empty(), s.created, k.clone()))
+            .collect();
+        keys.sort();
+        for (_, _, key) in keys {
+            self.evaluate(&key);
+        }
+    }
+
+    fn namespace_applied(&mut self, name: String, labels: Labels) {
+        let changed = self.namespaces.insert(name, labels.clone()).as_ref() != Some(&labels);
+        if changed && self.synced {
+            self.retry_pending();
+        }
+    }
+
+    /// A freed IP may help a pending Service. A retry can free more only
+    /// through a Service that held IPs, so a few rounds settle it.
+    fn retry_freed(&mut self) {
+        let mut rounds = 0;
+        while self.retry_needed && rounds < 4 {
+            self.retry_needed = false;
+            self.retry_pending();
+            rounds += 1;
+        }
+    }
+
+    fn retry_pending(&mut self) {
+        let keys: Vec<ServiceKey> = self.pending.iter().cloned().collect();
+        for key in keys {
+            self.evaluate(&key);
+        }
+    }
+
+    fn next_ticket(&mut self) -> Ticket {
+        Ticket::take(&mut self.tickets)
+    }
+
+    fn metric(&mut self, change: MetricChange) {
+        self.effects.push(Effect::Metric(change));
+    }
+}

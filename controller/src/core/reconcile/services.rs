@@ -1,0 +1,312 @@
+//! Services: deciding one, and ordering what brings the object there.
+
+use k8s_openapi::api::core::v1::Service;
+use tracing::{info, info_span, warn};
+
+use super::{Reconciler, WriteSettled};
+use crate::core::RequestError;
+use crate::core::desired::{Outcome, ServiceWrite, carries_our_marks, failure_reason, observed};
+use crate::core::effect::{Effect, EventRequest, MetricChange, Regarding, ServiceWriteOrder};
+use crate::core::service::{ServiceKey, ServiceRequest, read_request};
+use crate::core::{ClassFilter, Interest};
+use crate::ipam::Family;
+
+/// A Service as the loop remembers it: what it asks and what it shows.
+#[derive(Debug)]
+pub(super) struct Seen {
+    uid: Option<String>,
+    pub(super) created: i64,
+    interest: Interest,
+    request: Option<Result<ServiceRequest, RequestError>>,
+    pub(super) shown: ServiceWrite,
+    marked: bool,
+    /// resourceVersion of the object `shown` was read from.
+    version: Option<u64>,
+}
+
+impl Seen {
+    fn read(service: &Service, class: &ClassFilter) -> Seen {
+        let interest = class.interest(service);
+        Seen {
+            uid: service.metadata.uid.clone(),
+            created: service
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0),
+            interest,
+            request: (interest == Interest::Ours).then(|| read_request(service)),
+            shown: observed(service),
+            marked: carries_our_marks(service),
+            version: service
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+impl Reconciler {
+    pub(super) fn service_applied(&mut self, key: ServiceKey, service: &Service) {
+        self.services
+            .insert(key.clone(), Seen::read(service, &self.config.class));
+        if self.synced {
+            self.evaluate(&key);
+        }
+    }
+
+    pub(super) fn service_deleted(&mut self, key: &ServiceKey) {
+        self.services.remove(key);
+        if !self.synced {
+            return;
+        }
+        self.pending.remove(key);
+        self.legacy_warned.remove(key);
+        self.submitted.remove(key);
+        self.writes.remove(key);
+        self.effects.push(Effect::ForgetService(key.clone()));
+        if let Some((assignment, freed)) = self.alloc.release(key) {
+            info!(service = %key, pool = %assignment.pool, "service deleted, IPs released");
+            self.metric(MetricChange::Released {
+                pool: assignment.pool,
+            });
+            self.pools_dirty = true;
+            self.retry_needed |= freed;
+        }
+    }
+
+    /// Decides one Service and orders whatever write brings it there.
+    pub(super) fn evaluate(&mut self, key: &ServiceKey) {
+        let Some(entry) = self.services.get(key) else {
+            return;
+        };
+        let span = info_span!("service", service = %key);
+        let _guard = span.enter();
+        // `request` is read only for Services of ours.
+        let outcome = match &entry.request {
+            Some(Ok(request)) => {
+                let request = request.clone();
+                let uid = entry.uid.clone();
+                self.warn_legacy_annotations(key, uid.as_deref(), &request);
+                self.assign(key, &request)
+            }
+            Some(Err(e)) => {
+                let e = e.clone();
+                self.release_quietly(key);
+                Outcome::Invalid(e)
+            }
+            None => {
+                let marked = entry.marked && entry.interest.may_clear_marks();
+                let freed = self.release_quietly(key);
+                if !marked && !freed {
+                    self.pending.remove(key);
+                    return;
+                }
+                Outcome::Released
+            }
+        };
+        if matches!(outcome, Outcome::Failed(_)) {
+            self.pending.insert(key.clone());
+        } else {
+            self.pending.remove(key);
+        }
+        self.order_write(key, &outcome);
+    }
+
+    fn warn_legacy_annotations(
+        &mut self,
+        key: &ServiceKey,
+        uid: Option<&str>,
+        request: &ServiceRequest,
+    ) {
+        if request.legacy_annotations.is_empty() || !self.legacy_warned.insert(key.clone()) {
+            return;
+        }
+        let names = request.legacy_annotations.join(", ");
+        self.effects.push(Effect::Event(EventRequest {
+            regarding: Regarding::service(&key.namespace, &key.name, uid),
+            warning: true,
+            reason: "DeprecatedAnnotation",
+            action: "Allocate",
+            note: format!(
+                "{names}: read for MetalLB compatibility; use the ferrolb.io/ prefix instead"
+            ),
+        }));
+    }
+
+    fn assign(&mut self, key: &ServiceKey, request: &ServiceRequest) -> Outcome {
+        let namespace_labels = self
+            .namespaces
+            .get(&key.namespace)
+            .cloned()
+            .unwrap_or_default();
+        let before = self.alloc.assignment(key).cloned();
+        match self.alloc.assign(request, &namespace_labels) {
+            Ok(assignment) => {
+                if before.as_ref() != Some(&assignment) {
+                    for ip in &assignment.ips {
+                        self.metric(MetricChange::Allocated {
+                            pool: assignment.pool.clone(),
+                            family: Family::of(ip),
+                        });
+                    }
+                    self.pools_dirty = true;
+                }
+                Outcome::Allocated(assignment)
+            }
+            Err(e) => {
+                if before.is_some() {
+                    self.pools_dirty = true;
+                }
+                Outcome::Failed(e)
+            }
+        }
+    }
+
+    /// Frees what a Service holds; true when it held anything.
+    fn release_quietly(&mut self, key: &ServiceKey) -> bool {
+        match self.alloc.release(key) {
+            Some((assignment, freed)) => {
+                self.metric(MetricChange::Released {
+                    pool: assignment.pool,
+                });
+                self.pools_dirty = true;
+                // Pending Services are retried once this input is handled;
+                // retrying here would recurse.
+                self.retry_needed |= freed;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Orders the write `outcome` asks for, with an Event when the decision
+    /// changed; an unchanged decision is only repaired.
+    fn order_write(&mut self, key: &ServiceKey, outcome: &Outcome) {
+        let desired = outcome.desired();
+        if self.submitted.get(key) == Some(&desired) {
+            self.repair(key);
+            return;
+        }
+        self.submitted.insert(key.clone(), desired.clone());
+        let Some(entry) = self.services.get(key) else {
+            return;
+        };
+        if desired == entry.shown {
+            return;
+        }
+        let regarding = Regarding::service(&key.namespace, &key.name, entry.uid.as_deref());
+        let status_current = desired.same_status(&entry.shown);
+        self.announce(regarding, outcome);
+        if let Some(entry) = self.services.get_mut(key) {
+            entry.shown = desired.clone();
+            entry.marked = desired.pool.is_some() || desired.condition.is_some();
+        }
+        self.send_write(key, desired, status_current);
+    }
+
+    /// Rewrites the decision we already made if the object shows something
+    /// else, unless that is only a view from before our write completed
+    /// (the annotation and the status are two writes) or a write is still
+    /// on its way.
+    fn repair(&mut self, key: &ServiceKey) {
+        let (Some(entry), Some(desired)) = (self.services.get(key), self.submitted.get(key)) else {
+            return;
+        };
+        let progress = self.writes.get(key);
+        let stale = match (entry.version, progress.and_then(|p| p.applied)) {
+            (Some(seen), Some(applied)) => seen < applied,
+            _ => false,
+        };
+        let busy = progress.is_some_and(|p| p.outstanding.is_some());
+        if *desired == entry.shown || stale || busy {
+            return;
+        }
+        info!("status differs from our decision, rewriting it");
+        let status_current = desired.same_status(&entry.shown);
+        let desired = desired.clone();
+        self.send_write(key, desired, status_current);
+    }
+
+    fn send_write(&mut self, key: &ServiceKey, write: ServiceWrite, status_current: bool) {
+        let ticket = self.next_ticket();
+        self.writes.entry(key.clone()).or_default().outstanding = Some(ticket);
+        self.effects.push(Effect::WriteService(ServiceWriteOrder {
+            key: key.clone(),
+            write,
+            status_current,
+            ticket,
+        }));
+    }
+
+    /// The log line, metric and Event for a changed decision.
+    fn announce(&mut self, regarding: Regarding, outcome: &Outcome) {
+        let event = match outcome {
+            Outcome::Allocated(a) => {
+                let ips = a
+                    .ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                info!(ips = %ips, pool = %a.pool, "IP allocated");
+                EventRequest {
+                    regarding,
+                    warning: false,
+                    reason: "IPAllocated",
+                    action: "Allocate",
+                    note: format!("Assigned IP {ips} from pool {}", a.pool),
+                }
+            }
+            Outcome::Failed(_) | Outcome::Invalid(_) => {
+                let (metric_reason, message) = outcome.failure().unwrap_or_default();
+                let reason = failure_reason(outcome);
+                warn!(%reason, error = %message, "no IP for this Service");
+                self.metric(MetricChange::Failed {
+                    reason: metric_reason,
+                });
+                EventRequest {
+                    regarding,
+                    warning: true,
+                    reason: "AllocationFailed",
+                    action: "Allocate",
+                    note: format!("{reason}: {message}"),
+                }
+            }
+            Outcome::Released => {
+                info!("no longer a LoadBalancer of ours, IPs released");
+                EventRequest {
+                    regarding,
+                    warning: false,
+                    reason: "IPReleased",
+                    action: "Release",
+                    note: "Released its IPs: the Service is no longer a LoadBalancer of this controller's class".into(),
+                }
+            }
+        };
+        self.effects.push(Effect::Event(event));
+    }
+
+    /// A Service's writes are done up to `report.ticket`. If that is our
+    /// newest order, views of the object that arrived meanwhile were not
+    /// repaired (a write was on its way): check the newest one now.
+    pub(super) fn write_settled(&mut self, report: WriteSettled) {
+        let Some(progress) = self.writes.get_mut(&report.key) else {
+            return;
+        };
+        if let Some(version) = report.applied_version {
+            progress.applied = Some(progress.applied.map_or(version, |a| a.max(version)));
+        }
+        if progress.outstanding != Some(report.ticket) {
+            return;
+        }
+        progress.outstanding = None;
+        if report.written && self.synced {
+            let span = info_span!("service", service = %report.key);
+            let _guard = span.enter();
+            self.repair(&report.key);
+        }
+    }
+}
