@@ -1,5 +1,7 @@
 //! `ferrolb-controller`: assigns external IPs to LoadBalancer Services.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

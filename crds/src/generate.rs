@@ -32,13 +32,15 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// One `(file name, YAML)` per kind, e.g. `ferrolb.io_ipaddresspools.yaml`, for `deploy/crds/`.
+#[expect(
+    clippy::expect_used,
+    reason = "a typed CRD holds only maps, strings, numbers and booleans"
+)]
 pub fn render_crd_files() -> Vec<(String, String)> {
     crds()
         .iter()
         .map(|crd| {
             let file = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
-            // Serializing a typed CRD to YAML cannot fail: it holds only maps, strings,
-            // numbers and booleans.
             let yaml = serde_yaml::to_string(crd).expect("a CRD serializes to YAML");
             (file, format!("{GENERATED_HEADER}\n{yaml}"))
         })
@@ -55,6 +57,10 @@ pub fn render_crd_files() -> Vec<(String, String)> {
 ///   `int32` and `int64`; explicit `minimum`/`maximum` carry the real bounds.
 /// * makes `spec` optional (defaulting to `{}`) for kinds whose spec has no required field,
 ///   as in MetalLB, where an `L2Advertisement` without a spec is the usual example.
+#[expect(
+    clippy::expect_used,
+    reason = "our own CRD types round-trip through JSON; a failure is a bug in them, caught by every test"
+)]
 fn finish(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let mut value = serde_json::to_value(&crd).expect("a CRD serializes to JSON");
     if let Some(versions) = value

@@ -15,6 +15,8 @@
 //! The tests keep the two in step: the Rust side is unit- and property-tested, and the CEL
 //! side was checked against a real kube-apiserver with the same good and bad examples.
 
+#![forbid(unsafe_code)]
+
 pub mod address;
 pub mod advertisement;
 pub mod bgp_advertisement;

@@ -4,6 +4,12 @@
 //! `FERROLB_UPDATE_CRDS=1 cargo test -p ferrolb-crds --test crds_fresh` rewrites them
 //! (which is what `cargo xtask crds` does).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::path::PathBuf;
 
 /// Every directory holding the CRD files, relative to the workspace root.

@@ -1,6 +1,12 @@
 //! MetalLB manifests, with only `apiVersion` changed, deserialize into our types with
 //! MetalLB's defaults, pass `validate()`, and survive a serialization round trip.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use ferrolb_crds::bgp_peer::PeerPassword;
 use ferrolb_crds::community::{CommunityRef, CommunityValue};
 use ferrolb_crds::{

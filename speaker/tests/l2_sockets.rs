@@ -5,6 +5,13 @@
 //! (Thomas Habets'), `ndisc6` and `tcpdump`; without them the test fails
 //! and says what is missing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unsafe_code,
+    reason = "an integration test fails by panicking; geteuid and setns on our own thread are sound"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::net::IpAddr;

@@ -6,6 +6,9 @@
 //! alike. It builds its frames itself rather than with the speaker's codec,
 //! so a bug there cannot hide in the measurement.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,9 @@
 //! applied, and helpers to run our binaries against it as their
 //! ServiceAccounts.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};

@@ -6,6 +6,9 @@
 //! documentation ranges (see DESIGN.md); traffic never leaves namespaces the
 //! test created.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 

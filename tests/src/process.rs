@@ -5,6 +5,9 @@
 //! long-lived thread with `PR_SET_PDEATHSIG`: when the test process exits, the
 //! kernel kills them, and nothing is left behind even after a panic.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

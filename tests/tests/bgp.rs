@@ -7,6 +7,12 @@
 //! Timings are asserted only generously (the machine is a shared 2-core box);
 //! `cargo xtask bench` measures them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,12 @@
 //! The controller against a real kube-apiserver (RBAC on, ServiceAccount
 //! token from deploy/): one scenario per allocation rule.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::time::Duration;
 
 use ferrolb_tests::env::{apply_deploy, shared_cluster, wait_for};

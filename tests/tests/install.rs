@@ -3,6 +3,12 @@
 //! validation, defaulting and admission, without persisting), and against
 //! each other, so they cannot drift apart.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;

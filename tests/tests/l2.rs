@@ -7,6 +7,12 @@
 //! box): the failover budget is measured by `cargo xtask bench`, and these
 //! tests only check that failover happens, with generous bounds.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};

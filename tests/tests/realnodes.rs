@@ -5,6 +5,12 @@
 //! Every test takes the site exclusively: several of them kill speakers and
 //! nodes on purpose.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -6,6 +6,12 @@
 //! The test starts a cluster of its own (2 nodes, no router), so it does not
 //! share the `deploy/`-installed site of `realnodes.rs`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

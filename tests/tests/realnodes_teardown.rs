@@ -1,6 +1,12 @@
 //! A real-node cluster's teardown leaves the host as it was: no process,
 //! namespace, mount, cgroup, changed sysctl or netfilter rule of its own.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::time::Duration;
 
 use anyhow::Result;

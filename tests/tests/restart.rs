@@ -1,5 +1,11 @@
 //! Restarts, kills and leader handover against the real apiserver.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test fails by panicking"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

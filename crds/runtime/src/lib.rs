@@ -8,6 +8,8 @@
 //!
 //! The pure cores do not depend on this crate: it brings tokio and axum.
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod http;
 pub mod process;

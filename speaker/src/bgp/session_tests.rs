@@ -2,6 +2,9 @@
 //! root and the `bird`/`birdc` binaries, so it is ignored by default:
 //! `cargo test -p ferrolb-speaker --lib bgp::session_tests -- --ignored`.
 
+// setns for the test's own thread; the unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use super::fsm::{FsmConfig, State};
 use super::message::AddressFamily;
 use super::session::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};

@@ -1,6 +1,9 @@
 //! Socket options a BGP session needs that tokio does not expose: TCP MD5 signatures
 //! (RFC 2385) and the IP TTL / hop limit for eBGP.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;

@@ -4,6 +4,9 @@
 //! [`list_interfaces`] is the thin shell that fills `InterfaceInfo` in from
 //! `getifaddrs(3)` and sysfs.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::path::Path;

@@ -7,6 +7,9 @@
 //! the NDP socket hears solicited-node groups through ordinary multicast
 //! membership. Needs `CAP_NET_RAW` only.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};

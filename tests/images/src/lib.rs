@@ -1,6 +1,9 @@
 //! Shared pieces of the test-image binaries: signal masks and the echo server's
 //! request handling, kept here so they can be unit-tested.
 
+// Signal masks are libc calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::net::SocketAddr;
 

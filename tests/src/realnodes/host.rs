@@ -5,6 +5,9 @@
 //! The record lives in `<cluster dir>/host-state.json` and is rewritten after
 //! every change. Teardown is idempotent: every step tolerates "already gone".
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

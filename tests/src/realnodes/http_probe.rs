@@ -6,6 +6,9 @@
 //! opens a fresh TCP connection per request (as curl does), so every request
 //! is routed, resolved (ARP/NDP) and load-balanced anew.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! client, a BIRD router with a client behind it), FerroLB installed from
 //! `deploy/` as pods, and one L2 pool and one BGP pool for the tests.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 

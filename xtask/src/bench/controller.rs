@@ -2,6 +2,9 @@
 //! Run by `cargo xtask bench`; figures go to BENCHMARKS.md. Never asserted
 //! in tests: timings on a shared 2-core machine are not stable enough.
 
+// libc calls (sysconf, set_var before threads start); each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! A tiny HTTP/1.1 backend for the real-node tests: every GET is answered with
 //! the pod, the node and the client's address as this pod sees it.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::FromRawFd;

@@ -1,6 +1,9 @@
 //! The pod sandbox's process: PID 1 of the pod's PID namespace. It sleeps
 //! until SIGTERM or SIGINT (then exits 0) and reaps orphans on SIGCHLD.
 
+// Raw libc socket and signal calls; each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use ferrolb_testimages::{block_signals, wait_signal};
 
 fn main() {
