@@ -1,12 +1,31 @@
-//! The speaker's kube shell: watch, then plan (pure), then hand the plan to
-//! the announcer, which diffs it against what it announces and applies it.
+//! The speaker's kube shell: watch, then plan (pure), then hand each plan to
+//! the task that diffs it against what it announces and applies it.
+//!
+//! Tasks and channels (`─▶` is a channel, `⇢` a request to the apiserver or
+//! the network; `desired`, `applied`, `owned` and `bgp plan` are
+//! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan):
 //!
 //! ```text
-//! stores (Services, EndpointSlices, Nodes, pools, L2Advertisements)
-//!    + alive members (gossip)  --> model::l2_plan --> IPs this node owns
-//!                                                  --> L2Announcer (ARP/NDP)
-//!                                                  --> Reporter (Events, ServiceL2Status)
+//!  reflectors: Services, EndpointSlices, Nodes, IPAddressPools,
+//!    L2Advertisements, BGPAdvertisements, BGPPeers, Communities ──┐ one Notify
+//!  gossip task (membership::shell, UDP) ─▶ alive node names ─────┤ (watch)
+//!                                                                 ▼
+//!  plan loop (`run`): ClusterView::from_objects ─▶ model::l2_plan ─▶ owned_by(this node)
+//!    │                                         └─▶ BgpPlanner::plan (model::bgp)
+//!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
+//!    │                                └─▶ applied IP → interfaces
+//!    ├─ owned IP → Services ──┐                    │
+//!    │                        └─▶ report task ◀────┘ ⇢ ServiceL2Status, Events
+//!    │                              (retries failed writes every REPORT_RETRY)
+//!    ├─ bgp plan ─▶ BgpManager task ─▶ one session task per peer (routes: watch)
+//!    │               ⇢ TCP 179 to the routers; BGPSessionState and Events
+//!    └─ seeds (other nodes' gossip addresses) ─▶ gossip task
 //! ```
+//!
+//! Who acts: only the L2Announcer touches the L2 sockets, only session tasks
+//! talk BGP, only the report task and the BgpManager write status objects.
+//! Every decision (which IP this node owns, which routes go to which peer) is
+//! made in the plan loop by the pure `model`, so the tasks never disagree.
 
 mod bgp;
 mod bgp_report;
