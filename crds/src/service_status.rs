@@ -60,8 +60,10 @@ pub struct ServiceL2StatusStatus {
     #[serde(default)]
     pub node: String,
     #[serde(default)]
+    /// Name of the Service whose IP is announced.
     pub service_name: String,
     #[serde(default)]
+    /// Namespace of the Service whose IP is announced.
     pub service_namespace: String,
     /// The announced IP (an extension over MetalLB, which has one object per Service).
     #[serde(default)]
@@ -72,6 +74,8 @@ pub struct ServiceL2StatusStatus {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// One network interface an IP is announced on.
 pub struct InterfaceInfo {
+    /// The interface's name on the node, e.g. `eth0`.
     pub name: String,
 }

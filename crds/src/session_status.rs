@@ -60,6 +60,7 @@ pub struct BGPSessionStateSpec {}
 #[serde(rename_all = "camelCase")]
 pub struct BGPSessionStateStatus {
     #[serde(default)]
+    /// The node whose speaker holds this session.
     pub node: String,
     /// The BGPPeer's name.
     #[serde(default)]
