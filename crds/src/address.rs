@@ -53,20 +53,20 @@ pub struct IpRange {
 /// Why an `addresses` entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
-    #[error("{0:?} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)")]
     /// The entry has no `/` and no `-`, so it is neither form.
+    #[error("{0:?} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)")]
     Syntax(String),
-    #[error("{0:?} is not a valid CIDR: {1}")]
     /// The entry has a `/` but does not parse as a CIDR; holds the entry and the parser's reason.
+    #[error("{0:?} is not a valid CIDR: {1}")]
     Cidr(String, String),
-    #[error("{0:?} is not a valid IP address")]
     /// One end of a range is not an IP address; holds that end as written.
+    #[error("{0:?} is not a valid IP address")]
     Ip(String),
-    #[error("range {0:?} mixes IPv4 and IPv6")]
     /// A range whose start and end are of different families.
+    #[error("range {0:?} mixes IPv4 and IPv6")]
     MixedFamilies(String),
-    #[error("range {0:?} starts after it ends")]
     /// A range whose start is greater than its end.
+    #[error("range {0:?} starts after it ends")]
     StartAfterEnd(String),
 }
 

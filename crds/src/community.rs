@@ -39,21 +39,21 @@ pub enum CommunityRef {
 /// Why a community string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommunityError {
-    #[error("{0:?} is not a standard community: use AA:NN with both parts between 0 and 65535")]
     /// Looked like `AA:NN` but a part is missing, not a number, or above 65535.
+    #[error("{0:?} is not a standard community: use AA:NN with both parts between 0 and 65535")]
     Standard(String),
+    /// Started with `large:` but is not three numbers of at most 32 bits.
     #[error(
         "{0:?} is not a large community: use large:A:B:C with all parts between 0 and 4294967295"
     )]
-    /// Started with `large:` but is not three numbers of at most 32 bits.
     Large(String),
+    /// Not a valid alias name (at most 63 characters of letters, digits, `-`, `_`, `.`, alphanumeric at both ends).
     #[error(
         "{0:?} is not a community alias name: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
-    /// Not a valid alias name (at most 63 characters of letters, digits, `-`, `_`, `.`, alphanumeric at both ends).
     AliasName(String),
-    #[error("{0:?} is not a community value: use AA:NN or large:A:B:C")]
     /// Where a literal value is required, a string of neither form.
+    #[error("{0:?} is not a community value: use AA:NN or large:A:B:C")]
     NotAValue(String),
 }
 

@@ -34,41 +34,41 @@ impl FieldError {
 /// What is wrong with a field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    #[error("required value")]
     /// A required field is unset.
+    #[error("required value")]
     Required,
-    #[error("must not be empty")]
     /// A field that is set must not be empty (a string or a list).
+    #[error("must not be empty")]
     Empty,
-    #[error("at most {max} items allowed, got {len}")]
     /// A list is longer than the schema allows.
+    #[error("at most {max} items allowed, got {len}")]
     TooMany {
         /// Number of items given.
         len: usize,
         /// Largest number allowed.
         max: usize,
     },
-    #[error("at most {max} characters allowed, got {len}")]
     /// A string has more characters than the schema allows.
+    #[error("at most {max} characters allowed, got {len}")]
     TooLong {
         /// Number of characters given.
         len: usize,
         /// Largest number allowed.
         max: usize,
     },
-    #[error("at most {max} bytes allowed, got {len}")]
     /// A string is longer in UTF-8 bytes than allowed (TCP MD5 passwords are limited in bytes).
+    #[error("at most {max} bytes allowed, got {len}")]
     TooManyBytes {
         /// Number of bytes given.
         len: usize,
         /// Largest number allowed.
         max: usize,
     },
-    #[error("duplicate value {0:?}")]
     /// A list that must hold distinct values repeats this one.
+    #[error("duplicate value {0:?}")]
     Duplicate(String),
-    #[error("must be between {min} and {max}, got {value}")]
     /// A number outside its bounds.
+    #[error("must be between {min} and {max}, got {value}")]
     OutOfRange {
         /// The value given.
         value: i128,
@@ -77,23 +77,23 @@ pub enum Problem {
         /// Largest value allowed.
         max: i128,
     },
-    #[error("must not be set together with {0}")]
     /// The field is set together with the named field, and only one of them may be.
+    #[error("must not be set together with {0}")]
     MutuallyExclusive(&'static str),
-    #[error("exactly one of {0} and {1} must be set")]
     /// Neither or both of the two named fields are set.
+    #[error("exactly one of {0} and {1} must be set")]
     ExactlyOneOf(&'static str, &'static str),
-    #[error(transparent)]
     /// An `addresses` entry that does not parse.
+    #[error(transparent)]
     Address(#[from] AddressError),
-    #[error("{0:?}: IPv4-mapped IPv6 addresses are not allowed, write the IPv4 address instead")]
     /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`), which would be announced under the wrong family.
+    #[error("{0:?}: IPv4-mapped IPv6 addresses are not allowed, write the IPv4 address instead")]
     Ipv4MappedIpv6(String),
-    #[error("{0:?}: the prefix length must be a plain decimal number")]
     /// A CIDR whose prefix length is not plain decimal (`/024`, `/+8`), which Go's parser rejects.
+    #[error("{0:?}: the prefix length must be a plain decimal number")]
     PrefixLengthSyntax(String),
-    #[error("{entry:?} overlaps {other:?} ({other_field})")]
     /// Two address entries share addresses.
+    #[error("{entry:?} overlaps {other:?} ({other_field})")]
     Overlap {
         /// The entry of this field, as written.
         entry: String,
@@ -102,16 +102,16 @@ pub enum Problem {
         /// The JSON path of the other entry.
         other_field: String,
     },
-    #[error("{0:?} is not a valid IP address")]
     /// A field that takes an IP address holds something else.
+    #[error("{0:?} is not a valid IP address")]
     InvalidIp(String),
-    #[error("{0:?} is not an IPv4 address")]
     /// A field that takes an IPv4 address (such as a router ID) holds an IPv6 one or no IP at all.
+    #[error("{0:?} is not an IPv4 address")]
     NotIpv4(String),
+    /// An address of a different family than `peerAddress`, which one TCP session cannot use.
     #[error(
         "{address:?} is {family} but peerAddress is {peer_family}: both must be of one IP family"
     )]
-    /// An address of a different family than `peerAddress`, which one TCP session cannot use.
     FamilyMismatch {
         /// The address, as written.
         address: String,
@@ -120,63 +120,63 @@ pub enum Problem {
         /// The family of `peerAddress`.
         peer_family: Family,
     },
-    #[error(transparent)]
     /// A duration that does not parse.
+    #[error(transparent)]
     Duration(#[from] DurationError),
-    #[error("{value} must be {bound}")]
     /// A duration outside its bounds.
+    #[error("{value} must be {bound}")]
     DurationBound {
         /// The duration, as written.
         value: String,
         /// The bound it breaks, in words (e.g. "0 or at least 3s").
         bound: &'static str,
     },
-    #[error("{value} must not be longer than holdTime {hold}")]
     /// `keepaliveTime` is longer than `holdTime`, so the session would expire between keepalives.
+    #[error("{value} must not be longer than holdTime {hold}")]
     KeepaliveAboveHold {
         /// `keepaliveTime`, as written.
         value: String,
         /// `holdTime`, as written.
         hold: String,
     },
-    #[error(transparent)]
     /// A community that does not parse.
+    #[error(transparent)]
     Community(#[from] CommunityError),
+    /// Not a Linux interface name.
     #[error(
         "invalid interface name {0:?}: use 1 to 15 printable ASCII characters without '/', ':' or spaces, not '.' or '..'"
     )]
-    /// Not a Linux interface name.
     InterfaceName(String),
+    /// Not a DNS subdomain name, as Kubernetes requires of object names.
     #[error(
         "invalid name {0:?}: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"
     )]
-    /// Not a DNS subdomain name, as Kubernetes requires of object names.
     ObjectName(String),
+    /// Not a DNS label, as Kubernetes requires of namespace names.
     #[error(
         "invalid namespace name {0:?}: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
     )]
-    /// Not a DNS label, as Kubernetes requires of namespace names.
     NamespaceName(String),
+    /// Not a Kubernetes label key.
     #[error(
         "invalid label key {0:?}: an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
-    /// Not a Kubernetes label key.
     LabelKey(String),
+    /// Not a Kubernetes label value.
     #[error(
         "invalid label value {0:?}: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
-    /// Not a Kubernetes label value.
     LabelValue(String),
-    #[error("invalid operator {0:?}: use In, NotIn, Exists or DoesNotExist")]
     /// A label selector operator other than In, NotIn, Exists and DoesNotExist.
+    #[error("invalid operator {0:?}: use In, NotIn, Exists or DoesNotExist")]
     SelectorOperator(String),
-    #[error("values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist")]
     /// A selector expression whose `values` disagree with its operator.
+    #[error("values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist")]
     SelectorValues,
+    /// `aggregationLength` or `aggregationLengthV6` changed on an advertisement that also selects Services, which MetalLB does not support.
     #[error(
         "must stay at the default (aggregationLength 32, aggregationLengthV6 128) when serviceSelectors is set"
     )]
-    /// `aggregationLength` or `aggregationLengthV6` changed on an advertisement that also selects Services, which MetalLB does not support.
     AggregationWithServiceSelectors,
 }
 
