@@ -2,7 +2,9 @@
 
 #![forbid(unsafe_code)]
 
+#[deny(missing_docs)]
 pub mod core;
+#[deny(missing_docs)]
 pub mod ipam;
 pub mod leader;
 pub mod memberlist;
