@@ -1,4 +1,6 @@
 //! FerroLB controller library: the pure allocation core and its kube shell.
+//!
+//! The pure modules, `core` and `ipam`, are `#[deny(missing_docs)]`.
 
 #![forbid(unsafe_code)]
 

@@ -86,10 +86,10 @@ pub enum Problem {
     /// An `addresses` entry that does not parse.
     #[error(transparent)]
     Address(#[from] AddressError),
-    /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`), which would be announced under the wrong family.
+    /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`); the plain IPv4 address must be written instead.
     #[error("{0:?}: IPv4-mapped IPv6 addresses are not allowed, write the IPv4 address instead")]
     Ipv4MappedIpv6(String),
-    /// A CIDR whose prefix length is not plain decimal (`/024`, `/+8`), which Go's parser rejects.
+    /// A CIDR whose prefix length is not plain decimal, e.g. `/024` or `/+8` (leading zeros and signs are refused).
     #[error("{0:?}: the prefix length must be a plain decimal number")]
     PrefixLengthSyntax(String),
     /// Two address entries share addresses.
@@ -105,7 +105,7 @@ pub enum Problem {
     /// A field that takes an IP address holds something else.
     #[error("{0:?} is not a valid IP address")]
     InvalidIp(String),
-    /// A field that takes an IPv4 address (such as a router ID) holds an IPv6 one or no IP at all.
+    /// A field that takes an IPv4 address (such as a router ID) holds an IPv6 one.
     #[error("{0:?} is not an IPv4 address")]
     NotIpv4(String),
     /// An address of a different family than `peerAddress`, which one TCP session cannot use.
@@ -173,7 +173,7 @@ pub enum Problem {
     /// A selector expression whose `values` disagree with its operator.
     #[error("values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist")]
     SelectorValues,
-    /// `aggregationLength` or `aggregationLengthV6` changed on an advertisement that also selects Services, which MetalLB does not support.
+    /// An advertisement with `serviceSelectors` sets `aggregationLength` or `aggregationLengthV6` to other than the default (32 and 128): an aggregate route cannot belong to selected Services only.
     #[error(
         "must stay at the default (aggregationLength 32, aggregationLengthV6 128) when serviceSelectors is set"
     )]

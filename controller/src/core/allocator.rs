@@ -38,7 +38,7 @@ pub enum AllocationError {
         /// How many pools were considered.
         pools: usize,
     },
-    /// The chosen pool has addresses of the family, but all are taken (or unusable).
+    /// The chosen pool declares addresses of the family, but none is free to hand out: all are taken, in an overlap, or skipped by `avoidBuggyIPs`.
     #[error("pool {pool} has no free {family} address")]
     PoolFull {
         /// The pool that is full.
