@@ -13,11 +13,14 @@ use ipnet::IpNet;
 /// The address family of an IP or range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
+    /// IPv4: 32-bit addresses.
     V4,
+    /// IPv6: 128-bit addresses.
     V6,
 }
 
 impl Family {
+    /// The family `ip` belongs to.
     pub fn of(ip: &IpAddr) -> Family {
         match ip {
             IpAddr::V4(_) => Family::V4,
@@ -50,14 +53,19 @@ pub struct IpRange {
 /// Why an `addresses` entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// The entry has no `/` and no `-`, so it is neither form.
     #[error("{0:?} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)")]
     Syntax(String),
+    /// The entry has a `/` but does not parse as a CIDR; holds the entry and the parser's reason.
     #[error("{0:?} is not a valid CIDR: {1}")]
     Cidr(String, String),
+    /// One end of a range is not an IP address; holds that end as written.
     #[error("{0:?} is not a valid IP address")]
     Ip(String),
+    /// A range whose start and end are of different families.
     #[error("range {0:?} mixes IPv4 and IPv6")]
     MixedFamilies(String),
+    /// A range whose start is greater than its end.
     #[error("range {0:?} starts after it ends")]
     StartAfterEnd(String),
 }
@@ -74,18 +82,22 @@ impl IpRange {
         IpRange { start: ip, end: ip }
     }
 
+    /// The first address of the range, included.
     pub fn start(&self) -> IpAddr {
         self.start
     }
 
+    /// The last address of the range, included (equal to `start` for a single address).
     pub fn end(&self) -> IpAddr {
         self.end
     }
 
+    /// The family of both ends.
     pub fn family(&self) -> Family {
         Family::of(&self.start)
     }
 
+    /// Whether `ip` lies between `start` and `end`, both included. An address of the other family is never contained.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         self.start <= *ip && *ip <= self.end
     }
@@ -95,6 +107,7 @@ impl IpRange {
         (to_u128(&self.end) - to_u128(&self.start)).saturating_add(1)
     }
 
+    /// Always `false`: a range holds at least its start address. Exists to pair with [`IpRange::len`].
     pub fn is_empty(&self) -> bool {
         false
     }

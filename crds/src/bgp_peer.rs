@@ -39,6 +39,9 @@ pub const MAX_PASSWORD_LEN: usize = 80;
 /// How the peer's AS number is learned when `peerASN` is not given.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+// Doc comments on the variants would make the generated schema of `dynamicASN` carry this
+// enum's description instead of the field's own, so the variants are described in comments.
+#[allow(missing_docs)]
 pub enum DynamicASNMode {
     // The peer must have our AS number (iBGP); a session from another AS is refused.
     Internal,
@@ -177,14 +180,18 @@ fn default_peer_port() -> u16 {
 /// Where the TCP MD5 password of a peer comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PeerPassword<'a> {
+    /// The `password` field, in plain text.
     Inline(&'a str),
+    /// The `passwordSecret` reference; the speaker reads the key `password` of that Secret.
     Secret(&'a SecretReference),
 }
 
 /// Hold time and keepalive interval after applying defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BgpTimers {
+    /// The hold time proposed in OPEN: `holdTime`, else 3 × `keepaliveTime` (at most 65535 s), else 90 s. Zero turns keepalives and the hold timer off.
     pub hold_time: Duration,
+    /// The interval between KEEPALIVEs: `keepaliveTime`, else a third of the hold time.
     pub keepalive_time: Duration,
 }
 

@@ -48,6 +48,7 @@ impl Default for ClassFilter {
 }
 
 impl ClassFilter {
+    /// A filter serving Services of `class`; when `ignore_unclassed` is true, Services without a `loadBalancerClass` are left to other implementations.
     pub fn new(class: impl Into<String>, ignore_unclassed: bool) -> ClassFilter {
         ClassFilter {
             class: class.into(),

@@ -30,23 +30,29 @@ pub enum CommunityValue {
 /// a `Community` object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CommunityRef {
+    /// A literal standard or large community.
     Value(CommunityValue),
+    /// The name of an alias, resolved against the `Community` objects when the advertisement is used.
     Alias(String),
 }
 
 /// Why a community string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommunityError {
+    /// Looked like `AA:NN` but a part is missing, not a number, or above 65535.
     #[error("{0:?} is not a standard community: use AA:NN with both parts between 0 and 65535")]
     Standard(String),
+    /// Started with `large:` but is not three numbers of at most 32 bits.
     #[error(
         "{0:?} is not a large community: use large:A:B:C with all parts between 0 and 4294967295"
     )]
     Large(String),
+    /// Not a valid alias name (at most 63 characters of letters, digits, `-`, `_`, `.`, alphanumeric at both ends).
     #[error(
         "{0:?} is not a community alias name: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
     AliasName(String),
+    /// Where a literal value is required, a string of neither form.
     #[error("{0:?} is not a community value: use AA:NN or large:A:B:C")]
     NotAValue(String),
 }

@@ -19,12 +19,16 @@ const MAX_NANOS: u128 = i64::MAX as u128;
 /// Why a duration string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// Not a sequence of numbers each followed by a unit.
     #[error("{0:?} is not a duration: use a number and a unit, e.g. 90s, 1m30s, 1.5h")]
     Syntax(String),
+    /// A number followed by a unit Go does not know; holds the input and the unit.
     #[error("{0:?} is not a duration: unknown unit {1:?} (use ns, us, ms, s, m or h)")]
     Unit(String, String),
+    /// Starts with `+` or `-`: the API's durations are lengths, never negative.
     #[error("{0:?} must not have a sign")]
     Signed(String),
+    /// Longer than Go's `time.Duration` can hold (`i64::MAX` nanoseconds, about 292 years).
     #[error("{0:?} is too long a duration (more than about 292 years)")]
     Overflow(String),
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+/// An object's labels: key to value, sorted by key.
 pub type Labels = BTreeMap<String, String>;
 
 /// Whether `labels` satisfy `selector`. An empty selector matches everything;

@@ -16,6 +16,7 @@
 //! side was checked against a real kube-apiserver with the same good and bad examples.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod address;
 pub mod advertisement;

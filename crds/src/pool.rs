@@ -217,9 +217,13 @@ pub mod condition {
 /// Address counts of a pool, as numbers; [`IPAddressPoolStatus`] carries them as strings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddressCounts {
+    /// IPv4 addresses of the pool assigned to Services.
     pub assigned_ipv4: u128,
+    /// IPv4 addresses of the pool still free to assign.
     pub available_ipv4: u128,
+    /// IPv6 addresses of the pool assigned to Services.
     pub assigned_ipv6: u128,
+    /// IPv6 addresses of the pool still free to assign (saturates at `u128::MAX` for a `::/0` pool).
     pub available_ipv6: u128,
 }
 

@@ -59,8 +59,10 @@ pub struct ServiceL2StatusStatus {
     /// The node whose speaker answers ARP/NDP for the IP.
     #[serde(default)]
     pub node: String,
+    /// Name of the Service whose IP is announced.
     #[serde(default)]
     pub service_name: String,
+    /// Namespace of the Service whose IP is announced.
     #[serde(default)]
     pub service_namespace: String,
     /// The announced IP (an extension over MetalLB, which has one object per Service).
@@ -71,7 +73,9 @@ pub struct ServiceL2StatusStatus {
     pub interfaces: Vec<InterfaceInfo>,
 }
 
+/// One network interface an IP is announced on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct InterfaceInfo {
+    /// The interface's name on the node, e.g. `eth0`.
     pub name: String,
 }

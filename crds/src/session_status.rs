@@ -59,6 +59,7 @@ pub struct BGPSessionStateSpec {}
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BGPSessionStateStatus {
+    /// The node whose speaker holds this session.
     #[serde(default)]
     pub node: String,
     /// The BGPPeer's name.

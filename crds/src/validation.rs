@@ -15,11 +15,14 @@ use crate::duration::DurationError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct FieldError {
+    /// JSON path of the field, e.g. `spec.addresses[2]`.
     pub field: String,
+    /// What is wrong with it.
     pub problem: Problem,
 }
 
 impl FieldError {
+    /// The error `problem` at the field named by its JSON path `field`.
     pub fn new(field: impl Into<String>, problem: Problem) -> FieldError {
         FieldError {
             field: field.into(),
@@ -31,80 +34,146 @@ impl FieldError {
 /// What is wrong with a field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// A required field is unset.
     #[error("required value")]
     Required,
+    /// A field that is set must not be empty (a string or a list).
     #[error("must not be empty")]
     Empty,
+    /// A list is longer than the schema allows.
     #[error("at most {max} items allowed, got {len}")]
-    TooMany { len: usize, max: usize },
+    TooMany {
+        /// Number of items given.
+        len: usize,
+        /// Largest number allowed.
+        max: usize,
+    },
+    /// A string has more characters than the schema allows.
     #[error("at most {max} characters allowed, got {len}")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Number of characters given.
+        len: usize,
+        /// Largest number allowed.
+        max: usize,
+    },
+    /// A string is longer in UTF-8 bytes than allowed (TCP MD5 passwords are limited in bytes).
     #[error("at most {max} bytes allowed, got {len}")]
-    TooManyBytes { len: usize, max: usize },
+    TooManyBytes {
+        /// Number of bytes given.
+        len: usize,
+        /// Largest number allowed.
+        max: usize,
+    },
+    /// A list that must hold distinct values repeats this one.
     #[error("duplicate value {0:?}")]
     Duplicate(String),
+    /// A number outside its bounds.
     #[error("must be between {min} and {max}, got {value}")]
-    OutOfRange { value: i128, min: i128, max: i128 },
+    OutOfRange {
+        /// The value given.
+        value: i128,
+        /// Smallest value allowed.
+        min: i128,
+        /// Largest value allowed.
+        max: i128,
+    },
+    /// The field is set together with the named field, and only one of them may be.
     #[error("must not be set together with {0}")]
     MutuallyExclusive(&'static str),
+    /// Neither or both of the two named fields are set.
     #[error("exactly one of {0} and {1} must be set")]
     ExactlyOneOf(&'static str, &'static str),
+    /// An `addresses` entry that does not parse.
     #[error(transparent)]
     Address(#[from] AddressError),
+    /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`); the plain IPv4 address must be written instead.
     #[error("{0:?}: IPv4-mapped IPv6 addresses are not allowed, write the IPv4 address instead")]
     Ipv4MappedIpv6(String),
+    /// A CIDR whose prefix length is not plain decimal, e.g. `/024` or `/+8` (leading zeros and signs are refused).
     #[error("{0:?}: the prefix length must be a plain decimal number")]
     PrefixLengthSyntax(String),
+    /// Two address entries share addresses.
     #[error("{entry:?} overlaps {other:?} ({other_field})")]
     Overlap {
+        /// The entry of this field, as written.
         entry: String,
+        /// The entry it overlaps, as written.
         other: String,
+        /// The JSON path of the other entry.
         other_field: String,
     },
+    /// A field that takes an IP address holds something else.
     #[error("{0:?} is not a valid IP address")]
     InvalidIp(String),
+    /// A field that takes an IPv4 address (such as a router ID) holds an IPv6 one.
     #[error("{0:?} is not an IPv4 address")]
     NotIpv4(String),
+    /// An address of a different family than `peerAddress`, which one TCP session cannot use.
     #[error(
         "{address:?} is {family} but peerAddress is {peer_family}: both must be of one IP family"
     )]
     FamilyMismatch {
+        /// The address, as written.
         address: String,
+        /// Its family.
         family: Family,
+        /// The family of `peerAddress`.
         peer_family: Family,
     },
+    /// A duration that does not parse.
     #[error(transparent)]
     Duration(#[from] DurationError),
+    /// A duration outside its bounds.
     #[error("{value} must be {bound}")]
-    DurationBound { value: String, bound: &'static str },
+    DurationBound {
+        /// The duration, as written.
+        value: String,
+        /// The bound it breaks, in words (e.g. "0 or at least 3s").
+        bound: &'static str,
+    },
+    /// `keepaliveTime` is longer than `holdTime`, so the session would expire between keepalives.
     #[error("{value} must not be longer than holdTime {hold}")]
-    KeepaliveAboveHold { value: String, hold: String },
+    KeepaliveAboveHold {
+        /// `keepaliveTime`, as written.
+        value: String,
+        /// `holdTime`, as written.
+        hold: String,
+    },
+    /// A community that does not parse.
     #[error(transparent)]
     Community(#[from] CommunityError),
+    /// Not a Linux interface name.
     #[error(
         "invalid interface name {0:?}: use 1 to 15 printable ASCII characters without '/', ':' or spaces, not '.' or '..'"
     )]
     InterfaceName(String),
+    /// Not a DNS subdomain name, as Kubernetes requires of object names.
     #[error(
         "invalid name {0:?}: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"
     )]
     ObjectName(String),
+    /// Not a DNS label, as Kubernetes requires of namespace names.
     #[error(
         "invalid namespace name {0:?}: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
     )]
     NamespaceName(String),
+    /// Not a Kubernetes label key.
     #[error(
         "invalid label key {0:?}: an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
     LabelKey(String),
+    /// Not a Kubernetes label value.
     #[error(
         "invalid label value {0:?}: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     )]
     LabelValue(String),
+    /// A label selector operator other than In, NotIn, Exists and DoesNotExist.
     #[error("invalid operator {0:?}: use In, NotIn, Exists or DoesNotExist")]
     SelectorOperator(String),
+    /// A selector expression whose `values` disagree with its operator.
     #[error("values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist")]
     SelectorValues,
+    /// An advertisement with `serviceSelectors` sets `aggregationLength` or `aggregationLengthV6` to other than the default (32 and 128): an aggregate route cannot belong to selected Services only.
     #[error(
         "must stay at the default (aggregationLength 32, aggregationLengthV6 128) when serviceSelectors is set"
     )]

@@ -15,6 +15,7 @@ use crate::ipam::{Family, UsedAddresses, buggy_count};
 /// The IPs a Service holds and the pool they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
+    /// Name of the IPAddressPool the IPs came from.
     pub pool: String,
     /// In the Service's family preference order.
     pub ips: Vec<IpAddr>,
@@ -23,28 +24,74 @@ pub struct Assignment {
 /// Why a Service got no IP. Each variant is one precise, user-facing reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocationError {
+    /// The Service names a pool (address-pool annotation) that does not exist.
     #[error("pool {pool:?} requested by annotation does not exist")]
-    UnknownPool { pool: String },
+    UnknownPool {
+        /// The pool name as written in the annotation.
+        pool: String,
+    },
+    /// No pool may serve the Service: none has `autoAssign` and a `serviceAllocation` that admits it.
     #[error(
         "no pool may serve this Service: of {pools} pools, none has autoAssign and a serviceAllocation that admits it"
     )]
-    NoEligiblePool { pools: usize },
+    NoEligiblePool {
+        /// How many pools were considered.
+        pools: usize,
+    },
+    /// The chosen pool declares addresses of the family, but none is free to hand out: all are taken, in an overlap, or skipped by `avoidBuggyIPs`.
     #[error("pool {pool} has no free {family} address")]
-    PoolFull { pool: String, family: Family },
+    PoolFull {
+        /// The pool that is full.
+        pool: String,
+        /// The family the Service needed.
+        family: Family,
+    },
+    /// The chosen pool declares no address of a family the Service requires.
     #[error("no {family} addresses in pool {pool}")]
-    FamilyUnavailable { pool: String, family: Family },
+    FamilyUnavailable {
+        /// The pool lacking the family.
+        pool: String,
+        /// The family it lacks.
+        family: Family,
+    },
+    /// A requested IP (annotation or `spec.loadBalancerIP`) lies in no pool.
     #[error("requested IP {ip} is in no pool")]
-    RequestedIpInNoPool { ip: IpAddr },
+    RequestedIpInNoPool {
+        /// The requested IP.
+        ip: IpAddr,
+    },
+    /// A requested IP lies outside the pool the Service also requests.
     #[error("requested IP {ip} is not in the requested pool {pool}")]
-    RequestedIpNotInPool { ip: IpAddr, pool: String },
+    RequestedIpNotInPool {
+        /// The requested IP.
+        ip: IpAddr,
+        /// The requested pool.
+        pool: String,
+    },
+    /// A requested IP lies where two pools overlap, so neither hands it out.
     #[error("requested IP {ip} is in pool {pool} but also in another pool, so it is not allocated")]
-    RequestedIpInOverlap { ip: IpAddr, pool: String },
+    RequestedIpInOverlap {
+        /// The requested IP.
+        ip: IpAddr,
+        /// The pool that contains it (one of the overlapping ones).
+        pool: String,
+    },
+    /// A requested IP is held by another Service that does not share it.
     #[error("IP {ip} is already used by Service {by}")]
-    IpTaken { ip: IpAddr, by: ServiceKey },
+    IpTaken {
+        /// The requested IP.
+        ip: IpAddr,
+        /// The Service holding it.
+        by: ServiceKey,
+    },
+    /// A requested IP is shared by Services whose sharing terms (key, ports, traffic policy, selector) clash with this one's.
     #[error("IP {ip} cannot be shared with Service {with}: {reason}")]
     SharingConflict {
+        /// The requested IP.
         ip: IpAddr,
+        /// A Service already on the IP whose terms clash.
         with: ServiceKey,
+        /// Which term clashes, in words for the user.
         reason: String,
     },
 }
@@ -69,9 +116,13 @@ impl AllocationError {
 /// Addresses of one pool in use and still free, per family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolUsage {
+    /// IPv4 addresses of the pool held by Services (including ones outside its allocatable set, e.g. kept through an overlap).
     pub assigned_v4: u128,
+    /// IPv6 addresses of the pool held by Services.
     pub assigned_v6: u128,
+    /// IPv4 addresses the pool can still hand out: allocatable, not held, and not skipped by `avoidBuggyIPs`.
     pub available_v4: u128,
+    /// IPv6 addresses the pool can still hand out (saturating at `u128::MAX`).
     pub available_v6: u128,
 }
 
@@ -111,18 +162,22 @@ pub struct Allocator {
 }
 
 impl Allocator {
+    /// An empty table: no pools, no assignments.
     pub fn new() -> Allocator {
         Allocator::default()
     }
 
+    /// The pools in use, by name, with overlaps already resolved.
     pub fn pools(&self) -> &BTreeMap<String, Pool> {
         &self.pools
     }
 
+    /// The IPs `key` holds now, or `None` when it holds none.
     pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
         self.services.get(key)
     }
 
+    /// How many Services hold at least one IP.
     pub fn assigned_services(&self) -> usize {
         self.services.len()
     }

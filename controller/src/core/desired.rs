@@ -14,16 +14,22 @@ pub const CONDITION_TYPE: &str = "ferrolb.io/IPAllocated";
 /// Our condition, as we want it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionState {
+    /// True when the Service got its IPs (condition status `True`).
     pub allocated: bool,
+    /// CamelCase reason, see [`failure_reason`].
     pub reason: String,
+    /// The human-readable message: the IPs and pool, or why there are none.
     pub message: String,
 }
 
 /// Everything we write on one Service.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceWrite {
+    /// The IPs for `status.loadBalancer.ingress`, in the Service's family order; empty when it has none.
     pub ips: Vec<IpAddr>,
+    /// Value of the allocated-from-pool annotation; `None` removes it.
     pub pool: Option<String>,
+    /// Our status condition; `None` removes it.
     pub condition: Option<ConditionState>,
 }
 
@@ -38,8 +44,11 @@ impl ServiceWrite {
 /// The outcome of evaluating one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The Service holds these IPs.
     Allocated(Assignment),
+    /// The request was understood but cannot be served (pool full, IP taken...).
     Failed(AllocationError),
+    /// The request itself is malformed (bad annotation, wrong family...).
     Invalid(RequestError),
     /// Not ours (any more): remove everything we wrote.
     Released,
@@ -75,6 +84,7 @@ impl Outcome {
         }
     }
 
+    /// The write that makes the Service show this outcome.
     pub fn desired(&self) -> ServiceWrite {
         match self {
             Outcome::Allocated(a) => ServiceWrite {

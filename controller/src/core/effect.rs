@@ -40,25 +40,36 @@ pub enum Effect {
     Metric(MetricChange),
     /// The first full listing of every watched kind is in and decided on:
     /// the controller is ready.
-    Synced { services: usize, pools: usize },
+    Synced {
+        /// Services known when the listing completed.
+        services: usize,
+        /// Pools known when the listing completed.
+        pools: usize,
+    },
 }
 
 /// What to write on one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceWriteOrder {
+    /// The Service to write.
     pub key: ServiceKey,
+    /// What it should show afterwards.
     pub write: ServiceWrite,
     /// The object already shows the status part of `write`: only the
     /// annotation needs writing.
     pub status_current: bool,
+    /// Identifies this order in the settled report.
     pub ticket: Ticket,
 }
 
 /// What to write on one pool's status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolStatusOrder {
+    /// Name of the IPAddressPool (in the controller's pool namespace).
     pub pool: String,
+    /// The complete status to write, replacing the current one.
     pub status: IPAddressPoolStatus,
+    /// Identifies this order in the write report.
     pub ticket: Ticket,
 }
 
@@ -66,26 +77,50 @@ pub struct PoolStatusOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricChange {
     /// One address of `family` assigned from `pool`.
-    Allocated { pool: String, family: Family },
+    Allocated {
+        /// The pool the address came from.
+        pool: String,
+        /// The address's family.
+        family: Family,
+    },
     /// A Service left without addresses; `reason` is a short snake_case word.
-    Failed { reason: &'static str },
+    Failed {
+        /// The reason's metric label, e.g. `pool_full`.
+        reason: &'static str,
+    },
     /// A Service's addresses given back to `pool`.
-    Released { pool: String },
+    Released {
+        /// The pool the addresses go back to.
+        pool: String,
+    },
     /// Services waiting for an address.
     Pending(usize),
     /// A pool's usage, both families.
-    PoolUsage { pool: String, usage: PoolUsage },
+    PoolUsage {
+        /// The pool measured.
+        pool: String,
+        /// Its assigned and available counts.
+        usage: PoolUsage,
+    },
     /// A pool is gone: forget its usage.
-    PoolRemoved { pool: String },
+    PoolRemoved {
+        /// The pool removed.
+        pool: String,
+    },
 }
 
 /// The object an Event is about, kept small while it waits in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Regarding {
+    /// `apiVersion` of the object, e.g. `v1`.
     pub api_version: &'static str,
+    /// `kind` of the object, e.g. `Service`.
     pub kind: &'static str,
+    /// Namespace of the object; the Event is created there.
     pub namespace: String,
+    /// Name of the object.
     pub name: String,
+    /// uid of the object, when known; without it `kubectl describe` may not show the Event.
     pub uid: Option<String>,
 }
 
@@ -101,6 +136,7 @@ impl Regarding {
         }
     }
 
+    /// The object as the Events API refers to it.
     pub fn reference(&self) -> ObjectReference {
         ObjectReference {
             api_version: Some(self.api_version.into()),
@@ -116,9 +152,14 @@ impl Regarding {
 /// One Event to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRequest {
+    /// The object the Event is about.
     pub regarding: Regarding,
+    /// A Warning Event when true, else Normal.
     pub warning: bool,
+    /// CamelCase reason, e.g. `PoolFull`.
     pub reason: &'static str,
+    /// What the controller did or failed to do, e.g. `Allocate`.
     pub action: &'static str,
+    /// The human-readable message.
     pub note: String,
 }

@@ -69,11 +69,13 @@ fn condition(
 pub struct PoolFacts<'a> {
     /// Namespace of the pools (named in overlap messages).
     pub namespace: &'a str,
+    /// `metadata.generation` of the pool, reported as the conditions' `observedGeneration`.
     pub generation: Option<i64>,
     /// The pool as allocation sees it; `None` when it is invalid.
     pub pool: Option<&'a Pool>,
     /// Why the pool is invalid, if it is.
     pub invalid: Option<&'a str>,
+    /// The pool's current address counts.
     pub usage: PoolUsage,
 }
 

@@ -22,6 +22,7 @@ pub const MAX_RETRY: Duration = Duration::from_secs(30);
 /// How a pool status write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolWriteOutcome {
+    /// The apiserver accepted the status.
     Written,
     /// The apiserver refused or could not be reached: worth a retry.
     Failed,
@@ -32,9 +33,13 @@ pub enum PoolWriteOutcome {
 /// The report of one pool status write, stamped when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStatusWritten {
+    /// Name of the pool written.
     pub pool: String,
+    /// The order this report is about; reports of superseded orders are ignored.
     pub ticket: Ticket,
+    /// How the write ended.
     pub outcome: PoolWriteOutcome,
+    /// When the report arrived; a retry is scheduled from this time.
     pub at: Timestamp,
 }
 

@@ -17,13 +17,18 @@ use crate::ipam::{AddressSet, IpRange};
 /// Which Services may draw from a pool (`spec.serviceAllocation`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AllocationScope {
+    /// `priority`: among admitting scoped pools, lower values are tried first; unset sorts last.
     pub priority: Option<i32>,
+    /// Namespaces whose Services may use the pool; empty means any namespace.
     pub namespaces: Vec<String>,
+    /// Labels the Service's namespace must match (any one selector); empty means any.
     pub namespace_selectors: Vec<LabelSelector>,
+    /// Labels the Service must match (any one selector); empty means any.
     pub service_selectors: Vec<LabelSelector>,
 }
 
 impl AllocationScope {
+    /// Whether the Service of `request`, in a namespace labelled `namespace_labels`, may draw from the pool: all three filters must agree.
     pub fn admits(&self, request: &ServiceRequest, namespace_labels: &Labels) -> bool {
         (self.namespaces.is_empty() || self.namespaces.contains(&request.key.namespace))
             && any_selector_matches(&self.namespace_selectors, namespace_labels)
@@ -34,18 +39,24 @@ impl AllocationScope {
 /// One pool's configuration, as declared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
+    /// The IPAddressPool's name.
     pub name: String,
     /// Orders pools for conflict resolution: the earlier-created pool wins.
     pub created: i64,
+    /// Every address of `spec.addresses`, merged.
     pub declared: AddressSet,
+    /// `autoAssign`: whether Services that name no pool may be given addresses from it.
     pub auto_assign: bool,
+    /// `avoidBuggyIPs`: skip IPv4 addresses ending in `.0` and `.255`.
     pub avoid_buggy: bool,
+    /// `serviceAllocation`, when set: only the Services it admits may use the pool, ahead of unscoped pools.
     pub scope: Option<AllocationScope>,
 }
 
 /// A pool ready for allocation: what it declared, and what it may still hand out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
+    /// The pool as declared.
     pub config: PoolConfig,
     /// `declared` minus every address another pool also declares.
     pub allocatable: AddressSet,
@@ -56,7 +67,9 @@ pub struct Pool {
 /// The first overlap found for a pool, for its status and Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
+    /// The earlier pool this one overlaps.
     pub other_pool: String,
+    /// The first overlapping range.
     pub overlap: IpRange,
 }
 

@@ -35,8 +35,11 @@ use services::Seen;
 /// A watched kind of object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
+    /// Services (all namespaces).
     Services,
+    /// IPAddressPools in the pool namespace.
     Pools,
+    /// Namespaces, for their labels.
     Namespaces,
 }
 
@@ -46,14 +49,22 @@ pub enum Kind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Input {
+    /// A Service was created or changed (or shown by a listing).
     ServiceApplied(Service),
+    /// A Service was deleted.
     ServiceDeleted(ServiceKey),
+    /// A pool was created or changed (or shown by a listing).
     PoolApplied(IPAddressPool),
+    /// The pool of this name was deleted.
     PoolDeleted(String),
+    /// A namespace was created or its labels changed (or shown by a listing).
     NamespaceApplied {
+        /// The namespace's name.
         name: String,
+        /// Its labels, matched by pools' namespace selectors.
         labels: Labels,
     },
+    /// The namespace of this name was deleted.
     NamespaceDeleted(String),
     /// A full listing of `Kind` begins (at start, or after the watch lost
     /// its place): the objects that follow are all there is.
@@ -62,6 +73,7 @@ pub enum Input {
     RelistDone(Kind),
     /// A Service has nothing queued or in flight any more.
     ServiceWriteSettled(WriteSettled),
+    /// A pool status write ended.
     PoolStatusWritten(PoolStatusWritten),
     /// Time passes: pool statuses are flushed and due retries sent.
     Tick(Timestamp),
@@ -70,7 +82,9 @@ pub enum Input {
 /// The report that a Service's writes are done, up to order `ticket`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteSettled {
+    /// The Service.
     pub key: ServiceKey,
+    /// The newest order the report covers.
     pub ticket: Ticket,
     /// resourceVersion our newest completed write for it produced.
     pub applied_version: Option<u64>,
@@ -83,6 +97,7 @@ pub struct WriteSettled {
 pub struct ReconcilerConfig {
     /// Namespace whose IPAddressPools we serve.
     pub pool_namespace: String,
+    /// Which `loadBalancerClass` values are ours.
     pub class: ClassFilter,
 }
 
@@ -161,6 +176,7 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
+    /// A loop that knows nothing yet: it decides nothing until every kind has been listed once.
     pub fn new(config: ReconcilerConfig) -> Reconciler {
         Reconciler {
             config,

@@ -14,8 +14,11 @@ use crate::ipam::Family;
 pub const PREFIX: &str = "ferrolb.io/";
 const LEGACY_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
 
+/// Annotation (after a prefix) naming the pool to allocate from.
 pub const ANNOTATION_ADDRESS_POOL: &str = "address-pool";
+/// Annotation (after a prefix) requesting IPs, comma-separated, at most one per family.
 pub const ANNOTATION_LOAD_BALANCER_IPS: &str = "loadBalancerIPs";
+/// Annotation (after a prefix) whose value is the sharing key: Services with equal keys may share an IP.
 pub const ANNOTATION_ALLOW_SHARED_IP: &str = "allow-shared-ip";
 /// Written by us: the pool the Service's IPs came from.
 pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "ferrolb.io/ip-allocated-from-pool";
@@ -25,7 +28,9 @@ pub use ferrolb_crds::service_key::ServiceKey;
 /// A protocol/port pair, the unit of conflict between Services sharing an IP.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortKey {
+    /// `TCP`, `UDP` or `SCTP`, as in the Service port.
     pub protocol: String,
+    /// The Service port number.
     pub port: i32,
 }
 
@@ -38,15 +43,20 @@ impl fmt::Display for PortKey {
 /// What a Service must agree on with the others that share its IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharingTerms {
+    /// The `allow-shared-ip` value; only Services with equal keys share.
     pub key: String,
+    /// The Service's ports; sharing Services must not use the same one.
     pub ports: BTreeSet<PortKey>,
+    /// `externalTrafficPolicy: Local`; then sharing Services must have the same selector.
     pub local_traffic_policy: bool,
+    /// The Service's pod selector.
     pub selector: Labels,
 }
 
 /// The families a Service needs, in its preference order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyNeeds {
+    /// Families from `spec.ipFamilies`, preferred first.
     pub families: Vec<Family>,
     /// RequireDualStack: every family must be served. Otherwise (SingleStack has
     /// one family; PreferDualStack takes what the pool offers) one is enough.
@@ -56,12 +66,17 @@ pub struct FamilyNeeds {
 /// A LoadBalancer Service we are responsible for, reduced to what allocation needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRequest {
+    /// The Service.
     pub key: ServiceKey,
+    /// The Service's labels, matched by pools' service selectors.
     pub labels: Labels,
+    /// Which families it needs.
     pub needs: FamilyNeeds,
     /// Explicitly requested IPs, at most one per family.
     pub requested_ips: Vec<IpAddr>,
+    /// The pool named by the address-pool annotation.
     pub requested_pool: Option<String>,
+    /// Set when the Service agrees to share its IP.
     pub sharing: Option<SharingTerms>,
     /// IPs in `status.loadBalancer.ingress` now: kept when still valid, so an IP
     /// survives controller restarts.
@@ -75,32 +90,58 @@ pub struct ServiceRequest {
 /// Why a Service's request cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// A requested IP does not parse.
     #[error("annotation {annotation}: {value:?} is not an IP address")]
-    InvalidIp { annotation: String, value: String },
+    InvalidIp {
+        /// The annotation (or spec field) it came from.
+        annotation: String,
+        /// The text that is not an IP.
+        value: String,
+    },
+    /// Two requested IPs of the same family.
     #[error("annotation {annotation}: at most one IP per family, got {first} and {second}")]
     TwoIpsOfOneFamily {
+        /// The annotation (or spec field) they came from.
         annotation: String,
+        /// The first IP of the family.
         first: IpAddr,
+        /// The second one.
         second: IpAddr,
     },
+    /// A requested IP of a family the Service does not use.
     #[error("requested IP {ip} is {family}, but the Service's ipFamilies are {allowed}")]
     WrongFamily {
+        /// The requested IP.
         ip: IpAddr,
+        /// Its family.
         family: Family,
+        /// The Service's `ipFamilies`, as words.
         allowed: String,
     },
+    /// A RequireDualStack Service requests IPs but not one of each family.
     #[error(
         "the Service is RequireDualStack but requests only {requested}: request one IP per family"
     )]
-    DualStackNeedsBothIps { requested: String },
+    DualStackNeedsBothIps {
+        /// The IPs it requests, as words.
+        requested: String,
+    },
+    /// `spec.loadBalancerIP` and the loadBalancerIPs annotation request different IPs.
     #[error("spec.loadBalancerIP {spec} and annotation {annotation} ({value}) disagree")]
     ConflictingRequests {
+        /// `spec.loadBalancerIP`, as written.
         spec: String,
+        /// The annotation's full name.
         annotation: String,
+        /// The annotation's value.
         value: String,
     },
+    /// An annotation we read is present but empty.
     #[error("annotation {annotation} is empty")]
-    EmptyAnnotation { annotation: String },
+    EmptyAnnotation {
+        /// The annotation's full name.
+        annotation: String,
+    },
 }
 
 impl RequestError {

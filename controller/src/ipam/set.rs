@@ -147,10 +147,12 @@ impl AddressSet {
             .fold(0u128, |total, span| total.saturating_add(span.len()))
     }
 
+    /// Whether the set holds at least one address of `family`.
     pub fn has_family(&self, family: Family) -> bool {
         self.ranges.iter().any(|r| r.family() == family)
     }
 
+    /// Whether the set holds no address at all.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

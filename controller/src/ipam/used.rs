@@ -30,6 +30,7 @@ pub struct UsedAddresses {
 }
 
 impl UsedAddresses {
+    /// A set with nothing used.
     pub fn new() -> UsedAddresses {
         UsedAddresses::default()
     }
@@ -89,6 +90,7 @@ impl UsedAddresses {
         self.len
     }
 
+    /// Whether no address is used.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

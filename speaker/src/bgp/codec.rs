@@ -17,46 +17,108 @@ pub struct CodecOptions {
 /// the NOTIFICATION to send before closing the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The 16-byte marker is not all ones.
     #[error("the header marker is not all ones")]
     ConnectionNotSynchronized,
+    /// The length field is below the minimum for the message type or above 4096 bytes.
     #[error("bad message length {length}")]
-    BadMessageLength { length: u16 },
+    BadMessageLength {
+        /// The length field as received, in bytes.
+        length: u16,
+    },
+    /// A message type we do not know.
     #[error("unknown message type {message_type}")]
-    BadMessageType { message_type: u8 },
+    BadMessageType {
+        /// The type as received.
+        message_type: u8,
+    },
+    /// An OPEN for a BGP version other than 4.
     #[error("unsupported BGP version {version}")]
-    UnsupportedVersion { version: u8 },
+    UnsupportedVersion {
+        /// The version the peer asked for.
+        version: u8,
+    },
+    /// An OPEN optional parameter other than capabilities (type 2).
     #[error("unsupported optional parameter type {parameter_type}")]
-    UnsupportedOptionalParameter { parameter_type: u8 },
+    UnsupportedOptionalParameter {
+        /// The parameter's type.
+        parameter_type: u8,
+    },
+    /// An OPEN whose fields or capabilities do not parse.
     #[error("malformed OPEN: {reason}")]
-    MalformedOpen { reason: &'static str },
+    MalformedOpen {
+        /// What does not parse, for logs.
+        reason: &'static str,
+    },
+    /// Attribute lengths that overrun the attribute list, or an attribute repeated.
     #[error("malformed attribute list: {reason}")]
-    MalformedAttributeList { reason: &'static str },
+    MalformedAttributeList {
+        /// What is wrong, for logs.
+        reason: &'static str,
+    },
+    /// An attribute marked well-known (not optional) whose type we do not know.
     #[error("unrecognized well-known attribute {type_code}")]
-    UnrecognizedWellKnownAttribute { type_code: u8, attribute: Vec<u8> },
+    UnrecognizedWellKnownAttribute {
+        /// The attribute's type code.
+        type_code: u8,
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
+        attribute: Vec<u8>,
+    },
+    /// An UPDATE that announces routes lacks ORIGIN or AS_PATH, or IPv4 NLRI come without NEXT_HOP.
     #[error("missing well-known attribute {type_code}")]
-    MissingWellKnownAttribute { type_code: u8 },
+    MissingWellKnownAttribute {
+        /// The missing attribute's type code.
+        type_code: u8,
+    },
+    /// An attribute whose optional or transitive bit contradicts its type.
     #[error("attribute {type_code} has flags {flags:#04x} that conflict with its type")]
     AttributeFlags {
+        /// The attribute's type code.
         type_code: u8,
+        /// The flags as received.
         flags: u8,
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
         attribute: Vec<u8>,
     },
+    /// An attribute whose length is wrong for its type (e.g. a NEXT_HOP not 4 bytes long).
     #[error("attribute {type_code} has a length that conflicts with its type")]
-    AttributeLength { type_code: u8, attribute: Vec<u8> },
+    AttributeLength {
+        /// The attribute's type code.
+        type_code: u8,
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
+        attribute: Vec<u8>,
+    },
+    /// ORIGIN is not 0 (IGP), 1 (EGP) or 2 (INCOMPLETE).
     #[error("invalid ORIGIN")]
-    InvalidOrigin { attribute: Vec<u8> },
+    InvalidOrigin {
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
+        attribute: Vec<u8>,
+    },
+    /// NEXT_HOP is 0.0.0.0, the broadcast address or a multicast address.
     #[error("invalid NEXT_HOP")]
-    InvalidNextHop { attribute: Vec<u8> },
+    InvalidNextHop {
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
+        attribute: Vec<u8>,
+    },
+    /// An optional attribute we interpret (communities, MP_REACH_NLRI...) has a value that does not parse.
     #[error("optional attribute {type_code} is malformed: {reason}")]
     OptionalAttribute {
+        /// The attribute's type code.
         type_code: u8,
+        /// What does not parse, for logs.
         reason: &'static str,
+        /// The whole attribute as received (flags, type, length, value), sent back as the NOTIFICATION data.
         attribute: Vec<u8>,
     },
+    /// A prefix length above 32 (IPv4) or 128 (IPv6), or prefix bytes cut short.
     #[error("invalid prefix in the NLRI or withdrawn routes")]
     InvalidNetworkField,
+    /// An AS_PATH segment of unknown type or whose length overruns the attribute.
     #[error("malformed AS_PATH: {reason}")]
-    MalformedAsPath { reason: &'static str },
+    MalformedAsPath {
+        /// What is wrong, for logs.
+        reason: &'static str,
+    },
 }
 
 impl DecodeError {
@@ -129,14 +191,28 @@ impl DecodeError {
 /// A message we were asked to send that does not fit the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// The encoded message would exceed 4096 bytes.
     #[error("message of {length} bytes exceeds the {MAX_MESSAGE_LEN}-byte limit")]
-    MessageTooLong { length: usize },
+    MessageTooLong {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// A capability's value does not fit its 1-byte length.
     #[error("capability {code} has a value longer than 255 bytes")]
-    CapabilityTooLong { code: u8 },
+    CapabilityTooLong {
+        /// The capability code.
+        code: u8,
+    },
+    /// The OPEN's optional parameters do not fit their 1-byte total length.
     #[error("OPEN optional parameters exceed 255 bytes")]
     OptionalParametersTooLong,
+    /// An attribute's value does not fit even the 2-byte extended length.
     #[error("attribute {type_code} has a value longer than 65535 bytes")]
-    AttributeTooLong { type_code: u8 },
+    AttributeTooLong {
+        /// The attribute's type code.
+        type_code: u8,
+    },
+    /// An AS_PATH segment holds more AS numbers than its 1-byte count allows.
     #[error("an AS_PATH segment has more than 255 AS numbers")]
     AsPathSegmentTooLong,
 }

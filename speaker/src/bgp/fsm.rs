@@ -15,11 +15,14 @@ use std::time::Duration;
 /// The hold timer while we wait for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 
+/// How one session is to be run: what we say in our OPEN and what we require of the peer's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsmConfig {
+    /// Our AS number, 4 octets (sent as AS_TRANS in the OPEN header when above 65535).
     pub local_as: u32,
     /// The AS the peer must present in its OPEN.
     pub peer_as: u32,
+    /// Our BGP identifier in OPEN; the peer must present a different one.
     pub router_id: Ipv4Addr,
     /// The hold time we propose, in seconds: 0 (no keepalives) or at least 3.
     pub hold_time: u16,
@@ -37,6 +40,7 @@ pub struct FsmConfig {
 }
 
 impl FsmConfig {
+    /// Internal (iBGP) when the peer is in our AS, else external (eBGP).
     pub fn peer_kind(&self) -> PeerKind {
         if self.peer_as == self.local_as {
             PeerKind::Internal
@@ -46,40 +50,63 @@ impl FsmConfig {
     }
 }
 
+/// The session states of RFC 4271 §8.2.2, with `Active` and `Idle` as the module documentation reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Not started, or stopped by the operator: no connection and no attempt.
     Idle,
+    /// A TCP connection attempt is under way.
     Connect,
+    /// Waiting for the connect retry timer before the next attempt.
     Active,
+    /// Connected and our OPEN sent; waiting for the peer's OPEN.
     OpenSent,
+    /// OPENs exchanged; waiting for the peer's first KEEPALIVE.
     OpenConfirm,
+    /// The session is up: routes are exchanged.
     Established,
 }
 
+/// The timers the shell runs for the machine; each expiry comes back as its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
+    /// Delay before the next connection attempt, and the bound on one attempt.
     ConnectRetry,
+    /// Time the peer may stay silent before we close the session.
     Hold,
+    /// Interval between our KEEPALIVEs.
     Keepalive,
+    /// How long GRACEFUL_SHUTDOWN routes stay announced before the withdrawal.
     GracefulShutdown,
 }
 
+/// What happens to the session: operator commands, socket news, messages and timer expiries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The operator starts the session (from `Idle`).
     Start,
     /// `graceful`: announce GRACEFUL_SHUTDOWN and withdraw before closing.
     Stop {
+        /// Announce GRACEFUL_SHUTDOWN and wait the drain time before withdrawing, instead of closing at once.
         graceful: bool,
     },
+    /// The TCP connection to the peer is up.
     TcpConnected,
+    /// The TCP connection attempt failed.
     TcpConnectFailed,
+    /// The peer closed the connection, or it broke.
     TcpClosed,
+    /// A whole message was received and decoded.
     Message(Message),
     /// A received message failed to decode; this is the NOTIFICATION it calls for.
     DecodeError(Notification),
+    /// The hold timer ran out: the peer has been silent too long.
     HoldTimerExpired,
+    /// Time to send a KEEPALIVE.
     KeepaliveTimerExpired,
+    /// Time for the next connection attempt (or the current one took too long).
     ConnectRetryTimerExpired,
+    /// The graceful shutdown drain is over: withdraw and close.
     GracefulShutdownTimerExpired,
 }
 
@@ -90,21 +117,28 @@ pub struct Negotiated {
     pub hold_time: u16,
     /// Seconds between our keepalives; 0 when the hold time is 0.
     pub keepalive_time: u16,
+    /// Both sides announced 4-octet AS support, so AS_PATH carries 4-octet AS numbers.
     pub four_octet_as: bool,
     /// Families both sides offered (IPv4 unicast when the peer offered none, RFC 4760).
     pub families: Vec<AddressFamily>,
+    /// The peer supports ROUTE-REFRESH.
     pub route_refresh: bool,
+    /// The peer's BGP identifier.
     pub peer_router_id: Ipv4Addr,
+    /// Internal when the peer's AS is ours.
     pub peer_kind: PeerKind,
 }
 
+/// Why a session left `Established` (or never got there), as reported in status and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownReason {
     /// The operator stopped the session.
     Stopped,
+    /// The TCP connection attempt failed.
     ConnectFailed,
     /// The connection attempt took longer than the connect retry time.
     ConnectTimedOut,
+    /// The peer closed the connection without a NOTIFICATION, or it broke.
     TcpClosed,
     /// The peer sent this NOTIFICATION.
     PeerNotification(Notification),
@@ -125,14 +159,18 @@ impl std::fmt::Display for DownReason {
     }
 }
 
+/// What the shell must do, in order, after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Open a TCP connection to the peer.
     Connect,
+    /// Encode and send this message.
     Send(Message),
+    /// Close the TCP connection (after sending what came before).
     CloseTcp,
     /// Start the timer, replacing it if it runs.
     StartTimer(Timer, Duration),
+    /// Stop the timer if it runs.
     StopTimer(Timer),
     /// Send all routes now (with these parameters).
     SessionEstablished(Negotiated),
@@ -146,6 +184,7 @@ pub enum Action {
     ResendAll(AddressFamily),
 }
 
+/// One BGP session's state machine. Feed it [`Event`]s; it returns the [`Action`]s to carry out.
 #[derive(Debug, Clone)]
 pub struct Fsm {
     config: FsmConfig,
@@ -159,6 +198,7 @@ pub struct Fsm {
 }
 
 impl Fsm {
+    /// A machine in `Idle`, waiting for [`Event::Start`].
     pub fn new(config: FsmConfig) -> Fsm {
         Fsm {
             config,
@@ -170,10 +210,12 @@ impl Fsm {
         }
     }
 
+    /// The current state.
     pub fn state(&self) -> State {
         self.state
     }
 
+    /// The configuration the machine was built with.
     pub fn config(&self) -> &FsmConfig {
         &self.config
     }

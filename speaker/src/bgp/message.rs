@@ -20,20 +20,30 @@ pub const GRACEFUL_SHUTDOWN: u32 = 0xffff_0000;
 
 /// The wire value of each message type.
 pub mod message_type {
+    /// OPEN: the first message of a session, proposing its parameters.
     pub const OPEN: u8 = 1;
+    /// UPDATE: announces and withdraws routes.
     pub const UPDATE: u8 = 2;
+    /// NOTIFICATION: reports an error and closes the session.
     pub const NOTIFICATION: u8 = 3;
+    /// KEEPALIVE: header only; keeps the hold timer from expiring.
     pub const KEEPALIVE: u8 = 4;
+    /// ROUTE-REFRESH: asks the peer to send its routes again.
     pub const ROUTE_REFRESH: u8 = 5;
 }
 
 /// A whole BGP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// OPEN: the session's parameters.
     Open(Open),
+    /// UPDATE: routes announced and withdrawn.
     Update(Update),
+    /// NOTIFICATION: an error; the sender closes the connection after it.
     Notification(Notification),
+    /// KEEPALIVE: proof of life, no body.
     Keepalive,
+    /// ROUTE-REFRESH: a request to resend all routes of one family.
     RouteRefresh(RouteRefresh),
 }
 
@@ -54,12 +64,16 @@ impl Message {
 /// capability round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AddressFamily {
+    /// Address Family Identifier (IANA): 1 is IPv4, 2 is IPv6.
     pub afi: u16,
+    /// Subsequent Address Family Identifier: 1 is unicast.
     pub safi: u8,
 }
 
 impl AddressFamily {
+    /// IPv4 unicast (AFI 1, SAFI 1).
     pub const IPV4_UNICAST: AddressFamily = AddressFamily { afi: 1, safi: 1 };
+    /// IPv6 unicast (AFI 2, SAFI 1).
     pub const IPV6_UNICAST: AddressFamily = AddressFamily { afi: 2, safi: 1 };
 }
 
@@ -67,10 +81,15 @@ impl AddressFamily {
 /// use [`Open::asn`] for the speaker's real AS and [`Open::new`] to build one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Open {
+    /// BGP version; we send and accept only [`BGP_VERSION`].
     pub version: u8,
+    /// The sender's AS, or [`AS_TRANS`] when it needs 4 octets.
     pub my_as: u16,
+    /// Proposed hold time in seconds: 0 (no keepalives) or at least 3.
     pub hold_time: u16,
+    /// The sender's BGP identifier (router ID), unique per speaker and never 0.0.0.0.
     pub bgp_identifier: Ipv4Addr,
+    /// Capabilities from all capability optional parameters, in wire order.
     pub capabilities: Vec<Capability>,
 }
 
@@ -125,6 +144,7 @@ impl Open {
             .collect()
     }
 
+    /// Whether the sender may be sent ROUTE-REFRESH (it announced the capability).
     pub fn supports_route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
     }
@@ -140,38 +160,56 @@ pub enum Capability {
     /// Code 65 (RFC 6793), carrying the sender's AS.
     FourOctetAs(u32),
     /// Any other capability, kept so it can be logged; we never act on it.
-    Unknown { code: u8, value: Vec<u8> },
+    Unknown {
+        /// The capability code.
+        code: u8,
+        /// The capability value, uninterpreted.
+        value: Vec<u8>,
+    },
 }
 
 /// UPDATE (RFC 4271 §4.3). IPv6 routes travel inside the MP_REACH_NLRI and
 /// MP_UNREACH_NLRI attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
+    /// IPv4 prefixes withdrawn (IPv6 ones are in MP_UNREACH_NLRI).
     pub withdrawn: Vec<Ipv4Net>,
+    /// Path attributes, applying to every prefix announced in this UPDATE.
     pub attributes: Vec<PathAttribute>,
+    /// IPv4 prefixes announced (IPv6 ones are in MP_REACH_NLRI).
     pub nlri: Vec<Ipv4Net>,
 }
 
 /// ORIGIN values (RFC 4271 §5.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
+    /// Code 0: learned from an interior protocol; what we send for Service routes.
     Igp,
+    /// Code 1: learned through EGP (historic).
     Egp,
+    /// Code 2: learned some other way.
     Incomplete,
 }
 
 /// AS_PATH segment types (RFC 4271 §4.3, RFC 5065 for the confederation ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentKind {
+    /// AS_SET (1): unordered ASes, from aggregation.
     Set,
+    /// AS_SEQUENCE (2): ASes in the order the route traversed them, nearest first.
     Sequence,
+    /// AS_CONFED_SEQUENCE (3): ordered member ASes within a confederation.
     ConfedSequence,
+    /// AS_CONFED_SET (4): unordered member ASes within a confederation.
     ConfedSet,
 }
 
+/// One AS_PATH segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsSegment {
+    /// How the ASes are to be read.
     pub kind: SegmentKind,
+    /// The AS numbers; at most 255 per segment on the wire.
     pub asns: Vec<u32>,
 }
 
@@ -179,6 +217,7 @@ pub struct AsSegment {
 /// depends on the session, see `codec::CodecOptions`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AsPath {
+    /// The segments, in wire order.
     pub segments: Vec<AsSegment>,
 }
 
@@ -193,6 +232,7 @@ impl AsPath {
         }
     }
 
+    /// Whether some AS in the path does not fit in 2 octets, so a 2-octet session needs AS_TRANS and AS4_PATH.
     pub fn contains_4_octet_as(&self) -> bool {
         self.segments
             .iter()
@@ -204,8 +244,11 @@ impl AsPath {
 /// A large community (RFC 8092): global administrator and two local data parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LargeCommunity {
+    /// The global administrator, usually the AS that defines the community.
     pub global_admin: u32,
+    /// First local data part, meaning defined by the administrator.
     pub local_data_1: u32,
+    /// Second local data part, meaning defined by the administrator.
     pub local_data_2: u32,
 }
 
@@ -222,10 +265,13 @@ impl From<(u32, u32, u32)> for LargeCommunity {
 /// The next hop inside MP_REACH_NLRI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MpNextHop {
+    /// An IPv4 next hop (IPv4 routes sent over MP_REACH_NLRI).
     V4(Ipv4Addr),
     /// RFC 2545: a global address, optionally followed by a link-local one.
     V6 {
+        /// The global unicast next hop.
         global: Ipv6Addr,
+        /// The link-local next hop, when the peer is on the same link.
         link_local: Option<Ipv6Addr>,
     },
 }
@@ -234,11 +280,14 @@ pub enum MpNextHop {
 /// the variant, the SAFI is always unicast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MpNlri {
+    /// IPv4 unicast prefixes.
     Ipv4(Vec<Ipv4Net>),
+    /// IPv6 unicast prefixes.
     Ipv6(Vec<Ipv6Net>),
 }
 
 impl MpNlri {
+    /// The (AFI, SAFI) the prefixes are carried under.
     pub fn family(&self) -> AddressFamily {
         match self {
             MpNlri::Ipv4(_) => AddressFamily::IPV4_UNICAST,
@@ -246,6 +295,7 @@ impl MpNlri {
         }
     }
 
+    /// The prefixes, of either family.
     pub fn prefixes(&self) -> Vec<IpNet> {
         match self {
             MpNlri::Ipv4(nets) => nets.iter().copied().map(IpNet::V4).collect(),
@@ -253,6 +303,7 @@ impl MpNlri {
         }
     }
 
+    /// Number of prefixes.
     pub fn len(&self) -> usize {
         match self {
             MpNlri::Ipv4(nets) => nets.len(),
@@ -260,14 +311,18 @@ impl MpNlri {
         }
     }
 
+    /// Whether there are no prefixes (an empty MP_UNREACH_NLRI is the End-of-RIB marker of its family).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
+/// The content of MP_REACH_NLRI (RFC 4760): prefixes announced with their next hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MpReach {
+    /// Next hop for all the prefixes.
     pub next_hop: MpNextHop,
+    /// The announced prefixes.
     pub nlri: MpNlri,
 }
 
@@ -276,19 +331,28 @@ pub struct MpReach {
 /// the extended-length bit is chosen again when encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawAttribute {
+    /// Flag bits, see [`attribute_flags`].
     pub flags: u8,
+    /// Attribute type code, see [`attribute_type`].
     pub type_code: u8,
+    /// The value bytes, as received.
     pub value: Vec<u8>,
 }
 
 /// A path attribute (RFC 4271 §5 and the RFCs named on each variant).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathAttribute {
+    /// ORIGIN, well-known mandatory.
     Origin(Origin),
+    /// AS_PATH, well-known mandatory; empty on iBGP for our own routes.
     AsPath(AsPath),
+    /// NEXT_HOP for IPv4 NLRI, well-known mandatory when the UPDATE carries any.
     NextHop(Ipv4Addr),
+    /// MULTI_EXIT_DISC: lower is preferred by the neighbouring AS.
     MultiExitDisc(u32),
+    /// LOCAL_PREF: higher is preferred; only sent on iBGP sessions.
     LocalPref(u32),
+    /// ATOMIC_AGGREGATE: a less specific route was chosen over a more specific one.
     AtomicAggregate,
     /// RFC 1997.
     Communities(Vec<u32>),
@@ -300,31 +364,49 @@ pub enum PathAttribute {
     As4Path(AsPath),
     /// RFC 8092.
     LargeCommunities(Vec<LargeCommunity>),
+    /// Any other attribute, passed over unchanged.
     Unknown(RawAttribute),
 }
 
 /// Attribute flag bits (RFC 4271 §4.3).
 pub mod attribute_flags {
+    /// Set for optional attributes, clear for well-known ones.
     pub const OPTIONAL: u8 = 0x80;
+    /// Set when an optional attribute is to be passed on by speakers that do not know it.
     pub const TRANSITIVE: u8 = 0x40;
+    /// Set when some speaker on the path did not recognize the optional transitive attribute.
     pub const PARTIAL: u8 = 0x20;
+    /// Set when the length field takes 2 octets instead of 1.
     pub const EXTENDED_LENGTH: u8 = 0x10;
 }
 
 /// Attribute type codes.
 pub mod attribute_type {
+    /// ORIGIN (RFC 4271).
     pub const ORIGIN: u8 = 1;
+    /// AS_PATH (RFC 4271).
     pub const AS_PATH: u8 = 2;
+    /// NEXT_HOP (RFC 4271).
     pub const NEXT_HOP: u8 = 3;
+    /// MULTI_EXIT_DISC (RFC 4271).
     pub const MULTI_EXIT_DISC: u8 = 4;
+    /// LOCAL_PREF (RFC 4271).
     pub const LOCAL_PREF: u8 = 5;
+    /// ATOMIC_AGGREGATE (RFC 4271).
     pub const ATOMIC_AGGREGATE: u8 = 6;
+    /// AGGREGATOR (RFC 4271); kept raw.
     pub const AGGREGATOR: u8 = 7;
+    /// COMMUNITIES (RFC 1997).
     pub const COMMUNITIES: u8 = 8;
+    /// MP_REACH_NLRI (RFC 4760).
     pub const MP_REACH_NLRI: u8 = 14;
+    /// MP_UNREACH_NLRI (RFC 4760).
     pub const MP_UNREACH_NLRI: u8 = 15;
+    /// AS4_PATH (RFC 6793).
     pub const AS4_PATH: u8 = 17;
+    /// AS4_AGGREGATOR (RFC 6793); kept raw.
     pub const AS4_AGGREGATOR: u8 = 18;
+    /// LARGE_COMMUNITY (RFC 8092).
     pub const LARGE_COMMUNITIES: u8 = 32;
 }
 
@@ -332,12 +414,16 @@ pub mod attribute_type {
 /// round-trips; see [`error_code`] and the `*_subcode` modules for the values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// Error code, see [`error_code`].
     pub code: u8,
+    /// Error subcode, meaning depends on the code; 0 when unspecific.
     pub subcode: u8,
+    /// Data about the error, e.g. the offending attribute (may be empty).
     pub data: Vec<u8>,
 }
 
 impl Notification {
+    /// A NOTIFICATION with these raw fields.
     pub fn new(code: u8, subcode: u8, data: Vec<u8>) -> Notification {
         Notification {
             code,
@@ -370,60 +456,97 @@ impl std::fmt::Display for Notification {
 
 /// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313 for ROUTE-REFRESH).
 pub mod error_code {
+    /// The message header was bad (see [`header_subcode`](super::header_subcode)).
     pub const MESSAGE_HEADER: u8 = 1;
+    /// The OPEN was bad (see [`open_subcode`](super::open_subcode)).
     pub const OPEN_MESSAGE: u8 = 2;
+    /// The UPDATE was bad (see [`update_subcode`](super::update_subcode)).
     pub const UPDATE_MESSAGE: u8 = 3;
+    /// No message arrived within the hold time.
     pub const HOLD_TIMER_EXPIRED: u8 = 4;
+    /// A message arrived in a state that does not expect it (see [`fsm_subcode`](super::fsm_subcode)).
     pub const FSM: u8 = 5;
+    /// The session is closed deliberately (see [`cease_subcode`](super::cease_subcode)).
     pub const CEASE: u8 = 6;
+    /// The ROUTE-REFRESH was bad (RFC 7313).
     pub const ROUTE_REFRESH: u8 = 7;
 }
 
+/// Message header error subcodes (RFC 4271 §6.1).
 pub mod header_subcode {
+    /// The marker was not all ones.
     pub const CONNECTION_NOT_SYNCHRONIZED: u8 = 1;
+    /// The length is below the minimum for the type or above [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN); the data holds the length.
     pub const BAD_MESSAGE_LENGTH: u8 = 2;
+    /// The type is not one we know; the data holds the type.
     pub const BAD_MESSAGE_TYPE: u8 = 3;
 }
 
+/// OPEN message error subcodes (RFC 4271 §6.2).
 pub mod open_subcode {
+    /// No more specific subcode applies.
     pub const UNSPECIFIC: u8 = 0;
+    /// The version is not 4; the data holds the highest version we support.
     pub const UNSUPPORTED_VERSION: u8 = 1;
+    /// The peer's AS is not the one configured.
     pub const BAD_PEER_AS: u8 = 2;
+    /// The BGP identifier is 0.0.0.0, or equals ours on an iBGP session.
     pub const BAD_BGP_IDENTIFIER: u8 = 3;
+    /// An optional parameter other than capabilities.
     pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = 4;
+    /// A hold time of 1 or 2 seconds.
     pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
 }
 
+/// UPDATE message error subcodes (RFC 4271 §6.3).
 pub mod update_subcode {
+    /// The attribute lengths do not add up, or an attribute appears twice.
     pub const MALFORMED_ATTRIBUTE_LIST: u8 = 1;
+    /// A well-known attribute we do not recognize.
     pub const UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE: u8 = 2;
+    /// A mandatory well-known attribute is missing; the data holds its type code.
     pub const MISSING_WELL_KNOWN_ATTRIBUTE: u8 = 3;
+    /// An attribute's flags contradict its type.
     pub const ATTRIBUTE_FLAGS_ERROR: u8 = 4;
+    /// An attribute's length is wrong for its type.
     pub const ATTRIBUTE_LENGTH_ERROR: u8 = 5;
+    /// ORIGIN is not 0, 1 or 2.
     pub const INVALID_ORIGIN_ATTRIBUTE: u8 = 6;
+    /// NEXT_HOP is not a valid unicast address.
     pub const INVALID_NEXT_HOP_ATTRIBUTE: u8 = 8;
+    /// An optional attribute we recognize is malformed.
     pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = 9;
+    /// A prefix in the NLRI or withdrawn routes is malformed.
     pub const INVALID_NETWORK_FIELD: u8 = 10;
+    /// The AS_PATH is malformed.
     pub const MALFORMED_AS_PATH: u8 = 11;
 }
 
 /// FSM error subcodes (RFC 6608).
 pub mod fsm_subcode {
+    /// No more specific subcode applies.
     pub const UNSPECIFIED: u8 = 0;
+    /// An unexpected message while waiting for the peer's OPEN.
     pub const UNEXPECTED_IN_OPEN_SENT: u8 = 1;
+    /// An unexpected message while waiting for the first KEEPALIVE.
     pub const UNEXPECTED_IN_OPEN_CONFIRM: u8 = 2;
+    /// An unexpected message once established.
     pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 }
 
 /// Cease subcodes (RFC 4486).
 pub mod cease_subcode {
+    /// The session is closed by the operator: what we send when a session is stopped.
     pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+    /// The session is reset by the operator (RFC 4486); we do not send it.
     pub const ADMINISTRATIVE_RESET: u8 = 4;
 }
 
 /// ROUTE-REFRESH (RFC 2918; `subtype` is the RFC 7313 field, 0 for a plain request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteRefresh {
+    /// The family whose routes are asked for.
     pub family: AddressFamily,
+    /// 0 for a plain request; 1 and 2 mark the start and end of an enhanced refresh (RFC 7313).
     pub subtype: u8,
 }

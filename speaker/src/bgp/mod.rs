@@ -9,13 +9,19 @@
 //!
 //! Shell: `session` drives one session over tokio TCP (`socket` sets MD5 and TTL).
 
+#[deny(missing_docs)]
 mod attributes;
+#[deny(missing_docs)]
 pub mod codec;
+#[deny(missing_docs)]
 pub mod fsm;
+#[deny(missing_docs)]
 pub mod message;
 pub mod session;
 pub mod socket;
+#[deny(missing_docs)]
 pub mod update_builder;
+#[deny(missing_docs)]
 mod wire;
 
 #[cfg(test)]

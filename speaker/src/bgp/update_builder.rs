@@ -14,12 +14,17 @@ use std::net::{IpAddr, Ipv6Addr};
 /// prefix's family.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
+    /// The announced prefix, with the host bits cleared.
     pub prefix: IpNet,
+    /// The next hop: an address of this node, of the prefix's family.
     pub next_hop: IpAddr,
     /// Sent to internal peers only; `None` sends [`DEFAULT_LOCAL_PREF`].
     pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC to send; `None` sends none.
     pub med: Option<u32>,
+    /// Standard communities (RFC 1997), each `AA << 16 | NN`.
     pub communities: BTreeSet<u32>,
+    /// Large communities (RFC 8092).
     pub large_communities: BTreeSet<LargeCommunity>,
 }
 
@@ -40,6 +45,7 @@ impl Route {
 /// LOCAL_PREF sent to internal peers when a route does not set one (the usual default).
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
+/// Whether the peer is in our AS; decides AS_PATH and LOCAL_PREF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerKind {
     /// Same AS: empty AS_PATH, LOCAL_PREF sent.
@@ -51,8 +57,11 @@ pub enum PeerKind {
 /// What the session tells the builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateContext {
+    /// Our AS number, put in AS_PATH for external peers.
     pub local_as: u32,
+    /// Internal or external peer.
     pub peer: PeerKind,
+    /// How AS numbers are encoded on this session.
     pub codec: CodecOptions,
     /// Sent after the global next hop of IPv6 routes (RFC 2545), for directly
     /// connected peers that want it.
@@ -63,7 +72,9 @@ pub struct UpdateContext {
 /// other attributes replaces it (implicit withdraw).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteChanges {
+    /// Routes to announce (new or changed).
     pub announce: Vec<Route>,
+    /// Prefixes to withdraw.
     pub withdraw: Vec<IpNet>,
 }
 
@@ -87,6 +98,7 @@ impl RouteChanges {
         }
     }
 
+    /// Whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
         self.announce.is_empty() && self.withdraw.is_empty()
     }
@@ -105,12 +117,23 @@ pub fn with_graceful_shutdown<'a>(routes: impl IntoIterator<Item = &'a Route>) -
         .collect()
 }
 
+/// A route that cannot be put into an UPDATE.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    /// The next hop's family differs from the prefix's.
     #[error("route {prefix} has next hop {next_hop} of the other address family")]
-    NextHopFamilyMismatch { prefix: IpNet, next_hop: IpAddr },
+    NextHopFamilyMismatch {
+        /// The route's prefix.
+        prefix: IpNet,
+        /// Its next hop.
+        next_hop: IpAddr,
+    },
+    /// The route's attributes alone fill a 4096-byte UPDATE, leaving no room for the prefix.
     #[error("the attributes of route {prefix} leave no room for a prefix in a 4096-byte UPDATE")]
-    AttributesTooLarge { prefix: IpNet },
+    AttributesTooLarge {
+        /// The route's prefix.
+        prefix: IpNet,
+    },
 }
 
 /// Room for withdrawn routes, attributes and NLRI: the limit less the header and the

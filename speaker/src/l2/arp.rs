@@ -24,9 +24,12 @@ const ARP_IPV4_ETHERNET_LEN: usize = 28;
 /// Length of an ARP-over-Ethernet frame without padding.
 pub const FRAME_LEN: usize = ETHERNET_HEADER_LEN + ARP_IPV4_ETHERNET_LEN;
 
+/// The ARP operation field (RFC 826).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArpOperation {
+    /// Operation 1: who has `target_ip`? (also used for gratuitous ARP).
     Request,
+    /// Operation 2: `sender_ip` is at `sender_mac`.
     Reply,
 }
 
@@ -42,28 +45,49 @@ impl ArpOperation {
 /// An ARP packet for IPv4 over Ethernet, with the Ethernet addresses it came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpFrame {
+    /// Destination of the Ethernet frame (broadcast for requests and gratuitous ARP).
     pub ethernet_destination: MacAddr,
+    /// Source of the Ethernet frame.
     pub ethernet_source: MacAddr,
+    /// Request or reply.
     pub operation: ArpOperation,
+    /// Hardware address of the sender (in a reply: the answer).
     pub sender_mac: MacAddr,
+    /// IPv4 address of the sender.
     pub sender_ip: Ipv4Addr,
+    /// Hardware address of the target; zero in a request.
     pub target_mac: MacAddr,
+    /// IPv4 address asked for (request) or answered to (reply).
     pub target_ip: Ipv4Addr,
 }
 
 /// Why a frame is not an ARP packet we can handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArpParseError {
+    /// Shorter than Ethernet header plus ARP body.
     #[error("frame too short for ARP over Ethernet: {len} bytes, need {FRAME_LEN}")]
-    Truncated { len: usize },
+    Truncated {
+        /// The frame's length in bytes.
+        len: usize,
+    },
+    /// The ethertype is not ARP (0x0806); holds the ethertype.
     #[error("ethertype {0:#06x} is not ARP")]
     NotArp(u16),
+    /// The hardware type is not Ethernet (1); holds the type.
     #[error("ARP hardware type {0} is not Ethernet")]
     UnsupportedHardwareType(u16),
+    /// The protocol type is not IPv4 (0x0800); holds the type.
     #[error("ARP protocol type {0:#06x} is not IPv4")]
     UnsupportedProtocolType(u16),
+    /// Address lengths other than 6 (MAC) and 4 (IPv4).
     #[error("ARP address lengths {hardware}/{protocol}, expected 6/4")]
-    UnsupportedAddressLengths { hardware: u8, protocol: u8 },
+    UnsupportedAddressLengths {
+        /// Hardware address length as received.
+        hardware: u8,
+        /// Protocol address length as received.
+        protocol: u8,
+    },
+    /// An operation other than request (1) and reply (2); holds the code.
     #[error("ARP operation {0} is neither request (1) nor reply (2)")]
     UnsupportedOperation(u16),
 }

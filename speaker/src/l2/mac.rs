@@ -18,6 +18,7 @@ impl MacAddr {
         Some(MacAddr(six))
     }
 
+    /// The six bytes, in wire order.
     pub fn octets(self) -> [u8; 6] {
         self.0
     }
@@ -28,6 +29,7 @@ impl MacAddr {
         self.0[0] & 0x01 != 0
     }
 
+    /// Whether this is 00:00:00:00:00:00, which is never a usable interface address.
     pub fn is_zero(self) -> bool {
         self == MacAddr::ZERO
     }

@@ -16,12 +16,17 @@
 //! prove panic-free with proptest) than a generic packet framework.
 
 pub mod announcer;
+#[deny(missing_docs)]
 pub mod arp;
 pub mod interfaces;
+#[deny(missing_docs)]
 mod mac;
 pub mod metrics;
+#[deny(missing_docs)]
 pub mod ndp;
+#[deny(missing_docs)]
 pub mod plan;
+#[deny(missing_docs)]
 pub mod schedule;
 pub mod socket;
 

@@ -13,7 +13,9 @@ use std::net::Ipv6Addr;
 
 use super::MacAddr;
 
+/// ICMPv6 type of a Neighbor Solicitation (RFC 4861 §4.3).
 pub const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
+/// ICMPv6 type of a Neighbor Advertisement (RFC 4861 §4.4).
 pub const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
 /// Neighbor Discovery messages must arrive with this hop limit, which proves
 /// they were not forwarded by a router (RFC 4861 section 7.1.1).
@@ -45,20 +47,40 @@ pub struct NeighborSolicitation {
 /// Why a message is not a Neighbor Solicitation we may answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NdpParseError {
+    /// Shorter than the fixed 24-byte Neighbor Solicitation.
     #[error("ICMPv6 message of {len} bytes is shorter than a Neighbor Solicitation (24)")]
-    Truncated { len: usize },
+    Truncated {
+        /// The message's length in bytes.
+        len: usize,
+    },
+    /// Another ICMPv6 type; holds the type.
     #[error("ICMPv6 type {0} is not a Neighbor Solicitation")]
     NotNeighborSolicitation(u8),
+    /// A code other than 0, which RFC 4861 says to drop; holds the code.
     #[error("Neighbor Solicitation has code {0}, must be 0")]
     NonZeroCode(u8),
+    /// The target is a multicast address, which RFC 4861 says to drop.
     #[error("Neighbor Solicitation targets the multicast address {0}")]
     MulticastTarget(Ipv6Addr),
+    /// An option of length 0, which RFC 4861 says to drop the message for.
     #[error("Neighbor Discovery option at offset {offset} has length zero")]
-    ZeroLengthOption { offset: usize },
+    ZeroLengthOption {
+        /// Byte offset of the option within the ICMPv6 message.
+        offset: usize,
+    },
+    /// An option whose length runs past the end of the message.
     #[error("Neighbor Discovery option at offset {offset} runs past the end of the message")]
-    TruncatedOption { offset: usize },
+    TruncatedOption {
+        /// Byte offset of the option within the ICMPv6 message.
+        offset: usize,
+    },
+    /// A source link-layer address option that does not hold a 6-byte MAC.
     #[error("source link-layer address option of {len} bytes is not an Ethernet address")]
-    MalformedLinkLayerOption { len: usize },
+    MalformedLinkLayerOption {
+        /// The option's length in bytes, type and length fields included.
+        len: usize,
+    },
+    /// A solicitation from `::` (duplicate address detection) with a source link-layer option, which RFC 4861 forbids.
     #[error(
         "Neighbor Solicitation from the unspecified address carries a source link-layer address"
     )]
@@ -176,9 +198,13 @@ impl<'a> Iterator for Options<'a> {
 /// link-layer address option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborAdvertisement {
+    /// The address advertised.
     pub target: Ipv6Addr,
+    /// The MAC the target is at (ours), sent in the target link-layer address option.
     pub our_mac: MacAddr,
+    /// S flag: an answer to a solicitation (false for unsolicited announcements).
     pub solicited: bool,
+    /// O flag: neighbours replace a cached MAC for `target`, which moving an IP between nodes needs.
     pub override_cache: bool,
 }
 

@@ -87,6 +87,7 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    /// The reason as a metrics label value, snake_case.
     pub fn label(self) -> &'static str {
         match self {
             IgnoreReason::Malformed => "malformed",

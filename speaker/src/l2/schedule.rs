@@ -13,6 +13,7 @@ struct Pending {
     next_at: Instant,
 }
 
+/// Per IP, the gratuitous announcements still to send and when the next one is due.
 #[derive(Clone, Debug)]
 pub struct GratuitousSchedule {
     count: u32,
@@ -21,6 +22,7 @@ pub struct GratuitousSchedule {
 }
 
 impl GratuitousSchedule {
+    /// A schedule sending `count` announcements per gained IP, `spacing` apart; `count` 0 sends none.
     pub fn new(count: u32, spacing: Duration) -> Self {
         GratuitousSchedule {
             count,
@@ -69,6 +71,7 @@ impl GratuitousSchedule {
         self.pending.values().map(|pending| pending.next_at).min()
     }
 
+    /// Whether no announcement is pending.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()
     }

@@ -11,11 +11,15 @@
 //! (foca notifications to the alive set), [`timers`] (foca's timer queue)
 //! and [`GossipTimings::foca_config`]. The shell is [`shell`].
 
+#[deny(missing_docs)]
 pub mod alive;
+#[deny(missing_docs)]
 pub mod auth;
+#[deny(missing_docs)]
 pub mod identity;
 pub mod metrics;
 mod shell;
+#[deny(missing_docs)]
 pub mod timers;
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(60);
 /// Where the TCP MD5 password of a peer comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {
+    /// The password itself, from `spec.password`.
     Inline(String),
     /// Key `password` of this Secret in the speaker's namespace.
     Secret(String),
@@ -42,23 +43,36 @@ pub enum PasswordSource {
 /// A `BGPPeer`, parsed and defaulted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BgpPeerView {
+    /// The BGPPeer's name; sessions and status objects are keyed by it.
     pub name: String,
+    /// `peerAddress`: the router to connect to.
     pub address: IpAddr,
+    /// `peerPort`: the router's TCP port (179 unless set).
     pub port: u16,
+    /// `myASN`: our AS number on this session.
     pub my_asn: u32,
+    /// `peerASN`: the AS the router must present; equal to `my_asn` for iBGP.
     pub peer_asn: u32,
+    /// `sourceAddress`: the local address to connect from; `None` lets the kernel choose.
     pub source_address: Option<IpAddr>,
+    /// `routerID`; `None` uses the node's IPv4 InternalIP.
     pub router_id: Option<Ipv4Addr>,
     /// Whole seconds, 0 or 3..=65535 (validated on conversion).
     pub hold_time: u16,
+    /// Whole seconds between our KEEPALIVEs, never above `hold_time`.
     pub keepalive_time: u16,
+    /// `connectTime`: the first connect retry delay, which also bounds one attempt.
     pub connect_time: Duration,
+    /// Where the TCP MD5 password comes from; `None` for no MD5 signature.
     pub password: Option<PasswordSource>,
+    /// `ebgpMultiHop`: the router is more than one hop away, so packets are sent with TTL 255 instead of 1.
     pub ebgp_multihop: bool,
+    /// `nodeSelectors`: the nodes that peer with this router; empty means every node.
     pub node_selectors: Vec<LabelSelector>,
 }
 
 impl BgpPeerView {
+    /// Whether the session is iBGP (both AS numbers equal).
     pub fn is_internal(&self) -> bool {
         self.my_asn == self.peer_asn
     }
@@ -67,12 +81,15 @@ impl BgpPeerView {
 /// A `BGPAdvertisement`, parsed, with community aliases resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BgpAdvertisementView {
+    /// The BGPAdvertisement's name.
     pub name: String,
     /// 0..=32.
     pub aggregation_length: u8,
     /// 0..=128.
     pub aggregation_length_v6: u8,
+    /// `localPref`, sent to iBGP peers only; `None` sends the default 100.
     pub local_pref: Option<u32>,
+    /// `communities`, aliases already replaced by their values.
     pub communities: BTreeSet<CommunityValue>,
     /// The pools, nodes and Services it covers.
     pub selectors: AdvertisementSelectors,
@@ -81,6 +98,7 @@ pub struct BgpAdvertisementView {
 }
 
 impl BgpAdvertisementView {
+    /// Whether routes under this advertisement go to the peer named `peer`.
     pub fn selects_peer(&self, peer: &str) -> bool {
         self.peers.is_empty() || self.peers.iter().any(|name| name == peer)
     }
@@ -104,15 +122,19 @@ impl AdvertisementScope for BgpAdvertisementView {
 /// The BGP configuration of the speaker's namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BgpView {
+    /// Usable BGPPeers, by name.
     pub peers: BTreeMap<String, BgpPeerView>,
+    /// Usable BGPAdvertisements, by name.
     pub advertisements: BTreeMap<String, BgpAdvertisementView>,
 }
 
 impl BgpView {
+    /// Adds or replaces a peer, keyed by its name.
     pub fn insert_peer(&mut self, peer: BgpPeerView) {
         self.peers.insert(peer.name.clone(), peer);
     }
 
+    /// Adds or replaces an advertisement, keyed by its name.
     pub fn insert_advertisement(&mut self, advertisement: BgpAdvertisementView) {
         self.advertisements
             .insert(advertisement.name.clone(), advertisement);
@@ -122,6 +144,7 @@ impl BgpView {
 /// This node as the plan needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalNode<'a> {
+    /// The node's name, matched by peers' node selectors and advertisements.
     pub name: &'a str,
     /// The node's own addresses (InternalIPs): the default router ID, and the next hop
     /// of routes of the other family than the session's.
@@ -142,25 +165,34 @@ pub struct PeerPlan {
     pub session: SessionConfig,
     /// The Secret holding the password, to be read by the shell.
     pub password_secret: Option<String>,
+    /// The routes to advertise on the session.
     pub routes: RouteSet,
 }
 
 /// What this node does in BGP mode.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BgpPlan {
+    /// The sessions to run, by BGPPeer name.
     pub peers: BTreeMap<String, PeerPlan>,
     /// The Services this node advertises to at least one peer, with their IPs.
     pub services: BTreeMap<ServiceKey, BTreeSet<IpAddr>>,
+    /// Peers skipped on this node, and why.
     pub warnings: Vec<BgpPlanWarning>,
 }
 
 /// A peer that cannot be used on this node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BgpPlanWarning {
+    /// The peer sets no routerID and the node has no IPv4 address to use as one.
     #[error(
         "BGPPeer {peer}: no routerID and node {node} has no IPv4 address to use instead; no session"
     )]
-    NoRouterId { peer: String, node: String },
+    NoRouterId {
+        /// The BGPPeer's name.
+        peer: String,
+        /// This node's name.
+        node: String,
+    },
 }
 
 /// The peers and routes of `node`.

@@ -18,31 +18,58 @@ use super::bgp::{
 /// Something in the BGP objects that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BgpWarning {
+    /// An object without a name, which cannot be keyed.
     #[error("a {kind} without metadata.name was skipped")]
-    MissingName { kind: &'static str },
+    MissingName {
+        /// The object's kind, e.g. `BGPPeer`.
+        kind: &'static str,
+    },
+    /// A BGPPeer that fails validation.
     #[error("BGPPeer {peer}: {errors}; the peer is skipped")]
-    InvalidPeer { peer: String, errors: String },
+    InvalidPeer {
+        /// The BGPPeer's name.
+        peer: String,
+        /// The validation errors, joined into one line.
+        errors: String,
+    },
+    /// A BGPPeer using a field the speaker does not implement.
     #[error("BGPPeer {peer}: {feature} is not supported; the peer is skipped")]
-    UnsupportedPeerFeature { peer: String, feature: &'static str },
+    UnsupportedPeerFeature {
+        /// The BGPPeer's name.
+        peer: String,
+        /// The field, as spelled in the spec.
+        feature: &'static str,
+    },
+    /// A BGPPeer whose passwordSecret lives in another namespace, which the speaker may not read.
     #[error(
         "BGPPeer {peer}: passwordSecret {namespace}/{name} is outside the speaker's namespace {speaker_namespace}; the peer is skipped"
     )]
     ForeignPasswordSecret {
+        /// The BGPPeer's name.
         peer: String,
+        /// The Secret's namespace.
         namespace: String,
+        /// The Secret's name.
         name: String,
+        /// The namespace the speaker runs in and reads Secrets from.
         speaker_namespace: String,
     },
+    /// A BGPAdvertisement that fails validation.
     #[error("BGPAdvertisement {advertisement}: {errors}; the advertisement is skipped")]
     InvalidAdvertisement {
+        /// The BGPAdvertisement's name.
         advertisement: String,
+        /// The validation errors, joined into one line.
         errors: String,
     },
+    /// A BGPAdvertisement naming a community alias that no Community object defines.
     #[error(
         "BGPAdvertisement {advertisement}: community alias {alias:?} is defined in no Community; the advertisement is skipped"
     )]
     UnknownCommunityAlias {
+        /// The BGPAdvertisement's name.
         advertisement: String,
+        /// The alias as written.
         alias: String,
     },
 }

@@ -26,14 +26,30 @@ pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// used when it can be, so one typo does not take down every announcement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewWarning {
+    /// An object without a name (or namespace), which cannot be keyed.
     #[error("a {kind} without metadata.name or metadata.namespace was skipped")]
-    MissingName { kind: &'static str },
+    MissingName {
+        /// The object's kind, e.g. `Service`.
+        kind: &'static str,
+    },
+    /// A Service whose status shows an ingress IP that does not parse; that entry is not announced.
     #[error(
         "Service {service}: status.loadBalancer.ingress IP {value:?} is not an IP address; it is not announced"
     )]
-    InvalidIngressIp { service: ServiceKey, value: String },
+    InvalidIngressIp {
+        /// The Service.
+        service: ServiceKey,
+        /// The `ip` field as written.
+        value: String,
+    },
+    /// An IPAddressPool entry that does not parse; the other entries are used.
     #[error("IPAddressPool {pool}: {error}; the entry is ignored")]
-    InvalidPoolAddress { pool: String, error: FieldError },
+    InvalidPoolAddress {
+        /// The pool's name.
+        pool: String,
+        /// What is wrong with the entry.
+        error: FieldError,
+    },
 }
 
 impl ClusterView {

@@ -28,6 +28,7 @@ pub enum Liveness {
 }
 
 impl Liveness {
+    /// Whether the speaker on `node` counts as alive under this source of liveness.
     pub fn is_live(&self, node: &NodeView) -> bool {
         match self {
             Liveness::NodeReadyOnly => node.ready,
@@ -47,7 +48,9 @@ pub fn is_fit(node: &NodeView, liveness: &Liveness) -> bool {
 /// per IP.
 #[derive(Debug)]
 pub struct Advertised<'v, A> {
+    /// The advertisement.
     pub advertisement: &'v A,
+    /// Names of the fit nodes it selects.
     pub nodes: BTreeSet<&'v str>,
 }
 

@@ -25,8 +25,10 @@ const EXTERNAL_IP: &str = "ExternalIP";
 /// Why a Node offers no address to gossip from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeAddressError {
+    /// The Node's status has no InternalIP address.
     #[error("the Node lists no InternalIP")]
     NoInternalIp,
+    /// The Node's InternalIP does not parse; holds it as written.
     #[error("the Node's InternalIP {0:?} is not an IP address")]
     GarbledInternalIp(String),
 }

@@ -14,7 +14,9 @@ pub use ferrolb_crds::service_key::ServiceKey;
 /// A LoadBalancer Service of our class that has IPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView {
+    /// The Service's namespace and name.
     pub key: ServiceKey,
+    /// The Service's labels, matched by advertisements' service selectors.
     pub labels: Labels,
     /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates.
     pub ips: Vec<IpAddr>,
@@ -25,7 +27,9 @@ pub struct ServiceView {
 /// A Node, reduced to what decides whether it may announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
+    /// The Node's name.
     pub name: String,
+    /// The Node's labels, matched by node selectors and checked for the exclude-from-load-balancers label.
     pub labels: Labels,
     /// Condition `Ready` is `True`.
     pub ready: bool,
@@ -53,7 +57,9 @@ impl ServiceEndpoints {
 /// An `IPAddressPool` of the speaker's namespace; only its addresses matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolView {
+    /// The pool's name.
     pub name: String,
+    /// The pool's labels, matched by advertisements' pool selectors.
     pub labels: Labels,
     /// The entries of `spec.addresses` that parse; malformed ones were dropped with a
     /// warning.
@@ -61,6 +67,7 @@ pub struct PoolView {
 }
 
 impl PoolView {
+    /// Whether `ip` lies in one of the pool's usable entries.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         self.ranges.iter().any(|range| range.contains(ip))
     }
@@ -69,6 +76,7 @@ impl PoolView {
 /// An `L2Advertisement` of the speaker's namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct L2AdvertisementView {
+    /// The L2Advertisement's name.
     pub name: String,
     /// The pools, nodes and Services it covers.
     pub selectors: AdvertisementSelectors,
@@ -86,31 +94,40 @@ impl AdvertisementScope for L2AdvertisementView {
 /// from watched objects, or with the `insert_*` methods in tests.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterView {
+    /// Services of our class with IPs, by key.
     pub services: BTreeMap<ServiceKey, ServiceView>,
     /// Endpoints of the Services in `services`; a Service missing here has none.
     pub endpoints: BTreeMap<ServiceKey, ServiceEndpoints>,
+    /// Nodes, by name.
     pub nodes: BTreeMap<String, NodeView>,
+    /// IPAddressPools of the speaker's namespace, by name.
     pub pools: BTreeMap<String, PoolView>,
+    /// L2Advertisements of the speaker's namespace, by name.
     pub l2_advertisements: BTreeMap<String, L2AdvertisementView>,
 }
 
 impl ClusterView {
+    /// Adds or replaces a Service, keyed by its key.
     pub fn insert_service(&mut self, service: ServiceView) {
         self.services.insert(service.key.clone(), service);
     }
 
+    /// Sets the endpoints of `service`, replacing earlier ones.
     pub fn insert_endpoints(&mut self, service: ServiceKey, endpoints: ServiceEndpoints) {
         self.endpoints.insert(service, endpoints);
     }
 
+    /// Adds or replaces a node, keyed by its name.
     pub fn insert_node(&mut self, node: NodeView) {
         self.nodes.insert(node.name.clone(), node);
     }
 
+    /// Adds or replaces a pool, keyed by its name.
     pub fn insert_pool(&mut self, pool: PoolView) {
         self.pools.insert(pool.name.clone(), pool);
     }
 
+    /// Adds or replaces an L2Advertisement, keyed by its name.
     pub fn insert_l2_advertisement(&mut self, advertisement: L2AdvertisementView) {
         self.l2_advertisements
             .insert(advertisement.name.clone(), advertisement);
