@@ -1,8 +1,7 @@
 //! Codec tests: byte vectors written by hand from the RFCs, round trips, every decode
 //! error's NOTIFICATION, and property tests.
 
-use super::codec::*;
-use super::message::*;
+use super::*;
 use ipnet::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};

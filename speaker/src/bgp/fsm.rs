@@ -492,3 +492,7 @@ impl Fsm {
         self.state = State::Idle;
     }
 }
+
+#[cfg(test)]
+#[path = "fsm_tests.rs"]
+mod tests;

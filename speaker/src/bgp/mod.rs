@@ -17,10 +17,3 @@ pub mod session;
 pub mod socket;
 pub mod update_builder;
 mod wire;
-
-#[cfg(test)]
-mod codec_tests;
-#[cfg(test)]
-mod fsm_tests;
-#[cfg(test)]
-mod session_tests;

@@ -312,3 +312,6 @@ impl Reconciler {
         self.effects.push(Effect::Metric(change));
     }
 }
+
+#[cfg(test)]
+mod tests;
