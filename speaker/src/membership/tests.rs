@@ -12,8 +12,8 @@ use tokio::time::{Instant, sleep, timeout};
 
 use super::auth::Authenticator;
 use super::{
-    Direction, GossipTimings, Membership, MembershipConfig, MembershipError, MembershipMetrics,
-    RejectReason,
+    Direction, GossipTimings, MAX_DATAGRAM, Membership, MembershipConfig, MembershipError,
+    MembershipMetrics, RejectReason, auth, resolve_advertise, usable_seeds,
 };
 
 const KEY: &[u8] = b"test gossip key";
@@ -459,4 +459,101 @@ fn report(what: &str, samples: &mut [Duration]) {
         at(0.9),
         at(1.0)
     );
+}
+
+// The configuration alone, without sockets.
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|error| panic!("bad test address {text}: {error}"))
+}
+
+#[test]
+fn the_default_timings_make_a_valid_config() {
+    let timings = GossipTimings::default();
+    let config = timings.foca_config();
+    let Ok(config) = config else {
+        panic!("default timings refused: {config:?}");
+    };
+    assert_eq!(config.probe_period, Duration::from_millis(300));
+    assert_eq!(config.probe_rtt, Duration::from_millis(150));
+    assert_eq!(config.suspect_to_down_after, Duration::from_millis(400));
+    assert_eq!(config.num_indirect_probes.get(), 3);
+    assert!(config.notify_down_members);
+    assert_eq!(
+        config.max_packet_size.get() + auth::ENVELOPE_OVERHEAD,
+        MAX_DATAGRAM
+    );
+    assert_eq!(
+        config
+            .periodic_announce_to_down_members
+            .map(|p| p.frequency),
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn impossible_timings_are_named() {
+    type Spoil = fn(&mut GossipTimings);
+    let cases: [(&str, Spoil); 5] = [
+        ("probe_rtt must be shorter", |t| {
+            t.probe_rtt = t.probe_period
+        }),
+        ("probe_period must not be zero", |t| {
+            t.probe_period = Duration::ZERO
+        }),
+        ("num_indirect_probes", |t| t.num_indirect_probes = 0),
+        ("max_transmissions", |t| t.max_transmissions = 0),
+        ("gossip_fanout", |t| t.gossip_fanout = 0),
+    ];
+    for (expected, spoil) in cases {
+        let mut timings = GossipTimings::default();
+        spoil(&mut timings);
+        match timings.foca_config() {
+            Err(MembershipError::InvalidTimings(why)) => {
+                assert!(why.contains(expected), "{why} should mention {expected}")
+            }
+            other => panic!("expected InvalidTimings({expected}), got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn advertise_fills_unspecified_parts_from_the_bound_address() {
+    let bound = addr("127.0.0.1:40000");
+    assert_eq!(resolve_advertise(addr("0.0.0.0:0"), bound), bound);
+    assert_eq!(
+        resolve_advertise(addr("198.51.100.7:0"), bound),
+        addr("198.51.100.7:40000")
+    );
+    assert_eq!(
+        resolve_advertise(addr("198.51.100.7:7946"), bound),
+        addr("198.51.100.7:7946")
+    );
+}
+
+#[test]
+fn seeds_skip_ourselves_and_duplicates() {
+    let me = addr("198.51.100.1:7946");
+    let other = addr("198.51.100.2:7946");
+    let third = addr("198.51.100.3:7946");
+    assert_eq!(
+        usable_seeds(vec![other, me, third, other], &[me]),
+        vec![other, third]
+    );
+}
+
+#[test]
+fn the_key_stays_out_of_debug_output() {
+    let config = MembershipConfig {
+        node_name: "node-a".into(),
+        bind: addr("127.0.0.1:0"),
+        advertise: addr("127.0.0.1:0"),
+        seeds: vec![],
+        key: b"hunter2".to_vec(),
+        timings: GossipTimings::default(),
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"));
+    assert!(shown.contains("<7 bytes>"));
 }
