@@ -7,10 +7,7 @@ use kube::api::ObjectMeta;
 const D15: Duration = Duration::from_secs(15);
 
 fn ts(secs: i64) -> Timestamp {
-    match Timestamp::from_second(1_700_000_000 + secs) {
-        Ok(t) => t,
-        Err(e) => panic!("bad test timestamp: {e}"),
-    }
+    Timestamp::from_second(1_700_000_000 + secs).expect("a valid test timestamp")
 }
 
 fn held(holder: &str, renewed: i64) -> LeaseState {
