@@ -390,10 +390,10 @@ mod tests {
             &text,
             r#"ferrolb_controller_pool_available_addresses{pool="v6",family="ipv6"}"#,
         );
-        let avail: f64 = match avail.as_deref().map(str::parse) {
-            Some(Ok(v)) => v,
-            other => panic!("no float sample: {other:?}\n{text}"),
-        };
+        let avail: f64 = avail
+            .unwrap_or_else(|| panic!("no available-addresses sample in\n{text}"))
+            .parse()
+            .expect("a float sample");
         assert_eq!(avail, 18_446_744_073_709_551_616.0);
         assert_eq!(
             sample(
@@ -484,14 +484,8 @@ mod tests {
 
     #[test]
     fn families_from_networks() {
-        let v4: ipnet::IpNet = match "192.0.2.0/24".parse() {
-            Ok(n) => n,
-            Err(e) => panic!("{e}"),
-        };
-        let v6: ipnet::IpNet = match "2001:db8::/64".parse() {
-            Ok(n) => n,
-            Err(e) => panic!("{e}"),
-        };
+        let v4: ipnet::IpNet = "192.0.2.0/24".parse().expect("a valid network");
+        let v6: ipnet::IpNet = "2001:db8::/64".parse().expect("a valid network");
         assert_eq!(IpFamily::from(&v4), IpFamily::V4);
         assert_eq!(IpFamily::from(&v6), IpFamily::V6);
         assert_eq!(IpFamily::V6.to_string(), "ipv6");

@@ -156,10 +156,7 @@ mod tests {
     use super::*;
 
     fn ok(text: &str) -> Duration {
-        match parse_go_duration(text) {
-            Ok(d) => d,
-            Err(e) => panic!("{text:?} should parse: {e}"),
-        }
+        parse_go_duration(text).unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
     }
 
     #[test]

@@ -16,18 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 fn parse<T: DeserializeOwned>(yaml: &str) -> T {
-    match serde_yaml::from_str(yaml) {
-        Ok(value) => value,
-        Err(e) => panic!("{e}\n{yaml}"),
-    }
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
 /// Serialize and parse again: nothing is lost or invented.
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
-    let yaml = match serde_yaml::to_string(value) {
-        Ok(yaml) => yaml,
-        Err(e) => panic!("{e}"),
-    };
+    let yaml = serde_yaml::to_string(value).expect("the value serializes");
     assert_eq!(&parse::<T>(&yaml), value, "{yaml}");
 }
 
@@ -101,13 +95,17 @@ status:
     );
     assert!(!pool.spec.auto_assign);
     assert!(pool.spec.avoid_buggy_ips);
-    let allocation = pool.spec.service_allocation.clone().unwrap_or_default();
+    let allocation = pool
+        .spec
+        .service_allocation
+        .clone()
+        .expect("serviceAllocation is set");
     assert_eq!(allocation.priority, Some(50));
     assert_eq!(allocation.namespaces, ["namespace-a", "namespace-b"]);
     assert_eq!(allocation.namespace_selectors.len(), 1);
     assert_eq!(allocation.service_selectors.len(), 1);
     assert_eq!(pool.spec.validate(), Ok(()));
-    let status = pool.status.clone().unwrap_or_default();
+    let status = pool.status.clone().expect("the status is set");
     assert_eq!(status.counts().map(|c| c.available_ipv4), Some(255));
     assert_eq!(status.in_use, Some(true));
     assert_eq!(

@@ -10,13 +10,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::Value;
 
 fn crd(plural: &str) -> CustomResourceDefinition {
-    match ferrolb_crds::crds()
+    ferrolb_crds::crds()
         .into_iter()
         .find(|c| c.spec.names.plural == plural)
-    {
-        Some(crd) => crd,
-        None => panic!("no CRD {plural}"),
-    }
+        .unwrap_or_else(|| panic!("no CRD {plural}"))
 }
 
 fn schema(plural: &str) -> Value {
@@ -25,7 +22,7 @@ fn schema(plural: &str) -> Value {
         .schema
         .as_ref()
         .and_then(|s| s.open_api_v3_schema.as_ref());
-    serde_json::to_value(schema).unwrap_or_default()
+    serde_json::to_value(schema).expect("the schema serializes")
 }
 
 fn walk(value: &Value, visit: &mut impl FnMut(&serde_json::Map<String, Value>)) {

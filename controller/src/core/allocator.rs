@@ -624,3 +624,7 @@ impl Allocator {
             .insert(request.key.clone(), assignment.clone());
     }
 }
+
+#[cfg(test)]
+#[path = "allocator_tests.rs"]
+mod tests;

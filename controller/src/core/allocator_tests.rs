@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::allocator::{AllocationError, Allocator};
-use super::labels::Labels;
-use super::pools::{AllocationScope, PoolConfig};
-use super::service::{FamilyNeeds, PortKey, ServiceKey, ServiceRequest, SharingTerms};
+use super::{AllocationError, Allocator};
+use crate::core::labels::Labels;
+use crate::core::pools::{AllocationScope, PoolConfig};
+use crate::core::service::{FamilyNeeds, PortKey, ServiceKey, ServiceRequest, SharingTerms};
 use crate::ipam::{AddressSet, Family, IpRange};
 
 fn ip(s: &str) -> IpAddr {

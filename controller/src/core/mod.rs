@@ -3,8 +3,6 @@
 //! shell in `crate::shell` drives it.
 
 pub mod allocator;
-#[cfg(test)]
-mod allocator_tests;
 pub mod desired;
 pub mod effect;
 #[cfg(test)]
@@ -14,8 +12,6 @@ pub mod pool_object;
 pub mod pool_writes;
 pub mod pools;
 pub mod reconcile;
-#[cfg(test)]
-mod reconcile_tests;
 pub mod service;
 
 pub use allocator::{AllocationError, Allocator, Assignment, PoolUsage};

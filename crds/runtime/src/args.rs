@@ -63,10 +63,9 @@ mod tests {
 
     fn parse(args: &[&str]) -> CommonArgs {
         let argv = std::iter::once("binary").chain(args.iter().copied());
-        match Binary::try_parse_from(argv) {
-            Ok(binary) => binary.common,
-            Err(e) => panic!("{args:?}: {e}"),
-        }
+        Binary::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .common
     }
 
     /// What a user types and sees: flag, env variable, default. Renaming any

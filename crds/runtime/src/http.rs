@@ -231,23 +231,23 @@ mod tests {
     }
 
     async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
-        let mut stream = match TcpStream::connect(addr).await {
-            Ok(s) => s,
-            Err(e) => panic!("connect {addr}: {e}"),
-        };
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the test server");
         let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        if let Err(e) = stream.write_all(req.as_bytes()).await {
-            panic!("write: {e}");
-        }
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .expect("write the request");
         let mut raw = Vec::new();
-        match tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await {
-            Ok(Ok(_)) => {}
-            other => panic!("read: {other:?}"),
-        }
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+            .await
+            .expect("the reply within 10 s")
+            .expect("read the reply");
         let raw = String::from_utf8_lossy(&raw).into_owned();
-        let Some((head, body)) = raw.split_once("\r\n\r\n") else {
-            panic!("no header end in {raw:?}");
-        };
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end in {raw:?}"));
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let status = status_line
@@ -305,14 +305,11 @@ mod tests {
 
     /// A listener on a free loopback port, and its address.
     async fn bind_any_port() -> (TcpListener, SocketAddr) {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => panic!("bind: {e}"),
-        };
-        match listener.local_addr() {
-            Ok(addr) => (listener, addr),
-            Err(e) => panic!("local_addr: {e}"),
-        }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("the bound address");
+        (listener, addr)
     }
 
     async fn start(metrics: TestMetrics, health: Health) -> Server {
@@ -326,10 +323,11 @@ mod tests {
 
     async fn stop(server: Server) {
         let _ = server.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(10), server.task).await {
-            Ok(Ok(Ok(()))) => {}
-            other => panic!("server did not stop cleanly: {other:?}"),
-        }
+        tokio::time::timeout(Duration::from_secs(10), server.task)
+            .await
+            .expect("the server stops within 10 s")
+            .expect("the server task does not panic")
+            .expect("the server ends without error");
     }
 
     #[tokio::test]
@@ -400,10 +398,11 @@ mod tests {
         }));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = tx.send(());
-        match tokio::time::timeout(Duration::from_secs(10), task).await {
-            Ok(Ok(Ok(()))) => {}
-            other => panic!("serve did not stop cleanly: {other:?}"),
-        }
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("serve stops within 10 s")
+            .expect("the serve task does not panic")
+            .expect("serve ends without error");
     }
 
     #[tokio::test]

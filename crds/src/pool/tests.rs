@@ -246,7 +246,7 @@ fn status_counts_are_exact_strings() {
         Some("1208925819614629174706176")
     );
     assert_eq!(status.counts(), Some(counts));
-    let json = serde_json::to_value(&status).unwrap_or_default();
+    let json = serde_json::to_value(&status).expect("the status serializes");
     assert_eq!(json["availableIPv6"], "1208925819614629174706176");
     assert_eq!(json["assignedIPv4"], "2");
     status.assigned_ipv4 = Some("-1".into());
@@ -255,7 +255,7 @@ fn status_counts_are_exact_strings() {
 
 #[test]
 fn overlap_message_names_pool_and_range() {
-    let overlap = IpRange::parse("192.0.2.16-192.0.2.31").unwrap_or_else(|e| panic!("{e}"));
+    let overlap = IpRange::parse("192.0.2.16-192.0.2.31").expect("a valid range");
     assert_eq!(
         condition::overlap_message("lb", "other-pool", &overlap),
         "addresses 192.0.2.16-192.0.2.31 overlap IPAddressPool lb/other-pool"

@@ -555,3 +555,7 @@ fn encode_update(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

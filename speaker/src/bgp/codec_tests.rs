@@ -1,8 +1,7 @@
 //! Codec tests: byte vectors written by hand from the RFCs, round trips, every decode
 //! error's NOTIFICATION, and property tests.
 
-use super::codec::*;
-use super::message::*;
+use super::*;
 use ipnet::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -22,13 +21,9 @@ fn header(length: u16, message_type: u8) -> Vec<u8> {
 }
 
 fn decode_whole(bytes: &[u8], options: CodecOptions) -> Result<Message, DecodeError> {
-    match decode_message(bytes, options)? {
-        Some((message, used)) => {
-            assert_eq!(used, bytes.len(), "decoder used a different length");
-            Ok(message)
-        }
-        None => panic!("decoder wanted more bytes for a whole message"),
-    }
+    let (message, used) = decode_message(bytes, options)?.expect("the decoder has a whole message");
+    assert_eq!(used, bytes.len(), "decoder used a different length");
+    Ok(message)
 }
 
 fn round_trip(message: &Message, options: CodecOptions) -> Message {

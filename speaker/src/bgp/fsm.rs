@@ -534,3 +534,7 @@ impl Fsm {
         self.state = State::Idle;
     }
 }
+
+#[cfg(test)]
+#[path = "fsm_tests.rs"]
+mod tests;

@@ -1,9 +1,8 @@
 //! One test per transition of the session state machine, including unexpected
 //! messages in each state.
 
-use super::fsm::*;
-use super::message::*;
-use super::update_builder::PeerKind;
+use super::*;
+use crate::bgp::update_builder::PeerKind;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

@@ -23,10 +23,3 @@ pub mod socket;
 pub mod update_builder;
 #[deny(missing_docs)]
 mod wire;
-
-#[cfg(test)]
-mod codec_tests;
-#[cfg(test)]
-mod fsm_tests;
-#[cfg(test)]
-mod session_tests;

@@ -464,3 +464,7 @@ async fn connect(config: SessionConfig) -> io::Result<TcpStream> {
     socket.set_nodelay(true)?;
     socket.connect(config.peer).await
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,14 +1,14 @@
 //! The session shell against a real BIRD 2 in a pair of network namespaces. Needs
 //! root and the `bird`/`birdc` binaries, so it is ignored by default:
-//! `cargo test -p ferrolb-speaker --lib bgp::session_tests -- --ignored`.
+//! `cargo test -p ferrolb-speaker --lib bgp::session::tests -- --ignored`.
 
 // setns for the test's own thread; the unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
-use super::fsm::{FsmConfig, State};
-use super::message::AddressFamily;
-use super::session::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
-use super::update_builder::Route;
+use super::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
+use crate::bgp::fsm::{FsmConfig, State};
+use crate::bgp::message::AddressFamily;
+use crate::bgp::update_builder::Route;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

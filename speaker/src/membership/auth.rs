@@ -124,10 +124,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn authenticator(key: &[u8]) -> Authenticator {
-        match Authenticator::new(key) {
-            Ok(authenticator) => authenticator,
-            Err(error) => panic!("test key refused: {error}"),
-        }
+        Authenticator::new(key).expect("the test key is accepted")
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio::time::{Instant, sleep, timeout};
 
 use super::auth::Authenticator;
 use super::{
-    Direction, GossipTimings, Membership, MembershipConfig, MembershipError, MembershipMetrics,
-    RejectReason,
+    Direction, GossipTimings, MAX_DATAGRAM, Membership, MembershipConfig, MembershipError,
+    MembershipMetrics, RejectReason, auth, resolve_advertise, usable_seeds,
 };
 
 const KEY: &[u8] = b"test gossip key";
@@ -52,13 +52,13 @@ fn config(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, key: &[u8]) -> M
 
 async fn start_at(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>, key: &[u8]) -> Member {
     let metrics = MembershipMetrics::new();
-    match Membership::start(config(name, bind, seeds, key), metrics.clone()).await {
-        Ok((membership, alive)) => Member {
-            membership,
-            alive,
-            metrics,
-        },
-        Err(error) => panic!("member {name} did not start: {error}"),
+    let (membership, alive) = Membership::start(config(name, bind, seeds, key), metrics.clone())
+        .await
+        .unwrap_or_else(|error| panic!("member {name} did not start: {error}"));
+    Member {
+        membership,
+        alive,
+        metrics,
     }
 }
 
@@ -195,9 +195,8 @@ async fn a_member_restarted_on_the_same_address_takes_over_its_old_identity() {
             Err(error) => panic!("restart failed: {error}"),
         }
     }
-    let Some(mut restarted) = restarted else {
-        panic!("could not bind {address} again within a second");
-    };
+    let mut restarted =
+        restarted.unwrap_or_else(|| panic!("could not bind {address} again within a second"));
     let everyone = names(&["node-a", "node-b", "node-c"]);
     all_see(
         &mut [&mut a, &mut b, &mut restarted],
@@ -250,14 +249,10 @@ async fn a_member_with_another_key_never_appears_and_is_counted() {
 #[tokio::test]
 async fn malformed_datagrams_are_counted_and_ignored() {
     let mut a = start("node-a", vec![]).await;
-    let prober = match tokio::net::UdpSocket::bind(loopback(0)).await {
-        Ok(socket) => socket,
-        Err(error) => panic!("cannot bind the probe socket: {error}"),
-    };
-    let authentic = match Authenticator::new(KEY) {
-        Ok(authenticator) => authenticator,
-        Err(error) => panic!("test key refused: {error}"),
-    };
+    let prober = tokio::net::UdpSocket::bind(loopback(0))
+        .await
+        .expect("bind the probe socket");
+    let authentic = Authenticator::new(KEY).expect("the test key is accepted");
     let junk: [Vec<u8>; 4] = [
         vec![],                      // empty: truncated
         vec![1, 2, 3],               // truncated
@@ -265,9 +260,10 @@ async fn malformed_datagrams_are_counted_and_ignored() {
         authentic.seal(&[]),         // authentic and empty
     ];
     for datagram in &junk {
-        if let Err(error) = prober.send_to(datagram, a.addr()).await {
-            panic!("cannot send junk: {error}");
-        }
+        prober
+            .send_to(datagram, a.addr())
+            .await
+            .expect("send the junk");
     }
     let counted = eventually(Duration::from_secs(5), || {
         a.metrics.rejected(RejectReason::Malformed) == junk.len() as u64
@@ -286,9 +282,10 @@ async fn malformed_datagrams_are_counted_and_ignored() {
     if let Some(last) = forged.last_mut() {
         *last ^= 1;
     }
-    if let Err(error) = prober.send_to(&forged, a.addr()).await {
-        panic!("cannot send: {error}");
-    }
+    prober
+        .send_to(&forged, a.addr())
+        .await
+        .expect("send the forged datagram");
     assert!(
         eventually(Duration::from_secs(5), || a
             .metrics
@@ -323,10 +320,10 @@ async fn an_empty_key_is_refused_at_start() {
 #[tokio::test]
 async fn seeds_pointing_at_ourselves_are_ignored() {
     // Learn a free port, then start on it with ourselves as the only seed.
-    let port = match std::net::UdpSocket::bind(loopback(0)).and_then(|s| s.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(error) => panic!("cannot find a free port: {error}"),
-    };
+    let port = std::net::UdpSocket::bind(loopback(0))
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
     let own = loopback(port);
     let lonely = start_at("node-a", own, vec![own], KEY).await;
     lonely.membership.set_seeds(vec![own, own]);
@@ -362,13 +359,10 @@ async fn a_stalled_member_declared_down_rejoins_by_itself() {
     let mut a = start("node-a", vec![]).await;
     let seed = a.addr();
     let node_c = std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => panic!("no runtime for node-c: {error}"),
-        };
+            .expect("a runtime for node-c");
         runtime.block_on(async move {
             let c = start("node-c", vec![seed]).await;
             let _ = ready_tx.send(c.alive.clone());
@@ -379,10 +373,9 @@ async fn a_stalled_member_declared_down_rejoins_by_itself() {
             drop(c);
         });
     });
-    let mut c_alive = match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(alive) => alive,
-        Err(error) => panic!("node-c did not start: {error}"),
-    };
+    let mut c_alive = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("node-c starts");
     let mut b = start("node-b", vec![seed]).await;
     let everyone = names(&["node-a", "node-b", "node-c"]);
     all_see(&mut [&mut a, &mut b], &everyone, CONVERGE_WITHIN).await;
@@ -412,7 +405,7 @@ async fn detection_time_distribution() {
         let (mut a, mut b, c) = converged_trio().await;
         // Let the group settle into steady probing, then fail at a point
         // of the probe cycle that differs from trial to trial.
-        let phase = u64::try_from(trial * 37 % 300).unwrap_or_default();
+        let phase = u64::try_from(trial * 37 % 300).expect("a phase below 300");
         sleep(Duration::from_millis(500 + phase)).await;
         let survivors = names(&["node-a", "node-b"]);
         let started = Instant::now();
@@ -459,4 +452,100 @@ fn report(what: &str, samples: &mut [Duration]) {
         at(0.9),
         at(1.0)
     );
+}
+
+// The configuration alone, without sockets.
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|error| panic!("bad test address {text}: {error}"))
+}
+
+#[test]
+fn the_default_timings_make_a_valid_config() {
+    let timings = GossipTimings::default();
+    let config = timings
+        .foca_config()
+        .expect("the default timings are accepted");
+    assert_eq!(config.probe_period, Duration::from_millis(300));
+    assert_eq!(config.probe_rtt, Duration::from_millis(150));
+    assert_eq!(config.suspect_to_down_after, Duration::from_millis(400));
+    assert_eq!(config.num_indirect_probes.get(), 3);
+    assert!(config.notify_down_members);
+    assert_eq!(
+        config.max_packet_size.get() + auth::ENVELOPE_OVERHEAD,
+        MAX_DATAGRAM
+    );
+    assert_eq!(
+        config
+            .periodic_announce_to_down_members
+            .map(|p| p.frequency),
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn impossible_timings_are_named() {
+    type Spoil = fn(&mut GossipTimings);
+    let cases: [(&str, Spoil); 5] = [
+        ("probe_rtt must be shorter", |t| {
+            t.probe_rtt = t.probe_period
+        }),
+        ("probe_period must not be zero", |t| {
+            t.probe_period = Duration::ZERO
+        }),
+        ("num_indirect_probes", |t| t.num_indirect_probes = 0),
+        ("max_transmissions", |t| t.max_transmissions = 0),
+        ("gossip_fanout", |t| t.gossip_fanout = 0),
+    ];
+    for (expected, spoil) in cases {
+        let mut timings = GossipTimings::default();
+        spoil(&mut timings);
+        match timings.foca_config() {
+            Err(MembershipError::InvalidTimings(why)) => {
+                assert!(why.contains(expected), "{why} should mention {expected}")
+            }
+            other => panic!("expected InvalidTimings({expected}), got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn advertise_fills_unspecified_parts_from_the_bound_address() {
+    let bound = addr("127.0.0.1:40000");
+    assert_eq!(resolve_advertise(addr("0.0.0.0:0"), bound), bound);
+    assert_eq!(
+        resolve_advertise(addr("198.51.100.7:0"), bound),
+        addr("198.51.100.7:40000")
+    );
+    assert_eq!(
+        resolve_advertise(addr("198.51.100.7:7946"), bound),
+        addr("198.51.100.7:7946")
+    );
+}
+
+#[test]
+fn seeds_skip_ourselves_and_duplicates() {
+    let me = addr("198.51.100.1:7946");
+    let other = addr("198.51.100.2:7946");
+    let third = addr("198.51.100.3:7946");
+    assert_eq!(
+        usable_seeds(vec![other, me, third, other], &[me]),
+        vec![other, third]
+    );
+}
+
+#[test]
+fn the_key_stays_out_of_debug_output() {
+    let config = MembershipConfig {
+        node_name: "node-a".into(),
+        bind: addr("127.0.0.1:0"),
+        advertise: addr("127.0.0.1:0"),
+        seeds: vec![],
+        key: b"hunter2".to_vec(),
+        timings: GossipTimings::default(),
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"));
+    assert!(shown.contains("<7 bytes>"));
 }

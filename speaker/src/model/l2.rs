@@ -92,3 +92,7 @@ pub fn owned_by<'a>(
 #[cfg(test)]
 #[path = "l2_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "l2_proptests.rs"]
+mod proptests;

@@ -310,6 +310,3 @@ fn owned_by_lists_the_nodes_ips() {
     }
     assert_eq!(owned_by(&plan, "node-z").count(), 0);
 }
-
-#[path = "l2_proptests.rs"]
-mod proptests;

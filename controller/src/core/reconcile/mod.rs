@@ -328,3 +328,6 @@ impl Reconciler {
         self.effects.push(Effect::Metric(change));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,15 +5,15 @@ use ferrolb_crds::pool::{IPAddressPool, condition};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 
-use super::ClassFilter;
-use super::allocator::Assignment;
-use super::desired::{Outcome, ServiceWrite};
-use super::effect::{Effect, MetricChange, PoolStatusOrder, ServiceWriteOrder};
-use super::fixtures::{POOL_NAMESPACE, pool, service, showing};
-use super::labels::Labels;
-use super::pool_writes::{PoolStatusWritten, PoolWriteOutcome};
-use super::reconcile::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
-use super::service::ServiceKey;
+use super::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
+use crate::core::ClassFilter;
+use crate::core::allocator::Assignment;
+use crate::core::desired::{Outcome, ServiceWrite};
+use crate::core::effect::{Effect, MetricChange, PoolStatusOrder, ServiceWriteOrder};
+use crate::core::fixtures::{POOL_NAMESPACE, pool, service, showing};
+use crate::core::labels::Labels;
+use crate::core::pool_writes::{PoolStatusWritten, PoolWriteOutcome};
+use crate::core::service::ServiceKey;
 use ferrolb_crds::class::DEFAULT_LOAD_BALANCER_CLASS;
 
 const KINDS: [Kind; 3] = [Kind::Pools, Kind::Namespaces, Kind::Services];
