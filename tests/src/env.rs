@@ -287,19 +287,93 @@ impl Drop for Controller {
 }
 
 /// Polls `probe` every 100 ms until it yields a value or `timeout` passes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+///
+/// A probe returns an `Option` (nothing to say while waiting) or a `Result`,
+/// whose last error is quoted when the wait times out: "timed out waiting for
+/// 2 IPs on web" says little, "…; last: 1 IP: 198.51.100.200" says why.
+pub async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<<Fut::Output as ProbeOutcome>::Value>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future,
+    Fut::Output: ProbeOutcome,
 {
     let deadline = Instant::now() + timeout;
+    let mut last = None;
     loop {
-        if let Some(value) = probe().await {
-            return Ok(value);
+        match probe().await.into_attempt() {
+            Ok(value) => return Ok(value),
+            Err(Some(why)) => last = Some(why),
+            Err(None) => {}
         }
         if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
+            match last {
+                Some(why) => bail!("timed out after {timeout:?} waiting for {what}; last: {why}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a [`wait_for`] probe returns: a value, or why there is none yet.
+pub trait ProbeOutcome {
+    /// What the wait yields.
+    type Value;
+    /// The value, or the reason to keep waiting (if the probe gave one).
+    fn into_attempt(self) -> std::result::Result<Self::Value, Option<String>>;
+}
+
+impl<T> ProbeOutcome for Option<T> {
+    type Value = T;
+    fn into_attempt(self) -> std::result::Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> ProbeOutcome for std::result::Result<T, E> {
+    type Value = T;
+    fn into_attempt(self) -> std::result::Result<T, Option<String>> {
+        // `{:#}` prints an anyhow error with its causes on one line.
+        self.map_err(|e| Some(format!("{e:#}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timed_out_wait_quotes_the_probes_last_error() {
+        let mut tries = 0;
+        let error = wait_for("the answer", Duration::from_millis(250), || {
+            tries += 1;
+            let attempt = tries;
+            async move { Err::<(), _>(anyhow::anyhow!("attempt {attempt}: not yet")) }
+        })
+        .await
+        .expect_err("the probe never succeeds");
+        let text = error.to_string();
+        assert!(text.contains("waiting for the answer"), "{text}");
+        assert!(
+            text.contains(&format!("last: attempt {tries}: not yet")),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_returns_the_first_value() {
+        let mut tries = 0;
+        let value = wait_for("three tries", Duration::from_secs(5), || {
+            tries += 1;
+            let attempt = tries;
+            async move { (attempt >= 3).then_some(attempt) }
+        })
+        .await
+        .expect("the third try answers");
+        assert_eq!(value, 3);
     }
 }

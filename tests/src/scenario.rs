@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use ferrolb_crds::IPAddressPool;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
@@ -125,9 +125,12 @@ impl Scenario {
         wait_for(&format!("{count} IPs on {name}"), WAIT, || {
             let api = api.clone();
             async move {
-                let svc = api.get(name).await.ok()?;
-                let ips = ingress(&svc);
-                (ips.len() == count).then_some(ips)
+                let ips = ingress(&api.get(name).await?);
+                if ips.len() == count {
+                    Ok(ips)
+                } else {
+                    Err(anyhow!("{} IPs: {ips:?}", ips.len()))
+                }
             }
         })
         .await
@@ -139,14 +142,20 @@ impl Scenario {
         wait_for(&format!("event {reason} on {object}"), WAIT, || {
             let events = events.clone();
             async move {
-                let list = events.list(&ListParams::default()).await.ok()?;
-                list.items
+                let list = events.list(&ListParams::default()).await?;
+                let on_object: Vec<Event> = list
+                    .items
                     .into_iter()
                     .filter(|e| {
                         e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
                     })
+                    .collect();
+                let seen: Vec<String> = on_object.iter().filter_map(|e| e.reason.clone()).collect();
+                on_object
+                    .into_iter()
                     .find(|e| e.reason.as_deref() == Some(reason))
                     .map(|e| e.note.unwrap_or_default())
+                    .ok_or_else(|| anyhow!("Events on {object} so far: {seen:?}"))
             }
         })
         .await
@@ -178,7 +187,7 @@ impl Scenario {
     /// Waits until our condition is on the Service.
     pub async fn wait_condition(&self, name: &str) -> Result<(String, String, String)> {
         wait_for(&format!("condition on {name}"), WAIT, || async {
-            self.condition(name).await.ok().flatten()
+            self.condition(name).await?.context("no condition yet")
         })
         .await
     }
