@@ -579,8 +579,12 @@ pub fn arping(
 }
 
 /// MAC that answers a Neighbor Solicitation for `ip` (ndisc6 stops at the
-/// first answer; use a capture to see all of them).
+/// first answer; use a capture to see all of them). No answer is an empty
+/// set; ndisc6 failing in any other way is an error, so a broken probe never
+/// reads as "nobody answers".
 pub fn ndisc(client: &Netns, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
+    /// ndisc6's exit status when every solicitation timed out.
+    const NO_RESPONSE: i32 = 2;
     let out = client
         .command("ndisc6")
         .args(["-n", "-r", "3", "-w", "500"])
@@ -588,7 +592,17 @@ pub fn ndisc(client: &Netns, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<S
         .arg(interface)
         .output()
         .context("running ndisc6 (is the ndisc6 package installed?)")?;
-    Ok(macs_in(&String::from_utf8_lossy(&out.stdout)))
+    let macs = macs_in(&String::from_utf8_lossy(&out.stdout));
+    match out.status.code() {
+        Some(0) if !macs.is_empty() => Ok(macs),
+        Some(NO_RESPONSE) => Ok(BTreeSet::new()),
+        _ => bail!(
+            "ndisc6 {ip} on {interface} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
 }
 
 /// Every MAC address (aa:bb:cc:dd:ee:ff, either case) in `text`.

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use ferrolb_crds::ServiceL2Status;
 use ferrolb_tests::arp_probe::{TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
@@ -101,8 +101,12 @@ async fn exactly_one_node_answers_arp_and_ndp() -> Result<()> {
     let macs = lab.arping(ip4, "eth0", 3)?;
     assert_eq!(macs, BTreeSet::from([lab.nodes[owner].mac.clone()]));
     let ndp = wait_for("an NDP answer", Duration::from_secs(20), || async {
-        let macs = lab.ndisc(ip6, "eth0").ok()?;
-        (!macs.is_empty()).then_some(macs)
+        let macs = lab.ndisc(ip6, "eth0")?;
+        if macs.is_empty() {
+            Err(anyhow!("no NDP answer yet"))
+        } else {
+            Ok(macs)
+        }
     })
     .await?;
     // One owner per IP; both IPs of a Service may land on different nodes.
@@ -284,11 +288,12 @@ async fn hard_kill_of_the_owner_fails_over_with_gratuitous_packets() -> Result<(
         .await?;
     let (ip4, ip6) = (v4(&ips)?, v6(&ips)?);
     let owner = lab.wait_arp_owner(ip4).await?;
+    let owner6 = wait_ndp_owner(&lab, ip6, None).await?;
     let capture = Capture::start(&lab.client, "eth0", "arp or icmp6")?;
     let (new_owner, took) = kill_and_wait(&mut lab, ip4, owner).await?;
     eprintln!("failover after SIGKILL: node {owner} -> node {new_owner} in {took:?}");
-    // The IPv6 address too ends on a live node, announced without being asked.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The IPv6 address too is answered by a live node.
+    let new_owner6 = wait_ndp_owner(&lab, ip6, Some(owner)).await?;
     let text = capture.stop();
     let new_mac = lab.nodes[new_owner].mac.clone();
     assert!(
@@ -296,26 +301,39 @@ async fn hard_kill_of_the_owner_fails_over_with_gratuitous_packets() -> Result<(
             .any(|l| l.starts_with_mac(&new_mac) && is_gratuitous_arp(l, ip4)),
         "gratuitous ARP from the new owner:\n{text}"
     );
-    let unsolicited: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("neighbor advertisement") && l.contains(&format!("tgt is {ip6}")))
-        .collect();
-    let ndp_owner = lab.ndisc(ip6, "eth0")?;
-    assert!(
-        !ndp_owner.contains(&lab.nodes[owner].mac),
-        "the dead node no longer answers NDP"
-    );
-    if ndp_owner_changed(&lab, owner, &ndp_owner) {
+    if owner6 == owner {
+        // It moved: the new owner announced it without being asked.
+        let new_mac6 = &lab.nodes[new_owner6].mac;
         assert!(
-            !unsolicited.is_empty(),
-            "an unsolicited NA from the new IPv6 owner:\n{text}"
+            text.lines().any(|l| l.starts_with_mac(new_mac6)
+                && l.contains("neighbor advertisement")
+                && l.contains(&format!("tgt is {ip6}"))),
+            "an unsolicited NA from the new IPv6 owner, node {new_owner6}:\n{text}"
+        );
+    } else {
+        assert_eq!(
+            new_owner6, owner6,
+            "the IPv6 address lived on a surviving node and stays there"
         );
     }
     Ok(())
 }
 
-fn ndp_owner_changed(lab: &L2Lab, dead: usize, now: &BTreeSet<String>) -> bool {
-    now.len() == 1 && !now.contains(&lab.nodes[dead].mac)
+/// Waits until exactly one node answers NDP for `ip`, and that node is not
+/// `dead`; returns it.
+async fn wait_ndp_owner(lab: &L2Lab, ip: Ipv6Addr, dead: Option<usize>) -> Result<usize> {
+    wait_for(
+        &format!("one live node answering NDP for {ip}"),
+        Duration::from_secs(15),
+        || async {
+            let macs = lab.ndisc(ip, "eth0")?;
+            match macs.iter().next().and_then(|mac| lab.node_with_mac(mac)) {
+                Some(node) if macs.len() == 1 && Some(node) != dead => Ok(node),
+                _ => Err(anyhow!("NDP answers from {macs:?}")),
+            }
+        },
+    )
+    .await
 }
 
 trait StartsWithMac {
