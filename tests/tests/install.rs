@@ -354,6 +354,7 @@ fn pod_contract(workload: &serde_yaml::Value) -> Result<serde_yaml::Value> {
                 "securityContext",
                 "terminationGracePeriodSeconds",
                 "tolerations",
+                "priorityClassName",
             ],
         ),
     );
