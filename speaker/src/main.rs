@@ -94,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
         }
         GossipKeys::Fixed(authenticator) => (Some(authenticator), None),
         GossipKeys::File(path) => {
-            let (file, authenticator) = KeyFile::load(path)?;
+            let (file, authenticator) =
+                KeyFile::load(path).context("--gossip-key-file / FERROLB_GOSSIP_KEY_FILE")?;
             info!(path = %file.path().display(), keys = authenticator.key_count(), "gossip keys read from the key file");
             (Some(authenticator), Some(file))
         }

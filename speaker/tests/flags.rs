@@ -79,7 +79,11 @@ fn a_short_key_is_refused() {
 #[test]
 fn an_unreadable_key_file_is_refused() {
     let out = speaker(&["--gossip-key-file", "/nonexistent/keys"], &[]);
-    refused(&out, "missing key file", &["/nonexistent/keys"]);
+    refused(
+        &out,
+        "missing key file",
+        &["--gossip-key-file", "/nonexistent/keys"],
+    );
 }
 
 #[test]
