@@ -1,6 +1,7 @@
 //! `ferrolb-speaker`: makes FerroLB Service IPs reachable from this node.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,12 +10,14 @@ use ferrolb_runtime::http::{self, Health};
 use ferrolb_runtime::{CommonArgs, init_tracing, shutdown_signal};
 use ferrolb_speaker::l2::interfaces::ExcludePatterns;
 use ferrolb_speaker::l2::{AnnouncerConfig, L2Metrics};
+use ferrolb_speaker::membership::key_file::KeyFile;
+use ferrolb_speaker::membership::keys::{self, GossipKeys};
 use ferrolb_speaker::membership::{GossipTimings, MembershipMetrics};
 use ferrolb_speaker::metrics::{Registered, SpeakerMetrics};
 use ferrolb_speaker::model::BgpOptions;
 use ferrolb_speaker::shell::{self, BgpMetrics, GossipSettings, Parts, SpeakerConfig};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Announces the external IPs of LoadBalancer Services from this node: in L2
 /// mode it answers ARP and NDP for the IPs this node is elected for.
@@ -40,10 +43,23 @@ struct Args {
     #[arg(long, env = "FERROLB_GOSSIP_ADDRESS")]
     gossip_address: Option<IpAddr>,
 
-    /// Shared key authenticating gossip messages (from a Secret). Without it
-    /// there is no gossip and failover waits for the Node to turn NotReady.
+    /// Shared key authenticating gossip messages (from Secret
+    /// ferrolb-memberlist), taken byte for byte; at least 16 bytes. Required
+    /// unless --gossip-key-file or --no-gossip is given.
     #[arg(long, env = "FERROLB_GOSSIP_KEY", hide_env_values = true)]
     gossip_key: Option<String>,
+
+    /// File of gossip keys, one a line (blank lines and `#` comments skipped):
+    /// signs with the first, accepts any, and is re-read when it changes, so
+    /// the key can be rotated without a restart. Instead of --gossip-key.
+    #[arg(long, env = "FERROLB_GOSSIP_KEY_FILE")]
+    gossip_key_file: Option<PathBuf>,
+
+    /// Runs without gossip: node liveness then comes from the Node Ready
+    /// condition only, so failover waits for the Node to turn NotReady (tens
+    /// of seconds) instead of about a second.
+    #[arg(long, env = "FERROLB_NO_GOSSIP")]
+    no_gossip: bool,
 
     /// Interfaces never used for L2 announcements, as regular expressions
     /// (replaces the default list of container and virtual interfaces).
@@ -64,6 +80,26 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.common.log_format);
+    let gossip_keys = keys::choose(
+        args.gossip_key.as_deref(),
+        args.gossip_key_file.as_deref(),
+        args.no_gossip,
+    )?;
+    let (authenticator, key_file) = match gossip_keys {
+        GossipKeys::Off => {
+            warn!(
+                "--no-gossip: node liveness comes from the Node Ready condition only, so failover waits for the Node to turn NotReady (tens of seconds)"
+            );
+            (None, None)
+        }
+        GossipKeys::Fixed(authenticator) => (Some(authenticator), None),
+        GossipKeys::File(path) => {
+            let (file, authenticator) =
+                KeyFile::load(path).context("--gossip-key-file / FERROLB_GOSSIP_KEY_FILE")?;
+            info!(path = %file.path().display(), keys = authenticator.key_count(), "gossip keys read from the key file");
+            (Some(authenticator), Some(file))
+        }
+    };
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
@@ -93,15 +129,13 @@ async fn main() -> anyhow::Result<()> {
         announcer.exclude_patterns =
             ExcludePatterns::new(&patterns).context("--exclude-interfaces")?;
     }
-    let gossip = match args.gossip_key {
-        Some(key) if !key.is_empty() => Some(GossipSettings {
-            port: args.gossip_port,
-            address: args.gossip_address,
-            key: key.into_bytes(),
-            timings: GossipTimings::default(),
-        }),
-        _ => None,
-    };
+    let gossip = authenticator.map(|authenticator| GossipSettings {
+        port: args.gossip_port,
+        address: args.gossip_address,
+        authenticator,
+        key_file,
+        timings: GossipTimings::default(),
+    });
     let config = SpeakerConfig {
         node_name: args.node_name.clone(),
         class: args.common.class_filter(),

@@ -6,10 +6,12 @@
 //! alive (ours always included) on a `watch` channel. The election reads
 //! that set; the Node Ready condition is its fallback.
 //!
-//! Pure parts: [`auth`] (the datagram envelope), [`identity`] (who a member
+//! Pure parts: [`auth`] (the datagram envelope and its keys), [`keys`]
+//! (which keys the flags and a key file ask for), [`identity`] (who a member
 //! is, and how a restarted speaker outranks its previous run), [`alive`]
 //! (foca notifications to the alive set), [`timers`] (foca's timer queue)
-//! and [`GossipTimings::foca_config`]. The shell is [`shell`].
+//! and [`GossipTimings::foca_config`]. The shells are [`shell`] and
+//! [`key_file`] (follows `--gossip-key-file`).
 
 #[deny(missing_docs)]
 pub mod alive;
@@ -17,6 +19,10 @@ pub mod alive;
 pub mod auth;
 #[deny(missing_docs)]
 pub mod identity;
+#[deny(missing_docs)]
+pub mod key_file;
+#[deny(missing_docs)]
+pub mod keys;
 pub mod metrics;
 mod shell;
 #[deny(missing_docs)]
@@ -30,7 +36,7 @@ use std::num::{NonZeroU8, NonZeroUsize};
 use std::time::Duration;
 
 pub use metrics::{Direction, MembershipMetrics, RejectReason};
-pub use shell::Membership;
+pub use shell::{KeySetter, Membership};
 
 /// How often and how patiently the speakers check on each other.
 ///
@@ -178,8 +184,8 @@ pub struct MembershipConfig {
     pub advertise: SocketAddr,
     /// Gossip addresses of other speakers to announce ourselves to.
     pub seeds: Vec<SocketAddr>,
-    /// The shared key (bytes of the Secret). Must not be empty.
-    pub key: Vec<u8>,
+    /// The shared keys: signs with the first, accepts any.
+    pub authenticator: auth::Authenticator,
     /// Protocol timings.
     pub timings: GossipTimings,
 }
@@ -191,7 +197,7 @@ impl std::fmt::Debug for MembershipConfig {
             .field("bind", &self.bind)
             .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
-            .field("key", &format_args!("<{} bytes>", self.key.len()))
+            .field("authenticator", &self.authenticator)
             .field("timings", &self.timings)
             .finish()
     }
@@ -200,9 +206,6 @@ impl std::fmt::Debug for MembershipConfig {
 /// Why the membership could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
-    /// The shared key is empty, which would authenticate nothing.
-    #[error("the gossip key is empty")]
-    EmptyKey,
     /// The node name is empty.
     #[error("the node name is empty")]
     EmptyNodeName,
@@ -221,14 +224,6 @@ pub enum MembershipError {
     /// picks probe targets).
     #[error("cannot seed the gossip RNG: {0}")]
     Randomness(String),
-}
-
-impl From<auth::KeyError> for MembershipError {
-    fn from(error: auth::KeyError) -> Self {
-        match error {
-            auth::KeyError::Empty => MembershipError::EmptyKey,
-        }
-    }
 }
 
 /// `advertise` with its unspecified parts filled from the bound address.

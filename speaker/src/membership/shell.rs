@@ -28,6 +28,7 @@ const RECEIVE_BUFFER: usize = 65_536;
 
 enum Command {
     SetSeeds(Vec<SocketAddr>),
+    SetKeys(Authenticator),
     Leave(oneshot::Sender<()>),
 }
 
@@ -52,7 +53,6 @@ impl Membership {
         config: MembershipConfig,
         metrics: MembershipMetrics,
     ) -> Result<(Membership, watch::Receiver<BTreeSet<String>>), MembershipError> {
-        let authenticator = Authenticator::new(&config.key)?;
         if config.node_name.is_empty() {
             return Err(MembershipError::EmptyNodeName);
         }
@@ -91,7 +91,7 @@ impl Membership {
             alive,
             seeds: usable_seeds(config.seeds, &ourselves),
             ourselves,
-            authenticator,
+            authenticator: config.authenticator,
             metrics,
             publish,
         };
@@ -121,6 +121,19 @@ impl Membership {
         let _ = self.commands.send(Command::SetSeeds(seeds));
     }
 
+    /// Swaps the keys without leaving the group: the next datagram is
+    /// signed with the new first key.
+    pub fn set_keys(&self, authenticator: Authenticator) {
+        self.key_setter().set(authenticator);
+    }
+
+    /// A handle that swaps the keys from another task.
+    pub fn key_setter(&self) -> KeySetter {
+        KeySetter {
+            commands: self.commands.clone(),
+        }
+    }
+
     /// Tells the group we leave, waits (at most `leave_timeout`) until that
     /// has been sent, and stops.
     pub async fn leave(self) {
@@ -139,6 +152,19 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Swaps a running membership's keys (see [`Membership::key_setter`]).
+#[derive(Clone, Debug)]
+pub struct KeySetter {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl KeySetter {
+    /// Hands the new keys over; false when the membership has stopped.
+    pub fn set(&self, authenticator: Authenticator) -> bool {
+        self.commands.send(Command::SetKeys(authenticator)).is_ok()
     }
 }
 
@@ -176,6 +202,9 @@ impl Gossiper {
                     Some(Command::SetSeeds(seeds)) => {
                         self.seeds = usable_seeds(seeds, &self.ourselves);
                         self.announce_to_seeds(&socket).await;
+                    }
+                    Some(Command::SetKeys(authenticator)) => {
+                        self.authenticator = authenticator;
                     }
                     Some(Command::Leave(done)) => {
                         self.leave(&socket).await;

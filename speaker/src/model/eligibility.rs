@@ -19,7 +19,7 @@ pub const LABEL_EXCLUDE_FROM_LOAD_BALANCERS: &str =
 /// How a speaker decides that a node is alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Liveness {
-    /// Only the Node's `Ready` condition: the fallback while gossip is unavailable.
+    /// Only the Node's `Ready` condition: a speaker started with `--no-gossip`.
     NodeReadyOnly,
     /// `Ready`, and in this set of nodes the gossip failure detector considers alive.
     /// Ready alone reacts in tens of seconds (the node lifecycle controller's grace

@@ -46,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
+use crate::membership::auth::Authenticator;
+use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
@@ -67,7 +69,10 @@ pub struct GossipSettings {
     pub port: u16,
     /// The address other speakers reach this one at; by default the Node's InternalIP.
     pub address: Option<IpAddr>,
-    pub key: Vec<u8>,
+    /// The keys at start.
+    pub authenticator: Authenticator,
+    /// The key file the keys came from, followed as it changes.
+    pub key_file: Option<KeyFile>,
     pub timings: GossipTimings,
 }
 
@@ -75,7 +80,7 @@ pub struct SpeakerConfig {
     pub node_name: String,
     pub namespace: String,
     pub class: ClassFilter,
-    /// `None`: no gossip, liveness from the Node Ready condition only.
+    /// `None` (`--no-gossip`): liveness from the Node Ready condition only.
     pub gossip: Option<GossipSettings>,
     pub announcer: AnnouncerConfig,
     pub bgp: model::BgpOptions,
@@ -94,7 +99,7 @@ pub struct Parts {
 /// the status objects removed.
 pub async fn run(
     client: Client,
-    config: SpeakerConfig,
+    mut config: SpeakerConfig,
     parts: Parts,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -113,21 +118,23 @@ pub async fn run(
     }
     info!(node = %node, "caches synced");
 
-    let (membership, alive) = match &config.gossip {
+    let (membership, alive) = match config.gossip.as_mut() {
         Some(gossip) => {
             let (membership, alive) =
                 start_gossip(&config.node_name, gossip, &stores, parts.membership.clone())
                     .await
                     .context("starting the gossip membership")?;
+            if let Some(file) = gossip.key_file.take() {
+                let keys = membership.key_setter();
+                // Ends by itself once the membership has stopped.
+                tokio::spawn(key_file::follow(file, key_file::POLL_EVERY, move |new| {
+                    keys.set(new)
+                }));
+            }
             wait_for_members(&alive, &stores, &node, &shutdown).await;
             (Some(membership), Some(alive))
         }
-        None => {
-            warn!(
-                "no gossip key: node liveness comes from the Node Ready condition only, so failover waits for the node controller"
-            );
-            (None, None)
-        }
+        None => (None, None),
     };
 
     let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
@@ -305,7 +312,7 @@ async fn start_gossip(
             node,
             gossip.port,
         ),
-        key: gossip.key.clone(),
+        authenticator: gossip.authenticator.clone(),
         timings: gossip.timings.clone(),
     };
     info!(node, advertise = %config.advertise, seeds = config.seeds.len(), "joining the speakers' gossip group");
