@@ -355,6 +355,7 @@ fn pod_contract(workload: &serde_yaml::Value) -> Result<serde_yaml::Value> {
                 "terminationGracePeriodSeconds",
                 "tolerations",
                 "priorityClassName",
+                "volumes",
             ],
         ),
     );
@@ -369,6 +370,7 @@ fn pod_contract(workload: &serde_yaml::Value) -> Result<serde_yaml::Value> {
                 "livenessProbe",
                 "readinessProbe",
                 "resources",
+                "volumeMounts",
             ],
         ),
     );
