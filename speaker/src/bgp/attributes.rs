@@ -88,7 +88,12 @@ pub(crate) fn decode_attributes(
     let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
     while !reader.is_empty() {
-        let (flags, type_code, value, whole) = match next_attribute(&mut reader) {
+        let Framed {
+            flags,
+            type_code,
+            value,
+            whole,
+        } = match next_attribute(&mut reader) {
             Ok(attribute) => attribute,
             Err(reason) => {
                 // RFC 7606 §4: the rest of the list cannot be read, but the total
@@ -109,11 +114,18 @@ pub(crate) fn decode_attributes(
     Ok((attributes, errors))
 }
 
-/// Reads one attribute's flags, type, value and whole bytes (for NOTIFICATION data),
-/// or why its header or length does not fit the list.
-fn next_attribute<'a>(
-    reader: &mut Reader<'a>,
-) -> Result<(u8, u8, &'a [u8], Vec<u8>), &'static str> {
+/// One attribute as framed in the list, not yet interpreted.
+struct Framed<'a> {
+    flags: u8,
+    type_code: u8,
+    value: &'a [u8],
+    /// Flags, type, length and value: the NOTIFICATION data if it is malformed.
+    whole: Vec<u8>,
+}
+
+/// Reads the next attribute of the list, or says why its header or length does not
+/// fit the list.
+fn next_attribute<'a>(reader: &mut Reader<'a>) -> Result<Framed<'a>, &'static str> {
     let start = reader.clone();
     let (Some(flags), Some(type_code)) = (reader.u8(), reader.u8()) else {
         return Err("truncated attribute header");
@@ -133,7 +145,12 @@ fn next_attribute<'a>(
         .bytes(header_len + value_len)
         .unwrap_or_default()
         .to_vec();
-    Ok((flags, type_code, value, whole))
+    Ok(Framed {
+        flags,
+        type_code,
+        value,
+        whole,
+    })
 }
 
 fn decode_attribute(
