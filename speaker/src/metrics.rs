@@ -87,7 +87,7 @@ mod tests {
     use crate::l2::metrics::AddressFamily;
     use crate::l2::plan::IgnoreReason;
     use crate::membership::{Direction, RejectReason};
-    use crate::shell::{PeerLabels, StateLabels};
+    use crate::shell::{PeerLabels, StateLabels, UpdateErrorLabels};
 
     /// The names of the samples in an exposition, in order.
     fn sample_names(text: &str) -> Vec<&str> {
@@ -119,6 +119,11 @@ mod tests {
         bgp.sessions.get_or_create(&idle).set(1);
         bgp.updates_sent.get_or_create(&peer).inc();
         bgp.prefixes_advertised.get_or_create(&peer).set(1);
+        let discard = UpdateErrorLabels {
+            peer: "p".into(),
+            action: "attribute-discard".into(),
+        };
+        bgp.update_errors.get_or_create(&discard).inc();
 
         let text = registered.encode_text();
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -138,6 +143,7 @@ mod tests {
                 "ferrolb_speaker_bgp_sessions",
                 "ferrolb_speaker_bgp_updates_sent_total",
                 "ferrolb_speaker_bgp_prefixes_advertised",
+                "ferrolb_speaker_bgp_update_errors_total",
             ],
             "{text}"
         );

@@ -4,6 +4,7 @@
 use super::codec::{CodecOptions, DecodeError, EncodeError};
 use super::message::attribute_flags::{EXTENDED_LENGTH, OPTIONAL, PARTIAL, TRANSITIVE};
 use super::message::*;
+use super::update_errors::{UpdateError, tolerate};
 use super::wire::{
     Reader, put_ipv4_prefix, put_ipv6_prefix, read_ipv4_prefixes, read_ipv6_prefixes,
 };
@@ -25,7 +26,9 @@ impl Category {
             ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => {
                 Some(Category::WellKnown)
             }
-            COMMUNITIES | AS4_PATH | LARGE_COMMUNITIES => Some(Category::OptionalTransitive),
+            AGGREGATOR | COMMUNITIES | AS4_PATH | AS4_AGGREGATOR | LARGE_COMMUNITIES => {
+                Some(Category::OptionalTransitive)
+            }
             MULTI_EXIT_DISC | MP_REACH_NLRI | MP_UNREACH_NLRI => {
                 Some(Category::OptionalNonTransitive)
             }
@@ -73,41 +76,81 @@ pub(crate) fn type_code(attribute: &PathAttribute) -> u8 {
     }
 }
 
-/// Decodes the path attributes section of an UPDATE.
+/// Decodes the path attributes section of an UPDATE. Errors the session survives
+/// (RFC 7606) are returned beside the attributes, the offending attribute left out;
+/// an error that calls for a session reset is returned as the `Err`.
 pub(crate) fn decode_attributes(
     bytes: &[u8],
     options: CodecOptions,
-) -> Result<Vec<PathAttribute>, DecodeError> {
-    let malformed = |reason| DecodeError::MalformedAttributeList { reason };
+) -> Result<(Vec<PathAttribute>, Vec<UpdateError>), DecodeError> {
     let mut reader = Reader::new(bytes);
     let mut attributes = Vec::new();
+    let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
     while !reader.is_empty() {
-        let start = reader.clone();
-        let (Some(flags), Some(type_code)) = (reader.u8(), reader.u8()) else {
-            return Err(malformed("truncated attribute header"));
+        let Framed {
+            flags,
+            type_code,
+            value,
+            whole,
+        } = match next_attribute(&mut reader) {
+            Ok(attribute) => attribute,
+            Err(reason) => {
+                // RFC 7606 §4: the rest of the list cannot be read, but the total
+                // attribute length still tells where the NLRI starts.
+                tolerate(&mut errors, DecodeError::MalformedAttributeList { reason })?;
+                break;
+            }
         };
-        let value_len = if flags & EXTENDED_LENGTH != 0 {
-            reader.u16().map(usize::from)
-        } else {
-            reader.u8().map(usize::from)
-        }
-        .ok_or(malformed("truncated attribute length"))?;
-        let header_len = if flags & EXTENDED_LENGTH != 0 { 4 } else { 3 };
-        let value = reader
-            .bytes(value_len)
-            .ok_or(malformed("attribute overruns the attribute list"))?;
-        let whole = start
-            .clone()
-            .bytes(header_len + value_len)
-            .unwrap_or_default()
-            .to_vec();
         if !seen.insert(type_code) {
-            return Err(malformed("attribute appears more than once"));
+            tolerate(&mut errors, DecodeError::DuplicateAttribute { type_code })?;
+            continue;
         }
-        attributes.push(decode_attribute(flags, type_code, value, whole, options)?);
+        match decode_attribute(flags, type_code, value, whole, options) {
+            Ok(attribute) => attributes.push(attribute),
+            Err(error) => tolerate(&mut errors, error)?,
+        }
     }
-    Ok(attributes)
+    Ok((attributes, errors))
+}
+
+/// One attribute as framed in the list, not yet interpreted.
+struct Framed<'a> {
+    flags: u8,
+    type_code: u8,
+    value: &'a [u8],
+    /// Flags, type, length and value: the NOTIFICATION data if it is malformed.
+    whole: Vec<u8>,
+}
+
+/// Reads the next attribute of the list, or says why its header or length does not
+/// fit the list.
+fn next_attribute<'a>(reader: &mut Reader<'a>) -> Result<Framed<'a>, &'static str> {
+    let start = reader.clone();
+    let (Some(flags), Some(type_code)) = (reader.u8(), reader.u8()) else {
+        return Err("truncated attribute header");
+    };
+    let value_len = if flags & EXTENDED_LENGTH != 0 {
+        reader.u16().map(usize::from)
+    } else {
+        reader.u8().map(usize::from)
+    }
+    .ok_or("truncated attribute length")?;
+    let header_len = if flags & EXTENDED_LENGTH != 0 { 4 } else { 3 };
+    let value = reader
+        .bytes(value_len)
+        .ok_or("attribute overruns the attribute list")?;
+    let whole = start
+        .clone()
+        .bytes(header_len + value_len)
+        .unwrap_or_default()
+        .to_vec();
+    Ok(Framed {
+        flags,
+        type_code,
+        value,
+        whole,
+    })
 }
 
 fn decode_attribute(
@@ -125,11 +168,7 @@ fn decode_attribute(
                 attribute: whole,
             });
         }
-        return Ok(PathAttribute::Unknown(RawAttribute {
-            flags: flags & (OPTIONAL | TRANSITIVE | PARTIAL),
-            type_code,
-            value: value.to_vec(),
-        }));
+        return Ok(raw(flags, type_code, value));
     };
     if !category.accepts(flags) {
         return Err(DecodeError::AttributeFlags {
@@ -177,6 +216,10 @@ fn decode_attribute(
             PathAttribute::LocalPref(fixed_u32(&mut reader).ok_or_else(|| length_error(whole))?)
         }
         ATOMIC_AGGREGATE if value.is_empty() => PathAttribute::AtomicAggregate,
+        // Kept raw, but their length is checked (RFC 7606 §7.7, RFC 6793 §6).
+        AGGREGATOR | AS4_AGGREGATOR if value.len() == aggregator_len(type_code, options) => {
+            raw(flags, type_code, value)
+        }
         COMMUNITIES if value.len().is_multiple_of(4) => {
             let mut communities = Vec::with_capacity(value.len() / 4);
             while let Some(community) = reader.u32() {
@@ -202,6 +245,16 @@ fn decode_attribute(
         _ => return Err(length_error(whole)),
     };
     Ok(attribute)
+}
+
+/// AGGREGATOR holds an AS and an IPv4 address; the AS takes 4 octets on a 4-octet
+/// session and always in AS4_AGGREGATOR.
+fn aggregator_len(type_code: u8, options: CodecOptions) -> usize {
+    if options.four_octet_as || type_code == attribute_type::AS4_AGGREGATOR {
+        8
+    } else {
+        6
+    }
 }
 
 fn decode_as_path(mut reader: Reader<'_>, four_octet: bool) -> Result<AsPath, DecodeError> {
@@ -243,8 +296,9 @@ fn optional_error(type_code: u8, reason: &'static str, whole: &[u8]) -> DecodeEr
     }
 }
 
-/// An MP attribute for a family we do not speak is kept raw: we never act on it.
-fn raw_mp(flags: u8, type_code: u8, value: &[u8]) -> PathAttribute {
+/// An attribute kept byte for byte: one we do not interpret, or an MP attribute for
+/// a family we do not speak (we never act on it).
+fn raw(flags: u8, type_code: u8, value: &[u8]) -> PathAttribute {
     PathAttribute::Unknown(RawAttribute {
         flags: flags & (OPTIONAL | TRANSITIVE | PARTIAL),
         type_code,
@@ -290,7 +344,7 @@ fn decode_mp_reach(
     let truncated = || optional_error(type_code, "truncated", &whole);
     let family = read_family(&mut reader).ok_or_else(truncated)?;
     if !is_spoken(family) {
-        return Ok(raw_mp(flags, type_code, all));
+        return Ok(raw(flags, type_code, all));
     }
     let next_hop_len = reader.u8().ok_or_else(truncated)?;
     let mut next_hop_reader = Reader::new(
@@ -329,7 +383,7 @@ fn decode_mp_unreach(
     let family =
         read_family(&mut reader).ok_or_else(|| optional_error(type_code, "truncated", &whole))?;
     if !is_spoken(family) {
-        return Ok(raw_mp(flags, type_code, all));
+        return Ok(raw(flags, type_code, all));
     }
     Ok(PathAttribute::MpUnreach(decode_mp_nlri(
         family, reader, type_code, &whole,

@@ -1,9 +1,12 @@
 //! BGP wire format: framing, and encoding and decoding of each message. Every decode
 //! error names the NOTIFICATION that RFC 4271 §6 prescribes for it, so the session can
-//! answer a malformed message correctly without knowing the details.
+//! answer a malformed message correctly without knowing the details. Errors in an
+//! UPDATE that RFC 7606 lets the session survive are not decode errors: they are
+//! applied to the decoded [`Update`] and listed in its `errors` (see `update_errors`).
 
 use super::attributes::{decode_attributes, encode_attributes};
 use super::message::*;
+use super::update_errors::{UpdateAction, apply, tolerate};
 use super::wire::{Reader, put_ipv4_prefix, read_ipv4_prefixes};
 
 /// What the session negotiated that changes the wire format.
@@ -50,11 +53,24 @@ pub enum DecodeError {
         /// What does not parse, for logs.
         reason: &'static str,
     },
-    /// Attribute lengths that overrun the attribute list, or an attribute repeated.
+    /// Attribute lengths that do not add up to the total attribute length.
     #[error("malformed attribute list: {reason}")]
     MalformedAttributeList {
         /// What is wrong, for logs.
         reason: &'static str,
+    },
+    /// The withdrawn routes length or the total attribute length overruns the UPDATE,
+    /// so its NLRI cannot be located.
+    #[error("cannot locate the NLRI: {reason}")]
+    NlriNotLocatable {
+        /// What is wrong, for logs.
+        reason: &'static str,
+    },
+    /// An attribute type that appears more than once in one UPDATE.
+    #[error("attribute {type_code} appears more than once")]
+    DuplicateAttribute {
+        /// The repeated attribute's type code.
+        type_code: u8,
     },
     /// An attribute marked well-known (not optional) whose type we do not know.
     #[error("unrecognized well-known attribute {type_code}")]
@@ -160,7 +176,9 @@ impl DecodeError {
                 open_subcode::UNSPECIFIC,
                 Vec::new(),
             ),
-            MalformedAttributeList { .. } => update(update_subcode::MALFORMED_ATTRIBUTE_LIST, &[]),
+            MalformedAttributeList { .. } | NlriNotLocatable { .. } | DuplicateAttribute { .. } => {
+                update(update_subcode::MALFORMED_ATTRIBUTE_LIST, &[])
+            }
             UnrecognizedWellKnownAttribute { attribute, .. } => {
                 update(update_subcode::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE, attribute)
             }
@@ -487,26 +505,26 @@ fn decode_route_refresh(mut body: Reader<'_>) -> Result<RouteRefresh, DecodeErro
 }
 
 fn decode_update(mut body: Reader<'_>, options: CodecOptions) -> Result<Update, DecodeError> {
-    let too_long = |reason| DecodeError::MalformedAttributeList { reason };
+    let unlocatable = |reason| DecodeError::NlriNotLocatable { reason };
     let withdrawn_len = body
         .u16()
-        .ok_or(too_long("truncated withdrawn routes length"))?;
+        .ok_or(unlocatable("truncated withdrawn routes length"))?;
     let withdrawn = body
         .bytes(usize::from(withdrawn_len))
-        .ok_or(too_long("withdrawn routes length exceeds the message"))?;
+        .ok_or(unlocatable("withdrawn routes length exceeds the message"))?;
     let attributes_len = body
         .u16()
-        .ok_or(too_long("truncated total attribute length"))?;
+        .ok_or(unlocatable("truncated total attribute length"))?;
     let attributes = body
         .bytes(usize::from(attributes_len))
-        .ok_or(too_long("total attribute length exceeds the message"))?;
+        .ok_or(unlocatable("total attribute length exceeds the message"))?;
     let nlri = body.rest();
 
     let withdrawn =
         read_ipv4_prefixes(Reader::new(withdrawn)).map_err(|_| DecodeError::InvalidNetworkField)?;
-    let attributes = decode_attributes(attributes, options)?;
     let nlri =
         read_ipv4_prefixes(Reader::new(nlri)).map_err(|_| DecodeError::InvalidNetworkField)?;
+    let (attributes, mut errors) = decode_attributes(attributes, options)?;
 
     let has = |type_code: u8| {
         attributes
@@ -521,14 +539,25 @@ fn decode_update(mut body: Reader<'_>, options: CodecOptions) -> Result<Update, 
     if !nlri.is_empty() {
         required.push(attribute_type::NEXT_HOP);
     }
-    if let Some(type_code) = required.into_iter().find(|type_code| !has(*type_code)) {
-        return Err(DecodeError::MissingWellKnownAttribute { type_code });
+    // A malformed mandatory attribute is already treat-as-withdraw: not missing as well.
+    let withdrawing = errors
+        .iter()
+        .any(|error| error.action == UpdateAction::TreatAsWithdraw);
+    if let Some(type_code) = required.into_iter().find(|type_code| !has(*type_code))
+        && !withdrawing
+    {
+        tolerate(
+            &mut errors,
+            DecodeError::MissingWellKnownAttribute { type_code },
+        )?;
     }
-    Ok(Update {
+    let update = Update {
         withdrawn,
         attributes,
         nlri,
-    })
+        errors: Vec::new(),
+    };
+    Ok(apply(update, errors))
 }
 
 fn encode_update(
@@ -558,4 +587,4 @@ fn encode_update(
 
 #[cfg(test)]
 #[path = "codec_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ const FOUR_OCTET: CodecOptions = CodecOptions {
     four_octet_as: true,
 };
 
-fn header(length: u16, message_type: u8) -> Vec<u8> {
+pub(crate) fn header(length: u16, message_type: u8) -> Vec<u8> {
     let mut bytes = vec![0xff; 16];
     bytes.extend_from_slice(&length.to_be_bytes());
     bytes.push(message_type);
@@ -139,6 +139,7 @@ fn ipv4_announcement(as_path: AsPath) -> Update {
             PathAttribute::LargeCommunities(vec![(64512, 1, 2).into()]),
         ],
         nlri: vec![v4("198.51.100.10/32"), v4("198.51.100.128/25")],
+        errors: vec![],
     }
 }
 
@@ -205,6 +206,7 @@ fn ipv6_reach_and_unreach_round_trip_with_link_local_next_hop() {
             PathAttribute::MpUnreach(MpNlri::Ipv6(vec![v6("2001:db8:ff::/64")])),
         ],
         nlri: vec![],
+        errors: vec![],
     };
     let bytes = encode_message(&Message::Update(update.clone()), FOUR_OCTET).unwrap();
     // MP_REACH: flags, type, length, AFI 2, SAFI 1, next hop length 32.
@@ -275,9 +277,20 @@ fn framing_waits_for_whole_messages_and_reports_the_length_used() {
     );
 }
 
-/// Decodes and returns the NOTIFICATION (code, subcode, data) the error calls for.
+/// Decodes and returns the NOTIFICATION (code, subcode, data) the first error calls
+/// for: the decode error, or the first error RFC 7606 let the UPDATE survive (whose
+/// NOTIFICATION is not sent).
 fn notification_for(bytes: &[u8]) -> (u8, u8, Vec<u8>) {
-    let error = decode_message(bytes, TWO_OCTET).expect_err("expected a decode error");
+    let error = match decode_message(bytes, TWO_OCTET) {
+        Err(error) => error,
+        Ok(Some((Message::Update(update), _))) => update
+            .errors
+            .first()
+            .expect("expected an error in the UPDATE")
+            .error
+            .clone(),
+        Ok(other) => panic!("expected an error, decoded {other:?}"),
+    };
     let notification = error.notification();
     (notification.code, notification.subcode, notification.data)
 }
@@ -338,7 +351,7 @@ fn open_errors_map_to_open_message_notifications() {
 }
 
 /// An UPDATE with the given withdrawn routes, attribute bytes and NLRI.
-fn update_bytes(withdrawn: &[u8], attributes: &[u8], nlri: &[u8]) -> Vec<u8> {
+pub(crate) fn update_bytes(withdrawn: &[u8], attributes: &[u8], nlri: &[u8]) -> Vec<u8> {
     let length = 19 + 4 + withdrawn.len() + attributes.len() + nlri.len();
     let mut bytes = header(length as u16, 2);
     bytes.extend_from_slice(&(withdrawn.len() as u16).to_be_bytes());
@@ -349,10 +362,10 @@ fn update_bytes(withdrawn: &[u8], attributes: &[u8], nlri: &[u8]) -> Vec<u8> {
     bytes
 }
 
-const ORIGIN_IGP: [u8; 4] = [0x40, 1, 1, 0];
-const EMPTY_AS_PATH: [u8; 3] = [0x40, 2, 0];
-const NEXT_HOP: [u8; 7] = [0x40, 3, 4, 198, 51, 100, 2];
-const HOST_ROUTE: [u8; 5] = [32, 198, 51, 100, 10];
+pub(crate) const ORIGIN_IGP: [u8; 4] = [0x40, 1, 1, 0];
+pub(crate) const EMPTY_AS_PATH: [u8; 3] = [0x40, 2, 0];
+pub(crate) const NEXT_HOP: [u8; 7] = [0x40, 3, 4, 198, 51, 100, 2];
+pub(crate) const HOST_ROUTE: [u8; 5] = [32, 198, 51, 100, 10];
 
 #[test]
 fn update_errors_map_to_update_message_notifications() {
@@ -633,6 +646,7 @@ fn arb_update(four_octet: bool) -> impl Strategy<Value = Update> {
                     withdrawn,
                     attributes,
                     nlri,
+                    errors: Vec::new(),
                 }
             },
         )

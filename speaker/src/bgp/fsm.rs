@@ -9,6 +9,7 @@
 
 use super::message::*;
 use super::update_builder::PeerKind;
+use super::update_errors::UpdateError;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -182,6 +183,8 @@ pub enum Action {
     WithdrawAll,
     /// The peer asked for our routes again (ROUTE-REFRESH) for this family.
     ResendAll(AddressFamily),
+    /// Log and count these errors of a received UPDATE; the session stays up.
+    ReportUpdateErrors(Vec<UpdateError>),
 }
 
 /// One BGP session's state machine. Feed it [`Event`]s; it returns the [`Action`]s to carry out.
@@ -280,8 +283,16 @@ impl Fsm {
                     actions.push(Action::SessionEstablished(negotiated));
                 }
             }
-            (State::Established, Event::Message(Message::Keepalive | Message::Update(_))) => {
+            (State::Established, Event::Message(Message::Keepalive)) => {
                 self.restart_hold_timer(&mut actions)
+            }
+            // The routes we receive are ignored; only the errors RFC 7606 lets the
+            // session survive are reported.
+            (State::Established, Event::Message(Message::Update(update))) => {
+                self.restart_hold_timer(&mut actions);
+                if !update.errors.is_empty() {
+                    actions.push(Action::ReportUpdateErrors(update.errors));
+                }
             }
             (State::Established, Event::Message(Message::RouteRefresh(refresh))) => {
                 self.restart_hold_timer(&mut actions);

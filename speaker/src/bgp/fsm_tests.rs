@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::bgp::update_builder::PeerKind;
+use crate::bgp::update_errors::UpdateAction;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -493,6 +494,37 @@ fn established_restarts_the_hold_timer_on_keepalive_and_update() {
         restart
     );
     assert_eq!(fsm.state(), State::Established);
+}
+
+#[test]
+fn an_update_with_errors_rfc_7606_tolerates_is_reported_and_the_session_stays_up() {
+    let mut fsm = fsm_in(State::Established);
+    let errors = vec![
+        UpdateError {
+            action: UpdateAction::AttributeDiscard,
+            error: crate::bgp::codec::DecodeError::DuplicateAttribute { type_code: 1 },
+        },
+        UpdateError {
+            action: UpdateAction::TreatAsWithdraw,
+            error: crate::bgp::codec::DecodeError::UnrecognizedWellKnownAttribute {
+                type_code: 42,
+                attribute: vec![0x40, 42, 0],
+            },
+        },
+    ];
+    let update = Update {
+        errors: errors.clone(),
+        ..Update::default()
+    };
+    assert_eq!(
+        fsm.handle(Event::Message(Message::Update(update))),
+        vec![
+            Action::StartTimer(Timer::Hold, secs(90)),
+            Action::ReportUpdateErrors(errors),
+        ]
+    );
+    assert_eq!(fsm.state(), State::Established);
+    assert_eq!(fsm.last_error(), None);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! 4-octet AS numbers (RFC 6793), multiprotocol IPv6 unicast (RFC 4760), route refresh
 //! (RFC 2918), large communities (RFC 8092). Encoding and decoding live in `codec`.
 
+use super::update_errors::UpdateError;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -178,6 +179,9 @@ pub struct Update {
     pub attributes: Vec<PathAttribute>,
     /// IPv4 prefixes announced (IPv6 ones are in MP_REACH_NLRI).
     pub nlri: Vec<Ipv4Net>,
+    /// Errors RFC 7606 let a received UPDATE survive, already applied by the decoder
+    /// (see `update_errors`). Never encoded; empty in the UPDATEs we build.
+    pub errors: Vec<UpdateError>,
 }
 
 /// ORIGIN values (RFC 4271 §5.1.1).

@@ -1,9 +1,10 @@
 //! BGP for an announce-only speaker: it opens sessions to routers and advertises
 //! Service IPs with next-hop self. It keeps no RIB and ignores the routes it receives
-//! (but still parses them, and answers malformed ones as RFC 4271 requires).
+//! (but still parses them: a malformed one resets the session only where RFC 7606 says so).
 //!
 //! Pure (no I/O):
 //! - `message`: typed messages; `codec` (with `attributes` and `wire`): the wire format.
+//! - `update_errors`: RFC 7606, which errors in a received UPDATE the session survives.
 //! - `update_builder`: a desired route set diff -> the fewest UPDATE messages.
 //! - `fsm`: the session state machine, events in, actions out.
 //!
@@ -21,5 +22,7 @@ pub mod session;
 pub mod socket;
 #[deny(missing_docs)]
 pub mod update_builder;
+#[deny(missing_docs)]
+pub mod update_errors;
 #[deny(missing_docs)]
 mod wire;

@@ -9,6 +9,7 @@ use super::socket::{set_tcp_md5_password, set_ttl};
 use super::update_builder::{
     PeerKind, Route, RouteChanges, UpdateContext, build_updates, with_graceful_shutdown,
 };
+use super::update_errors::{UpdateAction, UpdateError};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -55,6 +56,35 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// UPDATE messages sent over the session's whole life (all connections).
     pub updates_sent: u64,
+    /// Errors in received UPDATEs that the session survived (RFC 7606), over its whole life.
+    pub update_errors: UpdateErrorCounts,
+}
+
+/// Errors in received UPDATEs that the session survived, by the action RFC 7606 took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpdateErrorCounts {
+    pub treat_as_withdraw: u64,
+    pub attribute_discard: u64,
+}
+
+impl UpdateErrorCounts {
+    fn count(&mut self, action: UpdateAction) {
+        let counter = match action {
+            UpdateAction::TreatAsWithdraw => &mut self.treat_as_withdraw,
+            UpdateAction::AttributeDiscard => &mut self.attribute_discard,
+            // Never reported: a reset is a decode error.
+            UpdateAction::SessionReset => return,
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    /// The counts by action, for the actions the session survives.
+    pub fn by_action(&self) -> [(UpdateAction, u64); 2] {
+        [
+            (UpdateAction::TreatAsWithdraw, self.treat_as_withdraw),
+            (UpdateAction::AttributeDiscard, self.attribute_discard),
+        ]
+    }
 }
 
 impl Default for SessionStatus {
@@ -65,6 +95,7 @@ impl Default for SessionStatus {
             prefixes_sent: 0,
             last_error: None,
             updates_sent: 0,
+            update_errors: UpdateErrorCounts::default(),
         }
     }
 }
@@ -98,6 +129,7 @@ pub async fn run_session(
         draining: false,
         established_since: None,
         updates_sent: 0,
+        update_errors: UpdateErrorCounts::default(),
         status,
     };
     shell.run(routes, stop).await
@@ -116,6 +148,7 @@ struct Shell {
     draining: bool,
     established_since: Option<std::time::Instant>,
     updates_sent: u64,
+    update_errors: UpdateErrorCounts,
     status: watch::Sender<SessionStatus>,
 }
 
@@ -322,6 +355,12 @@ impl Shell {
                 self.send_changes(&changes).await;
                 self.sent.clear();
             }
+            Action::ReportUpdateErrors(errors) => {
+                for UpdateError { action, error } in errors {
+                    tracing::warn!(peer = %self.config.peer, %action, %error, "malformed UPDATE received; the session stays up (RFC 7606)");
+                    self.update_errors.count(action);
+                }
+            }
             Action::ResendAll(family) => {
                 let announce = self
                     .sent
@@ -426,6 +465,7 @@ impl Shell {
             prefixes_sent: self.sent.len(),
             last_error: self.fsm.last_error().map(DownReason::to_string),
             updates_sent: self.updates_sent,
+            update_errors: self.update_errors,
         };
         self.status.send_if_modified(|current| {
             let changed = *current != status;

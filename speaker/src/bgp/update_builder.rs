@@ -304,9 +304,9 @@ fn announcements(
                     });
                 }
                 updates.push(Update {
-                    withdrawn: Vec::new(),
                     attributes: attributes.clone(),
                     nlri,
+                    ..Update::default()
                 });
             }
         }
@@ -338,9 +338,8 @@ fn announcements(
                     nlri: MpNlri::Ipv6(nets),
                 }));
                 updates.push(Update {
-                    withdrawn: Vec::new(),
                     attributes: message_attributes,
-                    nlri: Vec::new(),
+                    ..Update::default()
                 });
             }
         }

@@ -19,10 +19,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::bgp_report::{BgpMetrics, PeerLabels, SessionReporter};
+use super::bgp_report::{BgpMetrics, PeerLabels, SessionReporter, UpdateErrorLabels};
 use super::replace_if_changed;
 use super::stores::Stores;
-use crate::bgp::session::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
+use crate::bgp::session::{
+    RouteSet, SessionConfig, SessionStatus, StopRequest, UpdateErrorCounts, run_session,
+};
 use crate::model::node_address::bgp_addresses;
 use crate::model::{BgpOptions, BgpPlan, BgpView, ClusterView, Liveness, LocalNode, bgp_plan};
 
@@ -100,6 +102,7 @@ struct RunningSession {
     /// Status forwarder to the manager.
     watcher: JoinHandle<()>,
     updates_counted: u64,
+    update_errors_counted: UpdateErrorCounts,
 }
 
 impl RunningSession {
@@ -297,6 +300,7 @@ impl BgpManager {
             task,
             watcher,
             updates_counted: 0,
+            update_errors_counted: UpdateErrorCounts::default(),
         }
     }
 
@@ -373,6 +377,20 @@ impl BgpManager {
                 .get_or_create(&labels)
                 .inc_by(new_updates);
             session.updates_counted = status.updates_sent;
+            let counted = session.update_errors_counted.by_action();
+            for ((action, now), (_, before)) in
+                status.update_errors.by_action().into_iter().zip(counted)
+            {
+                let labels = UpdateErrorLabels {
+                    peer: peer.clone(),
+                    action: action.name().to_string(),
+                };
+                self.metrics
+                    .update_errors
+                    .get_or_create(&labels)
+                    .inc_by(now.saturating_sub(before));
+            }
+            session.update_errors_counted = status.update_errors;
             let address = session.config.peer.to_string();
             let object = self.reporter.status_of(&peer, &address, &status);
             match self.reporter.write(&peer, object).await {

@@ -36,6 +36,13 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpdateErrorLabels {
+    pub peer: String,
+    /// `treat-as-withdraw` or `attribute-discard` (RFC 7606).
+    pub action: String,
+}
+
 /// The BGP figures of one speaker.
 #[derive(Clone, Default)]
 pub struct BgpMetrics {
@@ -45,6 +52,8 @@ pub struct BgpMetrics {
     pub updates_sent: Family<PeerLabels, Counter>,
     /// Prefixes the peer has from us, by peer.
     pub prefixes_advertised: Family<PeerLabels, Gauge>,
+    /// Malformed UPDATEs received that the session survived, by peer and RFC 7606 action.
+    pub update_errors: Family<UpdateErrorLabels, Counter>,
 }
 
 pub const STATES: [State; 6] = [
@@ -74,6 +83,11 @@ impl BgpMetrics {
             "bgp_prefixes_advertised",
             "Prefixes a peer currently has from this speaker",
             self.prefixes_advertised.clone(),
+        );
+        registry.register(
+            "bgp_update_errors",
+            "Errors in received BGP UPDATEs that the session survived (RFC 7606), by peer and action",
+            self.update_errors.clone(),
         );
     }
 

@@ -52,7 +52,7 @@ use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipM
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
-pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels};
+pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
 use report::{Announced, Reporter};
 use stores::Stores;
 
