@@ -293,7 +293,22 @@ impl BgpLab {
                 .as_ref()
                 .and_then(|b| b.birdc(&["show", "protocols"]).ok())
                 .unwrap_or_default();
-            return Err(error.context(format!("kernel has {now:?}; BIRD protocols:\n{bird}")));
+            // The speakers whose next hop is missing say why in their logs.
+            let mut logs = String::new();
+            for (i, node) in self.lab.nodes.iter().enumerate() {
+                let hop = self.hops(&[i], ip);
+                if nodes.contains(&i) && !hop.iter().all(|h| now.contains(h)) {
+                    let log = self.lab.speaker_logs(i);
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    logs.push_str(&format!(
+                        "\n--- speaker log {} (last 40 lines) ---\n{}",
+                        node.name,
+                        tail.join("\n")
+                    ));
+                }
+            }
+            return Err(error.context(format!("kernel has {now:?}; BIRD protocols:\n{bird}{logs}")));
         }
         Ok(started.elapsed())
     }
