@@ -6,7 +6,8 @@
 //! alive (ours always included) on a `watch` channel. The election reads
 //! that set; the Node Ready condition is its fallback.
 //!
-//! Pure parts: [`auth`] (the datagram envelope), [`identity`] (who a member
+//! Pure parts: [`auth`] (the datagram envelope), [`inbound`] (a datagram's
+//! receive path: envelope, then foca), [`identity`] (who a member
 //! is, and how a restarted speaker outranks its previous run), [`alive`]
 //! (foca notifications to the alive set), [`timers`] (foca's timer queue)
 //! and [`GossipTimings::foca_config`]. The shell is [`shell`].
@@ -17,6 +18,8 @@ pub mod alive;
 pub mod auth;
 #[deny(missing_docs)]
 pub mod identity;
+#[deny(missing_docs)]
+pub mod inbound;
 pub mod metrics;
 mod shell;
 #[deny(missing_docs)]
