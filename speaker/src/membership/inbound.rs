@@ -60,3 +60,49 @@ pub fn receive(
         Err(other) => Inbound::NotHandled(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::GossipTimings;
+
+    fn member(name: &str, addr: &str) -> (SpeakerId, SpeakerFoca) {
+        let identity = SpeakerId {
+            node_name: name.to_owned(),
+            addr: addr.parse().expect("an address"),
+            generation: 1,
+        };
+        let config = GossipTimings::default().foca_config().expect("valid");
+        (identity.clone(), seeded_foca(identity, config, 1))
+    }
+
+    #[test]
+    fn only_authentic_payloads_reach_foca_and_garbage_is_malformed() {
+        let auth = Authenticator::new(b"key").expect("a key");
+        let (us, mut ours) = member("a", "198.51.100.1:7946");
+        let (_, mut theirs) = member("b", "198.51.100.2:7946");
+        let mut their_runtime = AccumulatingRuntime::new();
+        theirs.announce(us, &mut their_runtime).expect("announces");
+        let (_, announce) = their_runtime.to_send().expect("an announce to send");
+        let mut runtime = AccumulatingRuntime::new();
+
+        let forged = Authenticator::new(b"other").expect("a key").seal(&announce);
+        let outcome = receive(&auth, &mut ours, &forged, &mut runtime);
+        assert!(
+            matches!(outcome, Inbound::Refused(OpenError::BadTag)),
+            "{outcome:?}"
+        );
+        assert!(
+            runtime.to_send().is_none(),
+            "a forged datagram got an answer"
+        );
+
+        let garbage = auth.seal(&[0xff; 40]);
+        let outcome = receive(&auth, &mut ours, &garbage, &mut runtime);
+        assert!(matches!(outcome, Inbound::Malformed(_)), "{outcome:?}");
+
+        let outcome = receive(&auth, &mut ours, &auth.seal(&announce), &mut runtime);
+        assert!(matches!(outcome, Inbound::Handled), "{outcome:?}");
+        assert!(runtime.to_send().is_some(), "the announce is answered");
+    }
+}
