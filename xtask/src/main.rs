@@ -3,6 +3,7 @@
 //! - `lab`: real kubelet nodes on this machine with FerroLB installed as pods.
 //! - `test`: every test suite.
 //! - `cluster up [--nodes N]|down`: a control plane (with N kubelet nodes) without FerroLB.
+//! - `fuzz [--seconds N]`: each cargo-fuzz target of `speaker/fuzz` for N seconds.
 //! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
 //! - `bench [controller|l2|bgp|realnodes]`: end-to-end benchmarks (BENCHMARKS.md).
 //! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
@@ -43,6 +44,12 @@ enum Cmd {
     Test,
     /// Regenerate deploy/crds/ and charts/ferrolb/crds/ from the Rust types.
     Crds,
+    /// Run each cargo-fuzz target of speaker/fuzz in turn (needs nightly and cargo-fuzz).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Build OCI image archives (controller, speaker, echo, pause) without Docker.
     Image {
         /// Output directory (default: $CARGO_TARGET_DIR or target, then /images).
@@ -153,6 +160,7 @@ fn main() -> Result<()> {
             target,
         } => reverse_forward(&netns, port, target),
         Cmd::Crds => crds(),
+        Cmd::Fuzz { seconds } => fuzz(seconds),
         Cmd::Image { out, tag } => image::run(out, tag),
         Cmd::Bench {
             suite,
@@ -242,6 +250,22 @@ fn cargo(args: &[&str]) -> Result<()> {
         .status()?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn fuzz(seconds: u64) -> Result<()> {
+    let time = format!("-max_total_time={seconds}");
+    for target in ["arp", "ndp", "bgp_message", "bgp_stream", "gossip_frame"] {
+        println!("+ cargo +nightly fuzz run {target} -- {time}");
+        // The rustup proxy, not $CARGO: only the proxy understands +nightly.
+        let status = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--", &time])
+            .current_dir(repo_root().join("speaker/fuzz"))
+            .status()?;
+        if !status.success() {
+            bail!("fuzz target {target} failed ({status})");
+        }
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! (but still parses them: a malformed one resets the session only where RFC 7606 says so).
 //!
 //! Pure (no I/O):
-//! - `message`: typed messages; `codec` (with `attributes` and `wire`): the wire format.
+//! - `message`: typed messages; `codec` (with `attributes` and `wire`): the wire format;
+//!   `framing`: a TCP byte stream cut into messages.
 //! - `update_errors`: RFC 7606, which errors in a received UPDATE the session survives.
 //! - `update_builder`: a desired route set diff -> the fewest UPDATE messages.
 //! - `fsm`: the session state machine, events in, actions out.
@@ -14,6 +15,8 @@
 mod attributes;
 #[deny(missing_docs)]
 pub mod codec;
+#[deny(missing_docs)]
+pub mod framing;
 #[deny(missing_docs)]
 pub mod fsm;
 #[deny(missing_docs)]

@@ -2,7 +2,8 @@
 //! sending the routes of a watch channel as incremental UPDATEs. It makes no
 //! decisions of its own beyond carrying out the machine's actions.
 
-use super::codec::{CodecOptions, decode_message, encode_message};
+use super::codec::{CodecOptions, encode_message};
+use super::framing::Framer;
 use super::fsm::{Action, DownReason, Event, Fsm, FsmConfig, Negotiated, State, Timer};
 use super::message::{AddressFamily, Message};
 use super::socket::{set_tcp_md5_password, set_ttl};
@@ -106,7 +107,7 @@ struct Connection {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     local: SocketAddr,
-    received: Vec<u8>,
+    received: Framer,
 }
 
 /// Runs one session until it is stopped (a `StopRequest` arrives, or the stop sender
@@ -240,7 +241,7 @@ impl Shell {
                     reader,
                     writer,
                     local,
-                    received: Vec::new(),
+                    received: Framer::new(),
                 });
                 self.pending.push_back(Event::TcpConnected);
             }
@@ -259,7 +260,7 @@ impl Shell {
 
     fn on_bytes(&mut self, bytes: &[u8]) {
         if let Some(connection) = self.connection.as_mut() {
-            connection.received.extend_from_slice(bytes);
+            connection.received.push(bytes);
         }
     }
 
@@ -287,18 +288,14 @@ impl Shell {
             let Some(connection) = self.connection.as_mut() else {
                 return;
             };
-            match decode_message(&connection.received, codec) {
-                Ok(Some((message, used))) => {
-                    connection
-                        .received
-                        .drain(..used.min(connection.received.len()));
+            match connection.received.next_message(codec) {
+                Ok(Some(message)) => {
                     tracing::debug!(peer = %self.config.peer, kind = message.kind(), "received");
                     self.pending.push_back(Event::Message(message));
                 }
                 Ok(None) => return,
                 Err(error) => {
                     tracing::warn!(peer = %self.config.peer, %error, "malformed message");
-                    connection.received.clear();
                     self.pending
                         .push_back(Event::DecodeError(error.notification()));
                 }

@@ -7,7 +7,8 @@
 //! that set; the Node Ready condition is its fallback.
 //!
 //! Pure parts: [`auth`] (the datagram envelope and its keys), [`keys`]
-//! (which keys the flags and a key file ask for), [`identity`] (who a member
+//! (which keys the flags and a key file ask for), [`inbound`] (a datagram's
+//! receive path: envelope, then foca), [`identity`] (who a member
 //! is, and how a restarted speaker outranks its previous run), [`alive`]
 //! (foca notifications to the alive set), [`timers`] (foca's timer queue)
 //! and [`GossipTimings::foca_config`]. The shells are [`shell`] and
@@ -19,6 +20,8 @@ pub mod alive;
 pub mod auth;
 #[deny(missing_docs)]
 pub mod identity;
+#[deny(missing_docs)]
+pub mod inbound;
 #[deny(missing_docs)]
 pub mod key_file;
 #[deny(missing_docs)]

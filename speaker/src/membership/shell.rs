@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec};
+use foca::{AccumulatingRuntime, Foca, PostcardCodec};
 use rand_foca::SeedableRng;
 use rand_foca::rngs::{SmallRng, SysRng};
 use tokio::net::UdpSocket;
@@ -16,11 +16,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::alive::AliveSet;
 use super::auth::{Authenticator, OpenError};
 use super::identity::SpeakerId;
+use super::inbound::{Inbound, SpeakerFoca, receive};
 use super::metrics::{Direction, MembershipMetrics, RejectReason};
 use super::timers::TimerQueue;
 use super::{MembershipConfig, MembershipError, resolve_advertise, usable_seeds};
-
-type SpeakerFoca = Foca<SpeakerId, PostcardCodec, SmallRng, NoCustomBroadcast>;
 
 /// Big enough for any UDP datagram, so that an oversized one is seen whole
 /// (and refused) rather than silently cut to look like something else.
@@ -232,9 +231,13 @@ impl Gossiper {
     }
 
     async fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, socket: &UdpSocket) {
-        let payload = match self.authenticator.open(datagram) {
-            Ok(payload) => payload,
-            Err(error) => {
+        match receive(
+            &self.authenticator,
+            &mut self.foca,
+            datagram,
+            &mut self.runtime,
+        ) {
+            Inbound::Refused(error) => {
                 let reason = match error {
                     OpenError::BadTag => RejectReason::BadKey,
                     OpenError::Truncated { .. } | OpenError::UnsupportedVersion(_) => {
@@ -245,15 +248,15 @@ impl Gossiper {
                 self.metrics.count_rejected(reason);
                 return;
             }
-        };
-        self.metrics.count_message(Direction::In);
-        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
-            match error {
-                foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
-                    tracing::debug!(%from, %error, "gossip: malformed message");
-                    self.metrics.count_rejected(RejectReason::Malformed);
-                }
-                other => tracing::debug!(%from, error = %other, "gossip: message not handled"),
+            Inbound::Handled => self.metrics.count_message(Direction::In),
+            Inbound::Malformed(error) => {
+                self.metrics.count_message(Direction::In);
+                tracing::debug!(%from, %error, "gossip: malformed message");
+                self.metrics.count_rejected(RejectReason::Malformed);
+            }
+            Inbound::NotHandled(error) => {
+                self.metrics.count_message(Direction::In);
+                tracing::debug!(%from, %error, "gossip: message not handled");
             }
         }
         self.carry_out(socket).await;
