@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
+use ferrolb_tests::realnodes::http_probe::get_from;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
 use ferrolb_tests::realnodes::{
     CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, RealCluster, borrowed, echo_field,
@@ -202,6 +203,11 @@ fn bgp_ecmp_route_spreads_requests_over_the_nodes() -> Result<()> {
     assert_eq!(hops.len(), 3, "one ECMP next hop per node with a local pod");
 
     let outside = site.outside_client.as_deref().context("outside client")?;
+    // A speaker announces as soon as its node has a ready endpoint, which can
+    // be a moment before that node's kube-proxy has the IP's rules; a flow the
+    // router hashes to such a node is refused meanwhile. Wait until a run of
+    // requests (new source ports, so spread over the next hops) all succeed.
+    answered_in_a_row(outside, ip, 10, Duration::from_secs(30))?;
     let bodies = requests(outside, ip, 30)?;
     let nodes = field_set(&bodies, "node");
     let clients: BTreeSet<String> = field_set(&bodies, "client")
@@ -221,6 +227,27 @@ fn bgp_ecmp_route_spreads_requests_over_the_nodes() -> Result<()> {
         "policy Local keeps the client's address"
     );
     delete_app(site, "bgp-local");
+    Ok(())
+}
+
+/// Waits until `run` requests in a row to `ip`:80 from `netns` are answered.
+fn answered_in_a_row(netns: &str, ip: IpAddr, run: usize, limit: Duration) -> Result<()> {
+    let target = std::net::SocketAddr::new(ip, 80);
+    let deadline = Instant::now() + limit;
+    let mut in_a_row = 0;
+    while in_a_row < run {
+        match get_from(netns, target, Duration::from_secs(2)) {
+            Ok(_) => in_a_row += 1,
+            Err(error) if Instant::now() < deadline => {
+                in_a_row = 0;
+                eprintln!("not yet answered on every path: {error:#}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => {
+                return Err(error.context(format!("{run} answers in a row within {limit:?}")));
+            }
+        }
+    }
     Ok(())
 }
 
