@@ -173,8 +173,8 @@ pub async fn run(
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
     loop {
+        let nodes = stores.nodes.state();
         if let (Some(membership), Some(gossip)) = (&membership, &config.gossip) {
-            let nodes = stores.nodes.state();
             membership.set_seeds(peer_addresses(
                 nodes.iter().map(AsRef::as_ref),
                 &node,
@@ -187,7 +187,6 @@ pub async fn run(
         };
         let services = stores.services.state();
         let slices = stores.slices.state();
-        let nodes = stores.nodes.state();
         let pools = stores.pools.state();
         let l2 = stores.l2_advertisements.state();
         let (view, warnings) = ClusterView::from_objects(
