@@ -279,6 +279,23 @@ impl RealCluster {
                 .tempdir_in("/var/tmp/ferrolb")?
                 .keep()
         };
+        let cluster = Self::bring_up(shape, &tools, dir.clone(), started);
+        if cluster.is_err() {
+            undo_failed_bring_up(&dir);
+        }
+        cluster
+    }
+
+    /// Everything [`RealCluster::start`] builds, in `dir`. Each change is
+    /// recorded in `dir`'s [`HostState`] as it is made, so a failure part
+    /// way can be undone from that record.
+    fn bring_up(
+        shape: &RealClusterShape,
+        tools: &Tools,
+        dir: PathBuf,
+        started: Instant,
+    ) -> Result<RealCluster> {
+        let tools = tools.clone();
         let mut host = HostState::new(&dir);
         host.save()?;
         let mut launcher = Launcher {
@@ -421,12 +438,43 @@ impl RealCluster {
             }
         }
         say("containerd up on every node, images imported");
+        let mut kubelets = Vec::new();
         for node in &nodes {
-            node.start_kubelet(&tools, &pki, &tokens, &mut host, &mut launcher)?;
+            kubelets.push(node.start_kubelet(&tools, &pki, &tokens, &mut host, &mut launcher)?);
             node.start_kube_proxy(&tools, &pki, &tokens, &mut host, &mut launcher)?;
         }
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        wait_nodes_ready(&api, &names, Duration::from_secs(180))?;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut restarts = vec![0; nodes.len()];
+        while let Err(not_ready) = wait_nodes_ready(&api, &names, Duration::from_secs(5)) {
+            if Instant::now() >= deadline {
+                return Err(not_ready);
+            }
+            // kubelet v1.34.4 can die on start of a data race in its DRA
+            // plugin manager ("concurrent map iteration and map write",
+            // seen once in CI). That is upstream's bug, not the node's:
+            // start it again, a bounded number of times.
+            for (i, node) in nodes.iter().enumerate() {
+                if process_is_running(kubelets[i]) {
+                    continue;
+                }
+                if restarts[i] == KUBELET_RESTARTS {
+                    bail!(
+                        "the kubelet of {} exited {} times during bring-up; see {}",
+                        node.name,
+                        restarts[i] + 1,
+                        node.dir.join("kubelet.log").display()
+                    );
+                }
+                restarts[i] += 1;
+                say(&format!(
+                    "the kubelet of {} exited: starting it again",
+                    node.name
+                ));
+                kubelets[i] =
+                    node.start_kubelet(&tools, &pki, &tokens, &mut host, &mut launcher)?;
+            }
+        }
         say("every node Ready");
 
         let bird = match &router {
@@ -585,6 +633,40 @@ impl Drop for RealCluster {
     }
 }
 
+/// How many times bring-up starts again a node's kubelet that exited.
+const KUBELET_RESTARTS: usize = 2;
+
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn process_is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself hold spaces or parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+/// Undoes what a failed [`RealCluster::bring_up`] recorded: processes,
+/// mounts, cgroups, namespaces and sysctls. The directory stays, with the
+/// logs, for the reader of the error; its record goes, so a detached
+/// cluster's directory is free again.
+fn undo_failed_bring_up(dir: &Path) {
+    match HostState::load(dir) {
+        Ok(Some(host)) => {
+            for problem in host.teardown() {
+                eprintln!("undoing a failed bring-up: {problem}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("undoing a failed bring-up: reading its record: {e:#}"),
+    }
+    let _ = std::fs::remove_file(dir.join("host-state.json"));
+    eprintln!("the failed cluster's logs are in {}", dir.display());
+}
+
 /// Waits until every node in `names` reports Ready.
 pub fn wait_nodes_ready(api: &Cluster, names: &[&str], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -612,4 +694,26 @@ pub fn wait_nodes_ready(api: &Cluster, names: &[&str], timeout: Duration) -> Res
         std::thread::sleep(Duration::from_millis(500));
     }
     bail!("nodes not Ready after {timeout:?}: {last}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_is_running;
+
+    #[test]
+    fn a_running_process_is_running_and_an_exited_one_is_not() {
+        assert!(process_is_running(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not reaped yet: a zombie, which has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_is_running(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!process_is_running(pid), "a zombie counts as exited");
+        child.wait().expect("reap");
+        assert!(!process_is_running(pid), "a reaped process is gone");
+    }
 }

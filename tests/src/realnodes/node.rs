@@ -189,6 +189,7 @@ impl RealNode {
         Ok(())
     }
 
+    /// Starts this node's kubelet; returns its pid.
     pub(super) fn start_kubelet(
         &self,
         tools: &Tools,
@@ -196,7 +197,7 @@ impl RealNode {
         tokens: &Tokens,
         host: &mut HostState,
         launcher: &mut Launcher,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let kubelet = self.dir.join("kubelet");
         std::fs::create_dir_all(kubelet.join("pki"))?;
         let kubeconfig = self.dir.join("kubelet.kubeconfig");
@@ -225,8 +226,7 @@ impl RealNode {
             &tools.bin_dir.join("kubelet"),
             &args,
             &self.dir.join("kubelet.log"),
-        )?;
-        Ok(())
+        )
     }
 
     pub(super) fn start_kube_proxy(
