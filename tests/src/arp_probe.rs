@@ -289,6 +289,27 @@ impl Drop for ArpProber {
     }
 }
 
+/// Answers (not gratuitous announcements) from two different MACs less than
+/// `within` apart: two nodes answering one request. An owner handing over to
+/// another answers requests a probe interval apart, so a `within` well under
+/// the interval tells a hand-over from a split brain.
+pub fn overlapping_answers(claims: &[Claim], within: Duration) -> Vec<(Claim, Claim)> {
+    let mut answers: Vec<&Claim> = claims.iter().filter(|c| !c.gratuitous).collect();
+    answers.sort_by_key(|c| c.at);
+    let mut overlaps = Vec::new();
+    for (i, first) in answers.iter().enumerate() {
+        for later in &answers[i + 1..] {
+            if later.at.duration_since(first.at) >= within {
+                break;
+            }
+            if !later.mac.eq_ignore_ascii_case(&first.mac) {
+                overlaps.push(((*first).clone(), (*later).clone()));
+            }
+        }
+    }
+    overlaps
+}
+
 /// Request-to-answer times of `samples` sequential who-has requests for
 /// `target`, each waiting at most `timeout`; `None` where no answer came.
 pub fn round_trips(
@@ -369,6 +390,32 @@ mod tests {
         let mut frame = request_frame(OWNER, sender, target);
         frame[20..22].copy_from_slice(&operation.to_be_bytes());
         frame
+    }
+
+    #[test]
+    fn two_macs_answering_close_together_overlap_and_a_hand_over_does_not() {
+        let start = Instant::now();
+        let claim = |ms: u64, mac: &str, gratuitous: bool| Claim {
+            at: start + Duration::from_millis(ms),
+            mac: mac.to_string(),
+            gratuitous,
+        };
+        let hand_over = [
+            claim(0, "02:00:00:00:00:01", false),
+            claim(100, "02:00:00:00:00:01", false),
+            claim(150, "02:00:00:00:00:02", true),
+            claim(200, "02:00:00:00:00:02", false),
+        ];
+        assert!(overlapping_answers(&hand_over, Duration::from_millis(50)).is_empty());
+        let split = [
+            claim(300, "02:00:00:00:00:02", false),
+            claim(0, "02:00:00:00:00:01", false),
+            claim(302, "02:00:00:00:00:01", false),
+        ];
+        let overlaps = overlapping_answers(&split, Duration::from_millis(50));
+        assert_eq!(overlaps.len(), 1, "{overlaps:?}");
+        assert_eq!(overlaps[0].0.mac, "02:00:00:00:00:02");
+        assert_eq!(overlaps[0].1.mac, "02:00:00:00:00:01");
     }
 
     #[test]

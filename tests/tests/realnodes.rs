@@ -11,14 +11,17 @@
     reason = "an integration test fails by panicking"
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use base64::Engine;
+use ferrolb_tests::arp_probe::{ArpProber, overlapping_answers};
 use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
-use ferrolb_tests::realnodes::http_probe::get_from;
+use ferrolb_tests::realnodes::http_probe::wait_answering;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
 use ferrolb_tests::realnodes::{
     CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, RealCluster, borrowed, echo_field,
@@ -207,7 +210,7 @@ fn bgp_ecmp_route_spreads_requests_over_the_nodes() -> Result<()> {
     // be a moment before that node's kube-proxy has the IP's rules; a flow the
     // router hashes to such a node is refused meanwhile. Wait until a run of
     // requests (new source ports, so spread over the next hops) all succeed.
-    answered_in_a_row(outside, ip, 10, Duration::from_secs(30))?;
+    wait_answering(outside, ip, 10, Duration::from_secs(30))?;
     let bodies = requests(outside, ip, 30)?;
     let nodes = field_set(&bodies, "node");
     let clients: BTreeSet<String> = field_set(&bodies, "client")
@@ -227,27 +230,6 @@ fn bgp_ecmp_route_spreads_requests_over_the_nodes() -> Result<()> {
         "policy Local keeps the client's address"
     );
     delete_app(site, "bgp-local");
-    Ok(())
-}
-
-/// Waits until `run` requests in a row to `ip`:80 from `netns` are answered.
-fn answered_in_a_row(netns: &str, ip: IpAddr, run: usize, limit: Duration) -> Result<()> {
-    let target = std::net::SocketAddr::new(ip, 80);
-    let deadline = Instant::now() + limit;
-    let mut in_a_row = 0;
-    while in_a_row < run {
-        match get_from(netns, target, Duration::from_secs(2)) {
-            Ok(_) => in_a_row += 1,
-            Err(error) if Instant::now() < deadline => {
-                in_a_row = 0;
-                eprintln!("not yet answered on every path: {error:#}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(error) => {
-                return Err(error.context(format!("{run} answers in a row within {limit:?}")));
-            }
-        }
-    }
     Ok(())
 }
 
@@ -378,6 +360,171 @@ fn speaker_pod_deleted_forcibly_gracefully_and_by_rolling_update() -> Result<()>
     assert!(forced.longest_gap < Duration::from_secs(10), "{forced:?}");
     delete_app(site, "l2-speakers");
     Ok(())
+}
+
+/// The gossip key rotation the README gives, each step by a rolling update
+/// of the speakers after editing the Secret: K1 → [K1, K2] → [K2, K1] → [K2].
+/// Throughout, at most one MAC answers the client's ARP requests, and no
+/// speaker drops a datagram for its key (speakers on the old and the new key
+/// side by side still hear each other).
+#[test]
+fn gossip_key_rotation_by_rolling_updates_keeps_one_group_and_one_owner() -> Result<()> {
+    let _one = exclusive();
+    let site = shared_site();
+    let ips = echo_app(
+        site,
+        "l2-rotation",
+        3,
+        None,
+        L2_POOL,
+        Policy::Cluster,
+        &["198.51.100.206"],
+    )?;
+    let IpAddr::V4(ip) = v4(&ips) else {
+        unreachable!("v4 gives IPv4")
+    };
+    requests(&site.client, IpAddr::V4(ip), 1)?;
+    let old_key = site.api.kubectl_ok(&[
+        "-n",
+        "ferrolb-system",
+        "get",
+        "secret",
+        "ferrolb-memberlist",
+        "-o",
+        "jsonpath={.data.secretkey}",
+    ])?;
+    let old_key =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(old_key.trim())?)?;
+    let old_key = old_key.trim();
+    let new_key = "a second gossip key, for the rotation test";
+    let steps = [
+        ("accept K2", format!("{old_key}\n{new_key}")),
+        ("sign with K2", format!("{new_key}\n{old_key}")),
+        ("retire K1", new_key.to_string()),
+    ];
+
+    let prober = ArpProber::start(
+        &site.client_netns(),
+        "eth0",
+        CLIENT_IP.parse()?,
+        ip,
+        Duration::from_millis(100),
+        Duration::from_secs(900),
+    )?;
+    let polling = AtomicBool::new(true);
+    let (rolled, rejected) = std::thread::scope(|scope| {
+        let rejected = scope.spawn(|| most_bad_key_rejections(site, &polling));
+        let rolled = (|| -> Result<()> {
+            for (step, keys) in &steps {
+                println!("gossip key rotation: {step}");
+                site.api.kubectl_ok(&[
+                    "-n",
+                    "ferrolb-system",
+                    "patch",
+                    "secret",
+                    "ferrolb-memberlist",
+                    "--type=merge",
+                    "-p",
+                    &json!({"stringData": {"secretkey": keys}}).to_string(),
+                ])?;
+                failover::roll_speakers(site)?;
+                wait_for_whole_gossip_group(site)?;
+            }
+            Ok(())
+        })();
+        polling.store(false, Ordering::Relaxed);
+        (rolled, rejected.join())
+    });
+    let claims = prober.stop()?;
+    rolled?;
+    let rejected = rejected.map_err(|_| anyhow::anyhow!("metrics poller panicked"))?;
+    println!("bad-key rejections seen per node: {rejected:?}");
+    assert!(
+        rejected.values().all(|&count| count == 0.0),
+        "speakers dropped gossip for its key during the rotation: {rejected:?}"
+    );
+    let answers = claims.iter().filter(|c| !c.gratuitous).count();
+    assert!(answers > 100, "the client saw only {answers} ARP answers");
+    let overlaps = overlapping_answers(&claims, Duration::from_millis(50));
+    assert!(
+        overlaps.is_empty(),
+        "two nodes answered ARP for {ip} at once: {:?}",
+        overlaps.iter().take(5).collect::<Vec<_>>()
+    );
+    // The Secret stays on K2: the speakers agree on it, and a jump back to
+    // K1 would split them.
+    delete_app(site, "l2-rotation");
+    Ok(())
+}
+
+/// A speaker's metrics page, fetched from the LAN client.
+fn speaker_metrics(site: &RealCluster, node: usize) -> Result<String> {
+    let url = format!("http://{}:7473/metrics", site.nodes[node].ip4);
+    site.client_netns()
+        .exec_ok(&["curl", "-sS", "--max-time", "2", &url])
+}
+
+/// The value of the sample `name` (with its labels) in a metrics page.
+fn metric_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// The highest count of gossip datagrams dropped for their key that each
+/// node's speaker reported, polled every 500 ms while `polling` holds.
+/// Speakers restart during the rotation and their counters with them, so
+/// only a poll while the count is up sees it.
+fn most_bad_key_rejections(site: &RealCluster, polling: &AtomicBool) -> BTreeMap<String, f64> {
+    let mut most = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while polling.load(Ordering::Relaxed) && Instant::now() < deadline {
+        for (i, node) in site.nodes.iter().enumerate() {
+            let count = speaker_metrics(site, i)
+                .ok()
+                .and_then(|page| {
+                    metric_value(
+                        &page,
+                        "ferrolb_speaker_gossip_rejected_total{reason=\"bad_key\"}",
+                    )
+                })
+                .unwrap_or(0.0);
+            let seen = most.entry(node.name.clone()).or_insert(0.0);
+            *seen = f64::max(*seen, count);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    most
+}
+
+/// Waits up to 60 s until every speaker counts every node alive.
+fn wait_for_whole_gossip_group(site: &RealCluster) -> Result<()> {
+    let whole = site.nodes.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alive: Vec<Option<f64>> = (0..site.nodes.len())
+            .map(|i| {
+                speaker_metrics(site, i)
+                    .ok()
+                    .and_then(|page| metric_value(&page, "ferrolb_speaker_members_alive"))
+            })
+            .collect();
+        if alive.iter().all(|a| *a == Some(whole)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let page = speaker_metrics(site, 0).unwrap_or_else(|e| format!("{e:#}"));
+            let gossip: Vec<&str> = page
+                .lines()
+                .filter(|l| l.contains("members") || l.contains("gossip"))
+                .collect();
+            anyhow::bail!(
+                "the speakers' gossip group is not whole after 60 s: members alive {alive:?}; {}'s gossip metrics:\n{}",
+                site.nodes[0].name,
+                gossip.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -19,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrolb_tests::realnodes::http_probe::{ProbeLoop, get_from, outage};
+use ferrolb_tests::realnodes::failover::requests;
+use ferrolb_tests::realnodes::http_probe::{ProbeLoop, outage};
 use ferrolb_tests::realnodes::{Policy, RealCluster, RealClusterShape, built_images, echo_field};
 use ferrolb_tests::tools::{ensure_helm, repo_root};
 use serde_json::{Value, json};
@@ -161,22 +162,6 @@ fn memberlist_secret(site: &RealCluster) -> Result<(Value, Value, String)> {
     ))
 }
 
-/// GETs `ip` port 80 from the client until it answers (30 s), then `count`
-/// more, every one of which must answer; returns the bodies.
-fn requests(site: &RealCluster, ip: IpAddr, count: usize) -> Result<Vec<String>> {
-    let target = SocketAddr::new(ip, 80);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = get_from(&site.client, target, Duration::from_secs(2)) {
-        if Instant::now() > deadline {
-            bail!("no answer from {target} within 30 s: {e:#}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (0..count)
-        .map(|_| get_from(&site.client, target, Duration::from_secs(2)))
-        .collect()
-}
-
 fn pods_answering(bodies: &[String]) -> BTreeSet<String> {
     bodies
         .iter()
@@ -198,7 +183,7 @@ fn echo_app(site: &RealCluster, name: &str, replicas: u32) -> Result<Vec<IpAddr>
 /// Both families' ingress IPs answer, from pods of `name`.
 fn check_answers(site: &RealCluster, name: &str, ips: &[IpAddr]) -> Result<()> {
     for ip in ips {
-        let bodies = requests(site, *ip, 6)?;
+        let bodies = requests(&site.client, *ip, 6)?;
         let pods = pods_answering(&bodies);
         println!("{name} {ip}: answered by {pods:?}");
         assert!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ferrolb_tests::Cluster;
 use ferrolb_tests::l2lab::{arping, ndisc};
-use ferrolb_tests::realnodes::http_probe::get_from;
+use ferrolb_tests::realnodes::http_probe::wait_answering;
 use ferrolb_tests::realnodes::{RealCluster, RealClusterShape, borrowed};
 use ferrolb_tests::router::kernel_next_hops;
 use ferrolb_tests::tools::{repo_root, target_dir};
@@ -239,14 +239,7 @@ fn show_requests(netns: &str, ip: IpAddr) -> Result<()> {
         IpAddr::V6(v6) => format!("http://[{v6}]/"),
     };
     // The first answer can take a moment after the IP is assigned.
-    let target = std::net::SocketAddr::new(ip, 80);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get_from(netns, target, Duration::from_secs(2)).is_err() {
-        if Instant::now() > deadline {
-            bail!("{ip} answered no request within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_answering(netns, ip, 1, Duration::from_secs(30))?;
     println!("\n$ ip netns exec {netns} curl -s {url}   (6 times)");
     for _ in 0..6 {
         let body = ferrolb_tests::netns::run(Command::new("ip").args([

@@ -9,20 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::RealCluster;
-use super::http_probe::{Outage, ProbeLoop, get_from, outage};
+use super::http_probe::{Outage, ProbeLoop, get_from, outage, wait_answering};
 use crate::l2lab::arping;
 
 /// GETs `ip` port 80 from `netns` until one answer comes (within 30 s), then
 /// `count` more, every one of which must answer; returns their bodies.
 pub fn requests(netns: &str, ip: IpAddr, count: usize) -> Result<Vec<String>> {
+    wait_answering(netns, ip, 1, Duration::from_secs(30))?;
     let target = SocketAddr::new(ip, 80);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = get_from(netns, target, Duration::from_secs(2)) {
-        if Instant::now() > deadline {
-            bail!("no answer from {target} within 30 s: {e:#}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
     (0..count)
         .map(|_| get_from(netns, target, Duration::from_secs(2)))
         .collect()
@@ -148,16 +142,19 @@ pub fn gracefully_delete_owner_speaker(site: &RealCluster, ip: IpAddr) -> Result
 
 /// A rolling update of the speaker DaemonSet (`kubectl rollout restart`).
 pub fn rolling_update_speakers(site: &RealCluster, ip: IpAddr) -> Result<Outage> {
-    measure_gap(site, ip, Duration::from_secs(3), || {
-        site.api.kubectl_ok(&[
-            "-n",
-            "ferrolb-system",
-            "rollout",
-            "restart",
-            "daemonset/ferrolb-speaker",
-        ])?;
-        site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
-    })
+    measure_gap(site, ip, Duration::from_secs(3), || roll_speakers(site))
+}
+
+/// A rolling update of the speaker DaemonSet, waited for to its end.
+pub fn roll_speakers(site: &RealCluster) -> Result<()> {
+    site.api.kubectl_ok(&[
+        "-n",
+        "ferrolb-system",
+        "rollout",
+        "restart",
+        "daemonset/ferrolb-speaker",
+    ])?;
+    site.rollout("daemonset/ferrolb-speaker", "ferrolb-system")
 }
 
 /// What the client saw when the node answering for an IP died.

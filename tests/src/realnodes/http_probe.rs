@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -68,6 +68,33 @@ pub fn get(target: SocketAddr, timeout: Duration) -> Result<String> {
 /// `GET /` from inside namespace `netns`.
 pub fn get_from(netns: &str, target: SocketAddr, timeout: Duration) -> Result<String> {
     in_named_netns(netns, move || get(target, timeout))
+}
+
+/// Waits up to `limit` until `run` GETs in a row to `ip` port 80 from
+/// `netns` are answered. One answer shows the IP reachable; a longer run
+/// shows every path to it answers, where flows spread over several (ECMP).
+pub fn wait_answering(netns: &str, ip: IpAddr, run: usize, limit: Duration) -> Result<()> {
+    let target = SocketAddr::new(ip, 80);
+    let deadline = Instant::now() + limit;
+    let mut in_a_row = 0;
+    while in_a_row < run {
+        match get_from(netns, target, Duration::from_secs(2)) {
+            Ok(_) => in_a_row += 1,
+            Err(error) if Instant::now() < deadline => {
+                in_a_row = 0;
+                if run > 1 {
+                    eprintln!("{target} not yet answered on every path: {error:#}");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "{target}: {run} answer(s) in a row within {limit:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A request loop in the background.
