@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ferrolb_tests::env::{Controller, wait_for};
-use ferrolb_tests::scenario::{Scenario, ingress};
+use ferrolb_tests::env::{Controller, own_cluster, wait_for};
+use ferrolb_tests::forward::Forwarder;
+use ferrolb_tests::scenario::{Scenario, WAIT, ingress};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -147,5 +148,83 @@ async fn two_replicas_one_leads_the_other_takes_over() -> R {
     s.service("three", json!({})).await?;
     assert_eq!(s.wait_ips("three", 1).await?, vec!["198.51.100.122"]);
     assert!(c.is_running());
+    Ok(())
+}
+
+/// A Service and a pool deleted while the controller could not reach the
+/// apiserver, whose watches then resume from a resourceVersion the apiserver
+/// no longer has (410 Gone: its watch cache restarted), are seen as deleted
+/// by the relist: the Service's IP serves again, the pool hands out nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_missed_during_an_outage_are_seen_by_the_relist() -> R {
+    let cluster = own_cluster()?;
+    let mut s = Scenario::on(cluster, "relist").await?;
+    let cable = Forwarder::start_local(cluster.apiserver_addr()?)?;
+    let server = format!("https://127.0.0.1:{}", cable.port);
+    s.controller = Some(Controller::start_via(
+        cluster,
+        &s.ns,
+        &["--no-leader-election"],
+        &server,
+    )?);
+    let in_pool = |p: &str| json!({"metadata": {"annotations": {"ferrolb.io/address-pool": p}}});
+    s.pool(
+        "kept",
+        json!({"addresses": ["198.51.100.130-198.51.100.130"]}),
+    )
+    .await?;
+    s.pool(
+        "gone",
+        json!({"addresses": ["198.51.100.140-198.51.100.141"]}),
+    )
+    .await?;
+    s.service("a", in_pool("kept")).await?;
+    s.service("b", in_pool("gone")).await?;
+    assert_eq!(s.wait_ips("a", 1).await?, vec!["198.51.100.130"]);
+    assert_eq!(s.wait_ips("b", 1).await?, vec!["198.51.100.140"]);
+    let gauge = r#"ferrolb_controller_pool_assigned_addresses{pool="gone""#;
+    let metrics = || {
+        s.controller
+            .as_ref()
+            .expect("controller")
+            .http_get("/metrics")
+    };
+    wait_for("the controller to count pool gone", WAIT, || async {
+        let (_, text) = metrics()?;
+        anyhow::ensure!(text.contains(gauge), "no {gauge} yet");
+        anyhow::Ok(())
+    })
+    .await?;
+
+    cable.pause();
+    s.delete_service("a").await?;
+    s.delete_service("b").await?;
+    s.delete_pool("gone").await?;
+    // A fresh watch cache: the controller's resourceVersions are too old now.
+    cluster.restart_apiserver()?;
+    cable.resume();
+
+    // The pool's gauges go when the controller drops the pool.
+    wait_for("the controller to drop pool gone", WAIT, || async {
+        let (_, text) = metrics()?;
+        anyhow::ensure!(!text.contains(gauge), "still shows {gauge}");
+        anyhow::Ok(())
+    })
+    .await?;
+    s.service("c", in_pool("kept")).await?;
+    assert_eq!(
+        s.wait_ips("c", 1).await?,
+        vec!["198.51.100.130"],
+        "a's IP is free again"
+    );
+    s.service("d", in_pool("gone")).await?;
+    let (status, reason, message) = s.wait_condition("d").await?;
+    assert_eq!(status, "False", "{reason}: {message}");
+    assert!(s.ips("d").await?.is_empty(), "pool gone hands out nothing");
+    let logs = s.controller.as_ref().expect("controller").logs();
+    assert!(
+        logs.contains("410") || logs.contains("too old resource version"),
+        "the watches were told 410 Gone:\n{logs}"
+    );
     Ok(())
 }
