@@ -7,10 +7,13 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrolb_tests::env::{Controller, own_cluster, wait_for};
 use ferrolb_tests::forward::Forwarder;
+use ferrolb_tests::process::kill_pid;
 use ferrolb_tests::scenario::{Scenario, WAIT, ingress};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -226,5 +229,136 @@ async fn deletions_missed_during_an_outage_are_seen_by_the_relist() -> R {
         logs.contains("410") || logs.contains("too old resource version"),
         "the watches were told 410 Gone:\n{logs}"
     );
+    Ok(())
+}
+
+/// Every IP shown, and by whom, sampled every 100 ms until `stop`: fails on
+/// the first IP shown by two Services, or a Service that shows another IP
+/// than the one it first showed. Returns the number of samples taken.
+async fn watch_for_duplicates(
+    services: Api<k8s_openapi::api::core::v1::Service>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<usize> {
+    let mut first: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut samples = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let list = services.list(&ListParams::default()).await?;
+        let mut owner: BTreeMap<String, String> = BTreeMap::new();
+        for svc in &list.items {
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            let ips = ingress(svc);
+            if ips.is_empty() {
+                continue;
+            }
+            for ip in &ips {
+                if let Some(other) = owner.insert(ip.clone(), name.clone()) {
+                    anyhow::bail!("sample {samples}: {ip} shown by {other} and {name}");
+                }
+            }
+            let was = first.entry(name.clone()).or_insert_with(|| ips.clone());
+            anyhow::ensure!(
+                *was == ips,
+                "sample {samples}: {name} went from {was:?} to {ips:?}"
+            );
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(samples)
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> anyhow::Result<String> {
+    Ok(leases
+        .get("ferrolb-controller")
+        .await?
+        .spec
+        .and_then(|sp| sp.holder_identity)
+        .unwrap_or_default())
+}
+
+/// The leader is frozen (SIGSTOP) past its lease; the standby takes over and
+/// serves new Services (and one deletion); then the old leader wakes up with
+/// a backlog of watch events and a stale view. It must step down without a
+/// single write, and no two Services ever show one IP meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_wakes_and_steps_down_without_writing() -> R {
+    let s = Scenario::without_controller("overlap").await?;
+    s.pool("p", json!({"addresses": ["198.51.100.150-198.51.100.199"]}))
+        .await?;
+    let flags = |id: &'static str| ["--identity", id, "--lease-duration-seconds", "3"];
+    let mut a = Controller::start(s.cluster, &s.ns, &flags("replica-a"))?;
+    let mut b = Controller::start(s.cluster, &s.ns, &flags("replica-b"))?;
+    for i in 0..3 {
+        s.service(&format!("old{i}"), json!({})).await?;
+    }
+    for i in 0..3 {
+        s.wait_ips(&format!("old{i}"), 1).await?;
+    }
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let holder = lease_holder(&leases).await?;
+    let (leader, standby) = if holder == "replica-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let pid = leader.pid().expect("the leader runs");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(watch_for_duplicates(s.services(), stop.clone()));
+    // A burst keeps the leader busy writing; it is frozen in the middle.
+    const BURST: usize = 30;
+    let burst: Vec<String> = (0..BURST).map(|i| format!("burst{i:02}")).collect();
+    futures::stream::iter(burst.iter().map(|n| s.service(n, json!({}))))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    assert!(kill_pid(pid, libc::SIGSTOP), "SIGSTOP the leader");
+    // Nothing is logged while it is stopped: what follows is after SIGCONT.
+    let frozen_log = leader.logs().len();
+    let served_before = ips_by_service(&s).await?.len();
+    // While it sleeps an IP is freed, so the new leader's choices differ
+    // from the ones the old one has queued.
+    s.delete_service("old1").await?;
+    for i in 0..4 {
+        s.service(&format!("new{i}"), json!({})).await?;
+    }
+    let all = 3 - 1 + BURST + 4;
+    wait_for("the standby to serve every Service", WAIT, || async {
+        let served = ips_by_service(&s).await?.len();
+        anyhow::ensure!(served == all, "{served} of {all} have IPs");
+        anyhow::Ok(())
+    })
+    .await?;
+    assert_ne!(
+        lease_holder(&leases).await?,
+        holder,
+        "the standby took over"
+    );
+    assert!(kill_pid(pid, libc::SIGCONT), "SIGCONT the old leader");
+    wait_for("the old leader to step down", WAIT, || {
+        std::future::ready((!leader.is_running()).then_some(()))
+    })
+    .await?;
+    // One more Service, served by the new leader alone, ends the window.
+    s.service("after", json!({})).await?;
+    s.wait_ips("after", 1).await?;
+    stop.store(true, Ordering::SeqCst);
+    let samples = sampler.await??;
+    assert!(samples >= 20, "sampled {samples} times");
+    eprintln!(
+        "frozen with {served_before} of {} Services served",
+        3 + BURST
+    );
+    let woken = leader.logs().split_off(frozen_log);
+    assert!(woken.contains("lost leadership"), "{woken}");
+    for write in ["writing service", "writing pool status", "publishing event"] {
+        assert!(
+            !woken.contains(write),
+            "the old leader wrote after waking ({write}):\n{woken}"
+        );
+    }
+    assert!(standby.is_running());
     Ok(())
 }

@@ -77,6 +77,7 @@ impl EventSink {
                     let event = build_event(&request, &reporter, now, seq);
                     let api: Api<Event> =
                         Api::namespaced(client.clone(), &request.regarding.namespace);
+                    debug!(object = %request.regarding.name, reason = request.reason, "publishing event");
                     if let Err(e) = api.create(&PostParams::default(), &event).await {
                         debug!(error = %e, object = %request.regarding.name, "could not publish event");
                     }

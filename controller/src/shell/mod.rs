@@ -263,6 +263,7 @@ fn start_pool_status_writer(
                 "apiVersion": ferrolb_crds::API_VERSION, "kind": "IPAddressPool",
                 "metadata": { "name": name }, "status": order.status,
             });
+            debug!(pool = %name, "writing pool status");
             let outcome = match api
                 .patch_status(
                     name,

@@ -118,6 +118,7 @@ impl Writer {
     async fn send(&self, api: &Api<SlimService>, job: &Job) -> Finished {
         let mut attempt = 0u32;
         loop {
+            debug!(service = %job.key, stage = ?job.stage, attempt, "writing service");
             let result = match job.stage {
                 Stage::Status => write_status(api, self.method, &job.key, &job.write).await,
                 Stage::Annotation => write_annotation(api, self.method, &job.key, &job.write).await,
