@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferrolb_tests::env::{Controller, own_cluster, wait_for};
 use ferrolb_tests::forward::Forwarder;
@@ -145,9 +145,32 @@ async fn two_replicas_one_leads_the_other_takes_over() -> R {
         .and_then(|sp| sp.holder_identity)
         .unwrap_or_default();
     assert_ne!(new_holder, holder);
-    // A graceful stop hands over at once (the lease is released).
-    standby.stop();
+    // A graceful stop hands over at once (the lease is released): well
+    // before the 3 s lease would run out.
     let mut c = Controller::start(s.cluster, &s.ns, &flags("replica-c"))?;
+    wait_for("replica-c to stand by", WAIT, || async {
+        let (_, text) = c.http_get("/metrics")?;
+        anyhow::ensure!(
+            text.contains("ferrolb_controller_is_leader 0"),
+            "not up yet"
+        );
+        anyhow::Ok(())
+    })
+    .await?;
+    let stopping = Instant::now();
+    standby.stop();
+    wait_for("replica-c to take the lease", WAIT, || async {
+        let holder = lease_holder(&leases).await?;
+        anyhow::ensure!(holder == "replica-c", "held by {holder:?}");
+        anyhow::Ok(())
+    })
+    .await?;
+    let handover = stopping.elapsed();
+    eprintln!("graceful hand-over in {handover:?}");
+    assert!(
+        handover < Duration::from_millis(1500),
+        "hand-over took {handover:?}, not well under the 3 s lease"
+    );
     s.service("three", json!({})).await?;
     assert_eq!(s.wait_ips("three", 1).await?, vec!["198.51.100.122"]);
     assert!(c.is_running());
