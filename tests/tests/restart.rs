@@ -97,14 +97,26 @@ async fn kill_and_restart_while_assigning_500_services_loses_and_duplicates_noth
     Ok(())
 }
 
+/// Controller replicas with a 3 s lease.
+fn flags(id: &'static str) -> [&'static str; 4] {
+    ["--identity", id, "--lease-duration-seconds", "3"]
+}
+
+/// A scenario with pool `p` over `addresses` and two replicas, a and b.
+async fn two_replicas(
+    prefix: &str,
+    addresses: &str,
+) -> anyhow::Result<(Scenario, Controller, Controller)> {
+    let s = Scenario::without_controller(prefix).await?;
+    s.pool("p", json!({ "addresses": [addresses] })).await?;
+    let a = Controller::start(s.cluster, &s.ns, &flags("replica-a"))?;
+    let b = Controller::start(s.cluster, &s.ns, &flags("replica-b"))?;
+    Ok((s, a, b))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_leads_the_other_takes_over() -> R {
-    let s = Scenario::without_controller("leader").await?;
-    s.pool("p", json!({"addresses": ["198.51.100.120/29"]}))
-        .await?;
-    let flags = |id: &'static str| ["--identity", id, "--lease-duration-seconds", "3"];
-    let mut a = Controller::start(s.cluster, &s.ns, &flags("replica-a"))?;
-    let mut b = Controller::start(s.cluster, &s.ns, &flags("replica-b"))?;
+    let (s, mut a, mut b) = two_replicas("leader", "198.51.100.120/29").await?;
     s.service("one", json!({})).await?;
     assert_eq!(s.wait_ips("one", 1).await?, vec!["198.51.100.120"]);
     let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.ns.name);
@@ -305,12 +317,7 @@ async fn lease_holder(leases: &Api<Lease>) -> anyhow::Result<String> {
 /// single write, and no two Services ever show one IP meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_past_its_lease_wakes_and_steps_down_without_writing() -> R {
-    let s = Scenario::without_controller("overlap").await?;
-    s.pool("p", json!({"addresses": ["198.51.100.150-198.51.100.199"]}))
-        .await?;
-    let flags = |id: &'static str| ["--identity", id, "--lease-duration-seconds", "3"];
-    let mut a = Controller::start(s.cluster, &s.ns, &flags("replica-a"))?;
-    let mut b = Controller::start(s.cluster, &s.ns, &flags("replica-b"))?;
+    let (s, mut a, mut b) = two_replicas("overlap", "198.51.100.150-198.51.100.199").await?;
     for i in 0..3 {
         s.service(&format!("old{i}"), json!({})).await?;
     }

@@ -15,6 +15,7 @@ use crate::core::desired::ServiceWrite;
 use crate::core::effect::ServiceWriteOrder;
 use crate::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 use crate::core::{ServiceKey, WriteSettled};
+use crate::leader::Fence;
 
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
@@ -37,6 +38,8 @@ pub struct Writer {
     method: WriteMethod,
     /// Where to report that a Service has nothing left to write.
     settled: mpsc::UnboundedSender<WriteSettled>,
+    /// Every request waits until it is open.
+    fence: Fence,
 }
 
 impl Writer {
@@ -47,6 +50,7 @@ impl Writer {
         workers: usize,
         method: WriteMethod,
         settled: mpsc::UnboundedSender<WriteSettled>,
+        fence: Fence,
     ) -> Writer {
         let writer = Writer {
             queue: Arc::default(),
@@ -54,6 +58,7 @@ impl Writer {
             status_busy: Arc::new(watch::Sender::new(false)),
             method,
             settled,
+            fence,
         };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
@@ -128,6 +133,7 @@ impl Writer {
     async fn send(&self, api: &Api<SlimService>, job: &Job) -> Finished {
         let mut attempt = 0u32;
         loop {
+            self.fence.wait_open().await;
             debug!(service = %job.key, stage = ?job.stage, attempt, "writing service");
             let result = match job.stage {
                 Stage::Status => write_status(api, self.method, &job.key, &job.write).await,
