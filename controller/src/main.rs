@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ferrolb_controller::leader::{LeaderElector, LeaseTimings};
+use ferrolb_controller::leader::{Fence, LeaderElector, LeaseTimings};
 use ferrolb_controller::memberlist;
 use ferrolb_controller::metrics::Metrics;
 use ferrolb_controller::shell::write_body::WriteMethod;
@@ -143,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         write_workers: args.write_workers as usize,
         write_method: args.status_write,
         identity: identity.clone(),
+        fence: Fence::open(),
     };
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -174,6 +175,10 @@ async fn main() -> anyhow::Result<()> {
         metrics.set_leader(true);
         health.set_ready(false);
         let lost = leadership.lost();
+        let config = LoopConfig {
+            fence: leadership.fence(),
+            ..config
+        };
         let mut lost_reason = None;
         let run = shell::run(client, config, metrics.clone(), health.clone(), async {
             tokio::select! {

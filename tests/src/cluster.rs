@@ -16,9 +16,10 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::process::{kill_pid, spawn_detached, spawn_tied, terminate};
@@ -29,8 +30,9 @@ pub const NODE_PORT_RANGE: &str = "20000-45000";
 
 /// How the processes relate to the caller.
 enum Lifetime {
-    /// Killed when the `Cluster` is dropped or the test process exits.
-    Tied(Vec<Child>),
+    /// Killed when the `Cluster` is dropped or the test process exits:
+    /// etcd, then kube-apiserver.
+    Tied(Mutex<Vec<Child>>),
     /// Left running (`cargo xtask cluster up`); stopped with [`Cluster::stop_detached`].
     Detached,
 }
@@ -43,6 +45,8 @@ pub struct Cluster {
     admin_token: String,
     lifetime: Lifetime,
     remove_dir_on_drop: bool,
+    /// How kube-apiserver was started, to start it again.
+    apiserver: Option<(PathBuf, Vec<std::ffi::OsString>)>,
 }
 
 fn free_port() -> Result<u16> {
@@ -175,11 +179,15 @@ impl Cluster {
             .arg("--max-requests-inflight=2000")
             .arg("--max-mutating-requests-inflight=1000")
             .arg("--v=1");
+        let apiserver_command = (
+            PathBuf::from(apiserver.get_program()),
+            apiserver.get_args().map(ToOwned::to_owned).collect(),
+        );
 
         let mut lifetime = if detached {
             Lifetime::Detached
         } else {
-            Lifetime::Tied(Vec::new())
+            Lifetime::Tied(Mutex::new(Vec::new()))
         };
         let mut pids = Vec::new();
         for (name, command) in [("etcd", etcd), ("kube-apiserver", apiserver)] {
@@ -188,7 +196,10 @@ impl Cluster {
                 Lifetime::Tied(children) => {
                     let child = spawn_tied(command, &log)?;
                     pids.push(child.id());
-                    children.push(child);
+                    children
+                        .get_mut()
+                        .map_err(|_| anyhow!("poisoned"))?
+                        .push(child);
                 }
                 Lifetime::Detached => pids.push(spawn_detached(command, &log)?),
             }
@@ -205,6 +216,7 @@ impl Cluster {
             admin_token,
             lifetime,
             remove_dir_on_drop: false,
+            apiserver: Some(apiserver_command),
         };
         cluster.wait_ready(Duration::from_secs(120))?;
         cluster.write_admin_kubeconfig()?;
@@ -222,9 +234,31 @@ impl Cluster {
             admin_token: admin_token.to_string(),
             lifetime: Lifetime::Detached,
             remove_dir_on_drop: false,
+            apiserver: None,
         };
         cluster.write_admin_kubeconfig()?;
         Ok(cluster)
+    }
+
+    /// Stops kube-apiserver (SIGTERM) and starts it again with the same
+    /// flags and state, then waits until it is ready. Its watch cache starts
+    /// afresh at the current revision, so every client watching from an
+    /// older resourceVersion is told 410 Gone and lists again. Only for a
+    /// cluster this process started.
+    pub fn restart_apiserver(&self) -> Result<()> {
+        let (Lifetime::Tied(children), Some((program, args))) = (&self.lifetime, &self.apiserver)
+        else {
+            bail!("this cluster was not started by this process");
+        };
+        {
+            let mut children = children.lock().map_err(|_| anyhow!("poisoned"))?;
+            let apiserver = children.get_mut(1).context("no kube-apiserver")?;
+            terminate(apiserver, Duration::from_secs(10));
+            let mut command = Command::new(program);
+            command.args(args);
+            children[1] = spawn_tied(command, &self.dir.join("kube-apiserver.log"))?;
+        }
+        self.wait_ready(Duration::from_secs(60))
     }
 
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -268,17 +302,23 @@ impl Cluster {
         Ok(chain[start..].to_string())
     }
 
-    fn kubeconfig_yaml(&self, user: &str, token: &str, namespace: &str) -> Result<String> {
+    fn kubeconfig_yaml(
+        &self,
+        server: &str,
+        user: &str,
+        token: &str,
+        namespace: &str,
+    ) -> Result<String> {
         use base64::Engine as _;
         let ca_b64 = base64::engine::general_purpose::STANDARD.encode(self.ca_pem()?);
         Ok(format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\n    namespace: {namespace}\ncurrent-context: ferrolb\n",
-            server = self.server
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: ferrolb\n  context:\n    cluster: ferrolb\n    user: {user}\n    namespace: {namespace}\ncurrent-context: ferrolb\n"
         ))
     }
 
     fn write_admin_kubeconfig(&self) -> Result<()> {
-        let yaml = self.kubeconfig_yaml("ferrolb-admin", &self.admin_token, "default")?;
+        let yaml =
+            self.kubeconfig_yaml(&self.server, "ferrolb-admin", &self.admin_token, "default")?;
         std::fs::write(self.admin_kubeconfig(), yaml)?;
         Ok(())
     }
@@ -327,14 +367,41 @@ impl Cluster {
     /// Writes a kubeconfig for ServiceAccount `namespace/name` with a token from
     /// the TokenRequest API, so a component runs with exactly that account's RBAC.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        self.service_account_kubeconfig_via(namespace, name, &self.server)
+    }
+
+    /// [`Self::service_account_kubeconfig`] reaching the apiserver at
+    /// `server` (a forwarder on loopback: it must be 127.0.0.1, which the
+    /// serving certificate names).
+    pub fn service_account_kubeconfig_via(
+        &self,
+        namespace: &str,
+        name: &str,
+        server: &str,
+    ) -> Result<PathBuf> {
         let token =
             self.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=24h"])?;
-        let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
+        let port = server.rsplit(':').next().unwrap_or_default();
+        let path = self
+            .dir
+            .join(format!("sa-{namespace}-{name}-{port}.kubeconfig"));
+        let user = format!("{namespace}-{name}");
         std::fs::write(
             &path,
-            self.kubeconfig_yaml(&format!("{namespace}-{name}"), token.trim(), namespace)?,
+            self.kubeconfig_yaml(server, &user, token.trim(), namespace)?,
         )?;
         Ok(path)
+    }
+
+    /// The apiserver's address (127.0.0.1 and its port).
+    pub fn apiserver_addr(&self) -> Result<std::net::SocketAddr> {
+        let hostport = self
+            .server
+            .strip_prefix("https://")
+            .context("the server is not https://")?;
+        hostport
+            .parse()
+            .with_context(|| format!("apiserver address {hostport}"))
     }
 
     /// A kube client authenticated as the harness admin.
@@ -355,6 +422,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if let Lifetime::Tied(children) = &mut self.lifetime {
             // apiserver first, then etcd.
+            let children = match children.get_mut() {
+                Ok(children) => children,
+                Err(poisoned) => poisoned.into_inner(),
+            };
             for child in children.iter_mut().rev() {
                 terminate(child, Duration::from_secs(5));
             }

@@ -8,7 +8,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::OnceLock;
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -35,23 +35,40 @@ pub fn shared_cluster() -> &'static Cluster {
     })
 }
 
+/// A cluster of its own for a test that disturbs the control plane
+/// (restarts the apiserver, registers admission webhooks), with `deploy/`
+/// applied. It lives until the test process exits, like the shared one.
+pub fn own_cluster() -> Result<&'static Cluster> {
+    let cluster = Cluster::start()?;
+    apply_deploy(&cluster)?;
+    remove_at_exit(cluster.dir.clone());
+    Ok(Box::leak(Box::new(cluster)))
+}
+
 /// A static cluster is never dropped: remove its state directory when the
 /// test process exits (its processes die with it, see `process`).
 fn remove_at_exit(dir: PathBuf) {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static REGISTERED: Once = Once::new();
     extern "C" fn cleanup() {
-        if std::env::var_os("FERROLB_KEEP_CLUSTER").is_none()
-            && let Some(dir) = DIR.get()
-        {
-            let _ = std::fs::remove_dir_all(dir);
+        if std::env::var_os("FERROLB_KEEP_CLUSTER").is_some() {
+            return;
+        }
+        if let Ok(dirs) = DIRS.lock() {
+            for dir in dirs.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
-    if DIR.set(dir).is_ok() {
+    if let Ok(mut dirs) = DIRS.lock() {
+        dirs.push(dir);
+    }
+    REGISTERED.call_once(|| {
         // SAFETY: registers a plain function; it only touches a static.
         unsafe {
             libc::atexit(cleanup);
         }
-    }
+    });
 }
 
 /// Server-side apply of the install kustomization `deploy/` (namespace,
@@ -203,8 +220,22 @@ pub struct Controller {
 impl Controller {
     /// Starts a controller serving `ns` (its pools, its class) with extra flags.
     pub fn start(cluster: &Cluster, ns: &TestNamespace, extra: &[&str]) -> Result<Controller> {
-        let kubeconfig =
-            cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-controller")?;
+        Controller::start_via(cluster, ns, extra, &cluster.server)
+    }
+
+    /// [`Controller::start`] reaching the apiserver at `server` (a
+    /// [`crate::forward::Forwarder`] the test can cut).
+    pub fn start_via(
+        cluster: &Cluster,
+        ns: &TestNamespace,
+        extra: &[&str],
+        server: &str,
+    ) -> Result<Controller> {
+        let kubeconfig = cluster.service_account_kubeconfig_via(
+            "ferrolb-system",
+            "ferrolb-controller",
+            server,
+        )?;
         let metrics_port = free_port()?;
         let log = cluster
             .dir

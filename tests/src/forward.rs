@@ -47,17 +47,11 @@ impl Forwarder {
         let listener = in_netns(netns, move || {
             TcpListener::bind(("127.0.0.1", port)).context("binding the forwarder")
         })?;
-        listener.set_nonblocking(true)?;
-        let state = Arc::new(State {
-            paused: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            open: Mutex::new(Vec::new()),
-        });
-        let accept_state = state.clone();
-        std::thread::Builder::new()
-            .name(format!("forward-{}", netns.name))
-            .spawn(move || accept_loop(listener, Dial::Here(target), accept_state))?;
-        Ok(Forwarder { port, state })
+        Forwarder::spawn(
+            listener,
+            Dial::Here(target),
+            format!("forward-{}", netns.name),
+        )
     }
 
     /// The other way round: listens on 127.0.0.1:`port` of the caller's
@@ -67,6 +61,24 @@ impl Forwarder {
     pub fn start_reverse(port: u16, netns: &Netns, target: SocketAddr) -> Result<Forwarder> {
         let listener =
             TcpListener::bind(("127.0.0.1", port)).context("binding the reverse forwarder")?;
+        let dial = Dial::Inside {
+            netns: netns.name.clone(),
+            target,
+        };
+        Forwarder::spawn(listener, dial, format!("rforward-{}", netns.name))
+    }
+
+    /// Listens on a free port of 127.0.0.1 in the caller's namespace and
+    /// connects to `target` from there: a cable between one client (a
+    /// controller given a kubeconfig naming this port) and the apiserver
+    /// that the test can pull.
+    pub fn start_local(target: SocketAddr) -> Result<Forwarder> {
+        let listener =
+            TcpListener::bind(("127.0.0.1", 0)).context("binding the local forwarder")?;
+        Forwarder::spawn(listener, Dial::Here(target), "lforward".into())
+    }
+
+    fn spawn(listener: TcpListener, dial: Dial, thread: String) -> Result<Forwarder> {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(State {
@@ -75,12 +87,8 @@ impl Forwarder {
             open: Mutex::new(Vec::new()),
         });
         let accept_state = state.clone();
-        let dial = Dial::Inside {
-            netns: netns.name.clone(),
-            target,
-        };
         std::thread::Builder::new()
-            .name(format!("rforward-{}", netns.name))
+            .name(thread)
             .spawn(move || accept_loop(listener, dial, accept_state))?;
         Ok(Forwarder { port, state })
     }

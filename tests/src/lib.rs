@@ -13,6 +13,7 @@ pub mod realnodes;
 pub mod router;
 pub mod scenario;
 pub mod tools;
+pub mod webhook;
 
 pub use cluster::Cluster;
 pub use tools::Tools;

@@ -39,7 +39,11 @@ impl Scenario {
     }
 
     pub async fn without_controller(prefix: &str) -> Result<Scenario> {
-        let cluster = shared_cluster();
+        Scenario::on(shared_cluster(), prefix).await
+    }
+
+    /// A fresh namespace on `cluster`, no controller.
+    pub async fn on(cluster: &'static Cluster, prefix: &str) -> Result<Scenario> {
         let client = cluster.admin_client().await?;
         let ns = TestNamespace::create(&client, prefix).await?;
         Ok(Scenario {

@@ -927,3 +927,125 @@ async fn controller_creates_no_memberlist_secret_when_disabled() -> R {
     assert!(secrets.get_opt("ferrolb-memberlist").await?.is_none());
     Ok(())
 }
+
+/// A validating webhook refuses every Service status write for 25 s (longer
+/// than the ~19 s the writer used to retry before giving a write up for
+/// good), then allows them: every Service ends with its IP within the
+/// writer's 5 s backoff cap (and some slack) of the recovery. A Service
+/// deleted meanwhile has its write dropped, not retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_refused_for_a_while_are_retried_until_taken() -> R {
+    use ferrolb_tests::webhook::Webhook;
+    let mut s = Scenario::start("refused").await?;
+    s.pool("p", json!({"addresses": ["198.51.100.230-198.51.100.239"]}))
+        .await?;
+    let webhook = Webhook::start(&s.cluster.dir).await?;
+    webhook.refuse(true);
+    let config_name = format!("refuse-{}", s.ns.name);
+    let config = webhook.configuration(&config_name, "services/status", &s.ns.name);
+    s.cluster
+        .kubectl_stdin(&["apply", "-f", "-"], &config.to_string())?;
+    // The apiserver calls the webhook once it has read the configuration:
+    // wait until a status write of the harness's own is refused.
+    s.cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "probe", "namespace": s.ns.name},
+            "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})
+        .to_string(),
+    )?;
+    wait_for("the webhook to refuse status writes", WAIT, || async {
+        let out = s
+            .cluster
+            .kubectl()
+            .args([
+                "-n",
+                &s.ns.name,
+                "patch",
+                "service",
+                "probe",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"conditions":[]}}"#,
+            ])
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        anyhow::ensure!(
+            stderr.contains("refused by the test webhook"),
+            "not refused: {stderr}"
+        );
+        anyhow::Ok(())
+    })
+    .await?;
+    let refused_since = std::time::Instant::now();
+    let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    let all: Vec<String> = names.iter().cloned().chain(["doomed".into()]).collect();
+    for name in &all {
+        s.service(name, json!({})).await?;
+    }
+    wait_for("every write to be refused once", WAIT, || {
+        let seen = webhook.seen();
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|n| !seen.iter().any(|(m, refused)| m == *n && *refused))
+            .collect();
+        std::future::ready(if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("not yet refused: {missing:?}"))
+        })
+    })
+    .await?;
+    s.delete_service("doomed").await?;
+    let log = s.controller()?.log.clone();
+    wait_for("doomed's write to be dropped as stale", WAIT, || {
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        std::future::ready(
+            logs.lines()
+                .any(|l| l.contains("write is stale") && l.contains("/doomed"))
+                .then_some(()),
+        )
+    })
+    .await?;
+    let remaining = Duration::from_secs(25).saturating_sub(refused_since.elapsed());
+    tokio::time::sleep(remaining).await;
+    for name in &names {
+        assert!(
+            s.ips(name).await?.is_empty(),
+            "{name} got an IP through the webhook"
+        );
+    }
+    webhook.refuse(false);
+    let recovered = std::time::Instant::now();
+    for name in &names {
+        wait_for(
+            &format!("an IP on {name}"),
+            Duration::from_secs(15),
+            || async {
+                let ips = s.ips(name).await?;
+                anyhow::ensure!(ips.len() == 1, "{ips:?}");
+                anyhow::Ok(())
+            },
+        )
+        .await?;
+    }
+    eprintln!(
+        "every Service shows its IP {:?} after the webhook recovered",
+        recovered.elapsed()
+    );
+    let logs = s.controller()?.logs();
+    let after_drop = logs
+        .split_once("write is stale")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    assert!(
+        !after_drop
+            .lines()
+            .any(|l| l.contains("writing service") && l.contains("/doomed")),
+        "doomed's write was sent again after it was dropped"
+    );
+    s.cluster
+        .kubectl_ok(&["delete", "validatingwebhookconfiguration", &config_name])?;
+    Ok(())
+}

@@ -18,7 +18,7 @@ use super::decision::{Observer, claimed_spec, released_spec, renewed_spec};
 use super::leadership::{Leadership, Status};
 use super::renewal::renew_loop;
 use super::timings::jittered;
-use super::{FIELD_MANAGER, LeaderError, LeaseAction, LeaseState, LeaseTimings, decide};
+use super::{FIELD_MANAGER, Fence, LeaderError, LeaseAction, LeaseState, LeaseTimings, decide};
 
 /// A candidate for one Lease.
 #[derive(Clone)]
@@ -213,9 +213,17 @@ impl LeaderElector {
         );
         let (status_tx, status_rx) = watch::channel(Status::Held);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let renewal = renew_loop(self.clone(), lease, sent_at, status_tx, stop_rx);
+        let fence = Fence::until(sent_at + self.timings.renew_deadline);
+        let renewal = renew_loop(
+            self.clone(),
+            lease,
+            sent_at,
+            status_tx,
+            stop_rx,
+            fence.clone(),
+        );
         let task = tokio::spawn(renewal.instrument(self.span.clone()));
-        Leadership::new(self.clone(), status_rx, stop_tx, task)
+        Leadership::new(self.clone(), status_rx, stop_tx, task, fence)
     }
 
     /// Clears the holder if it is still us, retrying on conflicts, all

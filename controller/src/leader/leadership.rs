@@ -9,8 +9,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, warn};
 
-use super::LeaderError;
 use super::elector::LeaderElector;
+use super::{Fence, LeaderError};
 
 /// Why a [`Leadership`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub struct Leadership {
     /// The renewal task; it returns the last lease it wrote when stopped,
     /// `None` when the leadership was lost.
     task: Option<JoinHandle<Option<Lease>>>,
+    fence: Fence,
 }
 
 impl Leadership {
@@ -72,13 +73,20 @@ impl Leadership {
         status: watch::Receiver<Status>,
         stop: oneshot::Sender<()>,
         task: JoinHandle<Option<Lease>>,
+        fence: Fence,
     ) -> Self {
         Self {
             elector,
             status,
             stop: Some(stop),
             task: Some(task),
+            fence,
         }
+    }
+
+    /// The guard every write waits on while this leadership lasts.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     /// Resolves when the leadership is lost: another holder is seen, the

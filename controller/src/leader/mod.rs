@@ -27,6 +27,7 @@
 
 pub mod decision;
 mod elector;
+mod fence;
 mod leadership;
 mod renewal;
 mod timings;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 pub use decision::{LeaseAction, LeaseState, decide};
 pub use elector::LeaderElector;
+pub use fence::Fence;
 pub use leadership::{Leadership, LostReason};
 pub use timings::LeaseTimings;
 

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::decision::renewed_spec;
 use super::elector::LeaderElector;
 use super::leadership::{LostReason, Status};
-use super::{LeaderError, LeaseState};
+use super::{Fence, LeaderError, LeaseState};
 
 /// Renews until stopped (returns the last lease written, for release) or
 /// lost (returns `None` after publishing the reason).
@@ -22,12 +22,13 @@ pub(super) async fn renew_loop(
     last_ok: Instant,
     status: watch::Sender<Status>,
     stop: oneshot::Receiver<()>,
+    fence: Fence,
 ) -> Option<Lease> {
     // A stop wins at any point: while waiting for the next renewal, during a
     // renewal (whose write is then abandoned), or while pausing to retry.
     let lost = tokio::select! {
         _ = stop => None,
-        reason = renew_until_lost(&elector, &mut lease, last_ok) => Some(reason),
+        reason = renew_until_lost(&elector, &mut lease, last_ok, &fence) => Some(reason),
     };
     match lost {
         None => {
@@ -49,6 +50,7 @@ async fn renew_until_lost(
     elector: &LeaderElector,
     lease: &mut Lease,
     mut last_ok: Instant,
+    fence: &Fence,
 ) -> LostReason {
     let timings = &elector.timings;
     loop {
@@ -65,6 +67,7 @@ async fn renew_until_lost(
                     debug!("renewed the lease");
                     *lease = *renewed;
                     last_ok = started;
+                    fence.extend(started + timings.renew_deadline);
                     break;
                 }
                 Ok(RenewOutcome::Lost(reason)) => return reason,

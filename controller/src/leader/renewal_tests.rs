@@ -114,6 +114,7 @@ fn start(puts: Vec<Reply>, get_reply: Reply, held: Lease) -> Running {
         Instant::now(),
         status_tx,
         stop_rx,
+        crate::leader::Fence::open(),
     ));
     Running {
         task,

@@ -22,6 +22,8 @@ use kube::api::{Api, PostParams};
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{debug, warn};
 
+use crate::leader::Fence;
+
 pub use crate::core::effect::{EventRequest, Regarding};
 
 /// Longest note the apiserver accepts on an `events.k8s.io/v1` Event.
@@ -52,6 +54,7 @@ impl EventSink {
         instance: String,
         workers: usize,
         hold: watch::Receiver<bool>,
+        fence: Fence,
     ) -> EventSink {
         let (tx, rx) = mpsc::channel::<EventRequest>(QUEUE_CAPACITY);
         let rx = Arc::new(Mutex::new(rx));
@@ -66,17 +69,20 @@ impl EventSink {
             let rx = rx.clone();
             let mut hold = hold.clone();
             let sequence = sequence.clone();
+            let fence = fence.clone();
             tokio::spawn(async move {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(request) = next else { break };
                     // Err: the writer is gone, nothing to wait for.
                     let _ = hold.wait_for(|busy| !*busy).await;
+                    fence.wait_open().await;
                     let now = k8s_openapi::jiff::Timestamp::now();
                     let seq = sequence.fetch_add(1, Ordering::Relaxed);
                     let event = build_event(&request, &reporter, now, seq);
                     let api: Api<Event> =
                         Api::namespaced(client.clone(), &request.regarding.namespace);
+                    debug!(object = %request.regarding.name, reason = request.reason, "publishing event");
                     if let Err(e) = api.create(&PostParams::default(), &event).await {
                         debug!(error = %e, object = %request.regarding.name, "could not publish event");
                     }

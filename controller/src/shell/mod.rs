@@ -51,6 +51,7 @@ use crate::core::effect::{Effect, MetricChange, PoolStatusOrder};
 use crate::core::pool_writes::{PoolStatusWritten, PoolWriteOutcome};
 use crate::core::{ClassFilter, Input, Kind, Reconciler, ReconcilerConfig, ServiceKey};
 use crate::ipam::Family;
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 use events::EventSink;
 use ferrolb_runtime::http::Health;
@@ -71,6 +72,8 @@ pub struct LoopConfig {
     /// How Service status and annotation are written.
     pub write_method: write_body::WriteMethod,
     pub identity: String,
+    /// Writes wait on it: open while this replica leads by its own clock.
+    pub fence: Fence,
 }
 
 /// Where effects go.
@@ -135,6 +138,7 @@ pub async fn run(
         config.write_workers,
         config.write_method,
         settled_tx,
+        config.fence.clone(),
     );
     let (pool_reports_tx, mut pool_reports) = mpsc::unbounded_channel();
     let executor = Executor {
@@ -143,12 +147,14 @@ pub async fn run(
             config.identity.clone(),
             EVENT_WORKERS,
             writer.status_busy(),
+            config.fence.clone(),
         ),
         writer,
         metrics,
         pool_orders: start_pool_status_writer(
             Api::namespaced(client.clone(), &config.pool_namespace),
             pool_reports_tx,
+            config.fence.clone(),
         ),
         health,
     };
@@ -254,6 +260,7 @@ impl Executor {
 fn start_pool_status_writer(
     api: Api<IPAddressPool>,
     reports: mpsc::UnboundedSender<PoolStatusWritten>,
+    fence: Fence,
 ) -> mpsc::UnboundedSender<PoolStatusOrder> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PoolStatusOrder>();
     tokio::spawn(async move {
@@ -263,6 +270,8 @@ fn start_pool_status_writer(
                 "apiVersion": ferrolb_crds::API_VERSION, "kind": "IPAddressPool",
                 "metadata": { "name": name }, "status": order.status,
             });
+            fence.wait_open().await;
+            debug!(pool = %name, "writing pool status");
             let outcome = match api
                 .patch_status(
                     name,

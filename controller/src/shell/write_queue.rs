@@ -47,7 +47,7 @@ pub enum Finished {
         version: Option<u64>,
         annotation_current: bool,
     },
-    /// Given up: the Service is gone, or the retries ran out.
+    /// Dropped: the Service is gone, or a newer write replaced this one.
     Abandoned,
 }
 
@@ -193,6 +193,14 @@ impl WriteQueue {
         self.entries.get(key).is_some_and(|e| e.next.is_some())
     }
 
+    /// Whether the request in flight for `key` is no longer wanted: a newer
+    /// write waits behind it, or the Service was deleted meanwhile.
+    pub fn stale(&self, key: &ServiceKey) -> bool {
+        self.entries
+            .get(key)
+            .is_none_or(|e| e.next.is_some() || e.forgotten)
+    }
+
     /// resourceVersion our last completed write for `key` produced.
     pub fn applied_version(&self, key: &ServiceKey) -> Option<u64> {
         self.entries.get(key)?.applied
@@ -305,6 +313,20 @@ mod tests {
             version: Some(version),
             annotation_current: false,
         }
+    }
+
+    #[test]
+    fn a_write_in_flight_turns_stale_when_replaced_or_forgotten() {
+        let mut q = WriteQueue::new();
+        q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
+        q.submit(key("b"), write("198.51.100.2"), false, Ticket(1));
+        let a = q.take().unwrap();
+        let b = q.take().unwrap();
+        assert!(!q.stale(&a.key) && !q.stale(&b.key), "still wanted");
+        q.submit(key("a"), write("198.51.100.3"), false, Ticket(2));
+        q.forget(&key("b"));
+        assert!(q.stale(&a.key), "replaced by a newer write");
+        assert!(q.stale(&b.key), "the Service was deleted");
     }
 
     #[test]

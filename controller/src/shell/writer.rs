@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::{Notify, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::slim::SlimService;
 use super::write_body::{self, WriteMethod};
@@ -15,12 +15,18 @@ use crate::core::desired::ServiceWrite;
 use crate::core::effect::ServiceWriteOrder;
 use crate::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 use crate::core::{ServiceKey, WriteSettled};
+use crate::leader::Fence;
 
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
-/// Attempts per request before giving up (the next decision or repair for
-/// the Service queues it again).
-const MAX_ATTEMPTS: u32 = 8;
+/// The longest pause between two attempts of a failing write: 100 ms,
+/// doubling, up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The pause after `attempt` failed attempts.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.min(10)).min(MAX_BACKOFF)
+}
 
 /// A handle to the write queue; cheap to clone.
 #[derive(Clone)]
@@ -32,6 +38,8 @@ pub struct Writer {
     method: WriteMethod,
     /// Where to report that a Service has nothing left to write.
     settled: mpsc::UnboundedSender<WriteSettled>,
+    /// Every request waits until it is open.
+    fence: Fence,
 }
 
 impl Writer {
@@ -42,6 +50,7 @@ impl Writer {
         workers: usize,
         method: WriteMethod,
         settled: mpsc::UnboundedSender<WriteSettled>,
+        fence: Fence,
     ) -> Writer {
         let writer = Writer {
             queue: Arc::default(),
@@ -49,6 +58,7 @@ impl Writer {
             status_busy: Arc::new(watch::Sender::new(false)),
             method,
             settled,
+            fence,
         };
         for _ in 0..workers.max(1) {
             let w = writer.clone();
@@ -114,10 +124,17 @@ impl Writer {
         }
     }
 
-    /// Sends one request, retrying transient failures with backoff.
+    /// Sends one request, retrying failures with capped backoff until it is
+    /// taken or becomes stale: the Service is gone (404, or its deletion was
+    /// seen) or a newer write for it waits in the queue. A write is never
+    /// given up for failing: nothing else would send it again (a webhook
+    /// refusing status writes for a minute must not leave Services without
+    /// their IPs).
     async fn send(&self, api: &Api<SlimService>, job: &Job) -> Finished {
         let mut attempt = 0u32;
         loop {
+            self.fence.wait_open().await;
+            debug!(service = %job.key, stage = ?job.stage, attempt, "writing service");
             let result = match job.stage {
                 Stage::Status => write_status(api, self.method, &job.key, &job.write).await,
                 Stage::Annotation => write_annotation(api, self.method, &job.key, &job.write).await,
@@ -130,13 +147,13 @@ impl Writer {
                 }
                 Err(e) => {
                     attempt += 1;
-                    let superseded = self.with_queue(|q| q.has_queued(&job.key)).unwrap_or(false);
-                    if superseded || attempt >= MAX_ATTEMPTS {
-                        warn!(service = %job.key, error = %e, attempt, "giving up this write");
+                    let pause = backoff(attempt);
+                    warn!(service = %job.key, error = %e, attempt, retry_in = ?pause, "write failed");
+                    tokio::time::sleep(pause).await;
+                    if self.with_queue(|q| q.stale(&job.key)).unwrap_or(true) {
+                        info!(service = %job.key, attempt, "write is stale, dropped");
                         return Finished::Abandoned;
                     }
-                    warn!(service = %job.key, error = %e, attempt, "write failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(6))).await;
                 }
             }
         }
@@ -230,5 +247,18 @@ fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(5), Duration::from_millis(3200));
+        assert_eq!(backoff(6), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }
