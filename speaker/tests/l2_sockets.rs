@@ -243,8 +243,11 @@ impl RunningAnnouncer {
                 rescan_interval: Duration::from_millis(200),
                 ..AnnouncerConfig::default()
             };
+            // Claims at once, as a speaker that hears the whole group does.
+            let (_no_doubt, probe_first) = watch::channel(false);
             runtime.block_on(L2Announcer::new(config, metrics).run(
                 desired_receiver,
+                probe_first,
                 applied_sender,
                 token,
             ));

@@ -35,7 +35,8 @@ pub mod plan;
 #[deny(missing_docs)]
 pub mod schedule;
 pub mod socket;
+mod task;
 
-pub use announcer::{AnnouncerConfig, InterfaceFilter, L2Announcer};
+pub use announcer::{AnnouncerConfig, ConflictReport, InterfaceFilter, L2Announcer};
 pub use mac::MacAddr;
 pub use metrics::L2Metrics;

@@ -54,6 +54,9 @@ pub struct Ownership {
     /// IPs this node announces on any interface (a superset of `here`); only
     /// used to tell "not ours" from "ours, but not on this interface".
     pub anywhere: BTreeSet<IpAddr>,
+    /// Whether IPs gained here are probed before they are claimed (see
+    /// [`super::arbiter::Arbiter::want`]).
+    pub probe_first: bool,
 }
 
 impl Ownership {
@@ -234,6 +237,7 @@ mod tests {
                 ip("2001:db8::77"),
                 ip("2001:db8::78"),
             ]),
+            probe_first: false,
         }
     }
 

@@ -41,11 +41,11 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrolb_runtime::http::Health;
 use kube::Client;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
+use crate::l2::{AnnouncerConfig, ConflictReport, InterfaceFilter, L2Announcer, L2Metrics};
 use crate::membership::auth::Authenticator;
 use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
@@ -64,6 +64,9 @@ const JOIN_WAIT: Duration = Duration::from_secs(3);
 const DEBOUNCE: Duration = Duration::from_millis(5);
 /// Retry period of status writes that failed.
 const REPORT_RETRY: Duration = Duration::from_secs(2);
+/// Conflicts waiting for their Event; more are dropped (and still counted
+/// and logged by the announcer).
+const CONFLICT_QUEUE: usize = 64;
 
 pub struct GossipSettings {
     pub port: u16,
@@ -138,12 +141,21 @@ pub async fn run(
     };
 
     let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
+    let (probe_first_tx, probe_first_rx) = watch::channel(true);
+    let (conflicts_tx, conflicts_rx) = mpsc::channel(CONFLICT_QUEUE);
+    config.announcer.node = node.clone();
+    config.announcer.conflicts = Some(conflicts_tx);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
     let announcer_stop = CancellationToken::new();
     let announcer = tokio::spawn(
         L2Announcer::new(config.announcer, parts.l2.clone())
-            .run(desired_rx, applied_tx, announcer_stop.clone())
+            .run(
+                desired_rx,
+                probe_first_rx,
+                applied_tx,
+                announcer_stop.clone(),
+            )
             .instrument(info_span!("l2", node = %node)),
     );
     let reporter = Reporter::new(client.clone(), &config.namespace, &node);
@@ -153,6 +165,7 @@ pub async fn run(
         reporter,
         applied_rx,
         owned_rx,
+        conflicts_rx,
         stores.clone(),
         report_stop.clone(),
     ));
@@ -208,6 +221,11 @@ pub async fn run(
             .invalid_objects
             .set(last_warnings.len() as i64);
         let plan = model::l2_plan(&view, &liveness);
+        let doubt = model::probe_first(
+            &liveness,
+            &expected_peers(nodes.iter().map(AsRef::as_ref), &node),
+        );
+        probe_first_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(doubt)));
         let mut desired = BTreeMap::new();
         let mut owned = BTreeMap::new();
         for (ip, decision) in model::owned_by(&plan, &node) {
@@ -349,6 +367,7 @@ async fn report_loop(
     mut reporter: Reporter,
     mut applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
     mut owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    mut conflicts: mpsc::Receiver<ConflictReport>,
     stores: Stores,
     stop: CancellationToken,
 ) {
@@ -373,6 +392,10 @@ async fn report_loop(
             _ = stop.cancelled() => break,
             Ok(()) = applied.changed() => {}
             Ok(()) = owned.changed() => {}
+            Some(report) = conflicts.recv() => {
+                let services = owned.borrow().get(&report.conflict.ip).cloned().unwrap_or_default();
+                reporter.conflict(&report, &services, &stores.services).await;
+            }
             _ = tokio::time::sleep(REPORT_RETRY), if !complete => {}
         }
     }
