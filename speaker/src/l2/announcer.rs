@@ -16,7 +16,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-pub use super::plan::InterfaceFilter;
+pub use super::plan::{GroupView, InterfaceFilter};
 pub use super::task::ConflictReport;
 
 use super::MacAddr;
@@ -79,15 +79,14 @@ impl L2Announcer {
 
     /// Announces what `desired` holds until `shutdown` is cancelled. If the
     /// sender of `desired` goes away, the last desired set stays announced
-    /// (the data plane outlives the control plane). `probe_first` says
-    /// whether newly gained IPs are probed before they are claimed (the
-    /// speaker is not sure their previous owner is gone). Interfaces are
+    /// (the data plane outlives the control plane). `group` is what the
+    /// wire arbitration needs of the gossip group ([`GroupView`]). Interfaces are
     /// listed in the network namespace of the thread that polls this future,
     /// and sockets are created there.
     pub async fn run(
         self,
         mut desired: watch::Receiver<Desired>,
-        mut probe_first: watch::Receiver<bool>,
+        mut group: watch::Receiver<GroupView>,
         applied: watch::Sender<Applied>,
         shutdown: CancellationToken,
     ) {
@@ -96,8 +95,8 @@ impl L2Announcer {
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut desired_open = true;
         let mut wanted = desired.borrow_and_update().clone();
-        let mut doubt = *probe_first.borrow_and_update();
-        let mut doubt_open = true;
+        let mut view = *group.borrow_and_update();
+        let mut group_open = true;
         let mut listing: Vec<InterfaceInfo> = Vec::new();
         let served_changed = state.served_changed.clone();
 
@@ -109,7 +108,7 @@ impl L2Announcer {
                         Ok(found) => listing = found,
                         Err(error) => warn!(%error, "keeping the previous interface list"),
                     }
-                    state.reconcile(&wanted, &listing, doubt);
+                    state.reconcile(&wanted, &listing, view);
                 }
                 changed = desired.changed(), if desired_open => {
                     if changed.is_err() {
@@ -118,14 +117,14 @@ impl L2Announcer {
                         continue;
                     }
                     wanted = desired.borrow_and_update().clone();
-                    state.reconcile(&wanted, &listing, doubt);
+                    state.reconcile(&wanted, &listing, view);
                 }
-                changed = probe_first.changed(), if doubt_open => {
+                changed = group.changed(), if group_open => {
                     match changed {
-                        Ok(()) => doubt = *probe_first.borrow_and_update(),
-                        Err(_) => doubt_open = false,
+                        Ok(()) => view = *group.borrow_and_update(),
+                        Err(_) => group_open = false,
                     }
-                    state.reconcile(&wanted, &listing, doubt);
+                    state.reconcile(&wanted, &listing, view);
                 }
                 () = served_changed.notified() => {}
                 Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
@@ -183,7 +182,7 @@ impl State {
         }
     }
 
-    fn reconcile(&mut self, desired: &Desired, listing: &[InterfaceInfo], probe_first: bool) {
+    fn reconcile(&mut self, desired: &Desired, listing: &[InterfaceInfo], group: GroupView) {
         let plan = assign(desired, listing, &self.config.exclude_patterns);
         let anywhere: BTreeSet<IpAddr> = plan.values().flatten().copied().collect();
 
@@ -212,7 +211,7 @@ impl State {
             let ownership = Ownership {
                 here,
                 anywhere: anywhere.clone(),
-                probe_first,
+                group,
             };
             if let Some(running) = self.running.get(&name) {
                 running.ownership.send_if_modified(|current| {

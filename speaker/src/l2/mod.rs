@@ -37,6 +37,6 @@ pub mod schedule;
 pub mod socket;
 mod task;
 
-pub use announcer::{AnnouncerConfig, ConflictReport, InterfaceFilter, L2Announcer};
+pub use announcer::{AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer};
 pub use mac::MacAddr;
 pub use metrics::L2Metrics;

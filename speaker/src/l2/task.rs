@@ -121,10 +121,17 @@ impl InterfaceTask {
                 warn!(%ip, interface = %self.name, "cannot announce: no socket for its family here");
             }
         }
+        let now = std::time::Instant::now();
+        if next.group.joins != self.current.group.joins {
+            for ip in self.current.here.iter().filter(|ip| self.arbiter.owns(ip)) {
+                debug!(%ip, interface = %self.name, "a node joined: announcing again");
+                self.schedule.start(*ip, now);
+            }
+        }
         self.current = next;
-        let actions =
-            self.arbiter
-                .want(&wanted, self.current.probe_first, std::time::Instant::now());
+        let actions = self
+            .arbiter
+            .want(&wanted, self.current.group.probe_first, now);
         self.carry_out(actions).await?;
         self.refresh_answering();
         Ok(())
@@ -168,7 +175,7 @@ impl InterfaceTask {
         self.answering = Ownership {
             here,
             anywhere: self.current.anywhere.clone(),
-            probe_first: self.current.probe_first,
+            group: self.current.group,
         };
         self.report_served();
     }

@@ -45,7 +45,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::l2::{AnnouncerConfig, ConflictReport, InterfaceFilter, L2Announcer, L2Metrics};
+use crate::l2::{
+    AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer, L2Metrics,
+};
 use crate::membership::auth::Authenticator;
 use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
@@ -141,7 +143,10 @@ pub async fn run(
     };
 
     let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
-    let (probe_first_tx, probe_first_rx) = watch::channel(true);
+    let (group_tx, group_rx) = watch::channel(GroupView {
+        probe_first: true,
+        joins: 0,
+    });
     let (conflicts_tx, conflicts_rx) = mpsc::channel(CONFLICT_QUEUE);
     config.announcer.node = node.clone();
     config.announcer.conflicts = Some(conflicts_tx);
@@ -150,12 +155,7 @@ pub async fn run(
     let announcer_stop = CancellationToken::new();
     let announcer = tokio::spawn(
         L2Announcer::new(config.announcer, parts.l2.clone())
-            .run(
-                desired_rx,
-                probe_first_rx,
-                applied_tx,
-                announcer_stop.clone(),
-            )
+            .run(desired_rx, group_rx, applied_tx, announcer_stop.clone())
             .instrument(info_span!("l2", node = %node)),
     );
     let reporter = Reporter::new(client.clone(), &config.namespace, &node);
@@ -185,6 +185,12 @@ pub async fn run(
     parts.health.set_ready(true);
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
+    // Nodes joining after the first plan make owners announce again.
+    let mut last_alive = alive
+        .as_ref()
+        .map(|alive| alive.borrow().clone())
+        .unwrap_or_default();
+    let mut joins = 0u64;
     loop {
         let nodes = stores.nodes.state();
         if let (Some(membership), Some(gossip)) = (&membership, &config.gossip) {
@@ -221,11 +227,20 @@ pub async fn run(
             .invalid_objects
             .set(last_warnings.len() as i64);
         let plan = model::l2_plan(&view, &liveness);
-        let doubt = model::probe_first(
-            &liveness,
-            &expected_peers(nodes.iter().map(AsRef::as_ref), &node),
-        );
-        probe_first_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(doubt)));
+        if let Liveness::Gossip(alive) = &liveness {
+            if alive.iter().any(|name| !last_alive.contains(name)) {
+                joins += 1;
+            }
+            last_alive.clone_from(alive);
+        }
+        let group = GroupView {
+            probe_first: model::probe_first(
+                &liveness,
+                &expected_peers(nodes.iter().map(AsRef::as_ref), &node),
+            ),
+            joins,
+        };
+        group_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(group)));
         let mut desired = BTreeMap::new();
         let mut owned = BTreeMap::new();
         for (ip, decision) in model::owned_by(&plan, &node) {
