@@ -28,6 +28,13 @@ pub fn elect<'a>(ip: IpAddr, candidates: impl IntoIterator<Item = &'a str>) -> O
         .map(|(_, node)| node)
 }
 
+/// The weight of `node` for `ip`: the ranking [`elect`] uses (the largest wins). The L2
+/// arbitration compares these on the wire, so both sides of a conflict agree on the
+/// winner without talking.
+pub fn rank(node: &str, ip: IpAddr) -> [u8; 32] {
+    weight(node, &ip.to_string())
+}
+
 /// The weight of `node` for the IP written as `ip_text`: SHA-256 of `"<node>#<ip_text>"`,
 /// compared as a big-endian number. Node names cannot contain `#`, so no two (node, IP)
 /// pairs share an input.

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::l2::announcer::{Applied, Desired};
-use ferrolb_speaker::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
+use ferrolb_speaker::l2::{AnnouncerConfig, GroupView, InterfaceFilter, L2Announcer, L2Metrics};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -243,8 +243,11 @@ impl RunningAnnouncer {
                 rescan_interval: Duration::from_millis(200),
                 ..AnnouncerConfig::default()
             };
+            // Claims at once, as a speaker that hears the whole group does.
+            let (_no_doubt, group) = watch::channel(GroupView::default());
             runtime.block_on(L2Announcer::new(config, metrics).run(
                 desired_receiver,
+                group,
                 applied_sender,
                 token,
             ));

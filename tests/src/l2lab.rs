@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Node;
@@ -307,13 +307,20 @@ impl L2Lab {
     }
 
     pub fn start_speaker(&mut self, i: usize) -> Result<()> {
+        let key = self.gossip_key.clone();
+        self.start_speaker_with_key(i, &key)
+    }
+
+    /// Starts node `i`'s speaker with gossip key `key` (a wrong one cuts it
+    /// off from the group while the LAN stays up).
+    pub fn start_speaker_with_key(&mut self, i: usize, key: &str) -> Result<()> {
         let cluster = self.scenario.cluster;
         let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
         let node = &self.nodes[i];
         let mut command = node.netns.command(binary("ferrolb-speaker")?);
         command
             .env("KUBECONFIG", &kubeconfig)
-            .env("FERROLB_GOSSIP_KEY", &self.gossip_key)
+            .env("FERROLB_GOSSIP_KEY", key)
             .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
             .args(["--node-name", &node.name])
             .args(["--namespace", &self.scenario.ns.name])
@@ -366,6 +373,75 @@ impl L2Lab {
         if let Some(mut child) = self.nodes[i].speaker.take() {
             terminate(&mut child, Duration::from_secs(15));
         }
+    }
+
+    /// Drops node `i`'s gossip (UDP [`GOSSIP_PORT`], both ways) with nft
+    /// inside its namespace: with all peers when `peers` is `None`, else
+    /// with those nodes only. The LAN and the API stay up. Undo with
+    /// [`L2Lab::unblock_gossip`] (the rules also go with the namespace).
+    pub fn block_gossip(&self, i: usize, peers: Option<&[usize]>) -> Result<()> {
+        let netns = &self.nodes[i].netns;
+        let port = GOSSIP_PORT.to_string();
+        nft(netns, &["add", "table", "inet", NFT_TABLE])?;
+        for (chain, hook, direction) in [("in", "input", "saddr"), ("out", "output", "daddr")] {
+            nft(
+                netns,
+                &[
+                    "add", "chain", "inet", NFT_TABLE, chain, "{", "type", "filter", "hook", hook,
+                    "priority", "0", ";", "}",
+                ],
+            )?;
+            let addresses: Vec<String> = peers
+                .unwrap_or_default()
+                .iter()
+                .map(|&p| self.nodes[p].ip4.to_string())
+                .collect();
+            let set = format!("{{ {} }}", addresses.join(", "));
+            let mut rule = vec!["add", "rule", "inet", NFT_TABLE, chain];
+            if peers.is_some() {
+                rule.extend(["ip", direction, set.as_str()]);
+            }
+            rule.extend(["udp", "dport", port.as_str(), "drop"]);
+            nft(netns, &rule)?;
+        }
+        Ok(())
+    }
+
+    /// Lets node `i`'s gossip through again.
+    pub fn unblock_gossip(&self, i: usize) -> Result<()> {
+        nft(
+            &self.nodes[i].netns,
+            &["delete", "table", "inet", NFT_TABLE],
+        )
+    }
+
+    /// For `window`, asks again and again which MACs answer ARP for each of
+    /// `ips` from the client (two requests each, answers collected for up to
+    /// 2 s, so a second MAC answering shows). Returns every sample with the
+    /// time it was taken, from the start.
+    pub fn sample_arp_owners(&self, ips: &[Ipv4Addr], window: Duration) -> Result<Vec<ArpSample>> {
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        while start.elapsed() < window {
+            for ip in ips {
+                let at = start.elapsed();
+                let macs = self.arping(*ip, "eth0", 2)?;
+                samples.push(ArpSample { at, ip: *ip, macs });
+            }
+        }
+        Ok(samples)
+    }
+
+    /// Node `i`'s value of metric `sample` (the whole sample name with its
+    /// labels, e.g. `ferrolb_speaker_l2_conflicts_total{...}`), summed over
+    /// the lines that start with it; 0 when absent.
+    pub fn speaker_metric(&self, i: usize, sample: &str) -> Result<f64> {
+        let text = self.speaker_http(i, "/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with(sample))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// Node `i` loses the API server: connections cut, new ones refused.
@@ -471,6 +547,23 @@ impl L2Lab {
         .await
     }
 
+    /// Waits until exactly one node answers NDP for `ip`, and that node is not
+    /// `dead`; returns it.
+    pub async fn wait_ndp_owner(&self, ip: Ipv6Addr, dead: Option<usize>) -> Result<usize> {
+        wait_for(
+            &format!("one live node answering NDP for {ip}"),
+            Duration::from_secs(15),
+            || async {
+                let macs = self.ndisc(ip, "eth0")?;
+                match macs.iter().next().and_then(|mac| self.node_with_mac(mac)) {
+                    Some(node) if macs.len() == 1 && Some(node) != dead => Ok(node),
+                    _ => Err(anyhow::anyhow!("NDP answers from {macs:?}")),
+                }
+            },
+        )
+        .await
+    }
+
     /// The pid of node `i`'s speaker, while it runs.
     pub fn speaker_pid(&self, i: usize) -> Option<u32> {
         self.nodes.get(i)?.speaker.as_ref().map(Child::id)
@@ -525,6 +618,36 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One look at who answers ARP for an IP: see [`L2Lab::sample_arp_owners`].
+#[derive(Clone, Debug)]
+pub struct ArpSample {
+    /// When it was taken, from the start of the sampling.
+    pub at: Duration,
+    pub ip: Ipv4Addr,
+    pub macs: BTreeSet<String>,
+}
+
+/// The speakers' gossip port (the default; the lab does not change it).
+pub const GOSSIP_PORT: u16 = 7946;
+/// The nft table of [`L2Lab::block_gossip`].
+const NFT_TABLE: &str = "ferrolb_test";
+
+fn nft(netns: &Netns, args: &[&str]) -> Result<()> {
+    let out = netns
+        .command("nft")
+        .args(args)
+        .output()
+        .context("running nft")?;
+    if !out.status.success() {
+        bail!(
+            "nft {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Joins `netns`/`name` to bridge `bridge` of the lan namespace.

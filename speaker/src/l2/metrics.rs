@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::arbiter::Outcome;
 use super::plan::IgnoreReason;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
@@ -27,8 +28,15 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConflictLabels {
+    family: AddressFamily,
+    outcome: &'static str,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    conflicts: Family<ConflictLabels, Counter>,
     requests_answered: Family<FamilyLabel, Counter>,
     gratuitous_sent: Family<FamilyLabel, Counter>,
     ignored_packets: Family<ReasonLabel, Counter>,
@@ -64,6 +72,11 @@ impl L2Metrics {
             self.0.ignored_packets.clone(),
         );
         registry.register(
+            "l2_conflicts",
+            "Other MACs seen claiming an IP this speaker wanted: held_off (a probe was answered, so the IP was not claimed), yielded (we stopped answering), won (we kept it)",
+            self.0.conflicts.clone(),
+        );
+        registry.register(
             "l2_announced_ips",
             "Service IPs this speaker currently announces on at least one interface",
             self.0.announced_ips.clone(),
@@ -93,6 +106,16 @@ impl L2Metrics {
             .inc();
     }
 
+    pub fn conflict(&self, family: AddressFamily, outcome: Outcome) {
+        self.0
+            .conflicts
+            .get_or_create(&ConflictLabels {
+                family,
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
     pub fn set_announced_ips(&self, count: usize) {
         self.0
             .announced_ips
@@ -116,6 +139,7 @@ mod tests {
         metrics.gratuitous_sent(AddressFamily::ipv6);
         metrics.packet_ignored(IgnoreReason::BadHopLimit);
         metrics.set_announced_ips(2);
+        metrics.conflict(AddressFamily::ipv4, Outcome::Yielded);
 
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
@@ -124,6 +148,7 @@ mod tests {
             "ferrolb_speaker_l2_gratuitous_sent_total{family=\"ipv6\"} 1",
             "ferrolb_speaker_l2_ignored_packets_total{reason=\"bad_hop_limit\"} 1",
             "ferrolb_speaker_l2_announced_ips 2",
+            "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"yielded\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -5,7 +5,9 @@
 //! - [`arp`] and [`ndp`]: the wire codecs;
 //! - [`interfaces`]: which interfaces are fit to announce on;
 //! - [`plan`]: which IPs each interface announces, and whether a packet deserves an answer;
-//! - [`schedule`]: when the gratuitous announcements go out.
+//! - [`schedule`]: when the gratuitous announcements go out;
+//! - [`arbiter`] and [`claim`]: one MAC per IP on the wire (probe before
+//!   claiming, conflicts settled by election rank).
 //!
 //! Thin shells: [`socket`] (raw sockets registered with tokio) and
 //! [`announcer`] (the per-interface tasks that tie everything together).
@@ -17,7 +19,11 @@
 
 pub mod announcer;
 #[deny(missing_docs)]
+pub mod arbiter;
+#[deny(missing_docs)]
 pub mod arp;
+#[deny(missing_docs)]
+pub mod claim;
 pub mod interfaces;
 #[deny(missing_docs)]
 mod mac;
@@ -29,7 +35,8 @@ pub mod plan;
 #[deny(missing_docs)]
 pub mod schedule;
 pub mod socket;
+mod task;
 
-pub use announcer::{AnnouncerConfig, InterfaceFilter, L2Announcer};
+pub use announcer::{AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer};
 pub use mac::MacAddr;
 pub use metrics::L2Metrics;

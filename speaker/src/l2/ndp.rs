@@ -23,10 +23,10 @@ pub const REQUIRED_HOP_LIMIT: u8 = 255;
 /// ff02::1, all nodes on the link: where unsolicited advertisements go.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
-const OPTION_SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
-const OPTION_TARGET_LINK_LAYER_ADDRESS: u8 = 2;
+pub(super) const OPTION_SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
+pub(super) const OPTION_TARGET_LINK_LAYER_ADDRESS: u8 = 2;
 /// type, code, checksum, reserved/flags, target address.
-const FIXED_LEN: usize = 24;
+pub(super) const FIXED_LEN: usize = 24;
 /// The fixed part plus one 8-byte target link-layer address option.
 pub const ADVERTISEMENT_LEN: usize = FIXED_LEN + 8;
 
@@ -143,21 +143,21 @@ impl NeighborSolicitation {
     }
 }
 
-struct NdOption<'a> {
-    kind: u8,
-    body: &'a [u8],
+pub(super) struct NdOption<'a> {
+    pub(super) kind: u8,
+    pub(super) body: &'a [u8],
 }
 
 /// Iterates over the type-length-value options after the fixed header. Each
 /// option's length counts units of 8 bytes including the type and length.
-struct Options<'a> {
+pub(super) struct Options<'a> {
     message: &'a [u8],
     offset: usize,
     failed: bool,
 }
 
 impl<'a> Options<'a> {
-    fn new(message: &'a [u8], offset: usize) -> Self {
+    pub(super) fn new(message: &'a [u8], offset: usize) -> Self {
         Options {
             message,
             offset,

@@ -54,6 +54,21 @@ pub struct Ownership {
     /// IPs this node announces on any interface (a superset of `here`); only
     /// used to tell "not ours" from "ours, but not on this interface".
     pub anywhere: BTreeSet<IpAddr>,
+    /// What the wire arbitration needs to know of the gossip group.
+    pub group: GroupView,
+}
+
+/// What the speaker knows of its gossip group that the wire arbitration needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupView {
+    /// Whether IPs gained are probed before they are claimed (see
+    /// [`super::arbiter::Arbiter::want`] and `model::probe_first`).
+    pub probe_first: bool,
+    /// How many times a node joined or rejoined the group. When it grows
+    /// (a partition healed, a node came back), owners announce their IPs
+    /// again, so neighbour caches that the partition left pointing at
+    /// another node converge on the final owner.
+    pub joins: u64,
 }
 
 impl Ownership {
@@ -234,6 +249,7 @@ mod tests {
                 ip("2001:db8::77"),
                 ip("2001:db8::78"),
             ]),
+            group: GroupView::default(),
         }
     }
 

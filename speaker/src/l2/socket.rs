@@ -20,7 +20,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::arp::ETHERTYPE_ARP;
-use super::ndp::{ICMPV6_NEIGHBOR_SOLICITATION, REQUIRED_HOP_LIMIT};
+use super::ndp::{ICMPV6_NEIGHBOR_ADVERTISEMENT, ICMPV6_NEIGHBOR_SOLICITATION, REQUIRED_HOP_LIMIT};
 
 /// `ICMP6_FILTER` from `<netinet/icmp6.h>` (level `IPPROTO_ICMPV6`); libc lacks it.
 const ICMP6_FILTER: libc::c_int = 1;
@@ -160,7 +160,8 @@ pub struct ReceivedIcmpv6 {
 }
 
 /// A raw `IPPROTO_ICMPV6` socket tied to one interface, receiving only
-/// Neighbor Solicitations and sending with hop limit 255.
+/// Neighbor Solicitations and Advertisements (the latter for conflict
+/// detection) and sending with hop limit 255.
 #[derive(Debug)]
 pub struct NdpSocket {
     fd: AsyncFd<OwnedFd>,
@@ -191,9 +192,11 @@ impl NdpSocket {
 
         // Filter in the kernel: a set bit blocks that ICMPv6 type.
         let mut filter = [u32::MAX; 8];
-        let solicitation = usize::from(ICMPV6_NEIGHBOR_SOLICITATION);
-        if let Some(word) = filter.get_mut(solicitation / 32) {
-            *word &= !(1u32 << (solicitation % 32));
+        for kind in [ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT] {
+            let kind = usize::from(kind);
+            if let Some(word) = filter.get_mut(kind / 32) {
+                *word &= !(1u32 << (kind % 32));
+            }
         }
         set_option(raw, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
 
@@ -242,7 +245,14 @@ impl NdpSocket {
         set_option(self.fd.as_raw_fd(), libc::IPPROTO_IPV6, option, &request)
     }
 
-    /// Receives the next Neighbor Solicitation into `buffer`.
+    /// Sends an ICMPv6 message to `destination` on this interface from the
+    /// source address the kernel picks (our link-local one, for a multicast
+    /// destination): how probes go out, so the answer comes back to us.
+    pub async fn send_from_any(&self, message: &[u8], destination: Ipv6Addr) -> io::Result<()> {
+        self.send_with_source(message, destination, None).await
+    }
+
+    /// Receives the next Neighbor Solicitation or Advertisement into `buffer`.
     pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<ReceivedIcmpv6> {
         loop {
             let mut guard = self.fd.readable().await?;

@@ -79,6 +79,24 @@ fn interfaces_of<'a>(
     InterfaceSelection::Named(named)
 }
 
+/// Whether this speaker probes an IP on the wire before claiming it
+/// ([`crate::l2::arbiter`]): when it cannot be sure the IP's previous owner is
+/// gone. That is when it hears, itself included, from no strict majority of
+/// the nodes it expects (`expected_peers`: the other Ready nodes with a gossip
+/// address), as a node cut off from gossip does; or when it runs without
+/// gossip. A failover that the majority agrees on (the owner's speaker died)
+/// claims at once, with no probe delay; conflicts that remain are settled on
+/// the wire by rank.
+pub fn probe_first(liveness: &Liveness, expected_peers: &BTreeSet<String>) -> bool {
+    match liveness {
+        Liveness::NodeReadyOnly => true,
+        Liveness::Gossip(alive) => {
+            let heard = 1 + expected_peers.iter().filter(|n| alive.contains(*n)).count();
+            heard * 2 <= expected_peers.len() + 1
+        }
+    }
+}
+
 /// The IPs `node` announces.
 pub fn owned_by<'a>(
     plan: &'a BTreeMap<IpAddr, L2Decision>,

@@ -310,3 +310,26 @@ fn owned_by_lists_the_nodes_ips() {
     }
     assert_eq!(owned_by(&plan, "node-z").count(), 0);
 }
+
+#[test]
+fn probe_first_when_no_majority_is_heard_or_without_gossip() {
+    let names =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|n| n.to_string()).collect() };
+    let peers = names(&["b", "c"]);
+    let alive = |list: &[&str]| Liveness::Gossip(names(list));
+    assert!(!probe_first(&alive(&["a", "b", "c"]), &peers));
+    assert!(
+        !probe_first(&alive(&["a", "b"]), &peers),
+        "2 of 3: a failover"
+    );
+    assert!(probe_first(&alive(&["a"]), &peers), "1 of 3: cut off");
+    assert!(
+        probe_first(&alive(&["a", "b"]), &names(&["b", "c", "d"])),
+        "2 of 4"
+    );
+    assert!(
+        !probe_first(&alive(&["a"]), &BTreeSet::new()),
+        "alone by design"
+    );
+    assert!(probe_first(&Liveness::NodeReadyOnly, &peers));
+}

@@ -28,7 +28,7 @@ pub use bgp_convert::BgpWarning;
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
-pub use l2::{InterfaceSelection, L2Decision, l2_plan, owned_by};
+pub use l2::{InterfaceSelection, L2Decision, l2_plan, owned_by, probe_first};
 pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,

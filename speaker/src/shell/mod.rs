@@ -41,11 +41,13 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrolb_runtime::http::Health;
 use kube::Client;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::l2::{AnnouncerConfig, InterfaceFilter, L2Announcer, L2Metrics};
+use crate::l2::{
+    AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer, L2Metrics,
+};
 use crate::membership::auth::Authenticator;
 use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
@@ -64,6 +66,9 @@ const JOIN_WAIT: Duration = Duration::from_secs(3);
 const DEBOUNCE: Duration = Duration::from_millis(5);
 /// Retry period of status writes that failed.
 const REPORT_RETRY: Duration = Duration::from_secs(2);
+/// Conflicts waiting for their Event; more are dropped (and still counted
+/// and logged by the announcer).
+const CONFLICT_QUEUE: usize = 64;
 
 pub struct GossipSettings {
     pub port: u16,
@@ -138,12 +143,19 @@ pub async fn run(
     };
 
     let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
+    let (group_tx, group_rx) = watch::channel(GroupView {
+        probe_first: true,
+        joins: 0,
+    });
+    let (conflicts_tx, conflicts_rx) = mpsc::channel(CONFLICT_QUEUE);
+    config.announcer.node = node.clone();
+    config.announcer.conflicts = Some(conflicts_tx);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
     let announcer_stop = CancellationToken::new();
     let announcer = tokio::spawn(
         L2Announcer::new(config.announcer, parts.l2.clone())
-            .run(desired_rx, applied_tx, announcer_stop.clone())
+            .run(desired_rx, group_rx, applied_tx, announcer_stop.clone())
             .instrument(info_span!("l2", node = %node)),
     );
     let reporter = Reporter::new(client.clone(), &config.namespace, &node);
@@ -153,6 +165,7 @@ pub async fn run(
         reporter,
         applied_rx,
         owned_rx,
+        conflicts_rx,
         stores.clone(),
         report_stop.clone(),
     ));
@@ -172,6 +185,12 @@ pub async fn run(
     parts.health.set_ready(true);
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
+    // Nodes joining after the first plan make owners announce again.
+    let mut last_alive = alive
+        .as_ref()
+        .map(|alive| alive.borrow().clone())
+        .unwrap_or_default();
+    let mut joins = 0u64;
     loop {
         let nodes = stores.nodes.state();
         if let (Some(membership), Some(gossip)) = (&membership, &config.gossip) {
@@ -208,6 +227,20 @@ pub async fn run(
             .invalid_objects
             .set(last_warnings.len() as i64);
         let plan = model::l2_plan(&view, &liveness);
+        if let Liveness::Gossip(alive) = &liveness {
+            if alive.iter().any(|name| !last_alive.contains(name)) {
+                joins += 1;
+            }
+            last_alive.clone_from(alive);
+        }
+        let group = GroupView {
+            probe_first: model::probe_first(
+                &liveness,
+                &expected_peers(nodes.iter().map(AsRef::as_ref), &node),
+            ),
+            joins,
+        };
+        group_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(group)));
         let mut desired = BTreeMap::new();
         let mut owned = BTreeMap::new();
         for (ip, decision) in model::owned_by(&plan, &node) {
@@ -349,6 +382,7 @@ async fn report_loop(
     mut reporter: Reporter,
     mut applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
     mut owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    mut conflicts: mpsc::Receiver<ConflictReport>,
     stores: Stores,
     stop: CancellationToken,
 ) {
@@ -373,6 +407,10 @@ async fn report_loop(
             _ = stop.cancelled() => break,
             Ok(()) = applied.changed() => {}
             Ok(()) = owned.changed() => {}
+            Some(report) = conflicts.recv() => {
+                let services = owned.borrow().get(&report.conflict.ip).cloned().unwrap_or_default();
+                reporter.conflict(&report, &services, &stores.services).await;
+            }
             _ = tokio::time::sleep(REPORT_RETRY), if !complete => {}
         }
     }

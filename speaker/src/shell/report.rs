@@ -22,6 +22,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::l2::ConflictReport;
+use crate::l2::arbiter::Outcome;
 use crate::model::ServiceKey;
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
@@ -87,6 +89,7 @@ impl Reporter {
                 &service,
                 format!("stopped announcing {ip} from node {}", self.node),
                 "AnnouncementStopped",
+                EventType::Normal,
             )
             .await;
             if self.delete(&self.object_name(&service, ip)).await {
@@ -109,6 +112,7 @@ impl Reporter {
                     self.node
                 ),
                 "Announcing",
+                EventType::Normal,
             )
             .await;
             if self.write(service, *ip, interfaces).await {
@@ -223,12 +227,40 @@ impl Reporter {
         }
     }
 
+    /// A Warning Event on each Service of the IP a conflict was about.
+    pub async fn conflict(
+        &self,
+        report: &ConflictReport,
+        services: &BTreeSet<ServiceKey>,
+        store: &Store<Service>,
+    ) {
+        let conflict = &report.conflict;
+        let (reason, what) = match conflict.outcome {
+            Outcome::Won => ("L2ConflictWon", "kept it (higher election rank)"),
+            _ => ("L2ConflictYielded", "stopped answering for it"),
+        };
+        let other = if conflict.other_ranked {
+            "another FerroLB speaker"
+        } else {
+            "a host that is not a FerroLB speaker"
+        };
+        let note = format!(
+            "{other} (MAC {}) claimed {} on {} of node {}; this node {what}",
+            conflict.other, conflict.ip, report.interface, self.node
+        );
+        for service in services {
+            self.event(store, service, note.clone(), reason, EventType::Warning)
+                .await;
+        }
+    }
+
     async fn event(
         &self,
         services: &Store<Service>,
         service: &ServiceKey,
         note: String,
         reason: &str,
+        type_: EventType,
     ) {
         let uid = services
             .get(&ObjectRef::new(&service.name).within(&service.namespace))
@@ -242,7 +274,7 @@ impl Reporter {
             ..Default::default()
         };
         let event = Event {
-            type_: EventType::Normal,
+            type_,
             reason: reason.into(),
             note: Some(note),
             action: "Announce".into(),

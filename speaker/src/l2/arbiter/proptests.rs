@@ -1,0 +1,166 @@
+//! Two speakers on one link, fed each other's packets with random delays,
+//! start times and doubts: they always end with exactly one owner.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const STEP: Duration = Duration::from_millis(5);
+const BURST: u32 = 3;
+const BURST_SPACING: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Copy, Debug)]
+enum Packet {
+    Probe,
+    Claim,
+}
+
+struct Side {
+    arbiter: Arbiter,
+    mac: MacAddr,
+    rank: Rank,
+    start: Instant,
+    probe_first: bool,
+    started: bool,
+    /// Gratuitous claims still to send, and when the next is due.
+    burst: Option<(u32, Instant)>,
+}
+
+struct Link {
+    sides: [Side; 2],
+    /// (arrival, receiver, packet)
+    in_flight: Vec<(Instant, usize, Packet)>,
+    latency: Duration,
+}
+
+impl Link {
+    fn carry_out(&mut self, who: usize, actions: Vec<Action>, now: Instant) {
+        for action in actions {
+            match action {
+                Action::Probe(_) => {
+                    self.in_flight
+                        .push((now + self.latency, 1 - who, Packet::Probe))
+                }
+                Action::Claim(_) | Action::Defend(_) => self.sides[who].burst = Some((BURST, now)),
+                Action::Yield(_) => self.sides[who].burst = None,
+            }
+        }
+    }
+
+    fn step(&mut self, ip: IpAddr, now: Instant) {
+        for who in 0..2 {
+            let side = &mut self.sides[who];
+            if !side.started && now >= side.start {
+                side.started = true;
+                let wanted = BTreeMap::from([(ip, side.rank)]);
+                let actions = side.arbiter.want(&wanted, side.probe_first, now);
+                self.carry_out(who, actions, now);
+            }
+            if !self.sides[who].started {
+                continue;
+            }
+            let actions = self.sides[who].arbiter.tick(now);
+            self.carry_out(who, actions, now);
+            if let Some((left, at)) = self.sides[who].burst
+                && now >= at
+            {
+                self.in_flight
+                    .push((now + self.latency, 1 - who, Packet::Claim));
+                self.sides[who].burst = (left > 1).then(|| (left - 1, now + BURST_SPACING));
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.in_flight.drain(..).partition(|(at, _, _)| *at <= now);
+        self.in_flight = later;
+        for (_, to, packet) in due {
+            let from = 1 - to;
+            if !self.sides[to].started {
+                continue;
+            }
+            match packet {
+                // An owner answers a probe, unicast, with its tag.
+                Packet::Probe => {
+                    if self.sides[to].arbiter.owns(&ip) {
+                        self.in_flight
+                            .push((now + self.latency, from, Packet::Claim));
+                    }
+                }
+                Packet::Claim => {
+                    let claim = Claim {
+                        mac: self.sides[from].mac,
+                        rank: Some(self.sides[from].rank),
+                    };
+                    let (action, _) = self.sides[to].arbiter.observe(ip, claim, now);
+                    self.carry_out(to, action.into_iter().collect(), now);
+                }
+            }
+        }
+    }
+
+    fn owners(&self, ip: IpAddr) -> usize {
+        self.sides
+            .iter()
+            .filter(|side| side.arbiter.owns(&ip))
+            .count()
+    }
+}
+
+fn side(mac: u8, rank: [u8; RANK_LEN], start: Instant, probe_first: bool) -> Side {
+    let mac = MacAddr([0x02, 0, 0, 0, 0, mac]);
+    Side {
+        arbiter: Arbiter::new(mac),
+        mac,
+        rank: Rank(rank),
+        start,
+        probe_first,
+        started: false,
+        burst: None,
+    }
+}
+
+proptest! {
+    #[test]
+    fn two_speakers_end_with_exactly_one_owner(
+        rank_a in any::<[u8; RANK_LEN]>(),
+        rank_b in any::<[u8; RANK_LEN]>(),
+        equal_ranks in any::<bool>(),
+        start_b_ms in 0u64..1500,
+        probe_a in any::<bool>(),
+        probe_b in any::<bool>(),
+        latency_ms in 0u64..40,
+    ) {
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let t0 = Instant::now();
+        let rank_b = if equal_ranks { rank_a } else { rank_b };
+        let mut link = Link {
+            sides: [
+                side(1, rank_a, t0, probe_a),
+                side(2, rank_b, t0 + Duration::from_millis(start_b_ms), probe_b),
+            ],
+            in_flight: Vec::new(),
+            latency: Duration::from_millis(latency_ms),
+        };
+        let end = t0 + Duration::from_secs(10);
+        let mut now = t0;
+        // Settled: one owner for the last few seconds, sampled every step.
+        let settled_from = end - Duration::from_secs(4);
+        while now < end {
+            link.step(ip, now);
+            if now >= settled_from {
+                prop_assert_eq!(link.owners(ip), 1, "at {:?}", now - t0);
+            }
+            now += STEP;
+        }
+        // The winner of a conflict is the higher (rank, MAC), when both claimed.
+        let a_owns = link.sides[0].arbiter.owns(&ip);
+        let both_claimed = !probe_a && !probe_b && start_b_ms < 150;
+        if both_claimed {
+            let a_wins = (Rank(rank_a), link.sides[0].mac) > (Rank(rank_b), link.sides[1].mac);
+            prop_assert_eq!(a_owns, a_wins);
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! One interface's task: answers ARP requests and Neighbor Solicitations for
+//! the IPs it owns there, sends the gratuitous announcements, and feeds the
+//! [`super::arbiter`] the claims of other hosts it sees, carrying out what
+//! the arbiter decides (probe, claim, defend, yield).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+
+use super::MacAddr;
+use super::arbiter::{Action, Arbiter, Claim, Conflict, Outcome, Rank};
+use super::arp::ArpFrame;
+use super::claim::{
+    advertisement_claim, arp_claim, arp_probe, neighbor_probe, tagged_advertisement, tagged_arp,
+};
+use super::metrics::{AddressFamily, L2Metrics};
+use super::ndp::{
+    ALL_NODES, ICMPV6_NEIGHBOR_ADVERTISEMENT, NeighborAdvertisement, NeighborSolicitation,
+    REQUIRED_HOP_LIMIT, solicited_node_multicast,
+};
+use super::plan::{IgnoreReason, Ownership, answer_arp, answer_neighbor_solicitation};
+use super::schedule::GratuitousSchedule;
+use super::socket::{ArpSocket, NdpSocket, ReceivedIcmpv6, interface_gone};
+
+/// Large enough for any Ethernet frame or ICMPv6 message we accept.
+const RECEIVE_BUFFER_LEN: usize = 2048;
+
+/// A conflict one interface saw, for the Event on the IP's Services.
+#[derive(Clone, Debug)]
+pub struct ConflictReport {
+    pub interface: String,
+    pub conflict: Conflict,
+}
+
+/// Everything one interface task owns.
+pub(super) struct InterfaceTask {
+    pub(super) name: String,
+    /// This node's name: our rank for each IP derives from it.
+    pub(super) node: String,
+    pub(super) mac: MacAddr,
+    pub(super) arp: Option<ArpSocket>,
+    pub(super) ndp: Option<NdpSocket>,
+    pub(super) metrics: L2Metrics,
+    pub(super) schedule: GratuitousSchedule,
+    pub(super) arbiter: Arbiter,
+    /// What the plan wants announced here.
+    pub(super) current: Ownership,
+    /// What we answer for: `current`, narrowed to the IPs the arbiter owns.
+    pub(super) answering: Ownership,
+    pub(super) joined_groups: BTreeSet<Ipv6Addr>,
+    pub(super) served: watch::Sender<BTreeSet<IpAddr>>,
+    pub(super) served_changed: Arc<Notify>,
+    pub(super) conflicts: Option<mpsc::Sender<ConflictReport>>,
+}
+
+impl InterfaceTask {
+    /// Serves until stopped, or until the interface fails (the error).
+    pub(super) async fn run(
+        mut self,
+        mut ownership: watch::Receiver<Ownership>,
+        stop: CancellationToken,
+    ) -> Result<(), std::io::Error> {
+        let mut arp_buffer = [0u8; RECEIVE_BUFFER_LEN];
+        let mut ndp_buffer = [0u8; RECEIVE_BUFFER_LEN];
+        let first = ownership.borrow_and_update().clone();
+        self.update_ownership(first).await?;
+        loop {
+            let next = [self.schedule.next_deadline(), self.arbiter.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(Instant::from_std);
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                changed = ownership.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let next = ownership.borrow_and_update().clone();
+                    self.update_ownership(next).await?;
+                }
+                received = receive_arp(self.arp.as_ref(), &mut arp_buffer) => {
+                    let len = received?;
+                    self.on_arp(arp_buffer.get(..len).unwrap_or_default()).await?;
+                }
+                received = receive_ndp(self.ndp.as_ref(), &mut ndp_buffer) => {
+                    let received = received?;
+                    let message = ndp_buffer.get(..received.len).unwrap_or_default();
+                    self.on_icmpv6(message, received).await?;
+                }
+                () = sleep_until_some(next) => {
+                    let now = std::time::Instant::now();
+                    let actions = self.arbiter.tick(now);
+                    self.carry_out(actions).await?;
+                    for ip in self.schedule.take_due(now) {
+                        self.announce(ip).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn update_ownership(&mut self, next: Ownership) -> Result<(), std::io::Error> {
+        for lost in self.current.here.difference(&next.here) {
+            if self.arbiter.owns(lost) {
+                info!(ip = %lost, interface = %self.name, "stopped announcing");
+            }
+            self.schedule.cancel(*lost);
+        }
+        self.update_groups(&next.here);
+        let mut wanted = BTreeMap::new();
+        for ip in &next.here {
+            if self.can_serve(ip) {
+                wanted.insert(*ip, Rank::of(&self.node, *ip));
+            } else if !self.current.here.contains(ip) {
+                warn!(%ip, interface = %self.name, "cannot announce: no socket for its family here");
+            }
+        }
+        let now = std::time::Instant::now();
+        if next.group.joins != self.current.group.joins {
+            for ip in self.current.here.iter().filter(|ip| self.arbiter.owns(ip)) {
+                debug!(%ip, interface = %self.name, "a node joined: announcing again");
+                self.schedule.start(*ip, now);
+            }
+        }
+        self.current = next;
+        let actions = self
+            .arbiter
+            .want(&wanted, self.current.group.probe_first, now);
+        self.carry_out(actions).await?;
+        self.refresh_answering();
+        Ok(())
+    }
+
+    /// Sends probes and starts or stops announcements as the arbiter says.
+    async fn carry_out(&mut self, actions: Vec<Action>) -> Result<(), std::io::Error> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        for action in actions {
+            match action {
+                Action::Probe(ip) => self.probe(ip).await?,
+                Action::Claim(ip) => {
+                    info!(%ip, interface = %self.name, "announcing");
+                    self.schedule.start(ip, now);
+                }
+                Action::Defend(ip) => {
+                    info!(%ip, interface = %self.name, "announcing again: we won a conflict");
+                    self.schedule.start(ip, now);
+                }
+                Action::Yield(ip) => {
+                    info!(%ip, interface = %self.name, "stopped announcing: another node owns it");
+                    self.schedule.cancel(ip);
+                }
+            }
+        }
+        self.refresh_answering();
+        Ok(())
+    }
+
+    fn refresh_answering(&mut self) {
+        let here: BTreeSet<IpAddr> = self
+            .current
+            .here
+            .iter()
+            .filter(|ip| self.arbiter.owns(ip))
+            .copied()
+            .collect();
+        self.answering = Ownership {
+            here,
+            anywhere: self.current.anywhere.clone(),
+            group: self.current.group,
+        };
+        self.report_served();
+    }
+
+    /// Whether requests for `ip` can reach us and be answered here.
+    fn can_serve(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(_) => self.arp.is_some(),
+            IpAddr::V6(v6) => {
+                self.ndp.is_some() && self.joined_groups.contains(&solicited_node_multicast(*v6))
+            }
+        }
+    }
+
+    /// Tells the announcer what this interface really answers for, so
+    /// `applied` never claims more than is on the wire.
+    fn report_served(&self) {
+        let served: BTreeSet<IpAddr> = self
+            .answering
+            .here
+            .iter()
+            .filter(|ip| self.can_serve(ip))
+            .copied()
+            .collect();
+        let changed = self.served.send_if_modified(|current| {
+            let changed = *current != served;
+            *current = served;
+            changed
+        });
+        if changed {
+            self.served_changed.notify_one();
+        }
+    }
+
+    /// Joins the solicited-node groups of the IPv6 addresses in `here` and
+    /// leaves the rest. Several addresses can share a group. A group that
+    /// cannot be joined (IPv6 disabled on the interface, say) leaves its
+    /// addresses unserved here, without harming the others.
+    fn update_groups(&mut self, here: &BTreeSet<IpAddr>) {
+        let Some(ndp) = &self.ndp else { return };
+        let wanted: BTreeSet<Ipv6Addr> = here
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(solicited_node_multicast(*v6)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        for group in self.joined_groups.difference(&wanted) {
+            if let Err(error) = ndp.leave(*group) {
+                debug!(%group, %error, "leaving a solicited-node group failed");
+            }
+        }
+        let mut joined: BTreeSet<Ipv6Addr> =
+            self.joined_groups.intersection(&wanted).copied().collect();
+        for group in wanted.difference(&self.joined_groups) {
+            match ndp.join(*group) {
+                Ok(()) => {
+                    debug!(%group, "joined the solicited-node group");
+                    joined.insert(*group);
+                }
+                Err(error) => warn!(%group, %error, "cannot join the solicited-node group"),
+            }
+        }
+        self.joined_groups = joined;
+    }
+
+    /// Another MAC claims `ip`: let the arbiter decide, and say so if it
+    /// was a conflict.
+    async fn observe(
+        &mut self,
+        ip: IpAddr,
+        claim: Claim,
+        family: AddressFamily,
+    ) -> Result<(), std::io::Error> {
+        let (action, conflict) = self.arbiter.observe(ip, claim, std::time::Instant::now());
+        if let Some(conflict) = conflict {
+            self.metrics.conflict(family, conflict.outcome);
+            let (other, ranked, outcome) = (
+                conflict.other,
+                conflict.other_ranked,
+                conflict.outcome.label(),
+            );
+            if conflict.outcome == Outcome::HeldOff {
+                // Repeats at every re-probe while a partition lasts.
+                debug!(%ip, node = %self.node, interface = %self.name, %other, ranked, "probe answered: another MAC owns this IP, holding off");
+            } else {
+                warn!(%ip, node = %self.node, interface = %self.name, %other, ranked, outcome, "another MAC claimed an IP we announce");
+                if let Some(sender) = &self.conflicts {
+                    let report = ConflictReport {
+                        interface: self.name.clone(),
+                        conflict,
+                    };
+                    if sender.try_send(report).is_err() {
+                        debug!(%ip, "conflict report dropped: the reporter is behind");
+                    }
+                }
+            }
+        }
+        self.carry_out(action.into_iter().collect()).await
+    }
+
+    async fn on_arp(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
+        let frame = match ArpFrame::parse(bytes) {
+            Ok(frame) => frame,
+            Err(error) => {
+                trace!(%error, "ignoring a malformed ARP frame");
+                self.metrics.packet_ignored(IgnoreReason::Malformed);
+                return Ok(());
+            }
+        };
+        if frame.sender_mac != self.mac
+            && frame.ethernet_source != self.mac
+            && let Some((ip, claim)) = arp_claim(&frame, bytes)
+        {
+            self.observe(ip, claim, AddressFamily::ipv4).await?;
+        }
+        match answer_arp(&frame, self.mac, &self.answering) {
+            Ok(reply) => {
+                let Some(arp) = &self.arp else { return Ok(()) };
+                let ip = IpAddr::V4(frame.target_ip);
+                let bytes = tagged_arp(&reply, self.arbiter.rank(&ip));
+                send_or_log(arp.send(&bytes).await, ip)?;
+                debug!(%ip, asker = %frame.sender_ip, "answered ARP request");
+                self.metrics.request_answered(AddressFamily::ipv4);
+            }
+            Err(reason) => {
+                trace!(ip = %frame.target_ip, reason = reason.label(), "ARP request not answered");
+                self.metrics.packet_ignored(reason);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_icmpv6(
+        &mut self,
+        message: &[u8],
+        received: ReceivedIcmpv6,
+    ) -> Result<(), std::io::Error> {
+        if message.first() != Some(&ICMPV6_NEIGHBOR_ADVERTISEMENT) {
+            return self
+                .on_neighbor_solicitation(message, received.source, received.hop_limit)
+                .await;
+        }
+        if received.hop_limit != Some(REQUIRED_HOP_LIMIT) {
+            self.metrics.packet_ignored(IgnoreReason::BadHopLimit);
+            return Ok(());
+        }
+        match advertisement_claim(message) {
+            Some((ip, claim)) if claim.mac != self.mac => {
+                self.observe(ip, claim, AddressFamily::ipv6).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_neighbor_solicitation(
+        &self,
+        message: &[u8],
+        source: Ipv6Addr,
+        hop_limit: Option<u8>,
+    ) -> Result<(), std::io::Error> {
+        let solicitation = match NeighborSolicitation::parse(message, source) {
+            Ok(solicitation) => solicitation,
+            Err(error) => {
+                debug!(%error, %source, "ignoring an invalid Neighbor Solicitation");
+                self.metrics.packet_ignored(IgnoreReason::Malformed);
+                return Ok(());
+            }
+        };
+        match answer_neighbor_solicitation(&solicitation, hop_limit, self.mac, &self.answering) {
+            Ok((destination, advertisement)) => {
+                let Some(ndp) = &self.ndp else { return Ok(()) };
+                let ip = IpAddr::V6(solicitation.target);
+                let bytes = tagged_advertisement(&advertisement.to_bytes(), self.arbiter.rank(&ip));
+                let sent = ndp.send_to(&bytes, destination, solicitation.target).await;
+                send_or_log(sent, ip)?;
+                debug!(%ip, asker = %source, "answered Neighbor Solicitation");
+                self.metrics.request_answered(AddressFamily::ipv6);
+            }
+            Err(reason) => {
+                trace!(ip = %solicitation.target, reason = reason.label(), "Neighbor Solicitation not answered");
+                self.metrics.packet_ignored(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one probe for `ip`: an ARP probe, or a Neighbor Solicitation
+    /// to its solicited-node group from our link-local address.
+    async fn probe(&self, ip: IpAddr) -> Result<(), std::io::Error> {
+        let sent = match (ip, &self.arp, &self.ndp) {
+            (IpAddr::V4(v4), Some(arp), _) => arp.send(&arp_probe(v4, self.mac).to_bytes()).await,
+            (IpAddr::V6(v6), _, Some(ndp)) => {
+                ndp.send_from_any(&neighbor_probe(v6, self.mac), solicited_node_multicast(v6))
+                    .await
+            }
+            _ => return Ok(()),
+        };
+        if send_or_log(sent, ip)? {
+            trace!(%ip, interface = %self.name, "probe sent");
+        }
+        Ok(())
+    }
+
+    /// Sends one gratuitous ARP or unsolicited Neighbor Advertisement.
+    async fn announce(&self, ip: IpAddr) -> Result<(), std::io::Error> {
+        let rank = self.arbiter.rank(&ip);
+        let (sent, family) = match (ip, &self.arp, &self.ndp) {
+            (IpAddr::V4(v4), Some(arp), _) => (
+                self.send_gratuitous_arp(arp, v4, rank).await,
+                AddressFamily::ipv4,
+            ),
+            (IpAddr::V6(v6), _, Some(ndp)) => {
+                let advertisement = NeighborAdvertisement::unsolicited(v6, self.mac);
+                let bytes = tagged_advertisement(&advertisement.to_bytes(), rank);
+                (
+                    ndp.send_to(&bytes, ALL_NODES, v6).await,
+                    AddressFamily::ipv6,
+                )
+            }
+            _ => return Ok(()),
+        };
+        if send_or_log(sent, ip)? {
+            debug!(%ip, "sent gratuitous announcement");
+            self.metrics.gratuitous_sent(family);
+        }
+        Ok(())
+    }
+
+    async fn send_gratuitous_arp(
+        &self,
+        arp: &ArpSocket,
+        ip: Ipv4Addr,
+        rank: Option<Rank>,
+    ) -> Result<(), std::io::Error> {
+        arp.send(&tagged_arp(&ArpFrame::gratuitous(ip, self.mac), rank))
+            .await
+    }
+}
+
+/// Errors that mean the interface is gone end the task; others (a full
+/// queue, no route back to a solicitor) are logged and the packet dropped.
+/// Returns whether the packet was sent.
+fn send_or_log(result: Result<(), std::io::Error>, ip: IpAddr) -> Result<bool, std::io::Error> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(error) if interface_gone(&error) => Err(error),
+        Err(error) => {
+            warn!(%ip, %error, "sending failed");
+            Ok(false)
+        }
+    }
+}
+
+async fn receive_arp(
+    socket: Option<&ArpSocket>,
+    buffer: &mut [u8],
+) -> Result<usize, std::io::Error> {
+    match socket {
+        Some(socket) => socket.recv(buffer).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn receive_ndp(
+    socket: Option<&NdpSocket>,
+    buffer: &mut [u8],
+) -> Result<ReceivedIcmpv6, std::io::Error> {
+    match socket {
+        Some(socket) => socket.recv(buffer).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
