@@ -171,6 +171,8 @@ struct Entry {
 pub struct Arbiter {
     our_mac: MacAddr,
     ips: BTreeMap<IpAddr, Entry>,
+    /// Whether the last [`Arbiter::want`] was in doubt (probe first).
+    in_doubt: bool,
 }
 
 impl Arbiter {
@@ -179,6 +181,7 @@ impl Arbiter {
         Arbiter {
             our_mac,
             ips: BTreeMap::new(),
+            in_doubt: false,
         }
     }
 
@@ -189,7 +192,13 @@ impl Arbiter {
     /// group agrees on: no probe delay). IPs no longer wanted are dropped
     /// (the shell stops answering them). When the wanted set changed,
     /// held-off IPs are probed again at once: a plan change is what a
-    /// healed partition looks like, and the old owner may be gone.
+    /// healed partition looks like, and the old owner may be gone. When
+    /// the doubt ends (the speaker hears a majority again, as after a
+    /// rejoin), IPs still probing or held off are claimed at once: the
+    /// group agrees they are ours, and the node that held them meanwhile
+    /// hears the same group and stops (any overlap is settled by rank).
+    /// Waiting for the next re-probe instead left an IP unanswered for up
+    /// to [`RECHECK_MAX`] after the old owner let go.
     pub fn want(
         &mut self,
         wanted: &BTreeMap<IpAddr, Rank>,
@@ -198,13 +207,19 @@ impl Arbiter {
     ) -> Vec<Action> {
         let changed =
             wanted.len() != self.ips.len() || wanted.keys().any(|ip| !self.ips.contains_key(ip));
+        let doubt_ended = self.in_doubt && !probe_first;
+        self.in_doubt = probe_first;
         self.ips.retain(|ip, _| wanted.contains_key(ip));
         let mut actions = Vec::new();
         for (ip, rank) in wanted {
             match self.ips.get_mut(ip) {
                 Some(entry) => {
                     entry.rank = *rank;
-                    if let Phase::Yielded { recheck_at, .. } = &mut entry.phase
+                    let waiting = !matches!(entry.phase, Phase::Owning { .. });
+                    if waiting && doubt_ended {
+                        entry.phase = Phase::Owning { defended_at: None };
+                        actions.push(Action::Claim(*ip));
+                    } else if let Phase::Yielded { recheck_at, .. } = &mut entry.phase
                         && changed
                     {
                         *recheck_at = now;

@@ -50,6 +50,32 @@ fn without_doubt_the_claim_is_immediate() {
 }
 
 #[test]
+fn when_the_doubt_ends_a_held_off_or_probing_ip_is_claimed_at_once() {
+    let t0 = Instant::now();
+    let wanted = BTreeMap::from([(ip(), LOW)]);
+    let (mut arbiter, _) = wanting(LOW, true, t0);
+    arbiter.observe(ip(), claim(Some(HIGH)), t0 + Duration::from_millis(5));
+    assert!(matches!(arbiter.phase(&ip()), Some(Phase::Yielded { .. })));
+    let still_in_doubt = arbiter.want(&wanted, true, t0 + Duration::from_millis(10));
+    assert_eq!(still_in_doubt, vec![], "no change, no claim");
+    let heard_the_group = arbiter.want(&wanted, false, t0 + Duration::from_millis(20));
+    assert_eq!(heard_the_group, vec![Action::Claim(ip())]);
+    assert!(arbiter.owns(&ip()));
+
+    // Probing, not yet answered: claimed at once too.
+    let (mut arbiter, _) = wanting(LOW, true, t0);
+    assert_eq!(
+        arbiter.want(&wanted, false, t0 + Duration::from_millis(50)),
+        vec![Action::Claim(ip())]
+    );
+    // Already without doubt: nothing more to do.
+    assert_eq!(
+        arbiter.want(&wanted, false, t0 + Duration::from_millis(60)),
+        vec![]
+    );
+}
+
+#[test]
 fn an_answered_probe_holds_off_whatever_the_rank_and_probes_again_later() {
     let t0 = Instant::now();
     let (mut arbiter, _) = wanting(HIGH, true, t0);
