@@ -248,6 +248,49 @@ async fn bad_annotations_give_events_never_a_crash() -> R {
     )
     .await?;
     assert_eq!(s.wait_ips("garbage", 1).await?, vec!["198.51.100.52"]);
+    // A typo on a live Service keeps its IP, with a Warning; a pool's
+    // serviceAllocation is not bypassed by naming the pool or one of its IPs.
+    let typos = [
+        json!({"ferrolb.io/loadBalancerIPs": "198.51.100.300"}),
+        json!({"ferrolb.io/loadBalancerIPs": null, "metallb.universe.tf/address-pool": "nope"}),
+        json!({"metallb.universe.tf/address-pool": null, "ferrolb.io/address-pool": "scoped"}),
+    ];
+    s.pool("scoped", json!({"addresses": ["198.51.100.56/30"], "serviceAllocation": {"namespaces": ["elsewhere"]}}))
+        .await?;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(s.client.clone(), &s.ns.name);
+    for (i, annotations) in typos.into_iter().enumerate() {
+        s.patch_service("fine", json!({"metadata": {"annotations": annotations}}))
+            .await?;
+        let count = wait_for("a RequestNotApplied Event per typo", WAIT, || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&Default::default()).await.ok()?;
+                let n = list
+                    .items
+                    .iter()
+                    .filter(|e| e.reason.as_deref() == Some("RequestNotApplied"))
+                    .count();
+                (n > i).then_some(n)
+            }
+        })
+        .await?;
+        assert_eq!(count, i + 1);
+        assert_eq!(s.ips("fine").await?, vec!["198.51.100.48"], "typo {i}");
+    }
+    for (name, annotations) in [
+        ("scope-pool", json!({"ferrolb.io/address-pool": "scoped"})),
+        (
+            "scope-ip",
+            json!({"ferrolb.io/loadBalancerIPs": "198.51.100.57"}),
+        ),
+    ] {
+        s.service(name, json!({"metadata": {"annotations": annotations}}))
+            .await?;
+        let note = s.wait_event(name, "AllocationFailed").await?;
+        assert!(note.starts_with("OutOfScope"), "{name}: {note}");
+        assert!(s.ips(name).await?.is_empty());
+    }
     Ok(())
 }
 
@@ -551,20 +594,107 @@ async fn pool_shrink_delete_and_conflicts() -> R {
             .await?
             .contains("PoolFull")
     );
-    // Deleting the pool moves its Services to the pool that is left.
+    // Deleting the pool while in use freezes its Services' IPs: low keeps
+    // its own rather than moving to the pool that is left.
     s.delete_pool("p").await?;
-    let api = s.services();
-    let moved = wait_for("low to move", WAIT, || {
-        let api = api.clone();
+    s.wait_event("p", "PoolDeletedInUse").await?;
+    assert!(s.wait_event("low", "PoolFrozen").await?.contains("deleted"));
+    assert_eq!(s.ips("low").await?, vec!["198.51.100.88"]);
+    Ok(())
+}
+
+/// Samples `name`'s IPs until told to stop; returns every different list seen.
+fn sample_ips(
+    api: kube::Api<k8s_openapi::api::core::v1::Service>,
+    name: &'static str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<Vec<String>>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        while stopped.try_recv().is_err() {
+            if let Ok(svc) = api.get(name).await {
+                let ips = ferrolb_tests::scenario::ingress(&svc);
+                if seen.last() != Some(&ips) {
+                    seen.push(ips);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    });
+    (stop, task)
+}
+
+/// An admitted edit that makes an in-use pool invalid (overlapping entries
+/// within the pool: the schema lets them through, the controller's check
+/// does not) and a pool deleted in use both freeze their Services' IPs:
+/// sampled throughout, the IP never changes or goes, and the pool hands
+/// out nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_use_pool_turning_invalid_or_deleted_freezes_its_services() -> R {
+    let s = Scenario::start("frozen").await?;
+    s.pool("p", json!({"addresses": ["203.0.113.64/30"]}))
+        .await?;
+    s.pool("q", json!({"addresses": ["203.0.113.72/30"]}))
+        .await?;
+    s.service(
+        "a",
+        json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "p"}}}),
+    )
+    .await?;
+    assert_eq!(s.wait_ips("a", 1).await?, vec!["203.0.113.64"]);
+    let (stop, sampler) = sample_ips(s.services(), "a");
+
+    s.pool(
+        "p",
+        json!({"addresses": ["203.0.113.64/30", "203.0.113.66/31"]}),
+    )
+    .await
+    .expect("admitted: the schema does not see overlaps within a pool");
+    assert!(s.wait_event("a", "PoolFrozen").await?.contains("invalid"));
+    assert!(s.wait_event("p", "InvalidPool").await?.contains("frozen"));
+    let pools = s.pools();
+    let message = wait_for("Ready=False on p", WAIT, || {
+        let pools = pools.clone();
         async move {
-            let ips = ferrolb_tests::scenario::ingress(&api.get("low").await.ok()?);
-            (ips.len() == 1 && ips[0] != "198.51.100.88").then_some(ips)
+            let st = pools.get("p").await.ok()?.status?;
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == "False").then(|| ready.message.clone())
         }
     })
     .await?;
+    assert!(message.contains("frozen"), "{message}");
+    s.service("b", json!({})).await?;
+    assert_eq!(
+        s.wait_ips("b", 1).await?,
+        vec!["203.0.113.72"],
+        "from q, not p"
+    );
+
+    s.delete_pool("p").await?;
+    s.wait_event("p", "PoolDeletedInUse").await?;
+    // A Service asking for the deleted pool waits; a it still has its IP.
+    s.service(
+        "c",
+        json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "p"}}}),
+    )
+    .await?;
     assert!(
-        ["198.51.100.90", "198.51.100.91"].contains(&moved[0].as_str()),
-        "{moved:?}: the pool that is left"
+        s.wait_event("c", "AllocationFailed")
+            .await?
+            .contains("UnknownPool")
+    );
+    assert_eq!(s.ips("a").await?, vec!["203.0.113.64"]);
+
+    stop.send(()).ok();
+    let seen = sampler.await?;
+    assert_eq!(
+        seen,
+        vec![vec!["203.0.113.64".to_string()]],
+        "a's IPs over time"
     );
     Ok(())
 }

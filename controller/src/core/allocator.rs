@@ -21,6 +21,13 @@ pub struct Assignment {
     pub ips: Vec<IpAddr>,
 }
 
+impl std::fmt::Display for Assignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        write!(f, "{} from pool {}", ips.join(", "), self.pool)
+    }
+}
+
 /// Why a Service got no IP. Each variant is one precise, user-facing reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocationError {
@@ -76,6 +83,22 @@ pub enum AllocationError {
         /// The pool that contains it (one of the overlapping ones).
         pool: String,
     },
+    /// The requested pool's `serviceAllocation` does not admit the Service.
+    #[error("pool {pool} does not admit this Service: its serviceAllocation excludes it")]
+    PoolOutOfScope {
+        /// The requested pool.
+        pool: String,
+    },
+    /// Every pool holding a requested IP has a `serviceAllocation` that excludes the Service.
+    #[error(
+        "requested IP {ip} is in pool {pool}, whose serviceAllocation does not admit this Service"
+    )]
+    RequestedIpOutOfScope {
+        /// The requested IP.
+        ip: IpAddr,
+        /// A pool that holds it.
+        pool: String,
+    },
     /// A requested IP is held by another Service that does not share it.
     #[error("IP {ip} is already used by Service {by}")]
     IpTaken {
@@ -107,6 +130,8 @@ impl AllocationError {
             AllocationError::RequestedIpInNoPool { .. }
             | AllocationError::RequestedIpNotInPool { .. } => "ip_in_no_pool",
             AllocationError::RequestedIpInOverlap { .. } => "ip_in_pool_overlap",
+            AllocationError::PoolOutOfScope { .. }
+            | AllocationError::RequestedIpOutOfScope { .. } => "out_of_scope",
             AllocationError::IpTaken { .. } => "ip_taken",
             AllocationError::SharingConflict { .. } => "sharing_conflict",
         }
@@ -311,6 +336,44 @@ impl Allocator {
         Some((assignment, freed))
     }
 
+    /// Whether `standing` (IPs a Service holds, or shows after a restart)
+    /// comes from a pool out of allocation (deleted, or invalid) while no
+    /// valid pool declares those IPs. Such IPs are frozen with their
+    /// Service: never moved, and nothing new is drawn from that pool.
+    pub fn frozen(&self, standing: &Assignment) -> bool {
+        !self.pools.contains_key(&standing.pool)
+            && !self.pools.values().any(|p| declares_all(p, &standing.ips))
+    }
+
+    /// Keeps `standing` for `key`, whose request cannot be served (or whose
+    /// pool is frozen): its IPs stay while their pool still declares them
+    /// or is frozen, and no other Service holds them unshareably. False
+    /// when they cannot be kept; `key` then holds what it held before.
+    pub fn hold(
+        &mut self,
+        key: &ServiceKey,
+        standing: &Assignment,
+        sharing: Option<&SharingTerms>,
+    ) -> bool {
+        if self.services.get(key) == Some(standing) {
+            return true;
+        }
+        let in_pool = self
+            .pools
+            .get(&standing.pool)
+            .is_some_and(|p| declares_all(p, &standing.ips));
+        let free = standing.ips.iter().all(|ip| {
+            self.ips.get(ip).is_none_or(|e| e.pool == standing.pool)
+                && self.shareable_with(*ip, sharing, Some(key)).is_ok()
+        });
+        if standing.ips.is_empty() || !(in_pool || self.frozen(standing)) || !free {
+            return false;
+        }
+        self.release(key);
+        self.commit_as(key, sharing, standing);
+        true
+    }
+
     fn count(&mut self, pool: &str, ip: IpAddr, add: bool) {
         let in_allocatable = self
             .pools
@@ -377,14 +440,25 @@ impl Allocator {
         request: &ServiceRequest,
         namespace_labels: &Labels,
     ) -> Result<Vec<String>, AllocationError> {
+        // A requested pool or IP names where to allocate, never who may:
+        // the pool's serviceAllocation still has to admit the Service.
+        let admits = |pool: &Pool| {
+            pool.config
+                .scope
+                .as_ref()
+                .is_none_or(|scope| scope.admits(request, namespace_labels))
+        };
         if let Some(name) = &request.requested_pool {
-            if !self.pools.contains_key(name) {
+            let Some(pool) = self.pools.get(name) else {
                 return Err(AllocationError::UnknownPool { pool: name.clone() });
+            };
+            if !admits(pool) {
+                return Err(AllocationError::PoolOutOfScope { pool: name.clone() });
             }
             return Ok(vec![name.clone()]);
         }
         if let Some(ip) = request.requested_ips.first() {
-            let holding: Vec<String> = self
+            let holding: Vec<&Pool> = self
                 .pools
                 .values()
                 .filter(|p| {
@@ -393,6 +467,18 @@ impl Allocator {
                         .iter()
                         .all(|ip| p.config.declared.contains(*ip))
                 })
+                .collect();
+            if let Some(excluding) = holding.first()
+                && !holding.iter().any(|p| admits(p))
+            {
+                return Err(AllocationError::RequestedIpOutOfScope {
+                    ip: *ip,
+                    pool: excluding.config.name.clone(),
+                });
+            }
+            let holding: Vec<String> = holding
+                .into_iter()
+                .filter(|p| admits(p))
                 .map(|p| p.config.name.clone())
                 .collect();
             if holding.is_empty() {
@@ -465,11 +551,21 @@ impl Allocator {
         request: &ServiceRequest,
         me: Option<&ServiceKey>,
     ) -> Result<(), AllocationError> {
+        self.shareable_with(ip, request.sharing.as_ref(), me)
+    }
+
+    /// Whether a Service with terms `sharing` may hold `ip` alongside its current users (ignoring `me`).
+    fn shareable_with(
+        &self,
+        ip: IpAddr,
+        sharing: Option<&SharingTerms>,
+        me: Option<&ServiceKey>,
+    ) -> Result<(), AllocationError> {
         let Some(entry) = self.ips.get(&ip) else {
             return Ok(());
         };
         for (user, terms) in entry.users.iter().filter(|(user, _)| Some(*user) != me) {
-            let (Some(mine), Some(theirs)) = (&request.sharing, terms) else {
+            let (Some(mine), Some(theirs)) = (sharing, terms) else {
                 return Err(AllocationError::IpTaken {
                     ip,
                     by: user.clone(),
@@ -599,19 +695,26 @@ impl Allocator {
     }
 
     fn commit(&mut self, request: &ServiceRequest, assignment: &Assignment) {
+        self.commit_as(&request.key, request.sharing.as_ref(), assignment);
+    }
+
+    fn commit_as(
+        &mut self,
+        key: &ServiceKey,
+        sharing: Option<&SharingTerms>,
+        assignment: &Assignment,
+    ) {
         for ip in &assignment.ips {
             let is_new = !self.ips.contains_key(ip);
             let entry = self.ips.entry(*ip).or_insert_with(|| IpEntry {
                 pool: assignment.pool.clone(),
-                sharing_key: request.sharing.as_ref().map(|s| s.key.clone()),
+                sharing_key: sharing.map(|s| s.key.clone()),
                 users: BTreeMap::new(),
             });
-            entry
-                .users
-                .insert(request.key.clone(), request.sharing.clone());
+            entry.users.insert(key.clone(), sharing.cloned());
             if is_new {
                 self.used.insert(*ip);
-                if let Some(terms) = &request.sharing {
+                if let Some(terms) = sharing {
                     self.shared
                         .entry((assignment.pool.clone(), terms.key.clone()))
                         .or_default()
@@ -620,9 +723,12 @@ impl Allocator {
                 self.count(&assignment.pool, *ip, true);
             }
         }
-        self.services
-            .insert(request.key.clone(), assignment.clone());
+        self.services.insert(key.clone(), assignment.clone());
     }
+}
+
+fn declares_all(pool: &Pool, ips: &[IpAddr]) -> bool {
+    ips.iter().all(|ip| pool.config.declared.contains(*ip))
 }
 
 #[cfg(test)]

@@ -52,6 +52,44 @@ pub enum Outcome {
     Invalid(RequestError),
     /// Not ours (any more): remove everything we wrote.
     Released,
+    /// The Service keeps the IPs it had, although `problem` stands in the way
+    /// of deciding anew: a live Service is never cleared or renumbered by a
+    /// typo, a request out of scope, or a pool that turned invalid or went.
+    Kept {
+        /// What it keeps.
+        assignment: Assignment,
+        /// Why it was not decided anew.
+        problem: KeptBecause,
+    },
+}
+
+/// Why a Service keeps its IPs instead of getting what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptBecause {
+    /// Its request is malformed.
+    Request(RequestError),
+    /// Its request cannot be served.
+    Allocation(AllocationError),
+    /// Its pool is out of allocation: its IPs are frozen.
+    PoolFrozen {
+        /// The pool.
+        pool: String,
+        /// Why it is out: invalid (and why), or deleted.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for KeptBecause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeptBecause::Request(e) => write!(f, "{e}"),
+            KeptBecause::Allocation(e) => write!(f, "{e}"),
+            KeptBecause::PoolFrozen { pool, why } => write!(
+                f,
+                "pool {pool} {why}: its IPs stay with their Services and no new one is handed out"
+            ),
+        }
+    }
 }
 
 /// CamelCase reason for the condition and Event.
@@ -59,8 +97,20 @@ pub fn failure_reason(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Allocated(_) => "Allocated",
         Outcome::Released => "Released",
-        Outcome::Invalid(_) => "InvalidRequest",
-        Outcome::Failed(e) => match e {
+        Outcome::Invalid(_)
+        | Outcome::Kept {
+            problem: KeptBecause::Request(_),
+            ..
+        } => "InvalidRequest",
+        Outcome::Kept {
+            problem: KeptBecause::PoolFrozen { .. },
+            ..
+        } => "PoolFrozen",
+        Outcome::Failed(e)
+        | Outcome::Kept {
+            problem: KeptBecause::Allocation(e),
+            ..
+        } => match e {
             AllocationError::UnknownPool { .. } => "UnknownPool",
             AllocationError::NoEligiblePool { .. } => "NoEligiblePool",
             AllocationError::PoolFull { .. } => "PoolFull",
@@ -68,6 +118,8 @@ pub fn failure_reason(outcome: &Outcome) -> &'static str {
             AllocationError::RequestedIpInNoPool { .. }
             | AllocationError::RequestedIpNotInPool { .. } => "IPNotInPool",
             AllocationError::RequestedIpInOverlap { .. } => "IPInPoolOverlap",
+            AllocationError::PoolOutOfScope { .. }
+            | AllocationError::RequestedIpOutOfScope { .. } => "OutOfScope",
             AllocationError::IpTaken { .. } => "IPTaken",
             AllocationError::SharingConflict { .. } => "SharingConflict",
         },
@@ -80,7 +132,7 @@ impl Outcome {
         match self {
             Outcome::Failed(e) => Some((e.reason(), e.to_string())),
             Outcome::Invalid(e) => Some((e.reason(), e.to_string())),
-            Outcome::Allocated(_) | Outcome::Released => None,
+            Outcome::Allocated(_) | Outcome::Released | Outcome::Kept { .. } => None,
         }
     }
 
@@ -93,15 +145,19 @@ impl Outcome {
                 condition: Some(ConditionState {
                     allocated: true,
                     reason: "Allocated".into(),
-                    message: format!(
-                        "{} from pool {}",
-                        a.ips
-                            .iter()
-                            .map(|ip| ip.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        a.pool
-                    ),
+                    message: a.to_string(),
+                }),
+            },
+            Outcome::Kept {
+                assignment: a,
+                problem,
+            } => ServiceWrite {
+                ips: a.ips.clone(),
+                pool: Some(a.pool.clone()),
+                condition: Some(ConditionState {
+                    allocated: true,
+                    reason: failure_reason(self).into(),
+                    message: format!("keeps {a}: {problem}"),
                 }),
             },
             Outcome::Failed(_) | Outcome::Invalid(_) => ServiceWrite {

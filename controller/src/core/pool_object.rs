@@ -46,6 +46,13 @@ pub fn pool_config(pool: &IPAddressPool) -> Result<PoolConfig, String> {
     })
 }
 
+/// What an invalid pool still in use does, for its status and Event.
+pub fn frozen_note(in_use: u128) -> String {
+    format!(
+        "allocation from it is frozen: its {in_use} addresses in use stay with their Services and none is handed out"
+    )
+}
+
 fn condition(
     type_: &str,
     status: bool,
@@ -106,6 +113,14 @@ pub fn pool_status(
     });
     status.in_use = Some(usage.assigned_v4 + usage.assigned_v6 > 0);
     let (ready, reason, message) = match (invalid, pool.and_then(|p| p.conflict.as_ref())) {
+        (Some(msg), _) if status.in_use == Some(true) => (
+            false,
+            condition::REASON_INVALID_ADDRESSES,
+            format!(
+                "{msg}; {}",
+                frozen_note(usage.assigned_v4 + usage.assigned_v6)
+            ),
+        ),
         (Some(msg), _) => (false, condition::REASON_INVALID_ADDRESSES, msg.to_string()),
         (None, Some(conflict)) => (
             false,

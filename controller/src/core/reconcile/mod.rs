@@ -151,6 +151,9 @@ pub struct Reconciler {
     services: HashMap<ServiceKey, Seen>,
     /// Services of ours left without IPs, retried when something frees room.
     pending: BTreeSet<ServiceKey>,
+    /// Services keeping their IPs while their request or pool stands in the
+    /// way: retried, like pending ones, when something changes.
+    held: BTreeSet<ServiceKey>,
     namespaces: HashMap<String, Labels>,
     pools: BTreeMap<String, IPAddressPool>,
     /// Why each invalid pool is left out of allocation.
@@ -183,6 +186,7 @@ impl Reconciler {
             alloc: Allocator::new(),
             services: HashMap::new(),
             pending: BTreeSet::new(),
+            held: BTreeSet::new(),
             namespaces: HashMap::new(),
             pools: BTreeMap::new(),
             invalid_pools: HashMap::new(),
@@ -314,7 +318,7 @@ impl Reconciler {
     }
 
     fn retry_pending(&mut self) {
-        let keys: Vec<ServiceKey> = self.pending.iter().cloned().collect();
+        let keys: Vec<ServiceKey> = self.pending.union(&self.held).cloned().collect();
         for key in keys {
             self.evaluate(&key);
         }

@@ -3,12 +3,12 @@
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolStatus, condition};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Reconciler;
 use crate::core::allocator::PoolUsage;
 use crate::core::effect::{Effect, EventRequest, MetricChange, Regarding};
-use crate::core::pool_object::{PoolFacts, pool_config, pool_status, status_differs};
+use crate::core::pool_object::{PoolFacts, frozen_note, pool_config, pool_status, status_differs};
 use crate::core::service::ServiceKey;
 
 impl Reconciler {
@@ -26,9 +26,23 @@ impl Reconciler {
     }
 
     pub(super) fn pool_deleted(&mut self, name: &str) {
-        self.pools.remove(name);
+        let removed = self.pools.remove(name);
         if !self.synced {
             return;
+        }
+        let usage = self.alloc.usage(name);
+        let in_use = usage.assigned_v4 + usage.assigned_v6;
+        if let Some(pool) = removed
+            && in_use > 0
+        {
+            warn!(pool = %name, addresses = in_use, "pool deleted while in use, its IPs stay frozen");
+            self.effects.push(Effect::Event(pool_event(
+                &pool,
+                "PoolDeletedInUse",
+                format!(
+                    "deleted while {in_use} of its addresses are in use: they stay with their Services (frozen) until those let go of them; no new address is handed out from it"
+                ),
+            )));
         }
         self.pool_writes.forget(name);
         self.metric(MetricChange::PoolRemoved {
@@ -146,7 +160,13 @@ impl Reconciler {
         if let Some(message) = invalid
             && newly(condition::REASON_INVALID_ADDRESSES)
         {
-            events.push(pool_event(object, "InvalidPool", message.clone()));
+            let in_use = usage.assigned_v4 + usage.assigned_v6;
+            let note = if in_use > 0 {
+                format!("{message}; {}", frozen_note(in_use))
+            } else {
+                message.clone()
+            };
+            events.push(pool_event(object, "InvalidPool", note));
         }
         Some((status, events))
     }

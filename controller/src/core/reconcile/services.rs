@@ -1,13 +1,18 @@
 //! Services: deciding one, and ordering what brings the object there.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::api::core::v1::Service;
 use tracing::{info, info_span, warn};
 
 use super::{Reconciler, WriteSettled};
 use crate::core::RequestError;
-use crate::core::desired::{Outcome, ServiceWrite, carries_our_marks, failure_reason, observed};
+use crate::core::allocator::Assignment;
+use crate::core::desired::{
+    KeptBecause, Outcome, ServiceWrite, carries_our_marks, failure_reason, observed,
+};
 use crate::core::effect::{Effect, EventRequest, MetricChange, Regarding, ServiceWriteOrder};
-use crate::core::service::{ServiceKey, ServiceRequest, read_request};
+use crate::core::service::{ServiceKey, ServiceRequest, SharingTerms, read_request};
 use crate::core::{ClassFilter, Interest};
 use crate::ipam::Family;
 
@@ -64,6 +69,7 @@ impl Reconciler {
         }
         self.pending.remove(key);
         self.legacy_warned.remove(key);
+        self.held.remove(key);
         self.submitted.remove(key);
         self.writes.remove(key);
         self.effects.push(Effect::ForgetService(key.clone()));
@@ -90,12 +96,18 @@ impl Reconciler {
                 let request = request.clone();
                 let uid = entry.uid.clone();
                 self.warn_legacy_annotations(key, uid.as_deref(), &request);
-                self.assign(key, &request)
+                self.decide(key, &request)
             }
             Some(Err(e)) => {
                 let e = e.clone();
-                self.release_quietly(key);
-                Outcome::Invalid(e)
+                let problem = KeptBecause::Request(e.clone());
+                let kept = self
+                    .standing(key)
+                    .and_then(|standing| self.keep(key, standing, None, problem));
+                kept.unwrap_or_else(|| {
+                    self.release_quietly(key);
+                    Outcome::Invalid(e)
+                })
             }
             None => {
                 let marked = entry.marked && entry.interest.may_clear_marks();
@@ -111,6 +123,11 @@ impl Reconciler {
             self.pending.insert(key.clone());
         } else {
             self.pending.remove(key);
+        }
+        if matches!(outcome, Outcome::Kept { .. }) {
+            self.held.insert(key.clone());
+        } else {
+            self.held.remove(key);
         }
         self.order_write(key, &outcome);
     }
@@ -136,6 +153,93 @@ impl Reconciler {
         }));
     }
 
+    /// A live Service is never cleared or renumbered by accident: while
+    /// its pool is frozen it keeps its IPs (unless it asks for others), and
+    /// a request that cannot be served leaves it what it had.
+    fn decide(&mut self, key: &ServiceKey, request: &ServiceRequest) -> Outcome {
+        let standing = self.standing(key);
+        if let Some(standing) = &standing
+            && self.alloc.frozen(&standing.assignment)
+            && !asks_elsewhere(request, &standing.assignment)
+        {
+            let pool = &standing.assignment.pool;
+            let problem = KeptBecause::PoolFrozen {
+                pool: pool.clone(),
+                why: match self.invalid_pools.get(pool) {
+                    Some(message) => format!("is invalid ({message})"),
+                    None => "was deleted".into(),
+                },
+            };
+            if let Some(kept) = self.keep(key, standing.clone(), request.sharing.as_ref(), problem)
+            {
+                return kept;
+            }
+        }
+        match self.assign(key, request) {
+            Outcome::Failed(e) => {
+                let problem = KeptBecause::Allocation(e.clone());
+                standing
+                    .and_then(|s| self.keep(key, s, request.sharing.as_ref(), problem))
+                    .unwrap_or(Outcome::Failed(e))
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// The IPs a Service holds, or else (after a restart) shows, with the
+    /// pool recorded on it.
+    fn standing(&self, key: &ServiceKey) -> Option<Standing> {
+        if let Some(held) = self.alloc.assignment(key) {
+            return Some(Standing {
+                assignment: held.clone(),
+                held: true,
+            });
+        }
+        let shown = &self.services.get(key)?.shown;
+        let pool = shown.pool.clone()?;
+        (!shown.ips.is_empty()).then(|| Standing {
+            assignment: Assignment {
+                pool,
+                ips: shown.ips.clone(),
+            },
+            held: false,
+        })
+    }
+
+    /// Keeps `standing` for `key` despite `problem`, if the allocator can.
+    fn keep(
+        &mut self,
+        key: &ServiceKey,
+        standing: Standing,
+        sharing: Option<&SharingTerms>,
+        problem: KeptBecause,
+    ) -> Option<Outcome> {
+        let Standing {
+            assignment: standing,
+            held,
+        } = standing;
+        if !self.alloc.hold(key, &standing, sharing) {
+            return None;
+        }
+        if !held {
+            self.count_allocated(&standing);
+        }
+        Some(Outcome::Kept {
+            assignment: standing,
+            problem,
+        })
+    }
+
+    fn count_allocated(&mut self, assignment: &Assignment) {
+        for ip in &assignment.ips {
+            self.metric(MetricChange::Allocated {
+                pool: assignment.pool.clone(),
+                family: Family::of(ip),
+            });
+        }
+        self.pools_dirty = true;
+    }
+
     fn assign(&mut self, key: &ServiceKey, request: &ServiceRequest) -> Outcome {
         let namespace_labels = self
             .namespaces
@@ -146,13 +250,7 @@ impl Reconciler {
         match self.alloc.assign(request, &namespace_labels) {
             Ok(assignment) => {
                 if before.as_ref() != Some(&assignment) {
-                    for ip in &assignment.ips {
-                        self.metric(MetricChange::Allocated {
-                            pool: assignment.pool.clone(),
-                            family: Family::of(ip),
-                        });
-                    }
-                    self.pools_dirty = true;
+                    self.count_allocated(&assignment);
                 }
                 Outcome::Allocated(assignment)
             }
@@ -275,6 +373,33 @@ impl Reconciler {
                     note: format!("{reason}: {message}"),
                 }
             }
+            Outcome::Kept {
+                assignment,
+                problem,
+            } => {
+                let reason = failure_reason(outcome);
+                warn!(%reason, error = %problem, ips = ?assignment.ips, pool = %assignment.pool, "Service keeps its IPs");
+                match problem {
+                    KeptBecause::Request(e) => {
+                        self.metric(MetricChange::Failed { reason: e.reason() })
+                    }
+                    KeptBecause::Allocation(e) => {
+                        self.metric(MetricChange::Failed { reason: e.reason() })
+                    }
+                    KeptBecause::PoolFrozen { .. } => {}
+                }
+                EventRequest {
+                    regarding,
+                    warning: true,
+                    reason: if let KeptBecause::PoolFrozen { .. } = problem {
+                        "PoolFrozen"
+                    } else {
+                        "RequestNotApplied"
+                    },
+                    action: "Allocate",
+                    note: format!("{reason}: keeps {assignment}: {problem}"),
+                }
+            }
             Outcome::Released => {
                 info!("no longer a LoadBalancer of ours, IPs released");
                 EventRequest {
@@ -309,4 +434,24 @@ impl Reconciler {
             self.repair(&report.key);
         }
     }
+}
+
+/// The IPs a Service stands on: held in the table, or only shown.
+#[derive(Clone)]
+struct Standing {
+    assignment: Assignment,
+    held: bool,
+}
+
+/// Whether `request` names a pool or IPs other than those of `standing`:
+/// then it is decided anew even when `standing` is frozen.
+fn asks_elsewhere(request: &ServiceRequest, standing: &Assignment) -> bool {
+    let other_pool = request
+        .requested_pool
+        .as_ref()
+        .is_some_and(|p| *p != standing.pool);
+    let other_ips = !request.requested_ips.is_empty()
+        && request.requested_ips.iter().collect::<BTreeSet<_>>()
+            != standing.ips.iter().collect::<BTreeSet<_>>();
+    other_pool || other_ips
 }

@@ -313,7 +313,8 @@ fn a_relist_releases_what_it_no_longer_shows() {
     assert_eq!(ips(&done, "c"), ["198.51.100.2"], "b's IP goes to c");
     assert!(untouched(&done, "a"));
 
-    // Pools too: a relist without p deletes it.
+    // Pools too: a relist without p deletes it. Its Services keep their
+    // IPs (frozen), and it hands out nothing more.
     let gone = feed(
         &mut r,
         [
@@ -324,8 +325,8 @@ fn a_relist_releases_what_it_no_longer_shows() {
     assert!(gone.contains(&Effect::Metric(MetricChange::PoolRemoved {
         pool: "p".into()
     })));
-    assert_eq!(ips(&gone, "a"), Vec::<String>::new());
-    assert_eq!(events_of(&gone, "a")[0].0, "AllocationFailed");
+    assert_eq!(ips(&gone, "a"), ["198.51.100.1"]);
+    assert_eq!(events_of(&gone, "a")[0].0, "PoolFrozen");
 }
 
 #[test]
@@ -486,3 +487,5 @@ fn a_conflicting_pool_is_announced_once() {
     assert_eq!(pool_orders(&again).len(), 1, "{again:#?}");
     assert!(events_of(&again, "late").is_empty(), "{again:#?}");
 }
+
+mod held;
