@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use ferrolb_crds::BGPSessionState;
 use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN};
 use ferrolb_tests::env::wait_for;
+use ferrolb_tests::l2lab::Capture;
 use ferrolb_tests::router::kernel_next_hops;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -223,41 +224,66 @@ async fn gobgp_interoperates_and_a_wrong_md5_password_never_establishes() -> Res
     bird_peer["password"] = json!("wrong-one");
     lab.peer("bird", bird_peer).await?;
     lab.advertise("all", json!({})).await?;
+    // Every SYN that reaches BIRD's side, to prove the speakers did dial it.
+    let syns = Capture::start(
+        &lab.router.netns,
+        "eth0",
+        "tcp dst port 179 and tcp[tcpflags] & tcp-syn != 0",
+    )?;
     lab.lab.start_speakers()?;
     let ip = v4(&lab.service("interop", json!({}), 1).await?)?;
     lab.lab.endpoints("interop", &[0]).await?;
 
+    // Until GoBGP has the route from every node and BIRD has seen a signed SYN
+    // from every node, sampled all along: no BIRD session ever gets
+    // Established, and BIRD installs no route.
     let expected: Vec<String> = lab.lab.nodes.iter().map(|n| n.ip4.to_string()).collect();
-    wait_for(
-        "the route from all 3 nodes in GoBGP",
-        ROUTE_WAIT,
-        || async {
-            let rib = gobgp.cli(&["global", "rib", "-a", "ipv4"]).ok()?;
-            let lines: Vec<&str> = rib
-                .lines()
-                .filter(|l| l.contains(&format!("{ip}/32")))
-                .collect();
-            expected
-                .iter()
-                .all(|hop| lines.iter().any(|l| l.contains(hop.as_str())))
-                .then_some(())
-        },
-    )
-    .await?;
-    wait_session_states(&lab, "gobgp", "Established").await?;
-
-    // By now the speakers have tried BIRD for seconds: never established, no route.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..3 {
-        let state = lab.bird()?.session_state(&format!("n{i}"))?;
+    let router = lab.router.ip4.to_string();
+    let started = Instant::now();
+    let mut samples = 0;
+    loop {
+        for i in 0..3 {
+            let state = lab.bird()?.session_state(&format!("n{i}"))?;
+            ensure!(
+                state != "Established",
+                "n{i} established with a wrong password"
+            );
+        }
         ensure!(
-            state != "Established",
-            "n{i} established with a wrong password"
+            kernel_next_hops(&lab.router.netns, &format!("{ip}/32"))?.is_empty(),
+            "BIRD installed a route over a session with a wrong password"
         );
+        samples += 1;
+        let rib = gobgp.cli(&["global", "rib", "-a", "ipv4"])?;
+        let in_gobgp = expected.iter().all(|hop| {
+            rib.lines()
+                .any(|l| l.contains(&format!("{ip}/32")) && l.contains(hop.as_str()))
+        });
+        let captured = syns.text();
+        let dialled: Vec<&String> = expected
+            .iter()
+            .filter(|node| {
+                captured.lines().any(|l| {
+                    l.contains(&format!("{node}."))
+                        && l.contains(&format!("> {router}.179"))
+                        && l.contains("md5")
+                })
+            })
+            .collect();
+        if in_gobgp && dialled.len() == expected.len() {
+            break;
+        }
+        ensure!(
+            started.elapsed() < ROUTE_WAIT,
+            "after {ROUTE_WAIT:?}: route in GoBGP from all nodes: {in_gobgp}; \
+             nodes seen dialling BIRD with an MD5 signature: {dialled:?}\nSYNs:\n{captured}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    ensure!(
-        ferrolb_tests::router::kernel_next_hops(&lab.router.netns, &format!("{ip}/32"))?.is_empty()
+    eprintln!(
+        "every speaker dialled BIRD with a (wrong) MD5 signature; {samples} samples, never Established"
     );
+    wait_session_states(&lab, "gobgp", "Established").await?;
     let states = session_states(&lab).await?;
     ensure!(
         states
@@ -297,6 +323,13 @@ async fn killed_speaker_expires_and_graceful_stop_withdraws_at_once() -> Result<
     if withdrawn > Duration::from_secs(3) {
         bail!("the route outlived the graceful stop by {withdrawn:?}");
     }
+    // A closed TCP connection withdraws too: the goodbye must be a Cease
+    // NOTIFICATION (Administrative Shutdown), which BIRD keeps as n1's last error.
+    let n1 = lab.bird()?.birdc(&["show", "protocols", "all", "n1"])?;
+    ensure!(
+        n1.contains("Received: Administrative shutdown"),
+        "no Cease/Administrative Shutdown from the stopped speaker:\n{n1}"
+    );
     Ok(())
 }
 
