@@ -212,6 +212,7 @@ fn announces_to_bird_withdraws_and_shuts_down_gracefully() {
             connect_retry_max: Duration::from_secs(2),
             families: vec![AddressFamily::IPV4_UNICAST, AddressFamily::IPV6_UNICAST],
             graceful_shutdown_drain: Some(Duration::from_secs(2)),
+            graceful_restart_time: None,
         },
     };
     let mut tagged = route("2001:db8:b6:1::10/128", SPEAKER_V6.parse().unwrap());

@@ -18,7 +18,7 @@ fn route(prefix: &str, next_hop: IpAddr) -> (ipnet::IpNet, Route) {
 mod scripted_peer {
     use super::*;
     use crate::bgp::codec::{CodecOptions, decode_message, encode_message};
-    use crate::bgp::message::{Message, Notification, Open, PathAttribute};
+    use crate::bgp::message::{Message, Notification, Open, PathAttribute, Update};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -66,6 +66,7 @@ mod scripted_peer {
                 connect_retry_max: Duration::from_millis(200),
                 families: vec![AddressFamily::IPV4_UNICAST],
                 graceful_shutdown_drain: None,
+                graceful_restart_time: None,
             },
         }
     }
@@ -119,6 +120,11 @@ mod scripted_peer {
                     .attributes
                     .contains(&PathAttribute::NextHop(Ipv4Addr::LOCALHOST)),
                 "next-hop self"
+            );
+            assert_eq!(
+                read_message(&mut stream, &mut buffer).await,
+                Message::Update(Update::default()),
+                "End-of-RIB after the routes"
             );
             // Reset the session; the speaker must come back on its own.
             send(&mut stream, Message::Notification(Notification::cease(4))).await;
@@ -203,6 +209,11 @@ mod scripted_peer {
                 panic!("expected the routes after establishment");
             };
             assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
+            assert_eq!(
+                next_non_keepalive(&mut stream, &mut buffer).await,
+                Message::Update(Update::default()),
+                "End-of-RIB after the routes"
+            );
             for (case, bytes, expected) in crafted {
                 stream.write_all(&bytes).await.unwrap();
                 let status = status_rx
