@@ -74,6 +74,18 @@ struct Args {
         default_value_t = 0
     )]
     bgp_graceful_shutdown_seconds: u64,
+
+    /// BGP Graceful Restart (RFC 4724): the restart time, in seconds, for which
+    /// routers keep this node's routes while its speaker restarts (a rolling
+    /// update). A speaker whose Node is cordoned, not Ready, being deleted or
+    /// gone withdraws instead. 0 turns Graceful Restart off; at most 4095.
+    #[arg(
+        long,
+        env = "FERROLB_BGP_GRACEFUL_RESTART_SECONDS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u16).range(0..=4095)
+    )]
+    bgp_graceful_restart_seconds: u16,
 }
 
 #[tokio::main]
@@ -145,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
         bgp: BgpOptions {
             graceful_shutdown_drain: (args.bgp_graceful_shutdown_seconds > 0)
                 .then(|| Duration::from_secs(args.bgp_graceful_shutdown_seconds)),
+            graceful_restart_time: Some(args.bgp_graceful_restart_seconds)
+                .filter(|seconds| *seconds > 0),
         },
     };
     let parts = Parts {

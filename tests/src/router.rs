@@ -135,7 +135,7 @@ impl Drop for Bird {
 
 /// BIRD's config: `asn` and `router_id`, a kernel protocol per family with
 /// `merge paths` (one route with several next hops), and one BGP session per
-/// neighbor (import all, export nothing).
+/// neighbor (import all, export nothing, Graceful Restart helper).
 pub fn bird_config(asn: u32, router_id: &str, neighbors: &[Neighbor]) -> String {
     let mut config = format!(
         "router id {router_id};\n\
@@ -153,7 +153,7 @@ pub fn bird_config(asn: u32, router_id: &str, neighbors: &[Neighbor]) -> String 
         let kind = if n.asn == asn { "  direct;\n" } else { "" };
         config.push_str(&format!(
             "protocol bgp {name} {{\n  local as {asn};\n  neighbor {addr} as {peer};\n{kind}{password}  \
-             hold time 9;\n  connect retry time 1;\n  error wait time 1, 5;\n  \
+             hold time 9;\n  connect retry time 1;\n  error wait time 1, 5;\n  graceful restart on;\n  \
              ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
             name = n.name,
             addr = n.address,

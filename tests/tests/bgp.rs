@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use ferrolb_crds::BGPSessionState;
 use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN};
 use ferrolb_tests::env::wait_for;
+use ferrolb_tests::l2lab::Capture;
 use ferrolb_tests::router::kernel_next_hops;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -223,41 +224,66 @@ async fn gobgp_interoperates_and_a_wrong_md5_password_never_establishes() -> Res
     bird_peer["password"] = json!("wrong-one");
     lab.peer("bird", bird_peer).await?;
     lab.advertise("all", json!({})).await?;
+    // Every SYN that reaches BIRD's side, to prove the speakers did dial it.
+    let syns = Capture::start(
+        &lab.router.netns,
+        "eth0",
+        "tcp dst port 179 and tcp[tcpflags] & tcp-syn != 0",
+    )?;
     lab.lab.start_speakers()?;
     let ip = v4(&lab.service("interop", json!({}), 1).await?)?;
     lab.lab.endpoints("interop", &[0]).await?;
 
+    // Until GoBGP has the route from every node and BIRD has seen a signed SYN
+    // from every node, sampled all along: no BIRD session ever gets
+    // Established, and BIRD installs no route.
     let expected: Vec<String> = lab.lab.nodes.iter().map(|n| n.ip4.to_string()).collect();
-    wait_for(
-        "the route from all 3 nodes in GoBGP",
-        ROUTE_WAIT,
-        || async {
-            let rib = gobgp.cli(&["global", "rib", "-a", "ipv4"]).ok()?;
-            let lines: Vec<&str> = rib
-                .lines()
-                .filter(|l| l.contains(&format!("{ip}/32")))
-                .collect();
-            expected
-                .iter()
-                .all(|hop| lines.iter().any(|l| l.contains(hop.as_str())))
-                .then_some(())
-        },
-    )
-    .await?;
-    wait_session_states(&lab, "gobgp", "Established").await?;
-
-    // By now the speakers have tried BIRD for seconds: never established, no route.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..3 {
-        let state = lab.bird()?.session_state(&format!("n{i}"))?;
+    let router = lab.router.ip4.to_string();
+    let started = Instant::now();
+    let mut samples = 0;
+    loop {
+        for i in 0..3 {
+            let state = lab.bird()?.session_state(&format!("n{i}"))?;
+            ensure!(
+                state != "Established",
+                "n{i} established with a wrong password"
+            );
+        }
         ensure!(
-            state != "Established",
-            "n{i} established with a wrong password"
+            kernel_next_hops(&lab.router.netns, &format!("{ip}/32"))?.is_empty(),
+            "BIRD installed a route over a session with a wrong password"
         );
+        samples += 1;
+        let rib = gobgp.cli(&["global", "rib", "-a", "ipv4"])?;
+        let in_gobgp = expected.iter().all(|hop| {
+            rib.lines()
+                .any(|l| l.contains(&format!("{ip}/32")) && l.contains(hop.as_str()))
+        });
+        let captured = syns.text();
+        let dialled: Vec<&String> = expected
+            .iter()
+            .filter(|node| {
+                captured.lines().any(|l| {
+                    l.contains(&format!("{node}."))
+                        && l.contains(&format!("> {router}.179"))
+                        && l.contains("md5")
+                })
+            })
+            .collect();
+        if in_gobgp && dialled.len() == expected.len() {
+            break;
+        }
+        ensure!(
+            started.elapsed() < ROUTE_WAIT,
+            "after {ROUTE_WAIT:?}: route in GoBGP from all nodes: {in_gobgp}; \
+             nodes seen dialling BIRD with an MD5 signature: {dialled:?}\nSYNs:\n{captured}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    ensure!(
-        ferrolb_tests::router::kernel_next_hops(&lab.router.netns, &format!("{ip}/32"))?.is_empty()
+    eprintln!(
+        "every speaker dialled BIRD with a (wrong) MD5 signature; {samples} samples, never Established"
     );
+    wait_session_states(&lab, "gobgp", "Established").await?;
     let states = session_states(&lab).await?;
     ensure!(
         states
@@ -269,26 +295,55 @@ async fn gobgp_interoperates_and_a_wrong_md5_password_never_establishes() -> Res
     Ok(())
 }
 
+async fn cordon(lab: &BgpLab, i: usize) -> Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(lab.lab.scenario.client.clone());
+    nodes
+        .patch(
+            &lab.lab.nodes[i].name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_speaker_expires_and_graceful_stop_withdraws_at_once() -> Result<()> {
     let mut lab = BgpLab::start("bgp-stop").await?;
     lab.start_bird(ROUTER_ASN, None)?;
-    lab.peer("bird", BgpLab::peer_spec(&lab.router, ROUTER_ASN))
-        .await?;
+    // Graceful Restart on, with a short restart time: BIRD keeps a killed
+    // speaker's routes only that long.
+    lab.lab.speaker_flags = vec!["--bgp-graceful-restart-seconds=3".into()];
+    let mut peer = BgpLab::peer_spec(&lab.router, ROUTER_ASN);
+    peer["enableGracefulRestart"] = json!(true);
+    lab.peer("bird", peer).await?;
     lab.advertise("all", json!({})).await?;
     lab.lab.start_speakers()?;
     let ip = v4(&lab.service("stop", json!({}), 1).await?)?;
     lab.lab.endpoints("stop", &[0, 1, 2]).await?;
     lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
 
-    // SIGKILL: no goodbye; gone at the latest when the 3 s hold time runs out.
+    // SIGKILL: no goodbye; gone when BIRD's 3 s restart time (or hold time) runs out.
     lab.lab.kill_speaker(0);
     let expired = lab
         .wait_next_hops(ip, &[1, 2], Duration::from_secs(15))
         .await?;
     eprintln!("killed speaker's route gone after {expired:?}");
 
-    // SIGTERM: withdrawn before the process exits.
+    // A cordoned node's speaker leaves rather than restarts (no Graceful
+    // Restart): SIGTERM withdraws before the process exits.
+    cordon(&lab, 1).await?;
+    wait_for(
+        "speaker 1 to plan a withdrawal on stop (node cordoned)",
+        ROUTE_WAIT,
+        || async {
+            let log = lab.lab.speaker_logs(1);
+            log.lines()
+                .any(|l| l.contains("BGP routes will be withdrawn") && l.contains("Cordoned"))
+                .then_some(())
+        },
+    )
+    .await?;
     let stopping = Instant::now();
     lab.lab.stop_speaker(1);
     let stopped = stopping.elapsed();
@@ -297,6 +352,129 @@ async fn killed_speaker_expires_and_graceful_stop_withdraws_at_once() -> Result<
     if withdrawn > Duration::from_secs(3) {
         bail!("the route outlived the graceful stop by {withdrawn:?}");
     }
+    // A closed TCP connection withdraws too: the goodbye must be a Cease
+    // NOTIFICATION (Administrative Shutdown), which BIRD keeps as n1's last error.
+    let n1 = lab.bird()?.birdc(&["show", "protocols", "all", "n1"])?;
+    ensure!(
+        n1.contains("Received: Administrative shutdown"),
+        "no Cease/Administrative Shutdown from the stopped speaker:\n{n1}"
+    );
+    Ok(())
+}
+
+/// One look at the router during a graceful restart.
+struct RestartSample {
+    hops: Vec<IpAddr>,
+    bird_route: String,
+    n1_state: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_keeps_the_node_in_the_routers_next_hops() -> Result<()> {
+    let mut lab = BgpLab::start("bgp-gr").await?;
+    lab.start_bird(ROUTER_ASN, None)?;
+    let mut peer = BgpLab::peer_spec(&lab.router, ROUTER_ASN);
+    peer["enableGracefulRestart"] = json!(true);
+    lab.peer("bird", peer).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.lab.start_speakers()?;
+    let ip = v4(&lab.service("gr", json!({}), 1).await?)?;
+    lab.lab.endpoints("gr", &[0, 1, 2]).await?;
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
+    wait_for(
+        "speaker 1 to plan a Graceful Restart on stop",
+        ROUTE_WAIT,
+        || async {
+            let log = lab.lab.speaker_logs(1);
+            log.contains("BGP sessions close for a Graceful Restart")
+                .then_some(())
+        },
+    )
+    .await?;
+    let since = lab.bird()?.session_since("n1")?;
+    let node1 = IpAddr::V4(lab.lab.nodes[1].ip4);
+    let prefix = format!("{ip}/32");
+
+    // Sample the router every 100 ms from before the stop until well after
+    // the new speaker's End-of-RIB.
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    let (bird, netns, bgp) = (
+        lab.bird.as_ref().context("BIRD")?,
+        &lab.router.netns,
+        &mut lab.lab,
+    );
+    let (samples, outcome) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) && samples.len() < 1200 {
+                samples.push(RestartSample {
+                    hops: kernel_next_hops(netns, &prefix).unwrap_or_default(),
+                    bird_route: bird
+                        .birdc(&["show", "route", "for", &prefix])
+                        .unwrap_or_default(),
+                    n1_state: bird.session_state("n1").unwrap_or_default(),
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        let outcome = (|| -> Result<Duration> {
+            let restart = Instant::now();
+            bgp.stop_speaker(1);
+            bgp.start_speaker(1)?;
+            // Back: a new session, then a few more samples past its End-of-RIB.
+            let deadline = Instant::now() + ROUTE_WAIT;
+            loop {
+                let state = bird.session_state("n1")?;
+                if state == "Established" && bird.session_since("n1")? != since {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "n1 not Established again: {state}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let back = restart.elapsed();
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(back)
+        })();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        (sampler.join(), outcome)
+    });
+    let samples = samples.map_err(|_| anyhow::anyhow!("the sampler panicked"))?;
+    let back = outcome?;
+    let n1 = lab.bird()?.birdc(&["show", "protocols", "all", "n1"])?;
+    let down = samples
+        .iter()
+        .filter(|s| s.n1_state != "Established")
+        .count();
+    ensure!(
+        down > 0,
+        "BIRD never saw n1's session down: no restart was sampled ({} samples)",
+        samples.len()
+    );
+    for (i, sample) in samples.iter().enumerate() {
+        ensure!(
+            sample.hops.contains(&node1),
+            "sample {i} (of {}): node 1 missing from the next hops {:?}, n1 {}; BIRD:\n{}\n{n1}",
+            samples.len(),
+            sample.hops,
+            sample.n1_state,
+            sample.bird_route
+        );
+        ensure!(
+            sample.bird_route.contains(&node1.to_string()),
+            "sample {i}: BIRD has no route via node 1:\n{}",
+            sample.bird_route
+        );
+    }
+    eprintln!(
+        "graceful restart: session back after {back:?}; {} samples ({down} with n1 down), node 1 always a next hop",
+        samples.len()
+    );
+    // Still exactly the three nodes, and no stale route left behind.
+    lab.wait_next_hops(ip, &[0, 1, 2], ROUTE_WAIT).await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! applied to the decoded [`Update`] and listed in its `errors` (see `update_errors`).
 
 use super::attributes::{decode_attributes, encode_attributes};
+use super::graceful_restart::{CAPABILITY_CODE as GRACEFUL_RESTART, GracefulRestart};
 use super::message::*;
 use super::update_errors::{UpdateAction, apply, tolerate};
 use super::wire::{Reader, put_ipv4_prefix, read_ipv4_prefixes};
@@ -423,6 +424,13 @@ fn decode_capabilities(
                     reason: "4-octet AS capability length is not 4",
                 });
             }
+            (GRACEFUL_RESTART, _) => match GracefulRestart::decode(value) {
+                Some(restart) => Capability::GracefulRestart(restart),
+                None => Capability::Unknown {
+                    code,
+                    value: value.to_vec(),
+                },
+            },
             _ => Capability::Unknown {
                 code,
                 value: value.to_vec(),
@@ -445,6 +453,7 @@ fn encode_capability(capability: &Capability) -> Result<Vec<u8>, EncodeError> {
         Capability::FourOctetAs(asn) => {
             (capability_code::FOUR_OCTET_AS, asn.to_be_bytes().to_vec())
         }
+        Capability::GracefulRestart(restart) => (GRACEFUL_RESTART, restart.encode()),
         Capability::Unknown { code, value } => (*code, value.clone()),
     };
     let len = u8::try_from(value.len()).map_err(|_| EncodeError::CapabilityTooLong { code })?;

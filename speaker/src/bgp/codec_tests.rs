@@ -90,9 +90,38 @@ fn open_matches_hand_built_bytes() {
 }
 
 #[test]
+fn open_reads_graceful_restart_and_keeps_a_malformed_one_as_unknown() {
+    // Graceful restart (64): R set, 120 s, IPv4 unicast with F; then one of odd length.
+    let bytes = open_bytes(
+        4,
+        &[2, 8, 64, 6, 0x80, 0x78, 0, 1, 1, 0x80, 2, 3, 64, 1, 0x80],
+    );
+    let Message::Open(open) = decode_whole(&bytes, TWO_OCTET).unwrap() else {
+        panic!("not an OPEN");
+    };
+    let restart = open.graceful_restart().expect("the capability is read");
+    assert!(restart.restart_state);
+    assert_eq!(restart.restart_time, 120);
+    assert_eq!(restart.families.len(), 1);
+    assert!(restart.families[0].forwarding_preserved);
+    assert_eq!(
+        open.capabilities[1],
+        Capability::Unknown {
+            code: 64,
+            value: vec![0x80]
+        }
+    );
+    let encoded = encode_message(&Message::Open(open.clone()), TWO_OCTET).unwrap();
+    assert_eq!(
+        decode_whole(&encoded, TWO_OCTET).unwrap(),
+        Message::Open(open)
+    );
+}
+
+#[test]
 fn open_keeps_unknown_capabilities_and_reads_several_parameters() {
-    // Two capability parameters: graceful restart (64) with 2 bytes, then 4-octet AS.
-    let bytes = open_bytes(4, &[2, 4, 64, 2, 0x80, 0x78, 2, 6, 65, 4, 0, 0, 0xfd, 0xe9]);
+    // Two capability parameters: FQDN (73) with 2 bytes, then 4-octet AS.
+    let bytes = open_bytes(4, &[2, 4, 73, 2, 0x80, 0x78, 2, 6, 65, 4, 0, 0, 0xfd, 0xe9]);
     let Message::Open(open) = decode_whole(&bytes, TWO_OCTET).unwrap() else {
         panic!("not an OPEN");
     };
@@ -101,7 +130,7 @@ fn open_keeps_unknown_capabilities_and_reads_several_parameters() {
         open.capabilities,
         vec![
             Capability::Unknown {
-                code: 64,
+                code: 73,
                 value: vec![0x80, 0x78]
             },
             Capability::FourOctetAs(65001)
@@ -658,8 +687,30 @@ fn arb_capability() -> impl Strategy<Value = Capability> {
             .prop_map(|(afi, safi)| Capability::Multiprotocol(AddressFamily { afi, safi })),
         Just(Capability::RouteRefresh),
         any::<u32>().prop_map(Capability::FourOctetAs),
+        (
+            any::<(bool, bool)>(),
+            0..=crate::bgp::graceful_restart::MAX_RESTART_TIME,
+            prop::collection::vec((any::<(u16, u8)>(), any::<bool>()), 0..4)
+        )
+            .prop_map(|((restart_state, notification), restart_time, families)| {
+                use crate::bgp::graceful_restart::{GracefulRestart, GracefulRestartFamily};
+                Capability::GracefulRestart(GracefulRestart {
+                    restart_state,
+                    notification,
+                    restart_time,
+                    families: families
+                        .into_iter()
+                        .map(
+                            |((afi, safi), forwarding_preserved)| GracefulRestartFamily {
+                                family: AddressFamily { afi, safi },
+                                forwarding_preserved,
+                            },
+                        )
+                        .collect(),
+                })
+            }),
         (any::<u8>(), prop::collection::vec(any::<u8>(), 0..20))
-            .prop_filter("not a capability we decode", |(code, _)| ![1, 2, 65]
+            .prop_filter("not a capability we decode", |(code, _)| ![1, 2, 64, 65]
                 .contains(code))
             .prop_map(|(code, value)| Capability::Unknown { code, value }),
     ]

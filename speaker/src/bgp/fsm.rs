@@ -7,6 +7,7 @@
 //! stopped by the operator". After a failure the machine goes to `Active` and retries
 //! on its own.
 
+use super::graceful_restart::{GracefulRestart, GracefulRestartFamily, end_of_rib};
 use super::message::*;
 use super::update_builder::PeerKind;
 use super::update_errors::UpdateError;
@@ -38,6 +39,9 @@ pub struct FsmConfig {
     /// How long to keep routes announced with GRACEFUL_SHUTDOWN before withdrawing them
     /// on a graceful stop; `None` withdraws at once.
     pub graceful_shutdown_drain: Option<Duration>,
+    /// The restart time we offer in the Graceful Restart capability (RFC 4724), in
+    /// seconds; `None` sends no capability, so every stop withdraws.
+    pub graceful_restart_time: Option<u16>,
 }
 
 impl FsmConfig {
@@ -109,6 +113,10 @@ pub enum Event {
     ConnectRetryTimerExpired,
     /// The graceful shutdown drain is over: withdraw and close.
     GracefulShutdownTimerExpired,
+    /// Stop for a restart of this speaker: when the peer can keep our routes
+    /// (Graceful Restart negotiated), close without a NOTIFICATION and without
+    /// withdrawing; otherwise as a graceful [`Event::Stop`].
+    StopForRestart,
 }
 
 /// What both sides agreed in their OPEN messages.
@@ -128,6 +136,9 @@ pub struct Negotiated {
     pub peer_router_id: Ipv4Addr,
     /// Internal when the peer's AS is ours.
     pub peer_kind: PeerKind,
+    /// We offered Graceful Restart and the peer announced the capability, so it
+    /// keeps our routes for the restart time if we close without a NOTIFICATION.
+    pub graceful_restart: bool,
 }
 
 /// Why a session left `Established` (or never got there), as reported in status and logs.
@@ -198,6 +209,9 @@ pub struct Fsm {
     last_error: Option<DownReason>,
     /// A graceful stop is draining traffic before the withdrawal.
     draining: bool,
+    /// No session has reached Established yet: our OPEN says we restarted (the R
+    /// bit), as a machine is new when its speaker (re)starts.
+    restarting: bool,
 }
 
 impl Fsm {
@@ -210,6 +224,7 @@ impl Fsm {
             negotiated: None,
             last_error: None,
             draining: false,
+            restarting: true,
         }
     }
 
@@ -251,6 +266,17 @@ impl Fsm {
             (State::Idle, Event::Start) => self.connect(&mut actions),
             (_, Event::Start) => {}
             (_, Event::Stop { graceful }) => self.stop(graceful, &mut actions),
+            (State::Established, Event::StopForRestart)
+                if !self.draining
+                    && self
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|negotiated| negotiated.graceful_restart) =>
+            {
+                self.tear_down(DownReason::Stopped, None, &mut actions);
+                self.finish_stop();
+            }
+            (_, Event::StopForRestart) => self.stop(true, &mut actions),
 
             (State::Connect, Event::TcpConnected) => {
                 actions.push(Action::StopTimer(Timer::ConnectRetry));
@@ -279,8 +305,17 @@ impl Fsm {
                 if let Some(negotiated) = self.negotiated.clone() {
                     self.restart_hold_timer(&mut actions);
                     self.failures = 0;
+                    self.restarting = false;
                     self.state = State::Established;
+                    let markers: Vec<Action> = negotiated
+                        .families
+                        .iter()
+                        .filter_map(|family| end_of_rib(*family))
+                        .map(|update| Action::Send(Message::Update(update)))
+                        .collect();
+                    // Our routes first, then the End-of-RIB of each family.
                     actions.push(Action::SessionEstablished(negotiated));
+                    actions.extend(markers);
                 }
             }
             (State::Established, Event::Message(Message::Keepalive)) => {
@@ -355,12 +390,33 @@ impl Fsm {
     }
 
     fn our_open(&self) -> Open {
-        Open::new(
+        let mut open = Open::new(
             self.config.local_as,
             self.config.hold_time,
             self.config.router_id,
             &self.config.families,
-        )
+        );
+        if let Some(restart_time) = self.config.graceful_restart_time {
+            // Forwarding survives a restart of the speaker: the node's data plane
+            // (kube-proxy) does not depend on it.
+            let families = self
+                .config
+                .families
+                .iter()
+                .map(|family| GracefulRestartFamily {
+                    family: *family,
+                    forwarding_preserved: true,
+                })
+                .collect();
+            open.capabilities
+                .push(Capability::GracefulRestart(GracefulRestart {
+                    restart_state: self.restarting,
+                    notification: false,
+                    restart_time,
+                    families,
+                }));
+        }
+        open
     }
 
     fn connect(&mut self, actions: &mut Vec<Action>) {
@@ -447,6 +503,8 @@ impl Fsm {
             route_refresh: open.supports_route_refresh(),
             peer_router_id: open.bgp_identifier,
             peer_kind,
+            graceful_restart: self.config.graceful_restart_time.is_some()
+                && open.graceful_restart().is_some(),
         })
     }
 
@@ -549,3 +607,7 @@ impl Fsm {
 #[cfg(test)]
 #[path = "fsm_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fsm_restart_tests.rs"]
+mod restart_tests;

@@ -23,6 +23,7 @@ fn config() -> FsmConfig {
         connect_retry_max: Duration::from_secs(60),
         families: vec![AddressFamily::IPV4_UNICAST, AddressFamily::IPV6_UNICAST],
         graceful_shutdown_drain: Some(Duration::from_secs(30)),
+        graceful_restart_time: None,
     }
 }
 
@@ -223,6 +224,7 @@ fn open_sent_accepts_a_good_open_and_negotiates() {
             route_refresh: true,
             peer_router_id: PEER_ID,
             peer_kind: PeerKind::External,
+            graceful_restart: false,
         })
     );
 }
@@ -245,7 +247,11 @@ fn hold_time_zero_means_no_timers_and_configured_keepalive_is_honoured() {
     // A keepalive in OpenConfirm does not start a hold timer either.
     assert!(matches!(
         fsm.handle(Event::Message(Message::Keepalive)).as_slice(),
-        [Action::SessionEstablished(_)]
+        [
+            Action::SessionEstablished(_),
+            Action::Send(_),
+            Action::Send(_)
+        ]
     ));
 
     let mut fsm = Fsm::new(FsmConfig {
@@ -457,7 +463,13 @@ fn keepalive_in_open_confirm_establishes_and_resets_the_backoff() {
         actions,
         vec![
             Action::StartTimer(Timer::Hold, secs(90)),
-            Action::SessionEstablished(negotiated)
+            Action::SessionEstablished(negotiated),
+            // End-of-RIB of both families, after the routes.
+            Action::Send(Message::Update(Update::default())),
+            Action::Send(Message::Update(Update {
+                attributes: vec![PathAttribute::MpUnreach(MpNlri::Ipv6(Vec::new()))],
+                ..Update::default()
+            })),
         ]
     );
     assert_eq!(fsm.state(), State::Established);
@@ -576,6 +588,7 @@ fn graceful_stop_announces_gshut_then_withdraws_then_ceases() {
 fn graceful_stop_without_drain_withdraws_at_once_and_hard_stop_just_ceases() {
     let mut fsm = Fsm::new(FsmConfig {
         graceful_shutdown_drain: None,
+        graceful_restart_time: None,
         ..config()
     });
     fsm.handle(Event::Start);

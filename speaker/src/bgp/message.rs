@@ -145,6 +145,16 @@ impl Open {
             .collect()
     }
 
+    /// The sender's Graceful Restart capability, if it sent one.
+    pub fn graceful_restart(&self) -> Option<&super::graceful_restart::GracefulRestart> {
+        self.capabilities
+            .iter()
+            .find_map(|capability| match capability {
+                Capability::GracefulRestart(restart) => Some(restart),
+                _ => None,
+            })
+    }
+
     /// Whether the sender may be sent ROUTE-REFRESH (it announced the capability).
     pub fn supports_route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
@@ -160,6 +170,8 @@ pub enum Capability {
     RouteRefresh,
     /// Code 65 (RFC 6793), carrying the sender's AS.
     FourOctetAs(u32),
+    /// Code 64 (RFC 4724).
+    GracefulRestart(super::graceful_restart::GracefulRestart),
     /// Any other capability, kept so it can be logged; we never act on it.
     Unknown {
         /// The capability code.

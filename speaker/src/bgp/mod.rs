@@ -8,6 +8,7 @@
 //! - `update_errors`: RFC 7606, which errors in a received UPDATE the session survives.
 //! - `update_builder`: a desired route set diff -> the fewest UPDATE messages.
 //! - `fsm`: the session state machine, events in, actions out.
+//! - `graceful_restart`: RFC 4724's capability and End-of-RIB marker.
 //!
 //! Shell: `session` drives one session over tokio TCP (`socket` sets MD5 and TTL).
 
@@ -19,6 +20,8 @@ pub mod codec;
 pub mod framing;
 #[deny(missing_docs)]
 pub mod fsm;
+#[deny(missing_docs)]
+pub mod graceful_restart;
 #[deny(missing_docs)]
 pub mod message;
 pub mod session;

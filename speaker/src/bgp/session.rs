@@ -44,6 +44,9 @@ pub struct SessionConfig {
 pub enum StopRequest {
     /// Announce GRACEFUL_SHUTDOWN, wait the drain time, withdraw, then close.
     Graceful,
+    /// The speaker restarts: close without a NOTIFICATION when the peer keeps our
+    /// routes through a Graceful Restart, else as `Graceful`.
+    Restart,
     Immediate,
 }
 
@@ -225,7 +228,10 @@ impl Shell {
                     let request = if requested.is_ok() { *stop.borrow_and_update() } else { Some(StopRequest::Immediate) };
                     if let Some(request) = request {
                         stop_requested = true;
-                        self.pending.push_back(Event::Stop { graceful: request == StopRequest::Graceful });
+                        self.pending.push_back(match request {
+                            StopRequest::Restart => Event::StopForRestart,
+                            _ => Event::Stop { graceful: request == StopRequest::Graceful },
+                        });
                     }
                 }
             }

@@ -67,6 +67,8 @@ pub struct BgpPeerView {
     pub password: Option<PasswordSource>,
     /// `ebgpMultiHop`: the router is more than one hop away, so packets are sent with TTL 255 instead of 1.
     pub ebgp_multihop: bool,
+    /// `enableGracefulRestart`: offer Graceful Restart (RFC 4724) to this peer.
+    pub graceful_restart: bool,
     /// `nodeSelectors`: the nodes that peer with this router; empty means every node.
     pub node_selectors: Vec<LabelSelector>,
 }
@@ -156,6 +158,8 @@ pub struct LocalNode<'a> {
 pub struct BgpOptions {
     /// Keep routes with GRACEFUL_SHUTDOWN this long before withdrawing on a graceful stop.
     pub graceful_shutdown_drain: Option<Duration>,
+    /// The Graceful Restart time offered to routers, in seconds; `None`: no Graceful Restart.
+    pub graceful_restart_time: Option<u16>,
 }
 
 /// One session this node should run.
@@ -178,6 +182,8 @@ pub struct BgpPlan {
     pub services: BTreeMap<ServiceKey, BTreeSet<IpAddr>>,
     /// Peers skipped on this node, and why.
     pub warnings: Vec<BgpPlanWarning>,
+    /// What the sessions do if the speaker stops now (set by the shell from the Node).
+    pub on_stop: super::BgpStop,
 }
 
 /// A peer that cannot be used on this node.
@@ -356,6 +362,9 @@ fn session_config(
             connect_retry_max: MAX_CONNECT_RETRY.max(peer.connect_time),
             families: vec![AddressFamily::IPV4_UNICAST, AddressFamily::IPV6_UNICAST],
             graceful_shutdown_drain: options.graceful_shutdown_drain,
+            graceful_restart_time: options
+                .graceful_restart_time
+                .filter(|_| peer.graceful_restart),
         },
     })
 }

@@ -218,6 +218,7 @@ fn peer_view(
         connect_time,
         password,
         ebgp_multihop: spec.ebgp_multi_hop,
+        graceful_restart: spec.enable_graceful_restart,
         node_selectors: spec.node_selectors.clone(),
         name,
     })

@@ -31,6 +31,7 @@ fn peer(name: &str, address: &str, my_asn: u32, peer_asn: u32) -> BgpPeerView {
         connect_time: DEFAULT_CONNECT_TIME,
         password: None,
         ebgp_multihop: false,
+        graceful_restart: false,
         node_selectors: Vec::new(),
     }
 }
@@ -291,6 +292,33 @@ fn session_settings_come_from_the_peer() {
     assert!(r.session.ebgp_multihop);
     assert_eq!(r.session.md5_password, None);
     assert_eq!(r.password_secret.as_deref(), Some("bgp-pass"));
+}
+
+#[test]
+fn graceful_restart_is_offered_only_to_peers_that_enable_it() {
+    let view = cluster(&NODES);
+    let mut on = peer("on", "198.51.100.1", 64512, 64513);
+    on.graceful_restart = true;
+    let off = peer("off", "198.51.100.2", 64512, 64513);
+    let bgp = bgp_view(vec![on, off], vec![]);
+    let addresses = addresses("n1");
+    let options = BgpOptions {
+        graceful_restart_time: Some(120),
+        ..BgpOptions::default()
+    };
+    let node = LocalNode {
+        name: "n1",
+        addresses: &addresses,
+    };
+    let plan = bgp_plan(&view, &bgp, &node, &Liveness::NodeReadyOnly, &options);
+    assert_eq!(
+        plan.peers["on"].session.fsm.graceful_restart_time,
+        Some(120)
+    );
+    assert_eq!(plan.peers["off"].session.fsm.graceful_restart_time, None);
+    // A restart time of 0 (None) turns it off for every peer.
+    let plan = plan_for(&view, &bgp, "n1");
+    assert_eq!(plan.peers["on"].session.fsm.graceful_restart_time, None);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! * [`scope`] and [`eligibility`]: which nodes may announce an IP, shared by all modes.
 //! * [`l2`]: L2 mode, one owner per IP by [`crate::election`].
 //! * [`node_address`]: which of a Node's addresses gossip and BGP use.
+//! * [`bgp_stop`]: whether a stopping speaker restarts gracefully or withdraws.
 //!
 //! BGP mode belongs in a sibling `bgp` module: its advertisement view implements
 //! [`scope::AdvertisementScope`], it reuses [`eligibility::advertised`] and
@@ -13,6 +14,7 @@
 
 pub mod bgp;
 pub mod bgp_convert;
+pub mod bgp_stop;
 pub mod convert;
 pub mod eligibility;
 pub mod l2;
@@ -25,6 +27,7 @@ mod fixtures;
 
 pub use bgp::{BgpOptions, BgpPlan, BgpView, LocalNode, PeerPlan, bgp_plan};
 pub use bgp_convert::BgpWarning;
+pub use bgp_stop::{BgpStop, LeaveReason, bgp_stop};
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;

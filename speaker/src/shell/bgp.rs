@@ -26,7 +26,9 @@ use crate::bgp::session::{
     RouteSet, SessionConfig, SessionStatus, StopRequest, UpdateErrorCounts, run_session,
 };
 use crate::model::node_address::bgp_addresses;
-use crate::model::{BgpOptions, BgpPlan, BgpView, ClusterView, Liveness, LocalNode, bgp_plan};
+use crate::model::{
+    BgpOptions, BgpPlan, BgpStop, BgpView, ClusterView, Liveness, LocalNode, bgp_plan, bgp_stop,
+};
 
 /// Retry period of Secret reads and status writes that failed.
 const RETRY: Duration = Duration::from_secs(2);
@@ -60,14 +62,12 @@ impl BgpPlanner {
             communities.iter().map(|o| o.as_ref()),
             namespace,
         );
-        let addresses: Vec<IpAddr> = stores
-            .nodes
-            .state()
+        let nodes = stores.nodes.state();
+        let this_node = nodes
             .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(node))
-            .map(|n| bgp_addresses(n))
-            .unwrap_or_default();
-        let plan = bgp_plan(
+            .find(|n| n.metadata.name.as_deref() == Some(node));
+        let addresses: Vec<IpAddr> = this_node.map(|n| bgp_addresses(n)).unwrap_or_default();
+        let mut plan = bgp_plan(
             view,
             &bgp,
             &LocalNode {
@@ -76,6 +76,10 @@ impl BgpPlanner {
             },
             liveness,
             options,
+        );
+        plan.on_stop = bgp_stop(
+            this_node.map(|n| n.as_ref()),
+            options.graceful_restart_time.is_some(),
         );
         let all: Vec<String> = warnings
             .iter()
@@ -106,12 +110,19 @@ struct RunningSession {
 }
 
 impl RunningSession {
-    fn request_stop(&self) {
-        let _ = self.stop.send(Some(StopRequest::Graceful));
+    /// Asks the session to stop, unless a stop was asked already (the first one wins).
+    fn request_stop(&self, request: StopRequest) {
+        self.stop.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(request);
+            }
+            first
+        });
     }
 
     async fn stopped(self, drain: Option<Duration>) {
-        self.request_stop();
+        self.request_stop(StopRequest::Graceful);
         self.watcher.abort();
         let mut task = self.task;
         let limit = drain.unwrap_or_default() + STOP_GRACE;
@@ -139,6 +150,8 @@ pub struct BgpManager {
     changes_rx: mpsc::UnboundedReceiver<String>,
     /// Peers whose status object needs writing.
     dirty: BTreeSet<String>,
+    /// What the sessions do when the speaker stops, from the last plan.
+    on_stop: BgpStop,
 }
 
 impl BgpManager {
@@ -161,6 +174,7 @@ impl BgpManager {
             changes_tx,
             changes_rx,
             dirty: BTreeSet::new(),
+            on_stop: BgpStop::default(),
         }
     }
 
@@ -173,6 +187,17 @@ impl BgpManager {
         let mut leftovers_removed = false;
         loop {
             let plan = plans.borrow_and_update().clone();
+            if plan.on_stop != self.on_stop {
+                match plan.on_stop {
+                    BgpStop::Restart => info!(
+                        "on stop, BGP sessions close for a Graceful Restart: routers keep this node's routes for the restart time"
+                    ),
+                    BgpStop::Leave(reason) => {
+                        info!(?reason, "on stop, BGP routes will be withdrawn")
+                    }
+                }
+                self.on_stop = plan.on_stop;
+            }
             let mut complete = self.reconcile(&plan).await;
             if !leftovers_removed {
                 let keep = plan.peers.keys().cloned().collect();
@@ -414,15 +439,29 @@ impl BgpManager {
         wait
     }
 
-    /// Withdraws and closes every session, then deletes the status objects.
+    /// Closes every session, for a Graceful Restart or after withdrawing (see
+    /// [`crate::model::bgp_stop`]), then deletes the status objects.
     async fn shutdown(mut self) {
-        info!(
-            sessions = self.sessions.len(),
-            "stopping BGP: withdrawing routes and closing sessions"
-        );
+        let request = match self.on_stop {
+            BgpStop::Restart => {
+                info!(
+                    sessions = self.sessions.len(),
+                    "stopping BGP for a restart: closing sessions, routers keep the routes (Graceful Restart)"
+                );
+                StopRequest::Restart
+            }
+            BgpStop::Leave(reason) => {
+                info!(
+                    sessions = self.sessions.len(),
+                    ?reason,
+                    "stopping BGP: withdrawing routes and closing sessions"
+                );
+                StopRequest::Graceful
+            }
+        };
         let sessions = std::mem::take(&mut self.sessions);
         for session in sessions.values() {
-            session.request_stop();
+            session.request_stop(request);
         }
         let drain = self.drain;
         futures::future::join_all(sessions.into_values().map(|s| s.stopped(drain))).await;
