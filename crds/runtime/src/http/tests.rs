@@ -311,23 +311,28 @@ async fn connections_past_the_cap_are_closed_at_once() {
     stop(server).await;
 }
 
-#[tokio::test]
-async fn a_request_body_is_not_waited_for() {
-    let server = start(TestMetrics::new(), Health::new()).await;
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    // Announces a large body and sends none of it.
-    let req = "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n";
-    stream.write_all(req.as_bytes()).await.expect("write");
+/// Sends `head` and reads the reply until the server closes, within 5 s.
+async fn reply_and_close(addr: SocketAddr, head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
         .await
-        .expect("answered and closed within 5 s")
+        .unwrap_or_else(|_| panic!("no reply and close within 5 s for {head:?}"))
         .expect("read");
-    assert!(
-        raw.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&raw)
-    );
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test]
+async fn one_request_a_connection_and_bodies_are_not_waited_for() {
+    let server = start(TestMetrics::new(), Health::new()).await;
+    // A keep-alive request: answered, then closed rather than kept idle.
+    let kept = reply_and_close(server.addr, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert!(kept.starts_with("HTTP/1.1 200"), "{kept}");
+    // A large body announced and never sent: answered without waiting for it.
+    let head = "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n";
+    let body = reply_and_close(server.addr, head).await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     stop(server).await;
 }
 
