@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_runtime::http::Health;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -48,6 +49,9 @@ pub struct AnnouncerConfig {
     pub node: String,
     /// Where conflicts are reported (for Events); none drops them.
     pub conflicts: Option<mpsc::Sender<ConflictReport>>,
+    /// Where the announcer loop beats (part "l2", at every rescan); none
+    /// beats nowhere.
+    pub health: Option<Health>,
 }
 
 impl Default for AnnouncerConfig {
@@ -59,6 +63,7 @@ impl Default for AnnouncerConfig {
             rescan_interval: Duration::from_secs(1),
             node: String::new(),
             conflicts: None,
+            health: None,
         }
     }
 }
@@ -90,6 +95,7 @@ impl L2Announcer {
         applied: watch::Sender<Applied>,
         shutdown: CancellationToken,
     ) {
+        let heartbeat = self.config.health.as_ref().map(|h| h.heartbeat("l2"));
         let mut state = State::new(self.config, self.metrics);
         let mut rescan = tokio::time::interval(state.config.rescan_interval);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -104,6 +110,9 @@ impl L2Announcer {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = rescan.tick() => {
+                    if let Some(heartbeat) = &heartbeat {
+                        heartbeat.beat();
+                    }
                     match list_interfaces() {
                         Ok(found) => listing = found,
                         Err(error) => warn!(%error, "keeping the previous interface list"),

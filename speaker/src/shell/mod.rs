@@ -64,6 +64,9 @@ use stores::Stores;
 const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// Coalesces bursts of watch events into one plan.
 const DEBOUNCE: Duration = Duration::from_millis(5);
+/// How often the plan loop beats while nothing changes (well within the
+/// maximum beat age of `/healthz`).
+const PLAN_BEAT: Duration = Duration::from_secs(5);
 /// Retry period of status writes that failed.
 const REPORT_RETRY: Duration = Duration::from_secs(2);
 /// Conflicts waiting for their Event; more are dropped (and still counted
@@ -150,6 +153,7 @@ pub async fn run(
     let (conflicts_tx, conflicts_rx) = mpsc::channel(CONFLICT_QUEUE);
     config.announcer.node = node.clone();
     config.announcer.conflicts = Some(conflicts_tx);
+    config.announcer.health = Some(parts.health.clone());
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
     let announcer_stop = CancellationToken::new();
@@ -183,6 +187,9 @@ pub async fn run(
     let mut bgp_planner = bgp::BgpPlanner::default();
 
     parts.health.set_ready(true);
+    let plan_beat = parts.health.heartbeat("plan");
+    let mut beat_every = tokio::time::interval(PLAN_BEAT);
+    beat_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut alive_changes = alive.clone();
     let mut last_warnings = Vec::new();
     // Nodes joining after the first plan make owners announce again.
@@ -265,16 +272,25 @@ pub async fn run(
         );
         bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(bgp_plan)));
 
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = changed.notified() => {}
-            Ok(()) = changed_or_pending(&mut alive_changes) => {}
+        plan_beat.beat();
+        // Beats while waiting, so a quiet cluster is not a stale loop.
+        let woke = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break false,
+                _ = changed.notified() => break true,
+                Ok(()) = changed_or_pending(&mut alive_changes) => break true,
+                _ = beat_every.tick() => plan_beat.beat(),
+            }
+        };
+        if !woke {
+            break;
         }
         tokio::time::sleep(DEBOUNCE).await;
     }
 
     info!(node = %node, "stopping: leaving the group, then going silent");
     parts.health.set_not_ready("stopping");
+    drop(plan_beat);
     if let Some(membership) = membership {
         membership.leave().await;
     }
