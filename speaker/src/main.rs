@@ -35,6 +35,12 @@ struct Args {
     #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7473")]
     metrics_addr: SocketAddr,
 
+    /// Serves the endpoint on this address only, at the port of
+    /// --metrics-addr (the manifests give the node's own IP, `status.hostIP`,
+    /// so that it is not open on every address of the host network).
+    #[arg(long, env = "FERROLB_METRICS_HOST")]
+    metrics_host: Option<IpAddr>,
+
     /// UDP port of the speakers' gossip (the same on every node).
     #[arg(long, env = "FERROLB_GOSSIP_PORT", default_value_t = 7946)]
     gossip_port: u16,
@@ -88,6 +94,15 @@ struct Args {
     bgp_graceful_restart_seconds: u16,
 }
 
+/// The address the endpoint binds: `addr`, or its port on `host` when given
+/// (an IPv6 host works as it is: it is never spelled into a string).
+fn metrics_bind(addr: SocketAddr, host: Option<IpAddr>) -> SocketAddr {
+    match host {
+        Some(host) => SocketAddr::new(host, addr.port()),
+        None => addr,
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -130,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let http_stop = stop.clone();
     let http_task = tokio::spawn(http::serve(
-        args.metrics_addr,
+        metrics_bind(args.metrics_addr, args.metrics_host),
         registry,
         health.clone(),
         async move { http_stop.cancelled().await },
@@ -179,4 +194,46 @@ async fn main() -> anyhow::Result<()> {
     stop.cancel();
     let _ = http_task.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(args: &[&str]) -> SocketAddr {
+        let args = Args::try_parse_from(
+            ["ferrolb-speaker", "--node-name=n1"]
+                .iter()
+                .chain(args)
+                .copied(),
+        )
+        .expect("valid flags");
+        metrics_bind(args.metrics_addr, args.metrics_host)
+    }
+
+    #[test]
+    fn the_metrics_host_replaces_the_address_and_keeps_the_port() {
+        assert_eq!(bind(&[]), "0.0.0.0:7473".parse().expect("address"));
+        assert_eq!(
+            bind(&["--metrics-host=192.0.2.7"]),
+            "192.0.2.7:7473".parse().expect("address")
+        );
+        assert_eq!(
+            bind(&[
+                "--metrics-addr=127.0.0.1:9000",
+                "--metrics-host=2001:db8::7"
+            ]),
+            "[2001:db8::7]:9000".parse().expect("address")
+        );
+    }
+
+    #[test]
+    fn a_bad_metrics_host_is_refused() {
+        let parsed = Args::try_parse_from([
+            "ferrolb-speaker",
+            "--node-name=n1",
+            "--metrics-host=[2001:db8::7]",
+        ]);
+        assert!(parsed.is_err());
+    }
 }
