@@ -136,21 +136,12 @@ pub async fn serve<M: MetricsText>(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
-    serve_listener(listener, metrics, health, shutdown).await
+    serve_listener(listener, metrics, health, ServeLimits::default(), shutdown).await
 }
 
-/// Like [`serve`] on a listener bound already (for example to port 0).
+/// Like [`serve`] on a listener bound already (for example to port 0), with
+/// other limits.
 pub async fn serve_listener<M: MetricsText>(
-    listener: TcpListener,
-    metrics: M,
-    health: Health,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HttpError> {
-    serve_with_limits(listener, metrics, health, ServeLimits::default(), shutdown).await
-}
-
-/// Like [`serve_listener`] with other limits.
-pub async fn serve_with_limits<M: MetricsText>(
     listener: TcpListener,
     metrics: M,
     health: Health,

@@ -112,15 +112,9 @@ async fn start(metrics: TestMetrics, health: Health) -> Server {
 async fn start_with(metrics: TestMetrics, health: Health, limits: ServeLimits) -> Server {
     let (listener, addr) = bind_any_port().await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve_with_limits(
-        listener,
-        metrics,
-        health,
-        limits,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(serve_listener(listener, metrics, health, limits, async {
+        let _ = stopped.await;
+    }));
     Server { addr, stop, task }
 }
 
