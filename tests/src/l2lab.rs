@@ -383,6 +383,12 @@ impl L2Lab {
         Ok(())
     }
 
+    /// Undoes [`L2Lab::cut_link`]: the cable is plugged back in.
+    pub fn restore_link(&self, i: usize) -> Result<()> {
+        self.nodes[i].netns.ip(&["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
     /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
     pub async fn endpoints(&self, service: &str, nodes: &[usize]) -> Result<()> {
         let endpoints: Vec<Value> = nodes
