@@ -452,6 +452,24 @@ impl L2Lab {
         ndisc(&self.client, ip, interface)
     }
 
+    /// Starts the client asking who has `ip` on its eth0 every `interval`, for
+    /// at most `limit`, recording every ARP packet that claims the IP.
+    pub fn arp_prober(
+        &self,
+        ip: Ipv4Addr,
+        interval: Duration,
+        limit: Duration,
+    ) -> Result<crate::arp_probe::ArpProber> {
+        crate::arp_probe::ArpProber::start(
+            &self.client,
+            "eth0",
+            self.client_ip4(),
+            ip,
+            interval,
+            limit,
+        )
+    }
+
     /// Index of the node whose MAC is `mac`.
     pub fn node_with_mac(&self, mac: &str) -> Option<usize> {
         self.nodes.iter().position(|n| {

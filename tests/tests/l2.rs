@@ -421,14 +421,7 @@ async fn restarting_a_speaker_does_not_make_the_owner_flap() -> Result<()> {
 /// Starts the client asking who has `ip` every 100 ms (for at most two minutes),
 /// recording every ARP packet that claims it.
 fn probe(lab: &L2Lab, ip: Ipv4Addr) -> Result<ArpProber> {
-    ArpProber::start(
-        &lab.client,
-        "eth0",
-        lab.client_ip4(),
-        ip,
-        Duration::from_millis(100),
-        Duration::from_secs(120),
-    )
+    lab.arp_prober(ip, Duration::from_millis(100), Duration::from_secs(120))
 }
 
 /// Waits for the first answer (not a gratuitous ARP) at or after `since` that
@@ -465,6 +458,23 @@ fn claims_between(prober: &ArpProber, from: Instant, to: Instant) -> (BTreeSet<S
     (macs, longest.max(to.saturating_duration_since(last)))
 }
 
+/// A lab of three nodes with one Service, advertised everywhere: the IP, its
+/// owner, and the client probing it, once the owner answers the probes.
+async fn answered_ip(prefix: &str, service: &str) -> Result<(L2Lab, Ipv4Addr, usize, ArpProber)> {
+    let mut lab = L2Lab::start(prefix, THREE).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip = v4(&lab.service(service, json!({}), 1).await?)?;
+    let owner = lab.wait_arp_owner(ip).await?;
+    let owner_mac = lab.nodes[owner].mac.clone();
+    let prober = probe(&lab, ip)?;
+    answer_since(&prober, Instant::now(), "the owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac)
+    })
+    .await?;
+    Ok((lab, ip, owner, prober))
+}
+
 /// Cuts every speaker off the API server and waits until each has noticed.
 async fn pause_api_everywhere(lab: &L2Lab) -> Result<()> {
     let noticed_before: Vec<usize> = (0..lab.nodes.len())
@@ -496,18 +506,8 @@ fn resume_api_everywhere(lab: &L2Lab) {
 async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() -> Result<()> {
     // Long enough for kube's default watch backoff to reach 12.8 s.
     const OUTAGE: Duration = Duration::from_secs(20);
-    let mut lab = L2Lab::start("l2-outage", THREE).await?;
-    lab.advertise("all", json!({})).await?;
-    lab.start_speakers()?;
-    let ip = v4(&lab.service("pay", json!({}), 1).await?)?;
-    let owner = lab.wait_arp_owner(ip).await?;
+    let (lab, ip, owner, prober) = answered_ip("l2-outage", "pay").await?;
     let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
-    let prober = probe(&lab, ip)?;
-    let sampled_from = Instant::now();
-    answer_since(&prober, sampled_from, "the owner answering", |c| {
-        c.mac.eq_ignore_ascii_case(&owner_mac)
-    })
-    .await?;
     let outage = Instant::now();
     pause_api_everywhere(&lab).await?;
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
@@ -519,7 +519,7 @@ async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() ->
 
     // No flap: through the outage and the API's return, only the owner
     // answered, and it never fell silent.
-    let (macs, longest_gap) = claims_between(&prober, sampled_from, deleted);
+    let (macs, longest_gap) = claims_between(&prober, outage, deleted);
     assert_eq!(
         macs,
         BTreeSet::from([owner_mac.clone()]),
@@ -534,11 +534,7 @@ async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() ->
     wait_for(
         &format!("{ip} to fall silent"),
         Duration::from_secs(30),
-        || async {
-            let last = prober.claims().last().map(|c| c.at);
-            last.is_none_or(|at| at.elapsed() > Duration::from_millis(700))
-                .then_some(())
-        },
+        || async { prober.silent_for(Duration::from_millis(700)).then_some(()) },
     )
     .await?;
     let last = prober.claims().last().map_or(deleted, |c| c.at);
@@ -556,17 +552,8 @@ async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_api_gossip_fails_over_and_a_restarted_speaker_waits() -> Result<()> {
-    let mut lab = L2Lab::start("l2-apidown", THREE).await?;
-    lab.advertise("all", json!({})).await?;
-    lab.start_speakers()?;
-    let ip = v4(&lab.service("ledger", json!({}), 1).await?)?;
-    let owner = lab.wait_arp_owner(ip).await?;
+    let (mut lab, ip, owner, prober) = answered_ip("l2-apidown", "ledger").await?;
     let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
-    let prober = probe(&lab, ip)?;
-    answer_since(&prober, Instant::now(), "the owner answering", |c| {
-        c.mac.eq_ignore_ascii_case(&owner_mac)
-    })
-    .await?;
     pause_api_everywhere(&lab).await?;
 
     // SIGKILL of the owner with every speaker cut off the API: gossip alone.
@@ -626,17 +613,8 @@ async fn without_the_api_gossip_fails_over_and_a_restarted_speaker_waits() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
-    let mut lab = L2Lab::start("l2-link", THREE).await?;
-    lab.advertise("all", json!({})).await?;
-    lab.start_speakers()?;
-    let ip = v4(&lab.service("mail", json!({}), 1).await?)?;
-    let owner = lab.wait_arp_owner(ip).await?;
+    let (lab, ip, owner, prober) = answered_ip("l2-link", "mail").await?;
     let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
-    let prober = probe(&lab, ip)?;
-    answer_since(&prober, Instant::now(), "the owner answering", |c| {
-        c.mac.eq_ignore_ascii_case(&owner_mac)
-    })
-    .await?;
     let cut = Instant::now();
     lab.cut_link(owner)?;
     let answer = answer_since(&prober, cut, "another node answering", |c| {
