@@ -459,6 +459,12 @@ impl L2Lab {
         Ok(())
     }
 
+    /// Undoes [`L2Lab::cut_link`]: the cable is plugged back in.
+    pub fn restore_link(&self, i: usize) -> Result<()> {
+        self.nodes[i].netns.ip(&["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
     /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
     pub async fn endpoints(&self, service: &str, nodes: &[usize]) -> Result<()> {
         let endpoints: Vec<Value> = nodes
@@ -520,6 +526,24 @@ impl L2Lab {
     /// first answer; use a capture to see all of them).
     pub fn ndisc(&self, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
         ndisc(&self.client, ip, interface)
+    }
+
+    /// Starts the client asking who has `ip` on its eth0 every `interval`, for
+    /// at most `limit`, recording every ARP packet that claims the IP.
+    pub fn arp_prober(
+        &self,
+        ip: Ipv4Addr,
+        interval: Duration,
+        limit: Duration,
+    ) -> Result<crate::arp_probe::ArpProber> {
+        crate::arp_probe::ArpProber::start(
+            &self.client,
+            "eth0",
+            self.client_ip4(),
+            ip,
+            interval,
+            limit,
+        )
     }
 
     /// Index of the node whose MAC is `mac`.
