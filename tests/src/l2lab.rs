@@ -259,6 +259,14 @@ impl L2Lab {
     }
 
     pub async fn set_node_ready(&self, i: usize, ready: bool) -> Result<()> {
+        self.set_node_ready_status(i, if ready { "True" } else { "False" })
+            .await
+    }
+
+    /// Sets node `i`'s Ready condition to `status`: "True", "False", or
+    /// "Unknown", as the node lifecycle controller writes when the kubelet
+    /// stops reporting.
+    pub async fn set_node_ready_status(&self, i: usize, status: &str) -> Result<()> {
         let node = &self.nodes[i];
         let api: Api<Node> = Api::all(self.scenario.client.clone());
         api.patch_status(
@@ -270,8 +278,8 @@ impl L2Lab {
                     "addresses": [{"type": "InternalIP", "address": node.ip4.to_string()}],
                     "conditions": [{
                         "type": "Ready",
-                        "status": if ready { "True" } else { "False" },
-                        "reason": "KubeletReady",
+                        "status": status,
+                        "reason": if status == "True" { "KubeletReady" } else { "NodeStatusUnknown" },
                         "message": "set by the FerroLB test lab",
                         "lastHeartbeatTime": "2026-01-01T00:00:00Z",
                         "lastTransitionTime": "2026-01-01T00:00:00Z",
