@@ -35,8 +35,8 @@ pub enum MigrateError {
         /// `Kind namespace/name` of the output object.
         object: String,
         /// The first input.
-        first: Origin,
+        first: Box<Origin>,
         /// The second input.
-        second: Origin,
+        second: Box<Origin>,
     },
 }

@@ -442,8 +442,8 @@ fn check_duplicates(objects: &[(Origin, Value)]) -> Result<(), MigrateError> {
         if let Some(first) = seen.insert(key.clone(), origin) {
             return Err(MigrateError::Duplicate {
                 object: ObjectRef::new(&key.0, &key.1, &key.2).to_string(),
-                first: first.clone(),
-                second: origin.clone(),
+                first: Box::new(first.clone()),
+                second: Box::new(origin.clone()),
             });
         }
     }
