@@ -106,6 +106,8 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             "ferrolb-controller",
             "-p",
             "ferrolb-speaker",
+            "-p",
+            "ferrolb-migrate",
         ]);
         if release {
             build.arg("--release");
