@@ -67,6 +67,12 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
         "-k",
         &deploy.to_string_lossy(),
     ])?;
+    wait_crds_established(cluster)?;
+    Ok(applied)
+}
+
+/// Waits until every CRD of the cluster is Established, so their kinds can be used.
+pub fn wait_crds_established(cluster: &Cluster) -> Result<()> {
     cluster.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -74,7 +80,7 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
         "crd",
         "--all",
     ])?;
-    Ok(applied)
+    Ok(())
 }
 
 /// Server-side apply of `deploy/examples/` (pools, advertisements, a BGP

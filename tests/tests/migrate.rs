@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use ferrolb_migrate::{Conversion, Options, convert, output, parse_yaml};
-use ferrolb_tests::env::{binary, shared_cluster};
+use ferrolb_tests::env::{binary, shared_cluster, wait_crds_established};
 use ferrolb_tests::metallb_source::{examples, module_dir};
 use ferrolb_tests::tools::repo_root;
 
@@ -63,23 +63,9 @@ fn metallb_examples_convert_with_exactly_the_expected_losses() -> R {
     Ok(())
 }
 
-fn dry_run(yaml: &str) -> Output {
-    let cluster = shared_cluster();
-    let mut child = cluster
-        .kubectl()
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("kubectl ends")
+/// `kubectl apply --dry-run=server` of `yaml`: its output, or the error with kubectl's.
+fn dry_run(yaml: &str) -> anyhow::Result<String> {
+    shared_cluster().kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], yaml)
 }
 
 #[test]
@@ -93,13 +79,8 @@ fn every_converted_object_passes_the_apiserver_validation() -> R {
         if conversion.objects.is_empty() {
             continue; // BFD profiles only.
         }
-        let out = dry_run(&output::render(&conversion.objects));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{label}: {}{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = dry_run(&output::render(&conversion.objects))
+            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
         let lines = stdout
             .lines()
             .filter(|l| l.ends_with("(server dry run)"))
@@ -209,13 +190,7 @@ fn reads_metallb_objects_legacy_configmap_and_secrets_from_the_live_cluster() ->
         "-f",
         &dir.join("config/crd/bases").to_string_lossy(),
     ])?;
-    cluster.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])?;
+    wait_crds_established(cluster)?;
     // A namespace of its own stands for metallb-system.
     let from = "mlb-migrate-live";
     cluster.kubectl_ok(&["create", "namespace", from])?;
@@ -275,12 +250,7 @@ fn reads_metallb_objects_legacy_configmap_and_secrets_from_the_live_cluster() ->
         stderr.contains(&format!("note: Secret {from}/bgp-password copied")),
         "{stderr}"
     );
-    let out = dry_run(&yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dry_run(&yaml)?;
     cluster.kubectl_ok(&["delete", "namespace", from, "--wait=false"])?;
     Ok(())
 }

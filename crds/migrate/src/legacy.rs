@@ -209,11 +209,7 @@ impl Ctx<'_> {
                     ("bgp-advertisements", "bgpAdvertisements"),
                 ],
             )?;
-            let Some(Value::String(given)) = spec.remove("name") else {
-                return Err(format!("{path}.name must be a string"));
-            };
-            let name = kubernetes_name(&given)
-                .ok_or_else(|| format!("{path}.name: no letter in {given:?}"))?;
+            let (given, name) = take_name(&mut spec, &path)?;
             if name != given {
                 self.out.losses.push(Loss::field(
                     self.source,
@@ -315,14 +311,20 @@ impl Ctx<'_> {
                 ("minimum-ttl", "minimumTtl"),
             ],
         )?;
-        let Some(Value::String(given)) = spec.remove("name") else {
-            return Err(format!("{path}.name must be a string"));
-        };
-        let name = kubernetes_name(&given)
-            .ok_or_else(|| format!("{path}.name: no letter in {given:?}"))?;
+        let (_, name) = take_name(&mut spec, &path)?;
         self.object("metallb.io/v1beta1", "BFDProfile", &name, spec);
         Ok(())
     }
+}
+
+/// Removes `name` from `spec`: (the name given, the object name it becomes).
+fn take_name(spec: &mut Map<String, Value>, path: &str) -> Result<(String, String), String> {
+    let Some(Value::String(given)) = spec.remove("name") else {
+        return Err(format!("{path}.name must be a string"));
+    };
+    let name =
+        kubernetes_name(&given).ok_or_else(|| format!("{path}.name: no letter in {given:?}"))?;
+    Ok((given, name))
 }
 
 fn list<'v>(value: &'v Value, path: &str) -> Result<&'v [Value], String> {

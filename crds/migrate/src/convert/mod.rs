@@ -347,15 +347,8 @@ fn convert_metadata(
                 out.insert(key.clone(), value.clone());
             }
             "annotations" => {
-                if let Some(annotations) = value.as_object() {
-                    let kept: Map<String, Value> = annotations
-                        .iter()
-                        .filter(|(k, _)| *k != LAST_APPLIED)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    if !kept.is_empty() {
-                        out.insert(key.clone(), Value::Object(kept));
-                    }
+                if let Some(kept) = value.as_object().and_then(without_last_applied) {
+                    out.insert(key.clone(), kept);
                 }
             }
             key if SERVER_SET_METADATA.contains(&key) || is_zero(value) => {}
@@ -395,6 +388,16 @@ fn validate(kind: &str, spec: &Value) -> Result<(), String> {
     }
 }
 
+/// Labels or annotations without kubectl's last-applied copy; `None` when nothing is left.
+fn without_last_applied(map: &Map<String, Value>) -> Option<Value> {
+    let kept: Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| *k != LAST_APPLIED)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
+}
+
 fn copy_secret(secret: &Value, options: &Options) -> Value {
     let mut metadata = Map::new();
     let name = secret
@@ -404,15 +407,12 @@ fn copy_secret(secret: &Value, options: &Options) -> Value {
     metadata.insert("name".into(), name);
     metadata.insert("namespace".into(), Value::String(options.namespace.clone()));
     for key in ["labels", "annotations"] {
-        if let Some(Value::Object(map)) = secret.pointer(&format!("/metadata/{key}")) {
-            let kept: Map<String, Value> = map
-                .iter()
-                .filter(|(k, _)| *k != LAST_APPLIED)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if !kept.is_empty() {
-                metadata.insert(key.into(), Value::Object(kept));
-            }
+        let map = secret.pointer(&format!("/metadata/{key}"));
+        if let Some(kept) = map
+            .and_then(Value::as_object)
+            .and_then(without_last_applied)
+        {
+            metadata.insert(key.into(), kept);
         }
     }
     let mut out = Map::new();
