@@ -261,6 +261,12 @@ impl ArpProber {
         self.claims.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Whether nobody has claimed the IP for `quiet` (or ever).
+    pub fn silent_for(&self, quiet: Duration) -> bool {
+        let last = self.claims().last().map(|c| c.at);
+        last.is_none_or(|at| at.elapsed() > quiet)
+    }
+
     /// The first claim at or after `since` by a MAC other than `except`.
     pub fn first_claim_since(&self, since: Instant, except: Option<&str>) -> Option<Claim> {
         self.claims()

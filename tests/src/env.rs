@@ -84,6 +84,12 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
         "-k",
         &deploy.to_string_lossy(),
     ])?;
+    wait_crds_established(cluster)?;
+    Ok(applied)
+}
+
+/// Waits until every CRD of the cluster is Established, so their kinds can be used.
+pub fn wait_crds_established(cluster: &Cluster) -> Result<()> {
     cluster.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -91,7 +97,7 @@ pub fn apply_deploy(cluster: &Cluster) -> Result<String> {
         "crd",
         "--all",
     ])?;
-    Ok(applied)
+    Ok(())
 }
 
 /// Server-side apply of `deploy/examples/` (pools, advertisements, a BGP
@@ -123,6 +129,8 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             "ferrolb-controller",
             "-p",
             "ferrolb-speaker",
+            "-p",
+            "ferrolb-migrate",
         ]);
         if release {
             build.arg("--release");

@@ -259,6 +259,14 @@ impl L2Lab {
     }
 
     pub async fn set_node_ready(&self, i: usize, ready: bool) -> Result<()> {
+        self.set_node_ready_status(i, if ready { "True" } else { "False" })
+            .await
+    }
+
+    /// Sets node `i`'s Ready condition to `status`: "True", "False", or
+    /// "Unknown", as the node lifecycle controller writes when the kubelet
+    /// stops reporting.
+    pub async fn set_node_ready_status(&self, i: usize, status: &str) -> Result<()> {
         let node = &self.nodes[i];
         let api: Api<Node> = Api::all(self.scenario.client.clone());
         api.patch_status(
@@ -270,8 +278,8 @@ impl L2Lab {
                     "addresses": [{"type": "InternalIP", "address": node.ip4.to_string()}],
                     "conditions": [{
                         "type": "Ready",
-                        "status": if ready { "True" } else { "False" },
-                        "reason": "KubeletReady",
+                        "status": status,
+                        "reason": if status == "True" { "KubeletReady" } else { "NodeStatusUnknown" },
                         "message": "set by the FerroLB test lab",
                         "lastHeartbeatTime": "2026-01-01T00:00:00Z",
                         "lastTransitionTime": "2026-01-01T00:00:00Z",
@@ -459,6 +467,12 @@ impl L2Lab {
         Ok(())
     }
 
+    /// Undoes [`L2Lab::cut_link`]: the cable is plugged back in.
+    pub fn restore_link(&self, i: usize) -> Result<()> {
+        self.nodes[i].netns.ip(&["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
     /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
     pub async fn endpoints(&self, service: &str, nodes: &[usize]) -> Result<()> {
         let endpoints: Vec<Value> = nodes
@@ -520,6 +534,24 @@ impl L2Lab {
     /// first answer; use a capture to see all of them).
     pub fn ndisc(&self, ip: Ipv6Addr, interface: &str) -> Result<BTreeSet<String>> {
         ndisc(&self.client, ip, interface)
+    }
+
+    /// Starts the client asking who has `ip` on its eth0 every `interval`, for
+    /// at most `limit`, recording every ARP packet that claims the IP.
+    pub fn arp_prober(
+        &self,
+        ip: Ipv4Addr,
+        interval: Duration,
+        limit: Duration,
+    ) -> Result<crate::arp_probe::ArpProber> {
+        crate::arp_probe::ArpProber::start(
+            &self.client,
+            "eth0",
+            self.client_ip4(),
+            ip,
+            interval,
+            limit,
+        )
     }
 
     /// Index of the node whose MAC is `mac`.

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod env;
 pub mod forward;
 pub mod l2lab;
+pub mod metallb_source;
 pub mod netns;
 pub mod process;
 pub mod realnodes;

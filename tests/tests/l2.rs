@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ferrolb_crds::ServiceL2Status;
-use ferrolb_tests::arp_probe::{TestFrame, send_frames};
+use ferrolb_tests::arp_probe::{ArpProber, Claim, TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape};
 use kube::Api;
@@ -408,32 +408,274 @@ async fn restarting_a_speaker_does_not_make_the_owner_flap() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_server_outage_does_not_stop_answers() -> Result<()> {
-    let mut lab = L2Lab::start("l2-outage", THREE).await?;
+/// Starts the client asking who has `ip` every 100 ms (for at most two minutes),
+/// recording every ARP packet that claims it.
+fn probe(lab: &L2Lab, ip: Ipv4Addr) -> Result<ArpProber> {
+    lab.arp_prober(ip, Duration::from_millis(100), Duration::from_secs(120))
+}
+
+/// Waits for the first answer (not a gratuitous ARP) at or after `since` that
+/// `accept`s; returns it.
+async fn answer_since(
+    prober: &ArpProber,
+    since: Instant,
+    what: &str,
+    accept: impl Fn(&Claim) -> bool,
+) -> Result<Claim> {
+    wait_for(what, Duration::from_secs(30), || async {
+        prober
+            .claims()
+            .into_iter()
+            .find(|c| c.at >= since && !c.gratuitous && accept(c))
+    })
+    .await
+}
+
+/// Who claimed the probed IP between `from` and `to`, and the longest time
+/// without any claim in that span.
+fn claims_between(prober: &ArpProber, from: Instant, to: Instant) -> (BTreeSet<String>, Duration) {
+    let mut macs = BTreeSet::new();
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for claim in prober.claims() {
+        if claim.at < from || claim.at > to {
+            continue;
+        }
+        macs.insert(claim.mac.to_ascii_lowercase());
+        longest = longest.max(claim.at - last);
+        last = claim.at;
+    }
+    (macs, longest.max(to.saturating_duration_since(last)))
+}
+
+/// A lab of three nodes with one Service, advertised everywhere: the IP, its
+/// owner, and the client probing it, once the owner answers the probes.
+async fn answered_ip(prefix: &str, service: &str) -> Result<(L2Lab, Ipv4Addr, usize, ArpProber)> {
+    let mut lab = L2Lab::start(prefix, THREE).await?;
     lab.advertise("all", json!({})).await?;
     lab.start_speakers()?;
-    let ip = v4(&lab.service("pay", json!({}), 1).await?)?;
+    let ip = v4(&lab.service(service, json!({}), 1).await?)?;
     let owner = lab.wait_arp_owner(ip).await?;
+    let owner_mac = lab.nodes[owner].mac.clone();
+    let prober = probe(&lab, ip)?;
+    answer_since(&prober, Instant::now(), "the owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac)
+    })
+    .await?;
+    Ok((lab, ip, owner, prober))
+}
+
+/// Waits until node `owner` is the only one answering ARP for `ip`.
+async fn wait_alone(lab: &L2Lab, ip: Ipv4Addr, owner: usize) -> Result<()> {
+    let expected = BTreeSet::from([lab.nodes[owner].mac.clone()]);
+    wait_for(
+        &format!("node {owner} alone answering for {ip}"),
+        Duration::from_secs(30),
+        || async {
+            let macs = lab.arping(ip, "eth0", 2)?;
+            if macs == expected {
+                Ok(())
+            } else {
+                Err(anyhow!("ARP answers from {macs:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Cuts every speaker off the API server and waits until each has noticed.
+async fn pause_api_everywhere(lab: &L2Lab) -> Result<()> {
+    let noticed_before: Vec<usize> = (0..lab.nodes.len())
+        .map(|i| lab.speaker_logs(i).matches("watch failed").count())
+        .collect();
     for node in 0..lab.nodes.len() {
         lab.pause_api(node);
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let macs = lab.arping(ip, "eth0", 3)?;
-    assert_eq!(
-        macs,
-        BTreeSet::from([lab.nodes[owner].mac.clone()]),
-        "still answering"
-    );
+    wait_for(
+        "every running speaker to notice the API outage",
+        Duration::from_secs(30),
+        || async {
+            (0..lab.nodes.len())
+                .filter(|i| lab.speaker_pid(*i).is_some())
+                .all(|i| lab.speaker_logs(i).matches("watch failed").count() > noticed_before[i])
+                .then_some(())
+        },
+    )
+    .await
+}
+
+fn resume_api_everywhere(lab: &L2Lab) {
     for node in 0..lab.nodes.len() {
         lab.resume_api(node);
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() -> Result<()> {
+    // Long enough for kube's default watch backoff to reach 12.8 s.
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let (lab, ip, owner, prober) = answered_ip("l2-outage", "pay").await?;
+    let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
+    let outage = Instant::now();
+    pause_api_everywhere(&lab).await?;
+    tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
+    resume_api_everywhere(&lab);
+    // As the issue has it: a Service deleted one second after the API returns.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deleted = Instant::now();
+    lab.scenario.delete_service("pay").await?;
+
+    // No flap: through the outage and the API's return, only the owner
+    // answered, and it never fell silent.
+    let (macs, longest_gap) = claims_between(&prober, outage, deleted);
     assert_eq!(
-        lab.wait_arp_owner(ip).await?,
-        owner,
-        "no flap after the API returns"
+        macs,
+        BTreeSet::from([owner_mac.clone()]),
+        "only the owner claimed {ip} during and after the outage"
     );
+    assert!(
+        longest_gap < Duration::from_secs(1),
+        "{ip} went unanswered for {longest_gap:?}"
+    );
+
+    // Withdrawn: nobody claims the IP any more.
+    wait_for(
+        &format!("{ip} to fall silent"),
+        Duration::from_secs(30),
+        || async { prober.silent_for(Duration::from_millis(700)).then_some(()) },
+    )
+    .await?;
+    let last = prober.claims().last().map_or(deleted, |c| c.at);
+    let took = last.saturating_duration_since(deleted);
+    eprintln!(
+        "outage of {OUTAGE:?} with {} claims; Service deleted 1 s after the API returned, last answer {took:?} later",
+        prober.claims().len()
+    );
+    assert!(
+        took <= Duration::from_secs(2),
+        "withdrawn {took:?} after the deletion (watches slow to resume)"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_api_gossip_fails_over_and_a_restarted_speaker_waits() -> Result<()> {
+    let (mut lab, ip, owner, prober) = answered_ip("l2-apidown", "ledger").await?;
+    let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
+    pause_api_everywhere(&lab).await?;
+
+    // SIGKILL of the owner with every speaker cut off the API: gossip alone.
+    let killed = Instant::now();
+    lab.kill_speaker(owner);
+    let answer = answer_since(&prober, killed, "another node answering", |c| {
+        !c.mac.eq_ignore_ascii_case(&owner_mac)
+    })
+    .await?;
+    let took = answer.at - killed;
+    let new_owner = lab.node_with_mac(&answer.mac).context("an unknown MAC")?;
+    let new_mac = lab.nodes[new_owner].mac.to_ascii_lowercase();
+    eprintln!("API down: SIGKILL of node {owner} -> node {new_owner} answers after {took:?}");
+    assert!(took <= Duration::from_secs(2), "failover took {took:?}");
+
+    // Restarted while the API is still down, the speaker cannot list the
+    // Services: it waits, silent and out of the gossip group.
+    lab.start_speaker(owner)?;
+    wait_for(
+        "the restarted speaker to wait for its first list",
+        Duration::from_secs(30),
+        || async {
+            let answer = lab.speaker_http(owner, "/readyz")?;
+            if answer.contains("waiting for the first list") {
+                Ok(())
+            } else {
+                Err(anyhow!("/readyz: {answer}"))
+            }
+        },
+    )
+    .await?;
+    let waiting = Instant::now();
+    while waiting.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (macs, gap) = claims_between(&prober, waiting, Instant::now());
+        if macs.iter().any(|m| *m != new_mac) || gap > Duration::from_secs(1) {
+            bail!(
+                "while the restarted speaker waited for the API: claims by {macs:?}, a gap of {gap:?}"
+            );
+        }
+    }
+
+    // The API returns: it lists, joins, and takes its IP back, alone.
+    let resumed = Instant::now();
+    resume_api_everywhere(&lab);
+    let back = answer_since(&prober, resumed, "the restarted owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac)
+    })
+    .await?;
+    eprintln!(
+        "restarted owner answers {:?} after the API returned",
+        back.at - resumed
+    );
+    wait_alone(&lab, ip, owner).await?;
+    Ok(())
+}
+
+/// A kubelet-to-API partition: every Node's Ready turns Unknown at once.
+/// The full-disruption guard keeps the announcements (the owner answers
+/// alone, without a gap) rather than withdrawing every IP. Then one node
+/// turns Ready again: the guard lifts, that node alone is eligible and takes
+/// the IP, which shows the speakers had seen every status change before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_turning_unready_at_once_keeps_the_announcements() -> Result<()> {
+    let (lab, ip, owner, prober) = answered_ip("l2-unready", "clinic").await?;
+    let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
+    let unready = Instant::now();
+    for node in 0..lab.nodes.len() {
+        lab.set_node_ready_status(node, "Unknown").await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let survivor = (owner + 1) % lab.nodes.len();
+    let survivor_mac = lab.nodes[survivor].mac.clone();
+    let one_ready = Instant::now();
+    lab.set_node_ready_status(survivor, "True").await?;
+    let moved = answer_since(&prober, one_ready, "the one Ready node answering", |c| {
+        c.mac.eq_ignore_ascii_case(&survivor_mac)
+    })
+    .await?;
+    eprintln!(
+        "every Node Unknown for {:?}: the owner kept answering; one Node Ready again: it answered {:?} later",
+        one_ready - unready,
+        moved.at.saturating_duration_since(one_ready)
+    );
+    let (macs, longest_gap) = claims_between(&prober, unready, one_ready);
+    assert_eq!(
+        macs,
+        BTreeSet::from([owner_mac]),
+        "only the owner claimed {ip} while every Node was unready"
+    );
+    assert!(
+        longest_gap < Duration::from_secs(1),
+        "{ip} went unanswered for {longest_gap:?} while every Node was unready"
+    );
+    wait_alone(&lab, ip, survivor).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
+    let (lab, ip, owner, prober) = answered_ip("l2-link", "mail").await?;
+    let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
+    let cut = Instant::now();
+    lab.cut_link(owner)?;
+    let answer = answer_since(&prober, cut, "another node answering", |c| {
+        !c.mac.eq_ignore_ascii_case(&owner_mac)
+    })
+    .await?;
+    let took = answer.at - cut;
+    eprintln!("link down on node {owner}: another node answers after {took:?}");
+    assert!(took <= Duration::from_secs(2), "takeover took {took:?}");
+    // Plugged back in, the owner by election takes its IP back (the node
+    // that stood in may answer until the gossip has healed).
+    lab.restore_link(owner)?;
+    wait_alone(&lab, ip, owner).await?;
     Ok(())
 }
 

@@ -215,7 +215,8 @@ fn watcher<K>(
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    watcher::watcher(api, watcher::Config::default()).default_backoff()
+    watcher::watcher(api, watcher::Config::default())
+        .backoff(ferrolb_runtime::backoff::WatchBackoff::default())
 }
 
 impl Executor {

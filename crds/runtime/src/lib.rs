@@ -5,12 +5,14 @@
 //!   implements [`http::MetricsText`] for its own metrics.
 //! * [`process`]: log setup ([`process::LogFormat`]) and the stop signal.
 //! * [`args`]: the flags both take ([`args::CommonArgs`]).
+//! * [`backoff`]: the retry delay of their watches ([`backoff::WatchBackoff`]).
 //!
 //! The pure cores do not depend on this crate: it brings tokio and axum.
 
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod backoff;
 pub mod http;
 pub mod process;
 

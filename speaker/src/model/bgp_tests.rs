@@ -513,7 +513,9 @@ proptest! {
             let plan = plan_for(&view, &bgp, node);
             let routes = &plan.peers["r"].routes;
             let (ready, network_unavailable) = fitness[i];
-            let fit = ready && !network_unavailable;
+            // Full disruption: when no node is Ready, Ready is ignored.
+            let none_ready = fitness.iter().all(|(ready, _)| !ready);
+            let fit = (ready || none_ready) && !network_unavailable;
             // Every route covers an IP of a Service that lets this node advertise.
             let mut expected: BTreeSet<IpNet> = BTreeSet::new();
             for (ip, keys) in view.services_by_ip() {

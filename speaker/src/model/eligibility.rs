@@ -5,6 +5,14 @@
 //! for `externalTrafficPolicy: Local`, the node runs a usable endpoint of the Service. A
 //! Service with no usable endpoint anywhere is announced by nobody: traffic would only be
 //! dropped. Services sharing an IP must all accept a node for it to announce the IP.
+//!
+//! **Full disruption.** When not one Node of the cluster is `Ready`, the `Ready` condition
+//! is ignored (see [`readiness_counts`]): every node turning unready at once is what a
+//! partition between the kubelets and the API server looks like (the node lifecycle
+//! controller marks them all `Unknown`), not every node dying, and withdrawing every IP
+//! would turn a control-plane fault into a data-plane outage. Like that controller's
+//! full-disruption mode, the plan then goes by the other signals (gossip liveness, network,
+//! labels), so the IPs stay where they are.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -28,18 +36,26 @@ pub enum Liveness {
 }
 
 impl Liveness {
-    /// Whether the speaker on `node` counts as alive under this source of liveness.
-    pub fn is_live(&self, node: &NodeView) -> bool {
+    /// Whether the speaker on `node` counts as alive under this source of liveness;
+    /// its `Ready` condition is read only when `readiness_counts` (see [`readiness_counts`]).
+    pub fn is_live(&self, node: &NodeView, readiness_counts: bool) -> bool {
+        let ready = node.ready || !readiness_counts;
         match self {
-            Liveness::NodeReadyOnly => node.ready,
-            Liveness::Gossip(alive) => node.ready && alive.contains(&node.name),
+            Liveness::NodeReadyOnly => ready,
+            Liveness::Gossip(alive) => ready && alive.contains(&node.name),
         }
     }
 }
 
-/// Whether `node` may announce anything at all.
-pub fn is_fit(node: &NodeView, liveness: &Liveness) -> bool {
-    liveness.is_live(node)
+/// Whether the Nodes' `Ready` condition is to be believed: `false` in a full disruption,
+/// when the view holds nodes and not one of them is `Ready` (see the module's notes).
+pub fn readiness_counts(view: &ClusterView) -> bool {
+    view.nodes.is_empty() || view.nodes.values().any(|node| node.ready)
+}
+
+/// Whether `node` may announce anything at all; `readiness_counts` as [`Liveness::is_live`].
+pub fn is_fit(node: &NodeView, liveness: &Liveness, readiness_counts: bool) -> bool {
+    liveness.is_live(node, readiness_counts)
         && !node.network_unavailable
         && !node.labels.contains_key(LABEL_EXCLUDE_FROM_LOAD_BALANCERS)
 }
@@ -60,10 +76,11 @@ pub fn advertised<'v, A: AdvertisementScope>(
     advertisements: impl IntoIterator<Item = &'v A>,
     liveness: &Liveness,
 ) -> Vec<Advertised<'v, A>> {
+    let readiness_counts = readiness_counts(view);
     let fit: Vec<&NodeView> = view
         .nodes
         .values()
-        .filter(|node| is_fit(node, liveness))
+        .filter(|node| is_fit(node, liveness, readiness_counts))
         .collect();
     advertisements
         .into_iter()

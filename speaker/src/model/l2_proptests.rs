@@ -293,10 +293,12 @@ fn oracle_eligible(
         Liveness::NodeReadyOnly => true,
         Liveness::Gossip(alive) => alive.contains(name),
     };
+    // Full disruption: when no node is Ready, Ready is ignored.
+    let none_ready = view.nodes.values().all(|node| !node.ready);
     view.nodes
         .values()
         .filter(|node| {
-            node.ready
+            (node.ready || none_ready)
                 && alive(&node.name)
                 && !node.network_unavailable
                 && !node.labels.contains_key(LABEL_EXCLUDE_FROM_LOAD_BALANCERS)

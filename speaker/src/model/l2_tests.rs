@@ -157,6 +157,67 @@ fn not_ready_nodes_never_own() {
     assert!(second.is_some_and(|second| second != first));
 }
 
+/// `view` with every node's Ready condition set to `ready`.
+fn all_ready(mut view: ClusterView, ready: bool) -> ClusterView {
+    for node in view.nodes.values_mut() {
+        node.ready = ready;
+    }
+    view
+}
+
+#[test]
+fn every_node_unready_at_once_keeps_the_owner() {
+    let view = one_service();
+    let all = names(&["node-a", "node-b", "node-c"]);
+    for liveness in [Liveness::NodeReadyOnly, Liveness::Gossip(all.clone())] {
+        let before = owner_of(&view, &liveness, IP);
+        assert!(before.is_some());
+        let partitioned = all_ready(view.clone(), false);
+        assert_eq!(
+            owner_of(&partitioned, &liveness, IP),
+            before,
+            "{liveness:?}"
+        );
+    }
+    // Gossip still counts: a dead speaker loses its IPs during the disruption.
+    let partitioned = all_ready(view.clone(), false);
+    let first = owner_of(&partitioned, &Liveness::Gossip(all.clone()), IP).expect("an owner");
+    let mut alive = all;
+    alive.remove(&first);
+    let second = owner_of(&partitioned, &Liveness::Gossip(alive), IP);
+    assert!(second.is_some_and(|second| second != first));
+}
+
+#[test]
+fn one_ready_node_is_no_full_disruption() {
+    let mut view = all_ready(one_service(), false);
+    if let Some(node) = view.nodes.get_mut("node-b") {
+        node.ready = true;
+    }
+    assert_eq!(
+        owner_of(&view, &Liveness::NodeReadyOnly, IP).as_deref(),
+        Some("node-b")
+    );
+    assert!(crate::model::eligibility::readiness_counts(&view));
+    assert!(!crate::model::eligibility::readiness_counts(&all_ready(
+        view, false
+    )));
+    assert!(crate::model::eligibility::readiness_counts(
+        &ClusterView::default()
+    ));
+}
+
+#[test]
+fn the_guard_keeps_the_other_rules() {
+    let mut view = all_ready(one_service(), false);
+    let first = owner_of(&view, &Liveness::NodeReadyOnly, IP).expect("an owner");
+    if let Some(node) = view.nodes.get_mut(&first) {
+        node.network_unavailable = true;
+    }
+    let second = owner_of(&view, &Liveness::NodeReadyOnly, IP);
+    assert!(second.is_some_and(|second| second != first));
+}
+
 #[test]
 fn gossip_dead_nodes_never_own() {
     let view = one_service();

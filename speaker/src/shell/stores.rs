@@ -1,7 +1,8 @@
 //! Watches of everything the plan depends on, kept in local caches.
 //!
 //! Each kind has a reflector store and a task that keeps it current, retrying
-//! with backoff when the API server is away. A store keeps its last contents
+//! with a backoff capped at a second ([`WatchBackoff`]) when the API server is
+//! away, so the watches resume about a second after it returns. A store keeps its last contents
 //! through an outage, so the speaker goes on announcing what it last knew.
 //! Every change wakes the plan loop through one [`Notify`].
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
+use ferrolb_runtime::backoff::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -117,7 +119,7 @@ where
         writer,
         watcher(api, watcher::Config::default()).modify(trim),
     )
-    .default_backoff();
+    .backoff(WatchBackoff::default());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {

@@ -166,14 +166,7 @@ async fn assignment_to_answer(lab: &L2Lab, samples: usize) -> Result<()> {
 
 /// Starts the client probing `ip` on the LAN every [`PROBE_INTERVAL`], for at most a minute.
 fn probe(lab: &L2Lab, ip: Ipv4Addr) -> Result<ArpProber> {
-    ArpProber::start(
-        &lab.client,
-        "eth0",
-        lab.client_ip4(),
-        ip,
-        PROBE_INTERVAL,
-        Duration::from_secs(60),
-    )
+    lab.arp_prober(ip, PROBE_INTERVAL, Duration::from_secs(60))
 }
 
 /// Waits until nobody has claimed `ip` for half a second.
@@ -181,11 +174,7 @@ async fn wait_silent(prober: &ArpProber, ip: Ipv4Addr) -> Result<()> {
     wait_for(
         &format!("{ip} to fall silent"),
         Duration::from_secs(20),
-        || async {
-            let last = prober.claims().last().map(|c| c.at);
-            last.is_none_or(|at| at.elapsed() > Duration::from_millis(500))
-                .then_some(())
-        },
+        || async { prober.silent_for(Duration::from_millis(500)).then_some(()) },
     )
     .await
 }
