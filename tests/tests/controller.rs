@@ -483,7 +483,7 @@ async fn dual_stack_policies() -> R {
     .await?;
     assert_eq!(
         s.wait_ips("require", 2).await?,
-        vec!["2001:db8:72::", "198.51.100.72"]
+        vec!["2001:db8:72::1", "198.51.100.72"]
     );
     s.service(
         "prefer",
