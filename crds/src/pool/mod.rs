@@ -19,6 +19,30 @@ pub const MAX_ADDRESSES: usize = 128;
 /// Longest `addresses` entry: two of the longest IPv6 addresses (45 characters with an
 /// embedded IPv4 address), a '-' and some spaces.
 pub const MAX_ADDRESS_ENTRY_LEN: usize = 100;
+/// Addresses no pool may hold, refused at admission and by [`IPAddressPoolSpec::validate`]:
+/// "this network", loopback, multicast, the former class E with the broadcast address
+/// `255.255.255.255`, the unspecified and loopback IPv6 addresses, IPv6 link-local and
+/// multicast. None of them can serve as a LoadBalancer address.
+pub const RESERVED: [&str; 8] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// The first [`RESERVED`] block that shares an address with `range`.
+pub fn reserved_overlap(range: &IpRange) -> Option<&'static str> {
+    RESERVED.into_iter().find(|block| {
+        IpRange::parse(block).is_ok_and(|b| {
+            b.family() == range.family() && b.start() <= range.end() && range.start() <= b.end()
+        })
+    })
+}
+
 /// Most namespaces in `serviceAllocation.namespaces`.
 pub const MAX_NAMESPACES: usize = 256;
 
@@ -262,8 +286,8 @@ impl IPAddressPoolSpec {
             .collect()
     }
 
-    /// All the rules the CRD schema enforces, plus the one it cannot: entries of this pool
-    /// must not overlap. Paths in the errors start at `spec.`.
+    /// All the rules the CRD schema enforces (among them: no entry overlaps [`RESERVED`]),
+    /// plus the one it cannot: entries of this pool must not overlap. Paths in the errors start at `spec.`.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Errors::default();
         let field = "spec.addresses";
@@ -290,6 +314,15 @@ impl IPAddressPoolSpec {
             let Some(range) = errors.check(&at, parse_address_entry(entry)) else {
                 continue;
             };
+            if let Some(block) = reserved_overlap(&range) {
+                errors.push(
+                    at.clone(),
+                    Problem::Reserved {
+                        entry: entry.clone(),
+                        block,
+                    },
+                );
+            }
             // A repeated entry is reported as a duplicate, not also as an overlap.
             if seen.insert(entry.as_str()) {
                 parsed.push((i, range));
@@ -442,9 +475,44 @@ fn ipv6_order_rule(first: u32, last: u32) -> String {
     )
 }
 
+/// CEL: a CIDR entry shares no address with a [`RESERVED`] block. Two prefixes overlap
+/// exactly when one contains the other's network address.
+fn cidr_reserved_rule() -> String {
+    let entry = "cidr(self.trim())";
+    format!(
+        "self.contains('-') || !isCIDR(self.trim()) || {}.all(b, \
+         !cidr(b).containsIP({entry}.masked().ip()) && !{entry}.containsIP(cidr(b).ip()))",
+        cel_list(&RESERVED)
+    )
+}
+
+/// CEL: a range entry shares no address with a [`RESERVED`] block. CEL has no order on IPs,
+/// so besides "neither end is reserved" this names the two ways an ordered range can
+/// hold a whole block with both ends outside it (every other block touches a reserved
+/// neighbour or an end of the address space): spanning `127.0.0.0/8` means starting in
+/// `0.0.0.0/1` and ending in `128.0.0.0/1`; spanning `fe80::/10` means ending in
+/// `fec0::/10` and starting below it. A disordered range is refused by the order rules.
+fn range_reserved_rule() -> String {
+    let (start, end) = (RANGE_START, RANGE_END);
+    format!(
+        "{NOT_A_RANGE} || ({}.all(b, !cidr(b).containsIP({start}) && !cidr(b).containsIP({end})) \
+         && !(cidr('0.0.0.0/1').containsIP({start}) && cidr('128.0.0.0/1').containsIP({end})) \
+         && !(cidr('fec0::/10').containsIP({end}) && !cidr('fec0::/10').containsIP({start})))",
+        cel_list(&RESERVED)
+    )
+}
+
+/// CEL: a list of string literals.
+fn cel_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("'{item}'")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// CEL rules on one `addresses` entry.
 fn address_entry_rules() -> Vec<serde_json::Value> {
     const ORDER_MESSAGE: &str = "a range must not start after it ends";
+    const RESERVED_MESSAGE: &str = "must not overlap the reserved addresses 0.0.0.0/8, 127.0.0.0/8, \
+        224.0.0.0/4, 240.0.0.0/4 (with 255.255.255.255), ::/128, ::1/128, fe80::/10 and ff00::/8";
     let mut rules = vec![
         rule(
             "self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) \
@@ -457,6 +525,8 @@ fn address_entry_rules() -> Vec<serde_json::Value> {
             "both ends of a range must be of the same IP family",
         ),
         rule(&ipv4_order_rule(), ORDER_MESSAGE),
+        rule(&cidr_reserved_rule(), RESERVED_MESSAGE),
+        rule(&range_reserved_rule(), RESERVED_MESSAGE),
     ];
     for first in (1..=128).step_by(IPV6_BITS_PER_RULE as usize) {
         rules.push(rule(
