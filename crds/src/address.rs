@@ -161,6 +161,17 @@ pub fn to_u128(ip: &IpAddr) -> u128 {
     }
 }
 
+/// The IPv6 subnet-router anycast address of a CIDR entry (RFC 4291 §2.6.1): its prefix
+/// with an all-zeros interface ID, which routers of the subnet answer to. `None` for IPv4,
+/// for ranges (`a-b` names its addresses one by one), and for `/127` and `/128` (RFC 6164:
+/// a /127 has no subnet-router anycast address; a /128 is one host).
+pub fn subnet_router_anycast(entry: &str) -> Option<IpAddr> {
+    match entry.trim().parse::<IpNet>().ok()? {
+        IpNet::V6(net) if net.prefix_len() <= 126 => Some(IpAddr::V6(net.network())),
+        _ => None,
+    }
+}
+
 /// The inverse of [`to_u128`] for the given family; `None` when out of range.
 pub fn from_u128(family: Family, value: u128) -> Option<IpAddr> {
     match family {
@@ -183,6 +194,20 @@ mod tests {
         let r = IpRange::parse("2001:db8::/64").unwrap();
         assert_eq!(r.len(), 1u128 << 64);
         assert_eq!(IpRange::parse("::/0").unwrap().len(), u128::MAX);
+    }
+
+    #[test]
+    fn subnet_router_anycast_of_ipv6_cidrs_only() {
+        let anycast = |entry: &str| subnet_router_anycast(entry).map(|ip| ip.to_string());
+        assert_eq!(
+            anycast("2001:db8:100::/64").as_deref(),
+            Some("2001:db8:100::")
+        );
+        assert_eq!(anycast(" 2001:db8::/126 ").as_deref(), Some("2001:db8::"));
+        assert_eq!(anycast("2001:db8::/127"), None);
+        assert_eq!(anycast("2001:db8::/128"), None);
+        assert_eq!(anycast("2001:db8::-2001:db8::ff"), None);
+        assert_eq!(anycast("192.0.2.0/24"), None);
     }
 
     #[test]

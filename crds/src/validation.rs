@@ -102,6 +102,14 @@ pub enum Problem {
         /// The JSON path of the other entry.
         other_field: String,
     },
+    /// An address entry overlaps addresses no pool may hand out (see `pool::RESERVED`).
+    #[error("{entry:?} overlaps the reserved addresses {block}")]
+    Reserved {
+        /// The entry, as written.
+        entry: String,
+        /// The first reserved block it overlaps.
+        block: &'static str,
+    },
     /// A field that takes an IP address holds something else.
     #[error("{0:?} is not a valid IP address")]
     InvalidIp(String),

@@ -70,6 +70,32 @@ async fn invalid_objects_are_rejected_naming_the_field() -> R {
             .expect_err("must be rejected");
         assert!(err.to_string().contains(field), "{spec}: {err}");
     }
+    // Reserved addresses, by CIDR, by a range end, and by a range around a whole block.
+    for entry in [
+        "127.0.0.1/32",
+        "fe80::/64",
+        "255.255.255.255/32",
+        "::1-2001:db8::1",
+        "126.255.255.0-128.0.0.5",
+        "fe00::-fec0::1",
+    ] {
+        let spec = json!({"addresses": ["198.51.100.0/28", entry]});
+        let err = s
+            .pool("reserved", spec)
+            .await
+            .expect_err("a reserved entry must be rejected");
+        let err = err.to_string();
+        assert!(
+            err.contains("spec.addresses[1]") && err.contains("reserved"),
+            "{entry}: {err}"
+        );
+    }
+    // Right next to the reserved blocks, both families, is fine.
+    s.pool(
+        "beside-reserved",
+        json!({"addresses": ["1.0.0.0-126.255.255.255", "128.0.0.0/3", "2001:db8::/64", "fe00::-fe7f::1", "fec0::/10"]}),
+    )
+    .await?;
     let peer = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer", "metadata": {"name": "p", "namespace": s.ns.name},
         "spec": {"myASN": 0, "peerASN": 64512, "peerAddress": "198.51.100.1"}});
     let path = s.cluster.dir.join(format!("{}-peer.json", s.ns.name));
@@ -481,9 +507,10 @@ async fn dual_stack_policies() -> R {
         json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}}),
     )
     .await?;
+    // `2001:db8:72::` is the subnet-router anycast address: not handed out.
     assert_eq!(
         s.wait_ips("require", 2).await?,
-        vec!["2001:db8:72::", "198.51.100.72"]
+        vec!["2001:db8:72::1", "198.51.100.72"]
     );
     s.service(
         "prefer",
@@ -492,11 +519,11 @@ async fn dual_stack_policies() -> R {
     .await?;
     assert_eq!(
         s.wait_ips("prefer", 2).await?,
-        vec!["198.51.100.73", "2001:db8:72::1"]
+        vec!["198.51.100.73", "2001:db8:72::2"]
     );
     s.service("v6", json!({"spec": {"ipFamilies": ["IPv6"]}}))
         .await?;
-    assert_eq!(s.wait_ips("v6", 1).await?, vec!["2001:db8:72::2"]);
+    assert_eq!(s.wait_ips("v6", 1).await?, vec!["2001:db8:72::3"]);
     // A v4-only pool cannot serve an IPv6 Service.
     s.pool("dual", json!({"addresses": ["198.51.100.72/30"]}))
         .await?;

@@ -147,7 +147,8 @@ pub struct PoolUsage {
     pub assigned_v6: u128,
     /// IPv4 addresses the pool can still hand out: allocatable, not held, and not skipped by `avoidBuggyIPs`.
     pub available_v4: u128,
-    /// IPv6 addresses the pool can still hand out (saturating at `u128::MAX`).
+    /// IPv6 addresses the pool can still hand out: allocatable, not held, and not withheld as
+    /// a subnet-router anycast address (saturating at `u128::MAX`).
     pub available_v6: u128,
 }
 
@@ -163,8 +164,8 @@ struct IpEntry {
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     assigned: [u128; 2],
-    /// Of `assigned`, those inside the pool's allocatable set.
-    assigned_allocatable: [u128; 2],
+    /// Of `assigned`, those inside the pool's `fresh` set (for IPv4, its allocatable set).
+    assigned_fresh: [u128; 2],
 }
 
 fn family_index(family: Family) -> usize {
@@ -235,9 +236,9 @@ impl Allocator {
             if self
                 .pools
                 .get(&entry.pool)
-                .is_some_and(|p| p.allocatable.contains(*ip))
+                .is_some_and(|p| p.fresh.contains(*ip))
             {
-                c.assigned_allocatable[f] += 1;
+                c.assigned_fresh[f] += 1;
             }
         }
         self.counts = counts;
@@ -254,19 +255,19 @@ impl Allocator {
             };
         };
         let buggy = if p.config.avoid_buggy {
-            buggy_count(&p.allocatable)
+            buggy_count(&p.fresh)
         } else {
             0
         };
-        let usable_v4 = p.allocatable.size(Family::V4).saturating_sub(buggy);
+        let usable_v4 = p.fresh.size(Family::V4).saturating_sub(buggy);
         PoolUsage {
             assigned_v4: counts.assigned[0],
             assigned_v6: counts.assigned[1],
-            available_v4: usable_v4.saturating_sub(counts.assigned_allocatable[0]),
+            available_v4: usable_v4.saturating_sub(counts.assigned_fresh[0]),
             available_v6: p
-                .allocatable
+                .fresh
                 .size(Family::V6)
-                .saturating_sub(counts.assigned_allocatable[1]),
+                .saturating_sub(counts.assigned_fresh[1]),
         }
     }
 
@@ -375,10 +376,7 @@ impl Allocator {
     }
 
     fn count(&mut self, pool: &str, ip: IpAddr, add: bool) {
-        let in_allocatable = self
-            .pools
-            .get(pool)
-            .is_some_and(|p| p.allocatable.contains(ip));
+        let in_fresh = self.pools.get(pool).is_some_and(|p| p.fresh.contains(ip));
         let c = self.counts.entry(pool.to_string()).or_default();
         let f = family_index(Family::of(&ip));
         let step = |v: &mut u128| {
@@ -389,8 +387,8 @@ impl Allocator {
             }
         };
         step(&mut c.assigned[f]);
-        if in_allocatable {
-            step(&mut c.assigned_allocatable[f]);
+        if in_fresh {
+            step(&mut c.assigned_fresh[f]);
         }
     }
 
@@ -687,7 +685,7 @@ impl Allocator {
             });
         }
         self.used
-            .lowest_free(&pool.allocatable, family, pool.config.avoid_buggy)
+            .lowest_free(&pool.fresh, family, pool.config.avoid_buggy)
             .ok_or(AllocationError::PoolFull {
                 pool: name.clone(),
                 family,

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{AllocationError, Allocator};
 use crate::core::labels::Labels;
-use crate::core::pools::{AllocationScope, PoolConfig};
+use crate::core::pools::{AllocationScope, PoolConfig, withheld};
 use crate::core::service::{FamilyNeeds, PortKey, ServiceKey, ServiceRequest, SharingTerms};
 use crate::ipam::{AddressSet, Family, IpRange};
 
@@ -22,6 +22,7 @@ fn pool(name: &str, created: i64, addresses: &[&str]) -> PoolConfig {
         declared: AddressSet::new(addresses.iter().map(|a| IpRange::parse(a).unwrap())),
         auto_assign: true,
         avoid_buggy: false,
+        withheld: withheld(addresses),
         scope: None,
     }
 }
@@ -200,6 +201,58 @@ fn avoid_buggy_ips_skips_dot_zero_and_dot_255() {
 }
 
 #[test]
+fn ipv6_cidr_withholds_its_subnet_router_anycast_address() {
+    let v6 = |n: &str| ServiceRequest {
+        needs: FamilyNeeds {
+            families: vec![Family::V6],
+            all_required: true,
+        },
+        ..request(n)
+    };
+    let mut a = Allocator::new();
+    a.set_pools(vec![
+        pool("cidr", 0, &["2001:db8:100::/126"]),
+        pool("range", 1, &["2001:db8:200::-2001:db8:200::1"]),
+    ]);
+    // RFC 4291 §2.6.1: `2001:db8:100::` is the subnet's routers, not handed out unasked.
+    let got: Vec<IpAddr> = ["a", "b", "c", "d"]
+        .iter()
+        .filter_map(|n| a.assign(&v6(n), &none()).ok())
+        .map(|x| x.ips[0])
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ip("2001:db8:100::1"),
+            ip("2001:db8:100::2"),
+            ip("2001:db8:100::3"),
+            // A range names its addresses one by one: its first one is handed out.
+            ip("2001:db8:200::"),
+        ]
+    );
+    assert_eq!(a.usage("cidr").available_v6, 0);
+    // Asked for, or already held, it is given and kept; the counters stay exact.
+    let asked = ServiceRequest {
+        requested_ips: vec![ip("2001:db8:100::")],
+        ..v6("asked")
+    };
+    assert_eq!(
+        a.assign(&asked, &none()).unwrap().ips,
+        vec![ip("2001:db8:100::")]
+    );
+    let holder = ServiceRequest {
+        current_ips: vec![ip("2001:db8:100::")],
+        ..v6("asked")
+    };
+    assert_eq!(
+        a.assign(&holder, &none()).unwrap().ips,
+        vec![ip("2001:db8:100::")]
+    );
+    assert_eq!(a.usage("cidr").assigned_v6, 4);
+    assert_eq!(a.usage("cidr").available_v6, 0);
+}
+
+#[test]
 fn sharing_rules() {
     let mut a = Allocator::new();
     a.set_pools(vec![pool("p", 0, &["198.51.100.0/29"])]);
@@ -264,7 +317,7 @@ fn dual_stack_policies() {
     };
     let got = a.assign(&require, &none()).unwrap();
     assert_eq!(got.pool, "dual");
-    assert_eq!(got.ips, vec![ip("2001:db8:1::"), ip("203.0.113.128")]);
+    assert_eq!(got.ips, vec![ip("2001:db8:1::1"), ip("203.0.113.128")]);
     let prefer = ServiceRequest {
         needs: FamilyNeeds {
             families: vec![Family::V4, Family::V6],
@@ -423,5 +476,6 @@ fn ipv6_pool_of_any_size_is_cheap() {
     }
     let usage = a.usage("huge");
     assert_eq!(usage.assigned_v6, 1000);
-    assert_eq!(usage.available_v6, (1u128 << 96) - 1000);
+    // The subnet-router anycast address `2001:db8::` is not available.
+    assert_eq!(usage.available_v6, (1u128 << 96) - 1 - 1000);
 }

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::pools::withheld;
 use super::{AllocationScope, Pool, PoolConfig, PoolUsage};
 use crate::ipam::AddressSet;
 
@@ -42,6 +43,7 @@ pub fn pool_config(pool: &IPAddressPool) -> Result<PoolConfig, String> {
         declared: AddressSet::new(ranges),
         auto_assign: pool.spec.auto_assign,
         avoid_buggy: pool.spec.avoid_buggy_ips,
+        withheld: withheld(&pool.spec.addresses),
         scope,
     })
 }

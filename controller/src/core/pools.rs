@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::labels::{Labels, any_selector_matches};
 use super::service::ServiceRequest;
 use crate::ipam::{AddressSet, IpRange};
+use ferrolb_crds::address::subnet_router_anycast;
 
 /// Which Services may draw from a pool (`spec.serviceAllocation`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,6 +50,10 @@ pub struct PoolConfig {
     pub auto_assign: bool,
     /// `avoidBuggyIPs`: skip IPv4 addresses ending in `.0` and `.255`.
     pub avoid_buggy: bool,
+    /// Addresses of `declared` never picked for a Service that asks for none in particular:
+    /// the subnet-router anycast addresses of its IPv6 CIDR entries (see [`withheld`]). A
+    /// Service that holds or requests one keeps or gets it.
+    pub withheld: AddressSet,
     /// `serviceAllocation`, when set: only the Services it admits may use the pool, ahead of unscoped pools.
     pub scope: Option<AllocationScope>,
 }
@@ -60,6 +65,8 @@ pub struct Pool {
     pub config: PoolConfig,
     /// `declared` minus every address another pool also declares.
     pub allocatable: AddressSet,
+    /// `allocatable` minus `config.withheld`: where new addresses are picked from.
+    pub fresh: AddressSet,
     /// Set when this pool is the later one of an overlap.
     pub conflict: Option<Conflict>,
 }
@@ -81,6 +88,18 @@ impl std::fmt::Display for Conflict {
             self.overlap, self.other_pool
         )
     }
+}
+
+/// The addresses a pool with these `addresses` entries withholds: the IPv6 subnet-router
+/// anycast address (RFC 4291 §2.6.1) of each CIDR entry, as `avoidBuggyIPs` withholds IPv4
+/// `.0` and `.255`.
+pub fn withheld<S: AsRef<str>>(addresses: &[S]) -> AddressSet {
+    AddressSet::new(
+        addresses
+            .iter()
+            .filter_map(|entry| subnet_router_anycast(entry.as_ref()))
+            .map(IpRange::single),
+    )
 }
 
 /// Resolves overlaps: every pool loses the addresses it shares with any other,
@@ -112,6 +131,7 @@ pub fn resolve_pools(mut configs: Vec<PoolConfig>) -> BTreeMap<String, Pool> {
             config.name.clone(),
             Pool {
                 config: config.clone(),
+                fresh: allocatable.difference(&config.withheld),
                 allocatable,
                 conflict,
             },
@@ -131,6 +151,7 @@ mod tests {
             declared: AddressSet::new(addresses.iter().map(|a| IpRange::parse(a).unwrap())),
             auto_assign: true,
             avoid_buggy: false,
+            withheld: withheld(addresses),
             scope: None,
         }
     }

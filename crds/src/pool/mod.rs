@@ -2,16 +2,17 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::address::IpRange;
-use crate::schema::{cel_string, pattern_string, rule, string_set};
 use crate::selector::{check_label_selectors, selectors_schema};
 use crate::validation::{
-    DNS1123_LABEL_PATTERN, Errors, FieldError, MAX_NAMESPACE_NAME_LEN, Problem, check_len,
-    check_namespace_name, check_unique, item, parse_ip,
+    Errors, FieldError, Problem, check_len, check_namespace_name, check_unique, item, parse_ip,
 };
+
+mod crd_schema;
+use crd_schema::{addresses_schema, conditions_schema, count_schema, namespaces_schema};
 
 /// Most `addresses` entries in one pool. Bounds the API server's CEL cost estimate; a pool
 /// needing more ranges than this can be split into several pools.
@@ -19,6 +20,30 @@ pub const MAX_ADDRESSES: usize = 128;
 /// Longest `addresses` entry: two of the longest IPv6 addresses (45 characters with an
 /// embedded IPv4 address), a '-' and some spaces.
 pub const MAX_ADDRESS_ENTRY_LEN: usize = 100;
+/// Addresses no pool may hold, refused at admission and by [`IPAddressPoolSpec::validate`]:
+/// "this network", loopback, multicast, the former class E with the broadcast address
+/// `255.255.255.255`, the unspecified and loopback IPv6 addresses, IPv6 link-local and
+/// multicast. None of them can serve as a LoadBalancer address.
+pub const RESERVED: [&str; 8] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// The first [`RESERVED`] block that shares an address with `range`.
+pub fn reserved_overlap(range: &IpRange) -> Option<&'static str> {
+    RESERVED.into_iter().find(|block| {
+        IpRange::parse(block).is_ok_and(|b| {
+            b.family() == range.family() && b.start() <= range.end() && range.start() <= b.end()
+        })
+    })
+}
+
 /// Most namespaces in `serviceAllocation.namespaces`.
 pub const MAX_NAMESPACES: usize = 256;
 
@@ -262,8 +287,8 @@ impl IPAddressPoolSpec {
             .collect()
     }
 
-    /// All the rules the CRD schema enforces, plus the one it cannot: entries of this pool
-    /// must not overlap. Paths in the errors start at `spec.`.
+    /// All the rules the CRD schema enforces (among them: no entry overlaps [`RESERVED`]),
+    /// plus the one it cannot: entries of this pool must not overlap. Paths in the errors start at `spec.`.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Errors::default();
         let field = "spec.addresses";
@@ -290,6 +315,15 @@ impl IPAddressPoolSpec {
             let Some(range) = errors.check(&at, parse_address_entry(entry)) else {
                 continue;
             };
+            if let Some(block) = reserved_overlap(&range) {
+                errors.push(
+                    at.clone(),
+                    Problem::Reserved {
+                        entry: entry.clone(),
+                        block,
+                    },
+                );
+            }
             // A repeated entry is reported as a duplicate, not also as an overlap.
             if seen.insert(entry.as_str()) {
                 parsed.push((i, range));
@@ -383,119 +417,6 @@ pub fn parse_address_entry(entry: &str) -> Result<IpRange, Problem> {
         }
     }
     Ok(range)
-}
-
-// --- CRD schema -------------------------------------------------------------------------
-
-/// CEL guard shared by the range rules: true when `self` is not a well-formed `a-b` range
-/// (those entries are reported by the syntax rule instead).
-const NOT_A_RANGE: &str = "!self.contains('-') || self.split('-').size() != 2 \
-    || !isIP(self.split('-')[0].trim()) || !isIP(self.split('-')[1].trim())";
-const RANGE_START: &str = "self.split('-')[0].trim()";
-const RANGE_END: &str = "self.split('-')[1].trim()";
-
-/// Bit positions of an IPv6 address checked per order rule. The API server bounds the
-/// estimated cost of each rule; one rule over all 128 bits would exceed it with
-/// [`MAX_ADDRESSES`] entries, four rules over 32 bits each do not.
-const IPV6_BITS_PER_RULE: u32 = 32;
-
-/// CEL: the IPv4 address `ip` (an expression of type string) as an integer.
-fn cel_ipv4_value(ip: &str) -> String {
-    let octet = |i: u32| format!("int({ip}.split('.')[{i}])");
-    format!(
-        "({} * 16777216 + {} * 65536 + {} * 256 + {})",
-        octet(0),
-        octet(1),
-        octet(2),
-        octet(3)
-    )
-}
-
-/// CEL: an IPv4 range does not start after it ends.
-fn ipv4_order_rule() -> String {
-    format!(
-        "{NOT_A_RANGE} || ip({RANGE_START}).family() != 4 || ip({RANGE_END}).family() != 4 \
-         || {} <= {}",
-        cel_ipv4_value(RANGE_START),
-        cel_ipv4_value(RANGE_END)
-    )
-}
-
-/// CEL: an IPv6 range does not start after it ends, judged on bits `first..=last` (1-based).
-///
-/// CEL has no order on IPs, and rebuilding fixed-width text from an address costs too much
-/// in the API server's estimate. So this walks prefix lengths instead: if start and end
-/// share the first n-1 bits but not the first n (`end` is in `start/(n-1)` but not in
-/// `start/n`), they first differ at bit n, and the start must have a 0 there, which is
-/// when `start/n` and `start/(n-1)` have the same network address.
-fn ipv6_order_rule(first: u32, last: u32) -> String {
-    let list = |range: std::ops::RangeInclusive<u32>| {
-        let items: Vec<String> = range.map(|n| format!("'/{n}'")).collect();
-        format!("[{}]", items.join(", "))
-    };
-    let (prefixes, shorter) = (list(first..=last), list(first - 1..=last - 1));
-    let (start, end) = (RANGE_START, RANGE_END);
-    format!(
-        "{NOT_A_RANGE} || ip({start}).family() != 6 || ip({end}).family() != 6 \
-         || {prefixes}.all(i, p, !(cidr({start} + {shorter}[i]).containsIP({end}) && !cidr({start} + p).containsIP({end})) \
-         || cidr({start} + p).masked().ip() == cidr({start} + {shorter}[i]).masked().ip())"
-    )
-}
-
-/// CEL rules on one `addresses` entry.
-fn address_entry_rules() -> Vec<serde_json::Value> {
-    const ORDER_MESSAGE: &str = "a range must not start after it ends";
-    let mut rules = vec![
-        rule(
-            "self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) \
-             && isIP(self.split('-')[1].trim())) : isCIDR(self.trim())",
-            "must be a CIDR (192.0.2.0/24, 2001:db8::/64) or a range of two IP addresses (192.0.2.10-192.0.2.20); \
-             IPv4-mapped IPv6 addresses are not allowed",
-        ),
-        rule(
-            &format!("{NOT_A_RANGE} || ip({RANGE_START}).family() == ip({RANGE_END}).family()"),
-            "both ends of a range must be of the same IP family",
-        ),
-        rule(&ipv4_order_rule(), ORDER_MESSAGE),
-    ];
-    for first in (1..=128).step_by(IPV6_BITS_PER_RULE as usize) {
-        rules.push(rule(
-            &ipv6_order_rule(first, first + IPV6_BITS_PER_RULE - 1),
-            ORDER_MESSAGE,
-        ));
-    }
-    rules
-}
-
-fn addresses_schema(_: &mut SchemaGenerator) -> Schema {
-    let mut schema = string_set(
-        MAX_ADDRESSES,
-        cel_string(MAX_ADDRESS_ENTRY_LEN, address_entry_rules()),
-    );
-    schema.insert("minItems".into(), 1.into());
-    schema
-}
-
-fn namespaces_schema(_: &mut SchemaGenerator) -> Schema {
-    string_set(
-        MAX_NAMESPACES,
-        pattern_string(MAX_NAMESPACE_NAME_LEN, DNS1123_LABEL_PATTERN),
-    )
-}
-
-/// Up to 2^128, which has 39 digits.
-fn count_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "string", "maxLength": 39, "pattern": "^(0|[1-9][0-9]*)$" })
-}
-
-fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "maxItems": 16,
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": generator.subschema_for::<Condition>(),
-    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@ use crate::address::AddressError;
 use crate::test_support;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use proptest::prelude::*;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn pool(addresses: &[&str]) -> IPAddressPoolSpec {
     IPAddressPoolSpec {
@@ -28,13 +28,24 @@ const ADMISSION_VERDICTS: &[(&str, bool)] = &[
     ("2001:db8::1-2001:db8::ff", true),
     ("2001:DB8::1-2001:db8::2", true),
     ("64:ff9b::192.0.2.1-64:ff9b::192.0.2.9", true),
-    ("::-::1", true),
+    ("::2-::3", true),
     (
-        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         true,
     ),
     ("192.0.2.1-192.0.2.1", true),
-    ("0.0.0.0-255.255.255.255", true),
+    ("1.0.0.0-223.255.255.255", false),
+    ("128.0.0.0-223.255.255.255", true),
+    // Reserved addresses.
+    ("::-::1", false),
+    (
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        false,
+    ),
+    ("0.0.0.0-255.255.255.255", false),
+    ("fe00::-fec0::", false),
+    ("127.0.0.1/32", false),
+    ("255.255.255.255/32", false),
     ("2001:db8::/64 ", true),
     ("2001:db8::ff-2001:db8::1", false),
     ("192.0.2.20-192.0.2.10", false),
@@ -52,7 +63,8 @@ const ADMISSION_VERDICTS: &[(&str, bool)] = &[
     ("255.255.255.255-0.0.0.0", false),
     ("192.0.2.0/00", false),
     ("2001:db8::/064", false),
-    ("192.0.2.0/0", true),
+    ("192.0.2.0/0", false),
+    ("192.0.2.0/3", true),
     ("::ffff:192.0.2.0/120", false),
     ("192.0.2.1/24", true),
     ("fe80::1%eth0-fe80::2", false),
@@ -62,7 +74,13 @@ const ADMISSION_VERDICTS: &[(&str, bool)] = &[
 #[test]
 fn entries_agree_with_the_api_server() {
     for (entry, admitted) in ADMISSION_VERDICTS {
-        assert_eq!(parse_address_entry(entry).is_ok(), *admitted, "{entry:?}");
+        // A reserved entry parses; the pool check refuses it.
+        let reserved = parse_address_entry(entry).is_ok_and(|r| reserved_overlap(&r).is_some());
+        assert_eq!(
+            parse_address_entry(entry).is_ok(),
+            *admitted || reserved,
+            "{entry:?}"
+        );
         assert_eq!(pool(&[entry]).validate().is_ok(), *admitted, "{entry:?}");
     }
 }
@@ -119,6 +137,58 @@ fn entry_errors_say_what_is_wrong() {
 }
 
 #[test]
+fn reserved_addresses_are_refused_naming_the_entry() {
+    let refused = [
+        ("0.0.0.0/0", "0.0.0.0/8"),
+        ("0.0.0.1/32", "0.0.0.0/8"),
+        ("127.0.0.1/32", "127.0.0.0/8"),
+        ("112.0.0.0/4", "127.0.0.0/8"),
+        ("224.0.0.5/32", "224.0.0.0/4"),
+        ("255.255.255.255/32", "240.0.0.0/4"),
+        ("::/0", "::/128"),
+        ("::/128", "::/128"),
+        ("::1/128", "::1/128"),
+        ("fe80::/64", "fe80::/10"),
+        ("ff02::1/128", "ff00::/8"),
+        // Ranges: one end inside, or a whole block between the ends.
+        ("0.0.0.0-198.51.100.1", "0.0.0.0/8"),
+        ("126.255.255.0-128.0.0.5", "127.0.0.0/8"),
+        ("223.255.255.0-223.255.255.255", ""),
+        ("223.255.255.255-224.0.0.0", "224.0.0.0/4"),
+        ("192.0.2.1-255.255.255.255", "224.0.0.0/4"),
+        ("::-::5", "::/128"),
+        ("::1-2001:db8::1", "::1/128"),
+        ("fe00::-fec0::1", "fe80::/10"),
+        ("fe00::-fe7f::1", ""),
+        ("2001:db8::1-ff00::1", "fe80::/10"),
+    ];
+    for (entry, block) in refused {
+        let got = messages(&pool(&[entry]));
+        if block.is_empty() {
+            assert_eq!(got, Vec::<String>::new(), "{entry} is not reserved");
+        } else {
+            assert_eq!(
+                got,
+                vec![format!(
+                    "spec.addresses[0]: {entry:?} overlaps the reserved addresses {block}"
+                )],
+                "{entry}"
+            );
+        }
+    }
+    for allowed in [
+        "1.0.0.0/8",
+        "126.255.255.255/32",
+        "128.0.0.0/3",
+        "::2/127",
+        "fec0::/10",
+        "2001:db8::/32",
+    ] {
+        assert_eq!(pool(&[allowed]).validate(), Ok(()), "{allowed}");
+    }
+}
+
+#[test]
 fn whole_pool_rules() {
     assert_eq!(
         messages(&pool(&[])),
@@ -142,14 +212,14 @@ fn whole_pool_rules() {
         messages(&pool(&[
             "192.0.2.0/25",
             "192.0.2.128/25",
-            "::/0",
-            "0.0.0.0/0",
+            "2001:db8::/32",
+            "192.0.0.0/8",
             "2001:db8::1-2001:db8::2",
         ])),
         vec![
-            "spec.addresses[3]: \"0.0.0.0/0\" overlaps \"192.0.2.0/25\" (spec.addresses[0])",
-            "spec.addresses[3]: \"0.0.0.0/0\" overlaps \"192.0.2.128/25\" (spec.addresses[1])",
-            "spec.addresses[4]: \"2001:db8::1-2001:db8::2\" overlaps \"::/0\" (spec.addresses[2])",
+            "spec.addresses[3]: \"192.0.0.0/8\" overlaps \"192.0.2.0/25\" (spec.addresses[0])",
+            "spec.addresses[3]: \"192.0.0.0/8\" overlaps \"192.0.2.128/25\" (spec.addresses[1])",
+            "spec.addresses[4]: \"2001:db8::1-2001:db8::2\" overlaps \"2001:db8::/32\" (spec.addresses[2])",
         ]
     );
     // Touching is not overlapping; sharing one address is.
@@ -292,9 +362,71 @@ proptest! {
     fn valid_cidrs_and_ranges_pass(entry in prop_oneof![any_ipv4_cidr(), any_ipv6_cidr(), any_ipv4_range(), any_ipv6_range()]) {
         let mapped = entry.starts_with("::ffff:") && entry.contains('.');
         prop_assume!(!mapped);
-        prop_assert!(parse_address_entry(&entry).is_ok(), "{entry}");
-        prop_assert_eq!(pool(&[&entry]).validate(), Ok(()));
+        let range = parse_address_entry(&entry);
+        prop_assert!(range.is_ok(), "{entry}");
+        let expected = match range.ok().and_then(|r| reserved_overlap(&r)) {
+            None => Ok(()),
+            Some(block) => Err(vec![FieldError::new(
+                "spec.addresses[0]",
+                Problem::Reserved { entry: entry.clone(), block },
+            )]),
+        };
+        prop_assert_eq!(pool(&[&entry]).validate(), expected);
     }
+
+    /// The CEL range rule, which cannot order IPs, judges ordered ranges as the Rust check
+    /// does. Modelled here on `IpRange`s: an end inside a block, or one of the two spans
+    /// that `range_reserved_rule` names. Ends are drawn near the blocks' edges.
+    #[test]
+    fn cel_range_rule_model_agrees(a in near_reserved_edges(), b in near_reserved_edges(), v6 in any::<bool>()) {
+        let (a, b) = if v6 { (IpAddr::V6(a.into()), IpAddr::V6(b.into())) } else {
+            (IpAddr::V4(Ipv4Addr::from((a >> 96) as u32)), IpAddr::V4(Ipv4Addr::from((b >> 96) as u32)))
+        };
+        let range = IpRange::new(a.min(b), a.max(b)).expect("ordered");
+        let inside = |block: &str, ip: IpAddr| IpRange::parse(block).is_ok_and(|r| r.contains(&ip));
+        let (start, end) = (range.start(), range.end());
+        let cel_refuses = RESERVED.iter().any(|b| inside(b, start) || inside(b, end))
+            || (inside("0.0.0.0/1", start) && inside("128.0.0.0/1", end))
+            || (inside("fec0::/10", end) && !inside("fec0::/10", start));
+        prop_assert_eq!(cel_refuses, reserved_overlap(&range).is_some(), "{}", range);
+    }
+}
+
+/// A 128-bit value whose top bits sit at or next to an edge of a reserved block, for IPv6
+/// as is and for IPv4 through its top 32 bits.
+fn near_reserved_edges() -> impl Strategy<Value = u128> {
+    let edges: Vec<u128> = RESERVED
+        .iter()
+        .chain(&["0.0.0.0/1", "128.0.0.0/1", "fec0::/10"])
+        .flat_map(|block| {
+            let r = IpRange::parse(block).expect("a block");
+            let (s, e) = (
+                crate::address::to_u128(&r.start()),
+                crate::address::to_u128(&r.end()),
+            );
+            match r.family() {
+                crate::address::Family::V4 => vec![
+                    s << 96,
+                    e << 96,
+                    (s << 96).wrapping_sub(1 << 96),
+                    (e + 1) << 96,
+                ],
+                crate::address::Family::V6 => vec![s, e, s.wrapping_sub(1), e.wrapping_add(1)],
+            }
+        })
+        .collect();
+    (proptest::sample::select(edges), any::<u128>(), 0u32..100).prop_map(|(edge, noise, bits)| {
+        // Mostly the edge itself, sometimes nudged by a few low bits either way.
+        let nudge = noise >> (28 + bits);
+        if noise & 1 == 0 {
+            edge.wrapping_add(nudge)
+        } else {
+            edge.wrapping_sub(nudge)
+        }
+    })
+}
+
+proptest! {
 
     #[test]
     fn reversed_ranges_fail(a in any::<u32>(), b in any::<u32>()) {
