@@ -8,6 +8,7 @@ pub mod env;
 pub mod forward;
 pub mod l2lab;
 pub mod metallb_source;
+pub mod metrics_text;
 pub mod netns;
 pub mod process;
 pub mod realnodes;

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use ferrolb_tests::env::{apply_deploy, shared_cluster, wait_for};
+use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::scenario::{Scenario, WAIT};
 use serde_json::json;
 
@@ -794,11 +795,10 @@ async fn allocation_failure_metric_carries_the_reason() -> R {
 
 /// The value of `ferrolb_controller_allocation_failures_total{reason="…"}`.
 fn failure_count(metrics: &str, reason: &str) -> Option<f64> {
-    let prefix = format!("ferrolb_controller_allocation_failures_total{{reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
+    sample_value(
+        metrics,
+        &format!("ferrolb_controller_allocation_failures_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// Cells of a kubectl table row, cut at the columns where the header's

@@ -22,6 +22,7 @@ use ferrolb_crds::ServiceL2Status;
 use ferrolb_tests::arp_probe::{ArpProber, Claim, TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape};
+use ferrolb_tests::metrics_text::sample_value;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
@@ -640,13 +641,6 @@ async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
 }
 
 /// The value of one sample of a metrics text, 0 when absent.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_counted_and_ignored() -> Result<()> {
     let mut lab = L2Lab::start(
@@ -726,7 +720,7 @@ async fn bad_input_is_counted_and_ignored() -> Result<()> {
             let text = lab.speaker_http(0, "/metrics").ok()?;
             let all_counted = ["malformed", "not_ours", "wrong_interface"]
                 .iter()
-                .all(|reason| metric(&text, &ignored(reason)) >= 3.0)
+                .all(|reason| sample_value(&text, &ignored(reason)).unwrap_or(0.0) >= 3.0)
                 && text.lines().any(|l| {
                     l.starts_with("ferrolb_speaker_gossip_rejected_total") && !l.ends_with(" 0")
                 });

@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use ferrolb_tests::arp_probe::{ArpProber, overlapping_answers};
 use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
+use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
 use ferrolb_tests::realnodes::http_probe::wait_answering;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
@@ -464,12 +465,6 @@ fn speaker_metrics(site: &RealCluster, node: usize) -> Result<String> {
         .exec_ok(&["curl", "-sS", "--max-time", "2", &url])
 }
 
-/// The value of the sample `name` (with its labels) in a metrics page.
-fn metric_value(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-}
-
 /// The highest count of gossip datagrams dropped for their key that each
 /// node's speaker reported, polled every 500 ms while `polling` holds.
 /// Speakers restart during the rotation and their counters with them, so
@@ -482,7 +477,7 @@ fn most_bad_key_rejections(site: &RealCluster, polling: &AtomicBool) -> BTreeMap
             let count = speaker_metrics(site, i)
                 .ok()
                 .and_then(|page| {
-                    metric_value(
+                    sample_value(
                         &page,
                         "ferrolb_speaker_gossip_rejected_total{reason=\"bad_key\"}",
                     )
@@ -505,7 +500,7 @@ fn wait_for_whole_gossip_group(site: &RealCluster) -> Result<()> {
             .map(|i| {
                 speaker_metrics(site, i)
                     .ok()
-                    .and_then(|page| metric_value(&page, "ferrolb_speaker_members_alive"))
+                    .and_then(|page| sample_value(&page, "ferrolb_speaker_members_alive"))
             })
             .collect();
         if alive.iter().all(|a| *a == Some(whole)) {
