@@ -456,7 +456,7 @@ impl Allocator {
             return Ok(vec![name.clone()]);
         }
         if let Some(ip) = request.requested_ips.first() {
-            let holding: Vec<&Pool> = self
+            let (admitting, excluding): (Vec<&Pool>, Vec<&Pool>) = self
                 .pools
                 .values()
                 .filter(|p| {
@@ -465,18 +465,17 @@ impl Allocator {
                         .iter()
                         .all(|ip| p.config.declared.contains(*ip))
                 })
-                .collect();
-            if let Some(excluding) = holding.first()
-                && !holding.iter().any(|p| admits(p))
+                .partition(|p| admits(p));
+            if let Some(excluding) = excluding.first()
+                && admitting.is_empty()
             {
                 return Err(AllocationError::RequestedIpOutOfScope {
                     ip: *ip,
                     pool: excluding.config.name.clone(),
                 });
             }
-            let holding: Vec<String> = holding
+            let holding: Vec<String> = admitting
                 .into_iter()
-                .filter(|p| admits(p))
                 .map(|p| p.config.name.clone())
                 .collect();
             if holding.is_empty() {

@@ -125,7 +125,7 @@ fn document_inputs(
     let is_list = map
         .get("kind")
         .and_then(Value::as_str)
-        .is_some_and(|kind| kind == "List" || kind.ends_with("List"))
+        .is_some_and(|kind| kind.ends_with("List"))
         && map.get("items").is_some();
     if !is_list {
         return Ok(vec![classify(origin, Value::Object(map))?]);

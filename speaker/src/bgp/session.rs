@@ -230,7 +230,8 @@ impl Shell {
                         stop_requested = true;
                         self.pending.push_back(match request {
                             StopRequest::Restart => Event::StopForRestart,
-                            _ => Event::Stop { graceful: request == StopRequest::Graceful },
+                            StopRequest::Graceful => Event::Stop { graceful: true },
+                            StopRequest::Immediate => Event::Stop { graceful: false },
                         });
                     }
                 }

@@ -124,11 +124,6 @@ impl Heartbeat {
     pub fn beat(&self) {
         lock(&self.health.inner.beats).touch(&self.part, Instant::now());
     }
-
-    /// The name it beats under.
-    pub fn part(&self) -> &str {
-        &self.part
-    }
 }
 
 impl Drop for Heartbeat {

@@ -45,6 +45,7 @@ impl Heartbeats {
     }
 
     /// The names of the parts that beat, sorted.
+    #[cfg(test)]
     pub fn parts(&self) -> impl Iterator<Item = &str> {
         self.last.keys().map(String::as_str)
     }
