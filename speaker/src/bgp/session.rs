@@ -132,6 +132,7 @@ pub async fn run_session(
         pending: VecDeque::from([Event::Start]),
         draining: false,
         established_since: None,
+        established: None,
         updates_sent: 0,
         update_errors: UpdateErrorCounts::default(),
         status,
@@ -151,6 +152,10 @@ struct Shell {
     /// Announcing GRACEFUL_SHUTDOWN: route changes wait until we withdraw.
     draining: bool,
     established_since: Option<std::time::Instant>,
+    /// The Established session's parameters, kept until its `SessionDown` action.
+    /// The FSM forgets them as soon as it decides to close, but the goodbye it asks
+    /// for first (withdrawals, then the NOTIFICATION) still goes out on that session.
+    established: Option<Negotiated>,
     updates_sent: u64,
     update_errors: UpdateErrorCounts,
     status: watch::Sender<SessionStatus>,
@@ -271,10 +276,15 @@ impl Shell {
         }
     }
 
+    /// The session's parameters: the Established session's until it is down, else
+    /// what the FSM has negotiated so far (from OpenConfirm on).
+    fn negotiated(&self) -> Option<&Negotiated> {
+        self.established.as_ref().or_else(|| self.fsm.negotiated())
+    }
+
     fn codec(&self) -> CodecOptions {
         CodecOptions {
             four_octet_as: self
-                .fsm
                 .negotiated()
                 .is_some_and(|negotiated| negotiated.four_octet_as),
         }
@@ -333,12 +343,14 @@ impl Shell {
             Action::SessionEstablished(negotiated) => {
                 tracing::info!(peer = %self.config.peer, ?negotiated, "session established");
                 self.established_since = Some(std::time::Instant::now());
+                self.established = Some(negotiated.clone());
                 self.sent.clear();
                 self.sync_routes(routes).await;
             }
             Action::SessionDown(reason) => {
                 tracing::warn!(peer = %self.config.peer, %reason, "session down");
                 self.established_since = None;
+                self.established = None;
                 self.sent.clear();
                 self.draining = false;
             }
@@ -421,7 +433,7 @@ impl Shell {
     }
 
     async fn sync_routes(&mut self, routes: &watch::Receiver<RouteSet>) {
-        let Some(negotiated) = self.fsm.negotiated().cloned() else {
+        let Some(negotiated) = self.negotiated().cloned() else {
             return;
         };
         let desired = self.desired(routes, &negotiated);
@@ -437,7 +449,7 @@ impl Shell {
 
     /// Sends the UPDATEs for `changes`; false if they could not be built.
     async fn send_changes(&mut self, changes: &RouteChanges) -> bool {
-        let Some(negotiated) = self.fsm.negotiated() else {
+        let Some(negotiated) = self.negotiated() else {
             return false;
         };
         let context = UpdateContext {

@@ -273,4 +273,50 @@ mod scripted_peer {
             .expect("session stopped")
             .unwrap();
     }
+
+    /// A leaving speaker withdraws its routes on the session before the Cease: the
+    /// FSM has forgotten the session's parameters by the time the shell sends them.
+    #[tokio::test]
+    async fn a_graceful_stop_withdraws_the_routes_then_sends_a_cease() {
+        use crate::bgp::message::cease_subcode;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = session_config(listener.local_addr().unwrap());
+        let routes = RouteSet::from([route("203.0.113.7/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED))]);
+        let (_routes_tx, routes_rx) = watch::channel(routes);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (status_tx, _status_rx) = watch::channel(SessionStatus::default());
+        let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));
+
+        let script = async {
+            let (mut stream, mut buffer) = establish(&listener).await;
+            let Message::Update(update) = next_non_keepalive(&mut stream, &mut buffer).await else {
+                panic!("expected the routes after establishment");
+            };
+            assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
+            assert_eq!(
+                next_non_keepalive(&mut stream, &mut buffer).await,
+                Message::Update(Update::default()),
+                "End-of-RIB after the routes"
+            );
+            stop_tx.send(Some(StopRequest::Graceful)).unwrap();
+            let message = next_non_keepalive(&mut stream, &mut buffer).await;
+            let Message::Update(update) = message else {
+                panic!("expected the withdrawal first, got {message:?}");
+            };
+            assert_eq!(update.withdrawn, vec!["203.0.113.7/32".parse().unwrap()]);
+            assert!(update.nlri.is_empty());
+            assert_eq!(
+                next_non_keepalive(&mut stream, &mut buffer).await,
+                Message::Notification(Notification::cease(cease_subcode::ADMINISTRATIVE_SHUTDOWN))
+            );
+        };
+        tokio::time::timeout(Duration::from_secs(10), script)
+            .await
+            .expect("script finished in time");
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("session stopped")
+            .unwrap();
+    }
 }
