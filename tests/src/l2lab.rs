@@ -353,13 +353,26 @@ impl L2Lab {
     /// Starts node `i`'s speaker with gossip key `key` (a wrong one cuts it
     /// off from the group while the LAN stays up).
     pub fn start_speaker_with_key(&mut self, i: usize, key: &str) -> Result<()> {
+        self.spawn_speaker(i, ("FERROLB_GOSSIP_KEY", key.as_ref()))
+    }
+
+    /// Starts node `i`'s speaker with its gossip keys read from `file`
+    /// (`--gossip-key-file`: re-read every few seconds, so rewriting it
+    /// changes the keys without a restart).
+    pub fn start_speaker_with_key_file(&mut self, i: usize, file: &std::path::Path) -> Result<()> {
+        self.spawn_speaker(i, ("FERROLB_GOSSIP_KEY_FILE", file.as_os_str()))
+    }
+
+    /// Starts node `i`'s speaker with `key`, the environment variable that
+    /// gives its gossip key.
+    fn spawn_speaker(&mut self, i: usize, key: (&str, &std::ffi::OsStr)) -> Result<()> {
         let cluster = self.scenario.cluster;
         let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
         let node = &self.nodes[i];
         let mut command = node.netns.command(binary("ferrolb-speaker")?);
         command
             .env("KUBECONFIG", &kubeconfig)
-            .env("FERROLB_GOSSIP_KEY", key)
+            .env(key.0, key.1)
             .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
             .args(["--node-name", &node.name])
             .args(["--namespace", &self.scenario.ns.name])

@@ -921,25 +921,52 @@ async fn gossip_blocked_on_one_node_keeps_one_mac_per_ip() -> Result<()> {
     Ok(())
 }
 
+/// A gossip key nobody else in the lab has.
+const WRONG_KEY: &str = "a-wrong-key-of-32-bytes-or-more!";
+
+/// How many times node `i`'s speaker held off an IPv4 address because its
+/// probe was answered.
+fn held_off(lab: &L2Lab, i: usize) -> Result<f64> {
+    lab.speaker_metric(
+        i,
+        "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"held_off\"}",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_gossip_key_keeps_one_mac_per_ip() -> Result<()> {
     let (mut lab, ips, owners) = three_services("l2-key").await?;
     let cut = owners[0];
-    // Restarted with a key nobody else has: alone in its own group from
-    // the start, it probes before claiming and holds off.
+    // Restarted with a key nobody else has, from a key file: alone in its
+    // own group from the start, it probes before claiming and holds off.
+    let key_file = lab.nodes[cut].log.with_extension("keys");
+    std::fs::write(&key_file, format!("{WRONG_KEY}\n"))?;
     lab.stop_speaker(cut);
-    lab.start_speaker_with_key(cut, "a-wrong-key-of-32-bytes-or-more!")?;
+    lab.start_speaker_with_key_file(cut, &key_file)?;
     let samples = lab.sample_arp_owners(&ips, SPLIT_WINDOW)?;
     assert_one_mac_per_ip(&samples, SETTLE, "one node with the wrong key");
     assert!(
-        lab.speaker_metric(
-            cut,
-            "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"held_off\"}"
-        )? >= 1.0,
+        held_off(&lab, cut)? >= 1.0,
         "the wrong-key node's probes were answered"
     );
-    // Healed by a restart with the right key: it joins the group, hears a
-    // majority, and claims at once what the election gives it.
+    // Healed without a restart, as a fixed Secret is: its key file gets the
+    // right key. It hears the majority again and its doubt ends: it claims
+    // at once the IPs it held off (the stand-ins let them go as they hear
+    // it), rather than at its next re-probe, up to 2 s later.
+    std::fs::write(&key_file, format!("{}\n", lab.gossip_key))?;
+    let samples = lab.sample_arp_owners(&ips, SPLIT_WINDOW)?;
+    assert_one_mac_per_ip(&samples, SETTLE, "the key file fixed");
+    // Cut off again, then healed by a restart with the right key: it joins
+    // the group, hears a majority, and claims at once what the election
+    // gives it.
+    lab.stop_speaker(cut);
+    lab.start_speaker_with_key(cut, WRONG_KEY)?;
+    wait_for(
+        "the restarted wrong-key node to hold off",
+        Duration::from_secs(30),
+        || async { (held_off(&lab, cut).ok()? >= 1.0).then_some(()) },
+    )
+    .await?;
     lab.stop_speaker(cut);
     lab.start_speaker(cut)?;
     let samples = lab.sample_arp_owners(&ips, SPLIT_WINDOW)?;
