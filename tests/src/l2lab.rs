@@ -650,6 +650,11 @@ impl L2Lab {
         Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 2)) + 32 * u32::from(self.index.0))
     }
 
+    /// The client's IPv6 address on the LAN.
+    pub fn client_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x5100, self.index.0.into(), 0, 0, 0, 2)
+    }
+
     /// GETs a path of node `i`'s speaker metrics endpoint, from inside its namespace.
     pub fn speaker_http(&self, i: usize, path: &str) -> Result<String> {
         let path = path.to_string();

@@ -23,6 +23,7 @@ use ferrolb_tests::arp_probe::{ArpProber, Claim, TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape};
 use ferrolb_tests::metrics_text::sample_value;
+use ferrolb_tests::ns_probe::unicast_solicitations;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
@@ -183,6 +184,49 @@ async fn exactly_one_node_answers_arp_and_ndp() -> Result<()> {
         "{live}"
     );
     lab.kill_speaker(0);
+    Ok(())
+}
+
+/// A unicast Neighbor Solicitation for the Service IP, as a kernel sends to
+/// check that a neighbour is still reachable (to the IP itself, at the
+/// owner's MAC), is answered by the owner (MetalLB #2920). A raw ICMPv6
+/// socket never sees it: the IP is no address of the node's interfaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicast_neighbor_solicitation_is_answered_by_the_owner() -> Result<()> {
+    let two = LabShape {
+        nodes: 2,
+        second_lan: false,
+    };
+    let mut lab = L2Lab::start("l2-uns", two).await?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let ip6 = v6(&lab
+        .service("web", json!({"spec": {"ipFamilies": ["IPv6"]}}), 1)
+        .await?)?;
+    let owner = lab.wait_ndp_owner(ip6, None).await?;
+    let owner_mac = lab.nodes[owner].mac.clone();
+
+    let answers = unicast_solicitations(
+        &lab.client,
+        "eth0",
+        lab.client_ip6(),
+        ip6,
+        &owner_mac,
+        5,
+        Duration::from_secs(2),
+    )?;
+    let from_owner = |answer: &&ferrolb_tests::ns_probe::Answer| {
+        answer.from_mac.eq_ignore_ascii_case(&owner_mac)
+            && answer
+                .target_mac
+                .as_deref()
+                .is_some_and(|mac| mac.eq_ignore_ascii_case(&owner_mac))
+    };
+    assert_eq!(
+        answers.iter().flatten().filter(from_owner).count(),
+        5,
+        "each unicast solicitation gets a solicited advertisement from the owner {owner_mac}: {answers:?}"
+    );
     Ok(())
 }
 
