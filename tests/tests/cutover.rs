@@ -396,8 +396,10 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
     let metallb_binary = controller_binary()?;
     eprintln!("MetalLB controller at {}", metallb_binary.display());
     let ferrolb = binary("ferrolb")?;
+    eprintln!("binaries ready after {:?}", started.elapsed());
     let cluster = own_cluster()?;
     let client = cluster.admin_client().await?;
+    eprintln!("cluster ready after {:?}", started.elapsed());
     // The cluster's IPv4 Service range (a /25) holds too few ClusterIPs for 200 Services.
     cluster.kubectl_stdin(
         &["apply", "-f", "-"],
