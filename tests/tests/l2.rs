@@ -196,6 +196,7 @@ async fn a_unicast_neighbor_solicitation_is_answered_by_the_owner() -> Result<()
     let two = LabShape {
         nodes: 2,
         second_lan: false,
+        own_cluster: false,
     };
     let mut lab = L2Lab::start("l2-uns", two).await?;
     lab.advertise("all", json!({})).await?;
