@@ -625,7 +625,7 @@ async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
     let (lab, ip, owner, prober) = answered_ip("l2-link", "mail").await?;
     let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
     let cut = Instant::now();
-    lab.cut_link(owner)?;
+    lab.cut_link(owner, "eth0")?;
     let answer = answer_since(&prober, cut, "another node answering", |c| {
         !c.mac.eq_ignore_ascii_case(&owner_mac)
     })
@@ -635,8 +635,99 @@ async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
     assert!(took <= Duration::from_secs(2), "takeover took {took:?}");
     // Plugged back in, the owner by election takes its IP back (the node
     // that stood in may answer until the gossip has healed).
-    lab.restore_link(owner)?;
+    lab.restore_link(owner, "eth0")?;
     wait_alone(&lab, ip, owner).await?;
+    Ok(())
+}
+
+/// An interface used only for L2 announcements (eth1, the second LAN) goes
+/// down on the owner while gossip flows on eth0: the owner leaves the
+/// election for the IPs announced there (its reach report), another node
+/// answers on the second LAN, and the owner keeps its IPs on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_interface_going_down_moves_only_the_ips_announced_there() -> Result<()> {
+    let mut lab = L2Lab::start(
+        "l2-eth1",
+        LabShape {
+            nodes: 3,
+            second_lan: true,
+        },
+    )
+    .await?;
+    let lan2 = json!({"addresses": [lab.pool_second_lan()], "autoAssign": false});
+    lab.scenario.pool("lan2", lan2).await?;
+    lab.advertise(
+        "lan1",
+        json!({"ipAddressPools": ["lan"], "interfaces": ["eth0"]}),
+    )
+    .await?;
+    lab.advertise(
+        "lan2",
+        json!({"ipAddressPools": ["lan2"], "interfaces": ["eth1"]}),
+    )
+    .await?;
+    lab.start_speakers()?;
+    let in_lan2 = json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "lan2"}}});
+    let far = v4(&lab.service("far", in_lan2, 1).await?)?;
+    let owner = wait_for(
+        "one node answering on the second LAN",
+        Duration::from_secs(30),
+        || async {
+            let macs = lab.arping(far, "eth1", 2).ok()?;
+            let mac = macs.iter().next()?;
+            (macs.len() == 1).then(|| lab.node_with_mac(mac)).flatten()
+        },
+    )
+    .await?;
+    let owner_mac2 = lab.nodes[owner].mac2.clone().context("eth1")?;
+    // An IP on the first LAN that the same node must own: its only endpoint
+    // is there, and the policy is Local.
+    lab.endpoints("near", &[owner]).await?;
+    let local = json!({"spec": {"externalTrafficPolicy": "Local"}});
+    let near = v4(&lab.service_without_endpoints("near", local, 1).await?)?;
+    assert_eq!(lab.wait_arp_owner(near).await?, owner);
+
+    let prober =
+        lab.arp_prober_second_lan(far, Duration::from_millis(100), Duration::from_secs(120))?;
+    answer_since(&prober, Instant::now(), "the owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac2)
+    })
+    .await?;
+    let cut = Instant::now();
+    lab.cut_link(owner, "eth1")?;
+    let answer = answer_since(&prober, cut, "another node answering", |c| {
+        !c.mac.eq_ignore_ascii_case(&owner_mac2)
+    })
+    .await?;
+    let took = answer.at - cut;
+    let stand_in = lab.node_with_mac(&answer.mac).context("an unknown MAC")?;
+    eprintln!("eth1 down on node {owner}: node {stand_in} answers on LAN 2 after {took:?}");
+    assert!(took <= Duration::from_secs(2), "takeover took {took:?}");
+    assert_ne!(stand_in, owner);
+    let owner_mac = BTreeSet::from([lab.nodes[owner].mac.clone()]);
+    assert_eq!(
+        lab.arping(near, "eth0", 2)?,
+        owner_mac,
+        "the owner still answers for its IP on the first LAN"
+    );
+
+    // Plugged back in, the owner by election takes its IP back, alone.
+    lab.restore_link(owner, "eth1")?;
+    let alone = BTreeSet::from([owner_mac2]);
+    wait_for(
+        "the owner alone answering on the second LAN",
+        Duration::from_secs(30),
+        || async {
+            let macs = lab.arping(far, "eth1", 2)?;
+            if macs == alone {
+                Ok(())
+            } else {
+                Err(anyhow!("ARP answers from {macs:?}"))
+            }
+        },
+    )
+    .await?;
+    assert_eq!(lab.arping(near, "eth0", 2)?, owner_mac);
     Ok(())
 }
 
