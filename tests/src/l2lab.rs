@@ -553,31 +553,24 @@ impl L2Lab {
         interval: Duration,
         limit: Duration,
     ) -> Result<crate::arp_probe::ArpProber> {
-        crate::arp_probe::ArpProber::start(
-            &self.client,
-            "eth0",
-            self.client_ip4(),
-            ip,
-            interval,
-            limit,
-        )
+        self.arp_prober_on("eth0", ip, interval, limit)
     }
 
-    /// [`L2Lab::arp_prober`] on the client's eth1, on the second LAN.
-    pub fn arp_prober_second_lan(
+    /// [`L2Lab::arp_prober`] on the client's `interface`: eth0, or eth1 on
+    /// the second LAN.
+    pub fn arp_prober_on(
         &self,
+        interface: &str,
         ip: Ipv4Addr,
         interval: Duration,
         limit: Duration,
     ) -> Result<crate::arp_probe::ArpProber> {
-        crate::arp_probe::ArpProber::start(
-            &self.client,
-            "eth1",
-            self.client_ip4_second_lan(),
-            ip,
-            interval,
-            limit,
-        )
+        let ours = if interface == "eth1" {
+            self.client_ip4_second_lan()
+        } else {
+            self.client_ip4()
+        };
+        crate::arp_probe::ArpProber::start(&self.client, interface, ours, ip, interval, limit)
     }
 
     /// Index of the node whose MAC is `mac`.
