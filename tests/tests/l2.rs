@@ -711,6 +711,8 @@ async fn a_named_interface_going_down_moves_only_the_ips_announced_there() -> Re
     })
     .await?;
     cut_and_wait(&lab, &prober, owner, "eth1", &owner_mac2).await?;
+    let unreachable = "ferrolb_speaker_l2_unreachable_interfaces";
+    assert_eq!(lab.speaker_metric(owner, unreachable)?, 1.0);
     let owner_mac = BTreeSet::from([lab.nodes[owner].mac.clone()]);
     assert_eq!(
         lab.arping(near, "eth0", 2)?,
@@ -722,6 +724,7 @@ async fn a_named_interface_going_down_moves_only_the_ips_announced_there() -> Re
     lab.restore_link(owner, "eth1")?;
     wait_alone_on(&lab, far, "eth1", &owner_mac2).await?;
     assert_eq!(lab.arping(near, "eth0", 2)?, owner_mac);
+    assert_eq!(lab.speaker_metric(owner, unreachable)?, 0.0);
     Ok(())
 }
 
