@@ -6,19 +6,16 @@
 //! alike. It builds its frames itself rather than with the speaker's codec,
 //! so a bug there cannot hide in the measurement.
 
-// Raw libc socket and signal calls; each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
-use crate::netns::Netns;
+use crate::netns::{Netns, in_named_netns};
+use crate::packet_socket::{PacketSocket, format_mac, parse_mac};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ARP_REQUEST: u16 = 1;
@@ -37,99 +34,30 @@ pub struct Claim {
 
 /// A raw ARP socket bound to one interface of the current thread's namespace.
 struct ArpSocket {
-    fd: OwnedFd,
-    our_mac: [u8; 6],
+    socket: PacketSocket,
     our_ip: Ipv4Addr,
 }
 
 impl ArpSocket {
     fn open(interface: &str, our_mac: [u8; 6], our_ip: Ipv4Addr) -> Result<ArpSocket> {
-        let name = std::ffi::CString::new(interface)?;
-        // SAFETY: if_nametoindex reads a valid NUL-terminated string.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if index == 0 {
-            bail!("no interface {interface}");
-        }
-        let protocol = ETH_P_ARP.to_be();
-        // SAFETY: plain socket call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
-        if raw < 0 {
-            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain old data; zero is a valid start.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = protocol;
-        address.sll_ifindex = index as i32;
-        // SAFETY: the address points to a live sockaddr_ll of the given size.
-        let bound = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&address as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if bound != 0 {
-            bail!(
-                "binding to {interface}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 1000,
-        };
-        // SAFETY: the option value points to a live timeval of the given size.
-        let set = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        if set != 0 {
-            bail!("SO_RCVTIMEO: {}", std::io::Error::last_os_error());
-        }
-        Ok(ArpSocket {
-            fd,
-            our_mac,
-            our_ip,
-        })
+        let socket = PacketSocket::open(interface, our_mac, ETH_P_ARP, Duration::from_millis(1))?;
+        Ok(ArpSocket { socket, our_ip })
     }
 
     fn send_request(&self, target: Ipv4Addr) -> Result<()> {
-        self.send(&request_frame(self.our_mac, self.our_ip, target))
+        self.send(&request_frame(self.socket.mac, self.our_ip, target))
     }
 
     fn send(&self, frame: &[u8]) -> Result<()> {
-        // SAFETY: the buffer is a live array of the given length.
-        let sent =
-            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if sent != frame.len() as isize {
-            bail!("sending an ARP frame: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        self.socket.send(frame)
     }
 
     /// The next claim of `target` received within the socket timeout, if any.
     fn receive_claim(&self, target: Ipv4Addr) -> Option<Claim> {
         let mut buffer = [0u8; 128];
-        // SAFETY: the buffer is a live array of the given length.
-        let got = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
+        let frame = self.socket.receive(&mut buffer);
         let at = Instant::now();
-        let frame = buffer.get(..usize::try_from(got).ok()?)?;
-        parse_claim(frame, target, self.our_ip).map(|(mac, gratuitous)| Claim {
+        parse_claim(frame?, target, self.our_ip).map(|(mac, gratuitous)| Claim {
             at,
             mac,
             gratuitous,
@@ -173,23 +101,7 @@ fn parse_claim(frame: &[u8], target: Ipv4Addr, our_ip: Ipv4Addr) -> Option<(Stri
     if !(gratuitous || answer_to_us) {
         return None;
     }
-    let mac = sender_mac
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    Some((mac, gratuitous))
-}
-
-fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|part| u8::from_str_radix(part, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad MAC {text}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+    Some((format_mac(sender_mac), gratuitous))
 }
 
 /// Runs `f` with an ARP socket on `interface` of `netns`, on a thread of its own.
@@ -200,15 +112,12 @@ fn spawn_in<T: Send + 'static>(
     f: impl FnOnce(ArpSocket) -> Result<T> + Send + 'static,
 ) -> Result<JoinHandle<Result<T>>> {
     let our_mac = parse_mac(&netns.mac(interface)?)?;
-    let path = netns.path();
     let interface = interface.to_string();
+    let name = netns.name.clone();
     Ok(std::thread::spawn(move || -> Result<T> {
-        let handle = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on a valid namespace fd only changes this thread.
-        if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        f(ArpSocket::open(&interface, our_mac, our_ip)?)
+        in_named_netns(&name, move || {
+            f(ArpSocket::open(&interface, our_mac, our_ip)?)
+        })
     }))
 }
 
@@ -372,7 +281,7 @@ pub fn send_frames(
             match frame {
                 TestFrame::WhoHas(target) => socket.send_request(target)?,
                 TestFrame::Truncated { target, len } => {
-                    let whole = request_frame(socket.our_mac, socket.our_ip, target);
+                    let whole = request_frame(socket.socket.mac, socket.our_ip, target);
                     socket.send(whole.get(..len).unwrap_or(&whole))?
                 }
             }

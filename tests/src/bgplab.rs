@@ -55,6 +55,7 @@ impl BgpLab {
             LabShape {
                 nodes: 3,
                 second_lan: false,
+                own_cluster: false,
             },
         )
         .await?;

@@ -261,6 +261,21 @@ impl Cluster {
         self.wait_ready(Duration::from_secs(60))
     }
 
+    /// Stops kube-apiserver, then etcd, of a cluster this process started
+    /// (a no-op for any other, and when stopped already). Its state directory
+    /// stays until it is dropped or the process exits, for the logs.
+    pub fn stop(&self) {
+        if let Lifetime::Tied(children) = &self.lifetime {
+            let mut children = match children.lock() {
+                Ok(children) => children,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            while let Some(mut child) = children.pop() {
+                terminate(&mut child, Duration::from_secs(5));
+            }
+        }
+    }
+
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
@@ -420,15 +435,8 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Lifetime::Tied(children) = &mut self.lifetime {
-            // apiserver first, then etcd.
-            let children = match children.get_mut() {
-                Ok(children) => children,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for child in children.iter_mut().rev() {
-                terminate(child, Duration::from_secs(5));
-            }
+        if let Lifetime::Tied(_) = &self.lifetime {
+            self.stop();
             if self.remove_dir_on_drop {
                 let _ = std::fs::remove_dir_all(&self.dir);
             }

@@ -239,6 +239,25 @@ impl Controller {
         extra: &[&str],
         server: &str,
     ) -> Result<Controller> {
+        let mut args = vec![
+            "--namespace",
+            &ns.name,
+            "--load-balancer-class",
+            &ns.class,
+            "--ignore-unclassed",
+        ];
+        args.extend_from_slice(extra);
+        Controller::spawn(cluster, &ns.name, &args, server)
+    }
+
+    /// A controller as the install runs it: pools in `ferrolb-system`, Services of the
+    /// default class and unclassed ones (every test namespace's too, so only for a
+    /// cluster of its own), with extra flags.
+    pub fn start_installed(cluster: &Cluster, extra: &[&str]) -> Result<Controller> {
+        Controller::spawn(cluster, "ferrolb-system", extra, &cluster.server)
+    }
+
+    fn spawn(cluster: &Cluster, label: &str, args: &[&str], server: &str) -> Result<Controller> {
         let kubeconfig = cluster.service_account_kubeconfig_via(
             "ferrolb-system",
             "ferrolb-controller",
@@ -247,20 +266,13 @@ impl Controller {
         let metrics_port = free_port()?;
         let log = cluster
             .dir
-            .join(format!("controller-{}-{metrics_port}.log", ns.name));
+            .join(format!("controller-{label}-{metrics_port}.log"));
         let mut command = Command::new(binary("ferrolb-controller")?);
         command
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=warn,ferrolb_controller::shell=debug")
-            .args([
-                "--namespace",
-                &ns.name,
-                "--load-balancer-class",
-                &ns.class,
-                "--ignore-unclassed",
-            ])
-            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
-            .args(extra);
+            .args(args)
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"));
         let child = spawn_tied(command, &log)?;
         Ok(Controller {
             child: Some(child),

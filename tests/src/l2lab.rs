@@ -17,6 +17,11 @@
 //!
 //! There is no kubelet: the lab creates the Node objects (Ready, with their
 //! InternalIP) and the EndpointSlices itself.
+//!
+//! Labs share the test process's cluster unless [`LabShape::own_cluster`]
+//! says otherwise. Nodes are cluster-scoped, so on the shared one every
+//! speaker also sees the Nodes of the labs running alongside: Ready, with an
+//! address, but never heard over gossip (they are on another LAN).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -32,7 +37,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::env::{binary, wait_for};
+use crate::cluster::Cluster;
+use crate::env::{binary, own_cluster, wait_for};
 use crate::forward::Forwarder;
 use crate::netns::{Netns, in_netns, veth};
 use crate::process::{spawn_tied, terminate};
@@ -69,6 +75,17 @@ pub struct L2Lab {
     /// Extra speaker flags, used by every start.
     pub speaker_flags: Vec<String>,
     lan: Netns,
+    /// Stops the lab's own cluster, if it has one, after everything else.
+    _own_cluster: Option<StopOnDrop>,
+}
+
+/// Stops a cluster when dropped.
+struct StopOnDrop(&'static Cluster);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// A lab's slot in the address plan, free again when the lab is dropped.
@@ -104,6 +121,13 @@ pub struct LabShape {
     pub nodes: usize,
     /// Give every node and the client an eth1 on a second bridge.
     pub second_lan: bool,
+    /// Run on a control plane of its own (started for the lab, about 10 s,
+    /// and stopped with it), so the lab's Nodes are the only ones its
+    /// speakers see: for tests whose point rests on the cluster's whole
+    /// Node view, such as the full-disruption guard (no Node Ready) or the
+    /// majorities of a gossip split (of the Ready Nodes). On the shared
+    /// cluster, the other labs' Nodes count as Ready nodes never heard.
+    pub own_cluster: bool,
 }
 
 impl L2Lab {
@@ -119,7 +143,13 @@ impl L2Lab {
             .acquire_owned()
             .await?;
         let index = LabIndex::take()?;
-        let scenario = Scenario::start(prefix).await?;
+        let (scenario, own) = if shape.own_cluster {
+            let cluster = tokio::task::spawn_blocking(own_cluster).await??;
+            let stop = StopOnDrop(cluster);
+            (Scenario::start_on(cluster, prefix).await?, Some(stop))
+        } else {
+            (Scenario::start(prefix).await?, None)
+        };
         let cluster = scenario.cluster;
         let port: u16 = cluster
             .server
@@ -213,6 +243,7 @@ impl L2Lab {
             gossip_key: format!("key-{:016x}", rand::random::<u64>()),
             speaker_flags: Vec::new(),
             lan,
+            _own_cluster: own,
         };
         for i in 0..lab.nodes.len() {
             lab.create_node(i, &[]).await?;
@@ -328,13 +359,26 @@ impl L2Lab {
     /// Starts node `i`'s speaker with gossip key `key` (a wrong one cuts it
     /// off from the group while the LAN stays up).
     pub fn start_speaker_with_key(&mut self, i: usize, key: &str) -> Result<()> {
+        self.spawn_speaker(i, ("FERROLB_GOSSIP_KEY", key.as_ref()))
+    }
+
+    /// Starts node `i`'s speaker with its gossip keys read from `file`
+    /// (`--gossip-key-file`: re-read every few seconds, so rewriting it
+    /// changes the keys without a restart).
+    pub fn start_speaker_with_key_file(&mut self, i: usize, file: &std::path::Path) -> Result<()> {
+        self.spawn_speaker(i, ("FERROLB_GOSSIP_KEY_FILE", file.as_os_str()))
+    }
+
+    /// Starts node `i`'s speaker with `key`, the environment variable that
+    /// gives its gossip key.
+    fn spawn_speaker(&mut self, i: usize, key: (&str, &std::ffi::OsStr)) -> Result<()> {
         let cluster = self.scenario.cluster;
         let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
         let node = &self.nodes[i];
         let mut command = node.netns.command(binary("ferrolb-speaker")?);
         command
             .env("KUBECONFIG", &kubeconfig)
-            .env("FERROLB_GOSSIP_KEY", key)
+            .env(key.0, key.1)
             .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
             .args(["--node-name", &node.name])
             .args(["--namespace", &self.scenario.ns.name])
@@ -628,6 +672,11 @@ impl L2Lab {
     /// The client's IPv4 address on the second LAN.
     pub fn client_ip4_second_lan(&self) -> Ipv4Addr {
         Ipv4Addr::new(203, 0, 113, 193 + 8 * self.index.0)
+    }
+
+    /// The client's IPv6 address on the LAN.
+    pub fn client_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x5100, self.index.0.into(), 0, 0, 0, 2)
     }
 
     /// GETs a path of node `i`'s speaker metrics endpoint, from inside its namespace.

@@ -10,6 +10,8 @@ pub mod l2lab;
 pub mod metallb_source;
 pub mod metrics_text;
 pub mod netns;
+pub mod ns_probe;
+pub mod packet_socket;
 pub mod process;
 pub mod realnodes;
 pub mod router;

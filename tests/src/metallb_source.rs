@@ -1,5 +1,7 @@
 //! MetalLB's module source (`go.universe.tf/metallb`), from the Go module proxy through
-//! `go mod download` (cached in Go's module cache), and the examples in it.
+//! `go mod download` (cached in Go's module cache), the examples in it, and its controller
+//! and speaker binaries, built from the proxy by `tests/k8s/build-metallb.sh` (cached by
+//! version, so only the first run pays).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,8 +9,37 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+use crate::tools::run_build_script;
+
 /// The MetalLB release the migration is tested against.
 pub const METALLB_MODULE: &str = "go.universe.tf/metallb@v0.16.2";
+
+/// MetalLB's controller, built from the Go module proxy at [`METALLB_MODULE`]'s version
+/// (frr-k8s shimmed, see the script), or taken from the cache.
+pub fn controller_binary() -> Result<PathBuf> {
+    built_binary("controller")
+}
+
+/// MetalLB's speaker (native BGP and L2 mode), built like [`controller_binary`].
+pub fn speaker_binary() -> Result<PathBuf> {
+    built_binary("speaker")
+}
+
+fn built_binary(name: &str) -> Result<PathBuf> {
+    let (_, version) = METALLB_MODULE
+        .split_once('@')
+        .context("METALLB_MODULE has no version")?;
+    let dir = run_build_script(
+        "tests/k8s/build-metallb.sh",
+        &[name],
+        &[("FERROLB_METALLB_VERSION", version)],
+    )?;
+    let binary = dir.join(name);
+    if !binary.exists() {
+        bail!("{} does not exist after the build", binary.display());
+    }
+    Ok(binary)
+}
 
 /// The module's source directory (read-only, in Go's module cache).
 pub fn module_dir() -> Result<PathBuf> {

@@ -29,9 +29,14 @@ pub struct Scenario {
 impl Scenario {
     /// A fresh namespace and a controller (no leader election) serving it.
     pub async fn start(prefix: &str) -> Result<Scenario> {
-        let mut scenario = Scenario::without_controller(prefix).await?;
+        Scenario::start_on(shared_cluster(), prefix).await
+    }
+
+    /// [`Scenario::start`] on `cluster` (one with `deploy/` applied).
+    pub async fn start_on(cluster: &'static Cluster, prefix: &str) -> Result<Scenario> {
+        let mut scenario = Scenario::on(cluster, prefix).await?;
         scenario.controller = Some(Controller::start(
-            scenario.cluster,
+            cluster,
             &scenario.ns,
             &["--no-leader-election"],
         )?);

@@ -20,7 +20,7 @@ impl Tools {
     /// progress on stderr), then returns their location.
     pub fn ensure() -> Result<Tools> {
         Ok(Tools {
-            bin_dir: run_build_script("tests/k8s/build-tools.sh")?,
+            bin_dir: run_build_script("tests/k8s/build-tools.sh", &[], &[])?,
         })
     }
 
@@ -41,7 +41,7 @@ impl Tools {
 /// at a pinned version and cached by version, like the Kubernetes tools.
 /// Returns the path of the `helm` binary.
 pub fn ensure_helm() -> Result<PathBuf> {
-    let bin_dir = run_build_script("tests/k8s/build-helm.sh")?;
+    let bin_dir = run_build_script("tests/k8s/build-helm.sh", &[], &[])?;
     let helm = bin_dir.join("helm");
     if !helm.exists() {
         bail!("{} does not exist after the build", helm.display());
@@ -49,12 +49,18 @@ pub fn ensure_helm() -> Result<PathBuf> {
     Ok(helm)
 }
 
-/// Runs one of our caching build scripts (its progress goes to stderr) and
-/// returns the directory it prints on its last line.
-fn run_build_script(relative: &str) -> Result<PathBuf> {
+/// Runs one of our caching build scripts with `args` and `envs` (its progress
+/// goes to stderr) and returns the directory it prints on its last line.
+pub(crate) fn run_build_script(
+    relative: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<PathBuf> {
     let script = repo_root().join(relative);
     let output = Command::new("bash")
         .arg(&script)
+        .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -398,6 +398,9 @@ async fn a_graceful_restart_keeps_the_node_in_the_routers_next_hops() -> Result<
     // Sample the router every 100 ms from before the stop until well after
     // the new speaker's End-of-RIB.
     let sampling = std::sync::atomic::AtomicBool::new(true);
+    // The first sample is taken before the stop, so that a route missing
+    // already then is told apart from one the restart lost.
+    let first_taken = std::sync::Barrier::new(2);
     let (bird, netns, bgp) = (
         lab.bird.as_ref().context("BIRD")?,
         &lab.router.netns,
@@ -414,11 +417,15 @@ async fn a_graceful_restart_keeps_the_node_in_the_routers_next_hops() -> Result<
                         .unwrap_or_default(),
                     n1_state: bird.session_state("n1").unwrap_or_default(),
                 });
+                if samples.len() == 1 {
+                    first_taken.wait();
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             samples
         });
         let outcome = (|| -> Result<Duration> {
+            first_taken.wait();
             let restart = Instant::now();
             bgp.stop_speaker(1);
             bgp.start_speaker(1)?;
@@ -455,9 +462,14 @@ async fn a_graceful_restart_keeps_the_node_in_the_routers_next_hops() -> Result<
         samples.len()
     );
     for (i, sample) in samples.iter().enumerate() {
+        let when = if i == 0 {
+            "before the stop"
+        } else {
+            "after the stop"
+        };
         ensure!(
             sample.hops.contains(&node1),
-            "sample {i} (of {}): node 1 missing from the next hops {:?}, n1 {}; BIRD:\n{}\n{n1}",
+            "sample {i} ({when}, of {}): node 1 missing from the next hops {:?}, n1 {}; BIRD:\n{}\n{n1}",
             samples.len(),
             sample.hops,
             sample.n1_state,
@@ -465,7 +477,7 @@ async fn a_graceful_restart_keeps_the_node_in_the_routers_next_hops() -> Result<
         );
         ensure!(
             sample.bird_route.contains(&node1.to_string()),
-            "sample {i}: BIRD has no route via node 1:\n{}",
+            "sample {i} ({when}): BIRD has no route via node 1:\n{}\n{n1}",
             sample.bird_route
         );
     }

@@ -13,7 +13,8 @@ use ferrolb_speaker::bgp::message::{
 };
 use ferrolb_speaker::l2::MacAddr;
 use ferrolb_speaker::l2::arp::ArpFrame;
-use ferrolb_speaker::l2::ndp::NeighborAdvertisement;
+use ferrolb_speaker::l2::ndp::{NeighborAdvertisement, solicited_node_multicast};
+use ferrolb_speaker::l2::ndp_frame::icmpv6_checksum;
 use ferrolb_speaker::membership::auth::Envelope;
 use ferrolb_speaker::membership::reach::ReachReport;
 use ferrolb_speaker_fuzz::gossip::{authenticator, member, peer, us};
@@ -70,6 +71,25 @@ fn ndp() {
     let mut advertisement = link_local.octets().to_vec();
     advertisement.extend(NeighborAdvertisement::solicited(vip, OURS).to_bytes());
     write("ndp", "na", &advertisement);
+
+    // Whole frames, as the packet socket receives them.
+    let client: Ipv6Addr = "2001:db8::2".parse().expect("address");
+    let frame = |destination: Ipv6Addr, to_mac: MacAddr| {
+        let mut message = solicitation(client, &[1, 1, 2, 0, 0, 0, 0, 2]).split_off(16);
+        let checksum = icmpv6_checksum(client, destination, &message);
+        message[2..4].copy_from_slice(&checksum.to_be_bytes());
+        let mut bytes = to_mac.octets().to_vec();
+        bytes.extend(THEIRS.octets());
+        bytes.extend([0x86, 0xdd, 0x60, 0, 0, 0, 0, message.len() as u8, 58, 255]);
+        bytes.extend(client.octets());
+        bytes.extend(destination.octets());
+        bytes.extend(message);
+        bytes
+    };
+    write("ndp", "frame-unicast-ns", &frame(vip, OURS));
+    let group = solicited_node_multicast(vip);
+    let group_mac = MacAddr([0x33, 0x33, 0xff, 0, 0, 0x77]);
+    write("ndp", "frame-multicast-ns", &frame(group, group_mac));
 }
 
 fn bgp_messages() -> Vec<(&'static str, bool, Message)> {

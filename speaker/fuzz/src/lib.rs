@@ -4,7 +4,8 @@
 //!
 //! Input layouts, one per target:
 //! - `arp`: an Ethernet frame.
-//! - `ndp`: 16 bytes of IPv6 source address, then an ICMPv6 message.
+//! - `ndp`: 16 bytes of IPv6 source address, then an ICMPv6 message; the
+//!   whole input is also decoded as a received Ethernet frame.
 //! - `bgp_message`: one flag byte (bit 0: 4-octet AS negotiated), then the
 //!   bytes of a TCP stream.
 //! - `bgp_stream`: one control byte (bit 0: 4-octet AS from the start; bits

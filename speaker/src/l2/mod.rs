@@ -2,7 +2,8 @@
 //! (IPv4) and Neighbor Solicitations (IPv6) with this node's MAC address.
 //!
 //! Pure parts (no I/O, unit- and property-tested):
-//! - [`arp`] and [`ndp`]: the wire codecs;
+//! - [`arp`], [`ndp`] and [`ndp_frame`]: the wire codecs (and the packet
+//!   filter that lets only Neighbor Discovery frames reach us);
 //! - [`interfaces`]: which interfaces are fit to announce on;
 //! - [`plan`]: which IPs each interface announces, and whether a packet deserves an answer;
 //! - [`reach`]: which of the interfaces this node may be asked to announce on it cannot use;
@@ -31,6 +32,8 @@ mod mac;
 pub mod metrics;
 #[deny(missing_docs)]
 pub mod ndp;
+#[deny(missing_docs)]
+pub mod ndp_frame;
 #[deny(missing_docs)]
 pub mod plan;
 #[deny(missing_docs)]

@@ -1,13 +1,13 @@
 //! IPv6 Neighbor Discovery (RFC 4861): Neighbor Solicitations in, Neighbor
 //! Advertisements out, as ICMPv6 messages without the IPv6 header: that is
-//! what a raw `IPPROTO_ICMPV6` socket reads and writes. The source address
-//! and hop limit come from `recvmsg` beside the message.
+//! what a raw `IPPROTO_ICMPV6` socket writes. Solicitations arrive in whole
+//! frames, which [`super::ndp_frame`] unwraps (checking the checksum and
+//! the IPv6 header) before the message is parsed here.
 //!
 //! The checksum field is left zero when building: on a raw ICMPv6 socket the
 //! Linux kernel always computes the ICMPv6 checksum over the pseudo-header
-//! (it must, since only the kernel knows the source address it picks), and
-//! it drops received messages whose checksum is wrong before we see them
-//! (RFC 3542 section 3.1).
+//! (it must, since only the kernel knows the source address it picks; RFC
+//! 3542 section 3.1).
 
 use std::net::Ipv6Addr;
 
@@ -36,7 +36,7 @@ const FLAG_OVERRIDE: u8 = 0x20;
 /// A validated Neighbor Solicitation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborSolicitation {
-    /// The IPv6 source address, as reported by `recvmsg`.
+    /// The IPv6 source address.
     pub source: Ipv6Addr,
     /// The address whose link-layer address is asked for.
     pub target: Ipv6Addr,
@@ -90,8 +90,9 @@ pub enum NdpParseError {
 impl NeighborSolicitation {
     /// Parses and validates an ICMPv6 message from `source`, applying every
     /// rule of RFC 4861 section 7.1.1 that does not need the IPv6 header
-    /// (the hop limit is checked by the caller, which has it from `recvmsg`;
-    /// the checksum by the kernel).
+    /// (the checksum and destination are checked by
+    /// [`super::ndp_frame::Icmpv6Frame`], the hop limit by
+    /// [`super::plan::answer_neighbor_solicitation`]).
     pub fn parse(message: &[u8], source: Ipv6Addr) -> Result<NeighborSolicitation, NdpParseError> {
         let fixed: &[u8; FIXED_LEN] = message
             .get(..FIXED_LEN)
@@ -297,8 +298,8 @@ mod tests {
         "fe80::2".parse().unwrap()
     }
 
-    /// An NS for 2001:db8::77 with a source link-layer address option, as a
-    /// raw ICMPv6 socket delivers it (checksum as sent; the kernel checked it).
+    /// An NS for 2001:db8::77 with a source link-layer address option, as
+    /// its frame carries it (checksum as sent).
     fn captured_solicitation() -> Vec<u8> {
         vec![
             135, 0, 0x4a, 0x1c, 0, 0, 0, 0, // type, code, checksum, reserved

@@ -132,15 +132,14 @@ pub fn answer_arp(
 }
 
 /// The Neighbor Advertisement answering `solicitation`, with its IPv6
-/// destination, if it deserves one. `hop_limit` is the one `recvmsg`
-/// reported; without it the solicitation cannot be validated.
+/// destination, if it deserves one. `hop_limit` is the IPv6 header's.
 pub fn answer_neighbor_solicitation(
     solicitation: &NeighborSolicitation,
-    hop_limit: Option<u8>,
+    hop_limit: u8,
     our_mac: MacAddr,
     ownership: &Ownership,
 ) -> Result<(Ipv6Addr, NeighborAdvertisement), IgnoreReason> {
-    if hop_limit != Some(REQUIRED_HOP_LIMIT) {
+    if hop_limit != REQUIRED_HOP_LIMIT {
         return Err(IgnoreReason::BadHopLimit);
     }
     if solicitation.source_link_layer == Some(our_mac) {
@@ -326,8 +325,7 @@ mod tests {
     #[test]
     fn answers_a_solicitation_unicast_with_solicited_and_override() {
         let ns = solicitation("2001:db8::77", "fe80::2");
-        let (destination, na) =
-            answer_neighbor_solicitation(&ns, Some(255), OURS, &ownership()).unwrap();
+        let (destination, na) = answer_neighbor_solicitation(&ns, 255, OURS, &ownership()).unwrap();
         assert_eq!(destination, "fe80::2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(na, NeighborAdvertisement::solicited(ns.target, OURS));
         assert!(na.solicited && na.override_cache);
@@ -336,8 +334,7 @@ mod tests {
     #[test]
     fn answers_duplicate_address_detection_to_all_nodes() {
         let ns = solicitation("2001:db8::77", "::");
-        let (destination, na) =
-            answer_neighbor_solicitation(&ns, Some(255), OURS, &ownership()).unwrap();
+        let (destination, na) = answer_neighbor_solicitation(&ns, 255, OURS, &ownership()).unwrap();
         assert_eq!(destination, ALL_NODES);
         assert!(!na.solicited && na.override_cache);
     }
@@ -345,7 +342,7 @@ mod tests {
     #[test]
     fn solicitations_with_another_hop_limit_are_dropped() {
         let ns = solicitation("2001:db8::77", "fe80::2");
-        for hop_limit in [None, Some(254), Some(1)] {
+        for hop_limit in [0, 254, 1] {
             assert_eq!(
                 answer_neighbor_solicitation(&ns, hop_limit, OURS, &ownership()),
                 Err(IgnoreReason::BadHopLimit)
@@ -357,12 +354,12 @@ mod tests {
     fn solicitations_for_other_addresses_are_ignored_with_the_reason() {
         let elsewhere = solicitation("2001:db8::78", "fe80::2");
         assert_eq!(
-            answer_neighbor_solicitation(&elsewhere, Some(255), OURS, &ownership()),
+            answer_neighbor_solicitation(&elsewhere, 255, OURS, &ownership()),
             Err(IgnoreReason::WrongInterface)
         );
         let unknown = solicitation("2001:db8::79", "fe80::2");
         assert_eq!(
-            answer_neighbor_solicitation(&unknown, Some(255), OURS, &ownership()),
+            answer_neighbor_solicitation(&unknown, 255, OURS, &ownership()),
             Err(IgnoreReason::NotOurs)
         );
     }

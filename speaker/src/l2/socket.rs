@@ -2,10 +2,10 @@
 //! with tokio. Thin: bytes in, bytes out; the codecs and decisions live in
 //! [`super::arp`], [`super::ndp`] and [`super::plan`].
 //!
-//! Neither socket puts the NIC into promiscuous mode: the ARP socket sees
-//! the frames the NIC accepts anyway (broadcasts and frames to our MAC), and
-//! the NDP socket hears solicited-node groups through ordinary multicast
-//! membership. Needs `CAP_NET_RAW` only.
+//! No socket puts the NIC into promiscuous mode: the packet sockets see the
+//! frames the NIC accepts anyway (broadcasts, frames to our MAC, and the
+//! solicited-node groups joined through ordinary multicast membership).
+//! Needs `CAP_NET_RAW` only.
 
 // Raw libc socket and signal calls; each unsafe block says why it is sound.
 #![allow(unsafe_code)]
@@ -20,7 +20,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::arp::ETHERTYPE_ARP;
-use super::ndp::{ICMPV6_NEIGHBOR_ADVERTISEMENT, ICMPV6_NEIGHBOR_SOLICITATION, REQUIRED_HOP_LIMIT};
+use super::ndp::REQUIRED_HOP_LIMIT;
+use super::ndp_frame::{ETHERTYPE_IPV6, NEIGHBOR_DISCOVERY_FILTER};
 
 /// `ICMP6_FILTER` from `<netinet/icmp6.h>` (level `IPPROTO_ICMPV6`); libc lacks it.
 const ICMP6_FILTER: libc::c_int = 1;
@@ -69,6 +70,82 @@ fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     Ok(())
 }
 
+/// An `AF_PACKET`/`SOCK_RAW` socket receiving `ethertype` frames (Ethernet
+/// header included) on interface `index` only, through `filter` if given.
+fn open_packet_socket(
+    index: u32,
+    ethertype: u16,
+    filter: Option<&[libc::sock_filter]>,
+) -> io::Result<OwnedFd> {
+    // Protocol 0 receives nothing until bind(): no frames from other
+    // interfaces, and none that the filter would refuse, can slip in before
+    // the socket is tied to `index` with its filter attached.
+    let fd = new_socket(libc::AF_PACKET, 0)?;
+    if let Some(filter) = filter {
+        let program = libc::sock_fprog {
+            len: u16::try_from(filter.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // The kernel copies the program during the call; `filter` outlives it.
+        set_option(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &program,
+        )?;
+    }
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut address: libc::sockaddr_ll = unsafe { zeroed() };
+    address.sll_family = libc::AF_PACKET as libc::sa_family_t;
+    address.sll_protocol = ethertype.to_be();
+    address.sll_ifindex = i32::try_from(index)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))?;
+    // SAFETY: `address` is a valid sockaddr_ll and we pass its exact size.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&address as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Receives the next frame on a packet socket whose packet type (`PACKET_HOST`,
+/// `PACKET_OUTGOING`, ...) `wanted` accepts; the others are skipped.
+async fn receive_frame(
+    fd: &AsyncFd<OwnedFd>,
+    buffer: &mut [u8],
+    wanted: impl Fn(u8) -> bool,
+) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        let received = guard.try_io(|fd| {
+            // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+            let mut from: libc::sockaddr_ll = unsafe { zeroed() };
+            let mut from_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buffer` and `from` are valid for the lengths passed.
+            let len = check_len(unsafe {
+                libc::recvfrom(
+                    fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut from_len,
+                )
+            })?;
+            Ok((len, from.sll_pkttype))
+        });
+        match received {
+            Ok(Ok((len, kind))) if wanted(kind) => return Ok(len),
+            Ok(Ok(_)) | Err(_) => continue,
+            Ok(Err(error)) => return Err(error),
+        }
+    }
+}
+
 /// An `AF_PACKET`/`SOCK_RAW` socket receiving and sending ARP frames
 /// (Ethernet header included) on one interface.
 #[derive(Debug)]
@@ -80,55 +157,14 @@ impl ArpSocket {
     /// Opens the socket on interface `index`. Must be called inside a tokio
     /// runtime, in the network namespace of the interface.
     pub fn open(index: u32) -> io::Result<ArpSocket> {
-        // Protocol 0 receives nothing until bind(): no frames from other
-        // interfaces can slip in before the socket is tied to `index`.
-        let fd = new_socket(libc::AF_PACKET, 0)?;
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut address: libc::sockaddr_ll = unsafe { zeroed() };
-        address.sll_family = libc::AF_PACKET as libc::sa_family_t;
-        address.sll_protocol = ETHERTYPE_ARP.to_be();
-        address.sll_ifindex = i32::try_from(index).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface index too large")
-        })?;
-        // SAFETY: `address` is a valid sockaddr_ll and we pass its exact size.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&address as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        let fd = open_packet_socket(index, ETHERTYPE_ARP, None)?;
         Ok(ArpSocket { fd: register(fd)? })
     }
 
     /// Receives the next frame that arrived on the interface (frames we sent
     /// ourselves, which packet sockets also see, are skipped).
     pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let received = guard.try_io(|fd| {
-                // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-                let mut from: libc::sockaddr_ll = unsafe { zeroed() };
-                let mut from_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                // SAFETY: `buffer` and `from` are valid for the lengths passed.
-                let len = check_len(unsafe {
-                    libc::recvfrom(
-                        fd.as_raw_fd(),
-                        buffer.as_mut_ptr().cast(),
-                        buffer.len(),
-                        0,
-                        (&mut from as *mut libc::sockaddr_ll).cast(),
-                        &mut from_len,
-                    )
-                })?;
-                Ok((len, from.sll_pkttype))
-            });
-            match received {
-                Ok(Ok((_, libc::PACKET_OUTGOING))) => continue,
-                Ok(result) => return result.map(|(len, _)| len),
-                Err(_would_block) => continue,
-            }
-        }
+        receive_frame(&self.fd, buffer, |kind| kind != libc::PACKET_OUTGOING).await
     }
 
     /// Sends one frame, which must start with the Ethernet header.
@@ -149,27 +185,24 @@ impl ArpSocket {
     }
 }
 
-/// An ICMPv6 message received on an [`NdpSocket`], with what `recvmsg`
-/// said about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReceivedIcmpv6 {
-    pub len: usize,
-    pub source: Ipv6Addr,
-    /// The hop limit of the IPv6 header, if the kernel reported it.
-    pub hop_limit: Option<u8>,
-}
-
-/// A raw `IPPROTO_ICMPV6` socket tied to one interface, receiving only
-/// Neighbor Solicitations and Advertisements (the latter for conflict
-/// detection) and sending with hop limit 255.
+/// Neighbor Discovery on one interface: a packet socket receives the
+/// Neighbor Solicitations and Advertisements (whole frames, through
+/// [`NEIGHBOR_DISCOVERY_FILTER`]), and a raw `IPPROTO_ICMPV6` socket sends
+/// with hop limit 255 and holds the solicited-node group memberships.
+///
+/// Receiving frames rather than ICMPv6 messages is what lets a solicitation
+/// sent to a Service IP itself (a reachability probe, unicast to our MAC)
+/// reach us: the IPv6 stack drops it, as the IP is no local address, before
+/// a raw ICMPv6 socket could see it. So the raw socket receives nothing.
 #[derive(Debug)]
 pub struct NdpSocket {
     fd: AsyncFd<OwnedFd>,
+    frames: AsyncFd<OwnedFd>,
     index: u32,
 }
 
 impl NdpSocket {
-    /// Opens the socket on interface `name`/`index`. Must be called inside a
+    /// Opens the sockets on interface `name`/`index`. Must be called inside a
     /// tokio runtime, in the network namespace of the interface.
     pub fn open(name: &str, index: u32) -> io::Result<NdpSocket> {
         let fd = new_socket(libc::AF_INET6, libc::IPPROTO_ICMPV6)?;
@@ -190,14 +223,9 @@ impl NdpSocket {
             )
         })?;
 
-        // Filter in the kernel: a set bit blocks that ICMPv6 type.
-        let mut filter = [u32::MAX; 8];
-        for kind in [ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT] {
-            let kind = usize::from(kind);
-            if let Some(word) = filter.get_mut(kind / 32) {
-                *word &= !(1u32 << (kind % 32));
-            }
-        }
+        // Filter in the kernel: a set bit blocks that ICMPv6 type. All are
+        // blocked, so nothing queues up here: the packet socket receives.
+        let filter = [u32::MAX; 8];
         set_option(raw, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
 
         let hop_limit: libc::c_int = REQUIRED_HOP_LIMIT.into();
@@ -215,13 +243,24 @@ impl NdpSocket {
         let off: libc::c_int = 0;
         set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &off)?;
         let on: libc::c_int = 1;
-        set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &on)?;
         // Lets us answer from the Service IP (see send_to). Old kernels
         // without it make us answer from an interface address instead.
         let _ = set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, &on);
 
+        let program: Vec<libc::sock_filter> = NEIGHBOR_DISCOVERY_FILTER
+            .iter()
+            .map(|instruction| libc::sock_filter {
+                code: instruction.code,
+                jt: instruction.jt,
+                jf: instruction.jf,
+                k: instruction.k,
+            })
+            .collect();
+        let frames = open_packet_socket(index, ETHERTYPE_IPV6, Some(&program))?;
+
         Ok(NdpSocket {
             fd: register(fd)?,
+            frames: register(frames)?,
             index,
         })
     }
@@ -252,14 +291,16 @@ impl NdpSocket {
         self.send_with_source(message, destination, None).await
     }
 
-    /// Receives the next Neighbor Solicitation or Advertisement into `buffer`.
-    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<ReceivedIcmpv6> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            if let Ok(result) = guard.try_io(|fd| receive_with_hop_limit(fd.as_raw_fd(), buffer)) {
-                return result;
-            }
-        }
+    /// Receives the next Neighbor Solicitation or Advertisement frame into
+    /// `buffer`: one addressed to this host (our MAC, a multicast group,
+    /// broadcast), not our own, and not one for another host that
+    /// promiscuous mode lets in (the IPv6 stack would not have seen those
+    /// either).
+    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        receive_frame(&self.frames, buffer, |kind| {
+            !matches!(kind, libc::PACKET_OUTGOING | libc::PACKET_OTHERHOST)
+        })
+        .await
     }
 
     /// Sends an ICMPv6 message to `destination` on this interface, from
@@ -366,48 +407,4 @@ fn send_message(
     // SAFETY: every pointer in `header` refers to a live local buffer of the stated size.
     check_len(unsafe { libc::sendmsg(fd, &header, 0) })?;
     Ok(())
-}
-
-/// One `recvmsg` that also collects the source address and the
-/// `IPV6_HOPLIMIT` control message.
-fn receive_with_hop_limit(fd: RawFd, buffer: &mut [u8]) -> io::Result<ReceivedIcmpv6> {
-    // SAFETY: sockaddr_in6 is plain data; all-zero is a valid value.
-    let mut source: libc::sockaddr_in6 = unsafe { zeroed() };
-    let mut io_vector = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    // u64 elements give the control buffer the alignment cmsghdr needs.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all-zero is a valid value.
-    let mut message: libc::msghdr = unsafe { zeroed() };
-    message.msg_name = (&mut source as *mut libc::sockaddr_in6).cast();
-    message.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    message.msg_iov = &mut io_vector;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = size_of::<[u64; 8]>() as _;
-    // SAFETY: every pointer in `message` refers to a live local buffer of the stated size.
-    let len = check_len(unsafe { libc::recvmsg(fd, &mut message, 0) })?;
-
-    let mut hop_limit = None;
-    // SAFETY: walking the control messages the kernel wrote into `control`,
-    // with the libc macros that bound each step by msg_controllen.
-    unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&message);
-        while let Some(current) = header.as_ref() {
-            if current.cmsg_level == libc::IPPROTO_IPV6 && current.cmsg_type == libc::IPV6_HOPLIMIT
-            {
-                let value =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(current).cast::<libc::c_int>());
-                hop_limit = u8::try_from(value).ok();
-            }
-            header = libc::CMSG_NXTHDR(&message, current);
-        }
-    }
-    Ok(ReceivedIcmpv6 {
-        len,
-        source: Ipv6Addr::from(source.sin6_addr.s6_addr),
-        hop_limit,
-    })
 }

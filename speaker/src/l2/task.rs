@@ -19,15 +19,13 @@ use super::claim::{
     advertisement_claim, arp_claim, arp_probe, neighbor_probe, tagged_advertisement, tagged_arp,
 };
 use super::metrics::{AddressFamily, L2Metrics};
-use super::ndp::{
-    ALL_NODES, ICMPV6_NEIGHBOR_ADVERTISEMENT, NeighborAdvertisement, NeighborSolicitation,
-    REQUIRED_HOP_LIMIT, solicited_node_multicast,
-};
+use super::ndp::{ALL_NODES, NeighborAdvertisement, REQUIRED_HOP_LIMIT, solicited_node_multicast};
+use super::ndp_frame::Icmpv6Frame;
 use super::plan::{IgnoreReason, Ownership, answer_arp, answer_neighbor_solicitation};
 use super::schedule::GratuitousSchedule;
-use super::socket::{ArpSocket, NdpSocket, ReceivedIcmpv6, interface_gone};
+use super::socket::{ArpSocket, NdpSocket, interface_gone};
 
-/// Large enough for any Ethernet frame or ICMPv6 message we accept.
+/// Large enough for any Ethernet frame we accept.
 const RECEIVE_BUFFER_LEN: usize = 2048;
 
 /// A conflict one interface saw, for the Event on the IP's Services.
@@ -89,9 +87,8 @@ impl InterfaceTask {
                     self.on_arp(arp_buffer.get(..len).unwrap_or_default()).await?;
                 }
                 received = receive_ndp(self.ndp.as_ref(), &mut ndp_buffer) => {
-                    let received = received?;
-                    let message = ndp_buffer.get(..received.len).unwrap_or_default();
-                    self.on_icmpv6(message, received).await?;
+                    let len = received?;
+                    self.on_ndp_frame(ndp_buffer.get(..len).unwrap_or_default()).await?;
                 }
                 () = sleep_until_some(next) => {
                     let now = std::time::Instant::now();
@@ -309,21 +306,25 @@ impl InterfaceTask {
         Ok(())
     }
 
-    async fn on_icmpv6(
-        &mut self,
-        message: &[u8],
-        received: ReceivedIcmpv6,
-    ) -> Result<(), std::io::Error> {
-        if message.first() != Some(&ICMPV6_NEIGHBOR_ADVERTISEMENT) {
-            return self
-                .on_neighbor_solicitation(message, received.source, received.hop_limit)
-                .await;
+    /// A Neighbor Solicitation or Advertisement frame: solicitations are
+    /// answered, advertisements by other MACs go to the arbiter.
+    async fn on_ndp_frame(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
+        let frame = match Icmpv6Frame::parse(bytes) {
+            Ok(frame) => frame,
+            Err(error) => {
+                debug!(%error, "ignoring a malformed Neighbor Discovery frame");
+                self.metrics.packet_ignored(IgnoreReason::Malformed);
+                return Ok(());
+            }
+        };
+        if !frame.is_advertisement() {
+            return self.on_neighbor_solicitation(&frame).await;
         }
-        if received.hop_limit != Some(REQUIRED_HOP_LIMIT) {
+        if frame.hop_limit != REQUIRED_HOP_LIMIT {
             self.metrics.packet_ignored(IgnoreReason::BadHopLimit);
             return Ok(());
         }
-        match advertisement_claim(message) {
+        match advertisement_claim(frame.message) {
             Some((ip, claim)) if claim.mac != self.mac => {
                 self.observe(ip, claim, AddressFamily::ipv6).await
             }
@@ -333,11 +334,10 @@ impl InterfaceTask {
 
     async fn on_neighbor_solicitation(
         &self,
-        message: &[u8],
-        source: Ipv6Addr,
-        hop_limit: Option<u8>,
+        frame: &Icmpv6Frame<'_>,
     ) -> Result<(), std::io::Error> {
-        let solicitation = match NeighborSolicitation::parse(message, source) {
+        let source = frame.source;
+        let solicitation = match frame.solicitation() {
             Ok(solicitation) => solicitation,
             Err(error) => {
                 debug!(%error, %source, "ignoring an invalid Neighbor Solicitation");
@@ -345,14 +345,20 @@ impl InterfaceTask {
                 return Ok(());
             }
         };
-        match answer_neighbor_solicitation(&solicitation, hop_limit, self.mac, &self.answering) {
+        match answer_neighbor_solicitation(
+            &solicitation,
+            frame.hop_limit,
+            self.mac,
+            &self.answering,
+        ) {
             Ok((destination, advertisement)) => {
                 let Some(ndp) = &self.ndp else { return Ok(()) };
                 let ip = IpAddr::V6(solicitation.target);
                 let bytes = tagged_advertisement(&advertisement.to_bytes(), self.arbiter.rank(&ip));
                 let sent = ndp.send_to(&bytes, destination, solicitation.target).await;
                 send_or_log(sent, ip)?;
-                debug!(%ip, asker = %source, "answered Neighbor Solicitation");
+                let unicast = !frame.destination.is_multicast();
+                debug!(%ip, asker = %source, unicast, "answered Neighbor Solicitation");
                 self.metrics.request_answered(AddressFamily::ipv6);
             }
             Err(reason) => {
@@ -443,7 +449,7 @@ async fn receive_arp(
 async fn receive_ndp(
     socket: Option<&NdpSocket>,
     buffer: &mut [u8],
-) -> Result<ReceivedIcmpv6, std::io::Error> {
+) -> Result<usize, std::io::Error> {
     match socket {
         Some(socket) => socket.recv(buffer).await,
         None => std::future::pending().await,

@@ -44,6 +44,7 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
         let mut lab = L2Lab::start("bench-l2", LabShape {
             nodes: 3,
             second_lan: false,
+            own_cluster: false,
         })
         .await?;
         let k = lab.index();
