@@ -113,14 +113,45 @@ pub fn apply_examples(cluster: &Cluster) -> Result<String> {
     ])
 }
 
+/// Variables cargo sets for the crate it builds or runs. A cargo started from
+/// a test or from xtask inherits them, and some build scripts (ring's) rerun
+/// when they change: ring, rustls, kube and our crates were rebuilt every time
+/// a nested cargo and a plain one took turns on the same target directory.
+fn is_per_crate_cargo_variable(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_MANIFEST_LINKS"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+    ) || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// A `cargo` command (the one running us, if any) with the environment a
+/// plain shell would give it, so that it shares build results with one.
+pub fn nested_cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_per_crate_cargo_variable) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Path of one of our binaries, built once per test process. Debug builds,
 /// unless `FERROLB_RELEASE=1` (the benchmarks set it).
 pub fn binary(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let release = std::env::var_os("FERROLB_RELEASE").is_some_and(|v| v == "1");
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
+        let mut build = nested_cargo();
         build.args([
             "build",
             "--quiet",

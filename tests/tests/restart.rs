@@ -392,3 +392,51 @@ async fn a_leader_frozen_past_its_lease_wakes_and_steps_down_without_writing() -
     assert!(standby.is_running());
     Ok(())
 }
+
+/// The pool's `assignedIPv6`, as the status shows it.
+async fn assigned_v6(s: &Scenario, pool: &str) -> anyhow::Result<Option<String>> {
+    let pool = s.pools().get(pool).await?;
+    Ok(pool.status.and_then(|status| status.assigned_ipv6))
+}
+
+/// Pool statuses are published every 500 ms while the controller runs. One
+/// stopped right after its last assignment must still leave the exact count
+/// behind (it writes the status once more before it exits), not the count of
+/// up to 500 ms earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_controller_leaves_exact_pool_counts() -> R {
+    const N: usize = 200;
+    let mut s = Scenario::start("poolstop").await?;
+    let mut controller = s.controller.take().expect("controller");
+    s.pool("counted", json!({"addresses": ["2001:db8:601::/112"]}))
+        .await?;
+    let v6 = json!({"spec": {"ipFamilies": ["IPv6"]}});
+    let names: Vec<String> = (0..N).map(|i| format!("c{i:03}")).collect();
+    futures::stream::iter(names.iter().map(|n| s.service(n, v6.clone())))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Stop as soon as the last IP shows: a tight, bounded look.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if ips_by_service(&s).await?.len() == N {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not all {N} Services got IPs");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = assigned_v6(&s, "counted").await?;
+    controller.stop();
+    let after = assigned_v6(&s, "counted").await?;
+    eprintln!(
+        "pool status assignedIPv6 right before the stop: {before:?}; after it: {after:?} (of {N})"
+    );
+    assert_eq!(after, Some(N.to_string()), "the pool status after the stop");
+    assert!(
+        controller.logs().contains("final pool statuses written"),
+        "the controller says it wrote the final statuses"
+    );
+    Ok(())
+}

@@ -160,7 +160,6 @@ fn build_static(root: &Path) -> Result<()> {
         "-C target-feature=+crt-static -C strip=symbols --remap-path-prefix={}=/src --remap-path-prefix={home}=/home",
         root.display()
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args = [
         "build",
         "--release",
@@ -174,7 +173,7 @@ fn build_static(root: &Path) -> Result<()> {
         "ferrolb-testimages",
     ];
     println!("+ RUSTFLAGS={rustflags:?} cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = ferrolb_tests::env::nested_cargo()
         .args(args)
         .env("RUSTFLAGS", &rustflags)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -242,9 +242,8 @@ fn crds() -> Result<()> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("+ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = ferrolb_tests::env::nested_cargo()
         .args(args)
         .current_dir(repo_root())
         .status()?;

@@ -141,6 +141,11 @@ pub async fn run(
         config.fence.clone(),
     );
     let (pool_reports_tx, mut pool_reports) = mpsc::unbounded_channel();
+    let (pool_orders, pool_writer) = start_pool_status_writer(
+        Api::namespaced(client.clone(), &config.pool_namespace),
+        pool_reports_tx,
+        config.fence.clone(),
+    );
     let executor = Executor {
         events: EventSink::start(
             client.clone(),
@@ -151,11 +156,7 @@ pub async fn run(
         ),
         writer,
         metrics,
-        pool_orders: start_pool_status_writer(
-            Api::namespaced(client.clone(), &config.pool_namespace),
-            pool_reports_tx,
-            config.fence.clone(),
-        ),
+        pool_orders,
         health,
     };
     let mut reconciler = Reconciler::new(ReconcilerConfig {
@@ -167,7 +168,10 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let input = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                write_final_pool_statuses(&mut reconciler, executor, pool_writer).await;
+                return Ok(());
+            }
             _ = tick.tick() => Input::Tick(Timestamp::now()),
             Some(report) = settled.recv() => Input::ServiceWriteSettled(report),
             Some(report) = pool_reports.recv() => Input::PoolStatusWritten(report),
@@ -191,6 +195,35 @@ pub async fn run(
             }
             executor.execute(effect);
         }
+    }
+}
+
+/// How long a stopping controller waits for its last pool status writes.
+const FINAL_POOL_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Pool statuses are published every 500 ms: at a stop, the last ones may not
+/// count the latest assignments yet, and stay so until the next controller
+/// runs. So the statuses are decided once more from the allocator and written
+/// (after whatever is queued already), while this replica still leads, within
+/// [`FINAL_POOL_WRITE_LIMIT`].
+async fn write_final_pool_statuses(
+    reconciler: &mut Reconciler,
+    executor: Executor,
+    pool_writer: tokio::task::JoinHandle<()>,
+) {
+    for effect in reconciler.handle(Input::Tick(Timestamp::now())) {
+        if matches!(effect, Effect::WritePoolStatus(_)) {
+            executor.execute(effect);
+        }
+    }
+    // The writer ends once it has written what is queued and its orders close.
+    drop(executor);
+    match tokio::time::timeout(FINAL_POOL_WRITE_LIMIT, pool_writer).await {
+        Ok(_) => info!("final pool statuses written"),
+        Err(_) => warn!(
+            limit = ?FINAL_POOL_WRITE_LIMIT,
+            "stopping before every pool status was written"
+        ),
     }
 }
 
@@ -257,14 +290,18 @@ impl Executor {
 
 /// Writes pool statuses one at a time, in order, so an older status can never
 /// land after a newer one. Each result goes to `reports`: the reconciler
-/// decides what to retry.
+/// decides what to retry. The task ends once every order sender is gone and
+/// the queued orders are written.
 fn start_pool_status_writer(
     api: Api<IPAddressPool>,
     reports: mpsc::UnboundedSender<PoolStatusWritten>,
     fence: Fence,
-) -> mpsc::UnboundedSender<PoolStatusOrder> {
+) -> (
+    mpsc::UnboundedSender<PoolStatusOrder>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<PoolStatusOrder>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(order) = rx.recv().await {
             let name = &order.pool;
             let body = json!({
@@ -305,7 +342,7 @@ fn start_pool_status_writer(
             }
         }
     });
-    tx
+    (tx, task)
 }
 
 impl From<Family> for crate::metrics::IpFamily {
