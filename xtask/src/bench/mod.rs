@@ -1,6 +1,7 @@
 //! End-to-end benchmarks against the real apiserver: see BENCHMARKS.md.
 
 mod bgp;
+mod compare;
 mod controller;
 mod l2;
 mod measure;
@@ -26,12 +27,16 @@ pub enum Suite {
     /// Real kubelet nodes: client-visible gaps over repeated speaker-pod and
     /// node failures, bring-up time, the whole lab's memory.
     Realnodes,
+    /// FerroLB and MetalLB v0.16.2 side by side: controller cold start, alternating runs.
+    Compare,
 }
 
 /// The knobs of every suite (each suite reads its own).
 pub struct BenchArgs {
     pub services: Vec<usize>,
     pub latency_samples: usize,
+    /// Compare suite: rounds of both projects.
+    pub runs: usize,
     pub bgp: BgpBench,
     pub l2: L2BenchPlan,
     pub realnodes: RealNodesPlan,
@@ -43,6 +48,7 @@ pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
         Suite::L2 => l2::run(args.l2),
         Suite::Bgp => bgp::run(args.bgp),
         Suite::Realnodes => realnodes::run(args.realnodes),
+        Suite::Compare => compare::run(&args.services, args.runs, args.latency_samples),
     }
 }
 

@@ -1,0 +1,137 @@
+//! `cargo xtask bench compare`: FerroLB and MetalLB v0.16.2 (built from the Go module proxy,
+//! cached) measured in the same run, on the same machine, with the same client, in
+//! alternation; medians and ratios. See BENCHMARKS.md, "FerroLB and MetalLB, side by side".
+
+mod controller;
+mod table;
+
+use anyhow::{Result, bail};
+
+use self::controller::ColdStart;
+use self::table::{Figure, render};
+use super::measure::{machine_line, release_runtime};
+
+/// The project a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Project {
+    FerroLB,
+    MetalLB,
+}
+
+impl std::fmt::Display for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Project::FerroLB => "FerroLB",
+            Project::MetalLB => "MetalLB",
+        })
+    }
+}
+
+/// The order of the two projects in run `run`: FerroLB first in even runs, MetalLB first
+/// in odd ones, so that drifting load on a shared machine falls on both.
+fn order(run: usize) -> [Project; 2] {
+    if run.is_multiple_of(2) {
+        [Project::FerroLB, Project::MetalLB]
+    } else {
+        [Project::MetalLB, Project::FerroLB]
+    }
+}
+
+/// The cold-start figures of both projects at one N.
+fn figures(n: usize, ferrolb: &[ColdStart], metallb: &[ColdStart]) -> Vec<Figure> {
+    let figure = |name: String, unit: &'static str, get: &dyn Fn(&ColdStart) -> f64| Figure {
+        name,
+        unit,
+        ferrolb: ferrolb.iter().map(get).collect(),
+        metallb: metallb.iter().map(get).collect(),
+    };
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    vec![
+        figure(format!("N = {n}: controller start to all IPs"), "s", &|c| {
+            c.all_ips.as_secs_f64()
+        }),
+        figure(
+            format!("N = {n}: controller peak RSS (VmHWM)"),
+            "MiB",
+            &|c| c.peak_rss_mib,
+        ),
+        figure(format!("N = {n}: controller CPU to all IPs"), "s", &|c| {
+            c.controller_cpu
+        }),
+        figure(format!("N = {n}: apiserver CPU to all IPs"), "s", &|c| {
+            c.apiserver_cpu
+        }),
+        figure(format!("N = {n}: duplicate IPs"), "", &|c| {
+            c.duplicates as f64
+        }),
+        figure(
+            format!("N = {n}: Services without exactly one IP"),
+            "",
+            &|c| c.missing as f64,
+        ),
+        figure(
+            format!("N = {n}: create to IP after the cold start, p50"),
+            "ms",
+            &|c| ms(c.latency_p50),
+        ),
+        figure(
+            format!("N = {n}: create to IP after the cold start, p99"),
+            "ms",
+            &|c| ms(c.latency_p99),
+        ),
+    ]
+}
+
+/// Runs the comparison: for each N, `runs` rounds of both projects' cold starts, in
+/// alternating order, each on a fresh control plane; prints every run and the table.
+pub fn run(sizes: &[usize], runs: usize, latency_samples: usize) -> Result<()> {
+    if sizes.is_empty() || runs == 0 || latency_samples == 0 {
+        bail!("nothing to measure");
+    }
+    let runtime = release_runtime()?;
+    // Both projects' binaries before any clock starts.
+    ferrolb_tests::env::binary("ferrolb-controller")?;
+    ferrolb_tests::metallb_source::controller_binary()?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("command: {command}");
+    println!("{}", machine_line());
+    println!(
+        "both controllers run as processes with the admin kubeconfig (system:masters), \
+         log level info, against etcd + kube-apiserver with the same flags, a fresh control \
+         plane per run; FerroLB {} (release build), MetalLB {}",
+        env!("CARGO_PKG_VERSION"),
+        ferrolb_tests::metallb_source::METALLB_MODULE
+    );
+    let mut tables = Vec::new();
+    for &n in sizes {
+        let (mut ferrolb, mut metallb) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            for project in order(run) {
+                let figures =
+                    runtime.block_on(controller::cold_start(project, n, latency_samples))?;
+                println!("run {}/{runs}: {}", run + 1, figures.line(project, n));
+                match project {
+                    Project::FerroLB => ferrolb.push(figures),
+                    Project::MetalLB => metallb.push(figures),
+                }
+            }
+        }
+        tables.extend(figures(n, &ferrolb, &metallb));
+    }
+    println!("\nController cold start, medians over {runs} run(s) each:\n");
+    println!("{}", render(&tables));
+    println!("{}", machine_line());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_alternate_which_project_goes_first() {
+        assert_eq!(order(0), [Project::FerroLB, Project::MetalLB]);
+        assert_eq!(order(1), [Project::MetalLB, Project::FerroLB]);
+        assert_eq!(order(2), order(0));
+    }
+}
