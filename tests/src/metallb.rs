@@ -62,3 +62,75 @@ pub fn start_controller(cluster: &Cluster) -> Result<Child> {
         .arg(format!("--health-probe-port={}", free_port()?));
     spawn_tied(command, &cluster.dir.join(CONTROLLER_LOG))
 }
+
+/// The labels of the speaker Pod objects, which MetalLB's speakers list (`--ml-labels`) to
+/// find each other's addresses for memberlist.
+pub const SPEAKER_LABELS: &str = "app=metallb,component=speaker";
+
+/// The name of the speaker Pod object of `node`.
+pub fn speaker_pod(node: &str) -> String {
+    format!("speaker-{node}")
+}
+
+/// A Pod object for MetalLB's speaker on `node`, with `ip` as its address (a speaker runs
+/// on the host network): the speaker reads its own Pod at start, and memberlist joins the
+/// addresses of the Pods labelled [`SPEAKER_LABELS`]. Pending for ever, without a kubelet;
+/// its status is written here.
+pub fn register_speaker_pod(cluster: &Cluster, node: &str, ip: std::net::IpAddr) -> Result<()> {
+    let name = speaker_pod(node);
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: speaker, namespace: {NAMESPACE}}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE},\n\
+             labels: {{app: metallb, component: speaker}}}}\n\
+             spec: {{serviceAccountName: speaker, automountServiceAccountToken: false, nodeName: {node},\n\
+             hostNetwork: true, containers: [{{name: speaker, image: quay.io/metallb/speaker:v0.16.2}}]}}\n"
+        ),
+    )?;
+    cluster.kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "patch",
+        "pod",
+        &name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"status": {{"podIP": "{ip}", "podIPs": [{{"ip": "{ip}"}}]}}}}"#),
+    ])?;
+    Ok(())
+}
+
+/// The memberlist key file MetalLB's speakers read (`--ml-secret-key-path` is its
+/// directory), written into the cluster's directory with `secret`; returns the directory.
+pub fn write_memberlist_secret(cluster: &Cluster, secret: &str) -> Result<std::path::PathBuf> {
+    let dir = cluster.dir.join("metallb-memberlist");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("secretkey"), secret)?;
+    Ok(dir)
+}
+
+/// MetalLB's speaker for `node` in native mode (L2 and native BGP), as a command to run
+/// in the node's network namespace (`command` is `netns.command(speaker_binary()?)`):
+/// admin kubeconfig, memberlist bound to `ip` with the key in `secret_dir`, metrics off,
+/// `--log-level=info`. Its Pod must be registered first ([`register_speaker_pod`]).
+pub fn speaker_command(
+    cluster: &Cluster,
+    mut command: Command,
+    node: &str,
+    ip: std::net::IpAddr,
+    secret_dir: &std::path::Path,
+) -> Command {
+    command
+        .arg("--kubeconfig")
+        .arg(cluster.admin_kubeconfig())
+        .args(["--namespace", NAMESPACE, "--port=0", "--log-level=info"])
+        .args(["--node-name", node, "--pod-name", &speaker_pod(node)])
+        .arg(format!("--ml-bindaddr={ip}"))
+        .arg(format!("--ml-labels={SPEAKER_LABELS}"))
+        .arg("--ml-secret-key-path")
+        .arg(secret_dir)
+        .env("METALLB_BGP_TYPE", "native");
+    command
+}

@@ -86,6 +86,12 @@ enum Cmd {
         /// Compare suite: rounds of both projects (alternating which goes first).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Compare suite: the parts to run.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [bench::ComparePart::Controller, bench::ComparePart::L2])]
+        parts: Vec<bench::ComparePart>,
+        /// Compare suite: SIGKILLs of an owner's speaker per project.
+        #[arg(long, default_value_t = 20)]
+        failovers: usize,
         /// BGP suite: Services created one at a time for the route-latency figure.
         #[arg(long, default_value_t = 20)]
         route_samples: usize,
@@ -170,6 +176,8 @@ fn main() -> Result<()> {
             services,
             latency_samples,
             runs,
+            parts,
+            failovers,
             route_samples,
             moves,
             bulk_ips,
@@ -184,7 +192,11 @@ fn main() -> Result<()> {
             &bench::BenchArgs {
                 services,
                 latency_samples,
-                runs,
+                compare: bench::ComparePlan {
+                    parts,
+                    runs,
+                    failovers,
+                },
                 bgp: bench::BgpBench {
                     route_samples,
                     moves,

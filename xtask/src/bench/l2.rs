@@ -71,7 +71,7 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
     })
 }
 
-fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {
+pub fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {
     match ip {
         IpAddr::V4(v4) => Ok(*v4),
         IpAddr::V6(v6) => bail!("expected an IPv4 address, got {v6}"),
@@ -185,12 +185,30 @@ async fn wait_silent(prober: &ArpProber, ip: Ipv4Addr) -> Result<()> {
 /// requests. The killed speaker is restarted and takes its IPs back before
 /// the next kill; owners rotate over the nodes.
 async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
-    let mut owned_by: BTreeMap<usize, Ipv4Addr> = BTreeMap::new();
+    let mut names = Vec::new();
+    let mut ips = Vec::new();
     for i in 0..FAILOVER_SERVICES {
-        let ips = lab.service(&format!("fo-{i}"), json!({}), 1).await?;
-        let ip = ipv4(ips.first().context("no IP")?)?;
-        let owner = lab.wait_arp_owner(ip).await?;
-        owned_by.entry(owner).or_insert(ip);
+        let name = format!("fo-{i}");
+        let assigned = lab.service(&name, json!({}), 1).await?;
+        ips.push(ipv4(assigned.first().context("no IP")?)?);
+        names.push(name);
+    }
+    let targets = owners(lab, &ips).await?;
+    let timed = time_kills(lab, &targets, kills, &mut |lab, i| lab.start_speaker(i)).await?;
+    println!("{}", timed.summary());
+    for name in names {
+        lab.scenario.delete_service(&name).await.ok();
+    }
+    Ok(())
+}
+
+/// One IP owned by each node that owns any of `ips` (node, IP), as the client's ARP
+/// requests show.
+pub async fn owners(lab: &L2Lab, ips: &[Ipv4Addr]) -> Result<Vec<(usize, Ipv4Addr)>> {
+    let mut owned_by: BTreeMap<usize, Ipv4Addr> = BTreeMap::new();
+    for ip in ips {
+        let owner = lab.wait_arp_owner(*ip).await?;
+        owned_by.entry(owner).or_insert(*ip);
         if owned_by.len() == lab.nodes.len() {
             break;
         }
@@ -203,8 +221,51 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
             .map(|(n, ip)| (lab.nodes[*n].name.clone(), *ip))
             .collect::<Vec<_>>()
     );
-    let (mut first_packet, mut first_answer) = (Vec::new(), Vec::new());
-    let mut gratuitous_first = 0;
+    Ok(targets)
+}
+
+/// What [`time_kills`] measured.
+#[derive(Default)]
+pub struct Failovers {
+    /// SIGKILL to the first ARP packet from another node.
+    pub first_packet: Vec<Duration>,
+    /// SIGKILL to another node answering the client's request.
+    pub first_answer: Vec<Duration>,
+    /// Kills whose first packet was a gratuitous ARP.
+    pub gratuitous_first: usize,
+}
+
+impl Failovers {
+    pub fn summary(&self) -> String {
+        let kills = self.first_packet.len();
+        format!(
+            "{} ({} of {kills} were gratuitous ARPs)\n{}",
+            summary(
+                "SIGKILL of the owner's speaker -> first ARP packet from the new owner",
+                self.first_packet.clone()
+            ),
+            self.gratuitous_first,
+            summary(
+                "SIGKILL of the owner's speaker -> new owner answers the client's ARP request",
+                self.first_answer.clone()
+            )
+        )
+    }
+}
+
+/// `kills` SIGKILLs of the owner of one of `targets` (in turn), each timed with the
+/// client's prober; `restart` starts the killed node's speaker again, and the owner takes
+/// its IP back before the next kill.
+pub async fn time_kills(
+    lab: &mut L2Lab,
+    targets: &[(usize, Ipv4Addr)],
+    kills: usize,
+    restart: &mut dyn FnMut(&mut L2Lab, usize) -> Result<()>,
+) -> Result<Failovers> {
+    let mut out = Failovers::default();
+    if targets.is_empty() {
+        bail!("no failover targets");
+    }
     for kill in 0..kills {
         let (owner, ip) = targets[kill % targets.len()];
         let owner_mac = lab.nodes[owner].mac.clone();
@@ -216,7 +277,7 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
         let other_mac = |c: &Claim| c.at >= killed && !c.mac.eq_ignore_ascii_case(&owner_mac);
         let answer = wait_for(
             &format!("another node answering for {ip}"),
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             || async {
                 prober
                     .claims()
@@ -245,38 +306,21 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
             },
             elapsed(&answer).as_secs_f64() * 1000.0,
         );
-        gratuitous_first += usize::from(first.gratuitous);
-        first_packet.push(elapsed(&first));
-        first_answer.push(elapsed(&answer));
+        out.gratuitous_first += usize::from(first.gratuitous);
+        out.first_packet.push(elapsed(&first));
+        out.first_answer.push(elapsed(&answer));
 
-        lab.start_speaker(owner)?;
+        restart(lab, owner)?;
         wait_for_claim_by(&prober, &owner_mac, Instant::now(), "to take the IP back").await?;
         prober.stop()?;
         // Let the membership settle before the next kill.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    println!(
-        "{} ({gratuitous_first} of {kills} were gratuitous ARPs)",
-        summary(
-            "SIGKILL of the owner's speaker -> first ARP packet from the new owner",
-            first_packet
-        )
-    );
-    println!(
-        "{}",
-        summary(
-            "SIGKILL of the owner's speaker -> new owner answers the client's ARP request",
-            first_answer
-        )
-    );
-    for i in 0..FAILOVER_SERVICES {
-        lab.scenario.delete_service(&format!("fo-{i}")).await.ok();
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// Waits until `mac` claims the probed IP at or after `since`.
-async fn wait_for_claim_by(
+pub async fn wait_for_claim_by(
     prober: &ArpProber,
     mac: &str,
     since: Instant,

@@ -3,13 +3,35 @@
 //! alternation; medians and ratios. See BENCHMARKS.md, "FerroLB and MetalLB, side by side".
 
 mod controller;
+mod l2;
 mod table;
 
 use anyhow::{Result, bail};
+use clap::ValueEnum;
 
 use self::controller::ColdStart;
 use self::table::{Figure, render};
+use super::l2::Failovers;
 use super::measure::{machine_line, release_runtime};
+
+/// A part of the comparison (`--parts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// Controller cold start and create-to-IP latency.
+    Controller,
+    /// L2 failover: SIGKILL of the owner's speaker to the new owner's ARP answer.
+    L2,
+}
+
+/// What `cargo xtask bench compare` measures.
+#[derive(Clone, Debug)]
+pub struct ComparePlan {
+    pub parts: Vec<Part>,
+    /// Rounds of both projects' cold starts.
+    pub runs: usize,
+    /// SIGKILLs of an owner's speaker, per project.
+    pub failovers: usize,
+}
 
 /// The project a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,10 +104,39 @@ fn figures(n: usize, ferrolb: &[ColdStart], metallb: &[ColdStart]) -> Vec<Figure
     ]
 }
 
+/// The L2 failover figures: median and p90 of kill to first packet and to answer.
+fn failover_figures(ferrolb: &Failovers, metallb: &Failovers) -> Vec<Figure> {
+    let ms = |v: &[std::time::Duration]| -> Vec<f64> {
+        v.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
+    };
+    let figure = |name: &str, get: &dyn Fn(&Failovers) -> &[std::time::Duration]| Figure {
+        name: format!(
+            "{name} ({} / {} kills)",
+            get(ferrolb).len(),
+            get(metallb).len()
+        ),
+        unit: "ms",
+        ferrolb: ms(get(ferrolb)),
+        metallb: ms(get(metallb)),
+    };
+    vec![
+        figure(
+            "L2: SIGKILL of the owner's speaker to the new owner's first ARP packet",
+            &|f| &f.first_packet,
+        ),
+        figure(
+            "L2: SIGKILL of the owner's speaker to the new owner answering the client",
+            &|f| &f.first_answer,
+        ),
+    ]
+}
+
 /// Runs the comparison: for each N, `runs` rounds of both projects' cold starts, in
-/// alternating order, each on a fresh control plane; prints every run and the table.
-pub fn run(sizes: &[usize], runs: usize, latency_samples: usize) -> Result<()> {
-    if sizes.is_empty() || runs == 0 || latency_samples == 0 {
+/// alternating order, each on a fresh control plane; then the L2 failovers; prints every
+/// run and the table.
+pub fn run(sizes: &[usize], latency_samples: usize, plan: &ComparePlan) -> Result<()> {
+    let runs = plan.runs;
+    if sizes.is_empty() || runs == 0 || latency_samples == 0 || plan.parts.is_empty() {
         bail!("nothing to measure");
     }
     let runtime = release_runtime()?;
@@ -103,7 +154,12 @@ pub fn run(sizes: &[usize], runs: usize, latency_samples: usize) -> Result<()> {
         ferrolb_tests::metallb_source::METALLB_MODULE
     );
     let mut tables = Vec::new();
-    for &n in sizes {
+    let controller_sizes = if plan.parts.contains(&Part::Controller) {
+        sizes
+    } else {
+        &[]
+    };
+    for &n in controller_sizes {
         let (mut ferrolb, mut metallb) = (Vec::new(), Vec::new());
         for run in 0..runs {
             for project in order(run) {
@@ -118,7 +174,19 @@ pub fn run(sizes: &[usize], runs: usize, latency_samples: usize) -> Result<()> {
         }
         tables.extend(figures(n, &ferrolb, &metallb));
     }
-    println!("\nController cold start, medians over {runs} run(s) each:\n");
+    if plan.parts.contains(&Part::L2) {
+        let (ferrolb, metallb) = runtime.block_on(l2::failover(plan.failovers))?;
+        println!(
+            "FerroLB:\n{}\nMetalLB:\n{}",
+            ferrolb.summary(),
+            metallb.summary()
+        );
+        tables.extend(failover_figures(&ferrolb, &metallb));
+    }
+    println!(
+        "\nFerroLB and MetalLB side by side (controller: medians over {runs} run(s) each; \
+         L2: over every kill):\n"
+    );
     println!("{}", render(&tables));
     println!("{}", machine_line());
     Ok(())
