@@ -98,7 +98,7 @@ enum Cmd {
         /// BGP suite: endpoint moves for the convergence figure.
         #[arg(long, default_value_t = 20)]
         moves: usize,
-        /// L2 and BGP suites: IPv6 Service IPs for the memory figures (BGP: at most 1024).
+        /// L2, BGP and compare suites: IPv6 Service IPs for the memory figures (BGP: at most 1024).
         #[arg(long, default_value_t = 1000)]
         bulk_ips: usize,
         /// L2 suite: hard kills of an owner's speaker for the failover figures.
@@ -196,6 +196,7 @@ fn main() -> Result<()> {
                     parts,
                     runs,
                     failovers,
+                    bulk_ips,
                 },
                 bgp: bench::BgpBench {
                     route_samples,

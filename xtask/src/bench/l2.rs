@@ -341,7 +341,7 @@ pub async fn wait_for_claim_by(
 }
 
 /// The announced-IPs gauge of node `i`'s speaker.
-fn announced_ips(lab: &L2Lab, i: usize) -> Option<u64> {
+pub fn announced_ips(lab: &L2Lab, i: usize) -> Option<u64> {
     let text = lab.speaker_http(i, "/metrics").ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("ferrolb_speaker_l2_announced_ips "))
@@ -358,6 +358,27 @@ fn memory_line(lab: &L2Lab, i: usize) -> String {
     )
 }
 
+/// Creates Services `prefix-0` .. with `extra` merged in, 16 at a time, each with a ready
+/// endpoint on node 0 only.
+pub async fn create_bulk(
+    lab: &L2Lab,
+    prefix: &str,
+    count: usize,
+    extra: &serde_json::Value,
+) -> Result<()> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let name = format!("{prefix}-{i}");
+            lab.endpoints(&name, &[0]).await?;
+            lab.scenario.service(&name, extra.clone()).await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
 /// Speaker memory with `count` IPv6 Service IPs, all announced by node 0
 /// (the bulk L2Advertisement selects only it); nodes 1 and 2 watch the same
 /// objects and announce none of them.
@@ -366,24 +387,11 @@ async fn memory(lab: &L2Lab, count: usize) -> Result<()> {
         println!("before the bulk Services, {}", memory_line(lab, i));
     }
     let started = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| async move {
-            let name = format!("bulk-{i}");
-            lab.endpoints(&name, &[0]).await?;
-            lab.scenario
-                .service(
-                    &name,
-                    json!({
-                        "metadata": {"annotations": {"ferrolb.io/address-pool": "bulk"}},
-                        "spec": {"ipFamilies": ["IPv6"]},
-                    }),
-                )
-                .await?;
-            anyhow::Ok(())
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await?;
+    let bulk = json!({
+        "metadata": {"annotations": {"ferrolb.io/address-pool": "bulk"}},
+        "spec": {"ipFamilies": ["IPv6"]},
+    });
+    create_bulk(lab, "bulk", count, &bulk).await?;
     let created = started.elapsed();
     wait_for(
         &format!("node 0 announcing {count} IPs"),

@@ -14,8 +14,10 @@ use ferrolb_tests::l2lab::{L2Lab, LabShape};
 use ferrolb_tests::metallb;
 use ferrolb_tests::metallb_source::speaker_binary;
 
-use super::super::l2::{Failovers, ipv4, owners, time_kills};
+use super::super::l2::{Failovers, announced_ips, create_bulk, ipv4, owners, time_kills};
+use super::super::measure::{peak_rss_mib, rss_mib};
 use super::{Project, order};
+use ferrolb_tests::env::wait_for;
 
 /// Services of each project made to find an IP owned by each node.
 const FERROLB_SERVICES: usize = 12;
@@ -86,9 +88,100 @@ async fn services(
     Ok(ips)
 }
 
+/// What the lab measured of one project.
+#[derive(Default)]
+pub struct L2Figures {
+    pub failovers: Failovers,
+    /// Node 0's speaker announcing the bulk IPs: VmRSS and VmHWM, MiB.
+    pub rss_mib: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Label of the node that announces the bulk pools, both projects'.
+const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
+
+/// Stops every speaker of the lab, then starts `project`'s on every node.
+fn switch_speakers(
+    lab: &mut L2Lab,
+    project: Project,
+    start: &mut dyn FnMut(&mut L2Lab, Project, usize) -> Result<()>,
+) -> Result<()> {
+    for i in 0..lab.nodes.len() {
+        lab.stop_speaker(i);
+    }
+    for i in 0..lab.nodes.len() {
+        start(lab, project, i)?;
+    }
+    Ok(())
+}
+
+/// How many of MetalLB's bulk Services node 0 announces, by the ServiceL2Status objects
+/// its speaker writes for what it announces.
+fn metallb_announced(lab: &L2Lab) -> Result<usize> {
+    let statuses = lab.scenario.cluster.kubectl_ok(&[
+        "-n",
+        metallb::NAMESPACE,
+        "get",
+        "servicel2statuses.metallb.io",
+        "-o",
+        "jsonpath={range .items[*]}{.status.node} {.status.serviceName}{\"\\n\"}{end}",
+    ])?;
+    let node = &lab.nodes[0].name;
+    Ok(statuses
+        .lines()
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(n, s)| n == node && s.starts_with("bulk-metallb-"))
+        })
+        .count())
+}
+
+/// Both projects' bulk pools (IPv6, announced by node 0 only) and `count` Services in each,
+/// with an endpoint on node 0.
+async fn create_bulk_both(lab: &L2Lab, count: usize) -> Result<()> {
+    let k = lab.index();
+    lab.scenario
+        .pool(
+            "bulk",
+            json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
+        )
+        .await?;
+    lab.advertise(
+        "bulk",
+        json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
+    )
+    .await?;
+    lab.scenario.cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n\
+             metadata: {{name: bulk, namespace: {ns}}}\n\
+             spec: {{addresses: [\"2001:db8:5100:{k:x}::2000-2001:db8:5100:{k:x}::27ff\"]}}\n\
+             ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\n\
+             metadata: {{name: bulk, namespace: {ns}}}\n\
+             spec: {{ipAddressPools: [bulk], nodeSelectors: [{{matchLabels: {{{BULK_LABEL}: \"yes\"}}}}]}}\n",
+            ns = metallb::NAMESPACE
+        ),
+    )?;
+    lab.create_node(0, &[(BULK_LABEL, "yes")]).await?;
+    let v6 = |pool: serde_json::Value| json!({"metadata": {"annotations": pool}, "spec": {"ipFamilies": ["IPv6"]}});
+    create_bulk(
+        lab,
+        "bulk-ferrolb",
+        count,
+        &v6(json!({"ferrolb.io/address-pool": "bulk"})),
+    )
+    .await?;
+    let mut metallb = v6(json!({"metallb.io/address-pool": "bulk"}));
+    metallb["spec"]["loadBalancerClass"] = serde_json::Value::Null;
+    create_bulk(lab, "bulk-metallb", count, &metallb).await
+}
+
 /// `kills` SIGKILLs of an owner's speaker per project, in two rounds each (FerroLB,
-/// MetalLB, then MetalLB, FerroLB); returns FerroLB's and MetalLB's figures.
-pub async fn failover(kills: usize) -> Result<(Failovers, Failovers)> {
+/// MetalLB, then MetalLB, FerroLB); then, with `bulk` IPs of each project, each project's
+/// speakers in turn until node 0 announces them all, and node 0's speaker memory.
+/// Returns FerroLB's and MetalLB's figures.
+pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
     let mut lab = L2Lab::start(
         "cmp-l2",
         LabShape {
@@ -112,7 +205,11 @@ pub async fn failover(kills: usize) -> Result<(Failovers, Failovers)> {
     )
     .await?;
 
-    let (mut ferrolb, mut metallb) = (Failovers::default(), Failovers::default());
+    let mut start = |lab: &mut L2Lab, project: Project, i: usize| match project {
+        Project::FerroLB => lab.start_speaker(i),
+        Project::MetalLB => start_metallb_speaker(lab, i, cluster, &binary, &secret_dir),
+    };
+    let (mut ferrolb, mut metallb) = (L2Figures::default(), L2Figures::default());
     for round in 0..2 {
         let this_round = if round == 0 {
             kills.div_ceil(2)
@@ -120,30 +217,66 @@ pub async fn failover(kills: usize) -> Result<(Failovers, Failovers)> {
             kills / 2
         };
         for project in order(round) {
-            for i in 0..lab.nodes.len() {
-                lab.stop_speaker(i);
+            if this_round == 0 {
+                continue;
             }
-            let mut restart = |lab: &mut L2Lab, i: usize| match project {
-                Project::FerroLB => lab.start_speaker(i),
-                Project::MetalLB => start_metallb_speaker(lab, i, cluster, &binary, &secret_dir),
-            };
-            for i in 0..lab.nodes.len() {
-                restart(&mut lab, i)?;
-            }
+            switch_speakers(&mut lab, project, &mut start)?;
             let ips = match project {
                 Project::FerroLB => &ferrolb_ips,
                 Project::MetalLB => &metallb_ips,
             };
             println!("L2 round {}: {project}", round + 1);
             let targets = owners(&lab, ips).await?;
+            let mut restart = |lab: &mut L2Lab, i: usize| start(lab, project, i);
             let timed = time_kills(&mut lab, &targets, this_round, &mut restart).await?;
             let total = match project {
-                Project::FerroLB => &mut ferrolb,
-                Project::MetalLB => &mut metallb,
+                Project::FerroLB => &mut ferrolb.failovers,
+                Project::MetalLB => &mut metallb.failovers,
             };
             total.first_packet.extend(timed.first_packet);
             total.first_answer.extend(timed.first_answer);
             total.gratuitous_first += timed.gratuitous_first;
+        }
+    }
+
+    if bulk > 0 {
+        let created = std::time::Instant::now();
+        create_bulk_both(&lab, bulk).await?;
+        println!(
+            "{bulk} IPv6 Services of each project created in {:.1} s",
+            created.elapsed().as_secs_f64()
+        );
+        for project in order(0) {
+            switch_speakers(&mut lab, project, &mut start)?;
+            let started = std::time::Instant::now();
+            wait_for(
+                &format!("{project}: node 0 announcing {bulk} IPs"),
+                std::time::Duration::from_secs(600),
+                || async {
+                    let done = match project {
+                        Project::FerroLB => announced_ips(&lab, 0).map(|n| n as usize),
+                        Project::MetalLB => metallb_announced(&lab).ok(),
+                    };
+                    (done? >= bulk).then_some(())
+                },
+            )
+            .await?;
+            // Let status writes and Events settle, as `bench l2` does, then measure.
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let pid = lab.speaker_pid(0).context("node 0's speaker")?;
+            let figures = match project {
+                Project::FerroLB => &mut ferrolb,
+                Project::MetalLB => &mut metallb,
+            };
+            figures.rss_mib = rss_mib(pid).unwrap_or(f64::NAN);
+            figures.peak_rss_mib = peak_rss_mib(pid).unwrap_or(f64::NAN);
+            println!(
+                "{project}: node 0 announces {bulk} IPs {:.1} s after its speakers started; \
+                 speaker VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+                started.elapsed().as_secs_f64(),
+                figures.rss_mib,
+                figures.peak_rss_mib
+            );
         }
     }
     for i in 0..lab.nodes.len() {

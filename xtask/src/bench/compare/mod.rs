@@ -19,7 +19,8 @@ use super::measure::{machine_line, release_runtime};
 pub enum Part {
     /// Controller cold start and create-to-IP latency.
     Controller,
-    /// L2 failover: SIGKILL of the owner's speaker to the new owner's ARP answer.
+    /// L2 failover (SIGKILL of the owner's speaker to the new owner's ARP answer) and
+    /// speaker memory with `--bulk-ips` announced IPs.
     L2,
 }
 
@@ -31,6 +32,8 @@ pub struct ComparePlan {
     pub runs: usize,
     /// SIGKILLs of an owner's speaker, per project.
     pub failovers: usize,
+    /// IPv6 Service IPs one speaker announces for the memory figure, per project.
+    pub bulk_ips: usize,
 }
 
 /// The project a run measures.
@@ -175,13 +178,34 @@ pub fn run(sizes: &[usize], latency_samples: usize, plan: &ComparePlan) -> Resul
         tables.extend(figures(n, &ferrolb, &metallb));
     }
     if plan.parts.contains(&Part::L2) {
-        let (ferrolb, metallb) = runtime.block_on(l2::failover(plan.failovers))?;
+        let (ferrolb, metallb) = runtime.block_on(l2::run(plan.failovers, plan.bulk_ips))?;
         println!(
             "FerroLB:\n{}\nMetalLB:\n{}",
-            ferrolb.summary(),
-            metallb.summary()
+            ferrolb.failovers.summary(),
+            metallb.failovers.summary()
         );
-        tables.extend(failover_figures(&ferrolb, &metallb));
+        if plan.failovers > 0 {
+            tables.extend(failover_figures(&ferrolb.failovers, &metallb.failovers));
+        }
+        if plan.bulk_ips > 0 {
+            for (name, get) in [
+                (
+                    "VmRSS",
+                    (|f: &l2::L2Figures| f.rss_mib) as fn(&l2::L2Figures) -> f64,
+                ),
+                ("VmHWM", |f: &l2::L2Figures| f.peak_rss_mib),
+            ] {
+                tables.push(Figure {
+                    name: format!(
+                        "L2: speaker {name} announcing {} IPv6 Service IPs",
+                        plan.bulk_ips
+                    ),
+                    unit: "MiB",
+                    ferrolb: vec![get(&ferrolb)],
+                    metallb: vec![get(&metallb)],
+                });
+            }
+        }
     }
     println!(
         "\nFerroLB and MetalLB side by side (controller: medians over {runs} run(s) each; \
