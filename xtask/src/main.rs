@@ -87,12 +87,12 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Compare suite: the parts to run.
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [bench::ComparePart::Controller, bench::ComparePart::L2])]
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [bench::ComparePart::Controller, bench::ComparePart::L2, bench::ComparePart::Bgp])]
         parts: Vec<bench::ComparePart>,
-        /// Compare suite: SIGKILLs of an owner's speaker per project.
+        /// Compare suite: SIGKILLs of a speaker per project (L2: the owner's; BGP: each node's in turn).
         #[arg(long, default_value_t = 20)]
         failovers: usize,
-        /// BGP suite: Services created one at a time for the route-latency figure.
+        /// BGP and compare suites: Services created one at a time for the route-latency figure.
         #[arg(long, default_value_t = 20)]
         route_samples: usize,
         /// BGP suite: endpoint moves for the convergence figure.
@@ -197,6 +197,7 @@ fn main() -> Result<()> {
                     runs,
                     failovers,
                     bulk_ips,
+                    route_samples,
                 },
                 bgp: bench::BgpBench {
                     route_samples,

@@ -2,6 +2,7 @@
 //! cached) measured in the same run, on the same machine, with the same client, in
 //! alternation; medians and ratios. See BENCHMARKS.md, "FerroLB and MetalLB, side by side".
 
+mod bgp;
 mod controller;
 mod l2;
 mod table;
@@ -22,6 +23,8 @@ pub enum Part {
     /// L2 failover (SIGKILL of the owner's speaker to the new owner's ARP answer) and
     /// speaker memory with `--bulk-ips` announced IPs.
     L2,
+    /// BGP against BIRD: IP assigned to route in the FIB, speaker SIGKILL to withdrawal.
+    Bgp,
 }
 
 /// What `cargo xtask bench compare` measures.
@@ -34,6 +37,8 @@ pub struct ComparePlan {
     pub failovers: usize,
     /// IPv6 Service IPs one speaker announces for the memory figure, per project.
     pub bulk_ips: usize,
+    /// BGP: Services timed from IP to route, per project.
+    pub route_samples: usize,
 }
 
 /// The project a run measures.
@@ -206,6 +211,29 @@ pub fn run(sizes: &[usize], latency_samples: usize, plan: &ComparePlan) -> Resul
                 });
             }
         }
+    }
+    if plan.parts.contains(&Part::Bgp) {
+        let (ferrolb, metallb) = runtime.block_on(bgp::run(plan.route_samples, plan.failovers))?;
+        tables.push(Figure {
+            name: format!(
+                "BGP: IP assigned to route with 3 next hops in BIRD's FIB ({} / {} Services)",
+                ferrolb.ip_to_route.len(),
+                metallb.ip_to_route.len()
+            ),
+            unit: "ms",
+            ferrolb: ferrolb.ip_to_route,
+            metallb: metallb.ip_to_route,
+        });
+        tables.push(Figure {
+            name: format!(
+                "BGP: speaker SIGKILL to its next hop leaving BIRD's FIB ({} / {} kills)",
+                ferrolb.kill_to_withdrawal.len(),
+                metallb.kill_to_withdrawal.len()
+            ),
+            unit: "ms",
+            ferrolb: ferrolb.kill_to_withdrawal,
+            metallb: metallb.kill_to_withdrawal,
+        });
     }
     println!(
         "\nFerroLB and MetalLB side by side (controller: medians over {runs} run(s) each; \
