@@ -35,33 +35,24 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 /// Services made to find an IP owned by each node (the pool holds 16).
 const FAILOVER_SERVICES: usize = 12;
 /// Label of the node that announces the bulk pool.
-const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
+pub const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
 
 /// Runs the benchmark, printing one line per figure.
 pub fn run(plan: L2BenchPlan) -> Result<()> {
     release_runtime()?.block_on(async {
         println!("{}", machine_line());
-        let mut lab = L2Lab::start("bench-l2", LabShape {
-            nodes: 3,
-            second_lan: false,
-            own_cluster: false,
-        })
-        .await?;
-        let k = lab.index();
-        lab.scenario
-            .pool(
-                "bulk",
-                json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
-            )
-            .await?;
-        lab.advertise("lan", json!({"ipAddressPools": ["lan"]}))
-            .await?;
-        lab.advertise(
-            "bulk",
-            json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
+        let mut lab = L2Lab::start(
+            "bench-l2",
+            LabShape {
+                nodes: 3,
+                second_lan: false,
+                own_cluster: false,
+            },
         )
         .await?;
-        lab.create_node(0, &[(BULK_LABEL, "yes")]).await?;
+        lab.advertise("lan", json!({"ipAddressPools": ["lan"]}))
+            .await?;
+        bulk_pool(&lab).await?;
         lab.start_speakers()?;
 
         reply_latency(&lab, plan.round_trips).await?;
@@ -69,6 +60,24 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
         failover(&mut lab, plan.kills).await?;
         memory(&lab, plan.bulk_ips).await
     })
+}
+
+/// The pool `bulk` (IPv6, 2,048 addresses of the LAN) and its L2Advertisement, which
+/// selects node 0 only (labelled [`BULK_LABEL`]).
+pub async fn bulk_pool(lab: &L2Lab) -> Result<()> {
+    let k = lab.index();
+    lab.scenario
+        .pool(
+            "bulk",
+            json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
+        )
+        .await?;
+    lab.advertise(
+        "bulk",
+        json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
+    )
+    .await?;
+    lab.create_node(0, &[(BULK_LABEL, "yes")]).await
 }
 
 pub fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {

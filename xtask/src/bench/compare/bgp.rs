@@ -17,6 +17,7 @@ use ferrolb_tests::metallb_source::speaker_binary;
 
 use super::super::bgp::route_monitor::RouteMonitor;
 use super::super::bgp::{Assigned, STEP_TIMEOUT, millis, sample_routes, track_ips, wait_assigned};
+use super::l2::start_metallb_speaker;
 use super::{Project, order};
 
 /// What the BGP lab measured of one project, in ms.
@@ -84,15 +85,7 @@ fn start_speaker(
         Project::FerroLB => lab.lab.start_speaker(i),
         Project::MetalLB => {
             let cluster = lab.lab.scenario.cluster;
-            let node = &lab.lab.nodes[i];
-            let command = metallb::speaker_command(
-                cluster,
-                node.netns.command(binary),
-                &node.name,
-                node.ip4.into(),
-                secret_dir,
-            );
-            lab.lab.start_speaker_command(i, command)
+            start_metallb_speaker(&mut lab.lab, i, cluster, binary, secret_dir)
         }
     }
 }

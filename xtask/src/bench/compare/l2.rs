@@ -14,7 +14,9 @@ use ferrolb_tests::l2lab::{L2Lab, LabShape};
 use ferrolb_tests::metallb;
 use ferrolb_tests::metallb_source::speaker_binary;
 
-use super::super::l2::{Failovers, announced_ips, create_bulk, ipv4, owners, time_kills};
+use super::super::l2::{
+    BULK_LABEL, Failovers, announced_ips, bulk_pool, create_bulk, ipv4, owners, time_kills,
+};
 use super::super::measure::{peak_rss_mib, rss_mib};
 use super::{Project, order};
 use ferrolb_tests::env::wait_for;
@@ -25,7 +27,7 @@ const FERROLB_SERVICES: usize = 12;
 const METALLB_SERVICES: usize = 7;
 
 /// Starts MetalLB's speaker on node `i` of the lab.
-fn start_metallb_speaker(
+pub(super) fn start_metallb_speaker(
     lab: &mut L2Lab,
     i: usize,
     cluster: &Cluster,
@@ -97,9 +99,6 @@ pub struct L2Figures {
     pub peak_rss_mib: f64,
 }
 
-/// Label of the node that announces the bulk pools, both projects'.
-const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
-
 /// Stops every speaker of the lab, then starts `project`'s on every node.
 fn switch_speakers(
     lab: &mut L2Lab,
@@ -139,18 +138,8 @@ fn metallb_announced(lab: &L2Lab) -> Result<usize> {
 /// Both projects' bulk pools (IPv6, announced by node 0 only) and `count` Services in each,
 /// with an endpoint on node 0.
 async fn create_bulk_both(lab: &L2Lab, count: usize) -> Result<()> {
+    bulk_pool(lab).await?;
     let k = lab.index();
-    lab.scenario
-        .pool(
-            "bulk",
-            json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
-        )
-        .await?;
-    lab.advertise(
-        "bulk",
-        json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
-    )
-    .await?;
     lab.scenario.cluster.kubectl_stdin(
         &["apply", "-f", "-"],
         &format!(
@@ -163,7 +152,6 @@ async fn create_bulk_both(lab: &L2Lab, count: usize) -> Result<()> {
             ns = metallb::NAMESPACE
         ),
     )?;
-    lab.create_node(0, &[(BULK_LABEL, "yes")]).await?;
     let v6 = |pool: serde_json::Value| json!({"metadata": {"annotations": pool}, "spec": {"ipFamilies": ["IPv6"]}});
     create_bulk(
         lab,
