@@ -237,7 +237,7 @@ pub fn run(sizes: &[usize], latency_samples: usize, plan: &ComparePlan) -> Resul
     }
     println!(
         "\nFerroLB and MetalLB side by side (controller: medians over {runs} run(s) each; \
-         L2: over every kill):\n"
+         L2 and BGP: medians over every kill or Service):\n"
     );
     println!("{}", render(&tables));
     println!("{}", machine_line());

@@ -61,7 +61,11 @@ fn value(v: f64, unit: &str) -> String {
     }
 }
 
-/// A markdown table: figure, FerroLB's median, MetalLB's median, the ratio, and every run.
+/// Values listed one by one in the last column; more are summarised as their range.
+const MAX_LISTED: usize = 5;
+
+/// A markdown table: figure, FerroLB's median, MetalLB's median, the ratio, and every run
+/// (or, beyond [`MAX_LISTED`], their count and range).
 pub fn render(figures: &[Figure]) -> String {
     let mut out = String::from(
         "| figure | FerroLB (median) | MetalLB (median) | MetalLB / FerroLB | runs: FerroLB; MetalLB |\n|---|---|---|---|---|\n",
@@ -69,6 +73,19 @@ pub fn render(figures: &[Figure]) -> String {
     for f in figures {
         let (a, b) = (median(&f.ferrolb), median(&f.metallb));
         let runs = |v: &[f64]| {
+            if v.len() > MAX_LISTED {
+                let (min, max) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                        (lo.min(*x), hi.max(*x))
+                    });
+                return format!(
+                    "{} values, {} to {}",
+                    v.len(),
+                    value(min, f.unit),
+                    value(max, f.unit)
+                );
+            }
             v.iter()
                 .map(|x| value(*x, f.unit))
                 .collect::<Vec<_>>()
@@ -149,6 +166,16 @@ mod tests {
         assert!(
             table.contains("| time | 2.00 s | 4.00 s | 2.00× (FerroLB better) | 1.00 s, 3.00 s, 2.00 s; 4.00 s, 4.00 s, 5.00 s |"),
             "{table}"
+        );
+        let many = render(&[Figure {
+            name: "kill".into(),
+            unit: "ms",
+            ferrolb: vec![5.0, 1.0, 2.0, 3.0, 4.0, 6.0],
+            metallb: vec![7.0],
+        }]);
+        assert!(
+            many.contains("| 6 values, 1.00 ms to 6.00 ms; 7.00 ms |"),
+            "{many}"
         );
     }
 
