@@ -136,6 +136,7 @@ mod tests {
                 "ferrolb_speaker_l2_requests_answered_total",
                 "ferrolb_speaker_l2_gratuitous_sent_total",
                 "ferrolb_speaker_l2_ignored_packets_total",
+                "ferrolb_speaker_l2_unreachable_interfaces",
                 "ferrolb_speaker_l2_announced_ips",
                 "ferrolb_speaker_members_alive",
                 "ferrolb_speaker_gossip_rejected_total",

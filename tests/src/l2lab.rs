@@ -263,6 +263,12 @@ impl L2Lab {
         format!("198.51.100.{}/28", 32 * u32::from(self.index.0) + 16)
     }
 
+    /// Two addresses of the second LAN's subnet, free for a pool.
+    pub fn pool_second_lan(&self) -> String {
+        let base = 192 + 8 * u32::from(self.index.0);
+        format!("203.0.113.{}-203.0.113.{}", base + 5, base + 6)
+    }
+
     pub fn pool_v6(&self) -> String {
         let k = self.index.0;
         format!("2001:db8:5100:{k:x}::100-2001:db8:5100:{k:x}::1ff")
@@ -522,15 +528,18 @@ impl L2Lab {
         self.nodes[i].forwarder.resume();
     }
 
-    /// Cuts node `i` off the LAN (its link goes down, as a pulled cable).
-    pub fn cut_link(&self, i: usize) -> Result<()> {
-        self.nodes[i].netns.ip(&["link", "set", "eth0", "down"])?;
+    /// Cuts node `i`'s `interface` (eth0: off the LAN, gossip included;
+    /// eth1: off the second LAN): its link goes down, as a pulled cable.
+    pub fn cut_link(&self, i: usize, interface: &str) -> Result<()> {
+        self.nodes[i]
+            .netns
+            .ip(&["link", "set", interface, "down"])?;
         Ok(())
     }
 
     /// Undoes [`L2Lab::cut_link`]: the cable is plugged back in.
-    pub fn restore_link(&self, i: usize) -> Result<()> {
-        self.nodes[i].netns.ip(&["link", "set", "eth0", "up"])?;
+    pub fn restore_link(&self, i: usize, interface: &str) -> Result<()> {
+        self.nodes[i].netns.ip(&["link", "set", interface, "up"])?;
         Ok(())
     }
 
@@ -605,14 +614,24 @@ impl L2Lab {
         interval: Duration,
         limit: Duration,
     ) -> Result<crate::arp_probe::ArpProber> {
-        crate::arp_probe::ArpProber::start(
-            &self.client,
-            "eth0",
-            self.client_ip4(),
-            ip,
-            interval,
-            limit,
-        )
+        self.arp_prober_on("eth0", ip, interval, limit)
+    }
+
+    /// [`L2Lab::arp_prober`] on the client's `interface`: eth0, or eth1 on
+    /// the second LAN.
+    pub fn arp_prober_on(
+        &self,
+        interface: &str,
+        ip: Ipv4Addr,
+        interval: Duration,
+        limit: Duration,
+    ) -> Result<crate::arp_probe::ArpProber> {
+        let ours = if interface == "eth1" {
+            self.client_ip4_second_lan()
+        } else {
+            self.client_ip4()
+        };
+        crate::arp_probe::ArpProber::start(&self.client, interface, ours, ip, interval, limit)
     }
 
     /// Index of the node whose MAC is `mac`.
@@ -665,6 +684,11 @@ impl L2Lab {
     /// The client's IPv4 address on the LAN.
     pub fn client_ip4(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 2)) + 32 * u32::from(self.index.0))
+    }
+
+    /// The client's IPv4 address on the second LAN.
+    pub fn client_ip4_second_lan(&self) -> Ipv4Addr {
+        Ipv4Addr::new(203, 0, 113, 193 + 8 * self.index.0)
     }
 
     /// The client's IPv6 address on the LAN.

@@ -42,6 +42,12 @@ const THREE_ALONE: LabShape = LabShape {
     ..THREE
 };
 
+/// Three nodes, each with an eth1 on a second LAN, as is the client.
+const THREE_ON_TWO_LANS: LabShape = LabShape {
+    second_lan: true,
+    ..THREE
+};
+
 fn v4(ips: &[IpAddr]) -> Result<Ipv4Addr> {
     ips.iter()
         .find_map(|ip| match ip {
@@ -196,6 +202,7 @@ async fn a_unicast_neighbor_solicitation_is_answered_by_the_owner() -> Result<()
     let two = LabShape {
         nodes: 2,
         second_lan: false,
+        own_cluster: false,
     };
     let mut lab = L2Lab::start("l2-uns", two).await?;
     lab.advertise("all", json!({})).await?;
@@ -275,14 +282,7 @@ async fn local_policy_follows_the_endpoints() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_selectors_and_interfaces_are_obeyed() -> Result<()> {
-    let mut lab = L2Lab::start(
-        "l2-sel",
-        LabShape {
-            second_lan: true,
-            ..THREE
-        },
-    )
-    .await?;
+    let mut lab = L2Lab::start("l2-sel", THREE_ON_TWO_LANS).await?;
     lab.create_node(2, &[("zone", "edge")]).await?;
     lab.advertise(
         "edge-only",
@@ -525,12 +525,17 @@ async fn answered_ip(
 
 /// Waits until node `owner` is the only one answering ARP for `ip`.
 async fn wait_alone(lab: &L2Lab, ip: Ipv4Addr, owner: usize) -> Result<()> {
-    let expected = BTreeSet::from([lab.nodes[owner].mac.clone()]);
+    wait_alone_on(lab, ip, "eth0", &lab.nodes[owner].mac).await
+}
+
+/// Waits until `mac` is the only one answering ARP for `ip` on the client's `interface`.
+async fn wait_alone_on(lab: &L2Lab, ip: Ipv4Addr, interface: &str, mac: &str) -> Result<()> {
+    let expected = BTreeSet::from([mac.to_owned()]);
     wait_for(
-        &format!("node {owner} alone answering for {ip}"),
+        &format!("{mac} alone answering for {ip} on {interface}"),
         Duration::from_secs(30),
         || async {
-            let macs = lab.arping(ip, "eth0", 2)?;
+            let macs = lab.arping(ip, interface, 2)?;
             if macs == expected {
                 Ok(())
             } else {
@@ -539,6 +544,30 @@ async fn wait_alone(lab: &L2Lab, ip: Ipv4Addr, owner: usize) -> Result<()> {
         },
     )
     .await
+}
+
+/// Cuts node `owner`'s `interface`, where it answered `prober` with `mac`, and
+/// waits for another node to answer; returns that node and how long it took,
+/// which must be at most 2 s.
+async fn cut_and_wait(
+    lab: &L2Lab,
+    prober: &ArpProber,
+    owner: usize,
+    interface: &str,
+    mac: &str,
+) -> Result<(usize, Duration)> {
+    let cut = Instant::now();
+    lab.cut_link(owner, interface)?;
+    let answer = answer_since(prober, cut, "another node answering", |c| {
+        !c.mac.eq_ignore_ascii_case(mac)
+    })
+    .await?;
+    let took = answer.at - cut;
+    let stand_in = lab.node_with_mac(&answer.mac).context("an unknown MAC")?;
+    eprintln!("{interface} down on node {owner}: node {stand_in} answers after {took:?}");
+    assert!(took <= Duration::from_secs(2), "takeover took {took:?}");
+    assert_ne!(stand_in, owner);
+    Ok((stand_in, took))
 }
 
 /// Cuts every speaker off the API server and waits until each has noticed.
@@ -726,34 +755,87 @@ async fn every_node_turning_unready_at_once_keeps_the_announcements() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owners_link_going_down_moves_its_ip() -> Result<()> {
     let (lab, ip, owner, prober) = answered_ip("l2-link", THREE, "mail").await?;
-    let owner_mac = lab.nodes[owner].mac.to_ascii_lowercase();
-    let cut = Instant::now();
-    lab.cut_link(owner)?;
-    let answer = answer_since(&prober, cut, "another node answering", |c| {
-        !c.mac.eq_ignore_ascii_case(&owner_mac)
-    })
-    .await?;
-    let took = answer.at - cut;
-    eprintln!("link down on node {owner}: another node answers after {took:?}");
-    assert!(took <= Duration::from_secs(2), "takeover took {took:?}");
+    let owner_mac = lab.nodes[owner].mac.clone();
+    cut_and_wait(&lab, &prober, owner, "eth0", &owner_mac).await?;
     // Plugged back in, the owner by election takes its IP back (the node
     // that stood in may answer until the gossip has healed).
-    lab.restore_link(owner)?;
+    lab.restore_link(owner, "eth0")?;
     wait_alone(&lab, ip, owner).await?;
+    Ok(())
+}
+
+/// An interface used only for L2 announcements (eth1, the second LAN) goes
+/// down on the owner while gossip flows on eth0: the owner leaves the
+/// election for the IPs announced there (its reach report), another node
+/// answers on the second LAN, and the owner keeps its IPs on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_interface_going_down_moves_only_the_ips_announced_there() -> Result<()> {
+    let mut lab = L2Lab::start("l2-eth1", THREE_ON_TWO_LANS).await?;
+    let lan2 = json!({"addresses": [lab.pool_second_lan()], "autoAssign": false});
+    lab.scenario.pool("lan2", lan2).await?;
+    lab.advertise(
+        "lan1",
+        json!({"ipAddressPools": ["lan"], "interfaces": ["eth0"]}),
+    )
+    .await?;
+    lab.advertise(
+        "lan2",
+        json!({"ipAddressPools": ["lan2"], "interfaces": ["eth1"]}),
+    )
+    .await?;
+    lab.start_speakers()?;
+    let in_lan2 = json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "lan2"}}});
+    let far = v4(&lab.service("far", in_lan2, 1).await?)?;
+    let owner = wait_for(
+        "one node answering on the second LAN",
+        Duration::from_secs(30),
+        || async {
+            let macs = lab.arping(far, "eth1", 2).ok()?;
+            let mac = macs.iter().next()?;
+            (macs.len() == 1).then(|| lab.node_with_mac(mac)).flatten()
+        },
+    )
+    .await?;
+    let owner_mac2 = lab.nodes[owner].mac2.clone().context("eth1")?;
+    // An IP on the first LAN that the same node must own: its only endpoint
+    // is there, and the policy is Local.
+    lab.endpoints("near", &[owner]).await?;
+    let local = json!({"spec": {"externalTrafficPolicy": "Local"}});
+    let near = v4(&lab.service_without_endpoints("near", local, 1).await?)?;
+    assert_eq!(lab.wait_arp_owner(near).await?, owner);
+
+    let prober = lab.arp_prober_on(
+        "eth1",
+        far,
+        Duration::from_millis(100),
+        Duration::from_secs(120),
+    )?;
+    answer_since(&prober, Instant::now(), "the owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac2)
+    })
+    .await?;
+    cut_and_wait(&lab, &prober, owner, "eth1", &owner_mac2).await?;
+    let unreachable = "ferrolb_speaker_l2_unreachable_interfaces";
+    assert_eq!(lab.speaker_metric(owner, unreachable)?, 1.0);
+    let owner_mac = BTreeSet::from([lab.nodes[owner].mac.clone()]);
+    assert_eq!(
+        lab.arping(near, "eth0", 2)?,
+        owner_mac,
+        "the owner still answers for its IP on the first LAN"
+    );
+
+    // Plugged back in, the owner by election takes its IP back, alone.
+    lab.restore_link(owner, "eth1")?;
+    wait_alone_on(&lab, far, "eth1", &owner_mac2).await?;
+    assert_eq!(lab.arping(near, "eth0", 2)?, owner_mac);
+    assert_eq!(lab.speaker_metric(owner, unreachable)?, 0.0);
     Ok(())
 }
 
 /// The value of one sample of a metrics text, 0 when absent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_counted_and_ignored() -> Result<()> {
-    let mut lab = L2Lab::start(
-        "l2-bad",
-        LabShape {
-            second_lan: true,
-            ..THREE
-        },
-    )
-    .await?;
+    let mut lab = L2Lab::start("l2-bad", THREE_ON_TWO_LANS).await?;
     // Node 0 announces "east" on eth0 only and "west" on eth1 only.
     lab.create_node(0, &[("role", "edge")]).await?;
     for (side, interface) in [("east", "eth0"), ("west", "eth1")] {

@@ -15,6 +15,8 @@ use ferrolb_speaker::l2::MacAddr;
 use ferrolb_speaker::l2::arp::ArpFrame;
 use ferrolb_speaker::l2::ndp::{NeighborAdvertisement, solicited_node_multicast};
 use ferrolb_speaker::l2::ndp_frame::icmpv6_checksum;
+use ferrolb_speaker::membership::auth::Envelope;
+use ferrolb_speaker::membership::reach::ReachReport;
 use ferrolb_speaker_fuzz::gossip::{authenticator, member, peer, us};
 use ferrolb_speaker_fuzz::stream::control_byte;
 use foca::AccumulatingRuntime;
@@ -239,9 +241,26 @@ fn gossip() {
     }
 }
 
+/// A reach report as a speaker whose eth1 is down sends it.
+fn reach() {
+    let report = ReachReport {
+        node_name: "node-b".to_owned(),
+        generation: 1_700_000_000_001,
+        no_suitable: false,
+        unusable: vec!["eth1".to_owned()],
+    };
+    let payload = report.encode().expect("within bounds");
+    write(
+        "gossip_frame",
+        "reach-eth1-down",
+        &authenticator().seal_as(Envelope::Reach, &payload),
+    );
+}
+
 fn main() {
     arp();
     ndp();
     bgp();
     gossip();
+    reach();
 }

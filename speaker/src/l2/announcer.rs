@@ -52,6 +52,9 @@ pub struct AnnouncerConfig {
     /// Where the announcer loop beats (part "l2", at every rescan); none
     /// beats nowhere.
     pub health: Option<Health>,
+    /// Where the interface list goes when a rescan finds it changed (`None`
+    /// until the first listing), for this node's reach; none sends it nowhere.
+    pub interfaces: Option<watch::Sender<Option<Vec<InterfaceInfo>>>>,
 }
 
 impl Default for AnnouncerConfig {
@@ -64,6 +67,7 @@ impl Default for AnnouncerConfig {
             node: String::new(),
             conflicts: None,
             health: None,
+            interfaces: None,
         }
     }
 }
@@ -114,7 +118,10 @@ impl L2Announcer {
                         heartbeat.beat();
                     }
                     match list_interfaces() {
-                        Ok(found) => listing = found,
+                        Ok(found) => {
+                            listing = found;
+                            state.publish_interfaces(&listing);
+                        }
                         Err(error) => warn!(%error, "keeping the previous interface list"),
                     }
                     state.reconcile(&wanted, &listing, view);
@@ -231,6 +238,18 @@ impl State {
             } else if let Some(info) = listing.iter().find(|info| info.name == name) {
                 self.start(info, ownership);
             }
+        }
+    }
+
+    fn publish_interfaces(&self, listing: &[InterfaceInfo]) {
+        if let Some(sender) = &self.config.interfaces {
+            sender.send_if_modified(|current| {
+                let changed = current.as_deref() != Some(listing);
+                if changed {
+                    *current = Some(listing.to_vec());
+                }
+                changed
+            });
         }
     }
 

@@ -41,6 +41,7 @@ struct Inner {
     gratuitous_sent: Family<FamilyLabel, Counter>,
     ignored_packets: Family<ReasonLabel, Counter>,
     announced_ips: Gauge,
+    unreachable_interfaces: Gauge,
 }
 
 /// The counters of L2 mode; cheap to clone, all clones count together.
@@ -75,6 +76,11 @@ impl L2Metrics {
             "l2_conflicts",
             "Other MACs seen claiming an IP this speaker wanted: held_off (a probe was answered, so the IP was not claimed), yielded (we stopped answering), won (we kept it)",
             self.0.conflicts.clone(),
+        );
+        registry.register(
+            "l2_unreachable_interfaces",
+            "Interfaces named by the L2Advertisements selecting this node that it cannot announce on (down, no carrier, missing), plus one when no interface is suitable for advertisements naming none; the node leaves the election for the IPs it cannot serve",
+            self.0.unreachable_interfaces.clone(),
         );
         registry.register(
             "l2_announced_ips",
@@ -116,6 +122,13 @@ impl L2Metrics {
             .inc();
     }
 
+    /// See `l2_unreachable_interfaces`.
+    pub fn set_unreachable_interfaces(&self, count: usize) {
+        self.0
+            .unreachable_interfaces
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     pub fn set_announced_ips(&self, count: usize) {
         self.0
             .announced_ips
@@ -139,6 +152,7 @@ mod tests {
         metrics.gratuitous_sent(AddressFamily::ipv6);
         metrics.packet_ignored(IgnoreReason::BadHopLimit);
         metrics.set_announced_ips(2);
+        metrics.set_unreachable_interfaces(1);
         metrics.conflict(AddressFamily::ipv4, Outcome::Yielded);
 
         let mut text = String::new();
@@ -148,6 +162,7 @@ mod tests {
             "ferrolb_speaker_l2_gratuitous_sent_total{family=\"ipv6\"} 1",
             "ferrolb_speaker_l2_ignored_packets_total{reason=\"bad_hop_limit\"} 1",
             "ferrolb_speaker_l2_announced_ips 2",
+            "ferrolb_speaker_l2_unreachable_interfaces 1",
             "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"yielded\"} 1",
         ] {
             assert!(

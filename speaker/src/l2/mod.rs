@@ -6,6 +6,7 @@
 //!   filter that lets only Neighbor Discovery frames reach us);
 //! - [`interfaces`]: which interfaces are fit to announce on;
 //! - [`plan`]: which IPs each interface announces, and whether a packet deserves an answer;
+//! - [`reach`]: which of the interfaces this node may be asked to announce on it cannot use;
 //! - [`schedule`]: when the gratuitous announcements go out;
 //! - [`arbiter`] and [`claim`]: one MAC per IP on the wire (probe before
 //!   claiming, conflicts settled by election rank).
@@ -35,6 +36,8 @@ pub mod ndp;
 pub mod ndp_frame;
 #[deny(missing_docs)]
 pub mod plan;
+#[deny(missing_docs)]
+pub mod reach;
 #[deny(missing_docs)]
 pub mod schedule;
 pub mod socket;

@@ -66,6 +66,11 @@ impl AliveSet {
         self.up.len()
     }
 
+    /// The gossip addresses of the Up members.
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.up.keys().copied()
+    }
+
     /// Whether a member gossiping from `addr` is Up.
     pub fn is_up(&self, addr: &SocketAddr) -> bool {
         self.up.contains_key(addr)

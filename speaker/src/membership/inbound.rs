@@ -1,14 +1,16 @@
 //! The receive path of a gossip datagram, without the socket: open the
 //! envelope ([`auth`](super::auth)), then hand the authentic payload to foca,
-//! which decodes it and updates the membership. The shell calls
+//! which decodes it and updates the membership, or decode it as a reach
+//! report ([`reach`](super::reach)), which the shell keeps. The shell calls
 //! [`receive`] for every datagram; fuzzing and tests call it directly.
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec};
 use rand_foca::SeedableRng;
 use rand_foca::rngs::SmallRng;
 
-use super::auth::{Authenticator, OpenError};
+use super::auth::{Authenticator, Envelope, OpenError};
 use super::identity::SpeakerId;
+use super::reach::{ReachReport, ReportError};
 
 /// The SWIM member a speaker runs: our identities, foca's postcard wire format.
 pub type SpeakerFoca = Foca<SpeakerId, PostcardCodec, SmallRng, NoCustomBroadcast>;
@@ -36,6 +38,10 @@ pub enum Inbound {
     Malformed(foca::Error),
     /// Authentic and decoded, but foca did not act on it (e.g. not for us).
     NotHandled(foca::Error),
+    /// An authentic reach report, for the shell to keep.
+    Reach(ReachReport),
+    /// An authentic reach envelope whose report does not decode or is out of bounds.
+    BadReport(ReportError),
 }
 
 /// Opens `datagram` and, if it is authentic, hands its payload to `foca`;
@@ -46,8 +52,14 @@ pub fn receive(
     datagram: &[u8],
     runtime: &mut AccumulatingRuntime<SpeakerId>,
 ) -> Inbound {
-    let payload = match authenticator.open(datagram) {
-        Ok(payload) => payload,
+    let payload = match authenticator.open_any(datagram) {
+        Ok((Envelope::Gossip, payload)) => payload,
+        Ok((Envelope::Reach, payload)) => {
+            return match ReachReport::decode(payload) {
+                Ok(report) => Inbound::Reach(report),
+                Err(error) => Inbound::BadReport(error),
+            };
+        }
         Err(error) => return Inbound::Refused(error),
     };
     match foca.handle_data(payload, runtime) {
@@ -106,5 +118,29 @@ mod tests {
         let outcome = receive(&auth, &mut ours, &auth.seal(&announce), &mut runtime);
         assert!(matches!(outcome, Inbound::Handled), "{outcome:?}");
         assert!(runtime.to_send().is_some(), "the announce is answered");
+    }
+
+    #[test]
+    fn reach_reports_are_decoded_apart_from_foca() {
+        let auth = Authenticator::new(&[b"the inbound test key"]).expect("a key");
+        let (_, mut ours) = member("a", "198.51.100.1:7946");
+        let mut runtime = AccumulatingRuntime::new();
+        let report = ReachReport {
+            node_name: "b".to_owned(),
+            generation: 7,
+            no_suitable: false,
+            unusable: vec!["eth1".to_owned()],
+        };
+        let sealed = auth.seal_as(Envelope::Reach, &report.encode().expect("in bounds"));
+        let outcome = receive(&auth, &mut ours, &sealed, &mut runtime);
+        assert!(
+            matches!(&outcome, Inbound::Reach(got) if *got == report),
+            "{outcome:?}"
+        );
+        assert!(runtime.to_send().is_none(), "foca never saw it");
+
+        let garbage = auth.seal_as(Envelope::Reach, &[0xff; 8]);
+        let outcome = receive(&auth, &mut ours, &garbage, &mut runtime);
+        assert!(matches!(outcome, Inbound::BadReport(_)), "{outcome:?}");
     }
 }

@@ -10,7 +10,8 @@
 //! (which keys the flags and a key file ask for), [`inbound`] (a datagram's
 //! receive path: envelope, then foca), [`identity`] (who a member
 //! is, and how a restarted speaker outranks its previous run), [`alive`]
-//! (foca notifications to the alive set), [`timers`] (foca's timer queue)
+//! (foca notifications to the alive set), [`reach`] (the reach reports sent
+//! next to foca's messages), [`timers`] (foca's timer queue)
 //! and [`GossipTimings::foca_config`]. The shells are [`shell`] and
 //! [`key_file`] (follows `--gossip-key-file`).
 
@@ -27,6 +28,8 @@ pub mod key_file;
 #[deny(missing_docs)]
 pub mod keys;
 pub mod metrics;
+#[deny(missing_docs)]
+pub mod reach;
 mod shell;
 #[deny(missing_docs)]
 pub mod timers;

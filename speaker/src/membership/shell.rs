@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::alive::AliveSet;
-use super::auth::{Authenticator, OpenError};
+use super::auth::{Authenticator, Envelope, OpenError};
 use super::identity::SpeakerId;
 use super::inbound::{Inbound, SpeakerFoca, receive};
 use super::metrics::{Direction, MembershipMetrics, RejectReason};
+use super::reach::{ReachBook, ReachOutbox, ReachReport, Received};
 use super::timers::TimerQueue;
 use super::{MembershipConfig, MembershipError, resolve_advertise, usable_seeds};
+use crate::model::reach::{Reach, Reaches};
 
 /// Big enough for any UDP datagram, so that an oversized one is seen whole
 /// (and refused) rather than silently cut to look like something else.
@@ -28,6 +30,7 @@ const RECEIVE_BUFFER: usize = 65_536;
 enum Command {
     SetSeeds(Vec<SocketAddr>),
     SetKeys(Authenticator),
+    SetReach(Reach),
     Leave(oneshot::Sender<()>),
 }
 
@@ -42,6 +45,7 @@ pub struct Membership {
     task: JoinHandle<()>,
     advertised: SocketAddr,
     leave_timeout: std::time::Duration,
+    reaches: watch::Receiver<Reaches>,
 }
 
 impl Membership {
@@ -82,6 +86,9 @@ impl Membership {
         metrics.set_members_alive(1);
 
         let (commands, command_inbox) = mpsc::unbounded_channel();
+        let outbox = ReachOutbox::new(&config.node_name, identity.generation);
+        let book = ReachBook::new(config.node_name.clone());
+        let (publish_reaches, reaches) = watch::channel(book.reaches());
         let gossiper = Gossiper {
             foca: Foca::new(identity, foca_config.clone(), rng, PostcardCodec),
             foca_config,
@@ -93,6 +100,9 @@ impl Membership {
             authenticator: config.authenticator,
             metrics,
             publish,
+            book,
+            outbox,
+            publish_reaches,
         };
         let rejoin_interval = config.timings.rejoin_interval;
         let task = tokio::spawn(gossiper.run(socket, command_inbox, rejoin_interval));
@@ -102,6 +112,7 @@ impl Membership {
                 task,
                 advertised,
                 leave_timeout: config.timings.leave_timeout,
+                reaches,
             },
             alive_names,
         ))
@@ -118,6 +129,17 @@ impl Membership {
     pub fn set_seeds(&self, seeds: Vec<SocketAddr>) {
         // Fails only when the task has ended, and then there is nobody to tell.
         let _ = self.commands.send(Command::SetSeeds(seeds));
+    }
+
+    /// Every node's reach that is not full, by node name: ours as set by
+    /// [`Membership::set_reach`], the others' from their reports.
+    pub fn reaches(&self) -> watch::Receiver<Reaches> {
+        self.reaches.clone()
+    }
+
+    /// Sets our reach; when it changed, the report goes to every member at once.
+    pub fn set_reach(&self, reach: Reach) {
+        let _ = self.commands.send(Command::SetReach(reach));
     }
 
     /// Swaps the keys without leaving the group: the next datagram is
@@ -181,6 +203,10 @@ struct Gossiper {
     authenticator: Authenticator,
     metrics: MembershipMetrics,
     publish: watch::Sender<BTreeSet<String>>,
+    /// The reaches we know (ours and the reports received), and when ours goes out.
+    book: ReachBook,
+    outbox: ReachOutbox,
+    publish_reaches: watch::Sender<Reaches>,
 }
 
 impl Gossiper {
@@ -196,6 +222,11 @@ impl Gossiper {
         rejoin.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next_timer = self.timers.next_deadline();
+            let next_reach = [self.outbox.next_due(), self.book.next_expiry()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(Instant::from_std);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::SetSeeds(seeds)) => {
@@ -205,6 +236,7 @@ impl Gossiper {
                     Some(Command::SetKeys(authenticator)) => {
                         self.authenticator = authenticator;
                     }
+                    Some(Command::SetReach(reach)) => self.set_reach(reach, &socket).await,
                     Some(Command::Leave(done)) => {
                         self.leave(&socket).await;
                         let _ = done.send(());
@@ -225,6 +257,7 @@ impl Gossiper {
                     }
                 },
                 () = sleep_until_or_forever(next_timer) => self.on_due_timers(&socket).await,
+                () = sleep_until_or_forever(next_reach) => self.on_reach_timer(&socket).await,
                 _ = rejoin.tick() => self.announce_to_seeds(&socket).await,
             }
         }
@@ -258,8 +291,93 @@ impl Gossiper {
                 self.metrics.count_message(Direction::In);
                 tracing::debug!(%from, %error, "gossip: message not handled");
             }
+            Inbound::Reach(report) => {
+                self.metrics.count_message(Direction::In);
+                self.on_reach_report(&report);
+                return;
+            }
+            Inbound::BadReport(error) => {
+                self.metrics.count_message(Direction::In);
+                tracing::debug!(%from, %error, "gossip: malformed reach report");
+                self.metrics.count_rejected(RejectReason::Malformed);
+                return;
+            }
         }
         self.carry_out(socket).await;
+    }
+
+    fn on_reach_report(&mut self, report: &ReachReport) {
+        match self.book.receive(report, std::time::Instant::now()) {
+            Received::Changed => {
+                tracing::info!(
+                    node = %report.node_name,
+                    unusable = ?report.unusable,
+                    no_suitable = report.no_suitable,
+                    "gossip: a member's reach changed"
+                );
+                self.publish_reaches();
+            }
+            Received::Refreshed => {}
+            Received::Stale => {
+                tracing::debug!(node = %report.node_name, generation = report.generation, "gossip: stale reach report")
+            }
+            Received::Ours => {
+                tracing::warn!(node = %report.node_name, "gossip: a reach report in our own node's name")
+            }
+        }
+    }
+
+    async fn set_reach(&mut self, reach: Reach, socket: &UdpSocket) {
+        let now = std::time::Instant::now();
+        if self.book.set_own(reach.clone()) {
+            self.publish_reaches();
+        }
+        if self.outbox.set(&reach, now) {
+            self.send_reach(socket, None).await;
+        }
+    }
+
+    async fn on_reach_timer(&mut self, socket: &UdpSocket) {
+        let now = std::time::Instant::now();
+        if self.outbox.due(now) {
+            self.send_reach(socket, None).await;
+        }
+        if self.book.expire(now) {
+            tracing::info!("gossip: a member's reach report expired; it has full reach again");
+            self.publish_reaches();
+        }
+    }
+
+    /// Sends our reach report to `to`, or to every Up member.
+    async fn send_reach(&self, socket: &UdpSocket, to: Option<SocketAddr>) {
+        let report = self.outbox.report();
+        let payload = match report.encode() {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(%error, "gossip: cannot send our reach report");
+                return;
+            }
+        };
+        let datagram = self.authenticator.seal_as(Envelope::Reach, &payload);
+        let targets: Vec<SocketAddr> = match to {
+            Some(addr) => vec![addr],
+            None => self.alive.addrs().collect(),
+        };
+        for addr in targets {
+            match socket.send_to(&datagram, addr).await {
+                Ok(_) => self.metrics.count_message(Direction::Out),
+                Err(error) => tracing::debug!(to = %addr, %error, "gossip: send failed"),
+            }
+        }
+    }
+
+    fn publish_reaches(&self) {
+        let reaches = self.book.reaches();
+        self.publish_reaches.send_if_modified(|published| {
+            let changed = *published != reaches;
+            *published = reaches;
+            changed
+        });
     }
 
     async fn on_due_timers(&mut self, socket: &UdpSocket) {
@@ -327,12 +445,28 @@ impl Gossiper {
             self.timers.schedule(now, after, event);
         }
         let mut changed = false;
+        let mut newcomers = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
             log_notification(&notification);
+            if let foca::OwnedNotification::MemberUp(member) = &notification {
+                newcomers.push(member.addr);
+            }
             changed |= self.alive.apply(&notification);
+        }
+        if self.outbox.for_newcomer().is_some() {
+            for addr in newcomers {
+                self.send_reach(socket, Some(addr)).await;
+            }
         }
         if changed {
             let names = self.alive.node_names();
+            let gone: Vec<String> = self.publish.borrow().difference(&names).cloned().collect();
+            if gone
+                .iter()
+                .fold(false, |any, node| self.book.forget(node) | any)
+            {
+                self.publish_reaches();
+            }
             self.metrics.set_members_alive(names.len());
             self.publish.send_if_modified(|published| {
                 if *published == names {

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::eligibility::{Liveness, advertised, ip_candidates};
+use super::eligibility::{Advertised, Liveness, advertised, ip_candidates};
+use super::reach::{Reaches, reach_of};
 use super::view::{ClusterView, L2AdvertisementView, ServiceKey};
 use crate::election::elect;
 
@@ -33,8 +34,20 @@ pub struct L2Decision {
 }
 
 /// The L2 plan for the whole cluster: every IP that lies in a pool and that some
-/// L2Advertisement covers for one of its Services, with its owner.
+/// L2Advertisement covers for one of its Services, with its owner. Every node has full
+/// reach: [`l2_plan_within`] with no reports.
 pub fn l2_plan(view: &ClusterView, liveness: &Liveness) -> BTreeMap<IpAddr, L2Decision> {
+    l2_plan_within(view, liveness, &Reaches::new())
+}
+
+/// [`l2_plan`], where a node is a candidate for an IP only if its reach covers the
+/// interfaces it would announce the IP on ([`super::reach`]): a node that lost the
+/// interface an L2Advertisement names leaves the election for that advertisement's IPs.
+pub fn l2_plan_within(
+    view: &ClusterView,
+    liveness: &Liveness,
+    reaches: &Reaches,
+) -> BTreeMap<IpAddr, L2Decision> {
     let advertised = advertised(view, view.l2_advertisements.values(), liveness);
     let mut plan = BTreeMap::new();
     for (ip, keys) in view.services_by_ip() {
@@ -42,16 +55,13 @@ pub fn l2_plan(view: &ClusterView, liveness: &Liveness) -> BTreeMap<IpAddr, L2De
         let Some(candidates) = ip_candidates(view, &ip, services, &advertised) else {
             continue;
         };
-        let owner = elect(ip, candidates.eligible.iter().copied());
+        let reaching = candidates.eligible.iter().copied().filter(|node| {
+            reach_of(reaches, node).covers(&selection_for(&candidates.advertisements, node))
+        });
+        let owner = elect(ip, reaching);
         let interfaces = match owner {
             None => InterfaceSelection::Named(BTreeSet::new()),
-            Some(owner) => interfaces_of(
-                candidates
-                    .advertisements
-                    .iter()
-                    .filter(|ad| ad.nodes.contains(owner))
-                    .map(|ad| ad.advertisement),
-            ),
+            Some(owner) => selection_for(&candidates.advertisements, owner),
         };
         plan.insert(
             ip,
@@ -63,6 +73,20 @@ pub fn l2_plan(view: &ClusterView, liveness: &Liveness) -> BTreeMap<IpAddr, L2De
         );
     }
     plan
+}
+
+/// Where `node` would announce an IP covered by `advertisements`: the interfaces of
+/// those that select it.
+fn selection_for(
+    advertisements: &[&Advertised<'_, L2AdvertisementView>],
+    node: &str,
+) -> InterfaceSelection {
+    interfaces_of(
+        advertisements
+            .iter()
+            .filter(|ad| ad.nodes.contains(node))
+            .map(|ad| ad.advertisement),
+    )
 }
 
 /// The union of the advertisements' interfaces; any advertisement without a list means all.

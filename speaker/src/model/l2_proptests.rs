@@ -406,3 +406,6 @@ proptest! {
         }
     }
 }
+
+#[path = "l2_reach_proptests.rs"]
+mod reach;

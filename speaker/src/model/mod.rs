@@ -4,7 +4,8 @@
 //!   [`convert`] builds it from Kubernetes objects, [`ClassFilter`] (the API's rule, shared
 //!   with the controller) says which Services are ours.
 //! * [`scope`] and [`eligibility`]: which nodes may announce an IP, shared by all modes.
-//! * [`l2`]: L2 mode, one owner per IP by [`crate::election`].
+//! * [`l2`]: L2 mode, one owner per IP by [`crate::election`], among the nodes whose
+//!   [`reach`] covers the IP's interfaces.
 //! * [`node_address`]: which of a Node's addresses gossip and BGP use.
 //! * [`bgp_stop`]: whether a stopping speaker restarts gracefully or withdraws.
 //!
@@ -19,6 +20,8 @@ pub mod convert;
 pub mod eligibility;
 pub mod l2;
 pub mod node_address;
+#[deny(missing_docs)]
+pub mod reach;
 pub mod scope;
 pub mod view;
 
@@ -31,7 +34,8 @@ pub use bgp_stop::{BgpStop, LeaveReason, bgp_stop};
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
-pub use l2::{InterfaceSelection, L2Decision, l2_plan, owned_by, probe_first};
+pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
+pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,

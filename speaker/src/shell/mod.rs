@@ -9,8 +9,11 @@
 //!  reflectors: Services, EndpointSlices, Nodes, IPAddressPools,
 //!    L2Advertisements, BGPAdvertisements, BGPPeers, Communities ──┐ one Notify
 //!  gossip task (membership::shell, UDP) ─▶ alive node names ─────┤ (watch)
+//!                                      └─▶ each node's reach ─────┤ (watch)
+//!  L2Announcer's interface rescans ─▶ interface list ─────────────┤ (watch)
 //!                                                                 ▼
-//!  plan loop (`run`): ClusterView::from_objects ─▶ model::l2_plan ─▶ owned_by(this node)
+//!  plan loop (`run`): ClusterView::from_objects ─▶ model::l2_plan_within ─▶ owned_by(this node)
+//!    │   (our reach: shell::reach, from the interface list and the view)
 //!    │                                         └─▶ BgpPlanner::plan (model::bgp)
 //!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
 //!    │                                └─▶ applied IP → interfaces
@@ -19,7 +22,7 @@
 //!    │                              (retries failed writes every REPORT_RETRY)
 //!    ├─ bgp plan ─▶ BgpManager task ─▶ one session task per peer (routes: watch)
 //!    │               ⇢ TCP 179 to the routers; BGPSessionState and Events
-//!    └─ seeds (other nodes' gossip addresses) ─▶ gossip task
+//!    └─ seeds (other nodes' gossip addresses), our reach ─▶ gossip task ⇢ reach reports
 //! ```
 //!
 //! Who acts: only the L2Announcer touches the L2 sockets, only session tasks
@@ -29,6 +32,7 @@
 
 mod bgp;
 mod bgp_report;
+mod reach;
 mod report;
 mod stores;
 
@@ -55,6 +59,7 @@ use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
 use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
+use reach::OwnReach;
 use report::{Announced, Reporter};
 use stores::Stores;
 
@@ -154,6 +159,14 @@ pub async fn run(
     config.announcer.node = node.clone();
     config.announcer.conflicts = Some(conflicts_tx);
     config.announcer.health = Some(parts.health.clone());
+    let (interfaces_tx, mut interfaces_rx) = watch::channel(None);
+    config.announcer.interfaces = Some(interfaces_tx);
+    let mut own_reach = OwnReach::new(
+        &node,
+        config.announcer.exclude_patterns.clone(),
+        parts.l2.clone(),
+    );
+    let mut reaches = membership.as_ref().map(Membership::reaches);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
     let announcer_stop = CancellationToken::new();
@@ -233,7 +246,14 @@ pub async fn run(
             .speaker
             .invalid_objects
             .set(last_warnings.len() as i64);
-        let plan = model::l2_plan(&view, &liveness);
+        let listing = interfaces_rx.borrow_and_update().clone();
+        if let Some(reach) = own_reach.update(&view, listing.as_deref())
+            && let Some(membership) = &membership
+        {
+            membership.set_reach(reach);
+        }
+        let reported = reaches.as_mut().map(|r| r.borrow_and_update().clone());
+        let plan = model::l2_plan_within(&view, &liveness, &own_reach.merged(reported.as_ref()));
         if let Liveness::Gossip(alive) = &liveness {
             if alive.iter().any(|name| !last_alive.contains(name)) {
                 joins += 1;
@@ -279,6 +299,8 @@ pub async fn run(
                 _ = shutdown.cancelled() => break false,
                 _ = changed.notified() => break true,
                 Ok(()) = changed_or_pending(&mut alive_changes) => break true,
+                Ok(()) = changed_or_pending(&mut reaches) => break true,
+                Ok(()) = interfaces_rx.changed() => break true,
                 _ = beat_every.tick() => plan_beat.beat(),
             }
         };
@@ -315,12 +337,13 @@ fn replace_if_changed<T: PartialEq + Clone>(current: &mut T, new: Cow<'_, T>) ->
     }
 }
 
-/// Waits for a change of the alive set, or forever when there is no gossip.
-async fn changed_or_pending(
-    alive: &mut Option<watch::Receiver<BTreeSet<String>>>,
+/// Waits for a change of what gossip publishes (the alive set, the
+/// reaches), or forever when there is no gossip.
+async fn changed_or_pending<T>(
+    published: &mut Option<watch::Receiver<T>>,
 ) -> Result<(), watch::error::RecvError> {
-    match alive {
-        Some(alive) => alive.changed().await,
+    match published {
+        Some(published) => published.changed().await,
         None => std::future::pending().await,
     }
 }
