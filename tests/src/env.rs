@@ -288,20 +288,44 @@ impl Controller {
         Controller::spawn(cluster, "ferrolb-system", extra, &cluster.server)
     }
 
+    /// [`Controller::start_installed`] with the harness's admin kubeconfig instead of the
+    /// controller's ServiceAccount, and `RUST_LOG=info`: the benchmark against MetalLB runs
+    /// both projects' controllers this way.
+    pub fn start_installed_as_admin(cluster: &Cluster, extra: &[&str]) -> Result<Controller> {
+        let kubeconfig = cluster.admin_kubeconfig();
+        Controller::spawn_with(cluster, "ferrolb-system", extra, &kubeconfig, "info")
+    }
+
     fn spawn(cluster: &Cluster, label: &str, args: &[&str], server: &str) -> Result<Controller> {
         let kubeconfig = cluster.service_account_kubeconfig_via(
             "ferrolb-system",
             "ferrolb-controller",
             server,
         )?;
+        Controller::spawn_with(
+            cluster,
+            label,
+            args,
+            &kubeconfig,
+            "info,kube=warn,ferrolb_controller::shell=debug",
+        )
+    }
+
+    fn spawn_with(
+        cluster: &Cluster,
+        label: &str,
+        args: &[&str],
+        kubeconfig: &std::path::Path,
+        rust_log: &str,
+    ) -> Result<Controller> {
         let metrics_port = free_port()?;
         let log = cluster
             .dir
             .join(format!("controller-{label}-{metrics_port}.log"));
         let mut command = Command::new(binary("ferrolb-controller")?);
         command
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,kube=warn,ferrolb_controller::shell=debug")
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", rust_log)
             .args(args)
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"));
         let child = spawn_tied(command, &log)?;

@@ -392,6 +392,23 @@ impl L2Lab {
         Ok(())
     }
 
+    /// Starts `command` (built with `self.nodes[i].netns.command(..)`, so it runs in node
+    /// `i`'s namespace) as node `i`'s speaker, in its log: another project's speaker, for
+    /// `cargo xtask bench compare`. [`L2Lab::kill_speaker`], [`L2Lab::stop_speaker`] and
+    /// [`L2Lab::speaker_pid`] treat it as any speaker.
+    pub fn start_speaker_command(
+        &mut self,
+        i: usize,
+        command: std::process::Command,
+    ) -> Result<()> {
+        if self.nodes[i].speaker.is_some() {
+            bail!("node {i} runs a speaker already");
+        }
+        let child = spawn_tied(command, &self.nodes[i].log)?;
+        self.nodes[i].speaker = Some(child);
+        Ok(())
+    }
+
     /// SIGKILL of node `i`'s speaker: no goodbye.
     pub fn kill_speaker(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].speaker.take() {

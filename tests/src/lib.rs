@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod env;
 pub mod forward;
 pub mod l2lab;
+pub mod metallb;
 pub mod metallb_source;
 pub mod metrics_text;
 pub mod netns;

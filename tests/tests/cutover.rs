@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,17 +26,15 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use ferrolb_tests::Cluster;
-use ferrolb_tests::env::{
-    Controller, binary, free_port, own_cluster, wait_crds_established, wait_for,
-};
-use ferrolb_tests::metallb_source::{controller_binary, module_dir};
-use ferrolb_tests::process::{spawn_tied, terminate};
+use ferrolb_tests::env::{Controller, binary, own_cluster, wait_for};
+use ferrolb_tests::metallb;
+use ferrolb_tests::metallb_source::controller_binary;
+use ferrolb_tests::process::terminate;
 use ferrolb_tests::scenario::ingress;
 
 type R = anyhow::Result<()>;
 
-const METALLB_NS: &str = "metallb-system";
-const METALLB_POD: &str = "metallb-controller";
+const METALLB_NS: &str = metallb::NAMESPACE;
 const APP_NAMESPACES: [&str; 2] = ["shop", "blog"];
 const SERVICES: usize = 200;
 /// Created and deleted before the cut-over, so MetalLB's table has holes that a fresh
@@ -223,39 +221,6 @@ async fn wait_assigned(
     .await
 }
 
-/// MetalLB's controller as a process: admin kubeconfig (it runs outside the cluster, so
-/// its own RBAC is not the point here), webhooks and certificate rotation off, metrics off,
-/// the health probe on a free port. It reads its own Pod at start (for owner references),
-/// so a Pod object (with MetalLB's ServiceAccount `controller`, which no
-/// controller-manager creates here) stands for it, Pending for ever: there is no kubelet.
-fn start_metallb(cluster: &Cluster) -> anyhow::Result<Child> {
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: controller, namespace: {METALLB_NS}}}\n\
-             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {METALLB_POD}, namespace: {METALLB_NS}}}\n\
-             spec: {{serviceAccountName: controller, automountServiceAccountToken: false,\n\
-             containers: [{{name: controller, image: quay.io/metallb/controller:v0.16.2}}]}}\n"
-        ),
-    )?;
-    let mut command = Command::new(controller_binary()?);
-    command
-        .arg("--kubeconfig")
-        .arg(cluster.admin_kubeconfig())
-        .args([
-            "--namespace",
-            METALLB_NS,
-            "--webhook-mode=disabled",
-            "--disable-cert-rotation",
-            "--port=0",
-            "--log-level=info",
-            "--pod-name",
-            METALLB_POD,
-        ])
-        .arg(format!("--health-probe-port={}", free_port()?));
-    spawn_tied(command, &cluster.dir.join("metallb-controller.log"))
-}
-
 /// `error` with the last lines of the log `file` of the cluster's directory.
 fn with_log(error: anyhow::Error, cluster: &Cluster, file: &str) -> anyhow::Error {
     let log = std::fs::read_to_string(cluster.dir.join(file)).unwrap_or_default();
@@ -408,17 +373,11 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
     for namespace in [METALLB_NS, APP_NAMESPACES[0], APP_NAMESPACES[1]] {
         cluster.kubectl_ok(&["create", "namespace", namespace])?;
     }
-    cluster.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &module_dir()?.join("config/crd/bases").to_string_lossy(),
-    ])?;
-    wait_crds_established(cluster)?;
+    metallb::install_crds(cluster)?;
     cluster.kubectl_stdin(&["apply", "-f", "-"], &metallb_config())?;
 
     // 1. MetalLB assigns every IP (after fillers that leave holes when deleted).
-    let mut metallb = start_metallb(cluster)?;
+    let mut metallb = metallb::start_controller(cluster)?;
     let fillers: Vec<Value> = (0..FILLERS)
         .map(|i| {
             load_balancer(
@@ -441,7 +400,7 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
         |_| 1,
     )
     .await
-    .map_err(|e| with_log(e, cluster, "metallb-controller.log"))?;
+    .map_err(|e| with_log(e, cluster, metallb::CONTROLLER_LOG))?;
     let bodies: Vec<Value> = (0..SERVICES).map(service).collect();
     let ips_per: BTreeMap<String, usize> = bodies
         .iter()
@@ -461,7 +420,7 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
         ips_per[n]
     })
     .await
-    .map_err(|e| with_log(e, cluster, "metallb-controller.log"))?;
+    .map_err(|e| with_log(e, cluster, metallb::CONTROLLER_LOG))?;
     let metallb_took = created.elapsed();
     for name in &filler_names {
         let (namespace, name) = name.split_once('/').unwrap();

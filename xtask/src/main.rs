@@ -5,7 +5,7 @@
 //! - `cluster up [--nodes N]|down`: a control plane (with N kubelet nodes) without FerroLB.
 //! - `fuzz [--seconds N]`: each cargo-fuzz target of `speaker/fuzz` for N seconds.
 //! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
-//! - `bench [controller|l2|bgp|realnodes]`: end-to-end benchmarks (BENCHMARKS.md).
+//! - `bench [controller|l2|bgp|realnodes|compare]`: end-to-end benchmarks (BENCHMARKS.md).
 //! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
 //!   archives (controller, speaker, echo, pause) without Docker, plus
 //!   `images.json` listing their digests.
@@ -77,19 +77,28 @@ enum Cmd {
         /// The suite to run (default: controller).
         #[arg(value_enum)]
         suite: Option<bench::Suite>,
-        /// Controller suite: numbers of Services to measure with.
+        /// Controller and compare suites: numbers of Services to measure with.
         #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
         services: Vec<usize>,
-        /// Controller suite: Services created one at a time for the latency figures.
+        /// Controller and compare suites: Services created one at a time for the latency figures.
         #[arg(long, default_value_t = 200)]
         latency_samples: usize,
-        /// BGP suite: Services created one at a time for the route-latency figure.
+        /// Compare suite: rounds of both projects (alternating which goes first).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Compare suite: the parts to run.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [bench::ComparePart::Controller, bench::ComparePart::L2, bench::ComparePart::Bgp])]
+        parts: Vec<bench::ComparePart>,
+        /// Compare suite: SIGKILLs of a speaker per project (L2: the owner's; BGP: each node's in turn).
+        #[arg(long, default_value_t = 20)]
+        failovers: usize,
+        /// BGP and compare suites: Services created one at a time for the route-latency figure.
         #[arg(long, default_value_t = 20)]
         route_samples: usize,
         /// BGP suite: endpoint moves for the convergence figure.
         #[arg(long, default_value_t = 20)]
         moves: usize,
-        /// L2 and BGP suites: IPv6 Service IPs for the memory figures (BGP: at most 1024).
+        /// L2, BGP and compare suites: IPv6 Service IPs for the memory figures (BGP: at most 1024).
         #[arg(long, default_value_t = 1000)]
         bulk_ips: usize,
         /// L2 suite: hard kills of an owner's speaker for the failover figures.
@@ -166,6 +175,9 @@ fn main() -> Result<()> {
             suite,
             services,
             latency_samples,
+            runs,
+            parts,
+            failovers,
             route_samples,
             moves,
             bulk_ips,
@@ -180,6 +192,13 @@ fn main() -> Result<()> {
             &bench::BenchArgs {
                 services,
                 latency_samples,
+                compare: bench::ComparePlan {
+                    parts,
+                    runs,
+                    failovers,
+                    bulk_ips,
+                    route_samples,
+                },
                 bgp: bench::BgpBench {
                     route_samples,
                     moves,

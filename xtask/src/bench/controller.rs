@@ -18,7 +18,9 @@ use serde_json::json;
 use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::env::{Controller, TestNamespace, shared_cluster};
 
-use super::measure::{load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track};
+use super::measure::{
+    cpu_seconds, load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track,
+};
 
 /// Extra controller flags for exploring settings, e.g.
 /// `FERROLB_BENCH_CONTROLLER_ARGS="--write-workers 32"`.
@@ -38,27 +40,14 @@ fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller>
     Controller::start(cluster, ns, &args)
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks)
-}
-
 /// The processes whose CPU time a measurement reports.
-struct CpuMeter {
+pub(super) struct CpuMeter {
     pids: Vec<(&'static str, u32)>,
     start: Vec<f64>,
 }
 
 impl CpuMeter {
-    fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
+    pub(super) fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
         let cluster_pids: Vec<u32> = std::fs::read_to_string(cluster.dir.join("pids"))
             .unwrap_or_default()
             .lines()
@@ -76,14 +65,22 @@ impl CpuMeter {
         CpuMeter { pids, start }
     }
 
+    /// CPU seconds `name` (controller, bench, etcd, apiserver) used since the start.
+    pub(super) fn used(&self, name: &str) -> f64 {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .find(|((n, _), _)| *n == name)
+            .map_or(f64::NAN, |((_, pid), start)| {
+                cpu_seconds(*pid).unwrap_or(f64::NAN) - start
+            })
+    }
+
     fn report(&self) -> String {
         self.pids
             .iter()
             .zip(&self.start)
-            .map(|((name, pid), start)| {
-                let used = cpu_seconds(*pid).unwrap_or(f64::NAN) - start;
-                format!("{name} {used:.1} s")
-            })
+            .map(|((name, _), _)| format!("{name} {:.1} s", self.used(name)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -140,17 +137,26 @@ fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) ->
         .join(", ")
 }
 
-fn service(name: &str, class: &str) -> Result<Service> {
-    Ok(serde_json::from_value(json!({
+/// An IPv6 LoadBalancer Service without node ports, of `class` (none: unclassed).
+pub(super) fn service(name: &str, class: Option<&str>) -> Result<Service> {
+    let mut body = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name},
-        "spec": {"type": "LoadBalancer", "loadBalancerClass": class, "allocateLoadBalancerNodePorts": false,
+        "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
                  "ipFamilies": ["IPv6"], "ports": [{"port": 80}], "selector": {"app": name}},
-    }))?)
+    });
+    if let Some(class) = class {
+        body["spec"]["loadBalancerClass"] = class.into();
+    }
+    Ok(serde_json::from_value(body)?)
 }
 
 /// Creates Services `svc-00000` .. of `class`, 32 at a time, and returns their names.
-async fn create_services(api: &Api<Service>, n: usize, class: &str) -> Result<Vec<String>> {
+pub(super) async fn create_services(
+    api: &Api<Service>,
+    n: usize,
+    class: Option<&str>,
+) -> Result<Vec<String>> {
     let names: Vec<String> = (0..n).map(|i| format!("svc-{i:05}")).collect();
     {
         let mut creations = futures::stream::iter(names.iter().map(|name| async move {
@@ -189,7 +195,7 @@ async fn cold_start(n: usize) -> Result<()> {
     let ns = namespace_with_pool(&client, &format!("bench{n}"), "2001:db8:b::/64").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let created = Instant::now();
-    create_services(&api, n, &ns.class).await?;
+    create_services(&api, n, Some(&ns.class)).await?;
     println!(
         "created {n} Services in {:.1} s (controller stopped)",
         created.elapsed().as_secs_f64()
@@ -291,17 +297,26 @@ async fn settle(client: &kube::Client, timeout: Duration) -> Result<Instant> {
     bail!("writes still going after {timeout:?}")
 }
 
-async fn latency(samples: usize) -> Result<()> {
-    let cluster = shared_cluster();
-    let client = cluster.admin_client().await?;
-    let ns = namespace_with_pool(&client, "latency", "2001:db8:c::/64").await?;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    let seen = track(api.clone());
-    let mut controller = start_controller(cluster, &ns)?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("latency: load average at start {}", load_average());
-    let cpu = CpuMeter::start(cluster, controller.pid().context("controller pid")?);
-    let requests_before = request_counts(&client).await?;
+/// What [`sample_latency`] measured, per Service.
+pub(super) struct Samples {
+    /// The create request's round trip.
+    pub created: Vec<Duration>,
+    /// Create to the bench's watch seeing the Service.
+    pub listed: Vec<Duration>,
+    /// Create to the bench's watch seeing its IP.
+    pub latencies: Vec<Duration>,
+    /// The bench's watch seeing the Service to seeing its IP.
+    pub after_listed: Vec<Duration>,
+}
+
+/// Creates `samples` Services `lat-0000` .. of `class` one at a time, each once the one
+/// before has its IP (as `seen`, the bench's watch of `api`, shows), and times each.
+pub(super) async fn sample_latency(
+    api: &Api<Service>,
+    seen: &std::sync::Mutex<super::measure::Sightings>,
+    samples: usize,
+    class: Option<&str>,
+) -> Result<Samples> {
     // Per sample: the create request's round trip, when the bench's own
     // watch saw the new Service (how long a watch delivery takes here), and
     // when it saw the IP. The IP less the first sighting is, roughly, the
@@ -313,7 +328,7 @@ async fn latency(samples: usize) -> Result<()> {
     for i in 0..samples {
         let name = format!("lat-{i:04}");
         let sent = Instant::now();
-        api.create(&PostParams::default(), &service(&name, &ns.class)?)
+        api.create(&PostParams::default(), &service(&name, class)?)
             .await?;
         created.push(sent.elapsed());
         let deadline = sent + Duration::from_secs(30);
@@ -334,6 +349,31 @@ async fn latency(samples: usize) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    Ok(Samples {
+        created,
+        listed,
+        latencies,
+        after_listed,
+    })
+}
+
+async fn latency(samples: usize) -> Result<()> {
+    let cluster = shared_cluster();
+    let client = cluster.admin_client().await?;
+    let ns = namespace_with_pool(&client, "latency", "2001:db8:c::/64").await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let seen = track(api.clone());
+    let mut controller = start_controller(cluster, &ns)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("latency: load average at start {}", load_average());
+    let cpu = CpuMeter::start(cluster, controller.pid().context("controller pid")?);
+    let requests_before = request_counts(&client).await?;
+    let Samples {
+        created,
+        listed,
+        latencies,
+        after_listed,
+    } = sample_latency(&api, &seen, samples, Some(&ns.class)).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let summary = |mut v: Vec<Duration>| {
         v.sort();
@@ -428,7 +468,7 @@ async fn write_cost(n: usize) -> Result<()> {
     let ns = TestNamespace::create(&client, "writecost").await?;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     // A class no controller serves.
-    let names = create_services(&api, n, "example.com/none").await?;
+    let names = create_services(&api, n, Some("example.com/none")).await?;
     let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
         .lines()
         .nth(1)

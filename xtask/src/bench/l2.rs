@@ -35,33 +35,24 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 /// Services made to find an IP owned by each node (the pool holds 16).
 const FAILOVER_SERVICES: usize = 12;
 /// Label of the node that announces the bulk pool.
-const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
+pub const BULK_LABEL: &str = "bench.ferrolb.io/bulk";
 
 /// Runs the benchmark, printing one line per figure.
 pub fn run(plan: L2BenchPlan) -> Result<()> {
     release_runtime()?.block_on(async {
         println!("{}", machine_line());
-        let mut lab = L2Lab::start("bench-l2", LabShape {
-            nodes: 3,
-            second_lan: false,
-            own_cluster: false,
-        })
-        .await?;
-        let k = lab.index();
-        lab.scenario
-            .pool(
-                "bulk",
-                json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
-            )
-            .await?;
-        lab.advertise("lan", json!({"ipAddressPools": ["lan"]}))
-            .await?;
-        lab.advertise(
-            "bulk",
-            json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
+        let mut lab = L2Lab::start(
+            "bench-l2",
+            LabShape {
+                nodes: 3,
+                second_lan: false,
+                own_cluster: false,
+            },
         )
         .await?;
-        lab.create_node(0, &[(BULK_LABEL, "yes")]).await?;
+        lab.advertise("lan", json!({"ipAddressPools": ["lan"]}))
+            .await?;
+        bulk_pool(&lab).await?;
         lab.start_speakers()?;
 
         reply_latency(&lab, plan.round_trips).await?;
@@ -71,7 +62,25 @@ pub fn run(plan: L2BenchPlan) -> Result<()> {
     })
 }
 
-fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {
+/// The pool `bulk` (IPv6, 2,048 addresses of the LAN) and its L2Advertisement, which
+/// selects node 0 only (labelled [`BULK_LABEL`]).
+pub async fn bulk_pool(lab: &L2Lab) -> Result<()> {
+    let k = lab.index();
+    lab.scenario
+        .pool(
+            "bulk",
+            json!({"addresses": [format!("2001:db8:5100:{k:x}::1000-2001:db8:5100:{k:x}::17ff")]}),
+        )
+        .await?;
+    lab.advertise(
+        "bulk",
+        json!({"ipAddressPools": ["bulk"], "nodeSelectors": [{"matchLabels": {BULK_LABEL: "yes"}}]}),
+    )
+    .await?;
+    lab.create_node(0, &[(BULK_LABEL, "yes")]).await
+}
+
+pub fn ipv4(ip: &IpAddr) -> Result<Ipv4Addr> {
     match ip {
         IpAddr::V4(v4) => Ok(*v4),
         IpAddr::V6(v6) => bail!("expected an IPv4 address, got {v6}"),
@@ -185,12 +194,30 @@ async fn wait_silent(prober: &ArpProber, ip: Ipv4Addr) -> Result<()> {
 /// requests. The killed speaker is restarted and takes its IPs back before
 /// the next kill; owners rotate over the nodes.
 async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
-    let mut owned_by: BTreeMap<usize, Ipv4Addr> = BTreeMap::new();
+    let mut names = Vec::new();
+    let mut ips = Vec::new();
     for i in 0..FAILOVER_SERVICES {
-        let ips = lab.service(&format!("fo-{i}"), json!({}), 1).await?;
-        let ip = ipv4(ips.first().context("no IP")?)?;
-        let owner = lab.wait_arp_owner(ip).await?;
-        owned_by.entry(owner).or_insert(ip);
+        let name = format!("fo-{i}");
+        let assigned = lab.service(&name, json!({}), 1).await?;
+        ips.push(ipv4(assigned.first().context("no IP")?)?);
+        names.push(name);
+    }
+    let targets = owners(lab, &ips).await?;
+    let timed = time_kills(lab, &targets, kills, &mut |lab, i| lab.start_speaker(i)).await?;
+    println!("{}", timed.summary());
+    for name in names {
+        lab.scenario.delete_service(&name).await.ok();
+    }
+    Ok(())
+}
+
+/// One IP owned by each node that owns any of `ips` (node, IP), as the client's ARP
+/// requests show.
+pub async fn owners(lab: &L2Lab, ips: &[Ipv4Addr]) -> Result<Vec<(usize, Ipv4Addr)>> {
+    let mut owned_by: BTreeMap<usize, Ipv4Addr> = BTreeMap::new();
+    for ip in ips {
+        let owner = lab.wait_arp_owner(*ip).await?;
+        owned_by.entry(owner).or_insert(*ip);
         if owned_by.len() == lab.nodes.len() {
             break;
         }
@@ -203,8 +230,51 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
             .map(|(n, ip)| (lab.nodes[*n].name.clone(), *ip))
             .collect::<Vec<_>>()
     );
-    let (mut first_packet, mut first_answer) = (Vec::new(), Vec::new());
-    let mut gratuitous_first = 0;
+    Ok(targets)
+}
+
+/// What [`time_kills`] measured.
+#[derive(Default)]
+pub struct Failovers {
+    /// SIGKILL to the first ARP packet from another node.
+    pub first_packet: Vec<Duration>,
+    /// SIGKILL to another node answering the client's request.
+    pub first_answer: Vec<Duration>,
+    /// Kills whose first packet was a gratuitous ARP.
+    pub gratuitous_first: usize,
+}
+
+impl Failovers {
+    pub fn summary(&self) -> String {
+        let kills = self.first_packet.len();
+        format!(
+            "{} ({} of {kills} were gratuitous ARPs)\n{}",
+            summary(
+                "SIGKILL of the owner's speaker -> first ARP packet from the new owner",
+                self.first_packet.clone()
+            ),
+            self.gratuitous_first,
+            summary(
+                "SIGKILL of the owner's speaker -> new owner answers the client's ARP request",
+                self.first_answer.clone()
+            )
+        )
+    }
+}
+
+/// `kills` SIGKILLs of the owner of one of `targets` (in turn), each timed with the
+/// client's prober; `restart` starts the killed node's speaker again, and the owner takes
+/// its IP back before the next kill.
+pub async fn time_kills(
+    lab: &mut L2Lab,
+    targets: &[(usize, Ipv4Addr)],
+    kills: usize,
+    restart: &mut dyn FnMut(&mut L2Lab, usize) -> Result<()>,
+) -> Result<Failovers> {
+    let mut out = Failovers::default();
+    if targets.is_empty() {
+        bail!("no failover targets");
+    }
     for kill in 0..kills {
         let (owner, ip) = targets[kill % targets.len()];
         let owner_mac = lab.nodes[owner].mac.clone();
@@ -216,7 +286,7 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
         let other_mac = |c: &Claim| c.at >= killed && !c.mac.eq_ignore_ascii_case(&owner_mac);
         let answer = wait_for(
             &format!("another node answering for {ip}"),
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             || async {
                 prober
                     .claims()
@@ -245,38 +315,21 @@ async fn failover(lab: &mut L2Lab, kills: usize) -> Result<()> {
             },
             elapsed(&answer).as_secs_f64() * 1000.0,
         );
-        gratuitous_first += usize::from(first.gratuitous);
-        first_packet.push(elapsed(&first));
-        first_answer.push(elapsed(&answer));
+        out.gratuitous_first += usize::from(first.gratuitous);
+        out.first_packet.push(elapsed(&first));
+        out.first_answer.push(elapsed(&answer));
 
-        lab.start_speaker(owner)?;
+        restart(lab, owner)?;
         wait_for_claim_by(&prober, &owner_mac, Instant::now(), "to take the IP back").await?;
         prober.stop()?;
         // Let the membership settle before the next kill.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    println!(
-        "{} ({gratuitous_first} of {kills} were gratuitous ARPs)",
-        summary(
-            "SIGKILL of the owner's speaker -> first ARP packet from the new owner",
-            first_packet
-        )
-    );
-    println!(
-        "{}",
-        summary(
-            "SIGKILL of the owner's speaker -> new owner answers the client's ARP request",
-            first_answer
-        )
-    );
-    for i in 0..FAILOVER_SERVICES {
-        lab.scenario.delete_service(&format!("fo-{i}")).await.ok();
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// Waits until `mac` claims the probed IP at or after `since`.
-async fn wait_for_claim_by(
+pub async fn wait_for_claim_by(
     prober: &ArpProber,
     mac: &str,
     since: Instant,
@@ -297,7 +350,7 @@ async fn wait_for_claim_by(
 }
 
 /// The announced-IPs gauge of node `i`'s speaker.
-fn announced_ips(lab: &L2Lab, i: usize) -> Option<u64> {
+pub fn announced_ips(lab: &L2Lab, i: usize) -> Option<u64> {
     let text = lab.speaker_http(i, "/metrics").ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("ferrolb_speaker_l2_announced_ips "))
@@ -314,6 +367,27 @@ fn memory_line(lab: &L2Lab, i: usize) -> String {
     )
 }
 
+/// Creates Services `prefix-0` .. with `extra` merged in, 16 at a time, each with a ready
+/// endpoint on node 0 only.
+pub async fn create_bulk(
+    lab: &L2Lab,
+    prefix: &str,
+    count: usize,
+    extra: &serde_json::Value,
+) -> Result<()> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let name = format!("{prefix}-{i}");
+            lab.endpoints(&name, &[0]).await?;
+            lab.scenario.service(&name, extra.clone()).await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
 /// Speaker memory with `count` IPv6 Service IPs, all announced by node 0
 /// (the bulk L2Advertisement selects only it); nodes 1 and 2 watch the same
 /// objects and announce none of them.
@@ -322,24 +396,11 @@ async fn memory(lab: &L2Lab, count: usize) -> Result<()> {
         println!("before the bulk Services, {}", memory_line(lab, i));
     }
     let started = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| async move {
-            let name = format!("bulk-{i}");
-            lab.endpoints(&name, &[0]).await?;
-            lab.scenario
-                .service(
-                    &name,
-                    json!({
-                        "metadata": {"annotations": {"ferrolb.io/address-pool": "bulk"}},
-                        "spec": {"ipFamilies": ["IPv6"]},
-                    }),
-                )
-                .await?;
-            anyhow::Ok(())
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await?;
+    let bulk = json!({
+        "metadata": {"annotations": {"ferrolb.io/address-pool": "bulk"}},
+        "spec": {"ipFamilies": ["IPv6"]},
+    });
+    create_bulk(lab, "bulk", count, &bulk).await?;
     let created = started.elapsed();
     wait_for(
         &format!("node 0 announcing {count} IPs"),

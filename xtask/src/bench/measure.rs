@@ -24,12 +24,32 @@ pub struct Sightings {
     pub with_ip: HashMap<String, Instant>,
 }
 
+/// The sightings of a [`track`] watch; the watch stops when this is dropped (so it never
+/// spins on a control plane that is gone).
+pub struct Tracked {
+    seen: Arc<Mutex<Sightings>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = Mutex<Sightings>;
+    fn deref(&self) -> &Mutex<Sightings> {
+        &self.seen
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Watches a namespace and records when each Service first appears and
 /// first shows an IP.
-pub fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
+pub fn track(api: Api<Service>) -> Tracked {
     let seen: Arc<Mutex<Sightings>> = Arc::default();
     let out = seen.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
         while let Some(event) = stream.next().await {
             let s = match event {
@@ -46,7 +66,7 @@ pub fn track(api: Api<Service>) -> Arc<Mutex<Sightings>> {
             }
         }
     });
-    seen
+    Tracked { seen, task }
 }
 
 /// The 1, 5 and 15 minute load averages, as /proc/loadavg shows them.
@@ -55,6 +75,19 @@ pub fn load_average() -> String {
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
 }
 
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {

@@ -1,6 +1,7 @@
 //! End-to-end benchmarks against the real apiserver: see BENCHMARKS.md.
 
 mod bgp;
+mod compare;
 mod controller;
 mod l2;
 mod measure;
@@ -10,6 +11,7 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 
 pub use bgp::BgpBench;
+pub use compare::{ComparePlan, Part as ComparePart};
 pub use l2::L2BenchPlan;
 pub use realnodes::RealNodesPlan;
 
@@ -26,12 +28,15 @@ pub enum Suite {
     /// Real kubelet nodes: client-visible gaps over repeated speaker-pod and
     /// node failures, bring-up time, the whole lab's memory.
     Realnodes,
+    /// FerroLB and MetalLB v0.16.2 side by side: controller cold start, L2 failover.
+    Compare,
 }
 
 /// The knobs of every suite (each suite reads its own).
 pub struct BenchArgs {
     pub services: Vec<usize>,
     pub latency_samples: usize,
+    pub compare: ComparePlan,
     pub bgp: BgpBench,
     pub l2: L2BenchPlan,
     pub realnodes: RealNodesPlan,
@@ -43,6 +48,7 @@ pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
         Suite::L2 => l2::run(args.l2),
         Suite::Bgp => bgp::run(args.bgp),
         Suite::Realnodes => realnodes::run(args.realnodes),
+        Suite::Compare => compare::run(&args.services, args.latency_samples, &args.compare),
     }
 }
 

@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 mod bgp_capture;
-mod route_monitor;
+pub mod route_monitor;
 
 use bgp_capture::{PcapCapture, bgp_message_stats};
 use route_monitor::RouteMonitor;
@@ -31,7 +31,7 @@ use ferrolb_tests::router::GoBgp;
 use ferrolb_tests::scenario::ingress;
 
 /// How long any single wait of the benchmark may take.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Services (and EndpointSlices) created at once for the bulk figures.
 const CREATES_IN_FLIGHT: usize = 16;
 
@@ -113,10 +113,10 @@ async fn wait_established(lab: &BgpLab, gobgp: &GoBgp) -> Result<()> {
 }
 
 /// When each Service (by name) first showed an ingress IP, and its IPs.
-type Assigned = Arc<Mutex<HashMap<String, (SystemTime, Vec<IpAddr>)>>>;
+pub type Assigned = Arc<Mutex<HashMap<String, (SystemTime, Vec<IpAddr>)>>>;
 
 /// Watches the Services of a namespace and records when each first got IPs.
-fn track_ips(api: Api<Service>) -> Assigned {
+pub fn track_ips(api: Api<Service>) -> Assigned {
     let seen: Assigned = Arc::default();
     let out = seen.clone();
     tokio::spawn(async move {
@@ -141,7 +141,7 @@ fn track_ips(api: Api<Service>) -> Assigned {
     seen
 }
 
-async fn wait_assigned(assigned: &Assigned, name: &str) -> Result<(SystemTime, IpAddr)> {
+pub async fn wait_assigned(assigned: &Assigned, name: &str) -> Result<(SystemTime, IpAddr)> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         let found = assigned
@@ -165,7 +165,7 @@ fn forget(assigned: &Assigned, name: &str) {
 }
 
 /// Milliseconds from `from` to `to` (negative when `to` came first).
-fn millis(from: SystemTime, to: SystemTime) -> f64 {
+pub fn millis(from: SystemTime, to: SystemTime) -> f64 {
     match to.duration_since(from) {
         Ok(d) => d.as_secs_f64() * 1000.0,
         Err(e) => -e.duration().as_secs_f64() * 1000.0,
@@ -194,34 +194,40 @@ fn pool_annotation(pool: &str) -> serde_json::Value {
     json!({"metadata": {"annotations": {"ferrolb.io/address-pool": pool}}})
 }
 
-/// Figure 1: IP assignment (and Service creation) to the route with all
-/// three next hops in the router's kernel table.
-async fn route_latency(
+/// What [`sample_routes`] measured, in ms per Service.
+#[derive(Default)]
+pub struct RouteSamples {
+    pub ip_to_route: Vec<f64>,
+    pub create_to_route: Vec<f64>,
+    pub create_to_ip: Vec<f64>,
+}
+
+/// Creates `samples` Services `prefix-NNN` with `extra` merged in and endpoints on every
+/// node, one at a time, and times each from its IP (and its creation) to the route with
+/// all three next hops in the router's kernel table; each is deleted, and its route
+/// withdrawn, before the next.
+pub async fn sample_routes(
     lab: &BgpLab,
     assigned: &Assigned,
     monitor: &mut RouteMonitor,
     samples: usize,
-) -> Result<()> {
+    prefix: &str,
+    extra: &serde_json::Value,
+) -> Result<RouteSamples> {
     let all: Vec<usize> = (0..lab.lab.nodes.len()).collect();
-    let mut ip_to_route = Vec::new();
-    let mut create_to_route = Vec::new();
-    let mut create_to_ip = Vec::new();
-    let load_before = measure::load_average();
+    let mut out = RouteSamples::default();
     for i in 0..samples {
-        let name = format!("route-{i:03}");
+        let name = format!("{prefix}-{i:03}");
         lab.lab.endpoints(&name, &all).await?;
         let created = SystemTime::now();
-        lab.lab
-            .scenario
-            .service(&name, pool_annotation("bgp"))
-            .await?;
+        lab.lab.scenario.service(&name, extra.clone()).await?;
         let (ip_at, ip) = wait_assigned(assigned, &name).await?;
         let route_at = monitor
             .wait_next_hops(ip, &lab.hops(&all, ip), created, STEP_TIMEOUT)
             .await?;
-        ip_to_route.push(millis(ip_at, route_at));
-        create_to_route.push(millis(created, route_at));
-        create_to_ip.push(millis(created, ip_at));
+        out.ip_to_route.push(millis(ip_at, route_at));
+        out.create_to_route.push(millis(created, route_at));
+        out.create_to_ip.push(millis(created, ip_at));
         // Withdrawn before the next sample, which may reuse the IP.
         let deleted = SystemTime::now();
         lab.lab.scenario.delete_service(&name).await?;
@@ -230,6 +236,31 @@ async fn route_latency(
             .await?;
         forget(assigned, &name);
     }
+    Ok(out)
+}
+
+/// Figure 1: IP assignment (and Service creation) to the route with all
+/// three next hops in the router's kernel table.
+async fn route_latency(
+    lab: &BgpLab,
+    assigned: &Assigned,
+    monitor: &mut RouteMonitor,
+    samples: usize,
+) -> Result<()> {
+    let load_before = measure::load_average();
+    let RouteSamples {
+        ip_to_route,
+        create_to_route,
+        create_to_ip,
+    } = sample_routes(
+        lab,
+        assigned,
+        monitor,
+        samples,
+        "route",
+        &pool_annotation("bgp"),
+    )
+    .await?;
     println!(
         "BGP route latency, IP assigned -> kernel route with 3 next hops (IPv4, Cluster): {}",
         summary(&ip_to_route)
