@@ -164,6 +164,21 @@ mod scripted_peer {
         }
     }
 
+    /// Establishes, then reads the speaker's one route (203.0.113.7/32) and its End-of-RIB.
+    async fn established_with_203_0_113_7(listener: &TcpListener) -> (TcpStream, Vec<u8>) {
+        let (mut stream, mut buffer) = establish(listener).await;
+        let Message::Update(update) = next_non_keepalive(&mut stream, &mut buffer).await else {
+            panic!("expected the routes after establishment");
+        };
+        assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
+        assert_eq!(
+            next_non_keepalive(&mut stream, &mut buffer).await,
+            Message::Update(Update::default()),
+            "End-of-RIB after the routes"
+        );
+        (stream, buffer)
+    }
+
     #[tokio::test]
     async fn malformed_updates_keep_the_session_up_but_a_framing_error_resets_it() {
         use crate::bgp::codec::tests::{
@@ -204,16 +219,7 @@ mod scripted_peer {
         ];
 
         let script = async {
-            let (mut stream, mut buffer) = establish(&listener).await;
-            let Message::Update(update) = next_non_keepalive(&mut stream, &mut buffer).await else {
-                panic!("expected the routes after establishment");
-            };
-            assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
-            assert_eq!(
-                next_non_keepalive(&mut stream, &mut buffer).await,
-                Message::Update(Update::default()),
-                "End-of-RIB after the routes"
-            );
+            let (mut stream, mut buffer) = established_with_203_0_113_7(&listener).await;
             for (case, bytes, expected) in crafted {
                 stream.write_all(&bytes).await.unwrap();
                 let status = status_rx
@@ -289,16 +295,7 @@ mod scripted_peer {
         let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));
 
         let script = async {
-            let (mut stream, mut buffer) = establish(&listener).await;
-            let Message::Update(update) = next_non_keepalive(&mut stream, &mut buffer).await else {
-                panic!("expected the routes after establishment");
-            };
-            assert_eq!(update.nlri, vec!["203.0.113.7/32".parse().unwrap()]);
-            assert_eq!(
-                next_non_keepalive(&mut stream, &mut buffer).await,
-                Message::Update(Update::default()),
-                "End-of-RIB after the routes"
-            );
+            let (mut stream, mut buffer) = established_with_203_0_113_7(&listener).await;
             stop_tx.send(Some(StopRequest::Graceful)).unwrap();
             let message = next_non_keepalive(&mut stream, &mut buffer).await;
             let Message::Update(update) = message else {
