@@ -152,6 +152,13 @@ pub struct PoolUsage {
     pub available_v6: u128,
 }
 
+impl PoolUsage {
+    /// Addresses of the pool held by Services, both families.
+    pub fn in_use(&self) -> u128 {
+        self.assigned_v4 + self.assigned_v6
+    }
+}
+
 #[derive(Debug, Clone)]
 struct IpEntry {
     pool: String,

@@ -31,7 +31,7 @@ impl Reconciler {
             return;
         }
         let usage = self.alloc.usage(name);
-        let in_use = usage.assigned_v4 + usage.assigned_v6;
+        let in_use = usage.in_use();
         if let Some(pool) = removed
             && in_use > 0
         {
@@ -160,7 +160,7 @@ impl Reconciler {
         if let Some(message) = invalid
             && newly(condition::REASON_INVALID_ADDRESSES)
         {
-            let in_use = usage.assigned_v4 + usage.assigned_v6;
+            let in_use = usage.in_use();
             let note = if in_use > 0 {
                 format!("{message}; {}", frozen_note(in_use))
             } else {
