@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::allocator::{AllocationError, Assignment};
+use super::AllocationError;
+use super::allocator::Assignment;
 use super::service::{ANNOTATION_ALLOCATED_FROM_POOL, RequestError};
 
 /// The condition we own on Service status.

@@ -2,6 +2,7 @@
 //! and the loop's state machine that ties them together. No I/O here; the
 //! shell in `crate::shell` drives it.
 
+pub mod allocation_error;
 pub mod allocator;
 pub mod desired;
 pub mod effect;
@@ -14,7 +15,8 @@ pub mod pools;
 pub mod reconcile;
 pub mod service;
 
-pub use allocator::{AllocationError, Allocator, Assignment, PoolUsage};
+pub use allocation_error::AllocationError;
+pub use allocator::{Allocator, Assignment, PoolUsage};
 /// Which Services we serve: the API's rule, shared with the speakers.
 pub use ferrolb_crds::class::{ClassFilter, Interest};
 pub use pools::{AllocationScope, Conflict, Pool, PoolConfig};

@@ -113,15 +113,12 @@ pub fn pool_status(
         assigned_ipv6: usage.assigned_v6,
         available_ipv6: usage.available_v6,
     });
-    status.in_use = Some(usage.assigned_v4 + usage.assigned_v6 > 0);
+    status.in_use = Some(usage.in_use() > 0);
     let (ready, reason, message) = match (invalid, pool.and_then(|p| p.conflict.as_ref())) {
         (Some(msg), _) if status.in_use == Some(true) => (
             false,
             condition::REASON_INVALID_ADDRESSES,
-            format!(
-                "{msg}; {}",
-                frozen_note(usage.assigned_v4 + usage.assigned_v6)
-            ),
+            format!("{msg}; {}", frozen_note(usage.in_use())),
         ),
         (Some(msg), _) => (false, condition::REASON_INVALID_ADDRESSES, msg.to_string()),
         (None, Some(conflict)) => (

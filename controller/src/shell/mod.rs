@@ -211,10 +211,8 @@ async fn write_final_pool_statuses(
     executor: Executor,
     pool_writer: tokio::task::JoinHandle<()>,
 ) {
-    for effect in reconciler.handle(Input::Tick(Timestamp::now())) {
-        if matches!(effect, Effect::WritePoolStatus(_)) {
-            executor.execute(effect);
-        }
+    for order in reconciler.final_pool_statuses(Timestamp::now()) {
+        executor.execute(Effect::WritePoolStatus(order));
     }
     // The writer ends once it has written what is queued and its orders close.
     drop(executor);

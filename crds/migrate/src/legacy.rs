@@ -136,15 +136,12 @@ impl Ctx<'_> {
                 ("ebgp-multihop", "ebgpMultiHop"),
             ],
         )?;
-        if let Some(selectors) = spec.remove("nodeSelectors") {
-            let path = format!("{path}.node-selectors");
-            let selectors = list(&selectors, &path)?
-                .iter()
-                .enumerate()
-                .map(|(i, selector)| self.node_selector(selector, &format!("{path}[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            spec.insert("nodeSelectors".into(), Value::Array(selectors));
-        }
+        map_items(
+            &mut spec,
+            "nodeSelectors",
+            &format!("{path}.node-selectors"),
+            |selector, at| self.node_selector(selector, at),
+        )?;
         if let Some(Value::String(profile)) = spec.get_mut("bfdProfile")
             && !profile.is_empty()
         {
@@ -169,26 +166,23 @@ impl Ctx<'_> {
                 ("match-expressions", "matchExpressions"),
             ],
         )?;
-        if let Some(expressions) = out.remove("matchExpressions") {
-            let path = format!("{path}.match-expressions");
-            let expressions = list(&expressions, &path)?
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    self.fields(
-                        e,
-                        &format!("{path}[{i}]"),
-                        &[
-                            ("key", "key"),
-                            ("operator", "operator"),
-                            ("values", "values"),
-                        ],
-                    )
-                    .map(Value::Object)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            out.insert("matchExpressions".into(), Value::Array(expressions));
-        }
+        map_items(
+            &mut out,
+            "matchExpressions",
+            &format!("{path}.match-expressions"),
+            |expression, at| {
+                self.fields(
+                    expression,
+                    at,
+                    &[
+                        ("key", "key"),
+                        ("operator", "operator"),
+                        ("values", "values"),
+                    ],
+                )
+                .map(Value::Object)
+            },
+        )?;
         Ok(Value::Object(out))
     }
 
@@ -325,6 +319,26 @@ fn take_name(spec: &mut Map<String, Value>, path: &str) -> Result<(String, Strin
     let name =
         kubernetes_name(&given).ok_or_else(|| format!("{path}.name: no letter in {given:?}"))?;
     Ok((given, name))
+}
+
+/// Replaces the list `spec[field]` (found at `path` in the configuration), when there is
+/// one, by `convert` of each of its items (given the item and its path).
+fn map_items(
+    spec: &mut Map<String, Value>,
+    field: &str,
+    path: &str,
+    mut convert: impl FnMut(&Value, &str) -> Result<Value, String>,
+) -> Result<(), String> {
+    let Some(items) = spec.remove(field) else {
+        return Ok(());
+    };
+    let items = list(&items, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| convert(item, &format!("{path}[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    spec.insert(field.into(), Value::Array(items));
+    Ok(())
 }
 
 fn list<'v>(value: &'v Value, path: &str) -> Result<&'v [Value], String> {

@@ -30,5 +30,7 @@ pub use report::{Loss, ObjectRef};
 
 /// The namespace MetalLB is installed in by default.
 pub const METALLB_NAMESPACE: &str = "metallb-system";
+/// FerroLB's namespace by default: where converted objects and copied Secrets go.
+pub const FERROLB_NAMESPACE: &str = "ferrolb-system";
 /// The API group of MetalLB's kinds.
 pub const METALLB_GROUP: &str = "metallb.io";

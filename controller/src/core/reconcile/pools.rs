@@ -5,9 +5,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use tracing::{info, warn};
 
-use super::Reconciler;
+use super::{Input, Reconciler};
 use crate::core::allocator::PoolUsage;
-use crate::core::effect::{Effect, EventRequest, MetricChange, Regarding};
+use crate::core::effect::{Effect, EventRequest, MetricChange, PoolStatusOrder, Regarding};
 use crate::core::pool_object::{PoolFacts, frozen_note, pool_config, pool_status, status_differs};
 use crate::core::service::ServiceKey;
 
@@ -31,7 +31,7 @@ impl Reconciler {
             return;
         }
         let usage = self.alloc.usage(name);
-        let in_use = usage.assigned_v4 + usage.assigned_v6;
+        let in_use = usage.in_use();
         if let Some(pool) = removed
             && in_use > 0
         {
@@ -87,6 +87,20 @@ impl Reconciler {
             self.evaluate(&key);
         }
         self.retry_pending();
+    }
+
+    /// At a stop: the pool status writes a last tick orders (statuses that
+    /// do not count the latest assignments yet, retries that are due), and
+    /// nothing else of that tick (no Service write, Event or metric: this
+    /// replica is going away).
+    pub fn final_pool_statuses(&mut self, now: Timestamp) -> Vec<PoolStatusOrder> {
+        self.handle(Input::Tick(now))
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::WritePoolStatus(order) => Some(order),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Publishes changed pool statuses and usage, and sends the retries
@@ -160,7 +174,7 @@ impl Reconciler {
         if let Some(message) = invalid
             && newly(condition::REASON_INVALID_ADDRESSES)
         {
-            let in_use = usage.assigned_v4 + usage.assigned_v6;
+            let in_use = usage.in_use();
             let note = if in_use > 0 {
                 format!("{message}; {}", frozen_note(in_use))
             } else {

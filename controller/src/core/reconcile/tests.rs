@@ -447,6 +447,17 @@ fn a_newer_pool_status_supersedes_the_retry_of_a_failed_one() {
 }
 
 #[test]
+fn a_stop_orders_the_latest_pool_statuses_and_nothing_else() {
+    let p = pool("p", 1, 1, &["198.51.100.0/30"]);
+    let (mut r, _) = listed(&[p], &[service("a", 1, &[])]);
+    r.handle(Input::Tick(at(100)));
+    r.handle(Input::ServiceApplied(service("b", 2, &[])));
+    let last = r.final_pool_statuses(at(100));
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].status.assigned_ipv4.as_deref(), Some("2"));
+}
+
+#[test]
 fn a_count_change_keeps_the_pool_condition_times() {
     let p = pool("p", 1, 1, &["198.51.100.0/30"]);
     let (mut r, _) = listed(&[p], &[service("a", 1, &[])]);

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use serde::Serialize;
 use serde_json::Value;
 
 /// MetalLB's configuration kinds: (kind, plural, versions to try, newest first).
@@ -46,9 +47,7 @@ pub async fn fetch(
             match api.list(&ListParams::default()).await {
                 Ok(list) => {
                     for item in list.items {
-                        let mut value = serde_json::to_value(&item)?;
-                        set_type(&mut value, &resource.api_version, kind);
-                        inputs.push(from_cluster(value)?);
+                        inputs.push(from_cluster(&item, &resource.api_version, kind)?);
                     }
                     found = true;
                     break;
@@ -73,18 +72,12 @@ pub async fn fetch(
         .await
         .with_context(|| format!("reading ConfigMap {namespace}/config"))?;
     if let Some(config_map) = legacy {
-        let mut value = serde_json::to_value(&config_map)?;
-        set_type(&mut value, "v1", "ConfigMap");
-        inputs.push(from_cluster(value)?);
+        inputs.push(from_cluster(&config_map, "v1", "ConfigMap")?);
     }
     for (secret_namespace, name) in referenced_secrets(&inputs, options) {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &secret_namespace);
         match secrets.get_opt(&name).await {
-            Ok(Some(secret)) => {
-                let mut value = serde_json::to_value(&secret)?;
-                set_type(&mut value, "v1", "Secret");
-                inputs.push(from_cluster(value)?);
-            }
+            Ok(Some(secret)) => inputs.push(from_cluster(&secret, "v1", "Secret")?),
             // The conversion reports the Secret as missing, with what to do.
             Ok(None) => {}
             Err(e) => notes.push(format!("reading Secret {secret_namespace}/{name}: {e}")),
@@ -110,15 +103,14 @@ async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Clie
     Ok(Client::try_from(config)?)
 }
 
-fn set_type(value: &mut Value, api_version: &str, kind: &str) {
-    if let Value::Object(map) = value {
+/// An object read from the cluster as an input, with the `apiVersion` and `kind` that
+/// list and get responses leave out of their items.
+fn from_cluster(object: &impl Serialize, api_version: &str, kind: &str) -> Result<InputObject> {
+    let mut value = serde_json::to_value(object)?;
+    if let Value::Object(map) = &mut value {
         map.insert("apiVersion".into(), Value::String(api_version.into()));
         map.insert("kind".into(), Value::String(kind.into()));
     }
-}
-
-fn from_cluster(value: Value) -> Result<InputObject> {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)

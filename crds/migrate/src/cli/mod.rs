@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use ferrolb_migrate::{InputObject, METALLB_NAMESPACE, Options, convert, output, parse_yaml};
+use ferrolb_migrate::{
+    FERROLB_NAMESPACE, InputObject, METALLB_NAMESPACE, Options, convert, output, parse_yaml,
+};
 
 /// Exit code when something does not carry over and `--allow-loss` was not given.
 const EXIT_LOSS: u8 = 3;
@@ -59,7 +61,7 @@ struct MigrateArgs {
     from_namespace: String,
 
     /// FerroLB's namespace: where the converted objects and copied Secrets go.
-    #[arg(long, default_value = "ferrolb-system")]
+    #[arg(long, default_value = FERROLB_NAMESPACE)]
     namespace: String,
 
     /// Write one file per object into this directory (created if missing) instead of stdout.

@@ -32,7 +32,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             from_namespace: crate::METALLB_NAMESPACE.into(),
-            namespace: "ferrolb-system".into(),
+            namespace: crate::FERROLB_NAMESPACE.into(),
         }
     }
 }
