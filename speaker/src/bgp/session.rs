@@ -131,7 +131,6 @@ pub async fn run_session(
         sent: RouteSet::new(),
         pending: VecDeque::from([Event::Start]),
         draining: false,
-        established_since: None,
         established: None,
         updates_sent: 0,
         update_errors: UpdateErrorCounts::default(),
@@ -151,11 +150,11 @@ struct Shell {
     pending: VecDeque<Event>,
     /// Announcing GRACEFUL_SHUTDOWN: route changes wait until we withdraw.
     draining: bool,
-    established_since: Option<std::time::Instant>,
-    /// The Established session's parameters, kept until its `SessionDown` action.
-    /// The FSM forgets them as soon as it decides to close, but the goodbye it asks
-    /// for first (withdrawals, then the NOTIFICATION) still goes out on that session.
-    established: Option<Negotiated>,
+    /// Since when the session is Established, and its parameters, kept until its
+    /// `SessionDown` action. The FSM forgets the parameters as soon as it decides to
+    /// close, but the goodbye it asks for first (withdrawals, then the NOTIFICATION)
+    /// still goes out on that session.
+    established: Option<(std::time::Instant, Negotiated)>,
     updates_sent: u64,
     update_errors: UpdateErrorCounts,
     status: watch::Sender<SessionStatus>,
@@ -279,7 +278,10 @@ impl Shell {
     /// The session's parameters: the Established session's until it is down, else
     /// what the FSM has negotiated so far (from OpenConfirm on).
     fn negotiated(&self) -> Option<&Negotiated> {
-        self.established.as_ref().or_else(|| self.fsm.negotiated())
+        self.established
+            .as_ref()
+            .map(|(_, negotiated)| negotiated)
+            .or_else(|| self.fsm.negotiated())
     }
 
     fn codec(&self) -> CodecOptions {
@@ -342,14 +344,12 @@ impl Shell {
             }
             Action::SessionEstablished(negotiated) => {
                 tracing::info!(peer = %self.config.peer, ?negotiated, "session established");
-                self.established_since = Some(std::time::Instant::now());
-                self.established = Some(negotiated.clone());
+                self.established = Some((std::time::Instant::now(), negotiated.clone()));
                 self.sent.clear();
                 self.sync_routes(routes).await;
             }
             Action::SessionDown(reason) => {
                 tracing::warn!(peer = %self.config.peer, %reason, "session down");
-                self.established_since = None;
                 self.established = None;
                 self.sent.clear();
                 self.draining = false;
@@ -477,7 +477,7 @@ impl Shell {
     fn publish_status(&self) {
         let status = SessionStatus {
             state: self.fsm.state(),
-            established_since: self.established_since,
+            established_since: self.established.as_ref().map(|(since, _)| *since),
             prefixes_sent: self.sent.len(),
             last_error: self.fsm.last_error().map(DownReason::to_string),
             updates_sent: self.updates_sent,

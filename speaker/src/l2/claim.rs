@@ -21,7 +21,10 @@ use super::arp::{ArpFrame, ArpOperation, FRAME_LEN};
 use super::ndp::{
     FIXED_LEN, ICMPV6_NEIGHBOR_ADVERTISEMENT, ICMPV6_NEIGHBOR_SOLICITATION, NdOption,
     OPTION_SOURCE_LINK_LAYER_ADDRESS, OPTION_TARGET_LINK_LAYER_ADDRESS, Options,
+    REQUIRED_HOP_LIMIT,
 };
+use super::ndp_frame::Icmpv6Frame;
+use super::plan::IgnoreReason;
 
 const MAGIC: [u8; 2] = *b"FL";
 /// ND option type 253: "RFC3692-style Experiment 1" (RFC 4727).
@@ -79,6 +82,19 @@ pub fn arp_claim(frame: &ArpFrame, bytes: &[u8]) -> Option<(IpAddr, Claim)> {
             rank: arp_rank(bytes),
         },
     ))
+}
+
+/// The claim a received ARP frame makes for the arbiter, unless we sent it
+/// ourselves (`our_mac` as its sender or its Ethernet source).
+pub fn foreign_arp_claim(
+    frame: &ArpFrame,
+    bytes: &[u8],
+    our_mac: MacAddr,
+) -> Option<(IpAddr, Claim)> {
+    if frame.sender_mac == our_mac || frame.ethernet_source == our_mac {
+        return None;
+    }
+    arp_claim(frame, bytes)
 }
 
 /// The rank option for a Neighbor Advertisement.
@@ -147,6 +163,20 @@ pub fn advertisement_claim(message: &[u8]) -> Option<(IpAddr, Claim)> {
     ))
 }
 
+/// The claim a received Neighbor Advertisement frame makes for the arbiter:
+/// none when it claims nothing or claims for `our_mac`; ignored with
+/// [`IgnoreReason::BadHopLimit`] when it did not come with hop limit 255
+/// (RFC 4861 §7.1.2: it was routed, not sent on the link).
+pub fn foreign_advertisement_claim(
+    frame: &Icmpv6Frame<'_>,
+    our_mac: MacAddr,
+) -> Result<Option<(IpAddr, Claim)>, IgnoreReason> {
+    if frame.hop_limit != REQUIRED_HOP_LIMIT {
+        return Err(IgnoreReason::BadHopLimit);
+    }
+    Ok(advertisement_claim(frame.message).filter(|(_, claim)| claim.mac != our_mac))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -185,6 +215,41 @@ mod tests {
         assert_eq!(arp_rank(&bytes), None);
         bytes.resize(60, 0);
         assert_eq!(arp_rank(&bytes), None);
+    }
+
+    #[test]
+    fn our_own_arp_frames_claim_nothing() {
+        let theirs = ArpFrame::gratuitous("203.0.113.7".parse().unwrap(), THEIRS);
+        let bytes = theirs.to_bytes();
+        assert!(foreign_arp_claim(&theirs, &bytes, OURS).is_some());
+        assert_eq!(foreign_arp_claim(&theirs, &bytes, THEIRS), None);
+        let mut relayed = theirs;
+        relayed.ethernet_source = OURS;
+        assert_eq!(foreign_arp_claim(&relayed, &bytes, OURS), None);
+    }
+
+    #[test]
+    fn an_advertisement_needs_hop_limit_255_and_another_mac() {
+        let target: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let message = NeighborAdvertisement::unsolicited(target, THEIRS).to_bytes();
+        let frame = |hop_limit| Icmpv6Frame {
+            ethernet_destination: OURS,
+            ethernet_source: THEIRS,
+            source: "fe80::2".parse().unwrap(),
+            destination: "ff02::1".parse().unwrap(),
+            hop_limit,
+            message: &message,
+        };
+        let claim = foreign_advertisement_claim(&frame(255), OURS).unwrap();
+        assert_eq!(
+            claim.map(|(ip, claim)| (ip, claim.mac)),
+            Some((IpAddr::V6(target), THEIRS))
+        );
+        assert_eq!(foreign_advertisement_claim(&frame(255), THEIRS), Ok(None));
+        assert_eq!(
+            foreign_advertisement_claim(&frame(64), OURS),
+            Err(IgnoreReason::BadHopLimit)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! RFC 4861 §7.3.1: unicast, to the MAC the solicitor has cached) is dropped
 //! before any socket sees it. A packet socket sees every frame the NIC
 //! accepts, so the checks the IPv6 stack made for us are made here instead:
-//! the ICMPv6 checksum, the hop limit (by [`super::plan`]), and that a
+//! the ICMPv6 checksum, the hop limit (by [`super::plan`] and [`super::claim`]), and that a
 //! solicitation was sent where RFC 4861 says it goes.
 
 use std::net::Ipv6Addr;

@@ -97,7 +97,7 @@ pub enum IgnoreReason {
     NotOurs,
     /// Asks for an address this node announces, but on another interface.
     WrongInterface,
-    /// A Neighbor Solicitation that was not received with hop limit 255.
+    /// A Neighbor Solicitation or Advertisement not received with hop limit 255.
     BadHopLimit,
 }
 

@@ -16,10 +16,11 @@ use super::MacAddr;
 use super::arbiter::{Action, Arbiter, Claim, Conflict, Outcome, Rank};
 use super::arp::ArpFrame;
 use super::claim::{
-    advertisement_claim, arp_claim, arp_probe, neighbor_probe, tagged_advertisement, tagged_arp,
+    arp_probe, foreign_advertisement_claim, foreign_arp_claim, neighbor_probe,
+    tagged_advertisement, tagged_arp,
 };
 use super::metrics::{AddressFamily, L2Metrics};
-use super::ndp::{ALL_NODES, NeighborAdvertisement, REQUIRED_HOP_LIMIT, solicited_node_multicast};
+use super::ndp::{ALL_NODES, NeighborAdvertisement, solicited_node_multicast};
 use super::ndp_frame::Icmpv6Frame;
 use super::plan::{IgnoreReason, Ownership, answer_arp, answer_neighbor_solicitation};
 use super::schedule::GratuitousSchedule;
@@ -283,10 +284,7 @@ impl InterfaceTask {
                 return Ok(());
             }
         };
-        if frame.sender_mac != self.mac
-            && frame.ethernet_source != self.mac
-            && let Some((ip, claim)) = arp_claim(&frame, bytes)
-        {
+        if let Some((ip, claim)) = foreign_arp_claim(&frame, bytes, self.mac) {
             self.observe(ip, claim, AddressFamily::ipv4).await?;
         }
         match answer_arp(&frame, self.mac, &self.answering) {
@@ -320,15 +318,13 @@ impl InterfaceTask {
         if !frame.is_advertisement() {
             return self.on_neighbor_solicitation(&frame).await;
         }
-        if frame.hop_limit != REQUIRED_HOP_LIMIT {
-            self.metrics.packet_ignored(IgnoreReason::BadHopLimit);
-            return Ok(());
-        }
-        match advertisement_claim(frame.message) {
-            Some((ip, claim)) if claim.mac != self.mac => {
-                self.observe(ip, claim, AddressFamily::ipv6).await
+        match foreign_advertisement_claim(&frame, self.mac) {
+            Ok(Some((ip, claim))) => self.observe(ip, claim, AddressFamily::ipv6).await,
+            Ok(None) => Ok(()),
+            Err(reason) => {
+                self.metrics.packet_ignored(reason);
+                Ok(())
             }
-            _ => Ok(()),
         }
     }
 

@@ -221,6 +221,14 @@ impl ReachBook {
             .is_some_and(|entry| !entry.reach.is_full())
     }
 
+    /// [`ReachBook::forget`] for each of `nodes`; whether the published
+    /// reaches changed.
+    pub fn forget_all<'n>(&mut self, nodes: impl IntoIterator<Item = &'n String>) -> bool {
+        nodes
+            .into_iter()
+            .fold(false, |changed, node| self.forget(node) | changed)
+    }
+
     /// Drops the reports not refreshed within [`REPORT_TTL`] of `now`;
     /// whether the published reaches changed.
     pub fn expire(&mut self, now: Instant) -> bool {

@@ -460,11 +460,10 @@ impl Gossiper {
         }
         if changed {
             let names = self.alive.node_names();
-            let gone: Vec<String> = self.publish.borrow().difference(&names).cloned().collect();
-            if gone
-                .iter()
-                .fold(false, |any, node| self.book.forget(node) | any)
-            {
+            let gone_reports = self
+                .book
+                .forget_all(self.publish.borrow().difference(&names));
+            if gone_reports {
                 self.publish_reaches();
             }
             self.metrics.set_members_alive(names.len());

@@ -59,6 +59,21 @@ pub fn reach_of<'r>(reaches: &'r Reaches, node: &str) -> &'r Reach {
     reaches.get(node).unwrap_or(&FULL)
 }
 
+/// The reaches the election goes by: `reported` (every node's, from gossip) with `node`'s
+/// own taken from `own` instead, which is newer than any copy gossip holds.
+pub fn with_own(reported: Option<&Reaches>, node: &str, own: &Reach) -> Reaches {
+    let mut reaches: Reaches = reported
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.as_str() != node)
+        .map(|(name, reach)| (name.clone(), reach.clone()))
+        .collect();
+    if !own.is_full() {
+        reaches.insert(node.to_owned(), own.clone());
+    }
+    reaches
+}
+
 /// The interfaces named by the L2Advertisements that select `node`: those whose state
 /// goes into its [`Reach::unusable`].
 pub fn named_interfaces(view: &ClusterView, node: &str) -> BTreeSet<String> {
@@ -120,6 +135,22 @@ mod tests {
         )]);
         assert!(reach_of(&reaches, "node-a").is_full());
         assert!(!reach_of(&reaches, "node-b").is_full());
+    }
+
+    #[test]
+    fn our_own_reach_replaces_the_reported_one() {
+        let down = Reach {
+            no_suitable: true,
+            unusable: BTreeSet::new(),
+        };
+        let reported = Reaches::from([
+            ("node-a".to_owned(), down.clone()),
+            ("node-b".to_owned(), down.clone()),
+        ]);
+        let merged = with_own(Some(&reported), "node-a", &Reach::FULL);
+        assert_eq!(merged, Reaches::from([("node-b".to_owned(), down.clone())]));
+        let merged = with_own(None, "node-a", &down);
+        assert_eq!(merged, Reaches::from([("node-a".to_owned(), down)]));
     }
 
     #[test]

@@ -246,14 +246,14 @@ pub async fn run(
             .speaker
             .invalid_objects
             .set(last_warnings.len() as i64);
-        let listing = interfaces_rx.borrow_and_update().clone();
-        if let Some(reach) = own_reach.update(&view, listing.as_deref())
+        let changed_reach = own_reach.update(&view, interfaces_rx.borrow_and_update().as_deref());
+        if let Some(reach) = changed_reach
             && let Some(membership) = &membership
         {
             membership.set_reach(reach);
         }
-        let reported = reaches.as_mut().map(|r| r.borrow_and_update().clone());
-        let plan = model::l2_plan_within(&view, &liveness, &own_reach.merged(reported.as_ref()));
+        let within = own_reach.merged(reaches.as_mut().map(|r| r.borrow_and_update()).as_deref());
+        let plan = model::l2_plan_within(&view, &liveness, &within);
         if let Liveness::Gossip(alive) = &liveness {
             if alive.iter().any(|name| !last_alive.contains(name)) {
                 joins += 1;

@@ -9,7 +9,7 @@ use crate::l2::L2Metrics;
 use crate::l2::interfaces::{ExcludePatterns, InterfaceInfo};
 use crate::l2::reach::own_reach;
 use crate::model::ClusterView;
-use crate::model::reach::{Reach, Reaches, named_interfaces};
+use crate::model::reach::{Reach, Reaches, named_interfaces, with_own};
 
 /// Our reach as last computed.
 pub(super) struct OwnReach {
@@ -58,15 +58,6 @@ impl OwnReach {
     /// The reaches the election goes by: the others' reports, and ours as
     /// computed here (the gossip task may not have taken it yet).
     pub(super) fn merged(&self, reported: Option<&Reaches>) -> Reaches {
-        let mut reaches: Reaches = reported
-            .into_iter()
-            .flatten()
-            .filter(|(node, _)| **node != self.node)
-            .map(|(node, reach)| (node.clone(), reach.clone()))
-            .collect();
-        if !self.current.is_full() {
-            reaches.insert(self.node.clone(), self.current.clone());
-        }
-        reaches
+        with_own(reported, &self.node, &self.current)
     }
 }
