@@ -16,8 +16,8 @@ use ferrolb_tests::metallb;
 use ferrolb_tests::process::terminate;
 use ferrolb_tests::scenario::ingress;
 
-use super::super::controller::{CpuMeter, Samples, create_services, sample_latency};
-use super::super::measure::{load_average, peak_rss_mib, percentile, track};
+use super::super::controller::{Samples, create_services, sample_latency};
+use super::super::measure::{CpuMeter, load_average, peak_rss_mib, percentile, track};
 use super::Project;
 use super::table::faults;
 
