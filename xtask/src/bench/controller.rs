@@ -165,7 +165,7 @@ async fn cold_start(n: usize) -> Result<()> {
     // (seconds since start, resident MiB, Services with IPs), every second.
     let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
-        let done = seen.lock().map(|m| m.with_ip.len()).unwrap_or(0);
+        let done = seen.with_ip_count();
         if timeline
             .last()
             .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
@@ -184,12 +184,7 @@ async fn cold_start(n: usize) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let all = seen
-        .lock()
-        .ok()
-        .and_then(|m| m.with_ip.values().max().copied())
-        .unwrap_or(start)
-        - start;
+    let all = seen.last_ip_after(start);
     let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
     println!(
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",

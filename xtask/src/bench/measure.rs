@@ -39,6 +39,24 @@ impl std::ops::Deref for Tracked {
     }
 }
 
+impl Tracked {
+    /// How many Services the watch has seen with an IP.
+    pub fn with_ip_count(&self) -> usize {
+        self.seen.lock().map(|s| s.with_ip.len()).unwrap_or(0)
+    }
+
+    /// From `start` to the watch first seeing the last of the Services with an IP so far
+    /// (zero when none has one).
+    pub fn last_ip_after(&self, start: Instant) -> Duration {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|s| s.with_ip.values().max().copied())
+            .unwrap_or(start)
+            - start
+    }
+}
+
 impl Drop for Tracked {
     fn drop(&mut self) {
         self.task.abort();
