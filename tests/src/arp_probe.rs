@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::netns::{Netns, in_named_netns};
+use crate::netns::{Netns, enter_named_netns};
 use crate::packet_socket::{PacketSocket, format_mac, parse_mac};
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -115,9 +115,8 @@ fn spawn_in<T: Send + 'static>(
     let interface = interface.to_string();
     let name = netns.name.clone();
     Ok(std::thread::spawn(move || -> Result<T> {
-        in_named_netns(&name, move || {
-            f(ArpSocket::open(&interface, our_mac, our_ip)?)
-        })
+        enter_named_netns(&name)?;
+        f(ArpSocket::open(&interface, our_mac, our_ip)?)
     }))
 }
 

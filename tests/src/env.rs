@@ -400,6 +400,22 @@ impl Drop for Controller {
 pub async fn wait_for<F, Fut>(
     what: &str,
     timeout: Duration,
+    probe: F,
+) -> Result<<Fut::Output as ProbeOutcome>::Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+    Fut::Output: ProbeOutcome,
+{
+    wait_for_every(what, timeout, Duration::from_millis(100), probe).await
+}
+
+/// [`wait_for`], polling every `interval`: for a test that must act as soon
+/// as the probe holds.
+pub async fn wait_for_every<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
     mut probe: F,
 ) -> Result<<Fut::Output as ProbeOutcome>::Value>
 where
@@ -421,7 +437,7 @@ where
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

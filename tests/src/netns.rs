@@ -153,16 +153,24 @@ pub fn in_named_netns<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let path = format!("/run/netns/{name}");
+    let name = name.to_string();
     std::thread::spawn(move || -> Result<T> {
-        let handle = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a valid namespace fd only changes this thread.
-        if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
+        enter_named_netns(&name)?;
         f()
     })
     .join()
     .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+}
+
+/// Moves the calling thread (only it) into the namespace `name`: for a thread
+/// spawned to work there, as [`in_named_netns`] does for one call.
+pub fn enter_named_netns(name: &str) -> Result<()> {
+    let path = format!("/run/netns/{name}");
+    let handle = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on a valid namespace fd only changes this thread.
+    if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }

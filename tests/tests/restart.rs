@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_tests::env::{Controller, own_cluster, wait_for};
+use ferrolb_tests::env::{Controller, own_cluster, wait_for, wait_for_every};
 use ferrolb_tests::forward::Forwarder;
 use ferrolb_tests::process::kill_pid;
 use ferrolb_tests::scenario::{Scenario, WAIT, ingress};
@@ -419,14 +419,17 @@ async fn a_stopped_controller_leaves_exact_pool_counts() -> R {
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Stop as soon as the last IP shows: a tight, bounded look.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if ips_by_service(&s).await?.len() == N {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "not all {N} Services got IPs");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_every(
+        &format!("all {N} Services to have IPs"),
+        Duration::from_secs(120),
+        Duration::from_millis(10),
+        || async {
+            let got = ips_by_service(&s).await?.len();
+            anyhow::ensure!(got == N, "{got} of {N} have IPs");
+            anyhow::Ok(())
+        },
+    )
+    .await?;
     let before = assigned_v6(&s, "counted").await?;
     controller.stop();
     let after = assigned_v6(&s, "counted").await?;

@@ -6,9 +6,6 @@
 //! opens a fresh TCP connection per request (as curl does), so every request
 //! is routed, resolved (ARP/NDP) and load-balanced anew.
 
-// Raw libc socket and signal calls; each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -18,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::netns::in_named_netns;
+use crate::netns::{enter_named_netns, in_named_netns};
 
 /// One request of a probe loop.
 #[derive(Clone, Debug)]
@@ -116,17 +113,12 @@ impl ProbeLoop {
     ) -> Result<ProbeLoop> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
-        let path = format!("/run/netns/{netns}");
+        let netns = netns.to_string();
         let started = Instant::now();
         let handle = std::thread::Builder::new()
             .name(format!("probe-{target}"))
             .spawn(move || -> Result<Vec<Sample>> {
-                let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-                use std::os::fd::AsRawFd;
-                // SAFETY: setns on a valid namespace fd only changes this thread.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    bail!("setns {path}: {}", std::io::Error::last_os_error());
-                }
+                enter_named_netns(&netns)?;
                 let start = started;
                 let mut samples = Vec::new();
                 let mut next = start;

@@ -2,9 +2,6 @@
 //! Run by `cargo xtask bench`; figures go to BENCHMARKS.md. Never asserted
 //! in tests: timings on a shared 2-core machine are not stable enough.
 
-// libc calls (sysconf, set_var before threads start); each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -12,14 +9,14 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::env::{Controller, TestNamespace, shared_cluster};
 
 use super::measure::{
-    cpu_seconds, load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track,
+    CpuMeter, load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track,
 };
 
 /// Extra controller flags for exploring settings, e.g.
@@ -38,52 +35,6 @@ fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller>
     let args = controller_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Controller::start(cluster, ns, &args)
-}
-
-/// The processes whose CPU time a measurement reports.
-pub(super) struct CpuMeter {
-    pids: Vec<(&'static str, u32)>,
-    start: Vec<f64>,
-}
-
-impl CpuMeter {
-    pub(super) fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
-        let cluster_pids: Vec<u32> = std::fs::read_to_string(cluster.dir.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        let mut pids = vec![("controller", controller), ("bench", std::process::id())];
-        // The cluster writes etcd's pid, then the apiserver's.
-        for (name, pid) in ["etcd", "apiserver"].into_iter().zip(cluster_pids) {
-            pids.push((name, pid));
-        }
-        let start = pids
-            .iter()
-            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(f64::NAN))
-            .collect();
-        CpuMeter { pids, start }
-    }
-
-    /// CPU seconds `name` (controller, bench, etcd, apiserver) used since the start.
-    pub(super) fn used(&self, name: &str) -> f64 {
-        self.pids
-            .iter()
-            .zip(&self.start)
-            .find(|((n, _), _)| *n == name)
-            .map_or(f64::NAN, |((_, pid), start)| {
-                cpu_seconds(*pid).unwrap_or(f64::NAN) - start
-            })
-    }
-
-    fn report(&self) -> String {
-        self.pids
-            .iter()
-            .zip(&self.start)
-            .map(|((name, _), _)| format!("{name} {:.1} s", self.used(name)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// `apiserver_request_total` summed by verb, resource and subresource, for
@@ -214,7 +165,7 @@ async fn cold_start(n: usize) -> Result<()> {
     // (seconds since start, resident MiB, Services with IPs), every second.
     let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
     loop {
-        let done = seen.lock().map(|m| m.with_ip.len()).unwrap_or(0);
+        let done = seen.with_ip_count();
         if timeline
             .last()
             .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
@@ -233,12 +184,7 @@ async fn cold_start(n: usize) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let all = seen
-        .lock()
-        .ok()
-        .and_then(|m| m.with_ip.values().max().copied())
-        .unwrap_or(start)
-        - start;
+    let all = seen.last_ip_after(start);
     let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
     println!(
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
@@ -407,126 +353,14 @@ async fn latency(samples: usize) -> Result<()> {
     Ok(())
 }
 
-/// When set to a number N, [`run`] first compares the apiserver CPU of N
-/// Service status writes per method, in alternating rounds so that drifting
-/// load on a shared machine falls on both.
-const WRITE_COST_VAR: &str = "FERROLB_BENCH_WRITE_COST";
-
-/// The ways of writing a status that [`write_cost`] compares.
-#[derive(Debug, Clone, Copy)]
-enum StatusWay {
-    Apply,
-    Patch,
-    PatchWithAnnotation,
-}
-
-/// The status (and, with the annotation, metadata) the controller writes
-/// for one allocated Service, as `--status-write` sends it.
-async fn write_status(api: &Api<Service>, way: StatusWay, name: &str, ip: &str) -> Result<()> {
-    let manager = "ferrolb-controller";
-    let ingress = json!([{ "ip": ip, "ipMode": "VIP" }]);
-    let condition = json!([{
-        "type": "ferrolb.io/IPAllocated", "status": "True", "reason": "Allocated",
-        "message": format!("{ip} from pool bench"),
-        "lastTransitionTime": "2026-11-26T00:00:00Z",
-    }]);
-    match way {
-        StatusWay::Apply => {
-            let body = json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": { "name": name },
-                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
-            });
-            let params = PatchParams::apply(manager).force();
-            api.patch_status(name, &params, &Patch::Apply(&body))
-                .await?;
-        }
-        StatusWay::Patch | StatusWay::PatchWithAnnotation => {
-            let mut body = json!({
-                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
-            });
-            if matches!(way, StatusWay::PatchWithAnnotation) {
-                body["metadata"] =
-                    json!({ "annotations": { "ferrolb.io/ip-allocated-from-pool": ip } });
-            }
-            let params = PatchParams {
-                field_manager: Some(manager.into()),
-                ..PatchParams::default()
-            };
-            api.patch_status(name, &params, &Patch::Strategic(&body))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Apiserver CPU per status write, for each way, with no controller and no
-/// watcher of ours: only the write itself.
-async fn write_cost(n: usize) -> Result<()> {
-    let cluster = shared_cluster();
-    let client = cluster.admin_client().await?;
-    let ns = TestNamespace::create(&client, "writecost").await?;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    // A class no controller serves.
-    let names = create_services(&api, n, Some("example.com/none")).await?;
-    let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse::<u32>().ok())
-        .context("apiserver pid")?;
-    println!("write cost: {n} Services; load average {}", load_average());
-    let ways = [
-        StatusWay::Apply,
-        StatusWay::Patch,
-        StatusWay::PatchWithAnnotation,
-    ];
-    let mut totals = [0.0f64; 3];
-    let rounds = 3u32;
-    for round in 0..rounds {
-        for (index, way) in ways.iter().enumerate() {
-            // A new IP every time, so every write changes the object.
-            let ip = format!("2001:db8:d::{:x}", round * 3 + index as u32 + 1);
-            let before = cpu_seconds(apiserver).context("apiserver CPU")?;
-            let started = Instant::now();
-            let mut writes = futures::stream::iter(names.iter().map(|name| {
-                let api = api.clone();
-                let ip = ip.clone();
-                async move { write_status(&api, *way, name, &ip).await }
-            }))
-            .buffer_unordered(16);
-            while let Some(r) = writes.next().await {
-                r?;
-            }
-            let used = cpu_seconds(apiserver).context("apiserver CPU")? - before;
-            if let Some(total) = totals.get_mut(index) {
-                *total += used;
-            }
-            println!(
-                "  round {round} {way:?}: {:.2} ms apiserver CPU per write, {:.1} s wall; load average {}",
-                used * 1000.0 / n as f64,
-                started.elapsed().as_secs_f64(),
-                load_average()
-            );
-        }
-    }
-    for (way, total) in ways.iter().zip(totals) {
-        println!(
-            "  {way:?}: {:.2} ms apiserver CPU per write over {rounds} rounds",
-            total * 1000.0 / (n as f64 * f64::from(rounds))
-        );
-    }
-    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
-    Ok(())
-}
-
 /// Runs the benchmarks, printing one line per figure.
 pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
     release_runtime()?.block_on(async {
-        if let Some(n) = std::env::var(WRITE_COST_VAR)
+        if let Some(n) = std::env::var(super::write_cost::WRITE_COST_VAR)
             .ok()
             .and_then(|v| v.parse().ok())
         {
-            write_cost(n).await?;
+            super::write_cost::write_cost(n).await?;
         }
         for &n in sizes {
             cold_start(n).await?;

@@ -16,6 +16,7 @@ use super::measure::{machine_line, peak_rss_mib, release_runtime, rss_mib, summa
 use ferrolb_tests::arp_probe::{ArpProber, Claim, round_trips};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{L2Lab, LabShape};
+use ferrolb_tests::metrics_text::sample_value;
 
 /// What to measure, and how often.
 #[derive(Clone, Copy, Debug)]
@@ -352,9 +353,7 @@ pub async fn wait_for_claim_by(
 /// The announced-IPs gauge of node `i`'s speaker.
 pub fn announced_ips(lab: &L2Lab, i: usize) -> Option<u64> {
     let text = lab.speaker_http(i, "/metrics").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ferrolb_speaker_l2_announced_ips "))
-        .and_then(|v| v.trim().parse().ok())
+    sample_value(&text, "ferrolb_speaker_l2_announced_ips").map(|v| v as u64)
 }
 
 fn memory_line(lab: &L2Lab, i: usize) -> String {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::scenario::ingress;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -35,6 +36,24 @@ impl std::ops::Deref for Tracked {
     type Target = Mutex<Sightings>;
     fn deref(&self) -> &Mutex<Sightings> {
         &self.seen
+    }
+}
+
+impl Tracked {
+    /// How many Services the watch has seen with an IP.
+    pub fn with_ip_count(&self) -> usize {
+        self.seen.lock().map(|s| s.with_ip.len()).unwrap_or(0)
+    }
+
+    /// From `start` to the watch first seeing the last of the Services with an IP so far
+    /// (zero when none has one).
+    pub fn last_ip_after(&self, start: Instant) -> Duration {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|s| s.with_ip.values().max().copied())
+            .unwrap_or(start)
+            - start
     }
 }
 
@@ -75,6 +94,52 @@ pub fn load_average() -> String {
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The processes whose CPU time a measurement reports.
+pub struct CpuMeter {
+    pids: Vec<(&'static str, u32)>,
+    start: Vec<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
+        let cluster_pids: Vec<u32> = std::fs::read_to_string(cluster.dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let mut pids = vec![("controller", controller), ("bench", std::process::id())];
+        // The cluster writes etcd's pid, then the apiserver's.
+        for (name, pid) in ["etcd", "apiserver"].into_iter().zip(cluster_pids) {
+            pids.push((name, pid));
+        }
+        let start = pids
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(f64::NAN))
+            .collect();
+        CpuMeter { pids, start }
+    }
+
+    /// CPU seconds `name` (controller, bench, etcd, apiserver) used since the start.
+    pub fn used(&self, name: &str) -> f64 {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .find(|((n, _), _)| *n == name)
+            .map_or(f64::NAN, |((_, pid), start)| {
+                cpu_seconds(*pid).unwrap_or(f64::NAN) - start
+            })
+    }
+
+    pub fn report(&self) -> String {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|((name, _), _)| format!("{name} {:.1} s", self.used(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far.

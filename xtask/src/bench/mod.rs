@@ -6,6 +6,7 @@ mod controller;
 mod l2;
 mod measure;
 mod realnodes;
+mod write_cost;
 
 use anyhow::{Result, bail};
 use clap::ValueEnum;

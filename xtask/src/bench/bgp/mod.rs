@@ -27,6 +27,7 @@ use route_monitor::RouteMonitor;
 
 use super::measure;
 use ferrolb_tests::bgplab::{BgpLab, ROUTER_ASN};
+use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::router::GoBgp;
 use ferrolb_tests::scenario::ingress;
 
@@ -477,11 +478,10 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
 /// `ferrolb_speaker_bgp_updates_sent_total{peer=...}` of node `i`.
 fn updates_sent(lab: &BgpLab, i: usize, peer: &str) -> Option<f64> {
     let metrics = lab.lab.speaker_http(i, "/metrics").ok()?;
-    let prefix = format!("ferrolb_speaker_bgp_updates_sent_total{{peer=\"{peer}\"}}");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
+    sample_value(
+        &metrics,
+        &format!("ferrolb_speaker_bgp_updates_sent_total{{peer=\"{peer}\"}}"),
+    )
 }
 
 /// (networks, routes) of BIRD's IPv6 table from `show route count`, e.g.

@@ -4,8 +4,7 @@
 //! project's speakers run at a time, in alternating rounds; neither peer negotiates
 //! Graceful Restart (both projects' default), so a dead session withdraws at once.
 
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -13,11 +12,10 @@ use serde_json::{Value, json};
 use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN};
 use ferrolb_tests::env::wait_for;
 use ferrolb_tests::metallb;
-use ferrolb_tests::metallb_source::speaker_binary;
 
 use super::super::bgp::route_monitor::RouteMonitor;
 use super::super::bgp::{Assigned, STEP_TIMEOUT, millis, sample_routes, track_ips, wait_assigned};
-use super::l2::start_metallb_speaker;
+use super::metallb_lab::MetalLbSide;
 use super::{Project, order};
 
 /// What the BGP lab measured of one project, in ms.
@@ -42,20 +40,14 @@ fn bgp_service(project: Project) -> Value {
     }
 }
 
-/// MetalLB's side: CRDs, a pool of its own (198.18.(100+k).0/28, not auto-assigned), a
-/// BGPPeer to BIRD as FerroLB's (eBGP, 3 s hold time), a BGPAdvertisement, the speaker
-/// Pods, and its controller.
-fn install_metallb(lab: &BgpLab) -> Result<(std::process::Child, std::path::PathBuf)> {
-    let cluster = lab.lab.scenario.cluster;
+/// MetalLB's side: a pool of its own (198.18.(100+k).0/28, not auto-assigned), a BGPPeer
+/// to BIRD as FerroLB's (eBGP, 3 s hold time) and a BGPAdvertisement, with its controller,
+/// speaker Pods and memberlist key.
+fn install_metallb(lab: &BgpLab) -> Result<MetalLbSide> {
     let k = lab.lab.index();
     let ns = metallb::NAMESPACE;
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
-    )?;
-    metallb::install_crds(cluster)?;
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
+    MetalLbSide::install(
+        &lab.lab,
         &format!(
             "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: bgp, namespace: {ns}}}\n\
              spec: {{addresses: [\"198.18.{pool}.0/28\"], autoAssign: false}}\n\
@@ -66,28 +58,7 @@ fn install_metallb(lab: &BgpLab) -> Result<(std::process::Child, std::path::Path
             pool = 100 + u32::from(k),
             router = lab.router.ip4,
         ),
-    )?;
-    for node in &lab.lab.nodes {
-        metallb::register_speaker_pod(cluster, &node.name, node.ip4.into())?;
-    }
-    let secret_dir = metallb::write_memberlist_secret(cluster, &lab.lab.gossip_key)?;
-    Ok((metallb::start_controller(cluster)?, secret_dir))
-}
-
-fn start_speaker(
-    lab: &mut BgpLab,
-    project: Project,
-    i: usize,
-    binary: &Path,
-    secret_dir: &Path,
-) -> Result<()> {
-    match project {
-        Project::FerroLB => lab.lab.start_speaker(i),
-        Project::MetalLB => {
-            let cluster = lab.lab.scenario.cluster;
-            start_metallb_speaker(&mut lab.lab, i, cluster, binary, secret_dir)
-        }
-    }
+    )
 }
 
 /// Waits until BIRD has a session with every node.
@@ -107,16 +78,14 @@ async fn wait_established(lab: &BgpLab) -> Result<()> {
 /// `kills` SIGKILLs of a node's speaker (nodes in turn), each timed from the kill to the
 /// route of the Service `name` (endpoints on every node) losing that node's next hop; the
 /// speaker is restarted and the route whole again before the next.
-#[allow(clippy::too_many_arguments)]
 async fn time_withdrawals(
     lab: &mut BgpLab,
+    side: &MetalLbSide,
     project: Project,
     assigned: &Assigned,
     monitor: &mut RouteMonitor,
     name: &str,
     kills: usize,
-    binary: &Path,
-    secret_dir: &Path,
 ) -> Result<Vec<f64>> {
     let nodes: Vec<usize> = (0..lab.lab.nodes.len()).collect();
     let created = SystemTime::now();
@@ -141,7 +110,7 @@ async fn time_withdrawals(
             millis(killed, gone)
         );
         let restarted = SystemTime::now();
-        start_speaker(lab, project, victim, binary, secret_dir)?;
+        side.start_speaker(&mut lab.lab, project, victim)?;
         monitor
             .wait_next_hops(ip, &lab.hops(&nodes, ip), restarted, STEP_TIMEOUT)
             .await?;
@@ -157,25 +126,19 @@ async fn time_withdrawals(
 /// `samples` route latencies and `kills` withdrawals per project, in two rounds each
 /// (FerroLB, MetalLB, then MetalLB, FerroLB); returns FerroLB's and MetalLB's figures.
 pub async fn run(samples: usize, kills: usize) -> Result<(BgpFigures, BgpFigures)> {
-    let binary = speaker_binary()?;
     let mut lab = BgpLab::start("cmp-bgp").await?;
     lab.start_bird(ROUTER_ASN, None)?;
     lab.peer("bird", BgpLab::peer_spec(&lab.router, ROUTER_ASN))
         .await?;
     lab.advertise("all", json!({})).await?;
-    let (mut controller, secret_dir) = install_metallb(&lab)?;
+    let side = install_metallb(&lab)?;
     let assigned = track_ips(lab.lab.scenario.services());
     let mut monitor = RouteMonitor::start(&lab.router.netns, &lab.lab.scenario.cluster.dir)?;
     let (mut ferrolb, mut metallb) = (BgpFigures::default(), BgpFigures::default());
     for round in 0..2 {
         let half = |n: usize| if round == 0 { n.div_ceil(2) } else { n / 2 };
         for project in order(round) {
-            for i in 0..lab.lab.nodes.len() {
-                lab.lab.stop_speaker(i);
-            }
-            for i in 0..lab.lab.nodes.len() {
-                start_speaker(&mut lab, project, i, &binary, &secret_dir)?;
-            }
+            side.switch_speakers(&mut lab.lab, project)?;
             wait_established(&lab).await?;
             println!("BGP round {}: {project}", round + 1);
             let prefix = format!("route-{}-{round}", project.to_string().to_lowercase());
@@ -191,13 +154,12 @@ pub async fn run(samples: usize, kills: usize) -> Result<(BgpFigures, BgpFigures
             .with_context(|| format!("{project}: route latency"))?;
             let withdrawals = time_withdrawals(
                 &mut lab,
+                &side,
                 project,
                 &assigned,
                 &mut monitor,
                 &format!("withdraw-{}-{round}", project.to_string().to_lowercase()),
                 half(kills),
-                &binary,
-                &secret_dir,
             )
             .await
             .with_context(|| format!("{project}: withdrawal"))?;
@@ -209,9 +171,6 @@ pub async fn run(samples: usize, kills: usize) -> Result<(BgpFigures, BgpFigures
             figures.kill_to_withdrawal.extend(withdrawals);
         }
     }
-    for i in 0..lab.lab.nodes.len() {
-        lab.lab.stop_speaker(i);
-    }
-    ferrolb_tests::process::terminate(&mut controller, Duration::from_secs(10));
+    side.stop(&mut lab.lab);
     Ok((ferrolb, metallb))
 }

@@ -16,8 +16,8 @@ use ferrolb_tests::metallb;
 use ferrolb_tests::process::terminate;
 use ferrolb_tests::scenario::ingress;
 
-use super::super::controller::{CpuMeter, Samples, create_services, sample_latency};
-use super::super::measure::{load_average, peak_rss_mib, percentile, track};
+use super::super::controller::{Samples, create_services, sample_latency};
+use super::super::measure::{CpuMeter, load_average, peak_rss_mib, percentile, track};
 use super::Project;
 use super::table::faults;
 
@@ -136,7 +136,7 @@ pub async fn cold_start(project: Project, n: usize, latency_samples: usize) -> R
         format!("(logs in {}/{file})", cluster.dir.display())
     };
     loop {
-        let done = seen.lock().map(|s| s.with_ip.len()).unwrap_or(0);
+        let done = seen.with_ip_count();
         if done >= n {
             break;
         }
@@ -154,12 +154,7 @@ pub async fn cold_start(project: Project, n: usize, latency_samples: usize) -> R
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let all_ips = seen
-        .lock()
-        .ok()
-        .and_then(|s| s.with_ip.values().max().copied())
-        .unwrap_or(start)
-        - start;
+    let all_ips = seen.last_ip_after(start);
     let (controller_cpu, apiserver_cpu) = (cpu.used("controller"), cpu.used("apiserver"));
 
     let Samples { mut latencies, .. } = sample_latency(&api, &seen, latency_samples, None).await?;

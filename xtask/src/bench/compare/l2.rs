@@ -4,20 +4,18 @@
 //! in alternating rounds, and each kill is timed with the lab's ARP prober.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::l2lab::{L2Lab, LabShape};
 use ferrolb_tests::metallb;
-use ferrolb_tests::metallb_source::speaker_binary;
 
 use super::super::l2::{
     BULK_LABEL, Failovers, announced_ips, bulk_pool, create_bulk, ipv4, owners, time_kills,
 };
 use super::super::measure::{peak_rss_mib, rss_mib};
+use super::metallb_lab::MetalLbSide;
 use super::{Project, order};
 use ferrolb_tests::env::wait_for;
 
@@ -26,37 +24,14 @@ const FERROLB_SERVICES: usize = 12;
 /// MetalLB's pool holds the 7 free addresses below the lab's pool (.3 to .9 of its /27).
 const METALLB_SERVICES: usize = 7;
 
-/// Starts MetalLB's speaker on node `i` of the lab.
-pub(super) fn start_metallb_speaker(
-    lab: &mut L2Lab,
-    i: usize,
-    cluster: &Cluster,
-    binary: &Path,
-    secret_dir: &Path,
-) -> Result<()> {
-    let node = &lab.nodes[i];
-    let command = metallb::speaker_command(
-        cluster,
-        node.netns.command(binary),
-        &node.name,
-        node.ip4.into(),
-        secret_dir,
-    );
-    lab.start_speaker_command(i, command)
-}
-
-/// MetalLB's side of the lab: its CRDs, a pool and an L2Advertisement in
-/// `metallb-system`, its controller, the speaker Pods and the memberlist key. Returns the
-/// controller and the key's directory.
-fn install_metallb(lab: &L2Lab) -> Result<(std::process::Child, PathBuf)> {
-    let cluster = lab.scenario.cluster;
+/// MetalLB's side of the lab: a pool of the 7 free addresses below the lab's pool and an
+/// L2Advertisement in `metallb-system`, with its controller, speaker Pods and memberlist key.
+fn install_metallb(lab: &L2Lab) -> Result<MetalLbSide> {
     let k = u32::from(lab.index());
     let base = u32::from(Ipv4Addr::new(198, 51, 100, 0)) + 32 * k;
     let (first, last) = (Ipv4Addr::from(base + 3), Ipv4Addr::from(base + 9));
-    cluster.kubectl_ok(&["create", "namespace", metallb::NAMESPACE])?;
-    metallb::install_crds(cluster)?;
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
+    MetalLbSide::install(
+        lab,
         &format!(
             "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n\
              metadata: {{name: lan, namespace: {ns}}}\nspec: {{addresses: [\"{first}-{last}\"]}}\n\
@@ -64,12 +39,7 @@ fn install_metallb(lab: &L2Lab) -> Result<(std::process::Child, PathBuf)> {
              metadata: {{name: lan, namespace: {ns}}}\nspec: {{ipAddressPools: [lan]}}\n",
             ns = metallb::NAMESPACE
         ),
-    )?;
-    for node in &lab.nodes {
-        metallb::register_speaker_pod(cluster, &node.name, node.ip4.into())?;
-    }
-    let secret_dir = metallb::write_memberlist_secret(cluster, &lab.gossip_key)?;
-    Ok((metallb::start_controller(cluster)?, secret_dir))
+    )
 }
 
 /// Creates `count` Services named `prefix-N` with `extra`, each with endpoints on every
@@ -97,21 +67,6 @@ pub struct L2Figures {
     /// Node 0's speaker announcing the bulk IPs: VmRSS and VmHWM, MiB.
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
-}
-
-/// Stops every speaker of the lab, then starts `project`'s on every node.
-fn switch_speakers(
-    lab: &mut L2Lab,
-    project: Project,
-    start: &mut dyn FnMut(&mut L2Lab, Project, usize) -> Result<()>,
-) -> Result<()> {
-    for i in 0..lab.nodes.len() {
-        lab.stop_speaker(i);
-    }
-    for i in 0..lab.nodes.len() {
-        start(lab, project, i)?;
-    }
-    Ok(())
 }
 
 /// How many of MetalLB's bulk Services node 0 announces, by the ServiceL2Status objects
@@ -179,11 +134,9 @@ pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
         },
     )
     .await?;
-    let cluster = lab.scenario.cluster;
     lab.advertise("lan", json!({"ipAddressPools": ["lan"]}))
         .await?;
-    let (mut metallb_controller, secret_dir) = install_metallb(&lab)?;
-    let binary = speaker_binary()?;
+    let side = install_metallb(&lab)?;
     let ferrolb_ips = services(&lab, "fo-ferrolb", FERROLB_SERVICES, json!({})).await?;
     let metallb_ips = services(
         &lab,
@@ -193,10 +146,6 @@ pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
     )
     .await?;
 
-    let mut start = |lab: &mut L2Lab, project: Project, i: usize| match project {
-        Project::FerroLB => lab.start_speaker(i),
-        Project::MetalLB => start_metallb_speaker(lab, i, cluster, &binary, &secret_dir),
-    };
     let (mut ferrolb, mut metallb) = (L2Figures::default(), L2Figures::default());
     for round in 0..2 {
         let this_round = if round == 0 {
@@ -208,14 +157,14 @@ pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
             if this_round == 0 {
                 continue;
             }
-            switch_speakers(&mut lab, project, &mut start)?;
+            side.switch_speakers(&mut lab, project)?;
             let ips = match project {
                 Project::FerroLB => &ferrolb_ips,
                 Project::MetalLB => &metallb_ips,
             };
             println!("L2 round {}: {project}", round + 1);
             let targets = owners(&lab, ips).await?;
-            let mut restart = |lab: &mut L2Lab, i: usize| start(lab, project, i);
+            let mut restart = |lab: &mut L2Lab, i: usize| side.start_speaker(lab, project, i);
             let timed = time_kills(&mut lab, &targets, this_round, &mut restart).await?;
             let total = match project {
                 Project::FerroLB => &mut ferrolb.failovers,
@@ -235,7 +184,7 @@ pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
             created.elapsed().as_secs_f64()
         );
         for project in order(0) {
-            switch_speakers(&mut lab, project, &mut start)?;
+            side.switch_speakers(&mut lab, project)?;
             let started = std::time::Instant::now();
             wait_for(
                 &format!("{project}: node 0 announcing {bulk} IPs"),
@@ -267,9 +216,6 @@ pub async fn run(kills: usize, bulk: usize) -> Result<(L2Figures, L2Figures)> {
             );
         }
     }
-    for i in 0..lab.nodes.len() {
-        lab.stop_speaker(i);
-    }
-    ferrolb_tests::process::terminate(&mut metallb_controller, std::time::Duration::from_secs(10));
+    side.stop(&mut lab);
     Ok((ferrolb, metallb))
 }

@@ -5,6 +5,7 @@
 mod bgp;
 mod controller;
 mod l2;
+mod metallb_lab;
 mod table;
 
 use anyhow::{Result, bail};

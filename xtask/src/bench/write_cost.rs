@@ -1,0 +1,128 @@
+//! Apiserver CPU per Service status write, for each way the controller could write one
+//! (`FERROLB_BENCH_WRITE_COST=N` before `cargo xtask bench controller`).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use ferrolb_tests::env::{TestNamespace, shared_cluster};
+
+use super::controller::create_services;
+use super::measure::{cpu_seconds, load_average};
+
+/// When set to a number N, [`super::controller::run`] first compares the apiserver CPU of N
+/// Service status writes per method, in alternating rounds so that drifting
+/// load on a shared machine falls on both.
+pub const WRITE_COST_VAR: &str = "FERROLB_BENCH_WRITE_COST";
+
+/// The ways of writing a status that [`write_cost`] compares.
+#[derive(Debug, Clone, Copy)]
+enum StatusWay {
+    Apply,
+    Patch,
+    PatchWithAnnotation,
+}
+
+/// The status (and, with the annotation, metadata) the controller writes
+/// for one allocated Service, as `--status-write` sends it.
+async fn write_status(api: &Api<Service>, way: StatusWay, name: &str, ip: &str) -> Result<()> {
+    let manager = "ferrolb-controller";
+    let ingress = json!([{ "ip": ip, "ipMode": "VIP" }]);
+    let condition = json!([{
+        "type": "ferrolb.io/IPAllocated", "status": "True", "reason": "Allocated",
+        "message": format!("{ip} from pool bench"),
+        "lastTransitionTime": "2026-11-26T00:00:00Z",
+    }]);
+    match way {
+        StatusWay::Apply => {
+            let body = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": name },
+                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
+            });
+            let params = PatchParams::apply(manager).force();
+            api.patch_status(name, &params, &Patch::Apply(&body))
+                .await?;
+        }
+        StatusWay::Patch | StatusWay::PatchWithAnnotation => {
+            let mut body = json!({
+                "status": { "loadBalancer": { "ingress": ingress }, "conditions": condition },
+            });
+            if matches!(way, StatusWay::PatchWithAnnotation) {
+                body["metadata"] =
+                    json!({ "annotations": { "ferrolb.io/ip-allocated-from-pool": ip } });
+            }
+            let params = PatchParams {
+                field_manager: Some(manager.into()),
+                ..PatchParams::default()
+            };
+            api.patch_status(name, &params, &Patch::Strategic(&body))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Apiserver CPU per status write, for each way, with no controller and no
+/// watcher of ours: only the write itself.
+pub async fn write_cost(n: usize) -> Result<()> {
+    let cluster = shared_cluster();
+    let client = cluster.admin_client().await?;
+    let ns = TestNamespace::create(&client, "writecost").await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    // A class no controller serves.
+    let names = create_services(&api, n, Some("example.com/none")).await?;
+    let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u32>().ok())
+        .context("apiserver pid")?;
+    println!("write cost: {n} Services; load average {}", load_average());
+    let ways = [
+        StatusWay::Apply,
+        StatusWay::Patch,
+        StatusWay::PatchWithAnnotation,
+    ];
+    let mut totals = [0.0f64; 3];
+    let rounds = 3u32;
+    for round in 0..rounds {
+        for (index, way) in ways.iter().enumerate() {
+            // A new IP every time, so every write changes the object.
+            let ip = format!("2001:db8:d::{:x}", round * 3 + index as u32 + 1);
+            let before = cpu_seconds(apiserver).context("apiserver CPU")?;
+            let started = Instant::now();
+            let mut writes = futures::stream::iter(names.iter().map(|name| {
+                let api = api.clone();
+                let ip = ip.clone();
+                async move { write_status(&api, *way, name, &ip).await }
+            }))
+            .buffer_unordered(16);
+            while let Some(r) = writes.next().await {
+                r?;
+            }
+            let used = cpu_seconds(apiserver).context("apiserver CPU")? - before;
+            if let Some(total) = totals.get_mut(index) {
+                *total += used;
+            }
+            println!(
+                "  round {round} {way:?}: {:.2} ms apiserver CPU per write, {:.1} s wall; load average {}",
+                used * 1000.0 / n as f64,
+                started.elapsed().as_secs_f64(),
+                load_average()
+            );
+        }
+    }
+    for (way, total) in ways.iter().zip(totals) {
+        println!(
+            "  {way:?}: {:.2} ms apiserver CPU per write over {rounds} rounds",
+            total * 1000.0 / (n as f64 * f64::from(rounds))
+        );
+    }
+    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
+    Ok(())
+}
