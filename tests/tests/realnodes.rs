@@ -11,7 +11,7 @@
     reason = "an integration test fails by panicking"
 )]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,61 +20,14 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use ferrolb_tests::arp_probe::{ArpProber, overlapping_answers};
 use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
-use ferrolb_tests::metrics_text::sample_value;
+use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, v4, v6};
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
 use ferrolb_tests::realnodes::http_probe::wait_answering;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
-use ferrolb_tests::realnodes::{
-    CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, RealCluster, borrowed, echo_field,
-};
+use ferrolb_tests::realnodes::speakers::{most_bad_key_rejections, wait_for_whole_gossip_group};
+use ferrolb_tests::realnodes::{CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, borrowed, echo_field};
 use ferrolb_tests::router::kernel_next_hops;
 use serde_json::json;
-
-const NS: &str = "default";
-
-/// Deploys the echo backend `name` and its LoadBalancer Service asking for
-/// `ips` (one IPv4, or one of each family), waits until the pods are Ready
-/// and the Service has its IPs, and returns them.
-///
-/// Each test asks for IPs of its own: an IP freed by one test and handed out
-/// at once to the next could still meet the nodes' kube-proxy rules of the
-/// deleted Service for a moment.
-fn echo_app(
-    site: &RealCluster,
-    name: &str,
-    replicas: u32,
-    node: Option<&str>,
-    pool: &str,
-    policy: Policy,
-    ips: &[&str],
-) -> Result<Vec<IpAddr>> {
-    let single_stack = ips.len() == 1;
-    let mut deployment = RealCluster::echo_deployment(name, NS, replicas, node);
-    // One pod per node when there are as many pods as nodes.
-    deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"] =
-        json!("DoNotSchedule");
-    let mut service = RealCluster::echo_service(name, NS, pool, policy);
-    service["metadata"]["annotations"]["ferrolb.io/loadBalancerIPs"] = json!(ips.join(","));
-    if single_stack {
-        service["spec"]["ipFamilyPolicy"] = json!("SingleStack");
-        service["spec"]["ipFamilies"] = json!(["IPv4"]);
-    }
-    site.apply(&[deployment, service])?;
-    site.rollout(&format!("deployment/{name}"), NS)?;
-    site.wait_ingress(name, NS, if single_stack { 1 } else { 2 })
-}
-
-fn delete_app(site: &RealCluster, name: &str) {
-    let _ = site.api.kubectl_ok(&[
-        "-n",
-        NS,
-        "delete",
-        "service,deployment",
-        name,
-        "--wait=true",
-        "--timeout=60s",
-    ]);
-}
 
 fn field_set(bodies: &[String], key: &str) -> BTreeSet<String> {
     bodies
@@ -82,14 +35,6 @@ fn field_set(bodies: &[String], key: &str) -> BTreeSet<String> {
         .filter_map(|b| echo_field(b, key))
         .map(str::to_string)
         .collect()
-}
-
-fn v4(ips: &[IpAddr]) -> IpAddr {
-    *ips.iter().find(|ip| ip.is_ipv4()).expect("an IPv4 ingress")
-}
-
-fn v6(ips: &[IpAddr]) -> IpAddr {
-    *ips.iter().find(|ip| ip.is_ipv6()).expect("an IPv6 ingress")
 }
 
 #[test]
@@ -106,7 +51,7 @@ fn l2_cluster_policy_reaches_pods_over_ipv4_and_ipv6_with_one_owner() -> Result<
         &["198.51.100.201", "2001:db8:100::201"],
     )?;
 
-    for ip in [v4(&ips), v6(&ips)] {
+    for ip in [v4(&ips)?, v6(&ips)?] {
         // kube-proxy learns the endpoints a moment after the pods are Ready:
         // ask in rounds of 15 (bounded) until the answers come from more than
         // one pod.
@@ -133,10 +78,10 @@ fn l2_cluster_policy_reaches_pods_over_ipv4_and_ipv6_with_one_owner() -> Result<
     let client = site.client_netns();
     let capture = Capture::start(&client, "eth0", "arp or icmp6")?;
     std::thread::sleep(Duration::from_millis(300));
-    let IpAddr::V4(ip4) = v4(&ips) else {
+    let IpAddr::V4(ip4) = v4(&ips)? else {
         unreachable!()
     };
-    let IpAddr::V6(ip6) = v6(&ips) else {
+    let IpAddr::V6(ip6) = v6(&ips)? else {
         unreachable!()
     };
     let arp_macs = arping(&client, ip4, "eth0", 3)?;
@@ -190,7 +135,7 @@ fn bgp_ecmp_route_spreads_requests_over_the_nodes() -> Result<()> {
         Policy::Local,
         &["203.0.113.241"],
     )?;
-    let ip = v4(&ips);
+    let ip = v4(&ips)?;
     let router = borrowed(site.router.as_deref().context("the site has a router")?);
     let prefix = format!("{ip}/32");
     let node_ips: BTreeSet<IpAddr> = site.nodes.iter().map(|n| IpAddr::V4(n.ip4)).collect();
@@ -249,7 +194,7 @@ fn local_policy_keeps_the_client_address_and_announcements_follow_the_pods() -> 
         Policy::Local,
         &["198.51.100.202"],
     )?;
-    let ip = v4(&ips);
+    let ip = v4(&ips)?;
 
     let bodies = requests(&site.client, ip, 5)?;
     let clients = field_set(&bodies, "client");
@@ -335,7 +280,7 @@ fn speaker_pod_deleted_forcibly_gracefully_and_by_rolling_update() -> Result<()>
         Policy::Cluster,
         &["198.51.100.203"],
     )?;
-    let ip = v4(&ips);
+    let ip = v4(&ips)?;
     requests(&site.client, ip, 1)?;
 
     let forced = failover::force_delete_owner_speaker(site, ip)?;
@@ -381,7 +326,7 @@ fn gossip_key_rotation_by_rolling_updates_keeps_one_group_and_one_owner() -> Res
         Policy::Cluster,
         &["198.51.100.206"],
     )?;
-    let IpAddr::V4(ip) = v4(&ips) else {
+    let IpAddr::V4(ip) = v4(&ips)? else {
         unreachable!("v4 gives IPv4")
     };
     requests(&site.client, IpAddr::V4(ip), 1)?;
@@ -458,70 +403,6 @@ fn gossip_key_rotation_by_rolling_updates_keeps_one_group_and_one_owner() -> Res
     Ok(())
 }
 
-/// A speaker's metrics page, fetched from the LAN client.
-fn speaker_metrics(site: &RealCluster, node: usize) -> Result<String> {
-    let url = format!("http://{}:7473/metrics", site.nodes[node].ip4);
-    site.client_netns()
-        .exec_ok(&["curl", "-sS", "--max-time", "2", &url])
-}
-
-/// The highest count of gossip datagrams dropped for their key that each
-/// node's speaker reported, polled every 500 ms while `polling` holds.
-/// Speakers restart during the rotation and their counters with them, so
-/// only a poll while the count is up sees it.
-fn most_bad_key_rejections(site: &RealCluster, polling: &AtomicBool) -> BTreeMap<String, f64> {
-    let mut most = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while polling.load(Ordering::Relaxed) && Instant::now() < deadline {
-        for (i, node) in site.nodes.iter().enumerate() {
-            let count = speaker_metrics(site, i)
-                .ok()
-                .and_then(|page| {
-                    sample_value(
-                        &page,
-                        "ferrolb_speaker_gossip_rejected_total{reason=\"bad_key\"}",
-                    )
-                })
-                .unwrap_or(0.0);
-            let seen = most.entry(node.name.clone()).or_insert(0.0);
-            *seen = f64::max(*seen, count);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    most
-}
-
-/// Waits up to 60 s until every speaker counts every node alive.
-fn wait_for_whole_gossip_group(site: &RealCluster) -> Result<()> {
-    let whole = site.nodes.len() as f64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let alive: Vec<Option<f64>> = (0..site.nodes.len())
-            .map(|i| {
-                speaker_metrics(site, i)
-                    .ok()
-                    .and_then(|page| sample_value(&page, "ferrolb_speaker_members_alive"))
-            })
-            .collect();
-        if alive.iter().all(|a| *a == Some(whole)) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let page = speaker_metrics(site, 0).unwrap_or_else(|e| format!("{e:#}"));
-            let gossip: Vec<&str> = page
-                .lines()
-                .filter(|l| l.contains("members") || l.contains("gossip"))
-                .collect();
-            anyhow::bail!(
-                "the speakers' gossip group is not whole after 60 s: members alive {alive:?}; {}'s gossip metrics:\n{}",
-                site.nodes[0].name,
-                gossip.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[test]
 fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result<()> {
     let _one = exclusive();
@@ -535,7 +416,7 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
         Policy::Cluster,
         &["198.51.100.204"],
     )?;
-    let ip = v4(&ips);
+    let ip = v4(&ips)?;
     requests(&site.client, ip, 1)?;
     // kube-proxy's part lasts until the dead node is NotReady (20 s grace
     // here), its pods are marked not ready and their endpoints dropped:

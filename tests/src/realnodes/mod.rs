@@ -20,6 +20,7 @@
 //! `../shared/REAL-NODES.md` lists the settings each piece needs here; the
 //! comments below say which gotcha each one answers.
 
+pub mod apps;
 mod control_plane;
 pub mod failover;
 pub mod host;
@@ -27,6 +28,7 @@ pub mod http_probe;
 mod node;
 mod pki;
 pub mod site;
+pub mod speakers;
 mod workload;
 
 use std::net::{IpAddr, Ipv4Addr};
