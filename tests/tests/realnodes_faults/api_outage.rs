@@ -1,0 +1,1 @@
+//! (filled in by the api_outage work)
