@@ -99,58 +99,109 @@ fn on_the_wire(updates: &[Update], codec: CodecOptions) -> Received {
     }
 }
 
-#[test]
-fn a_thousand_routes_pack_into_few_messages_each_prefix_once() {
-    let mut announce: Vec<Route> = (0..500)
-        .map(|i| Route::new(host_v4(i), node_v4()))
-        .collect();
-    announce.extend((0..500).map(|i| Route::new(host_v6(i), node_v6())));
-    let changes = RouteChanges {
-        announce,
-        withdraw: vec![],
-    };
-    let updates = build_updates(&changes, &context(PeerKind::External)).unwrap();
-    let Received {
-        bytes,
-        announced,
-        withdrawn,
-    } = on_the_wire(&updates, FOUR_OCTET);
-    println!(
-        "1000 routes (500 IPv4 /32, 500 IPv6 /128): {} UPDATE messages, {bytes} bytes",
-        updates.len()
-    );
-    assert!(withdrawn.is_empty());
-    let mut prefixes: Vec<IpNet> = announced.iter().map(|(net, _)| *net).collect();
-    prefixes.sort();
-    let mut expected: Vec<IpNet> = changes.announce.iter().map(|route| route.prefix).collect();
-    expected.sort();
-    assert_eq!(prefixes, expected, "every prefix exactly once");
-    // 500 * 5 bytes of IPv4 NLRI fit in one message; 500 * 17 bytes of IPv6 need 3.
-    assert_eq!(updates.len(), 4);
+/// The wire size of one more host prefix in an UPDATE of its family: the
+/// length byte and the address.
+fn host_prefix_len(family_v6: bool) -> usize {
+    if family_v6 { 17 } else { 5 }
+}
 
-    // Withdrawing them all again.
-    let withdraw = changes.announce.iter().map(|route| route.prefix).collect();
-    let updates = build_updates(
-        &RouteChanges {
-            announce: vec![],
-            withdraw,
-        },
-        &context(PeerKind::External),
-    )
-    .unwrap();
-    let Received {
-        bytes,
-        announced,
-        mut withdrawn,
-    } = on_the_wire(&updates, FOUR_OCTET);
-    println!(
-        "withdrawing them: {} UPDATE messages, {bytes} bytes",
-        updates.len()
-    );
-    assert!(announced.is_empty());
-    withdrawn.sort();
-    assert_eq!(withdrawn, expected);
-    assert_eq!(updates.len(), 3);
+/// Whether an UPDATE carries IPv6 routes (in MP_REACH/MP_UNREACH) rather
+/// than IPv4 ones (in the classic NLRI and withdrawn fields).
+fn carries_ipv6(update: &Update) -> bool {
+    update
+        .attributes
+        .iter()
+        .any(|a| matches!(a, PathAttribute::MpReach(_) | PathAttribute::MpUnreach(_)))
+}
+
+/// Checks that `updates` are packed tight: of each family's messages, all
+/// but the last are too full to take one more host prefix. Returns how
+/// many messages and bytes went out.
+fn assert_packed_tight(updates: &[Update], what: &str) -> (usize, usize) {
+    let mut bytes_total = 0;
+    for family_v6 in [false, true] {
+        let sizes: Vec<usize> = updates
+            .iter()
+            .filter(|update| carries_ipv6(update) == family_v6)
+            .map(|update| {
+                encode_message(&Message::Update(update.clone()), FOUR_OCTET)
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        bytes_total += sizes.iter().sum::<usize>();
+        if let Some((_, all_but_last)) = sizes.split_last() {
+            for size in all_but_last {
+                assert!(
+                    size + host_prefix_len(family_v6) > MAX_MESSAGE_LEN,
+                    "{what}: an UPDATE of {size} bytes had room for one more prefix"
+                );
+            }
+        }
+    }
+    (updates.len(), bytes_total)
+}
+
+/// The route sets the BENCHMARKS.md rows name: a full table of host routes
+/// going out at once (a session coming up), by family.
+fn full_tables() -> [(&'static str, Vec<Route>); 3] {
+    let v4 = |range: std::ops::Range<u32>| -> Vec<Route> {
+        range.map(|i| Route::new(host_v4(i), node_v4())).collect()
+    };
+    let v6 = |range: std::ops::Range<u32>| -> Vec<Route> {
+        range.map(|i| Route::new(host_v6(i), node_v6())).collect()
+    };
+    [
+        ("1,000 IPv4 /32s", v4(0..1000)),
+        ("1,000 IPv6 /128s", v6(0..1000)),
+        ("500 IPv4 /32s and 500 IPv6 /128s", {
+            let mut mix = v4(0..500);
+            mix.extend(v6(0..500));
+            mix
+        }),
+    ]
+}
+
+#[test]
+fn a_full_table_packs_tight_and_carries_each_prefix_once() {
+    for (what, announce) in full_tables() {
+        let mut expected: Vec<IpNet> = announce.iter().map(|route| route.prefix).collect();
+        expected.sort();
+        let updates = build_updates(
+            &RouteChanges {
+                announce,
+                withdraw: vec![],
+            },
+            &context(PeerKind::External),
+        )
+        .unwrap();
+        let (messages, bytes) = assert_packed_tight(&updates, what);
+        let received = on_the_wire(&updates, FOUR_OCTET);
+        println!("announcing {what}: {messages} UPDATE messages, {bytes} bytes");
+        assert_eq!(received.bytes, bytes);
+        assert!(received.withdrawn.is_empty());
+        let mut announced: Vec<IpNet> = received.announced.iter().map(|(net, _)| *net).collect();
+        announced.sort();
+        assert_eq!(announced, expected, "{what}: every prefix exactly once");
+
+        let updates = build_updates(
+            &RouteChanges {
+                announce: vec![],
+                withdraw: expected.clone(),
+            },
+            &context(PeerKind::External),
+        )
+        .unwrap();
+        let (messages, bytes) = assert_packed_tight(&updates, what);
+        let mut received = on_the_wire(&updates, FOUR_OCTET);
+        println!("withdrawing {what}: {messages} UPDATE messages, {bytes} bytes");
+        assert!(received.announced.is_empty());
+        received.withdrawn.sort();
+        assert_eq!(
+            received.withdrawn, expected,
+            "{what}: every withdrawal exactly once"
+        );
+    }
 }
 
 #[test]
