@@ -16,8 +16,9 @@ use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::env::{Controller, TestNamespace, shared_cluster};
 
 use super::measure::{
-    CpuMeter, load_average, peak_rss_mib, percentile, release_runtime, rss_mib, track,
+    CpuMeter, load_average, peak_rss_mib, release_runtime, rss_mib, summary, track,
 };
+use super::raw;
 
 /// Extra controller flags for exploring settings, e.g.
 /// `FERROLB_BENCH_CONTROLLER_ARGS="--write-workers 32"`.
@@ -186,6 +187,26 @@ async fn cold_start(n: usize) -> Result<()> {
     }
     let all = seen.last_ip_after(start);
     let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    raw::record(
+        &format!("N={n}: controller start -> every Service has an IP"),
+        "s",
+        [all.as_secs_f64()],
+    );
+    raw::record(
+        &format!("N={n}: controller peak RSS at that point"),
+        "MiB",
+        [rss_after_start],
+    );
+    raw::record(
+        &format!("N={n}: controller RSS, one sample per second"),
+        "MiB",
+        timeline.iter().map(|(_, rss, _)| *rss),
+    );
+    raw::record(
+        &format!("N={n}: Services with IPs, one sample per second"),
+        "Services",
+        timeline.iter().map(|(_, _, done)| *done as f64),
+    );
     println!(
         "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
         all.as_secs_f64()
@@ -320,28 +341,21 @@ async fn latency(samples: usize) -> Result<()> {
         latencies,
         after_listed,
     } = sample_latency(&api, &seen, samples, Some(&ns.class)).await?;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let summary = |mut v: Vec<Duration>| {
-        v.sort();
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            ms(percentile(&v, 0.5)),
-            ms(percentile(&v, 0.99)),
-            ms(v.last().copied().unwrap_or_default())
+    println!(
+        "{}",
+        summary(
+            &format!("latency create -> IP over {samples} Services"),
+            latencies
         )
-    };
-    println!(
-        "latency create -> IP over {samples} Services: {}",
-        summary(latencies)
     );
-    println!("  create request round trip: {}", summary(created));
+    println!("  {}", summary("create request round trip", created));
     println!(
-        "  create -> bench watch sees the Service: {}",
-        summary(listed)
+        "  {}",
+        summary("create -> bench watch sees the Service", listed)
     );
     println!(
-        "  bench watch sees the Service -> sees its IP: {}",
-        summary(after_listed)
+        "  {}",
+        summary("bench watch sees the Service -> sees its IP", after_listed)
     );
     println!(
         "  CPU during the samples: {}; load average {}; writes: {}",

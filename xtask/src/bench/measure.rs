@@ -188,8 +188,10 @@ pub fn release_runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// One line of min, p50, p90, p99 and max of `samples`, in milliseconds.
+/// One line of min, p50, p90, p99 and max of `samples`, in milliseconds;
+/// the samples go to the run's raw data as `name`.
 pub fn summary(name: &str, mut samples: Vec<Duration>) -> String {
+    super::raw::record_ms(name, samples.iter().copied());
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     match (samples.first(), samples.last()) {

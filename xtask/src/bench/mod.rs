@@ -5,6 +5,7 @@ mod compare;
 mod controller;
 mod l2;
 mod measure;
+mod raw;
 mod realnodes;
 mod write_cost;
 
@@ -44,6 +45,8 @@ pub struct BenchArgs {
 }
 
 pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
+    let raw_samples = raw::open(&format!("{suite:?}").to_lowercase())?;
+    println!("raw per-trial samples: {}", raw_samples.display());
     match suite {
         Suite::Controller => controller(&args.services, args.latency_samples),
         Suite::L2 => l2::run(args.l2),

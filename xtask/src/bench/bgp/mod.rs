@@ -25,7 +25,7 @@ pub mod route_monitor;
 use bgp_capture::{PcapCapture, bgp_message_stats};
 use route_monitor::RouteMonitor;
 
-use super::measure;
+use super::{measure, raw};
 use ferrolb_tests::bgplab::{BgpLab, ROUTER_ASN};
 use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::router::GoBgp;
@@ -174,7 +174,10 @@ pub fn millis(from: SystemTime, to: SystemTime) -> f64 {
 }
 
 /// `min/p50/p90/max` of `values` in ms, over `n` samples.
-fn summary(values: &[f64]) -> String {
+/// One line of min, p50, p90 and max of `values` (ms); the samples go to
+/// the run's raw data as `figure`.
+fn summary(figure: &str, values: &[f64]) -> String {
+    raw::record(figure, "ms", values.iter().copied());
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let at = |p: f64| {
@@ -264,15 +267,21 @@ async fn route_latency(
     .await?;
     println!(
         "BGP route latency, IP assigned -> kernel route with 3 next hops (IPv4, Cluster): {}",
-        summary(&ip_to_route)
+        summary(
+            "BGP IP assigned -> kernel route with 3 next hops",
+            &ip_to_route
+        )
     );
     println!(
         "BGP route latency, Service created -> kernel route with 3 next hops: {}",
-        summary(&create_to_route)
+        summary(
+            "BGP Service created -> kernel route with 3 next hops",
+            &create_to_route
+        )
     );
     println!(
         "  (Service created -> IP seen by a watcher: {}; load average before {load_before}, after {})",
-        summary(&create_to_ip),
+        summary("BGP Service created -> IP seen by a watcher", &create_to_ip),
         measure::load_average()
     );
     Ok(())
@@ -312,7 +321,10 @@ async fn endpoint_moves(
     }
     println!(
         "BGP endpoint move (Local), EndpointSlice update -> kernel route with only the new node: {}",
-        summary(&convergence)
+        summary(
+            "BGP EndpointSlice update -> kernel route with only the new node",
+            &convergence
+        )
     );
     println!(
         "  (load average before {load_before}, after {})",
@@ -539,7 +551,7 @@ mod tests {
 
     #[test]
     fn summary_orders_the_samples() {
-        let line = summary(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        let line = summary("test", &[5.0, 1.0, 3.0, 2.0, 4.0]);
         assert_eq!(line, "min 1.0 / p50 3.0 / p90 5.0 / max 5.0 ms (n=5)");
     }
 }

@@ -15,6 +15,7 @@ use self::controller::ColdStart;
 use self::table::{Figure, render};
 use super::l2::Failovers;
 use super::measure::{machine_line, release_runtime};
+use super::raw;
 
 /// A part of the comparison (`--parts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,6 +241,18 @@ pub fn run(sizes: &[usize], latency_samples: usize, plan: &ComparePlan) -> Resul
         "\nFerroLB and MetalLB side by side (controller: medians over {runs} run(s) each; \
          L2 and BGP: medians over every kill or Service):\n"
     );
+    for figure in &tables {
+        raw::record(
+            &format!("FerroLB: {}", figure.name),
+            figure.unit,
+            figure.ferrolb.iter().copied(),
+        );
+        raw::record(
+            &format!("MetalLB: {}", figure.name),
+            figure.unit,
+            figure.metallb.iter().copied(),
+        );
+    }
     println!("{}", render(&tables));
     println!("{}", machine_line());
     Ok(())
