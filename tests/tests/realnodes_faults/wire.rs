@@ -389,6 +389,26 @@ fn the_client_kernels_unicast_reachability_probes_are_answered_by_the_owner() ->
     Ok(())
 }
 
+/// BIRD's protocol for node `node`.
+fn bgp_protocol(site: &RealCluster, node: usize) -> String {
+    site.nodes[node].name.replace('-', "_")
+}
+
+/// Whether the router has a session with every node and each passes `check`.
+fn every_session(
+    site: &RealCluster,
+    check: impl Fn(usize, &ProtocolDetails) -> Result<bool>,
+) -> Result<bool> {
+    let protocols = site.bird.as_ref().context("no router")?.protocols()?;
+    for node in 0..site.nodes.len() {
+        match protocols.get(&bgp_protocol(site, node)) {
+            Some(session) if check(node, session)? => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
 /// Sets (or with null, removes) `enableGracefulRestart` of the site's BGPPeer.
 fn graceful_restart_on_the_peer(site: &RealCluster, value: serde_json::Value) -> Result<()> {
     site.api.kubectl_ok(&[
@@ -421,7 +441,7 @@ fn a_rolling_update_of_the_speakers_is_a_graceful_restart_for_the_router() -> Re
     let site = shared_site();
     let bird = site.bird.as_ref().context("the site has a router")?;
     let router = borrowed(site.router.as_deref().context("the site has a router")?);
-    let protocol = |node: usize| site.nodes[node].name.replace('-', "_");
+    let protocol = |node: usize| bgp_protocol(site, node);
     let nodes = 0..site.nodes.len();
 
     // The site's peer runs without Graceful Restart (the default), as the
@@ -438,17 +458,11 @@ fn a_rolling_update_of_the_speakers_is_a_graceful_restart_for_the_router() -> Re
         Duration::from_secs(60),
         Duration::from_millis(500),
         || {
-            let protocols = bird.protocols()?;
-            for node in nodes.clone() {
-                let log = speaker_log(site, node)?;
-                let established = protocols
-                    .get(&protocol(node))
-                    .is_some_and(|p| p.state == "Established");
-                if !log.contains("session settings changed") || !established {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
+            let restarted = every_session(site, |node, session| {
+                Ok(session.state == "Established"
+                    && speaker_log(site, node)?.contains("session settings changed"))
+            })?;
+            Ok(restarted.then_some(()))
         },
     )?;
     let (ips, _app) = app(site, "wire-gr", BGP_POOL, &["203.0.113.248"])?;
@@ -496,15 +510,10 @@ fn a_rolling_update_of_the_speakers_is_a_graceful_restart_for_the_router() -> Re
                 Duration::from_secs(60),
                 Duration::from_millis(100),
                 || {
-                    let protocols = bird.protocols()?;
-                    Ok(nodes
-                        .clone()
-                        .all(|n| {
-                            protocols.get(&protocol(n)).is_some_and(|p| {
-                                p.state == "Established" && !p.graceful_restart_active()
-                            })
-                        })
-                        .then_some(()))
+                    let back = every_session(site, |_, session| {
+                        Ok(session.state == "Established" && !session.graceful_restart_active())
+                    })?;
+                    Ok(back.then_some(()))
                 },
             )?;
             Ok(rolled)
