@@ -224,6 +224,44 @@ pub fn overlapping_answers(claims: &[Claim], within: Duration) -> Vec<(Claim, Cl
     overlaps
 }
 
+/// When, as offsets from `from`, the answers in `[from, to]` were not one MAC
+/// answering every request of a prober that asks every `interval`: the
+/// answering MAC changing from one answer to the next (two MACs answering
+/// one request, owners taking turns, or a hand-over, which is one change),
+/// and the start of every silence longer than three intervals. Gratuitous
+/// announcements are not answers. One MAC answering throughout gives none;
+/// a settled hand-over gives moments close together.
+pub fn unsettled_moments(
+    claims: &[Claim],
+    from: Instant,
+    to: Instant,
+    interval: Duration,
+) -> Vec<Duration> {
+    let mut answers: Vec<&Claim> = claims
+        .iter()
+        .filter(|c| !c.gratuitous && c.at >= from && c.at <= to)
+        .collect();
+    answers.sort_by_key(|c| c.at);
+    let mut moments = Vec::new();
+    let mut last: Option<&Claim> = None;
+    for answer in answers {
+        let previous_at = last.map_or(from, |c| c.at);
+        if answer.at.duration_since(previous_at) > 3 * interval {
+            moments.push(previous_at);
+        }
+        if last.is_some_and(|c| !c.mac.eq_ignore_ascii_case(&answer.mac)) {
+            moments.push(answer.at);
+        }
+        last = Some(answer);
+    }
+    let last_at = last.map_or(from, |c| c.at);
+    if to.saturating_duration_since(last_at) > 3 * interval {
+        moments.push(last_at);
+    }
+    moments.sort();
+    moments.iter().map(|at| at.duration_since(from)).collect()
+}
+
 /// Request-to-answer times of `samples` sequential who-has requests for
 /// `target`, each waiting at most `timeout`; `None` where no answer came.
 pub fn round_trips(
@@ -330,6 +368,48 @@ mod tests {
         assert_eq!(overlaps.len(), 1, "{overlaps:?}");
         assert_eq!(overlaps[0].0.mac, "02:00:00:00:00:02");
         assert_eq!(overlaps[0].1.mac, "02:00:00:00:00:01");
+    }
+
+    #[test]
+    fn one_mac_throughout_is_settled_and_changes_and_silences_are_not() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let answers = |macs: &[(u64, &str)]| -> Vec<Claim> {
+            macs.iter()
+                .map(|&(ms, mac)| Claim {
+                    at: at(ms),
+                    mac: mac.to_string(),
+                    gratuitous: false,
+                })
+                .collect()
+        };
+        let moments = |claims: &[Claim], to: u64| {
+            unsettled_moments(claims, start, at(to), Duration::from_millis(100))
+        };
+        let (a, b) = ("02:00:00:00:00:01", "02:00:00:00:00:02");
+        let steady = answers(&[(50, a), (150, a), (250, a), (350, a)]);
+        assert!(moments(&steady, 400).is_empty());
+        // A hand-over, with both answering one request: changes close together.
+        let hand_over = answers(&[(50, a), (150, a), (160, b), (170, a), (250, b), (350, b)]);
+        let ms = |moments: Vec<Duration>| -> Vec<u128> {
+            moments.iter().map(Duration::as_millis).collect()
+        };
+        assert_eq!(ms(moments(&hand_over, 400)), [160, 170, 250]);
+        // Owners taking turns: a change at every answer.
+        let turns = answers(&[(50, a), (150, b), (250, a), (350, b)]);
+        assert_eq!(ms(moments(&turns, 400)), [150, 250, 350]);
+        // Silence: in the middle, and at the end.
+        let silent = answers(&[(50, a), (600, a)]);
+        assert_eq!(ms(moments(&silent, 1000)), [50, 600]);
+        // Gratuitous announcements are not answers; outside the window neither.
+        let mut announced = steady.clone();
+        announced.push(Claim {
+            at: at(200),
+            mac: b.to_string(),
+            gratuitous: true,
+        });
+        announced.extend(answers(&[(900, b)]));
+        assert!(moments(&announced, 400).is_empty());
     }
 
     #[test]

@@ -863,6 +863,13 @@ pub fn macs_in(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A gratuitous ARP for `ip` in a line of a [`Capture`]: a request or a
+/// broadcast reply naming `ip` as its own sender.
+pub fn is_gratuitous_arp(line: &str, ip: Ipv4Addr) -> bool {
+    line.contains(&format!("Request who-has {ip} tell {ip}"))
+        || (line.contains("ff:ff:ff:ff:ff:ff") && line.contains(&format!("Reply {ip} is-at")))
+}
+
 /// A tcpdump capture running in a namespace, written to a text file.
 pub struct Capture {
     child: Option<Child>,

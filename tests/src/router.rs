@@ -2,6 +2,7 @@
 //! into its namespace's kernel table) and GoBGP, each in a namespace the test
 //! made.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -117,6 +118,11 @@ impl Bird {
             .find(|l| l.starts_with(name))
             .with_context(|| format!("no protocol {name}: {out}"))?;
         Ok(line.split_whitespace().nth(4).unwrap_or("").to_string())
+    }
+
+    /// Every protocol of `birdc show protocols all`, by name.
+    pub fn protocols(&self) -> Result<BTreeMap<String, ProtocolDetails>> {
+        Ok(protocols_all(&self.birdc(&["show", "protocols", "all"])?))
     }
 
     /// Namespace of this BIRD.
@@ -257,6 +263,64 @@ impl Drop for GoBgp {
     }
 }
 
+/// One protocol of `birdc show protocols all`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolDetails {
+    /// The Info column's first word: "Established", "Active", "Connect"...
+    pub state: String,
+    /// The indented lines under the protocol's line.
+    pub details: String,
+}
+
+impl ProtocolDetails {
+    /// BIRD is helping the neighbour through a Graceful Restart (RFC 4724):
+    /// it keeps the neighbour's routes, stale, until its End-of-RIB.
+    pub fn graceful_restart_active(&self) -> bool {
+        self.details.contains("Neighbor graceful restart active")
+    }
+
+    /// The neighbour's OPEN of the established session had the Graceful
+    /// Restart capability.
+    pub fn neighbor_offers_graceful_restart(&self) -> bool {
+        self.details
+            .split("Neighbor capabilities")
+            .nth(1)
+            .and_then(|caps| caps.split("Session:").next())
+            .is_some_and(|caps| caps.lines().any(|l| l.trim() == "Graceful restart"))
+    }
+}
+
+/// `birdc show protocols all` split by protocol name.
+pub fn protocols_all(out: &str) -> BTreeMap<String, ProtocolDetails> {
+    let mut protocols = BTreeMap::new();
+    let mut current: Option<(String, ProtocolDetails)> = None;
+    for line in out.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let Some((_, protocol)) = current.as_mut() {
+                protocol.details.push_str(line);
+                protocol.details.push('\n');
+            }
+            continue;
+        }
+        if let Some((name, protocol)) = current.take() {
+            protocols.insert(name, protocol);
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 5 || words[0] == "Name" || words[0] == "BIRD" {
+            continue;
+        }
+        let protocol = ProtocolDetails {
+            state: words.get(5).copied().unwrap_or_default().to_string(),
+            details: String::new(),
+        };
+        current = Some((words[0].to_string(), protocol));
+    }
+    if let Some((name, protocol)) = current {
+        protocols.insert(name, protocol);
+    }
+    protocols
+}
+
 /// Polls `answers` for up to 10 s; on timeout, fails with the daemon's log.
 fn wait_started(
     daemon: &str,
@@ -275,4 +339,59 @@ fn wait_started(
         netns.name,
         std::fs::read_to_string(log).unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As BIRD 2.0.12 shows it (abridged): node_0 restarting gracefully,
+    /// node_1 established with the capability.
+    const PROTOCOLS: &str = "BIRD 2.0.12 ready.
+Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     15:07:35.520  
+
+node_0     BGP        ---        start  15:09:01.002  Active        Socket: Connection closed
+  BGP state:          Active
+    Neighbor address: 198.51.100.10
+    Neighbor AS:      64512
+    Neighbor graceful restart active
+    Connect delay:    0.512/1
+
+node_1     BGP        ---        up     15:08:00.100  Established   
+  BGP state:          Established
+    Neighbor address: 198.51.100.11
+    Local capabilities
+      Multiprotocol
+        AF announced: ipv4 ipv6
+      Graceful restart
+    Neighbor capabilities
+      Multiprotocol
+        AF announced: ipv4
+      4-octet AS numbers
+    Session:          external AS4
+";
+
+    #[test]
+    fn protocols_split_by_name_with_their_state_and_restart() {
+        let protocols = protocols_all(PROTOCOLS);
+        assert_eq!(
+            protocols.keys().collect::<Vec<_>>(),
+            ["device1", "node_0", "node_1"]
+        );
+        let (n0, n1) = (&protocols["node_0"], &protocols["node_1"]);
+        assert_eq!(
+            (n0.state.as_str(), n1.state.as_str()),
+            ("Active", "Established")
+        );
+        assert!(n0.graceful_restart_active());
+        assert!(!n1.graceful_restart_active());
+        // Only we offered it: the neighbour's section lacks it.
+        assert!(!n1.neighbor_offers_graceful_restart());
+        let offered = PROTOCOLS.replace(
+            "      4-octet AS numbers",
+            "      Graceful restart\n        Restart time: 120\n      4-octet AS numbers",
+        );
+        assert!(protocols_all(&offered)["node_1"].neighbor_offers_graceful_restart());
+    }
 }

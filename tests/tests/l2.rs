@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ferrolb_crds::ServiceL2Status;
 use ferrolb_tests::arp_probe::{ArpProber, Claim, TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
-use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape};
+use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape, is_gratuitous_arp};
 use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::ns_probe::unicast_solicitations;
 use kube::Api;
@@ -76,12 +76,6 @@ fn arp_senders(capture: &str, ip: Ipv4Addr) -> BTreeSet<String> {
         })
         .filter_map(|l| l.split_whitespace().nth(1).map(str::to_ascii_lowercase))
         .collect()
-}
-
-/// A gratuitous ARP for `ip`: a request or a broadcast reply naming `ip` as its own sender.
-fn is_gratuitous_arp(line: &str, ip: Ipv4Addr) -> bool {
-    line.contains(&format!("Request who-has {ip} tell {ip}"))
-        || (line.contains("ff:ff:ff:ff:ff:ff") && line.contains(&format!("Reply {ip} is-at")))
 }
 
 /// MACs that sent Neighbor Advertisements for `ip`.

@@ -590,9 +590,23 @@ impl RealCluster {
     /// containerd and every process in it (pods, hostNetwork speakers) are
     /// killed, as when a machine loses power.
     pub fn kill_node(&self, i: usize) -> Result<()> {
+        self.cut_link(i)?;
+        self.nodes[i].kill_everything()
+    }
+
+    /// Node `i`'s LAN link goes down (a pulled cable); its processes keep
+    /// running, cut off from the LAN and the API server.
+    pub fn cut_link(&self, i: usize) -> Result<()> {
+        self.nodes[i].ip(&["link", "set", "eth0", "down"])?;
+        Ok(())
+    }
+
+    /// Undoes [`RealCluster::cut_link`]: link up, and the static routes the
+    /// link took along with it back (idempotent).
+    pub fn restore_link(&self, i: usize) -> Result<()> {
         let node = &self.nodes[i];
-        node.ip(&["link", "set", "eth0", "down"])?;
-        node.kill_everything()
+        node.ip(&["link", "set", "eth0", "up"])?;
+        node.prepare_network(&self.nodes, self.router.is_some())
     }
 
     /// Brings node `i` back after [`RealCluster::kill_node`]: link up, and its
@@ -600,9 +614,7 @@ impl RealCluster {
     /// restarts its pods).
     pub fn restart_node(&self, i: usize) -> Result<()> {
         let node = &self.nodes[i];
-        node.ip(&["link", "set", "eth0", "up"])?;
-        // The link going down took the static routes along.
-        node.prepare_network(&self.nodes, self.router.is_some())?;
+        self.restore_link(i)?;
         let mut runtime = self
             .runtime
             .lock()

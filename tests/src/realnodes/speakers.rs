@@ -17,6 +17,12 @@ pub fn speaker_metrics(site: &RealCluster, node: usize) -> Result<String> {
         .exec_ok(&["curl", "-sS", "--max-time", "2", &url])
 }
 
+/// The log of the speaker pod on node `node` (`kubectl logs`).
+pub fn speaker_log(site: &RealCluster, node: usize) -> Result<String> {
+    let pod = super::failover::speaker_pod_on(site, &site.nodes[node].name)?;
+    site.api.kubectl_ok(&["-n", "ferrolb-system", "logs", &pod])
+}
+
 /// The highest count of gossip datagrams dropped for their key that each
 /// node's speaker reported, polled every 500 ms while `polling` holds.
 /// Speakers restart during the rotation and their counters with them, so
