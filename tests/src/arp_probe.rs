@@ -25,6 +25,7 @@ const FRAME_LEN: usize = 42;
 /// One ARP packet that claimed the probed IP.
 #[derive(Clone, Debug)]
 pub struct Claim {
+    /// When the client's kernel received it.
     pub at: Instant,
     /// The sender hardware address, as `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
@@ -55,9 +56,8 @@ impl ArpSocket {
     /// The next claim of `target` received within the socket timeout, if any.
     fn receive_claim(&self, target: Ipv4Addr) -> Option<Claim> {
         let mut buffer = [0u8; 128];
-        let frame = self.socket.receive(&mut buffer);
-        let at = Instant::now();
-        parse_claim(frame?, target, self.our_ip).map(|(mac, gratuitous)| Claim {
+        let (frame, at) = self.socket.receive_stamped(&mut buffer)?;
+        parse_claim(frame, target, self.our_ip).map(|(mac, gratuitous)| Claim {
             at,
             mac,
             gratuitous,
@@ -123,6 +123,8 @@ fn spawn_in<T: Send + 'static>(
 /// Probes one IP continuously until stopped or `limit` has passed.
 pub struct ArpProber {
     claims: Arc<Mutex<Vec<Claim>>>,
+    /// When each request went out.
+    sent: Arc<Mutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<()>>>,
 }
@@ -139,14 +141,18 @@ impl ArpProber {
         limit: Duration,
     ) -> Result<ArpProber> {
         let claims: Arc<Mutex<Vec<Claim>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (out, stopped) = (claims.clone(), stop.clone());
+        let (out, sent_out, stopped) = (claims.clone(), sent.clone(), stop.clone());
         let thread = spawn_in(netns, interface, our_ip, move |socket| {
             let started = Instant::now();
             let mut next_request = started;
             while !stopped.load(Ordering::Relaxed) && started.elapsed() < limit {
                 if Instant::now() >= next_request {
                     socket.send_request(target)?;
+                    if let Ok(mut sent) = sent_out.lock() {
+                        sent.push(Instant::now());
+                    }
                     next_request += interval;
                 }
                 if let Some(claim) = socket.receive_claim(target)
@@ -159,6 +165,7 @@ impl ArpProber {
         })?;
         Ok(ArpProber {
             claims,
+            sent,
             stop,
             thread: Some(thread),
         })
@@ -167,6 +174,12 @@ impl ArpProber {
     /// Every claim seen so far, in arrival order.
     pub fn claims(&self) -> Vec<Claim> {
         self.claims.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The last request sent before `at`, if any.
+    pub fn request_sent_before(&self, at: Instant) -> Option<Instant> {
+        let sent = self.sent.lock().ok()?;
+        sent.iter().rev().find(|&&sent| sent < at).copied()
     }
 
     /// Whether nobody has claimed the IP for `quiet` (or ever).

@@ -1,12 +1,17 @@
 //! A blocking `AF_PACKET` socket for the tests' hand-built frames (the ARP
 //! prober, the unicast Neighbor Solicitation sender): whole Ethernet frames
 //! out and in, on one interface of the calling thread's namespace.
+//!
+//! Frames come with the kernel's receive time (`SO_TIMESTAMPNS`), not the
+//! time the test thread got round to reading them: on a loaded machine a
+//! reader thread can be descheduled for milliseconds, and frames that
+//! arrived apart would otherwise look simultaneous.
 
 // Raw libc socket calls; each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
@@ -76,6 +81,20 @@ impl PacketSocket {
         if set != 0 {
             bail!("SO_RCVTIMEO: {}", std::io::Error::last_os_error());
         }
+        let on: libc::c_int = 1;
+        // SAFETY: the option value points to a live c_int of the given size.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if set != 0 {
+            bail!("SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+        }
         Ok(PacketSocket { fd, mac })
     }
 
@@ -92,17 +111,60 @@ impl PacketSocket {
 
     /// The next frame received within the timeout, if any.
     pub fn receive<'a>(&self, buffer: &'a mut [u8]) -> Option<&'a [u8]> {
-        // SAFETY: the buffer is a live slice of the given length.
-        let got = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        buffer.get(..usize::try_from(got).ok()?)
+        self.receive_stamped(buffer).map(|(frame, _)| frame)
     }
+
+    /// The next frame received within the timeout, if any, with when the
+    /// kernel received it (as an [`Instant`] of this process; the time the
+    /// frame was read when the kernel gave no timestamp).
+    pub fn receive_stamped<'a>(&self, buffer: &'a mut [u8]) -> Option<(&'a [u8], Instant)> {
+        let mut iov = libc::iovec {
+            iov_base: buffer.as_mut_ptr().cast(),
+            iov_len: buffer.len(),
+        };
+        // Room for one timespec control message, 8-byte aligned.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain old data; zero is a valid start.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: the message points to the live buffer and control array
+        // above, with their lengths.
+        let got = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut message, 0) };
+        let read_at = Instant::now();
+        let length = usize::try_from(got).ok()?;
+        let received_at = kernel_timestamp(&message)
+            .and_then(|kernel| SystemTime::now().duration_since(kernel).ok())
+            .and_then(|age| read_at.checked_sub(age))
+            .unwrap_or(read_at);
+        Some((buffer.get(..length)?, received_at))
+    }
+}
+
+/// The `SCM_TIMESTAMPNS` control message of a received `message`, if any.
+fn kernel_timestamp(message: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the CMSG macros walk the control buffer `recvmsg` filled, within
+    // the length it set; the timespec is read unaligned.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET
+                && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let stamp: libc::timespec =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
+                let since_epoch = Duration::new(
+                    u64::try_from(stamp.tv_sec).ok()?,
+                    u32::try_from(stamp.tv_nsec).ok()?,
+                );
+                return SystemTime::UNIX_EPOCH.checked_add(since_epoch);
+            }
+            header = libc::CMSG_NXTHDR(message, header);
+        }
+    }
+    None
 }
 
 /// `aa:bb:cc:dd:ee:ff` as six bytes.

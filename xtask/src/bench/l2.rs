@@ -243,13 +243,16 @@ pub struct Failovers {
     pub first_answer: Vec<Duration>,
     /// Kills whose first packet was a gratuitous ARP.
     pub gratuitous_first: usize,
+    /// Kills whose first answer answered a request sent before the new
+    /// owner's first packet (it waited on the new owner's socket).
+    pub request_before_takeover: usize,
 }
 
 impl Failovers {
     pub fn summary(&self) -> String {
         let kills = self.first_packet.len();
         format!(
-            "{} ({} of {kills} were gratuitous ARPs)\n{}",
+            "{} ({} of {kills} were gratuitous ARPs)\n{} ({} of {kills} answered a request sent before the first packet)",
             summary(
                 "SIGKILL of the owner's speaker -> first ARP packet from the new owner",
                 self.first_packet.clone()
@@ -258,7 +261,8 @@ impl Failovers {
             summary(
                 "SIGKILL of the owner's speaker -> new owner answers the client's ARP request",
                 self.first_answer.clone()
-            )
+            ),
+            self.request_before_takeover
         )
     }
 }
@@ -302,8 +306,25 @@ pub async fn time_kills(
             .find(|c| other_mac(c))
             .context("no claim")?;
         let elapsed = |c: &Claim| c.at.saturating_duration_since(killed);
+        // Which request the first answer answers: the latest one sent before
+        // it. Sent before the new owner's first packet means the request
+        // waited on the new owner's socket while it took over.
+        let answered_request = prober.request_sent_before(answer.at);
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        let request_note = match answered_request {
+            Some(sent) if sent <= first.at => format!(
+                "its request sent {:.0} µs before the first packet",
+                micros(first.at - sent)
+            ),
+            Some(sent) => format!(
+                "its request sent {:.0} µs after the first packet",
+                micros(sent - first.at)
+            ),
+            None => "no request before it".to_string(),
+        };
+        out.request_before_takeover += usize::from(answered_request.is_some_and(|s| s <= first.at));
         println!(
-            "kill {kill}: {} -> {}: first packet {:.0} ms{}, first answer {:.0} ms",
+            "kill {kill}: {} -> {}: first packet {:.3} ms{}, first answer {:.3} ms ({:.0} µs after the first packet; {request_note})",
             lab.nodes[owner].name,
             lab.node_with_mac(&answer.mac)
                 .map(|n| lab.nodes[n].name.clone())
@@ -315,6 +336,7 @@ pub async fn time_kills(
                 ""
             },
             elapsed(&answer).as_secs_f64() * 1000.0,
+            micros(answer.at.saturating_duration_since(first.at)),
         );
         out.gratuitous_first += usize::from(first.gratuitous);
         out.first_packet.push(elapsed(&first));
