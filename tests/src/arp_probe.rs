@@ -339,14 +339,19 @@ mod tests {
         frame
     }
 
-    #[test]
-    fn two_macs_answering_close_together_overlap_and_a_hand_over_does_not() {
-        let start = Instant::now();
-        let claim = |ms: u64, mac: &str, gratuitous: bool| Claim {
+    /// A claim `ms` after `start`.
+    fn claim(start: Instant, ms: u64, mac: &str, gratuitous: bool) -> Claim {
+        Claim {
             at: start + Duration::from_millis(ms),
             mac: mac.to_string(),
             gratuitous,
-        };
+        }
+    }
+
+    #[test]
+    fn two_macs_answering_close_together_overlap_and_a_hand_over_does_not() {
+        let start = Instant::now();
+        let claim = |ms, mac, gratuitous| claim(start, ms, mac, gratuitous);
         let hand_over = [
             claim(0, "02:00:00:00:00:01", false),
             claim(100, "02:00:00:00:00:01", false),
@@ -368,11 +373,7 @@ mod tests {
     #[test]
     fn looks_hold_the_macs_that_answered_in_each_slice() {
         let start = Instant::now();
-        let claim = |ms: u64, mac: &str, gratuitous: bool| Claim {
-            at: start + Duration::from_millis(ms),
-            mac: mac.to_string(),
-            gratuitous,
-        };
+        let claim = |ms, mac, gratuitous| claim(start, ms, mac, gratuitous);
         let claims = [
             claim(100, "02:00:00:00:00:01", false),
             claim(600, "02:00:00:00:00:01", false),

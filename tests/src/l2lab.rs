@@ -728,12 +728,17 @@ pub struct ArpSample {
 /// `settle` (plus the length of one look) of the first look that did not.
 pub fn assert_one_mac_per_ip(samples: &[ArpSample], settle: Duration, what: &str) {
     let bad: Vec<&ArpSample> = samples.iter().filter(|s| s.macs.len() != 1).collect();
+    let counts: BTreeSet<usize> = bad.iter().map(|s| s.macs.len()).collect();
     eprintln!(
         "{what}: {} looks, {} without exactly one MAC{}",
         samples.len(),
         bad.len(),
         bad.first()
-            .map(|first| format!(", from {:?} to {:?}", first.at, bad[bad.len() - 1].at))
+            .map(|first| format!(
+                " ({counts:?} MACs), from {:?} to {:?}",
+                first.at,
+                bad[bad.len() - 1].at
+            ))
             .unwrap_or_default()
     );
     let Some(first) = bad.first() else { return };

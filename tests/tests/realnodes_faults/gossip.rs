@@ -18,7 +18,9 @@ use ferrolb_tests::metrics_text::{sample_value, sum_of};
 use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, echo_lb_service};
 use ferrolb_tests::realnodes::failover::{arp_owner, speaker_pod_on};
 use ferrolb_tests::realnodes::site::{L2_POOL, exclusive, shared_site};
-use ferrolb_tests::realnodes::speakers::{speaker_metrics, wait_for_whole_gossip_group};
+use ferrolb_tests::realnodes::speakers::{
+    gossip_secret_data, speaker_metrics, wait_for_whole_gossip_group,
+};
 use ferrolb_tests::realnodes::{CLIENT_IP, Policy, RealCluster, borrowed};
 use serde_json::{Value, json};
 
@@ -372,15 +374,7 @@ fn a_node_with_the_wrong_gossip_key_keeps_one_mac_per_ip() -> Result<()> {
         "json",
     ])?;
     let rogue = wrong_key_daemonset(&serde_json::from_str(&main)?, &name)?;
-    let right_key = site.api.kubectl_ok(&[
-        "-n",
-        SPEAKERS_NS,
-        "get",
-        "secret",
-        "ferrolb-memberlist",
-        "-o",
-        "jsonpath={.data.secretkey}",
-    ])?;
+    let right_key = gossip_secret_data(site)?;
     let probers = probe(site, &ips)?;
 
     wrong_node.set(Some(node));
@@ -441,7 +435,7 @@ fn a_node_with_the_wrong_gossip_key_keeps_one_mac_per_ip() -> Result<()> {
         ROGUE,
         "--type=merge",
         "-p",
-        &json!({"data": {"secretkey": right_key.trim()}}).to_string(),
+        &json!({"data": {"secretkey": right_key}}).to_string(),
     ])?;
     let rogue_pod = site.api.kubectl_ok(&[
         "-n",
