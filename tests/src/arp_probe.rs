@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::l2lab::ArpSample;
 use crate::netns::{Netns, enter_named_netns};
 use crate::packet_socket::{PacketSocket, format_mac, parse_mac};
 
@@ -275,6 +276,38 @@ pub fn unsettled_moments(
     moments.iter().map(|at| at.duration_since(from)).collect()
 }
 
+/// The MACs that answered `ip` (gratuitous announcements aside) in each
+/// whole `look`-long slice of `from..until`, as looks of the sampling of
+/// [`crate::l2lab::L2Lab::sample_arp_owners`] (`at` counts from `from`): a
+/// slice nobody answered in has no MAC, one that two nodes answered in has
+/// two. With a prober asking several times per look, a missed or late answer
+/// does not read as silence.
+pub fn answer_looks(
+    claims: &[Claim],
+    ip: Ipv4Addr,
+    from: Instant,
+    until: Instant,
+    look: Duration,
+) -> Vec<ArpSample> {
+    let mut looks = Vec::new();
+    let mut start = from;
+    while !look.is_zero() && start + look <= until {
+        let end = start + look;
+        let macs = claims
+            .iter()
+            .filter(|c| !c.gratuitous && c.at >= start && c.at < end)
+            .map(|c| c.mac.to_ascii_lowercase())
+            .collect();
+        looks.push(ArpSample {
+            at: start.duration_since(from),
+            ip,
+            macs,
+        });
+        start = end;
+    }
+    looks
+}
+
 /// Request-to-answer times of `samples` sequential who-has requests for
 /// `target`, each waiting at most `timeout`; `None` where no answer came.
 pub fn round_trips(
@@ -357,14 +390,19 @@ mod tests {
         frame
     }
 
-    #[test]
-    fn two_macs_answering_close_together_overlap_and_a_hand_over_does_not() {
-        let start = Instant::now();
-        let claim = |ms: u64, mac: &str, gratuitous: bool| Claim {
+    /// A claim `ms` after `start`.
+    fn claim(start: Instant, ms: u64, mac: &str, gratuitous: bool) -> Claim {
+        Claim {
             at: start + Duration::from_millis(ms),
             mac: mac.to_string(),
             gratuitous,
-        };
+        }
+    }
+
+    #[test]
+    fn two_macs_answering_close_together_overlap_and_a_hand_over_does_not() {
+        let start = Instant::now();
+        let claim = |ms, mac, gratuitous| claim(start, ms, mac, gratuitous);
         let hand_over = [
             claim(0, "02:00:00:00:00:01", false),
             claim(100, "02:00:00:00:00:01", false),
@@ -423,6 +461,31 @@ mod tests {
         });
         announced.extend(answers(&[(900, b)]));
         assert!(moments(&announced, 400).is_empty());
+    }
+
+    #[test]
+    fn looks_hold_the_macs_that_answered_in_each_slice() {
+        let start = Instant::now();
+        let claim = |ms, mac, gratuitous| claim(start, ms, mac, gratuitous);
+        let claims = [
+            claim(100, "02:00:00:00:00:01", false),
+            claim(600, "02:00:00:00:00:01", false),
+            claim(700, "02:00:00:00:00:02", false),
+            claim(1100, "02:00:00:00:00:02", true),
+            claim(1600, "02:00:00:00:00:02", false),
+        ];
+        let look = Duration::from_millis(500);
+        let looks = answer_looks(
+            &claims,
+            SERVICE,
+            start,
+            start + Duration::from_millis(1900),
+            look,
+        );
+        let macs: Vec<usize> = looks.iter().map(|l| l.macs.len()).collect();
+        // The last slice (1500..2000) is not whole: left out.
+        assert_eq!(macs, [1, 2, 0], "{looks:?}");
+        assert_eq!(looks[1].at, look);
     }
 
     #[test]

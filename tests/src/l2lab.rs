@@ -455,39 +455,14 @@ impl L2Lab {
     /// with those nodes only. The LAN and the API stay up. Undo with
     /// [`L2Lab::unblock_gossip`] (the rules also go with the namespace).
     pub fn block_gossip(&self, i: usize, peers: Option<&[usize]>) -> Result<()> {
-        let netns = &self.nodes[i].netns;
-        let port = GOSSIP_PORT.to_string();
-        nft(netns, &["add", "table", "inet", NFT_TABLE])?;
-        for (chain, hook, direction) in [("in", "input", "saddr"), ("out", "output", "daddr")] {
-            nft(
-                netns,
-                &[
-                    "add", "chain", "inet", NFT_TABLE, chain, "{", "type", "filter", "hook", hook,
-                    "priority", "0", ";", "}",
-                ],
-            )?;
-            let addresses: Vec<String> = peers
-                .unwrap_or_default()
-                .iter()
-                .map(|&p| self.nodes[p].ip4.to_string())
-                .collect();
-            let set = format!("{{ {} }}", addresses.join(", "));
-            let mut rule = vec!["add", "rule", "inet", NFT_TABLE, chain];
-            if peers.is_some() {
-                rule.extend(["ip", direction, set.as_str()]);
-            }
-            rule.extend(["udp", "dport", port.as_str(), "drop"]);
-            nft(netns, &rule)?;
-        }
-        Ok(())
+        let addresses: Option<Vec<Ipv4Addr>> =
+            peers.map(|peers| peers.iter().map(|&p| self.nodes[p].ip4).collect());
+        block_gossip(&self.nodes[i].netns, addresses.as_deref())
     }
 
     /// Lets node `i`'s gossip through again.
     pub fn unblock_gossip(&self, i: usize) -> Result<()> {
-        nft(
-            &self.nodes[i].netns,
-            &["delete", "table", "inet", NFT_TABLE],
-        )
+        unblock_gossip(&self.nodes[i].netns)
     }
 
     /// For `window`, asks again and again which MACs answer ARP for each of
@@ -511,12 +486,10 @@ impl L2Lab {
     /// labels, e.g. `ferrolb_speaker_l2_conflicts_total{...}`), summed over
     /// the lines that start with it; 0 when absent.
     pub fn speaker_metric(&self, i: usize, sample: &str) -> Result<f64> {
-        let text = self.speaker_http(i, "/metrics")?;
-        Ok(text
-            .lines()
-            .filter(|line| line.starts_with(sample))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(crate::metrics_text::sum_of(
+            &self.speaker_http(i, "/metrics")?,
+            sample,
+        ))
     }
 
     /// Node `i` loses the API server: connections cut, new ones refused.
@@ -751,10 +724,75 @@ pub struct ArpSample {
     pub macs: BTreeSet<String>,
 }
 
+/// Every look at one IP in `samples` found exactly one MAC, except within
+/// `settle` (plus the length of one look) of the first look that did not.
+pub fn assert_one_mac_per_ip(samples: &[ArpSample], settle: Duration, what: &str) {
+    let bad: Vec<&ArpSample> = samples.iter().filter(|s| s.macs.len() != 1).collect();
+    let counts: BTreeSet<usize> = bad.iter().map(|s| s.macs.len()).collect();
+    eprintln!(
+        "{what}: {} looks, {} without exactly one MAC{}",
+        samples.len(),
+        bad.len(),
+        bad.first()
+            .map(|first| format!(
+                " ({counts:?} MACs), from {:?} to {:?}",
+                first.at,
+                bad[bad.len() - 1].at
+            ))
+            .unwrap_or_default()
+    );
+    let Some(first) = bad.first() else { return };
+    let look = Duration::from_millis(500);
+    let late: Vec<&&ArpSample> = bad
+        .iter()
+        .filter(|s| s.at > first.at + settle + look)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{what}: more than {settle:?} of settling: {late:?}\nall looks: {samples:?}"
+    );
+}
+
 /// The speakers' gossip port (the default; the lab does not change it).
 pub const GOSSIP_PORT: u16 = 7946;
-/// The nft table of [`L2Lab::block_gossip`].
+/// The nft table of [`block_gossip`].
 const NFT_TABLE: &str = "ferrolb_test";
+
+/// Drops the speakers' gossip (UDP [`GOSSIP_PORT`], both ways) with an nft
+/// table of its own inside `netns`: with every peer when `peers` is `None`,
+/// else with those addresses only. Everything else (the LAN, the API) stays
+/// up. Undo with [`unblock_gossip`].
+pub fn block_gossip(netns: &Netns, peers: Option<&[Ipv4Addr]>) -> Result<()> {
+    let port = GOSSIP_PORT.to_string();
+    nft(netns, &["add", "table", "inet", NFT_TABLE])?;
+    for (chain, hook, direction) in [("in", "input", "saddr"), ("out", "output", "daddr")] {
+        nft(
+            netns,
+            &[
+                "add", "chain", "inet", NFT_TABLE, chain, "{", "type", "filter", "hook", hook,
+                "priority", "0", ";", "}",
+            ],
+        )?;
+        let addresses: Vec<String> = peers
+            .unwrap_or_default()
+            .iter()
+            .map(Ipv4Addr::to_string)
+            .collect();
+        let set = format!("{{ {} }}", addresses.join(", "));
+        let mut rule = vec!["add", "rule", "inet", NFT_TABLE, chain];
+        if peers.is_some() {
+            rule.extend(["ip", direction, set.as_str()]);
+        }
+        rule.extend(["udp", "dport", port.as_str(), "drop"]);
+        nft(netns, &rule)?;
+    }
+    Ok(())
+}
+
+/// Removes the table of [`block_gossip`] from `netns`.
+pub fn unblock_gossip(netns: &Netns) -> Result<()> {
+    nft(netns, &["delete", "table", "inet", NFT_TABLE])
+}
 
 fn nft(netns: &Netns, args: &[&str]) -> Result<()> {
     let out = netns

@@ -9,9 +9,27 @@ pub fn sample_value(page: &str, sample: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// The sum of every sample in `page` whose line starts with `prefix` (a
+/// metric name, maybe with some of its labels, e.g. `x_total{family="ipv4"`):
+/// all of a counter's label combinations at once; 0 when there is none.
+pub fn sum_of(page: &str, prefix: &str) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sample_value;
+    use super::{sample_value, sum_of};
+
+    #[test]
+    fn sums_every_label_combination_and_skips_comments() {
+        let page = "# HELP c_total C.\nc_total{o=\"a\"} 2\nc_total{o=\"b\"} 3\nd_total 9\n";
+        assert_eq!(sum_of(page, "c_total"), 5.0);
+        assert_eq!(sum_of(page, "c_total{o=\"b\""), 3.0);
+        assert_eq!(sum_of(page, "e_total"), 0.0);
+    }
 
     #[test]
     fn finds_the_exact_sample_only() {

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ferrolb_crds::ServiceL2Status;
 use ferrolb_tests::arp_probe::{ArpProber, Claim, TestFrame, send_frames};
 use ferrolb_tests::env::wait_for;
-use ferrolb_tests::l2lab::{ArpSample, Capture, L2Lab, LabShape, is_gratuitous_arp};
+use ferrolb_tests::l2lab::{Capture, L2Lab, LabShape, assert_one_mac_per_ip, is_gratuitous_arp};
 use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::ns_probe::unicast_solicitations;
 use kube::Api;
@@ -947,30 +947,6 @@ async fn services_spread_over_the_nodes() -> Result<()> {
         bail!("one node announces all 15 IPs: {owners:?}");
     }
     Ok(())
-}
-
-/// Every look at one IP in `samples` found exactly one MAC, except within
-/// `settle` (plus the length of one look) of the first look that did not.
-fn assert_one_mac_per_ip(samples: &[ArpSample], settle: Duration, what: &str) {
-    let bad: Vec<&ArpSample> = samples.iter().filter(|s| s.macs.len() != 1).collect();
-    eprintln!(
-        "{what}: {} looks, {} without exactly one MAC{}",
-        samples.len(),
-        bad.len(),
-        bad.first()
-            .map(|first| format!(", from {:?} to {:?}", first.at, bad[bad.len() - 1].at))
-            .unwrap_or_default()
-    );
-    let Some(first) = bad.first() else { return };
-    let look = Duration::from_millis(500);
-    let late: Vec<&&ArpSample> = bad
-        .iter()
-        .filter(|s| s.at > first.at + settle + look)
-        .collect();
-    assert!(
-        late.is_empty(),
-        "{what}: more than {settle:?} of settling: {late:?}\nall looks: {samples:?}"
-    );
 }
 
 fn conflicts(lab: &L2Lab) -> f64 {

@@ -24,7 +24,9 @@ use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, v4, v6};
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
 use ferrolb_tests::realnodes::http_probe::wait_answering;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
-use ferrolb_tests::realnodes::speakers::{most_bad_key_rejections, wait_for_whole_gossip_group};
+use ferrolb_tests::realnodes::speakers::{
+    gossip_secret_data, most_bad_key_rejections, wait_for_whole_gossip_group,
+};
 use ferrolb_tests::realnodes::{CLIENT_IP, OUTSIDE_CLIENT_IP, Policy, borrowed, echo_field};
 use ferrolb_tests::router::kernel_next_hops;
 use serde_json::json;
@@ -330,17 +332,8 @@ fn gossip_key_rotation_by_rolling_updates_keeps_one_group_and_one_owner() -> Res
         unreachable!("v4 gives IPv4")
     };
     requests(&site.client, IpAddr::V4(ip), 1)?;
-    let old_key = site.api.kubectl_ok(&[
-        "-n",
-        "ferrolb-system",
-        "get",
-        "secret",
-        "ferrolb-memberlist",
-        "-o",
-        "jsonpath={.data.secretkey}",
-    ])?;
-    let old_key =
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(old_key.trim())?)?;
+    let old_key = gossip_secret_data(site)?;
+    let old_key = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(old_key)?)?;
     let old_key = old_key.trim();
     let new_key = "a second gossip key, for the rotation test";
     let steps = [

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use anyhow::{Result, anyhow};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Policy, RealCluster};
 
@@ -27,20 +27,27 @@ pub fn echo_app(
     policy: Policy,
     ips: &[&str],
 ) -> Result<Vec<IpAddr>> {
-    let single_stack = ips.len() == 1;
     let mut deployment = RealCluster::echo_deployment(name, NS, replicas, node);
     // One pod per node when there are as many pods as nodes.
     deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"] =
         json!("DoNotSchedule");
+    let service = echo_lb_service(name, name, pool, policy, ips);
+    site.apply(&[deployment, service])?;
+    site.rollout(&format!("deployment/{name}"), NS)?;
+    site.wait_ingress(name, NS, ips.len())
+}
+
+/// A LoadBalancer Service `name` for the pods of the echo backend `app`,
+/// asking for `ips` (one IPv4, or one of each family).
+pub fn echo_lb_service(app: &str, name: &str, pool: &str, policy: Policy, ips: &[&str]) -> Value {
     let mut service = RealCluster::echo_service(name, NS, pool, policy);
+    service["spec"]["selector"] = json!({"app": app});
     service["metadata"]["annotations"]["ferrolb.io/loadBalancerIPs"] = json!(ips.join(","));
-    if single_stack {
+    if ips.len() == 1 {
         service["spec"]["ipFamilyPolicy"] = json!("SingleStack");
         service["spec"]["ipFamilies"] = json!(["IPv4"]);
     }
-    site.apply(&[deployment, service])?;
-    site.rollout(&format!("deployment/{name}"), NS)?;
-    site.wait_ingress(name, NS, if single_stack { 1 } else { 2 })
+    service
 }
 
 pub fn delete_app(site: &RealCluster, name: &str) {

@@ -23,6 +23,20 @@ pub fn speaker_log(site: &RealCluster, node: usize) -> Result<String> {
     site.api.kubectl_ok(&["-n", "ferrolb-system", "logs", &pod])
 }
 
+/// The gossip keys in Secret `ferrolb-memberlist`, as stored (base64).
+pub fn gossip_secret_data(site: &RealCluster) -> Result<String> {
+    let data = site.api.kubectl_ok(&[
+        "-n",
+        "ferrolb-system",
+        "get",
+        "secret",
+        "ferrolb-memberlist",
+        "-o",
+        "jsonpath={.data.secretkey}",
+    ])?;
+    Ok(data.trim().to_string())
+}
+
 /// The highest count of gossip datagrams dropped for their key that each
 /// node's speaker reported, polled every 500 ms while `polling` holds.
 /// Speakers restart during the rotation and their counters with them, so
