@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ferrolb_tests::arp_probe::{ArpProber, Claim};
-use ferrolb_tests::realnodes::apps::{NS, delete_app, v4};
+use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, v4};
+use ferrolb_tests::realnodes::failover::arp_owner;
 use ferrolb_tests::realnodes::site::L2_POOL;
-use ferrolb_tests::realnodes::{CLIENT_IP, KUBERNETES_SERVICE_IP, Policy, RealCluster};
+use ferrolb_tests::realnodes::{
+    APISERVER_PORT, CLIENT_IP, CONTROL_PLANE_IP, KUBERNETES_SERVICE_IP, Policy, RealCluster,
+};
 use serde_json::json;
 
 /// The nft table each cut adds to every node namespace.
@@ -48,24 +51,42 @@ impl Drop for Restore<'_> {
     }
 }
 
-/// Adds table `table` to node `node`: its output chain, before NAT, rejects
-/// (`reject`) or drops TCP to `daddr:port`.
-pub(super) fn cut(
-    site: &RealCluster,
-    node: usize,
-    table: &str,
-    daddr: &str,
-    port: u16,
-    verdict: &str,
-) -> Result<()> {
-    let rules = format!(
-        "table ip {table} {{\n chain out {{\n  type filter hook output priority -150; policy accept;\n  ip daddr {daddr} tcp dport {port} counter {verdict}\n }}\n}}\n"
-    );
+/// Adds table `table` to node `node` with `chains` (nft chain blocks).
+fn add_table(site: &RealCluster, node: usize, table: &str, chains: &str) -> Result<()> {
     let script = std::env::temp_dir().join(format!("{table}-{node}.nft"));
-    std::fs::write(&script, rules)?;
+    std::fs::write(&script, format!("table ip {table} {{\n{chains}}}\n"))?;
     let done = ferrolb_tests::netns::run(site.node(node).command("nft").arg("-f").arg(&script));
     let _ = std::fs::remove_file(&script);
     done.map(drop)
+}
+
+/// The speakers' API path on node `node`, cut (table [`SPEAKERS_CUT`]): in
+/// the output chain, before NAT, TCP to the `kubernetes` ClusterIP is reset.
+pub(super) fn cut_speakers(site: &RealCluster, node: usize) -> Result<()> {
+    add_table(
+        site,
+        node,
+        SPEAKERS_CUT,
+        &format!(
+            " chain out {{\n  type filter hook output priority -150; policy accept;\n  ip daddr {KUBERNETES_SERVICE_IP} tcp dport 443 counter reject with tcp reset\n }}\n"
+        ),
+    )
+}
+
+/// The kubelet's and kube-proxy's API path on node `node`, cut both ways
+/// (table [`KUBELETS_CUT`]), as a real partition: out, before NAT (the
+/// speakers' packets still show the ClusterIP there), and in, after NAT's
+/// input hook (the speakers' replies show the ClusterIP again). A one-way
+/// cut lets the apiserver's watch events in over the open connections.
+pub(super) fn cut_kubelets(site: &RealCluster, node: usize) -> Result<()> {
+    add_table(
+        site,
+        node,
+        KUBELETS_CUT,
+        &format!(
+            " chain out {{\n  type filter hook output priority -150; policy accept;\n  ip daddr {CONTROL_PLANE_IP} tcp dport {APISERVER_PORT} counter drop\n }}\n chain in {{\n  type filter hook input priority 200; policy accept;\n  ip saddr {CONTROL_PLANE_IP} tcp sport {APISERVER_PORT} counter drop\n }}\n"
+        ),
+    )
 }
 
 /// Removes table `table` from node `node`, if there.
@@ -104,14 +125,7 @@ pub(super) fn caught(site: &RealCluster, node: usize, table: &str) -> Result<u64
 /// and the open ones (the watches) are destroyed, as when the apiserver dies.
 pub(super) fn cut_speakers_off_the_api(site: &RealCluster) -> Result<()> {
     for node in 0..site.nodes.len() {
-        cut(
-            site,
-            node,
-            SPEAKERS_CUT,
-            KUBERNETES_SERVICE_IP,
-            443,
-            "reject with tcp reset",
-        )?;
+        cut_speakers(site, node)?;
         // The sockets see the ClusterIP: only host-network pods (the
         // speakers) dial it from the node's namespace.
         ferrolb_tests::netns::run(site.node(node).command("ss").args([
@@ -261,4 +275,30 @@ pub(super) fn mac_changes(claims: &[Claim], since: Instant) -> Vec<(Duration, St
         }
     }
     changes
+}
+
+/// The echo app `name` (3 pods, policy Cluster) with its Service on `ip` of
+/// the L2 pool: the IP, its owner and the owner's MAC, and the client
+/// probing it, once the owner answers the probes.
+pub(super) fn answered_app(
+    site: &RealCluster,
+    name: &str,
+    ip: &str,
+) -> Result<(IpAddr, usize, String, ArpProber)> {
+    let ip = v4(&echo_app(
+        site,
+        name,
+        3,
+        None,
+        L2_POOL,
+        Policy::Cluster,
+        &[ip],
+    )?)?;
+    let owner = arp_owner(site, ip)?;
+    let owner_mac = mac(site, owner)?;
+    let prober = probe(site, ip)?;
+    answer_since(&prober, Instant::now(), "the owner answering", |c| {
+        c.mac.eq_ignore_ascii_case(&owner_mac)
+    })?;
+    Ok((ip, owner, owner_mac, prober))
 }
