@@ -14,4 +14,5 @@
 
 mod api_outage;
 mod gossip;
+mod second_lan;
 mod wire;
