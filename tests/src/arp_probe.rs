@@ -6,6 +6,7 @@
 //! alike. It builds its frames itself rather than with the speaker's codec,
 //! so a bug there cannot hide in the measurement.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -194,6 +195,23 @@ impl ArpProber {
         self.claims()
             .into_iter()
             .find(|c| c.at >= since && except.is_none_or(|mac| !c.mac.eq_ignore_ascii_case(mac)))
+    }
+
+    /// Who claimed the IP between `from` and `to` (MACs in lower case), and
+    /// the longest time without any claim in that span.
+    pub fn claims_between(&self, from: Instant, to: Instant) -> (BTreeSet<String>, Duration) {
+        let mut macs = BTreeSet::new();
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for claim in self.claims() {
+            if claim.at < from || claim.at > to {
+                continue;
+            }
+            macs.insert(claim.mac.to_ascii_lowercase());
+            longest = longest.max(claim.at - last);
+            last = claim.at;
+        }
+        (macs, longest.max(to.saturating_duration_since(last)))
     }
 
     /// Stops probing and reports an error the probing thread hit.

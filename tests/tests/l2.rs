@@ -479,23 +479,6 @@ async fn answer_since(
     .await
 }
 
-/// Who claimed the probed IP between `from` and `to`, and the longest time
-/// without any claim in that span.
-fn claims_between(prober: &ArpProber, from: Instant, to: Instant) -> (BTreeSet<String>, Duration) {
-    let mut macs = BTreeSet::new();
-    let mut last = from;
-    let mut longest = Duration::ZERO;
-    for claim in prober.claims() {
-        if claim.at < from || claim.at > to {
-            continue;
-        }
-        macs.insert(claim.mac.to_ascii_lowercase());
-        longest = longest.max(claim.at - last);
-        last = claim.at;
-    }
-    (macs, longest.max(to.saturating_duration_since(last)))
-}
-
 /// A lab of `shape` with one Service, advertised everywhere: the IP, its
 /// owner, and the client probing it, once the owner answers the probes.
 async fn answered_ip(
@@ -608,7 +591,7 @@ async fn api_server_outage_does_not_stop_answers_and_watches_resume_at_once() ->
 
     // No flap: through the outage and the API's return, only the owner
     // answered, and it never fell silent.
-    let (macs, longest_gap) = claims_between(&prober, outage, deleted);
+    let (macs, longest_gap) = prober.claims_between(outage, deleted);
     assert_eq!(
         macs,
         BTreeSet::from([owner_mac.clone()]),
@@ -677,7 +660,7 @@ async fn without_the_api_gossip_fails_over_and_a_restarted_speaker_waits() -> Re
     let waiting = Instant::now();
     while waiting.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let (macs, gap) = claims_between(&prober, waiting, Instant::now());
+        let (macs, gap) = prober.claims_between(waiting, Instant::now());
         if macs.iter().any(|m| *m != new_mac) || gap > Duration::from_secs(1) {
             bail!(
                 "while the restarted speaker waited for the API: claims by {macs:?}, a gap of {gap:?}"
@@ -733,7 +716,7 @@ async fn every_node_turning_unready_at_once_keeps_the_announcements() -> Result<
         one_ready - unready,
         moved.at.saturating_duration_since(one_ready)
     );
-    let (macs, longest_gap) = claims_between(&prober, unready, one_ready);
+    let (macs, longest_gap) = prober.claims_between(unready, one_ready);
     assert_eq!(
         macs,
         BTreeSet::from([owner_mac]),

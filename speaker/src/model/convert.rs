@@ -73,12 +73,13 @@ impl ClusterView {
                 view.insert_service(service);
             }
         }
-        view.endpoints = endpoints(&view, endpoint_slices, &mut warnings);
         for node in nodes {
             if let Some(node) = node_view(node, &mut warnings) {
                 view.insert_node(node);
             }
         }
+        let conditions_count = super::eligibility::readiness_counts(&view);
+        view.endpoints = endpoints(&view, endpoint_slices, conditions_count, &mut warnings);
         for pool in pools {
             if let Some(pool) = pool_view(pool, &mut warnings) {
                 view.insert_pool(pool);
@@ -167,9 +168,24 @@ fn is_usable(endpoint: &Endpoint) -> bool {
         || (conditions.serving == Some(true) && conditions.terminating != Some(true))
 }
 
+/// Whether an endpoint is usable in a full disruption (see
+/// [`eligibility`](super::eligibility)), when not one Node is `Ready`: then the node
+/// lifecycle controller has marked every pod on those Nodes not ready, and the
+/// conditions tell nothing about the pods. Every endpoint not terminating counts, as
+/// kube-proxy, cut off from the API too, keeps sending traffic to it.
+fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
+    endpoint
+        .conditions
+        .as_ref()
+        .is_none_or(|conditions| conditions.terminating != Some(true))
+}
+
+/// The nodes holding usable endpoints of each Service; `conditions_count` is
+/// [`readiness_counts`](super::eligibility::readiness_counts) of the view.
 fn endpoints<'o>(
     view: &ClusterView,
     slices: impl IntoIterator<Item = &'o EndpointSlice>,
+    conditions_count: bool,
     warnings: &mut Vec<ViewWarning>,
 ) -> BTreeMap<ServiceKey, ServiceEndpoints> {
     let mut by_service: BTreeMap<ServiceKey, ServiceEndpoints> = BTreeMap::new();
@@ -191,7 +207,14 @@ fn endpoints<'o>(
             continue;
         }
         let merged = by_service.entry(service).or_default();
-        for endpoint in slice.endpoints.iter().filter(|e| is_usable(e)) {
+        let usable = |e: &&Endpoint| {
+            if conditions_count {
+                is_usable(e)
+            } else {
+                is_usable_in_full_disruption(e)
+            }
+        };
+        for endpoint in slice.endpoints.iter().filter(usable) {
             match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
                 Some(node) => {
                     merged.nodes.insert(node.clone());

@@ -203,6 +203,59 @@ fn endpoint_usability_follows_kubernetes() {
     assert!(is_usable(&k8s_endpoint(Some("node-a"), None)));
 }
 
+/// A kubelet-to-API partition on every node: the node lifecycle controller marks every
+/// Node `Unknown` and every pod on them not ready. The endpoints still count (all but the
+/// terminating), so the Service keeps its announcement; once one Node is `Ready` again,
+/// the conditions count again.
+#[test]
+fn endpoint_conditions_do_not_count_when_no_node_is_ready() {
+    let services = [k8s_service("web", None, &["203.0.113.5"], false)];
+    let marked = Some((Some(false), Some(false), Some(false)));
+    let leaving = Some((Some(false), Some(false), Some(true)));
+    let slices = [k8s_slice(
+        "web-1",
+        "web",
+        vec![
+            k8s_endpoint(Some("node-a"), marked),
+            k8s_endpoint(Some("node-b"), leaving),
+        ],
+    )];
+    let nodes_with = |a: &str, b: &str| {
+        [
+            k8s_node("node-a", Labels::new(), &[("Ready", a)]),
+            k8s_node("node-b", Labels::new(), &[("Ready", b)]),
+        ]
+    };
+    let (view, warnings) = convert(
+        &services,
+        &slices,
+        &nodes_with("Unknown", "Unknown"),
+        &[],
+        &[],
+    );
+    assert_eq!(warnings, Vec::new());
+    assert_eq!(
+        view.endpoints.get(&key("web")),
+        Some(&ServiceEndpoints {
+            nodes: names(&["node-a"]),
+            unplaced: 0,
+        }),
+        "in a full disruption, every endpoint but the terminating one counts"
+    );
+    let (view, _) = convert(&services, &slices, &nodes_with("Unknown", "True"), &[], &[]);
+    assert_eq!(
+        view.endpoints.get(&key("web")),
+        Some(&ServiceEndpoints::default()),
+        "one Ready Node: conditions count"
+    );
+    let (view, _) = convert(&services, &slices, &[], &[], &[]);
+    assert_eq!(
+        view.endpoints.get(&key("web")),
+        Some(&ServiceEndpoints::default()),
+        "no Nodes known: conditions count"
+    );
+}
+
 #[test]
 fn reads_node_conditions_and_labels() {
     let nodes = [

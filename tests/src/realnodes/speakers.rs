@@ -12,7 +12,13 @@ use crate::metrics_text::sample_value;
 
 /// A speaker's metrics page, fetched from the LAN client.
 pub fn speaker_metrics(site: &RealCluster, node: usize) -> Result<String> {
-    let url = format!("http://{}:7473/metrics", site.nodes[node].ip4);
+    speaker_http(site, node, "/metrics")
+}
+
+/// `GET path` on node `node`'s speaker endpoint (`/metrics`, `/readyz`...),
+/// fetched from the LAN client: the body, whatever the status.
+pub fn speaker_http(site: &RealCluster, node: usize, path: &str) -> Result<String> {
+    let url = format!("http://{}:7473{path}", site.nodes[node].ip4);
     site.client_netns()
         .exec_ok(&["curl", "-sS", "--max-time", "2", &url])
 }

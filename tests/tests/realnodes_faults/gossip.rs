@@ -24,6 +24,8 @@ use ferrolb_tests::realnodes::speakers::{
 use ferrolb_tests::realnodes::{CLIENT_IP, Policy, RealCluster, borrowed};
 use serde_json::{Value, json};
 
+use crate::OnDrop;
+
 /// How long each phase samples, as the issue asks.
 const WINDOW: Duration = Duration::from_secs(30);
 /// Settling allowed after the first look that did not see exactly one MAC.
@@ -36,16 +38,6 @@ const SPEAKERS_NS: &str = "ferrolb-system";
 const CONFLICTS: &str = "ferrolb_speaker_l2_conflicts_total";
 const HELD_OFF: &str = "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"held_off\"}";
 const BAD_KEY: &str = "ferrolb_speaker_gossip_rejected_total{reason=\"bad_key\"}";
-
-/// Runs its closure when dropped: the site is put back even when a test
-/// fails part-way.
-struct OnDrop<F: FnMut()>(F);
-
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
 
 fn ipv4(ip: &str) -> Ipv4Addr {
     ip.parse().expect("a test IPv4 address")

@@ -16,3 +16,39 @@ mod api_outage;
 mod gossip;
 mod second_lan;
 mod wire;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// Runs its closure when dropped: puts the site back even when a test fails
+/// part way.
+pub struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Polls `probe` every `every` until it gives a value, for at most `within`;
+/// the timeout names `what` and the probe's last error.
+pub fn until<T>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match probe() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => String::from("not yet"),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("{what}: not within {within:?} (last: {last})");
+        }
+        std::thread::sleep(every);
+    }
+}

@@ -20,7 +20,8 @@ use ferrolb_tests::realnodes::site::{
 use ferrolb_tests::realnodes::speakers::speaker_metrics;
 use ferrolb_tests::realnodes::{CLIENT_IP, Policy, RealCluster};
 
-use crate::wire::{OnDrop, PROBE_EVERY, answer_since, app};
+use crate::wire::{PROBE_EVERY, answer_since, app};
+use crate::{OnDrop, until};
 
 /// The speaker's count of interfaces it cannot announce on.
 const UNREACHABLE: &str = "ferrolb_speaker_l2_unreachable_interfaces";
@@ -35,38 +36,32 @@ fn ipv4(ip: IpAddr) -> Result<Ipv4Addr> {
 /// The one node whose eth1 answers ARP for `ip` on the client's eth1
 /// (waiting up to 30 s for exactly one).
 fn eth1_owner(site: &RealCluster, ip: Ipv4Addr) -> Result<usize> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let macs = arping(&site.client_netns(), ip, "eth1", 2)?;
-        if macs.len() == 1
-            && let Some(node) = macs.iter().next().and_then(|m| site.node_with_eth1_mac(m))
-        {
-            return Ok(node);
-        }
-        if Instant::now() > deadline {
-            bail!("not exactly one node answers ARP for {ip} on eth1 after 30 s: {macs:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(
+        &format!("exactly one node answering ARP for {ip} on eth1"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let macs = arping(&site.client_netns(), ip, "eth1", 2)?;
+            Ok(match (macs.len(), macs.iter().next()) {
+                (1, Some(mac)) => site.node_with_eth1_mac(mac),
+                _ => None,
+            })
+        },
+    )
 }
 
 /// Waits (up to 10 s) until node `node`'s speaker reports `value` for
 /// [`UNREACHABLE`].
 fn wait_unreachable(site: &RealCluster, node: usize, value: f64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = speaker_metrics(site, node).map(|page| sample_value(&page, UNREACHABLE));
-        if matches!(seen, Ok(Some(v)) if v == value) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{UNREACHABLE} of {} is {seen:?}, not {value}",
-                site.nodes[node].name
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(
+        &format!("{UNREACHABLE} of {} at {value}", site.nodes[node].name),
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            let page = speaker_metrics(site, node)?;
+            Ok((sample_value(&page, UNREACHABLE) == Some(value)).then_some(()))
+        },
+    )
 }
 
 /// Answers (not gratuitous announcements) in `[from, to]`.

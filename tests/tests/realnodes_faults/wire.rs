@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use ferrolb_tests::arp_probe::{ArpProber, Claim, unsettled_moments};
 use ferrolb_tests::l2lab::{Capture, is_gratuitous_arp, ndisc};
 use ferrolb_tests::netns::{Netns, in_netns};
@@ -19,40 +19,10 @@ use ferrolb_tests::realnodes::{CLIENT_IP, Policy, RealCluster, borrowed, wait_no
 use ferrolb_tests::router::{ProtocolDetails, kernel_next_hops};
 use serde_json::json;
 
+use crate::{OnDrop, until};
+
 /// How often the client asks who has the IP.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(100);
-
-/// Runs its closure when dropped: puts the site back even when a test fails
-/// part way.
-pub(crate) struct OnDrop<F: FnMut()>(pub(crate) F);
-
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)()
-    }
-}
-
-/// Polls `probe` every `every` until it gives a value, for at most `within`;
-/// the timeout names `what` and the probe's last error.
-fn until<T>(
-    what: &str,
-    within: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match probe() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => String::from("not yet"),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!("{what}: not within {within:?} (last: {last})");
-        }
-        std::thread::sleep(every);
-    }
-}
 
 /// The first answer (not a gratuitous ARP) at or after `since` that `accept`s.
 pub(crate) fn answer_since(
