@@ -203,6 +203,7 @@ fn helm_install_and_upgrade_on_real_nodes() -> Result<()> {
         images: built_images()?,
         detached: false,
         router: false,
+        second_lan: false,
     })?;
     println!("cluster of {NODES} nodes up in {:?}", started.elapsed());
     let kubeconfig = site.api.admin_kubeconfig();

@@ -34,6 +34,7 @@ fn teardown_leaves_nothing_behind() -> Result<()> {
         images: built_images()?,
         detached: false,
         router: true,
+        second_lan: false,
     })?;
     // Something to clean up: FerroLB's pods with their mounts and sandboxes.
     cluster.install_ferrolb()?;

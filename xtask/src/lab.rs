@@ -41,6 +41,7 @@ pub fn real_cluster_up(nodes: usize) -> Result<RealCluster> {
         images,
         detached: true,
         router: true,
+        second_lan: false,
     })?;
     println!("kube-apiserver: {}", cluster.api.server);
     println!(

@@ -12,6 +12,9 @@
 //!                         outside client 203.0.113.2
 //! ```
 //!
+//! With [`RealClusterShape::second_lan`], every node and the client also have
+//! an `eth1` on a second bridge ([`second_lan`]).
+//!
 //! Address plan (documentation and benchmarking ranges only, see DESIGN.md):
 //! pods of node `i` get 198.18.(i+1).0/24 and 2001:db8:18:(i+1)::/64, Service
 //! ClusterIPs come from 198.19.0.0/16 and 2001:db8:19::/108. The harness
@@ -27,6 +30,7 @@ pub mod host;
 pub mod http_probe;
 mod node;
 mod pki;
+pub mod second_lan;
 pub mod site;
 pub mod speakers;
 mod workload;
@@ -77,6 +81,9 @@ pub struct RealClusterShape {
     /// A BIRD router on the LAN (AS [`ROUTER_ASN`], peering with every node
     /// as AS [`NODE_ASN`]) with a client behind it.
     pub router: bool,
+    /// A second LAN: an `eth1` on every node and on the client, on a bridge
+    /// of its own (see [`second_lan`]).
+    pub second_lan: bool,
 }
 
 /// The router's AS and the nodes' AS, as in `deploy/examples/bgp.yaml`.
@@ -336,6 +343,9 @@ impl RealCluster {
         } else {
             None
         };
+        if shape.second_lan {
+            second_lan::build(&lan, &client, &node_netns)?;
+        }
         owned.push(lan);
         let outside_client = match &router {
             Some(router) => {

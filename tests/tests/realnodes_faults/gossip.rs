@@ -17,7 +17,7 @@ use ferrolb_tests::l2lab::{assert_one_mac_per_ip, block_gossip, unblock_gossip};
 use ferrolb_tests::metrics_text::{sample_value, sum_of};
 use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, echo_lb_service};
 use ferrolb_tests::realnodes::failover::{arp_owner, speaker_pod_on};
-use ferrolb_tests::realnodes::site::{L2_POOL, exclusive, shared_site};
+use ferrolb_tests::realnodes::site::{L2_POOL, exclusive, shared_site_with_second_lan};
 use ferrolb_tests::realnodes::speakers::{
     gossip_secret_data, speaker_metrics, wait_for_whole_gossip_group,
 };
@@ -162,7 +162,7 @@ fn last_answerer(site: &RealCluster, claims: &[Claim]) -> Option<usize> {
 #[test]
 fn gossip_blocked_on_one_node_keeps_one_mac_per_ip() -> Result<()> {
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let app = "gossip-cut";
     let ips = [
         "198.51.100.210",
@@ -337,7 +337,7 @@ fn restore_speakers(site: &RealCluster, node: &str) -> Result<()> {
 #[test]
 fn a_node_with_the_wrong_gossip_key_keeps_one_mac_per_ip() -> Result<()> {
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let app = "gossip-key";
     let ips = ["198.51.100.215", "198.51.100.216", "198.51.100.217"];
     let wrong_node: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);

@@ -14,6 +14,7 @@
 
 mod api_outage;
 mod gossip;
+mod second_lan;
 mod wire;
 
 use std::time::{Duration, Instant};

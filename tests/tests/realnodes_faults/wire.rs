@@ -13,7 +13,7 @@ use ferrolb_tests::l2lab::{Capture, is_gratuitous_arp, ndisc};
 use ferrolb_tests::netns::{Netns, in_netns};
 use ferrolb_tests::realnodes::apps::{delete_app, echo_app, v4, v6};
 use ferrolb_tests::realnodes::failover::{arp_owner, requests, roll_speakers};
-use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
+use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site_with_second_lan};
 use ferrolb_tests::realnodes::speakers::speaker_log;
 use ferrolb_tests::realnodes::{CLIENT_IP, Policy, RealCluster, borrowed, wait_nodes_ready};
 use ferrolb_tests::router::{ProtocolDetails, kernel_next_hops};
@@ -22,10 +22,10 @@ use serde_json::json;
 use crate::{OnDrop, until};
 
 /// How often the client asks who has the IP.
-const PROBE_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// The first answer (not a gratuitous ARP) at or after `since` that `accept`s.
-fn answer_since(
+pub(crate) fn answer_since(
     prober: &ArpProber,
     since: Instant,
     what: &str,
@@ -46,7 +46,7 @@ fn answer_since(
 
 /// Deploys the echo app `name` (3 pods) with a LoadBalancer Service asking
 /// for `ips` from `pool`; the guard deletes both.
-fn app(
+pub(crate) fn app(
     site: &'static RealCluster,
     name: &'static str,
     pool: &str,
@@ -66,7 +66,7 @@ fn the_owners_link_going_down_moves_its_ip_and_back_up_one_mac_answers() -> Resu
     const WINDOW: Duration = Duration::from_secs(30);
     const SETTLE: Duration = Duration::from_secs(1);
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let (ips, _app) = app(site, "wire-link", L2_POOL, &["198.51.100.226"])?;
     let IpAddr::V4(ip) = v4(&ips)? else {
         unreachable!("v4 gives IPv4")
@@ -237,7 +237,7 @@ fn ndp_lines(text: &str, ip: Ipv6Addr) -> Vec<NdpLine> {
 fn the_client_kernels_unicast_reachability_probes_are_answered_by_the_owner() -> Result<()> {
     const TRAFFIC: Duration = Duration::from_secs(20);
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let (ips, _app) = app(
         site,
         "wire-nud",
@@ -408,7 +408,7 @@ struct RouterSample {
 #[test]
 fn a_rolling_update_of_the_speakers_is_a_graceful_restart_for_the_router() -> Result<()> {
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let bird = site.bird.as_ref().context("the site has a router")?;
     let router = borrowed(site.router.as_deref().context("the site has a router")?);
     let protocol = |node: usize| bgp_protocol(site, node);

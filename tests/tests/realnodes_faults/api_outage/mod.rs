@@ -20,7 +20,7 @@ use ferrolb_tests::arp_probe::{Claim, overlapping_answers};
 use ferrolb_tests::realnodes::apps::NS;
 use ferrolb_tests::realnodes::failover::{requests as get_n, wait_arp_owner_is};
 use ferrolb_tests::realnodes::http_probe::ProbeLoop;
-use ferrolb_tests::realnodes::site::{exclusive, shared_site};
+use ferrolb_tests::realnodes::site::{exclusive, shared_site_with_second_lan};
 use ferrolb_tests::realnodes::speakers::speaker_http;
 use ferrolb_tests::realnodes::wait_nodes_ready;
 
@@ -31,7 +31,7 @@ use faults::*;
 #[test]
 fn speakers_cut_off_the_api_keep_answering_fail_over_and_a_restarted_one_waits() -> Result<()> {
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let _restore = Restore {
         site,
         apps: vec!["api-cut"],
@@ -199,7 +199,7 @@ fn speakers_cut_off_the_api_keep_answering_fail_over_and_a_restarted_one_waits()
 #[test]
 fn kubelets_cut_off_the_api_on_every_node_change_no_announcement() -> Result<()> {
     let _one = exclusive();
-    let site = shared_site();
+    let site = shared_site_with_second_lan();
     let _restore = Restore {
         site,
         apps: vec!["api-part"],
