@@ -67,7 +67,10 @@ use stores::Stores;
 /// it announces anything. Announcing earlier, it would believe it is alone and
 /// claim every IP for a moment.
 const JOIN_WAIT: Duration = Duration::from_secs(3);
-/// Coalesces bursts of watch events into one plan.
+/// Coalesces bursts of watch events: the loop plans at most once per
+/// `DEBOUNCE`, but a change after a quiet spell is planned at once (a
+/// trailing wait after every wake added its whole length to every
+/// announcement and withdrawal).
 const DEBOUNCE: Duration = Duration::from_millis(5);
 /// How often the plan loop beats while nothing changes (well within the
 /// maximum beat age of `/healthz`).
@@ -293,6 +296,7 @@ pub async fn run(
         bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(bgp_plan)));
 
         plan_beat.beat();
+        let planned_at = tokio::time::Instant::now();
         // Beats while waiting, so a quiet cluster is not a stale loop.
         let woke = loop {
             tokio::select! {
@@ -307,7 +311,7 @@ pub async fn run(
         if !woke {
             break;
         }
-        tokio::time::sleep(DEBOUNCE).await;
+        tokio::time::sleep_until(planned_at + DEBOUNCE).await;
     }
 
     info!(node = %node, "stopping: leaving the group, then going silent");

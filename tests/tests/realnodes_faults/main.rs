@@ -4,7 +4,9 @@
 //! a rolling update of the speakers.
 //!
 //! Every test takes the site exclusively (`site::exclusive`): they cut
-//! links, block traffic and kill speakers on purpose.
+//! links, block traffic and kill speakers on purpose. They all use
+//! `site::shared_site_with_second_lan()` (the site with an eth1 LAN as well):
+//! a module calling `shared_site()` would bring up a second site.
 
 #![allow(
     clippy::unwrap_used,
