@@ -141,7 +141,9 @@ async fn namespace_with_pool(
     Ok(ns)
 }
 
-async fn cold_start(n: usize) -> Result<()> {
+/// One cold start of `n` Services; returns the time from the controller's
+/// start until every Service had its IP.
+async fn cold_start(n: usize) -> Result<Duration> {
     let cluster = shared_cluster();
     let client = cluster.admin_client().await?;
     let ns = namespace_with_pool(&client, &format!("bench{n}"), "2001:db8:b::/64").await?;
@@ -240,7 +242,7 @@ async fn cold_start(n: usize) -> Result<()> {
 
     controller.stop();
     cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
-    Ok(())
+    Ok(all)
 }
 
 /// Waits until the apiserver has seen no mutating request for a second;
@@ -377,7 +379,22 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
             super::write_cost::write_cost(n).await?;
         }
         for &n in sizes {
-            cold_start(n).await?;
+            let floor = super::write_cost::floor(n).await?;
+            println!(
+                "N={n}: the apiserver's floor: {:.0} status writes/s ({} in flight)",
+                floor.writes_per_second, floor.concurrency
+            );
+            let all_ips = cold_start(n).await?;
+            let rate = n as f64 / all_ips.as_secs_f64();
+            println!(
+                "N={n}: FerroLB's cold start {rate:.0} Services/s, {:.2} of the floor (target at least 0.8)",
+                rate / floor.writes_per_second
+            );
+            super::raw::record(
+                &format!("N={n}: cold-start rate over the floor rate"),
+                "ratio",
+                [rate / floor.writes_per_second],
+            );
         }
         latency(latency_samples).await
     })

@@ -1,5 +1,7 @@
-//! Apiserver CPU per Service status write, for each way the controller could write one
-//! (`FERROLB_BENCH_WRITE_COST=N` before `cargo xtask bench controller`).
+//! The apiserver's side of the controller's status writes: its CPU per write, for each
+//! way the controller could write one (`FERROLB_BENCH_WRITE_COST=N` before `cargo xtask
+//! bench controller`), and the floor: how fast it takes them at best, which no
+//! controller can beat on that apiserver (issue 13 §1).
 
 use std::time::Instant;
 
@@ -77,11 +79,7 @@ pub async fn write_cost(n: usize) -> Result<()> {
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     // A class no controller serves.
     let names = create_services(&api, n, Some("example.com/none")).await?;
-    let apiserver = std::fs::read_to_string(cluster.dir.join("pids"))?
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse::<u32>().ok())
-        .context("apiserver pid")?;
+    let apiserver = apiserver_pid(cluster)?;
     println!("write cost: {n} Services; load average {}", load_average());
     let ways = [
         StatusWay::Apply,
@@ -125,4 +123,86 @@ pub async fn write_cost(n: usize) -> Result<()> {
     }
     cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
     Ok(())
+}
+
+/// The fastest the apiserver takes the controller's status writes: the same
+/// strategic-merge status patch (ingress and condition, as `--status-write
+/// patch` sends) written to `n` existing Services, at each of
+/// [`FLOOR_CONCURRENCY`] requests in flight, one pass per concurrency.
+#[derive(Debug, Clone, Copy)]
+pub struct Floor {
+    /// Status writes per second of the fastest pass.
+    pub writes_per_second: f64,
+    /// The requests in flight of that pass.
+    pub concurrency: usize,
+}
+
+/// The concurrencies the floor client tries. FerroLB's controller keeps one
+/// request per Service in flight, bounded by its client's connection pool.
+pub const FLOOR_CONCURRENCY: [usize; 5] = [8, 16, 32, 64, 128];
+
+/// Measures [`Floor`] for `n` Services of a class no controller serves, on
+/// the shared control plane (the one the cold start then uses).
+pub async fn floor(n: usize) -> Result<Floor> {
+    let cluster = shared_cluster();
+    let client = cluster.admin_client().await?;
+    let ns = TestNamespace::create(&client, "floor").await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let names = create_services(&api, n, Some("example.com/none")).await?;
+    let apiserver = apiserver_pid(cluster)?;
+    let bench = std::process::id();
+    let mut best: Option<Floor> = None;
+    for (pass, concurrency) in FLOOR_CONCURRENCY.into_iter().enumerate() {
+        // A new IP every pass, so every write changes the object.
+        let ip = format!("2001:db8:f::{:x}", pass + 1);
+        let cpu_before = (cpu_seconds(apiserver), cpu_seconds(bench));
+        let started = Instant::now();
+        let mut writes = futures::stream::iter(names.iter().map(|name| {
+            let api = api.clone();
+            let ip = ip.clone();
+            async move { write_status(&api, StatusWay::Patch, name, &ip).await }
+        }))
+        .buffer_unordered(concurrency);
+        while let Some(written) = writes.next().await {
+            written?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let writes_per_second = n as f64 / seconds;
+        // Whether the apiserver or this client was the bottleneck: their CPU
+        // seconds over the pass (2 cores in all).
+        let used = |before: Option<f64>, pid: u32| {
+            cpu_seconds(pid)
+                .zip(before)
+                .map_or(f64::NAN, |(after, before)| after - before)
+        };
+        println!(
+            "  floor pass, {concurrency} in flight: {n} status writes in {seconds:.2} s, {writes_per_second:.0}/s; \
+             CPU: apiserver {:.2} s, this client {:.2} s; load average {}",
+            used(cpu_before.0, apiserver),
+            used(cpu_before.1, bench),
+            load_average()
+        );
+        super::raw::record(
+            &format!("N={n}: floor client status writes per second, {concurrency} in flight"),
+            "writes/s",
+            [writes_per_second],
+        );
+        if best.is_none_or(|b| writes_per_second > b.writes_per_second) {
+            best = Some(Floor {
+                writes_per_second,
+                concurrency,
+            });
+        }
+    }
+    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
+    best.context("no floor pass ran")
+}
+
+/// The pid of the shared control plane's kube-apiserver.
+fn apiserver_pid(cluster: &ferrolb_tests::cluster::Cluster) -> Result<u32> {
+    std::fs::read_to_string(cluster.dir.join("pids"))?
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u32>().ok())
+        .context("apiserver pid")
 }
