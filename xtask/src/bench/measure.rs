@@ -96,6 +96,16 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The control plane's pids as the cluster writes them: etcd's, then the
+/// apiserver's (none when the file cannot be read).
+pub fn control_plane_pids(cluster: &Cluster) -> Vec<u32> {
+    std::fs::read_to_string(cluster.dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// The processes whose CPU time a measurement reports.
 pub struct CpuMeter {
     pids: Vec<(&'static str, u32)>,
@@ -104,14 +114,11 @@ pub struct CpuMeter {
 
 impl CpuMeter {
     pub fn start(cluster: &Cluster, controller: u32) -> CpuMeter {
-        let cluster_pids: Vec<u32> = std::fs::read_to_string(cluster.dir.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
         let mut pids = vec![("controller", controller), ("bench", std::process::id())];
-        // The cluster writes etcd's pid, then the apiserver's.
-        for (name, pid) in ["etcd", "apiserver"].into_iter().zip(cluster_pids) {
+        for (name, pid) in ["etcd", "apiserver"]
+            .into_iter()
+            .zip(control_plane_pids(cluster))
+        {
             pids.push((name, pid));
         }
         let start = pids

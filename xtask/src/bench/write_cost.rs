@@ -15,7 +15,7 @@ use serde_json::json;
 use ferrolb_tests::env::{TestNamespace, shared_cluster};
 
 use super::controller::create_services;
-use super::measure::{cpu_seconds, load_average};
+use super::measure::{control_plane_pids, cpu_seconds, load_average};
 
 /// When set to a number N, [`super::controller::run`] first compares the apiserver CPU of N
 /// Service status writes per method, in alternating rounds so that drifting
@@ -200,9 +200,8 @@ pub async fn floor(n: usize) -> Result<Floor> {
 
 /// The pid of the shared control plane's kube-apiserver.
 fn apiserver_pid(cluster: &ferrolb_tests::cluster::Cluster) -> Result<u32> {
-    std::fs::read_to_string(cluster.dir.join("pids"))?
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse::<u32>().ok())
+    control_plane_pids(cluster)
+        .get(1)
+        .copied()
         .context("apiserver pid")
 }
