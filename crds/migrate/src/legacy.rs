@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::kind::MetallbKind;
 use crate::report::{Loss, ObjectRef};
 
 /// The objects the configuration stands for, and what of it has no place in them.
@@ -53,17 +54,13 @@ pub fn expand(config: &Value, namespace: &str, source: &ObjectRef) -> Result<Exp
             _ => ctx.unknown(&path, value),
         }
     }
-    // configmaptocrs' order: peers, pools, BGP advertisements, L2 advertisements, BFD
-    // profiles, communities. Objects were pushed as found; sort them stably by that order.
+    // Objects were pushed as found; sort them stably in configmaptocrs' order.
     ctx.out.objects.sort_by_key(|object| {
-        match object.get("kind").and_then(Value::as_str).unwrap_or("") {
-            "BGPPeer" => 0,
-            "IPAddressPool" => 1,
-            "BGPAdvertisement" => 2,
-            "L2Advertisement" => 3,
-            "BFDProfile" => 4,
-            _ => 5,
-        }
+        object
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(MetallbKind::parse)
+            .map_or(u8::MAX, MetallbKind::legacy_order)
     });
     Ok(ctx.out)
 }

@@ -19,6 +19,7 @@
 pub mod convert;
 pub mod error;
 pub mod input;
+pub mod kind;
 pub mod legacy;
 pub mod output;
 pub mod report;
@@ -26,6 +27,7 @@ pub mod report;
 pub use convert::{Conversion, Options, convert, referenced_secrets};
 pub use error::MigrateError;
 pub use input::{InputObject, Origin, parse_yaml};
+pub use kind::{Disposition, MetallbKind};
 pub use report::{Loss, ObjectRef};
 
 /// The namespace MetalLB is installed in by default.

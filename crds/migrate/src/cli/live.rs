@@ -4,23 +4,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ferrolb_migrate::input::classify;
-use ferrolb_migrate::{InputObject, METALLB_GROUP, Options, Origin, referenced_secrets};
+use ferrolb_migrate::{
+    InputObject, METALLB_GROUP, MetallbKind, Options, Origin, referenced_secrets,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde::Serialize;
 use serde_json::Value;
-
-/// MetalLB's configuration kinds: (kind, plural, versions to try, newest first).
-const KINDS: [(&str, &str, &[&str]); 6] = [
-    ("IPAddressPool", "ipaddresspools", &["v1beta1"]),
-    ("L2Advertisement", "l2advertisements", &["v1beta1"]),
-    ("BGPAdvertisement", "bgpadvertisements", &["v1beta1"]),
-    ("BGPPeer", "bgppeers", &["v1beta2", "v1beta1"]),
-    ("Community", "communities", &["v1beta1"]),
-    ("BFDProfile", "bfdprofiles", &["v1beta1"]),
-];
 
 /// The inputs found in `options.from_namespace`, and notes on what was not there.
 pub async fn fetch(
@@ -32,9 +24,10 @@ pub async fn fetch(
     let namespace = options.from_namespace.as_str();
     let mut inputs = Vec::new();
     let mut notes = Vec::new();
-    for (kind, plural, versions) in KINDS {
+    for metallb_kind in MetallbKind::ALL {
+        let (kind, plural) = (metallb_kind.name(), metallb_kind.plural());
         let mut found = false;
-        for version in versions {
+        for version in metallb_kind.served_versions() {
             let resource = ApiResource {
                 group: METALLB_GROUP.into(),
                 version: (*version).into(),

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::MigrateError;
 use crate::input::{Document, InputObject, Origin};
+use crate::kind::{Disposition, MetallbKind};
 use crate::report::{Loss, ObjectRef};
 use crate::{METALLB_GROUP, legacy};
 pub use schema_walk::is_zero;
@@ -241,14 +242,17 @@ fn convert_object(
     let namespace = namespace_of(object, options);
     out.reference = ObjectRef::new(kind, &namespace, name);
     let reference = out.reference.clone();
-    if let Err((reason, loss)) = rules::kind_disposition(kind) {
-        if loss {
+    let metallb_kind = match Disposition::of(kind) {
+        Disposition::Converts(metallb_kind) => metallb_kind,
+        Disposition::Lost(reason) => {
             out.losses.push(Loss::object(&reference, reason));
-        } else {
-            out.notes.push(format!("{reference}: {reason}"));
+            return;
         }
-        return;
-    }
+        Disposition::Skipped(reason) => {
+            out.notes.push(format!("{reference}: {reason}"));
+            return;
+        }
+    };
     if namespace != options.from_namespace {
         out.losses.push(Loss::object(
             &reference,
@@ -296,7 +300,7 @@ fn convert_object(
         ));
         return;
     };
-    if kind == "BGPPeer" {
+    if metallb_kind == MetallbKind::BgpPeer {
         out.notes
             .extend(rules::truncate_peer_timers(&reference, &mut spec));
         out.losses
@@ -311,7 +315,7 @@ fn convert_object(
         }
     }
     let spec = Value::Object(spec);
-    if let Err(errors) = validate(kind, &spec) {
+    if let Err(errors) = validate(metallb_kind, &spec) {
         out.losses.push(Loss::object(
             &reference,
             &format!("FerroLB would reject it ({errors}): not converted"),
@@ -370,7 +374,7 @@ fn convert_metadata(
 }
 
 /// FerroLB's own validation of a converted spec (the Rust twin of its CRDs' rules).
-fn validate(kind: &str, spec: &Value) -> Result<(), String> {
+fn validate(kind: MetallbKind, spec: &Value) -> Result<(), String> {
     fn check<T: DeserializeOwned>(
         spec: &Value,
         validate: impl Fn(&T) -> Result<(), Vec<FieldError>>,
@@ -379,12 +383,13 @@ fn validate(kind: &str, spec: &Value) -> Result<(), String> {
         validate(&typed).map_err(|errors| summarize(&errors))
     }
     match kind {
-        "IPAddressPool" => check(spec, IPAddressPoolSpec::validate),
-        "L2Advertisement" => check(spec, L2AdvertisementSpec::validate),
-        "BGPAdvertisement" => check(spec, BGPAdvertisementSpec::validate),
-        "BGPPeer" => check(spec, BGPPeerSpec::validate),
-        "Community" => check(spec, CommunitySpec::validate),
-        _ => Ok(()),
+        MetallbKind::IpAddressPool => check(spec, IPAddressPoolSpec::validate),
+        MetallbKind::L2Advertisement => check(spec, L2AdvertisementSpec::validate),
+        MetallbKind::BgpAdvertisement => check(spec, BGPAdvertisementSpec::validate),
+        MetallbKind::BgpPeer => check(spec, BGPPeerSpec::validate),
+        MetallbKind::Community => check(spec, CommunitySpec::validate),
+        // Never converted (see `Disposition::of`): there is no twin to check.
+        MetallbKind::BfdProfile => Ok(()),
     }
 }
 
@@ -450,16 +455,11 @@ fn check_duplicates(objects: &[(Origin, Value)]) -> Result<(), MigrateError> {
     Ok(())
 }
 
-/// Secrets first (peers name them), then Communities (advertisements name them), pools,
-/// peers and advertisements.
+/// Secrets first (peers name them), then each kind in [`MetallbKind::apply_order`].
 fn apply_rank(object: &Value) -> u8 {
     match identity(object).1 {
         "Secret" => 0,
-        "Community" => 1,
-        "IPAddressPool" => 2,
-        "BGPPeer" => 3,
-        "BGPAdvertisement" => 4,
-        _ => 5,
+        kind => MetallbKind::parse(kind).map_or(u8::MAX, MetallbKind::apply_order),
     }
 }
 

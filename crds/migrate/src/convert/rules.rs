@@ -32,25 +32,6 @@ pub fn missing_field_reason(kind: &str, path: &str) -> &'static str {
     }
 }
 
-/// What a whole `metallb.io` kind becomes: `Ok(())` when it converts, else why not and
-/// whether that is a loss (`true`) or only worth a note (`false`).
-pub fn kind_disposition(kind: &str) -> Result<(), (&'static str, bool)> {
-    match kind {
-        "IPAddressPool" | "L2Advertisement" | "BGPAdvertisement" | "BGPPeer" | "Community" => {
-            Ok(())
-        }
-        "BFDProfile" => Err((
-            "BFD is not supported: the profile is not converted (peers that use it are listed too)",
-            true,
-        )),
-        "ServiceL2Status" | "ServiceBGPStatus" | "ConfigurationState" => Err((
-            "status written by MetalLB, not configuration: skipped (FerroLB writes its own)",
-            false,
-        )),
-        _ => Err(("not a MetalLB kind this tool knows: not converted", true)),
-    }
-}
-
 /// FerroLB accepts these BGPPeer fields, but its speakers open no session for a peer that
 /// sets them: the peer is kept as it is (rather than open a session MetalLB did not, e.g. in
 /// the default VRF) and each is a loss.
