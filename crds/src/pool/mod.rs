@@ -1,5 +1,7 @@
 //! `IPAddressPool`: the addresses FerroLB may hand out, and which Services may get them.
 
+use std::sync::LazyLock;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -37,11 +39,23 @@ pub const RESERVED: [&str; 8] = [
 
 /// The first [`RESERVED`] block that shares an address with `range`.
 pub fn reserved_overlap(range: &IpRange) -> Option<&'static str> {
-    RESERVED.into_iter().find(|block| {
-        IpRange::parse(block).is_ok_and(|b| {
+    reserved_blocks()
+        .iter()
+        .find(|(_, b)| {
             b.family() == range.family() && b.start() <= range.end() && range.start() <= b.end()
         })
-    })
+        .map(|(text, _)| *text)
+}
+
+/// [`RESERVED`], parsed once (every pool entry is checked against all of them).
+fn reserved_blocks() -> &'static [(&'static str, IpRange)] {
+    static PARSED: LazyLock<Vec<(&'static str, IpRange)>> = LazyLock::new(|| {
+        RESERVED
+            .into_iter()
+            .filter_map(|text| IpRange::parse(text).ok().map(|range| (text, range)))
+            .collect()
+    });
+    &PARSED
 }
 
 /// Most namespaces in `serviceAllocation.namespaces`.
