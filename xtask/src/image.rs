@@ -326,7 +326,7 @@ pub fn elf_interpreter(data: &[u8]) -> Result<Option<String>> {
 }
 
 /// Writes through a temporary file, so a reader never sees half an archive.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
