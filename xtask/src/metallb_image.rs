@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::image::{Record, base_files, binary_entry, check_static, write_atomically};
-use crate::oci::{self, ImageSpec, LayerEntry};
+use crate::image::{Record, base_files, binary_entry, check_static, write_atomically, write_image};
+use crate::oci::{ImageSpec, LayerEntry};
 use ferrolb_tests::metallb_source::{METALLB_MODULE, controller_binary, speaker_binary};
 
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -99,24 +99,13 @@ fn write_one(out: &Path, component: &str, version: &str, binary: &Path) -> Resul
         version,
         binary_entry(binary, &format!("/{component}"))?,
     );
-    let archive = oci::write_archive(&spec)?;
-    let path = out.join(format!("metallb-{component}.oci.tar"));
-    write_atomically(&path, &archive.bytes)?;
-    Ok(Record {
-        name: spec.name.clone(),
-        tag: spec.tag.clone(),
-        reference: spec.reference(),
-        archive: path.display().to_string(),
-        digest: archive.manifest_digest,
-        config_digest: archive.config_digest,
-        layer_digest: archive.layer_digest,
-        size: archive.compressed_size,
-    })
+    write_image(&spec, &out.join(format!("metallb-{component}.oci.tar")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci;
 
     #[test]
     fn images_are_named_as_metallbs_manifest_names_them() {

@@ -2,7 +2,7 @@
 //! serving them to the LAN client.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -100,22 +100,8 @@ pub fn wait_served(site: &RealCluster, target: SocketAddr) -> Result<()> {
     .map(|_| ())
 }
 
-/// The ingress IPs Service `name` shows now, in status order.
-pub fn ingress_now(site: &RealCluster, name: &str) -> Result<Vec<String>> {
-    let out = site.api.kubectl_ok(&[
-        "-n",
-        NS,
-        "get",
-        "service",
-        name,
-        "-o",
-        "jsonpath={range .status.loadBalancer.ingress[*]}{.ip}{\"\\n\"}{end}",
-    ])?;
-    Ok(out.lines().map(str::to_string).collect())
-}
-
 /// The client's neighbour cache entry for `ip` on its LAN.
-pub fn neighbour(site: &RealCluster, ip: std::net::Ipv6Addr) -> Result<String> {
+pub fn neighbour(site: &RealCluster, ip: Ipv6Addr) -> Result<String> {
     site.client_netns()
         .exec_ok(&["ip", "-6", "neigh", "show", &ip.to_string(), "dev", "eth0"])
 }
@@ -127,6 +113,22 @@ pub type Assigned = BTreeMap<String, Vec<String>>;
 pub struct Target {
     pub label: String,
     pub addr: SocketAddr,
+}
+
+impl Target {
+    pub fn v4(&self) -> Option<Ipv4Addr> {
+        match self.addr.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    pub fn v6(&self) -> Option<Ipv6Addr> {
+        match self.addr.ip() {
+            IpAddr::V6(ip) => Some(ip),
+            IpAddr::V4(_) => None,
+        }
+    }
 }
 
 /// MetalLB, installed as its users install it, with its configuration and
@@ -146,7 +148,7 @@ pub fn metallb_serves(site: &RealCluster, say: &dyn Fn(&str)) -> Result<(Assigne
     for (body, count) in &bodies {
         let name = name_of(body);
         site.wait_ingress(&name, NS, *count)?;
-        expected.insert(format!("{NS}/{name}"), ingress_now(site, &name)?);
+        expected.insert(format!("{NS}/{name}"), site.ingress_now(&name, NS)?);
     }
     say(&format!("MetalLB assigned {expected:?}"));
     let ip_of = |name: &str| -> IpAddr { expected[&format!("{NS}/{name}")][0].parse().unwrap() };
@@ -179,13 +181,7 @@ pub fn metallb_serves(site: &RealCluster, say: &dyn Fn(&str)) -> Result<(Assigne
     for target in &targets {
         wait_served(site, target.addr)?;
     }
-    let v6_ips: Vec<std::net::Ipv6Addr> = targets
-        .iter()
-        .filter_map(|t| match t.addr.ip() {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
+    let v6_ips: Vec<Ipv6Addr> = targets.iter().filter_map(Target::v6).collect();
     // The client resolved each IPv6 address by NDP: its neighbour cache
     // names a node. (ndisc6's own solicitations got no answer from MetalLB's
     // speaker here; the kernel's do.)

@@ -37,7 +37,7 @@ use ferrolb_tests::realnodes::metallb::start_bare_site;
 use ferrolb_tests::realnodes::{CLIENT_IP, until};
 use ferrolb_tests::service_watch::{Watched, check_no_violations, watch_services};
 
-use before::{in_range, neighbour, service, wait_served};
+use before::{Target, in_range, neighbour, service, wait_served};
 use judge::Verdict;
 
 /// MetalLB's pools: `lan` hands out automatically (both families), `gold`
@@ -73,22 +73,10 @@ fn readme_cut_over_from_metallb_keeps_ips_and_clients_on_real_nodes() -> Result<
     let site = start_bare_site(3)?;
     say("site up, nothing installed");
     let (expected, targets) = before::metallb_serves(&site, &say)?;
-    let v6_ips: Vec<std::net::Ipv6Addr> = targets
-        .iter()
-        .filter_map(|t| match t.addr.ip() {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
+    let v6_ips: Vec<std::net::Ipv6Addr> = targets.iter().filter_map(Target::v6).collect();
 
     // Continuous sampling from before the switch: ARP per IPv4 address...
-    let v4_ips: BTreeSet<std::net::Ipv4Addr> = targets
-        .iter()
-        .filter_map(|t| match t.addr.ip() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
+    let v4_ips: BTreeSet<std::net::Ipv4Addr> = targets.iter().filter_map(Target::v4).collect();
     let client = site.client_netns();
     let mut probers = BTreeMap::new();
     for ip in &v4_ips {

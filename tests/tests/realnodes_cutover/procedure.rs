@@ -12,12 +12,11 @@ use serde_json::json;
 
 use ferrolb_tests::env::{apply_deploy, wait_crds_established};
 use ferrolb_tests::metallb::NAMESPACE as METALLB_NS;
+use ferrolb_tests::realnodes::apps::NS;
 use ferrolb_tests::realnodes::metallb::native_manifest;
 use ferrolb_tests::realnodes::{RealCluster, until};
 use ferrolb_tests::service_watch::Watched;
 use ferrolb_tests::tools::repo_root;
-
-use crate::before::ingress_now;
 
 /// `kubectl ARGS` as the README's reader runs it: the admin kubeconfig in
 /// `KUBECONFIG`, the `kubectl-ferrolb` plugin on the `PATH`.
@@ -152,7 +151,7 @@ pub fn run(
     )?;
     for (key, ips) in expected {
         let name = key.split_once('/').unwrap().1;
-        assert_eq!(&ingress_now(site, name)?, ips, "{key} kept its IPs");
+        assert_eq!(&site.ingress_now(name, NS)?, ips, "{key} kept its IPs");
     }
     say(&format!(
         "FerroLB owns every Service {owned:?} after the speakers' swap (speakers ready after {speakers_ready:?})"
