@@ -17,6 +17,7 @@ pub mod process;
 pub mod realnodes;
 pub mod router;
 pub mod scenario;
+pub mod service_watch;
 pub mod tools;
 pub mod webhook;
 

@@ -21,8 +21,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use ferrolb_tests::Cluster;
@@ -31,6 +29,9 @@ use ferrolb_tests::metallb;
 use ferrolb_tests::metallb_source::controller_binary;
 use ferrolb_tests::process::terminate;
 use ferrolb_tests::scenario::ingress;
+use ferrolb_tests::service_watch::{
+    OUR_POOL_ANNOTATION, Watched, annotation, check_no_violations, key, watch_services,
+};
 
 type R = anyhow::Result<()>;
 
@@ -41,7 +42,6 @@ const SERVICES: usize = 200;
 /// allocation would fill differently from what the Services show.
 const FILLERS: usize = 20;
 const WAIT: Duration = Duration::from_secs(90);
-const OUR_POOL_ANNOTATION: &str = "ferrolb.io/ip-allocated-from-pool";
 const METALLB_POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
 
 /// MetalLB's configuration: `default` hands out automatically; `gold` and `dual` only on
@@ -134,36 +134,6 @@ fn load_balancer(
     service
 }
 
-fn key(service: &Service) -> String {
-    format!(
-        "{}/{}",
-        service.metadata.namespace.as_deref().unwrap_or_default(),
-        service.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
-fn annotation<'a>(service: &'a Service, name: &str) -> Option<&'a str> {
-    service
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(name)
-        .map(String::as_str)
-}
-
-/// Whether FerroLB shows the Service as its own: our pool annotation and our condition, True.
-fn owned_by_ferrolb(service: &Service) -> bool {
-    annotation(service, OUR_POOL_ANNOTATION).is_some()
-        && service
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "ferrolb.io/IPAllocated" && c.status == "True")
-            })
-}
-
 async fn create_all(client: &kube::Client, services: Vec<Value>) -> R {
     futures::stream::iter(services)
         .map(|body| async move {
@@ -227,83 +197,6 @@ fn with_log(error: anyhow::Error, cluster: &Cluster, file: &str) -> anyhow::Erro
     let lines: Vec<&str> = log.lines().collect();
     let tail = lines[lines.len().saturating_sub(30)..].join("\n");
     anyhow::anyhow!("{error:#}\n{file} (last 30 lines):\n{tail}")
-}
-
-/// What the Service watch saw.
-#[derive(Default)]
-struct Watched {
-    /// Events where a Service of the 200 showed other IPs than MetalLB gave it.
-    violations: Vec<String>,
-    events: usize,
-    /// The Services seen marked as FerroLB's.
-    owned: BTreeSet<String>,
-    /// The first listing is in.
-    listed: bool,
-    /// Listings after the first: the watch lost its place and may have missed events.
-    relists: usize,
-}
-
-/// Watches every Service from before the cut-over, recording each event against `expected`.
-fn watch_services(
-    client: kube::Client,
-    expected: Arc<BTreeMap<String, Vec<String>>>,
-    seen: Arc<Mutex<Watched>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let api: Api<Service> = Api::all(client);
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        while let Some(event) = events.next().await {
-            let mut seen = seen.lock().unwrap();
-            let service = match event {
-                Ok(Event::Init) if seen.listed => {
-                    seen.relists += 1;
-                    continue;
-                }
-                Ok(Event::InitDone) => {
-                    seen.listed = true;
-                    continue;
-                }
-                Ok(Event::Apply(s) | Event::InitApply(s)) => s,
-                Ok(Event::Delete(s)) => {
-                    if expected.contains_key(&key(&s)) {
-                        seen.violations.push(format!("{} deleted", key(&s)));
-                    }
-                    continue;
-                }
-                Ok(Event::Init) | Err(_) => continue,
-            };
-            seen.events += 1;
-            let name = key(&service);
-            let Some(want) = expected.get(&name) else {
-                continue;
-            };
-            let shown = ingress(&service);
-            if &shown != want {
-                let version = service.metadata.resource_version.clone();
-                seen.violations.push(format!(
-                    "{name} showed {shown:?} (MetalLB gave {want:?}) at resourceVersion {version:?}"
-                ));
-            }
-            if owned_by_ferrolb(&service) {
-                seen.owned.insert(name);
-            }
-        }
-    })
-}
-
-/// Fails with every event that showed other IPs than MetalLB's, or if the watch relisted
-/// (then it may have missed one).
-fn assert_no_violations(seen: &Mutex<Watched>) {
-    let seen = seen.lock().unwrap();
-    assert!(
-        seen.violations.is_empty(),
-        "{} events showed other IPs than MetalLB's:\n{}",
-        seen.violations.len(),
-        seen.violations.join("\n")
-    );
-    assert_eq!(seen.relists, 0, "the watch lost its place");
 }
 
 /// A Service's IPs as addresses.
@@ -482,7 +375,7 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
     .await
     .map_err(|e| anyhow::anyhow!("{e:#}\ncontroller log:\n{}", controller.logs()))?;
     let takeover = (cut.elapsed(), ferrolb_started.elapsed());
-    assert_no_violations(&seen);
+    check_no_violations(&seen)?;
     let after = services(&client).await?;
     for name in &names {
         assert_eq!(ingress(&after[name]), expected[name], "{name}");
@@ -544,7 +437,7 @@ async fn metallb_cut_over_keeps_every_ip_and_ferrolb_takes_ownership() -> R {
     controller.stop();
     watch.abort();
 
-    assert_no_violations(&seen);
+    check_no_violations(&seen)?;
     let seen = seen.lock().unwrap();
     eprintln!(
         "MetalLB assigned {SERVICES} Services in {metallb_took:?}; FerroLB owned them all {:?} after \

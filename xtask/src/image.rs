@@ -118,19 +118,7 @@ pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
             &created,
             binary_entry(&binary, image.path_in_image)?,
         );
-        let archive = oci::write_archive(&spec)?;
-        let path = out.join(image.archive);
-        write_atomically(&path, &archive.bytes)?;
-        records.push(Record {
-            name: spec.name.clone(),
-            tag: spec.tag.clone(),
-            reference: spec.reference(),
-            archive: path.display().to_string(),
-            digest: archive.manifest_digest,
-            config_digest: archive.config_digest,
-            layer_digest: archive.layer_digest,
-            size: archive.compressed_size,
-        });
+        records.push(write_image(&spec, &out.join(image.archive))?);
     }
     let json = serde_json::to_vec_pretty(&records)?;
     write_atomically(&out.join("images.json"), &json)?;
@@ -150,6 +138,22 @@ pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Writes the archive of `spec` to `path` and returns its `images.json` record.
+pub(crate) fn write_image(spec: &ImageSpec, path: &Path) -> Result<Record> {
+    let archive = oci::write_archive(spec)?;
+    write_atomically(path, &archive.bytes)?;
+    Ok(Record {
+        name: spec.name.clone(),
+        tag: spec.tag.clone(),
+        reference: spec.reference(),
+        archive: path.display().to_string(),
+        digest: archive.manifest_digest,
+        config_digest: archive.config_digest,
+        layer_digest: archive.layer_digest,
+        size: archive.compressed_size,
+    })
 }
 
 /// The release build, statically linked, with paths that do not depend on
@@ -326,7 +330,7 @@ pub fn elf_interpreter(data: &[u8]) -> Result<Option<String>> {
 }
 
 /// Writes through a temporary file, so a reader never sees half an archive.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

@@ -13,6 +13,7 @@
 mod bench;
 mod image;
 mod lab;
+mod metallb_image;
 mod oci;
 
 use std::process::Command;
@@ -58,6 +59,10 @@ enum Cmd {
         /// Tag of the FerroLB images (default: the workspace version). The pause image is always 3.10.
         #[arg(long)]
         tag: Option<String>,
+        /// Instead: MetalLB's controller and speaker (built from the Go module proxy, cached),
+        /// in OUT/metallb with an images.json of their own, for the real-node cut-over test.
+        #[arg(long)]
+        metallb: bool,
     },
     /// (internal) Forward 127.0.0.1:PORT inside a lab namespace to the apiserver
     /// (with --reverse: 127.0.0.1:PORT here to TARGET inside the namespace).
@@ -170,7 +175,16 @@ fn main() -> Result<()> {
         } => reverse_forward(&netns, port, target),
         Cmd::Crds => crds(),
         Cmd::Fuzz { seconds } => fuzz(seconds),
-        Cmd::Image { out, tag } => image::run(out, tag),
+        Cmd::Image {
+            out,
+            tag: _,
+            metallb: true,
+        } => metallb_image::run(out.map(|o| o.join(metallb_image::SUBDIR))),
+        Cmd::Image {
+            out,
+            tag,
+            metallb: false,
+        } => image::run(out, tag),
         Cmd::Bench {
             suite,
             services,
@@ -297,5 +311,7 @@ fn test() -> Result<()> {
     cargo(&["build", "--bins", "--workspace"])?;
     // The real-node tier runs these images as pods.
     image::run(None, None)?;
+    // The real-node cut-over installs MetalLB's own images.
+    metallb_image::run(None)?;
     cargo(&["test", "--workspace", "--no-fail-fast"])
 }

@@ -28,6 +28,7 @@ mod control_plane;
 pub mod failover;
 pub mod host;
 pub mod http_probe;
+pub mod metallb;
 mod node;
 mod pki;
 pub mod second_lan;
@@ -200,8 +201,12 @@ fn join_lan(lan: &Netns, role: &str, last: u8) -> Result<Netns> {
 /// `target/images/images.json`): the pause image, the echo backend, and
 /// FerroLB's controller and speaker.
 pub fn built_images() -> Result<Vec<PathBuf>> {
-    let index = crate::tools::target_dir().join("images/images.json");
-    let bytes = std::fs::read(&index).map_err(|e| {
+    images_listed_in(&crate::tools::target_dir().join("images/images.json"))
+}
+
+/// The archives an `images.json` written by `cargo xtask image` lists.
+pub fn images_listed_in(index: &Path) -> Result<Vec<PathBuf>> {
+    let bytes = std::fs::read(index).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; build the images first with `cargo xtask image`",
             index.display()
@@ -689,6 +694,28 @@ fn undo_failed_bring_up(dir: &Path) {
     }
     let _ = std::fs::remove_file(dir.join("host-state.json"));
     eprintln!("the failed cluster's logs are in {}", dir.display());
+}
+
+/// Polls `probe` every `every` until it gives a value, for at most `within`;
+/// the timeout names `what` and the probe's last error.
+pub fn until<T>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match probe() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => String::from("not yet"),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("{what}: not within {within:?} (last: {last})");
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Waits until every node in `names` reports Ready.

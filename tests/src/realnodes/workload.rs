@@ -158,22 +158,29 @@ impl RealCluster {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = String::new();
         while Instant::now() < deadline {
-            last = self.api.kubectl_ok(&[
-                "-n",
-                namespace,
-                "get",
-                "service",
-                name,
-                "-o",
-                "jsonpath={range .status.loadBalancer.ingress[*]}{.ip}{\"\\n\"}{end}",
-            ])?;
-            let ips: Vec<IpAddr> = last.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let shown = self.ingress_now(name, namespace)?;
+            let ips: Vec<IpAddr> = shown.iter().filter_map(|l| l.trim().parse().ok()).collect();
+            last = shown.join(",");
             if ips.len() >= count {
                 return Ok(ips);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         bail!("Service {namespace}/{name} has no {count} ingress IPs after 60 s: {last:?}")
+    }
+
+    /// The ingress IPs Service `name` shows now, in status order.
+    pub fn ingress_now(&self, name: &str, namespace: &str) -> Result<Vec<String>> {
+        let out = self.api.kubectl_ok(&[
+            "-n",
+            namespace,
+            "get",
+            "service",
+            name,
+            "-o",
+            "jsonpath={range .status.loadBalancer.ingress[*]}{.ip}{\"\\n\"}{end}",
+        ])?;
+        Ok(out.lines().map(str::to_string).collect())
     }
 
     /// Names of the nodes that run a Ready pod with label app=`app`.

@@ -19,10 +19,6 @@ mod gossip;
 mod second_lan;
 mod wire;
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Result, bail};
-
 /// Runs its closure when dropped: puts the site back even when a test fails
 /// part way.
 pub struct OnDrop<F: FnMut()>(F);
@@ -33,24 +29,4 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     }
 }
 
-/// Polls `probe` every `every` until it gives a value, for at most `within`;
-/// the timeout names `what` and the probe's last error.
-pub fn until<T>(
-    what: &str,
-    within: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match probe() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => String::from("not yet"),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!("{what}: not within {within:?} (last: {last})");
-        }
-        std::thread::sleep(every);
-    }
-}
+pub use ferrolb_tests::realnodes::until;
