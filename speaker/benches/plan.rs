@@ -12,13 +12,19 @@
 //!   changes: the view again, then both plans;
 //! - `node_dies`: the work after a membership change (one node leaves the
 //!   alive set): the view again, then both plans; and `l2_plan_node_dies`, the
-//!   L2 plan alone with the smaller alive set.
+//!   L2 plan alone with the smaller alive set;
+//! - `planner_node_dies`, `planner_slice_change`: the same changes handed to the
+//!   incremental [`L2Planner`] (views built beforehand; a death is timed from
+//!   everyone alive, a slice change alternates back and forth), and
+//!   `slice_change_incremental`, the plan loop's work with it: the view, the
+//!   planner, the BGP plan.
 //!
 //! `cargo bench -p ferrolb-speaker --bench plan` (`-- --quick` for a quicker run)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -26,8 +32,8 @@ use ferrolb_crds::l2::{L2Advertisement, L2AdvertisementSpec};
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
-    AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, Liveness, LocalNode,
-    Reaches, bgp_plan, l2_plan_within,
+    AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
+    LocalNode, Reaches, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -284,7 +290,64 @@ fn scale(c: &mut Criterion) {
             black_box(plan_all(&objects, &bgp, &everyone, &addresses))
         })
     });
+    let moved = {
+        let objects = objects_with_moved_endpoint(&objects);
+        Arc::new(view_of(&objects))
+    };
+    let shared = Arc::new(view.clone());
+    let mut planner = L2Planner::default();
+    planner.plan(shared.clone(), &everyone, &reaches);
+    group.bench_function("planner_node_dies", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                // Everyone alive again (a join: planned whole), untimed.
+                planner.plan(shared.clone(), &everyone, &reaches);
+                let whole = planner.full_recomputes();
+                let started = std::time::Instant::now();
+                black_box(planner.plan(shared.clone(), &one_dead, &reaches).len());
+                timed += started.elapsed();
+                assert_eq!(planner.full_recomputes(), whole, "a death is incremental");
+            }
+            timed
+        })
+    });
+    let mut moved_now = false;
+    group.bench_function("planner_slice_change", |b| {
+        b.iter(|| {
+            moved_now = !moved_now;
+            let view = if moved_now { &moved } else { &shared };
+            black_box(planner.plan(view.clone(), &everyone, &reaches).len())
+        })
+    });
+    group.bench_function("slice_change_incremental", |b| {
+        b.iter(|| {
+            flip += 1;
+            objects.slices[0] = slice(0, &[flip % 2]);
+            let view = Arc::new(view_of(&objects));
+            let owned = planner.plan(view.clone(), &everyone, &reaches).len();
+            let local = LocalNode {
+                name: "node-000",
+                addresses: &addresses,
+            };
+            let bgp = bgp_plan(&view, &bgp, &local, &everyone, &BgpOptions::default());
+            black_box(owned + bgp.services.len())
+        })
+    });
     group.finish();
+}
+
+/// `objects` with Service 0's (Local) only endpoint moved to another node.
+fn objects_with_moved_endpoint(objects: &Objects) -> Objects {
+    let mut slices = objects.slices.clone();
+    slices[0] = slice(0, &[NODES - 1]);
+    Objects {
+        services: objects.services.clone(),
+        slices,
+        nodes: objects.nodes.clone(),
+        pools: objects.pools.clone(),
+        l2: objects.l2.clone(),
+    }
 }
 
 criterion_group!(benches, scale);
