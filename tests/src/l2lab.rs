@@ -518,12 +518,22 @@ impl L2Lab {
 
     /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
     pub async fn endpoints(&self, service: &str, nodes: &[usize]) -> Result<()> {
-        let endpoints: Vec<Value> = nodes
+        let at: Vec<(String, IpAddr)> = nodes
             .iter()
-            .map(|&i| {
+            .map(|&i| (self.nodes[i].name.clone(), IpAddr::V4(self.nodes[i].ip4)))
+            .collect();
+        self.endpoints_at(service, &at).await
+    }
+
+    /// Writes the EndpointSlice of `service`: one ready endpoint at each
+    /// (Node name, address), on Nodes of the lab or not.
+    pub async fn endpoints_at(&self, service: &str, at: &[(String, IpAddr)]) -> Result<()> {
+        let endpoints: Vec<Value> = at
+            .iter()
+            .map(|(node, address)| {
                 json!({
-                    "addresses": [self.nodes[i].ip4.to_string()],
-                    "nodeName": self.nodes[i].name,
+                    "addresses": [address.to_string()],
+                    "nodeName": node,
                     "conditions": {"ready": true, "serving": true, "terminating": false},
                 })
             })

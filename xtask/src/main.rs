@@ -5,7 +5,7 @@
 //! - `cluster up [--nodes N]|down`: a control plane (with N kubelet nodes) without FerroLB.
 //! - `fuzz [--seconds N]`: each cargo-fuzz target of `speaker/fuzz` for N seconds.
 //! - `crds`: regenerate `deploy/crds/` and `charts/ferrolb/crds/` from the Rust types.
-//! - `bench [controller|l2|bgp|realnodes|compare]`: end-to-end benchmarks (BENCHMARKS.md).
+//! - `bench [controller|l2|bgp|realnodes|compare|speaker-scale]`: end-to-end benchmarks (BENCHMARKS.md).
 //! - `image [--out DIR] [--tag TAG]`: static release binaries and OCI image
 //!   archives (controller, speaker, echo, pause) without Docker, plus
 //!   `images.json` listing their digests.
@@ -124,6 +124,12 @@ enum Cmd {
         /// Realnodes suite: graceful deletes and rolling updates, each.
         #[arg(long, default_value_t = 3)]
         graceful: usize,
+        /// Speaker-scale suite: Services announced by the measured speaker.
+        #[arg(long, default_value_t = 10_000)]
+        scale_services: usize,
+        /// Speaker-scale suite: EndpointSlice changes timed to the wire.
+        #[arg(long, default_value_t = 200)]
+        slice_changes: usize,
     },
 }
 
@@ -201,6 +207,8 @@ fn main() -> Result<()> {
             speaker_kills,
             node_losses,
             graceful,
+            scale_services,
+            slice_changes,
         } => bench::run(
             suite.unwrap_or_default(),
             &bench::BenchArgs {
@@ -228,6 +236,10 @@ fn main() -> Result<()> {
                     speaker_kills,
                     node_losses,
                     graceful,
+                },
+                speaker_scale: bench::SpeakerScalePlan {
+                    services: scale_services,
+                    changes: slice_changes,
                 },
             },
         ),

@@ -49,30 +49,36 @@ pub fn l2_plan_within(
     reaches: &Reaches,
 ) -> BTreeMap<IpAddr, L2Decision> {
     let advertised = advertised(view, view.l2_advertisements.values(), liveness);
-    let mut plan = BTreeMap::new();
-    for (ip, keys) in view.services_by_ip() {
-        let services = keys.into_iter().filter_map(|key| view.services.get(key));
-        let Some(candidates) = ip_candidates(view, &ip, services, &advertised) else {
-            continue;
-        };
-        let reaching = candidates.eligible.iter().copied().filter(|node| {
-            reach_of(reaches, node).covers(&selection_for(&candidates.advertisements, node))
-        });
-        let owner = elect(ip, reaching);
-        let interfaces = match owner {
-            None => InterfaceSelection::Named(BTreeSet::new()),
-            Some(owner) => selection_for(&candidates.advertisements, owner),
-        };
-        plan.insert(
-            ip,
-            L2Decision {
-                owner: owner.map(str::to_string),
-                services: candidates.services,
-                interfaces,
-            },
-        );
-    }
-    plan
+    view.services_by_ip()
+        .into_iter()
+        .filter_map(|(ip, keys)| Some((ip, decide(view, ip, keys, &advertised, reaches)?)))
+        .collect()
+}
+
+/// The decision for one IP held by the Services `keys`; `None` when L2 mode has nothing
+/// to say about it (no pool, no covering advertisement).
+pub(super) fn decide<'k>(
+    view: &ClusterView,
+    ip: IpAddr,
+    keys: impl IntoIterator<Item = &'k ServiceKey>,
+    advertised: &[Advertised<'_, L2AdvertisementView>],
+    reaches: &Reaches,
+) -> Option<L2Decision> {
+    let services = keys.into_iter().filter_map(|key| view.services.get(key));
+    let candidates = ip_candidates(view, &ip, services, advertised)?;
+    let reaching = candidates.eligible.iter().copied().filter(|node| {
+        reach_of(reaches, node).covers(&selection_for(&candidates.advertisements, node))
+    });
+    let owner = elect(ip, reaching);
+    let interfaces = match owner {
+        None => InterfaceSelection::Named(BTreeSet::new()),
+        Some(owner) => selection_for(&candidates.advertisements, owner),
+    };
+    Some(L2Decision {
+        owner: owner.map(str::to_string),
+        services: candidates.services,
+        interfaces,
+    })
 }
 
 /// Where `node` would announce an IP covered by `advertisements`: the interfaces of
@@ -137,4 +143,4 @@ mod tests;
 
 #[cfg(test)]
 #[path = "l2_proptests.rs"]
-mod proptests;
+pub(crate) mod proptests;

@@ -27,16 +27,16 @@ const IPS: [&str; 6] = [
 ];
 
 #[derive(Debug, Clone)]
-struct NodeCase {
-    zone_west: bool,
-    ready: bool,
-    network_unavailable: bool,
-    excluded: bool,
-    gossip_alive: bool,
+pub(crate) struct NodeCase {
+    pub(crate) zone_west: bool,
+    pub(crate) ready: bool,
+    pub(crate) network_unavailable: bool,
+    pub(crate) excluded: bool,
+    pub(crate) gossip_alive: bool,
 }
 
 #[derive(Debug, Clone)]
-struct AdvertisementCase {
+pub(crate) struct AdvertisementCase {
     by_name: Vec<&'static str>,
     by_tier: Option<&'static str>,
     node_zone: Option<&'static str>,
@@ -45,20 +45,20 @@ struct AdvertisementCase {
 }
 
 #[derive(Debug, Clone)]
-struct ServiceCase {
-    ips: BTreeSet<usize>,
-    app: &'static str,
-    local: bool,
+pub(crate) struct ServiceCase {
+    pub(crate) ips: BTreeSet<usize>,
+    pub(crate) app: &'static str,
+    pub(crate) local: bool,
     /// Node index (`None`: no nodeName; one past the last: a node that does not exist)
     /// and conditions.
-    endpoints: Vec<(Option<usize>, Conditions)>,
+    pub(crate) endpoints: Vec<(Option<usize>, Conditions)>,
 }
 
 #[derive(Debug, Clone)]
-struct Scenario {
-    nodes: Vec<NodeCase>,
-    advertisements: Vec<AdvertisementCase>,
-    services: Vec<ServiceCase>,
+pub(crate) struct Scenario {
+    pub(crate) nodes: Vec<NodeCase>,
+    pub(crate) advertisements: Vec<AdvertisementCase>,
+    pub(crate) services: Vec<ServiceCase>,
 }
 
 fn node_case() -> impl Strategy<Value = NodeCase> {
@@ -122,7 +122,7 @@ fn service_case(node_count: usize) -> impl Strategy<Value = ServiceCase> {
         })
 }
 
-fn scenario() -> impl Strategy<Value = Scenario> {
+pub(crate) fn scenario() -> impl Strategy<Value = Scenario> {
     (1usize..7)
         .prop_flat_map(|node_count| {
             (
@@ -138,12 +138,12 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
-fn node_name(index: usize) -> String {
+pub(crate) fn node_name(index: usize) -> String {
     format!("node-{index}")
 }
 
 /// The scenario's objects, each list rotated by `rotation` and reversed when `reverse`.
-struct Objects {
+pub(crate) struct Objects {
     services: Vec<k8s_openapi::api::core::v1::Service>,
     slices: Vec<k8s_openapi::api::discovery::v1::EndpointSlice>,
     nodes: Vec<k8s_openapi::api::core::v1::Node>,
@@ -152,7 +152,7 @@ struct Objects {
 }
 
 impl Objects {
-    fn of(scenario: &Scenario) -> Objects {
+    pub(crate) fn of(scenario: &Scenario) -> Objects {
         let mut objects = Objects {
             services: Vec::new(),
             slices: Vec::new(),
@@ -256,7 +256,7 @@ impl Objects {
         self
     }
 
-    fn view(&self) -> ClusterView {
+    pub(crate) fn view(&self) -> ClusterView {
         let (view, warnings) = ClusterView::from_objects(
             &self.services,
             &self.slices,
@@ -270,7 +270,7 @@ impl Objects {
     }
 }
 
-fn gossip(scenario: &Scenario) -> Liveness {
+pub(crate) fn gossip(scenario: &Scenario) -> Liveness {
     Liveness::Gossip(
         scenario
             .nodes

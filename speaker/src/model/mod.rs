@@ -19,6 +19,7 @@ pub mod bgp_stop;
 pub mod convert;
 pub mod eligibility;
 pub mod l2;
+pub mod l2_incremental;
 pub mod node_address;
 #[deny(missing_docs)]
 pub mod reach;
@@ -35,6 +36,7 @@ pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
+pub use l2_incremental::L2Planner;
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{

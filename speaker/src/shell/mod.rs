@@ -12,7 +12,7 @@
 //!                                      └─▶ each node's reach ─────┤ (watch)
 //!  L2Announcer's interface rescans ─▶ interface list ─────────────┤ (watch)
 //!                                                                 ▼
-//!  plan loop (`run`): ClusterView::from_objects ─▶ model::l2_plan_within ─▶ owned_by(this node)
+//!  plan loop (`run`): ClusterView::from_objects ─▶ model::L2Planner ─▶ owned_by(this node)
 //!    │   (our reach: shell::reach, from the interface list and the view)
 //!    │                                         └─▶ BgpPlanner::plan (model::bgp)
 //!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
@@ -201,6 +201,7 @@ pub async fn run(
     )
     .spawn(bgp_rx, bgp_stop.clone());
     let mut bgp_planner = bgp::BgpPlanner::default();
+    let mut l2_planner = model::L2Planner::default();
 
     parts.health.set_ready(true);
     let plan_beat = parts.health.heartbeat("plan");
@@ -256,7 +257,8 @@ pub async fn run(
             membership.set_reach(reach);
         }
         let within = own_reach.merged(reaches.as_mut().map(|r| r.borrow_and_update()).as_deref());
-        let plan = model::l2_plan_within(&view, &liveness, &within);
+        let view = Arc::new(view);
+        let plan = l2_planner.plan(view.clone(), &liveness, &within);
         if let Liveness::Gossip(alive) = &liveness {
             if alive.iter().any(|name| !last_alive.contains(name)) {
                 joins += 1;
@@ -273,7 +275,7 @@ pub async fn run(
         group_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(group)));
         let mut desired = BTreeMap::new();
         let mut owned = BTreeMap::new();
-        for (ip, decision) in model::owned_by(&plan, &node) {
+        for (ip, decision) in model::owned_by(plan, &node) {
             let filter = match &decision.interfaces {
                 InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
                 InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),

@@ -7,6 +7,7 @@ mod l2;
 mod measure;
 mod raw;
 mod realnodes;
+mod speaker_scale;
 mod write_cost;
 
 use anyhow::{Result, bail};
@@ -16,6 +17,7 @@ pub use bgp::BgpBench;
 pub use compare::{ComparePlan, Part as ComparePart};
 pub use l2::L2BenchPlan;
 pub use realnodes::RealNodesPlan;
+pub use speaker_scale::SpeakerScalePlan;
 
 /// A benchmark suite of `cargo xtask bench [SUITE]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -32,6 +34,8 @@ pub enum Suite {
     Realnodes,
     /// FerroLB and MetalLB v0.16.2 side by side: controller cold start, L2 failover.
     Compare,
+    /// One speaker with 10,000 Services and 100 Node objects: memory, EndpointSlice change to the wire.
+    SpeakerScale,
 }
 
 /// The knobs of every suite (each suite reads its own).
@@ -42,6 +46,7 @@ pub struct BenchArgs {
     pub bgp: BgpBench,
     pub l2: L2BenchPlan,
     pub realnodes: RealNodesPlan,
+    pub speaker_scale: SpeakerScalePlan,
 }
 
 pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
@@ -53,6 +58,7 @@ pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
         Suite::Bgp => bgp::run(args.bgp),
         Suite::Realnodes => realnodes::run(args.realnodes),
         Suite::Compare => compare::run(&args.services, args.latency_samples, &args.compare),
+        Suite::SpeakerScale => speaker_scale::run(args.speaker_scale),
     }
 }
 

@@ -1,0 +1,354 @@
+//! The speaker's plan at scale: 10,000 LoadBalancer Services × 100 nodes.
+//!
+//! Every 10th Service has `externalTrafficPolicy: Local` with ready endpoints on
+//! 2 nodes; the others are `Cluster` with endpoints on 3 nodes (one
+//! EndpointSlice each, nodes picked pseudo-randomly). One pool, one
+//! L2Advertisement and one BGPAdvertisement with empty specs, one BGPPeer.
+//!
+//! Scenarios (each one plan of the speaker's loop, or a part of it):
+//! - `view`: `ClusterView::from_objects` over the watched objects;
+//! - `l2_plan`, `bgp_plan`: the plans from a built view (every node alive);
+//! - `slice_change`: the work the plan loop does today after one EndpointSlice
+//!   changes: the view again, then both plans;
+//! - `node_dies`: the work after a membership change (one node leaves the
+//!   alive set): the view again, then both plans; and `l2_plan_node_dies`, the
+//!   L2 plan alone with the smaller alive set;
+//! - `planner_node_dies`, `planner_slice_change`: the same changes handed to the
+//!   incremental [`L2Planner`] (views built beforehand; a death is timed from
+//!   everyone alive, a slice change alternates back and forth), and
+//!   `slice_change_incremental`, the plan loop's work with it: the view, the
+//!   planner, the BGP plan.
+//!
+//! `cargo bench -p ferrolb-speaker --bench plan` (`-- --quick` for a quicker run)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ferrolb_crds::l2::{L2Advertisement, L2AdvertisementSpec};
+use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
+use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
+use ferrolb_speaker::model::{
+    AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
+    LocalNode, Reaches, bgp_plan, l2_plan_within,
+};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
+    ServiceStatus,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+const SERVICES: usize = 10_000;
+const NODES: usize = 100;
+const NAMESPACE: &str = "apps";
+
+/// The watched objects of the scenario.
+struct Objects {
+    services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
+    nodes: Vec<Node>,
+    pools: Vec<IPAddressPool>,
+    l2: Vec<L2Advertisement>,
+}
+
+fn node_name(i: usize) -> String {
+    format!("node-{i:03}")
+}
+
+fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: namespace.map(Into::into),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// A small deterministic generator, so every run plans the same cluster.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+fn service(i: usize, local: bool) -> Service {
+    let [_, _, high, low] = u32::try_from(i).unwrap_or(0).to_be_bytes();
+    Service {
+        metadata: meta(Some(NAMESPACE), &format!("svc-{i:05}")),
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            external_traffic_policy: Some(if local { "Local" } else { "Cluster" }.into()),
+            ..Default::default()
+        }),
+        status: Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some(Ipv4Addr::new(198, 19, high, low).to_string()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn slice(i: usize, nodes: &[usize]) -> EndpointSlice {
+    let mut metadata = meta(Some(NAMESPACE), &format!("svc-{i:05}-abcde"));
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_string(),
+        format!("svc-{i:05}"),
+    )]));
+    EndpointSlice {
+        metadata,
+        address_type: "IPv4".into(),
+        endpoints: nodes
+            .iter()
+            .map(|n| Endpoint {
+                addresses: vec![format!("10.{}.0.{}", n, i % 250)],
+                node_name: Some(node_name(*n)),
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    serving: Some(true),
+                    terminating: Some(false),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ports: None,
+    }
+}
+
+fn node(i: usize) -> Node {
+    Node {
+        metadata: meta(None, &node_name(i)),
+        spec: None,
+        status: Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn objects() -> Objects {
+    let mut random = Lcg(13);
+    let mut services = Vec::with_capacity(SERVICES);
+    let mut slices = Vec::with_capacity(SERVICES);
+    for i in 0..SERVICES {
+        let local = i % 10 == 0;
+        let on: Vec<usize> = (0..if local { 2 } else { 3 })
+            .map(|_| random.below(NODES))
+            .collect();
+        services.push(service(i, local));
+        slices.push(slice(i, &on));
+    }
+    let mut pool = IPAddressPool::new(
+        "default",
+        IPAddressPoolSpec {
+            addresses: vec!["198.19.0.0/16".into()],
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            service_allocation: None,
+        },
+    );
+    pool.metadata.namespace = Some("ferrolb-system".into());
+    let mut l2 = L2Advertisement::new("all", L2AdvertisementSpec::default());
+    l2.metadata.namespace = Some("ferrolb-system".into());
+    Objects {
+        services,
+        slices,
+        nodes: (0..NODES).map(node).collect(),
+        pools: vec![pool],
+        l2: vec![l2],
+    }
+}
+
+fn view_of(objects: &Objects) -> ClusterView {
+    ClusterView::from_objects(
+        &objects.services,
+        &objects.slices,
+        &objects.nodes,
+        &objects.pools,
+        &objects.l2,
+        &ClassFilter::default(),
+    )
+    .0
+}
+
+fn bgp_view() -> BgpView {
+    let mut bgp = BgpView::default();
+    bgp.insert_peer(BgpPeerView {
+        name: "router".into(),
+        address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        port: 179,
+        my_asn: 64512,
+        peer_asn: 64513,
+        source_address: None,
+        router_id: None,
+        hold_time: 90,
+        keepalive_time: 30,
+        connect_time: DEFAULT_CONNECT_TIME,
+        password: None,
+        ebgp_multihop: false,
+        graceful_restart: false,
+        node_selectors: Vec::new(),
+    });
+    bgp.insert_advertisement(BgpAdvertisementView {
+        name: "all".into(),
+        aggregation_length: 32,
+        aggregation_length_v6: 128,
+        local_pref: None,
+        communities: BTreeSet::new(),
+        selectors: Default::default(),
+        peers: Vec::new(),
+    });
+    bgp
+}
+
+fn alive(except: Option<usize>) -> Liveness {
+    Liveness::Gossip(
+        (0..NODES)
+            .filter(|i| Some(*i) != except)
+            .map(node_name)
+            .collect(),
+    )
+}
+
+/// One pass of the plan loop: the view, then both plans, as `shell::run` does.
+fn plan_all(objects: &Objects, bgp: &BgpView, liveness: &Liveness, addresses: &[IpAddr]) -> usize {
+    let view = view_of(objects);
+    let l2 = l2_plan_within(&view, liveness, &Reaches::new());
+    let local = LocalNode {
+        name: "node-000",
+        addresses,
+    };
+    let bgp = bgp_plan(&view, bgp, &local, liveness, &BgpOptions::default());
+    l2.len() + bgp.services.len()
+}
+
+fn scale(c: &mut Criterion) {
+    let mut objects = objects();
+    let view = view_of(&objects);
+    let bgp = bgp_view();
+    let everyone = alive(None);
+    let one_dead = alive(Some(NODES / 2));
+    let addresses = [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))];
+    let reaches = Reaches::new();
+    assert!(
+        bgp.advertisements
+            .values()
+            .all(|ad| ad.selects_node(&Default::default()))
+    );
+
+    let mut group = c.benchmark_group("speaker_10k_services_100_nodes");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("view", |b| b.iter(|| black_box(view_of(&objects))));
+    group.bench_function("l2_plan", |b| {
+        b.iter(|| black_box(l2_plan_within(&view, &everyone, &reaches)))
+    });
+    group.bench_function("bgp_plan", |b| {
+        let local = LocalNode {
+            name: "node-000",
+            addresses: &addresses,
+        };
+        b.iter(|| {
+            black_box(bgp_plan(
+                &view,
+                &bgp,
+                &local,
+                &everyone,
+                &BgpOptions::default(),
+            ))
+        })
+    });
+    group.bench_function("l2_plan_node_dies", |b| {
+        b.iter(|| black_box(l2_plan_within(&view, &one_dead, &reaches)))
+    });
+    group.bench_function("node_dies", |b| {
+        b.iter(|| black_box(plan_all(&objects, &bgp, &one_dead, &addresses)))
+    });
+    let mut flip = 0usize;
+    group.bench_function("slice_change", |b| {
+        b.iter(|| {
+            // Service 0 is Local: its only endpoint moves between two nodes.
+            flip += 1;
+            objects.slices[0] = slice(0, &[flip % 2]);
+            black_box(plan_all(&objects, &bgp, &everyone, &addresses))
+        })
+    });
+    let moved = {
+        let objects = objects_with_moved_endpoint(&objects);
+        Arc::new(view_of(&objects))
+    };
+    let shared = Arc::new(view.clone());
+    let mut planner = L2Planner::default();
+    planner.plan(shared.clone(), &everyone, &reaches);
+    group.bench_function("planner_node_dies", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                // Everyone alive again (a join: planned whole), untimed.
+                planner.plan(shared.clone(), &everyone, &reaches);
+                let whole = planner.full_recomputes();
+                let started = std::time::Instant::now();
+                black_box(planner.plan(shared.clone(), &one_dead, &reaches).len());
+                timed += started.elapsed();
+                assert_eq!(planner.full_recomputes(), whole, "a death is incremental");
+            }
+            timed
+        })
+    });
+    let mut moved_now = false;
+    group.bench_function("planner_slice_change", |b| {
+        b.iter(|| {
+            moved_now = !moved_now;
+            let view = if moved_now { &moved } else { &shared };
+            black_box(planner.plan(view.clone(), &everyone, &reaches).len())
+        })
+    });
+    group.bench_function("slice_change_incremental", |b| {
+        b.iter(|| {
+            flip += 1;
+            objects.slices[0] = slice(0, &[flip % 2]);
+            let view = Arc::new(view_of(&objects));
+            let owned = planner.plan(view.clone(), &everyone, &reaches).len();
+            let local = LocalNode {
+                name: "node-000",
+                addresses: &addresses,
+            };
+            let bgp = bgp_plan(&view, &bgp, &local, &everyone, &BgpOptions::default());
+            black_box(owned + bgp.services.len())
+        })
+    });
+    group.finish();
+}
+
+/// `objects` with Service 0's (Local) only endpoint moved to another node.
+fn objects_with_moved_endpoint(objects: &Objects) -> Objects {
+    let mut slices = objects.slices.clone();
+    slices[0] = slice(0, &[NODES - 1]);
+    Objects {
+        services: objects.services.clone(),
+        slices,
+        nodes: objects.nodes.clone(),
+        pools: objects.pools.clone(),
+        l2: objects.l2.clone(),
+    }
+}
+
+criterion_group!(benches, scale);
+criterion_main!(benches);
