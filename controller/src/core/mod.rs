@@ -6,6 +6,7 @@ pub mod allocation_error;
 pub mod allocator;
 pub mod desired;
 pub mod effect;
+pub mod event_budget;
 #[cfg(test)]
 mod fixtures;
 pub use ferrolb_crds::labels;
