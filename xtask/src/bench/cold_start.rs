@@ -15,21 +15,17 @@
 //!    [`super::write_cost::floor`]), so the ratio compares like with like
 //!    and the controller never lists a second set of N.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::ListParams;
 
 use ferrolb_tests::env::shared_cluster;
-use ferrolb_tests::scenario::ingress;
 
-use super::compare::table::faults;
 use super::controller::{
-    Samples, create_services, namespace_with_pool, request_counts, request_delta, sample_latency,
-    settle, start_controller,
+    Samples, create_services, listed_faults, namespace_with_pool, request_counts, request_delta,
+    sample_latency, settle, start_controller,
 };
 use super::measure::{CpuMeter, load_average, peak_rss_mib, percentile, rss_mib, summary, track};
 use super::raw;
@@ -204,23 +200,9 @@ pub async fn cold_start(n: usize, after_samples: usize) -> Result<ColdStartFigur
         cpu.report(),
         request_delta(&requests_before, &request_counts(&client).await?)
     );
-    let ips: BTreeMap<String, Vec<String>> = api
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .map(|s| (s.metadata.name.clone().unwrap_or_default(), ingress(&s)))
-        .collect();
-    let found = faults(&ips);
-    if ips.len() != n + after_samples {
-        bail!(
-            "{} Services listed, {} created",
-            ips.len(),
-            n + after_samples
-        );
-    }
+    let (listed, found) = listed_faults(&api, n + after_samples).await?;
     println!(
-        "  Services: {}; IPs shown twice: {}; Services without exactly one IP: {}",
-        ips.len(),
+        "  Services: {listed}; IPs shown twice: {}; Services without exactly one IP: {}",
         found.duplicates.len(),
         found.missing.len()
     );
@@ -298,7 +280,12 @@ mod tests {
         for (total, listed) in after.latencies.iter().zip(&after.listed) {
             assert!(listed <= total && *total < bound, "{listed:?}, {total:?}");
         }
-        assert!(after.created.iter().all(|d| *d > Duration::ZERO && *d < bound));
+        assert!(
+            after
+                .created
+                .iter()
+                .all(|d| *d > Duration::ZERO && *d < bound)
+        );
         assert!(figures.events_during_after >= 0.0);
         let floor = figures.floor;
         assert!(floor_passes(n).contains(&floor.concurrency));

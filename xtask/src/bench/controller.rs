@@ -160,6 +160,27 @@ pub(super) async fn settle(client: &kube::Client, timeout: Duration) -> Result<I
     bail!("writes still going after {timeout:?}")
 }
 
+/// Lists the Services of `api`, checks that there are `expected` and
+/// finds those without exactly one IP and the IPs shown twice.
+pub(super) async fn listed_faults(
+    api: &Api<Service>,
+    expected: usize,
+) -> Result<(usize, super::compare::table::Faults)> {
+    let ips: std::collections::BTreeMap<String, Vec<String>> = api
+        .list(&kube::api::ListParams::default())
+        .await?
+        .into_iter()
+        .map(|s| {
+            let ips = ferrolb_tests::scenario::ingress(&s);
+            (s.metadata.name.unwrap_or_default(), ips)
+        })
+        .collect();
+    if ips.len() != expected {
+        bail!("{} Services listed, {expected} created", ips.len());
+    }
+    Ok((ips.len(), super::compare::table::faults(&ips)))
+}
+
 /// What [`sample_latency`] measured, per Service.
 pub(super) struct Samples {
     /// The create request's round trip.
