@@ -14,6 +14,11 @@
 //! 5. the apiserver's floor on the same N Services (see
 //!    [`super::write_cost::floor`]), so the ratio compares like with like
 //!    and the controller never lists a second set of N.
+//!
+//! Step 1 is quadratic on kube-apiserver v1.34: its ClusterIP allocator
+//! counts every IPAddress object (twice) after each allocation, for its
+//! metrics, so creating 50,000 Services takes over an hour of apiserver CPU
+//! on 2 cores (BENCHMARKS.md); steps 2 to 5 allocate nothing.
 
 use std::time::{Duration, Instant};
 
