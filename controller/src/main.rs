@@ -51,6 +51,12 @@ struct Args {
     #[arg(long, env = "FERROLB_WRITE_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     write_workers: u64,
 
+    /// Events sent per second at most, after the status writes (bursts of
+    /// as many). While 1,000 wait, routine (Normal) ones are counted rather
+    /// than sent; Warnings always go. 0: no limit, nothing folded.
+    #[arg(long, env = "FERROLB_EVENTS_PER_SECOND", default_value_t = 20)]
+    events_per_second: u32,
+
     /// How Service status and the pool annotation are written: `patch` (one
     /// strategic merge patch of the status subresource carrying our
     /// annotation too; the cheaper for the apiserver) or `apply` (server-side
@@ -144,6 +150,10 @@ async fn main() -> anyhow::Result<()> {
         write_method: args.status_write,
         identity: identity.clone(),
         fence: Fence::open(),
+        event_rate: shell::events::EventRate {
+            per_second: args.events_per_second,
+            burst: args.events_per_second,
+        },
     };
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

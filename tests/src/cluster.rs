@@ -10,8 +10,10 @@
 //! EndpointSlices themselves, as DESIGN.md explains.
 //!
 //! Address plan (documentation ranges only, see DESIGN.md): Service ClusterIPs
-//! come from 203.0.113.0/25 and 2001:db8:ffff::/108. Nothing ever sends
-//! traffic to them; there is no kube-proxy.
+//! come from 203.0.113.0/25 and 2001:db8:ffff::/108, or, with
+//! [`ClusterOptions::large_service_range`], from 198.18.0.0/15 (RFC 2544,
+//! 131,072 addresses) and the same IPv6 range. Nothing ever sends traffic to
+//! them; there is no kube-proxy.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,18 @@ use crate::tools::Tools;
 
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "203.0.113.0/25,2001:db8:ffff::/108";
 pub const NODE_PORT_RANGE: &str = "20000-45000";
+/// The ClusterIP ranges of [`ClusterOptions::large_service_range`]: room for
+/// 50,000 Services and more of either family.
+pub const LARGE_SERVICE_CLUSTER_IP_RANGE: &str = "198.18.0.0/15,2001:db8:ffff::/108";
+
+/// How a control plane is started; the default is what the tests use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// ClusterIPs from [`LARGE_SERVICE_CLUSTER_IP_RANGE`] (the default range
+    /// holds 128 IPv4 Services), and etcd with an 8 GiB quota instead of
+    /// 2 GiB, for benches with tens of thousands of Services.
+    pub large_service_range: bool,
+}
 
 /// How the processes relate to the caller.
 enum Lifetime {
@@ -71,11 +85,16 @@ fn run_checked(command: &mut Command) -> Result<String> {
 impl Cluster {
     /// Starts a cluster in a fresh temporary directory, torn down on drop.
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with(ClusterOptions::default())
+    }
+
+    /// [`Cluster::start`] with `options`.
+    pub fn start_with(options: ClusterOptions) -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("ferrolb-cluster-")
             .tempdir()?
             .keep();
-        let mut cluster = Cluster::start_in(&dir, false)?;
+        let mut cluster = Cluster::start_in(&dir, false, options)?;
         cluster.remove_dir_on_drop = std::env::var_os("FERROLB_KEEP_CLUSTER").is_none();
         Ok(cluster)
     }
@@ -89,7 +108,7 @@ impl Cluster {
             );
         }
         std::fs::create_dir_all(dir)?;
-        Cluster::start_in(dir, true)
+        Cluster::start_in(dir, true, ClusterOptions::default())
     }
 
     /// Stops a detached cluster started in `dir` and deletes its state.
@@ -108,7 +127,7 @@ impl Cluster {
         Ok(true)
     }
 
-    fn start_in(dir: &Path, detached: bool) -> Result<Cluster> {
+    fn start_in(dir: &Path, detached: bool, options: ClusterOptions) -> Result<Cluster> {
         let tools = Tools::ensure()?;
         let admin_token = format!("ferrolb-admin-{:032x}", rand::random::<u128>());
         std::fs::write(
@@ -154,6 +173,14 @@ impl Cluster {
             ))
             .arg("--unsafe-no-fsync")
             .arg("--log-level=warn");
+        if options.large_service_range {
+            etcd.arg(format!("--quota-backend-bytes={}", 8u64 << 30));
+        }
+        let service_range = if options.large_service_range {
+            LARGE_SERVICE_CLUSTER_IP_RANGE
+        } else {
+            SERVICE_CLUSTER_IP_RANGE
+        };
 
         let mut apiserver = Command::new(tools.kube_apiserver());
         apiserver
@@ -172,9 +199,7 @@ impl Cluster {
             .arg("--token-auth-file")
             .arg(dir.join("tokens.csv"))
             .arg("--authorization-mode=RBAC")
-            .arg(format!(
-                "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
-            ))
+            .arg(format!("--service-cluster-ip-range={service_range}"))
             .arg(format!("--service-node-port-range={NODE_PORT_RANGE}"))
             .arg("--max-requests-inflight=2000")
             .arg("--max-mutating-requests-inflight=1000")

@@ -24,10 +24,16 @@ use crate::tools::{repo_root, target_dir};
 /// The cluster of this test process, started on first use with `deploy/`
 /// (the install kustomization) and then `deploy/examples/` applied server-side.
 pub fn shared_cluster() -> &'static Cluster {
+    shared_cluster_with(crate::cluster::ClusterOptions::default())
+}
+
+/// [`shared_cluster`], started with `options` if this is the first call
+/// (a later call gets the cluster as the first one started it).
+pub fn shared_cluster_with(options: crate::cluster::ClusterOptions) -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let cluster =
-            Cluster::start().unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
+        let cluster = Cluster::start_with(options)
+            .unwrap_or_else(|e| panic!("starting the test cluster: {e:#}"));
         apply_deploy(&cluster).unwrap_or_else(|e| panic!("applying deploy/: {e:#}"));
         apply_examples(&cluster).unwrap_or_else(|e| panic!("applying deploy/examples/: {e:#}"));
         remove_at_exit(cluster.dir.clone());

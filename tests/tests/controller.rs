@@ -1230,3 +1230,47 @@ async fn status_writes_refused_for_a_while_are_retried_until_taken() -> R {
         .kubectl_ok(&["delete", "validatingwebhookconfiguration", &config_name])?;
     Ok(())
 }
+
+/// Events go out at most `--events-per-second` (a burst of as many, then one
+/// per 1/rate), and only after the statuses: eight Services that exist when
+/// the controller starts all show their IPs at once, and their eight
+/// `IPAllocated` Events, at 2 a second, span at least 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_out_at_the_configured_rate_after_the_statuses() -> R {
+    use k8s_openapi::api::events::v1::Event;
+    let mut s = Scenario::without_controller("evrate").await?;
+    s.pool("main", json!({"addresses": ["198.51.100.64/28"]}))
+        .await?;
+    let names: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
+    for name in &names {
+        s.service(name, json!({})).await?;
+    }
+    s.controller = Some(ferrolb_tests::env::Controller::start(
+        s.cluster,
+        &s.ns,
+        &["--no-leader-election", "--events-per-second", "2"],
+    )?);
+    for name in &names {
+        s.wait_ips(name, 1).await?;
+    }
+    let events: kube::Api<Event> = kube::Api::namespaced(s.client.clone(), &s.ns.name);
+    let expected = names.len();
+    let times = wait_for("eight IPAllocated Events", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            let times: Vec<i64> = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("IPAllocated"))
+                .filter_map(|e| Some(e.event_time.as_ref()?.0.as_millisecond()))
+                .collect();
+            (times.len() == expected).then_some(times)
+        }
+    })
+    .await?;
+    let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+    // Two at once, then six at 0.5 s each: 3 s (less a little for clocks).
+    assert!(span >= 2_800, "eight Events within {span} ms at 2 a second");
+    Ok(())
+}

@@ -55,7 +55,7 @@ struct IpEntry {
     pool: String,
     /// `None`: held exclusively by one Service.
     sharing_key: Option<String>,
-    users: BTreeMap<ServiceKey, Option<SharingTerms>>,
+    users: super::ip_users::Users,
 }
 
 /// Counters kept per pool so status never needs a scan.
@@ -604,7 +604,7 @@ impl Allocator {
             let entry = self.ips.entry(*ip).or_insert_with(|| IpEntry {
                 pool: assignment.pool.clone(),
                 sharing_key: sharing.map(|s| s.key.clone()),
-                users: BTreeMap::new(),
+                users: super::ip_users::Users::default(),
             });
             entry.users.insert(key.clone(), sharing.cloned());
             if is_new {

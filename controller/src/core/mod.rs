@@ -6,8 +6,10 @@ pub mod allocation_error;
 pub mod allocator;
 pub mod desired;
 pub mod effect;
+pub mod event_budget;
 #[cfg(test)]
 mod fixtures;
+pub mod ip_users;
 pub use ferrolb_crds::labels;
 pub mod pool_object;
 pub mod pool_writes;

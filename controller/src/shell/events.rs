@@ -4,7 +4,13 @@
 //! Events explain; the status carries the truth. So they are the lowest
 //! priority work: each waits until no Service status write is outstanding
 //! (on a cold start, every IP is visible before the first Event goes out),
-//! and when the queue is full an Event is dropped and logged.
+//! then for a token of the rate limit (`--events-per-second`, 20 by
+//! default, shared by the senders), so that a burst of Events never slows
+//! the apiserver for the Services created after it. While
+//! [`DEFAULT_BACKLOG`] Events wait, routine (Normal) ones are folded into a
+//! count, logged when the backlog drains: see [`crate::core::event_budget`]
+//! for why each Service's story stays readable. Warnings are never folded;
+//! when the queue is full, an Event is dropped and logged.
 //!
 //! We create Events ourselves rather than through kube's `Recorder`: it
 //! caches every Event it sent for six minutes (thousands on a cold start)
@@ -15,16 +21,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use tokio::sync::{Mutex, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::leader::Fence;
 
 pub use crate::core::effect::{EventRequest, Regarding};
+pub use crate::core::event_budget::DEFAULT_BACKLOG;
+use crate::core::event_budget::{Admission, TokenBucket, admit};
 
 /// Longest note the apiserver accepts on an `events.k8s.io/v1` Event.
 pub const MAX_NOTE_BYTES: usize = 1024;
@@ -40,19 +49,34 @@ struct Reporter {
     instance: String,
 }
 
+/// How many Events go out: per second (0: no limit, and nothing folded),
+/// and the burst a quiet spell saves up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRate {
+    /// Events per second, shared by every sender; 0 for no limit.
+    pub per_second: u32,
+    /// Events that may go out at once after a quiet spell.
+    pub burst: u32,
+}
+
 /// Handle to the Event queue.
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::Sender<EventRequest>,
+    limited: bool,
+    /// Routine Events folded since the backlog last drained.
+    folded: Arc<AtomicU64>,
 }
 
 impl EventSink {
     /// Starts `workers` senders. Each waits for `hold` to read `false`
-    /// before sending (a closed `hold` never holds anything back).
+    /// before sending (a closed `hold` never holds anything back), then for
+    /// a token of `rate`.
     pub fn start(
         client: kube::Client,
         instance: String,
         workers: usize,
+        rate: EventRate,
         hold: watch::Receiver<bool>,
         fence: Fence,
     ) -> EventSink {
@@ -63,6 +87,11 @@ impl EventSink {
             instance,
         };
         let sequence = Arc::new(AtomicU64::new(0));
+        let bucket = TokenBucket::new(rate.per_second, rate.burst);
+        let limited = bucket.limited();
+        let bucket = Arc::new(std::sync::Mutex::new(bucket));
+        let folded = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
         for _ in 0..workers.max(1) {
             let client = client.clone();
             let reporter = reporter.clone();
@@ -70,13 +99,31 @@ impl EventSink {
             let mut hold = hold.clone();
             let sequence = sequence.clone();
             let fence = fence.clone();
+            let bucket = bucket.clone();
+            let folded = folded.clone();
             tokio::spawn(async move {
                 loop {
-                    let next = rx.lock().await.recv().await;
+                    let (next, drained) = {
+                        let mut rx = rx.lock().await;
+                        let next = rx.recv().await;
+                        (next, rx.is_empty())
+                    };
                     let Some(request) = next else { break };
+                    if drained {
+                        let count = folded.swap(0, Ordering::Relaxed);
+                        if count > 0 {
+                            info!(
+                                folded = count,
+                                "event backlog drained; routine events folded meanwhile were not sent (each Service's status, condition and annotation show its IP)"
+                            );
+                        }
+                    }
                     // Err: the writer is gone, nothing to wait for.
                     let _ = hold.wait_for(|busy| !*busy).await;
                     fence.wait_open().await;
+                    while let Some(wait) = take_token(&bucket, started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
                     let now = k8s_openapi::jiff::Timestamp::now();
                     let seq = sequence.fetch_add(1, Ordering::Relaxed);
                     let event = build_event(&request, &reporter, now, seq);
@@ -89,15 +136,40 @@ impl EventSink {
                 }
             });
         }
-        EventSink { tx }
+        EventSink {
+            tx,
+            limited,
+            folded,
+        }
     }
 
-    /// Queues an Event; drops it (with a log line) when the queue is full.
+    /// Queues an Event, or folds it into a count when it is routine and
+    /// [`DEFAULT_BACKLOG`] wait already; drops it (with a log line) when the
+    /// queue is full.
     pub fn send(&self, request: EventRequest) {
         let reason = request.reason;
+        let backlog = self.tx.max_capacity() - self.tx.capacity();
+        if admit(request.warning, backlog, DEFAULT_BACKLOG, self.limited) == Admission::Fold {
+            if self.folded.fetch_add(1, Ordering::Relaxed) == 0 {
+                info!(
+                    backlog,
+                    "event backlog full: routine events are counted, not sent, until it drains"
+                );
+            }
+            return;
+        }
         if self.tx.try_send(request).is_err() {
             warn!(reason, "event queue full, dropping an event");
         }
+    }
+}
+
+/// A token from the shared bucket, or how long to wait for one.
+fn take_token(bucket: &std::sync::Mutex<TokenBucket>, now: Duration) -> Option<Duration> {
+    match bucket.lock() {
+        Ok(mut bucket) => bucket.take(now),
+        // A sender panicked holding it: send without a limit rather than never.
+        Err(_) => None,
     }
 }
 

@@ -17,8 +17,9 @@
 //!    │     ─▶ `settled`, once a Service has nothing left to write
 //!    ├─ WritePoolStatus ─▶ pool_orders ─▶ one pool status writer
 //!    │     ⇢ IPAddressPool status ─▶ `pool_reports`, every result
-//!    ├─ Event ─▶ events (bounded, drops when full) ─▶ EVENT_WORKERS senders,
-//!    │     each waiting for `status_busy` (watch) to read false ⇢ Event
+//!    ├─ Event ─▶ events (bounded, folds routine ones past a backlog, drops
+//!    │     when full) ─▶ EVENT_WORKERS senders, each waiting for
+//!    │     `status_busy` (watch) to read false, then for a token ⇢ Event
 //!    └─ Metric ─▶ Metrics, set in the loop task
 //! ```
 //!
@@ -74,6 +75,8 @@ pub struct LoopConfig {
     pub identity: String,
     /// Writes wait on it: open while this replica leads by its own clock.
     pub fence: Fence,
+    /// How many Events go out.
+    pub event_rate: events::EventRate,
 }
 
 /// Where effects go.
@@ -151,6 +154,7 @@ pub async fn run(
             client.clone(),
             config.identity.clone(),
             EVENT_WORKERS,
+            config.event_rate,
             writer.status_busy(),
             config.fence.clone(),
         ),

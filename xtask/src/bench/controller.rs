@@ -12,13 +12,11 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
-use ferrolb_tests::cluster::Cluster;
+use ferrolb_tests::cluster::{Cluster, ClusterOptions};
 use ferrolb_tests::env::{Controller, TestNamespace, shared_cluster};
 
-use super::measure::{
-    CpuMeter, load_average, peak_rss_mib, release_runtime, rss_mib, summary, track,
-};
-use super::raw;
+use super::cold_start::cold_start;
+use super::measure::{CpuMeter, load_average, release_runtime, summary, track};
 
 /// Extra controller flags for exploring settings, e.g.
 /// `FERROLB_BENCH_CONTROLLER_ARGS="--write-workers 32"`.
@@ -32,7 +30,7 @@ fn controller_args() -> Vec<String> {
     args
 }
 
-fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller> {
+pub(super) fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller> {
     let args = controller_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Controller::start(cluster, ns, &args)
@@ -41,7 +39,7 @@ fn start_controller(cluster: &Cluster, ns: &TestNamespace) -> Result<Controller>
 /// `apiserver_request_total` summed by verb, resource and subresource, for
 /// the writes and lists our components make.
 /// Read through the admin client (not kubectl: it needs no files).
-async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
+pub(super) async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
     let request = kube::core::Request::new("").get("metrics", &kube::api::GetParams::default())?;
     let metrics = client.request_text(request).await?;
     let mut counts = HashMap::new();
@@ -76,7 +74,7 @@ async fn request_counts(client: &kube::Client) -> Result<HashMap<String, f64>> {
     Ok(counts)
 }
 
-fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
+pub(super) fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
     let mut rows: Vec<(String, f64)> = after
         .iter()
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
@@ -126,7 +124,7 @@ pub(super) async fn create_services(
 }
 
 /// A fresh namespace whose one pool holds `cidr`.
-async fn namespace_with_pool(
+pub(super) async fn namespace_with_pool(
     client: &kube::Client,
     prefix: &str,
     cidr: &str,
@@ -141,113 +139,9 @@ async fn namespace_with_pool(
     Ok(ns)
 }
 
-/// One cold start of `n` Services; returns the time from the controller's
-/// start until every Service had its IP.
-async fn cold_start(n: usize) -> Result<Duration> {
-    let cluster = shared_cluster();
-    let client = cluster.admin_client().await?;
-    let ns = namespace_with_pool(&client, &format!("bench{n}"), "2001:db8:b::/64").await?;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    let created = Instant::now();
-    create_services(&api, n, Some(&ns.class)).await?;
-    println!(
-        "created {n} Services in {:.1} s (controller stopped)",
-        created.elapsed().as_secs_f64()
-    );
-
-    // Build the binary before the clock starts.
-    ferrolb_tests::env::binary("ferrolb-controller")?;
-    let seen = track(api.clone());
-    let requests_before = request_counts(&client).await?;
-    println!("  load average at start: {}", load_average());
-    let start = Instant::now();
-    let mut controller = start_controller(cluster, &ns)?;
-    let pid = controller.pid().context("controller pid")?;
-    let cpu = CpuMeter::start(cluster, pid);
-    let deadline = start + Duration::from_secs(300);
-    // (seconds since start, resident MiB, Services with IPs), every second.
-    let mut timeline: Vec<(f64, f64, usize)> = Vec::new();
-    loop {
-        let done = seen.with_ip_count();
-        if timeline
-            .last()
-            .is_none_or(|(t, _, _)| start.elapsed().as_secs_f64() - t >= 1.0)
-        {
-            timeline.push((
-                start.elapsed().as_secs_f64(),
-                rss_mib(pid).unwrap_or(f64::NAN),
-                done,
-            ));
-        }
-        if done >= n {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {done}/{n} Services got IPs within 300 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let all = seen.last_ip_after(start);
-    let rss_after_start = peak_rss_mib(pid).unwrap_or(f64::NAN);
-    raw::record(
-        &format!("N={n}: controller start -> every Service has an IP"),
-        "s",
-        [all.as_secs_f64()],
-    );
-    raw::record(
-        &format!("N={n}: controller peak RSS at that point"),
-        "MiB",
-        [rss_after_start],
-    );
-    raw::record(
-        &format!("N={n}: controller RSS, one sample per second"),
-        "MiB",
-        timeline.iter().map(|(_, rss, _)| *rss),
-    );
-    raw::record(
-        &format!("N={n}: Services with IPs, one sample per second"),
-        "Services",
-        timeline.iter().map(|(_, _, done)| *done as f64),
-    );
-    println!(
-        "N={n}: all Services have IPs {:.2} s after the controller started; peak RSS {rss_after_start:.1} MiB",
-        all.as_secs_f64()
-    );
-    println!(
-        "  CPU until then: {}; load average {}",
-        cpu.report(),
-        load_average()
-    );
-    println!(
-        "  RSS MiB / Services with IPs over time: {}",
-        timeline
-            .iter()
-            .map(|(t, rss, done)| format!("{t:.1}s {rss:.1}/{done}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  writes until then: {}",
-        request_delta(&requests_before, &request_counts(&client).await?)
-    );
-    // The rest of the work (annotations, Events) drains after the IPs.
-    let settled = settle(&client, Duration::from_secs(120)).await?;
-    println!(
-        "  all writes done {:.1} s after start; peak RSS {:.1} MiB; CPU {}; writes: {}",
-        (settled - start).as_secs_f64(),
-        peak_rss_mib(pid).unwrap_or(f64::NAN),
-        cpu.report(),
-        request_delta(&requests_before, &request_counts(&client).await?)
-    );
-
-    controller.stop();
-    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
-    Ok(all)
-}
-
 /// Waits until the apiserver has seen no mutating request for a second;
 /// returns when the last one was seen.
-async fn settle(client: &kube::Client, timeout: Duration) -> Result<Instant> {
+pub(super) async fn settle(client: &kube::Client, timeout: Duration) -> Result<Instant> {
     let deadline = Instant::now() + timeout;
     let total = |c: &HashMap<String, f64>| c.values().sum::<f64>();
     let mut last = total(&request_counts(client).await?);
@@ -264,6 +158,27 @@ async fn settle(client: &kube::Client, timeout: Duration) -> Result<Instant> {
         }
     }
     bail!("writes still going after {timeout:?}")
+}
+
+/// Lists the Services of `api`, checks that there are `expected` and
+/// finds those without exactly one IP and the IPs shown twice.
+pub(super) async fn listed_faults(
+    api: &Api<Service>,
+    expected: usize,
+) -> Result<(usize, super::compare::table::Faults)> {
+    let ips: std::collections::BTreeMap<String, Vec<String>> = api
+        .list(&kube::api::ListParams::default())
+        .await?
+        .into_iter()
+        .map(|s| {
+            let ips = ferrolb_tests::scenario::ingress(&s);
+            (s.metadata.name.unwrap_or_default(), ips)
+        })
+        .collect();
+    if ips.len() != expected {
+        bail!("{} Services listed, {expected} created", ips.len());
+    }
+    Ok((ips.len(), super::compare::table::faults(&ips)))
 }
 
 /// What [`sample_latency`] measured, per Service.
@@ -369,9 +284,16 @@ async fn latency(samples: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs the benchmarks, printing one line per figure.
+/// Runs the benchmarks, printing one line per figure: per size, a cold start
+/// with `latency_samples` Services right after it and the floor (see
+/// [`super::cold_start`]); then `latency_samples` Services on a controller
+/// that has been running for a while.
 pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
     release_runtime()?.block_on(async {
+        // ClusterIPs for 50,000 Services and more.
+        ferrolb_tests::env::shared_cluster_with(ClusterOptions {
+            large_service_range: true,
+        });
         if let Some(n) = std::env::var(super::write_cost::WRITE_COST_VAR)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -379,21 +301,12 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
             super::write_cost::write_cost(n).await?;
         }
         for &n in sizes {
-            let floor = super::write_cost::floor(n).await?;
-            println!(
-                "N={n}: the apiserver's floor: {:.0} status writes/s ({} in flight)",
-                floor.writes_per_second, floor.concurrency
-            );
-            let all_ips = cold_start(n).await?;
-            let rate = n as f64 / all_ips.as_secs_f64();
-            println!(
-                "N={n}: FerroLB's cold start {rate:.0} Services/s, {:.2} of the floor (target at least 0.8)",
-                rate / floor.writes_per_second
-            );
+            let figures = cold_start(n, latency_samples).await?;
+            println!("{}", figures.line(n));
             super::raw::record(
                 &format!("N={n}: cold-start rate over the floor rate"),
                 "ratio",
-                [rate / floor.writes_per_second],
+                [figures.ratio(n)],
             );
         }
         latency(latency_samples).await

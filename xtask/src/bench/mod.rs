@@ -1,6 +1,7 @@
 //! End-to-end benchmarks against the real apiserver: see BENCHMARKS.md.
 
 mod bgp;
+mod cold_start;
 mod compare;
 mod controller;
 mod l2;

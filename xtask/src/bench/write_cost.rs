@@ -141,18 +141,15 @@ pub struct Floor {
 /// request per Service in flight, bounded by its client's connection pool.
 pub const FLOOR_CONCURRENCY: [usize; 5] = [8, 16, 32, 64, 128];
 
-/// Measures [`Floor`] for `n` Services of a class no controller serves, on
-/// the shared control plane (the one the cold start then uses).
-pub async fn floor(n: usize) -> Result<Floor> {
+/// Measures [`Floor`] on the Services `names` of `api` (none of which a
+/// running controller serves), one pass per concurrency of `passes`.
+pub async fn floor(api: &Api<Service>, names: &[String], passes: &[usize]) -> Result<Floor> {
     let cluster = shared_cluster();
-    let client = cluster.admin_client().await?;
-    let ns = TestNamespace::create(&client, "floor").await?;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    let names = create_services(&api, n, Some("example.com/none")).await?;
+    let n = names.len();
     let apiserver = apiserver_pid(cluster)?;
     let bench = std::process::id();
     let mut best: Option<Floor> = None;
-    for (pass, concurrency) in FLOOR_CONCURRENCY.into_iter().enumerate() {
+    for (pass, &concurrency) in passes.iter().enumerate() {
         // A new IP every pass, so every write changes the object.
         let ip = format!("2001:db8:f::{:x}", pass + 1);
         let cpu_before = (cpu_seconds(apiserver), cpu_seconds(bench));
@@ -194,7 +191,6 @@ pub async fn floor(n: usize) -> Result<Floor> {
             });
         }
     }
-    cluster.kubectl_ok(&["delete", "namespace", &ns.name, "--wait=false"])?;
     best.context("no floor pass ran")
 }
 

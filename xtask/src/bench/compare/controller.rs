@@ -1,25 +1,21 @@
 //! Controller cold start, FerroLB and MetalLB, each on a fresh control plane: N Services
 //! created while the controller is stopped, then the controller started.
 
-use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::ListParams;
 
 use ferrolb_tests::cluster::Cluster;
 use ferrolb_tests::env::{Controller, apply_deploy};
 use ferrolb_tests::metallb;
 use ferrolb_tests::process::terminate;
-use ferrolb_tests::scenario::ingress;
 
-use super::super::controller::{Samples, create_services, sample_latency};
+use super::super::controller::{Samples, create_services, listed_faults, sample_latency};
 use super::super::measure::{CpuMeter, load_average, peak_rss_mib, percentile, track};
 use super::Project;
-use super::table::faults;
 
 /// The one pool of both projects: 65,536 IPv6 addresses.
 const POOL: &str = "2001:db8:b::/112";
@@ -159,20 +155,7 @@ pub async fn cold_start(project: Project, n: usize, latency_samples: usize) -> R
 
     let Samples { mut latencies, .. } = sample_latency(&api, &seen, latency_samples, None).await?;
     latencies.sort();
-    let ips: BTreeMap<String, Vec<String>> = api
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .map(|s| (s.metadata.name.clone().unwrap_or_default(), ingress(&s)))
-        .collect();
-    let found = faults(&ips);
-    if ips.len() != n + latency_samples {
-        bail!(
-            "{} Services listed, {} created",
-            ips.len(),
-            n + latency_samples
-        );
-    }
+    let (_, found) = listed_faults(&api, n + latency_samples).await?;
     let peak_rss_mib = peak_rss_mib(pid).unwrap_or(f64::NAN);
     controller.stop();
     drop(seen);

@@ -6,7 +6,7 @@ mod bgp;
 mod controller;
 mod l2;
 mod metallb_lab;
-mod table;
+pub(super) mod table;
 
 use anyhow::{Result, bail};
 use clap::ValueEnum;
