@@ -118,12 +118,15 @@ impl EventSink {
                             );
                         }
                     }
-                    // Err: the writer is gone, nothing to wait for.
-                    let _ = hold.wait_for(|busy| !*busy).await;
-                    fence.wait_open().await;
                     while let Some(wait) = take_token(&bucket, started.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
+                    // Err: the writer is gone, nothing to wait for.
+                    let _ = hold.wait_for(|busy| !*busy).await;
+                    // Last, right before the write: any wait above may have
+                    // outlasted this replica's leadership (a frozen process
+                    // wakes with its sleeps already over).
+                    fence.wait_open().await;
                     let now = k8s_openapi::jiff::Timestamp::now();
                     let seq = sequence.fetch_add(1, Ordering::Relaxed);
                     let event = build_event(&request, &reporter, now, seq);
