@@ -274,6 +274,27 @@ impl NdpSocket {
         self.membership(libc::IPV6_DROP_MEMBERSHIP, group)
     }
 
+    /// Makes the interface accept every multicast frame for the packet
+    /// socket (`PACKET_MR_ALLMULTI`), or stops it: how solicitations still
+    /// arrive when the kernel refuses more solicited-node groups. The kernel
+    /// drops it when the socket closes.
+    pub fn receive_all_multicast(&self, on: bool) -> io::Result<()> {
+        let request = libc::packet_mreq {
+            mr_ifindex: i32::try_from(self.index).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "interface index too large")
+            })?,
+            mr_type: libc::PACKET_MR_ALLMULTI as libc::c_ushort,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        let option = if on {
+            libc::PACKET_ADD_MEMBERSHIP
+        } else {
+            libc::PACKET_DROP_MEMBERSHIP
+        };
+        set_option(self.frames.as_raw_fd(), libc::SOL_PACKET, option, &request)
+    }
+
     fn membership(&self, option: libc::c_int, group: Ipv6Addr) -> io::Result<()> {
         let request = libc::ipv6_mreq {
             ipv6mr_multiaddr: libc::in6_addr {
