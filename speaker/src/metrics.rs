@@ -110,6 +110,7 @@ mod tests {
         l2.request_answered(AddressFamily::ipv4);
         l2.gratuitous_sent(AddressFamily::ipv6);
         l2.packet_ignored(IgnoreReason::NotOurs);
+        l2.set_all_multicast("eth0", false);
         membership.count_rejected(RejectReason::BadKey);
         membership.count_message(Direction::In);
         let peer = PeerLabels { peer: "p".into() };
@@ -137,6 +138,8 @@ mod tests {
                 "ferrolb_speaker_l2_gratuitous_sent_total",
                 "ferrolb_speaker_l2_ignored_packets_total",
                 "ferrolb_speaker_l2_unreachable_interfaces",
+                "ferrolb_speaker_l2_ndp_group_join_failures_total",
+                "ferrolb_speaker_l2_ndp_all_multicast",
                 "ferrolb_speaker_l2_announced_ips",
                 "ferrolb_speaker_members_alive",
                 "ferrolb_speaker_gossip_rejected_total",

@@ -231,6 +231,67 @@ async fn a_unicast_neighbor_solicitation_is_answered_by_the_owner() -> Result<()
     Ok(())
 }
 
+/// Solicited-node groups the kernel lets the speaker's NDP socket join in
+/// node 0's namespace once `net.core.optmem_max` (per namespace since Linux
+/// 6.9) is lowered to 1024 bytes: 18 on Linux 6.18, about 56 bytes each
+/// (the default 128 KiB holds 2,340).
+const LOWERED_OPTMEM_MAX: &str = "net.core.optmem_max=1024";
+const SERVICES_PAST_THE_GROUP_LIMIT: usize = 24;
+
+/// Past the groups the kernel lets one socket join, the speaker receives all
+/// multicast on the interface instead: the last IPv6 IP is answered, and the
+/// refusal is logged once, not once per IP per plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_ips_past_the_kernels_group_limit_are_answered_without_a_log_flood() -> Result<()> {
+    let one = LabShape {
+        nodes: 1,
+        second_lan: false,
+        own_cluster: false,
+    };
+    let mut lab = L2Lab::start("l2-mcl", one).await?;
+    lab.nodes[0]
+        .netns
+        .exec_ok(&["sysctl", "-qw", LOWERED_OPTMEM_MAX])?;
+    lab.advertise("all", json!({})).await?;
+    lab.start_speakers()?;
+    let mut ips = Vec::new();
+    for i in 0..SERVICES_PAST_THE_GROUP_LIMIT {
+        let service = format!("v6-{i}");
+        let extra = json!({"spec": {"ipFamilies": ["IPv6"]}});
+        ips.push(v6(&lab.service(&service, extra, 1).await?)?);
+    }
+    for ip in [ips[0], ips[ips.len() - 1]] {
+        let owner = lab.wait_ndp_owner(ip, None).await;
+        if owner.is_err() {
+            eprintln!("LOGS\n{}", lab.speaker_logs(0));
+        }
+        assert_eq!(owner?, 0, "{ip}");
+    }
+    let metrics = lab.speaker_http(0, "/metrics")?;
+    assert_eq!(
+        sample_value(
+            &metrics,
+            "ferrolb_speaker_l2_ndp_all_multicast{interface=\"eth0\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let refused = sample_value(&metrics, "ferrolb_speaker_l2_ndp_group_join_failures_total");
+    assert!(refused.is_some_and(|n| n >= 1.0), "{metrics}");
+
+    let logs = lab.speaker_logs(0);
+    let about_groups: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("solicited-node") || line.contains("cannot announce"))
+        .collect();
+    assert_eq!(about_groups.len(), 1, "{about_groups:#?}");
+    assert!(
+        about_groups[0].contains("receiving all multicast"),
+        "{about_groups:#?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_policy_follows_the_endpoints() -> Result<()> {
     let mut lab = L2Lab::start("l2-local", THREE).await?;

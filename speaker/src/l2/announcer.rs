@@ -22,6 +22,7 @@ pub use super::task::ConflictReport;
 
 use super::MacAddr;
 use super::arbiter::Arbiter;
+use super::groups::SolicitedGroups;
 use super::interfaces::{ExcludePatterns, InterfaceInfo, list_interfaces};
 use super::metrics::L2Metrics;
 use super::plan::{Ownership, assign};
@@ -292,7 +293,7 @@ impl State {
             arbiter: Arbiter::new(mac),
             current: Ownership::default(),
             answering: Ownership::default(),
-            joined_groups: BTreeSet::new(),
+            groups: SolicitedGroups::default(),
             served: served_sender,
             served_changed: self.served_changed.clone(),
             conflicts: self.config.conflicts.clone(),

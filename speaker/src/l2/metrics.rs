@@ -34,8 +34,15 @@ struct ConflictLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: String,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    group_join_failures: Counter,
+    all_multicast: Family<InterfaceLabel, Gauge>,
     conflicts: Family<ConflictLabels, Counter>,
     requests_answered: Family<FamilyLabel, Counter>,
     gratuitous_sent: Family<FamilyLabel, Counter>,
@@ -81,6 +88,16 @@ impl L2Metrics {
             "l2_unreachable_interfaces",
             "Interfaces named by the L2Advertisements selecting this node that it cannot announce on (down, no carrier, missing), plus one when no interface is suitable for advertisements naming none; the node leaves the election for the IPs it cannot serve",
             self.0.unreachable_interfaces.clone(),
+        );
+        registry.register(
+            "l2_ndp_group_join_failures",
+            "Solicited-node multicast group joins the kernel refused (past net.core.optmem_max, say)",
+            self.0.group_join_failures.clone(),
+        );
+        registry.register(
+            "l2_ndp_all_multicast",
+            "1 for an interface receiving all multicast for NDP because the kernel refused a solicited-node group, 0 once every group is joined again",
+            self.0.all_multicast.clone(),
         );
         registry.register(
             "l2_announced_ips",
@@ -129,6 +146,21 @@ impl L2Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// See `l2_ndp_group_join_failures`.
+    pub fn group_join_failed(&self) {
+        self.0.group_join_failures.inc();
+    }
+
+    /// See `l2_ndp_all_multicast`.
+    pub fn set_all_multicast(&self, interface: &str, on: bool) {
+        self.0
+            .all_multicast
+            .get_or_create(&InterfaceLabel {
+                interface: interface.to_owned(),
+            })
+            .set(i64::from(on));
+    }
+
     pub fn set_announced_ips(&self, count: usize) {
         self.0
             .announced_ips
@@ -154,6 +186,8 @@ mod tests {
         metrics.set_announced_ips(2);
         metrics.set_unreachable_interfaces(1);
         metrics.conflict(AddressFamily::ipv4, Outcome::Yielded);
+        metrics.group_join_failed();
+        metrics.set_all_multicast("eth0", true);
 
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
@@ -162,6 +196,8 @@ mod tests {
             "ferrolb_speaker_l2_gratuitous_sent_total{family=\"ipv6\"} 1",
             "ferrolb_speaker_l2_ignored_packets_total{reason=\"bad_hop_limit\"} 1",
             "ferrolb_speaker_l2_announced_ips 2",
+            "ferrolb_speaker_l2_ndp_group_join_failures_total 1",
+            "ferrolb_speaker_l2_ndp_all_multicast{interface=\"eth0\"} 1",
             "ferrolb_speaker_l2_unreachable_interfaces 1",
             "ferrolb_speaker_l2_conflicts_total{family=\"ipv4\",outcome=\"yielded\"} 1",
         ] {

@@ -11,7 +11,8 @@
 //! - [`arbiter`] and [`claim`]: one MAC per IP on the wire (probe before
 //!   claiming, conflicts settled by election rank).
 //!
-//! Thin shells: [`socket`] (raw sockets registered with tokio) and
+//! Thin shells: [`socket`] (raw sockets registered with tokio), `groups`
+//! (the solicited-node memberships, and all-multicast past the kernel's limit) and
 //! [`announcer`] (the per-interface tasks that tie everything together).
 //!
 //! The codecs are our own rather than `pnet`'s packet types: ARP over Ethernet
@@ -26,6 +27,7 @@ pub mod arbiter;
 pub mod arp;
 #[deny(missing_docs)]
 pub mod claim;
+mod groups;
 pub mod interfaces;
 #[deny(missing_docs)]
 mod mac;

@@ -187,8 +187,14 @@ impl ArpSocket {
 
 /// Neighbor Discovery on one interface: a packet socket receives the
 /// Neighbor Solicitations and Advertisements (whole frames, through
-/// [`NEIGHBOR_DISCOVERY_FILTER`]), and a raw `IPPROTO_ICMPV6` socket sends
-/// with hop limit 255 and holds the solicited-node group memberships.
+/// [`NEIGHBOR_DISCOVERY_FILTER`]), a raw `IPPROTO_ICMPV6` socket sends
+/// with hop limit 255, and another one holds the solicited-node group
+/// memberships.
+///
+/// The memberships have a socket of their own because the kernel charges
+/// both them and a send's control message (the `IPV6_PKTINFO` naming the
+/// source) to the socket's option memory (`net.core.optmem_max`): on one
+/// socket, a full set of groups made every send fail with ENOBUFS.
 ///
 /// Receiving frames rather than ICMPv6 messages is what lets a solicitation
 /// sent to a Service IP itself (a reachability probe, unicast to our MAC)
@@ -198,6 +204,7 @@ impl ArpSocket {
 pub struct NdpSocket {
     fd: AsyncFd<OwnedFd>,
     frames: AsyncFd<OwnedFd>,
+    memberships: OwnedFd,
     index: u32,
 }
 
@@ -227,6 +234,13 @@ impl NdpSocket {
         // blocked, so nothing queues up here: the packet socket receives.
         let filter = [u32::MAX; 8];
         set_option(raw, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
+        let memberships = new_socket(libc::AF_INET6, libc::IPPROTO_ICMPV6)?;
+        set_option(
+            memberships.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            &filter,
+        )?;
 
         let hop_limit: libc::c_int = REQUIRED_HOP_LIMIT.into();
         set_option(raw, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &hop_limit)?;
@@ -261,6 +275,7 @@ impl NdpSocket {
         Ok(NdpSocket {
             fd: register(fd)?,
             frames: register(frames)?,
+            memberships,
             index,
         })
     }
@@ -274,6 +289,27 @@ impl NdpSocket {
         self.membership(libc::IPV6_DROP_MEMBERSHIP, group)
     }
 
+    /// Makes the interface accept every multicast frame for the packet
+    /// socket (`PACKET_MR_ALLMULTI`), or stops it: how solicitations still
+    /// arrive when the kernel refuses more solicited-node groups. The kernel
+    /// drops it when the socket closes.
+    pub fn receive_all_multicast(&self, on: bool) -> io::Result<()> {
+        let request = libc::packet_mreq {
+            mr_ifindex: i32::try_from(self.index).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "interface index too large")
+            })?,
+            mr_type: libc::PACKET_MR_ALLMULTI as libc::c_ushort,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        let option = if on {
+            libc::PACKET_ADD_MEMBERSHIP
+        } else {
+            libc::PACKET_DROP_MEMBERSHIP
+        };
+        set_option(self.frames.as_raw_fd(), libc::SOL_PACKET, option, &request)
+    }
+
     fn membership(&self, option: libc::c_int, group: Ipv6Addr) -> io::Result<()> {
         let request = libc::ipv6_mreq {
             ipv6mr_multiaddr: libc::in6_addr {
@@ -281,7 +317,12 @@ impl NdpSocket {
             },
             ipv6mr_interface: self.index,
         };
-        set_option(self.fd.as_raw_fd(), libc::IPPROTO_IPV6, option, &request)
+        set_option(
+            self.memberships.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            option,
+            &request,
+        )
     }
 
     /// Sends an ICMPv6 message to `destination` on this interface from the

@@ -4,7 +4,7 @@
 //! the arbiter decides (probe, claim, defend, yield).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -19,6 +19,7 @@ use super::claim::{
     arp_probe, foreign_advertisement_claim, foreign_arp_claim, neighbor_probe,
     tagged_advertisement, tagged_arp,
 };
+use super::groups::SolicitedGroups;
 use super::metrics::{AddressFamily, L2Metrics};
 use super::ndp::{ALL_NODES, NeighborAdvertisement, solicited_node_multicast};
 use super::ndp_frame::Icmpv6Frame;
@@ -51,7 +52,7 @@ pub(super) struct InterfaceTask {
     pub(super) current: Ownership,
     /// What we answer for: `current`, narrowed to the IPs the arbiter owns.
     pub(super) answering: Ownership,
-    pub(super) joined_groups: BTreeSet<Ipv6Addr>,
+    pub(super) groups: SolicitedGroups,
     pub(super) served: watch::Sender<BTreeSet<IpAddr>>,
     pub(super) served_changed: Arc<Notify>,
     pub(super) conflicts: Option<mpsc::Sender<ConflictReport>>,
@@ -110,14 +111,22 @@ impl InterfaceTask {
             }
             self.schedule.cancel(*lost);
         }
-        self.update_groups(&next.here);
+        if let Some(ndp) = &self.ndp {
+            self.groups
+                .update(ndp, &next.here, &self.name, &self.metrics);
+        }
         let mut wanted = BTreeMap::new();
+        let mut unserved = Vec::new();
         for ip in &next.here {
             if self.can_serve(ip) {
                 wanted.insert(*ip, Rank::of(&self.node, *ip));
             } else if !self.current.here.contains(ip) {
-                warn!(%ip, interface = %self.name, "cannot announce: no socket for its family here");
+                unserved.push(*ip);
             }
+        }
+        if let Some(first) = unserved.first() {
+            // One line per plan, not one per IP (10,000 of them, say).
+            warn!(ip = %first, count = unserved.len(), interface = %self.name, "cannot announce: no socket for the family, or no group joined, here");
         }
         let now = std::time::Instant::now();
         if next.group.joins != self.current.group.joins {
@@ -182,9 +191,7 @@ impl InterfaceTask {
     fn can_serve(&self, ip: &IpAddr) -> bool {
         match ip {
             IpAddr::V4(_) => self.arp.is_some(),
-            IpAddr::V6(v6) => {
-                self.ndp.is_some() && self.joined_groups.contains(&solicited_node_multicast(*v6))
-            }
+            IpAddr::V6(v6) => self.ndp.is_some() && self.groups.receives(*v6),
         }
     }
 
@@ -206,38 +213,6 @@ impl InterfaceTask {
         if changed {
             self.served_changed.notify_one();
         }
-    }
-
-    /// Joins the solicited-node groups of the IPv6 addresses in `here` and
-    /// leaves the rest. Several addresses can share a group. A group that
-    /// cannot be joined (IPv6 disabled on the interface, say) leaves its
-    /// addresses unserved here, without harming the others.
-    fn update_groups(&mut self, here: &BTreeSet<IpAddr>) {
-        let Some(ndp) = &self.ndp else { return };
-        let wanted: BTreeSet<Ipv6Addr> = here
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(v6) => Some(solicited_node_multicast(*v6)),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        for group in self.joined_groups.difference(&wanted) {
-            if let Err(error) = ndp.leave(*group) {
-                debug!(%group, %error, "leaving a solicited-node group failed");
-            }
-        }
-        let mut joined: BTreeSet<Ipv6Addr> =
-            self.joined_groups.intersection(&wanted).copied().collect();
-        for group in wanted.difference(&self.joined_groups) {
-            match ndp.join(*group) {
-                Ok(()) => {
-                    debug!(%group, "joined the solicited-node group");
-                    joined.insert(*group);
-                }
-                Err(error) => warn!(%group, %error, "cannot join the solicited-node group"),
-            }
-        }
-        self.joined_groups = joined;
     }
 
     /// Another MAC claims `ip`: let the arbiter decide, and say so if it

@@ -10,7 +10,9 @@ use ferrolb_crds::session_status::{LABEL_NODE, LABEL_PEER};
 use ferrolb_crds::{BGPSessionState, BGPSessionStateStatus};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
+use kube::runtime::events::{Event, EventType, Reporter as EventReporter};
+
+use super::events::EventPublisher;
 use kube::{Api, Client};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -113,7 +115,7 @@ pub fn state_name(state: State) -> String {
 /// Writes `BGPSessionState` objects and Service Events.
 pub struct SessionReporter {
     states: Api<BGPSessionState>,
-    recorder: Recorder,
+    recorder: EventPublisher,
     node: String,
     /// What each object holds, by peer, and when it was written.
     written: BTreeMap<String, (BGPSessionStateStatus, Instant)>,
@@ -138,7 +140,7 @@ impl SessionReporter {
         };
         SessionReporter {
             states: Api::namespaced(client.clone(), namespace),
-            recorder: Recorder::new(client, reporter),
+            recorder: EventPublisher::new(client, reporter),
             node: node.to_string(),
             written: BTreeMap::new(),
             advertising: BTreeMap::new(),

@@ -32,6 +32,7 @@
 
 mod bgp;
 mod bgp_report;
+mod events;
 mod reach;
 mod report;
 mod stores;

@@ -16,7 +16,9 @@ use ferrolb_crds::service_status::{
 use ferrolb_crds::{ServiceL2Status, ServiceL2StatusStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
+use kube::runtime::events::{Event, EventType, Reporter as EventReporter};
+
+use super::events::EventPublisher;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::json;
@@ -33,7 +35,7 @@ pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 
 pub struct Reporter {
     statuses: Api<ServiceL2Status>,
-    recorder: Recorder,
+    recorder: EventPublisher,
     node: String,
     /// What was reported successfully.
     reported: Announced,
@@ -47,7 +49,7 @@ impl Reporter {
         };
         Reporter {
             statuses: Api::namespaced(client.clone(), namespace),
-            recorder: Recorder::new(client, reporter),
+            recorder: EventPublisher::new(client, reporter),
             node: node.to_string(),
             reported: Announced::new(),
         }

@@ -54,7 +54,7 @@ impl Stores {
                 Api::all(client.clone()),
                 changed.clone(),
                 sync(1),
-                trim_meta,
+                trim_slice,
             ),
             nodes: watch(
                 Api::all(client.clone()),
@@ -155,6 +155,22 @@ fn trim_service(service: &mut Service) {
     if let Some(spec) = service.spec.as_mut() {
         spec.ports = None;
         spec.selector = None;
+    }
+}
+
+fn trim_slice(slice: &mut EndpointSlice) {
+    trim_meta(slice);
+    slice.metadata.owner_references = None;
+    // The plan reads the Service label, and each endpoint's node and
+    // conditions; addresses and ports are most of a slice.
+    slice.ports = None;
+    for endpoint in &mut slice.endpoints {
+        endpoint.addresses = Vec::new();
+        endpoint.target_ref = None;
+        endpoint.hints = None;
+        endpoint.hostname = None;
+        endpoint.deprecated_topology = None;
+        endpoint.zone = None;
     }
 }
 
