@@ -323,10 +323,31 @@ fn kubelets_cut_off_the_api_on_every_node_change_no_announcement() -> Result<()>
         longest_gap < Duration::from_secs(1),
         "{ip} went unanswered for {longest_gap:?}"
     );
-    let overlaps = overlapping_answers(&window, Duration::from_millis(50));
+    // Two answers at once are a split brain only under the guard: the
+    // hand-overs before it (an owner's Node turning Unknown before the
+    // others) and after the heal are moves decided by each speaker from its
+    // own watch, which may overlap for the few milliseconds between the two
+    // speakers seeing the same Node change. Reported, not asserted.
+    let guarded_claims: Vec<Claim> = window
+        .iter()
+        .filter(|c| c.at >= guarded && c.at <= heal_at)
+        .cloned()
+        .collect();
+    let overlaps = overlapping_answers(&guarded_claims, Duration::from_millis(50));
+    println!(
+        "answers overlapping at hand-overs outside the guard: {:?}",
+        overlapping_answers(&window, Duration::from_millis(50))
+            .iter()
+            .map(|(a, b)| (
+                a.at.saturating_duration_since(cut_at),
+                b.at.saturating_duration_since(a.at)
+            ))
+            .collect::<Vec<_>>()
+    );
     assert!(
-        overlaps.is_empty(),
-        "two nodes answered at once: {overlaps:?}"
+        !guarded_claims.is_empty() && overlaps.is_empty(),
+        "two nodes answered at once while every Node was Unknown ({} claims): {overlaps:?}",
+        guarded_claims.len()
     );
     assert!(
         failed_partitioned.is_empty(),
