@@ -106,7 +106,7 @@ fn name_of(
     name
 }
 
-fn namespaced_key(
+pub(super) fn namespaced_key(
     meta: &ObjectMeta,
     kind: &'static str,
     warnings: &mut Vec<ViewWarning>,
@@ -126,7 +126,10 @@ fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
 
-fn service_view(service: &Service, warnings: &mut Vec<ViewWarning>) -> Option<ServiceView> {
+pub(super) fn service_view(
+    service: &Service,
+    warnings: &mut Vec<ViewWarning>,
+) -> Option<ServiceView> {
     let key = namespaced_key(&service.metadata, "Service", warnings)?;
     let ingress = service
         .status
@@ -160,7 +163,7 @@ fn service_view(service: &Service, warnings: &mut Vec<ViewWarning>) -> Option<Se
 
 /// Kubernetes' rule for an endpoint that may take traffic: `ready`, where unset means
 /// ready, or serving and not terminating.
-fn is_usable(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable(endpoint: &Endpoint) -> bool {
     let Some(conditions) = &endpoint.conditions else {
         return true;
     };
@@ -173,7 +176,7 @@ fn is_usable(endpoint: &Endpoint) -> bool {
 /// lifecycle controller has marked every pod on those Nodes not ready, and the
 /// conditions tell nothing about the pods. Every endpoint not terminating counts, as
 /// kube-proxy, cut off from the API too, keeps sending traffic to it.
-fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
     endpoint
         .conditions
         .as_ref()
@@ -226,7 +229,7 @@ fn endpoints<'o>(
     by_service
 }
 
-fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
+pub(super) fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
     Some(NodeView {
         name: name_of(&node.metadata, "Node", warnings)?,
         labels: labels_of(&node.metadata),
@@ -235,7 +238,7 @@ fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
     })
 }
 
-fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<PoolView> {
+pub(super) fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<PoolView> {
     let name = name_of(&pool.metadata, "IPAddressPool", warnings)?;
     let mut ranges = Vec::new();
     for (i, entry) in pool.spec.addresses.iter().enumerate() {
@@ -254,7 +257,7 @@ fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<Po
     })
 }
 
-fn l2_advertisement_view(
+pub(super) fn l2_advertisement_view(
     advertisement: &L2Advertisement,
     warnings: &mut Vec<ViewWarning>,
 ) -> Option<L2AdvertisementView> {

@@ -1,0 +1,315 @@
+//! The [`ClusterView`] kept up to date rather than rebuilt: [`ViewCache::sync`] gives the
+//! same view as [`ClusterView::from_objects`] (the property tests prove it over random
+//! sequences of changes) but converts again only the Services and EndpointSlices whose
+//! `metadata.resourceVersion` changed since the last call (or that have none), and says
+//! which Services' view or endpoints changed, the set [`super::L2Planner::plan_touched`]
+//! re-decides.
+//!
+//! Why resourceVersions rather than the watch events: the caches hand the plan loop
+//! their whole contents, and a comparison of two short strings per object is far
+//! cheaper than a conversion, while needing nothing from the watch tasks (a re-list after
+//! an outage is handled like any other change). Nodes, pools and L2Advertisements are few
+//! and converted whole every time; when the nodes' readiness turns endpoint conditions
+//! on or off, every Service's endpoints are merged again.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ferrolb_crds::l2::L2Advertisement;
+use ferrolb_crds::pool::IPAddressPool;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::ClassFilter;
+use super::convert::{
+    LABEL_SERVICE_NAME, ViewWarning, is_usable, is_usable_in_full_disruption,
+    l2_advertisement_view, namespaced_key, node_view, pool_view, service_view,
+};
+use super::eligibility::readiness_counts;
+use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
+
+/// The view and what each watched Service and EndpointSlice contributed to it.
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    view: ClusterView,
+    services: HashMap<ServiceKey, Seen>,
+    slices: HashMap<ServiceKey, SliceEntry>,
+    /// The slices naming each Service, whether or not it is in the view.
+    slices_of: HashMap<ServiceKey, BTreeSet<ServiceKey>>,
+    readiness_counts: Option<bool>,
+    generation: u64,
+}
+
+/// What one call of [`ViewCache::sync`] changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced {
+    /// The Services whose view or endpoints changed (added and removed ones included);
+    /// `None` when the first sync or a change of readiness may have changed any.
+    pub touched: Option<BTreeSet<ServiceKey>>,
+    /// As [`ClusterView::from_objects`] reports them, in an order of their own.
+    pub warnings: Vec<ViewWarning>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    version: Option<String>,
+    generation: u64,
+    warnings: Vec<ViewWarning>,
+}
+
+#[derive(Debug)]
+struct SliceEntry {
+    seen: Seen,
+    service: ServiceKey,
+    /// The usable endpoints' nodes and unplaced count, when conditions count.
+    usable: (Vec<String>, usize),
+    /// The same in a full disruption (no node Ready).
+    disruption: (Vec<String>, usize),
+}
+
+impl Seen {
+    fn unchanged(&self, version: Option<&String>) -> bool {
+        version.is_some() && self.version.as_ref() == version
+    }
+}
+
+impl ViewCache {
+    /// The view as of the last [`ViewCache::sync`].
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// Brings the view up to date with the given objects (all of each kind, as
+    /// [`ClusterView::from_objects`] takes them).
+    pub fn sync<'o>(
+        &mut self,
+        services: impl IntoIterator<Item = &'o Service>,
+        endpoint_slices: impl IntoIterator<Item = &'o EndpointSlice>,
+        nodes: impl IntoIterator<Item = &'o Node>,
+        pools: impl IntoIterator<Item = &'o IPAddressPool>,
+        l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
+        class: &ClassFilter,
+    ) -> Synced {
+        self.generation += 1;
+        let generation = self.generation;
+        let mut warnings = Vec::new();
+        let mut touched = BTreeSet::new();
+        // Services whose endpoints must be merged again.
+        let mut merge = BTreeSet::new();
+
+        for service in services {
+            let Some(key) = namespaced_key(&service.metadata, "Service", &mut Vec::new()) else {
+                // Only Services of our class are worth a warning.
+                if class.accepts(service) {
+                    warnings.push(ViewWarning::MissingName { kind: "Service" });
+                }
+                continue;
+            };
+            let version = service.metadata.resource_version.as_ref();
+            if let Some(seen) = self.services.get_mut(&key)
+                && seen.unchanged(version)
+            {
+                seen.generation = generation;
+                continue;
+            }
+            let mut own = Vec::new();
+            let converted = if class.accepts(service) {
+                service_view(service, &mut own)
+            } else {
+                None
+            };
+            self.services.insert(
+                key.clone(),
+                Seen {
+                    version: version.cloned(),
+                    generation,
+                    warnings: own,
+                },
+            );
+            if self.set_service(&key, converted) {
+                touched.insert(key.clone());
+                merge.insert(key);
+            }
+        }
+        let gone: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|(_, seen)| seen.generation != generation)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.services.remove(&key);
+            if self.set_service(&key, None) {
+                touched.insert(key.clone());
+                merge.insert(key);
+            }
+        }
+
+        for slice in endpoint_slices {
+            let Some(service_name) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
+            else {
+                continue;
+            };
+            let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut warnings) else {
+                continue;
+            };
+            let version = slice.metadata.resource_version.as_ref();
+            let service = ServiceKey::new(key.namespace.clone(), service_name);
+            if let Some(entry) = self.slices.get_mut(&key)
+                && entry.seen.unchanged(version)
+                && entry.service == service
+            {
+                entry.seen.generation = generation;
+                continue;
+            }
+            let entry = SliceEntry {
+                seen: Seen {
+                    version: version.cloned(),
+                    generation,
+                    warnings: Vec::new(),
+                },
+                service: service.clone(),
+                usable: placements(slice, is_usable),
+                disruption: placements(slice, is_usable_in_full_disruption),
+            };
+            if let Some(old) = self.slices.insert(key.clone(), entry) {
+                self.unlink_slice(&old.service, &key);
+                merge.insert(old.service);
+            }
+            self.slices_of
+                .entry(service.clone())
+                .or_default()
+                .insert(key);
+            merge.insert(service);
+        }
+        let gone: Vec<ServiceKey> = self
+            .slices
+            .iter()
+            .filter(|(_, entry)| entry.seen.generation != generation)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(old) = self.slices.remove(&key) {
+                self.unlink_slice(&old.service, &key);
+                merge.insert(old.service);
+            }
+        }
+
+        self.view.nodes.clear();
+        for node in nodes {
+            if let Some(node) = node_view(node, &mut warnings) {
+                self.view.insert_node(node);
+            }
+        }
+        let counts = readiness_counts(&self.view);
+        let everything = self.readiness_counts != Some(counts);
+        self.readiness_counts = Some(counts);
+        if everything {
+            merge = self.view.services.keys().cloned().collect();
+            self.view.endpoints.clear();
+        }
+        for key in merge {
+            if self.merge_endpoints(&key, counts) {
+                touched.insert(key);
+            }
+        }
+
+        self.view.pools.clear();
+        for pool in pools {
+            if let Some(pool) = pool_view(pool, &mut warnings) {
+                self.view.insert_pool(pool);
+            }
+        }
+        self.view.l2_advertisements.clear();
+        for advertisement in l2_advertisements {
+            if let Some(advertisement) = l2_advertisement_view(advertisement, &mut warnings) {
+                self.view.insert_l2_advertisement(advertisement);
+            }
+        }
+        warnings.extend(
+            self.services
+                .values()
+                .flat_map(|seen| seen.warnings.iter().cloned()),
+        );
+        Synced {
+            touched: (!everything).then_some(touched),
+            warnings,
+        }
+    }
+
+    /// Sets or removes a Service's view; whether it changed.
+    fn set_service(&mut self, key: &ServiceKey, converted: Option<super::ServiceView>) -> bool {
+        match converted {
+            Some(service) => {
+                if self.view.services.get(key) == Some(&service) {
+                    return false;
+                }
+                self.view.services.insert(key.clone(), service);
+                true
+            }
+            None => self.view.services.remove(key).is_some(),
+        }
+    }
+
+    fn unlink_slice(&mut self, service: &ServiceKey, slice: &ServiceKey) {
+        if let Some(slices) = self.slices_of.get_mut(service) {
+            slices.remove(slice);
+            if slices.is_empty() {
+                self.slices_of.remove(service);
+            }
+        }
+    }
+
+    /// Merges the endpoints of `service` again from its slices; whether they changed.
+    fn merge_endpoints(&mut self, service: &ServiceKey, conditions_count: bool) -> bool {
+        let merged = match self.slices_of.get(service) {
+            Some(slices) if self.view.services.contains_key(service) => {
+                let mut merged = ServiceEndpoints::default();
+                for entry in slices.iter().filter_map(|key| self.slices.get(key)) {
+                    let (nodes, unplaced) = if conditions_count {
+                        &entry.usable
+                    } else {
+                        &entry.disruption
+                    };
+                    merged.nodes.extend(nodes.iter().cloned());
+                    merged.unplaced = merged.unplaced.saturating_add(*unplaced);
+                }
+                Some(merged)
+            }
+            _ => None,
+        };
+        match merged {
+            Some(merged) => {
+                if self.view.endpoints.get(service) == Some(&merged) {
+                    return false;
+                }
+                self.view.endpoints.insert(service.clone(), merged);
+                true
+            }
+            None => self.view.endpoints.remove(service).is_some(),
+        }
+    }
+}
+
+/// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have no node.
+fn placements(
+    slice: &EndpointSlice,
+    usable: fn(&k8s_openapi::api::discovery::v1::Endpoint) -> bool,
+) -> (Vec<String>, usize) {
+    let mut nodes = Vec::new();
+    let mut unplaced = 0usize;
+    for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
+        match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
+            Some(node) => nodes.push(node.clone()),
+            None => unplaced = unplaced.saturating_add(1),
+        }
+    }
+    (nodes, unplaced)
+}
+
+#[cfg(test)]
+#[path = "view_cache_proptests.rs"]
+mod proptests;
