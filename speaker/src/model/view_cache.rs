@@ -18,6 +18,7 @@ use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::pool::IPAddressPool;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ClassFilter;
 use super::convert::{
@@ -31,8 +32,8 @@ use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
 #[derive(Debug, Default)]
 pub struct ViewCache {
     view: ClusterView,
-    services: HashMap<ServiceKey, Seen>,
-    slices: HashMap<ServiceKey, SliceEntry>,
+    services: Entries<Seen>,
+    slices: Entries<SliceEntry>,
     /// The slices naming each Service, whether or not it is in the view.
     slices_of: HashMap<ServiceKey, BTreeSet<ServiceKey>>,
     readiness_counts: Option<bool>,
@@ -66,6 +67,59 @@ struct SliceEntry {
     disruption: (Vec<String>, usize),
 }
 
+/// Per object, by namespace then name: found from an object's metadata without
+/// building a key (two allocations per object and plan).
+#[derive(Debug)]
+struct Entries<T>(HashMap<String, HashMap<String, T>>);
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Entries(HashMap::new())
+    }
+}
+
+impl<T> Entries<T> {
+    fn get_mut(&mut self, meta: &ObjectMeta) -> Option<&mut T> {
+        let (namespace, name) = (meta.namespace.as_deref()?, meta.name.as_deref()?);
+        self.0.get_mut(namespace)?.get_mut(name)
+    }
+
+    fn get(&self, key: &ServiceKey) -> Option<&T> {
+        self.0.get(&key.namespace)?.get(&key.name)
+    }
+
+    fn insert(&mut self, key: &ServiceKey, value: T) -> Option<T> {
+        let names = self.0.entry(key.namespace.clone()).or_default();
+        names.insert(key.name.clone(), value)
+    }
+
+    fn remove(&mut self, key: &ServiceKey) -> Option<T> {
+        let names = self.0.get_mut(&key.namespace)?;
+        let removed = names.remove(&key.name);
+        if names.is_empty() {
+            self.0.remove(&key.namespace);
+        }
+        removed
+    }
+
+    /// The keys of the entries `pick` picks.
+    fn keys_where(&self, pick: impl Fn(&T) -> bool) -> Vec<ServiceKey> {
+        self.0
+            .iter()
+            .flat_map(|(namespace, names)| {
+                names
+                    .iter()
+                    .filter(|(_, value)| pick(value))
+                    .map(|(name, _)| ServiceKey::new(namespace.clone(), name.clone()))
+            })
+            .collect()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.values().flat_map(HashMap::values)
+    }
+}
+
 impl Seen {
     fn unchanged(&self, version: Option<&String>) -> bool {
         version.is_some() && self.version.as_ref() == version
@@ -97,6 +151,12 @@ impl ViewCache {
         let mut merge = BTreeSet::new();
 
         for service in services {
+            if let Some(seen) = self.services.get_mut(&service.metadata)
+                && seen.unchanged(service.metadata.resource_version.as_ref())
+            {
+                seen.generation = generation;
+                continue;
+            }
             let Some(key) = namespaced_key(&service.metadata, "Service", &mut Vec::new()) else {
                 // Only Services of our class are worth a warning.
                 if class.accepts(service) {
@@ -105,12 +165,6 @@ impl ViewCache {
                 continue;
             };
             let version = service.metadata.resource_version.as_ref();
-            if let Some(seen) = self.services.get_mut(&key)
-                && seen.unchanged(version)
-            {
-                seen.generation = generation;
-                continue;
-            }
             let mut own = Vec::new();
             let converted = if class.accepts(service) {
                 service_view(service, &mut own)
@@ -118,7 +172,7 @@ impl ViewCache {
                 None
             };
             self.services.insert(
-                key.clone(),
+                &key,
                 Seen {
                     version: version.cloned(),
                     generation,
@@ -130,12 +184,9 @@ impl ViewCache {
                 merge.insert(key);
             }
         }
-        let gone: Vec<ServiceKey> = self
+        let gone = self
             .services
-            .iter()
-            .filter(|(_, seen)| seen.generation != generation)
-            .map(|(key, _)| key.clone())
-            .collect();
+            .keys_where(|seen| seen.generation != generation);
         for key in gone {
             self.services.remove(&key);
             if self.set_service(&key, None) {
@@ -153,18 +204,18 @@ impl ViewCache {
             else {
                 continue;
             };
-            let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut warnings) else {
-                continue;
-            };
             let version = slice.metadata.resource_version.as_ref();
-            let service = ServiceKey::new(key.namespace.clone(), service_name);
-            if let Some(entry) = self.slices.get_mut(&key)
+            if let Some(entry) = self.slices.get_mut(&slice.metadata)
                 && entry.seen.unchanged(version)
-                && entry.service == service
+                && entry.service.name == *service_name
             {
                 entry.seen.generation = generation;
                 continue;
             }
+            let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut warnings) else {
+                continue;
+            };
+            let service = ServiceKey::new(key.namespace.clone(), service_name);
             let entry = SliceEntry {
                 seen: Seen {
                     version: version.cloned(),
@@ -175,7 +226,7 @@ impl ViewCache {
                 usable: placements(slice, is_usable),
                 disruption: placements(slice, is_usable_in_full_disruption),
             };
-            if let Some(old) = self.slices.insert(key.clone(), entry) {
+            if let Some(old) = self.slices.insert(&key, entry) {
                 self.unlink_slice(&old.service, &key);
                 merge.insert(old.service);
             }
@@ -185,12 +236,9 @@ impl ViewCache {
                 .insert(key);
             merge.insert(service);
         }
-        let gone: Vec<ServiceKey> = self
+        let gone = self
             .slices
-            .iter()
-            .filter(|(_, entry)| entry.seen.generation != generation)
-            .map(|(key, _)| key.clone())
-            .collect();
+            .keys_where(|entry| entry.seen.generation != generation);
         for key in gone {
             if let Some(old) = self.slices.remove(&key) {
                 self.unlink_slice(&old.service, &key);
