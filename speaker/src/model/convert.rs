@@ -210,23 +210,33 @@ fn endpoints<'o>(
             continue;
         }
         let merged = by_service.entry(service).or_default();
-        let usable = |e: &&Endpoint| {
-            if conditions_count {
-                is_usable(e)
-            } else {
-                is_usable_in_full_disruption(e)
-            }
+        let usable = if conditions_count {
+            is_usable
+        } else {
+            is_usable_in_full_disruption
         };
-        for endpoint in slice.endpoints.iter().filter(usable) {
-            match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
-                Some(node) => {
-                    merged.nodes.insert(node.clone());
-                }
-                None => merged.unplaced = merged.unplaced.saturating_add(1),
-            }
-        }
+        let (nodes, unplaced) = placements(slice, usable);
+        merged.nodes.extend(nodes);
+        merged.unplaced = merged.unplaced.saturating_add(unplaced);
     }
     by_service
+}
+
+/// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have
+/// no node.
+pub(super) fn placements(
+    slice: &EndpointSlice,
+    usable: fn(&Endpoint) -> bool,
+) -> (Vec<String>, usize) {
+    let mut nodes = Vec::new();
+    let mut unplaced = 0usize;
+    for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
+        match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
+            Some(node) => nodes.push(node.clone()),
+            None => unplaced = unplaced.saturating_add(1),
+        }
+    }
+    (nodes, unplaced)
 }
 
 pub(super) fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::ClassFilter;
 use super::convert::{
     LABEL_SERVICE_NAME, ViewWarning, is_usable, is_usable_in_full_disruption,
-    l2_advertisement_view, namespaced_key, node_view, pool_view, service_view,
+    l2_advertisement_view, namespaced_key, node_view, placements, pool_view, service_view,
 };
 use super::eligibility::readiness_counts;
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
@@ -340,22 +340,6 @@ impl ViewCache {
             None => self.view.endpoints.remove(service).is_some(),
         }
     }
-}
-
-/// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have no node.
-fn placements(
-    slice: &EndpointSlice,
-    usable: fn(&k8s_openapi::api::discovery::v1::Endpoint) -> bool,
-) -> (Vec<String>, usize) {
-    let mut nodes = Vec::new();
-    let mut unplaced = 0usize;
-    for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
-        match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
-            Some(node) => nodes.push(node.clone()),
-            None => unplaced = unplaced.saturating_add(1),
-        }
-    }
-    (nodes, unplaced)
 }
 
 #[cfg(test)]
