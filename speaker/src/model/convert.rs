@@ -193,12 +193,7 @@ fn endpoints<'o>(
 ) -> BTreeMap<ServiceKey, ServiceEndpoints> {
     let mut by_service: BTreeMap<ServiceKey, ServiceEndpoints> = BTreeMap::new();
     for slice in slices {
-        let Some(service_name) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
-        else {
+        let Some(service_name) = service_name_of(slice) else {
             // Slices managed by someone else for their own purposes.
             continue;
         };
@@ -220,6 +215,11 @@ fn endpoints<'o>(
         merged.unplaced = merged.unplaced.saturating_add(unplaced);
     }
     by_service
+}
+
+/// The Service a slice names by its label, if any.
+pub(super) fn service_name_of(slice: &EndpointSlice) -> Option<&String> {
+    slice.metadata.labels.as_ref()?.get(LABEL_SERVICE_NAME)
 }
 
 /// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have

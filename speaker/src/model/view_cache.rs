@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ClassFilter;
 use super::convert::{
-    LABEL_SERVICE_NAME, ViewWarning, is_usable, is_usable_in_full_disruption,
-    l2_advertisement_view, namespaced_key, node_view, placements, pool_view, service_view,
+    ViewWarning, is_usable, is_usable_in_full_disruption, l2_advertisement_view, namespaced_key,
+    node_view, placements, pool_view, service_name_of, service_view,
 };
 use super::eligibility::readiness_counts;
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
@@ -196,12 +196,7 @@ impl ViewCache {
         }
 
         for slice in endpoint_slices {
-            let Some(service_name) = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
-            else {
+            let Some(service_name) = service_name_of(slice) else {
                 continue;
             };
             let version = slice.metadata.resource_version.as_ref();
