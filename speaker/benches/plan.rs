@@ -17,7 +17,10 @@
 //!   incremental [`L2Planner`] (views built beforehand; a death is timed from
 //!   everyone alive, a slice change alternates back and forth), and
 //!   `slice_change_incremental`, the plan loop's work with it: the view, the
-//!   planner, the BGP plan.
+//!   planner, the BGP plan;
+//! - `slice_change_cached`, `node_dies_cached`: the plan loop's L2 work as the shell does
+//!   it now, a [`ViewCache`] synced (only changed resourceVersions converted again) and
+//!   [`L2Planner::plan_touched`] (no BGP: with no BGPPeer for the node it returns at once).
 //!
 //! `cargo bench -p ferrolb-speaker --bench plan` (`-- --quick` for a quicker run)
 
@@ -33,7 +36,7 @@ use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
     AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
-    LocalNode, Reaches, bgp_plan, l2_plan_within,
+    LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -63,6 +66,7 @@ fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
     ObjectMeta {
         namespace: namespace.map(Into::into),
         name: Some(name.into()),
+        resource_version: Some("1".into()),
         ..Default::default()
     }
 }
@@ -332,6 +336,63 @@ fn scale(c: &mut Criterion) {
             };
             let bgp = bgp_plan(&view, &bgp, &local, &everyone, &BgpOptions::default());
             black_box(owned + bgp.services.len())
+        })
+    });
+    // The plan loop as `shell::run` runs it in L2 mode: the cached view synced, the
+    // touched Services' IPs re-decided (no BGPPeer selects the node: no BGP work).
+    let mut cache = ViewCache::default();
+    let mut cached_planner = L2Planner::default();
+    let sync = |cache: &mut ViewCache, objects: &Objects| {
+        cache.sync(
+            &objects.services,
+            &objects.slices,
+            &objects.nodes,
+            &objects.pools,
+            &objects.l2,
+            &ClassFilter::default(),
+        )
+    };
+    let synced = sync(&mut cache, &objects);
+    cached_planner.plan_touched(cache.view(), synced.touched.as_ref(), &everyone, &reaches);
+    group.bench_function("slice_change_cached", |b| {
+        b.iter(|| {
+            flip += 1;
+            objects.slices[0] = slice(0, &[flip % 2]);
+            objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
+            let synced = sync(&mut cache, &objects);
+            let plan = cached_planner.plan_touched(
+                cache.view(),
+                synced.touched.as_ref(),
+                &everyone,
+                &reaches,
+            );
+            black_box(plan.len())
+        })
+    });
+    group.bench_function("node_dies_cached", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                // Everyone alive again (a join: planned whole), untimed.
+                let synced = sync(&mut cache, &objects);
+                cached_planner.plan_touched(
+                    cache.view(),
+                    synced.touched.as_ref(),
+                    &everyone,
+                    &reaches,
+                );
+                let started = std::time::Instant::now();
+                let synced = sync(&mut cache, &objects);
+                let plan = cached_planner.plan_touched(
+                    cache.view(),
+                    synced.touched.as_ref(),
+                    &one_dead,
+                    &reaches,
+                );
+                black_box(plan.len());
+                timed += started.elapsed();
+            }
+            timed
         })
     });
     group.finish();

@@ -106,7 +106,7 @@ fn name_of(
     name
 }
 
-fn namespaced_key(
+pub(super) fn namespaced_key(
     meta: &ObjectMeta,
     kind: &'static str,
     warnings: &mut Vec<ViewWarning>,
@@ -126,7 +126,10 @@ fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
 
-fn service_view(service: &Service, warnings: &mut Vec<ViewWarning>) -> Option<ServiceView> {
+pub(super) fn service_view(
+    service: &Service,
+    warnings: &mut Vec<ViewWarning>,
+) -> Option<ServiceView> {
     let key = namespaced_key(&service.metadata, "Service", warnings)?;
     let ingress = service
         .status
@@ -160,7 +163,7 @@ fn service_view(service: &Service, warnings: &mut Vec<ViewWarning>) -> Option<Se
 
 /// Kubernetes' rule for an endpoint that may take traffic: `ready`, where unset means
 /// ready, or serving and not terminating.
-fn is_usable(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable(endpoint: &Endpoint) -> bool {
     let Some(conditions) = &endpoint.conditions else {
         return true;
     };
@@ -173,7 +176,7 @@ fn is_usable(endpoint: &Endpoint) -> bool {
 /// lifecycle controller has marked every pod on those Nodes not ready, and the
 /// conditions tell nothing about the pods. Every endpoint not terminating counts, as
 /// kube-proxy, cut off from the API too, keeps sending traffic to it.
-fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
     endpoint
         .conditions
         .as_ref()
@@ -190,12 +193,7 @@ fn endpoints<'o>(
 ) -> BTreeMap<ServiceKey, ServiceEndpoints> {
     let mut by_service: BTreeMap<ServiceKey, ServiceEndpoints> = BTreeMap::new();
     for slice in slices {
-        let Some(service_name) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(LABEL_SERVICE_NAME))
-        else {
+        let Some(service_name) = service_name_of(slice) else {
             // Slices managed by someone else for their own purposes.
             continue;
         };
@@ -207,26 +205,41 @@ fn endpoints<'o>(
             continue;
         }
         let merged = by_service.entry(service).or_default();
-        let usable = |e: &&Endpoint| {
-            if conditions_count {
-                is_usable(e)
-            } else {
-                is_usable_in_full_disruption(e)
-            }
+        let usable = if conditions_count {
+            is_usable
+        } else {
+            is_usable_in_full_disruption
         };
-        for endpoint in slice.endpoints.iter().filter(usable) {
-            match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
-                Some(node) => {
-                    merged.nodes.insert(node.clone());
-                }
-                None => merged.unplaced = merged.unplaced.saturating_add(1),
-            }
-        }
+        let (nodes, unplaced) = placements(slice, usable);
+        merged.nodes.extend(nodes);
+        merged.unplaced = merged.unplaced.saturating_add(unplaced);
     }
     by_service
 }
 
-fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
+/// The Service a slice names by its label, if any.
+pub(super) fn service_name_of(slice: &EndpointSlice) -> Option<&String> {
+    slice.metadata.labels.as_ref()?.get(LABEL_SERVICE_NAME)
+}
+
+/// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have
+/// no node.
+pub(super) fn placements(
+    slice: &EndpointSlice,
+    usable: fn(&Endpoint) -> bool,
+) -> (Vec<String>, usize) {
+    let mut nodes = Vec::new();
+    let mut unplaced = 0usize;
+    for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
+        match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
+            Some(node) => nodes.push(node.clone()),
+            None => unplaced = unplaced.saturating_add(1),
+        }
+    }
+    (nodes, unplaced)
+}
+
+pub(super) fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
     Some(NodeView {
         name: name_of(&node.metadata, "Node", warnings)?,
         labels: labels_of(&node.metadata),
@@ -235,7 +248,7 @@ fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {
     })
 }
 
-fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<PoolView> {
+pub(super) fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<PoolView> {
     let name = name_of(&pool.metadata, "IPAddressPool", warnings)?;
     let mut ranges = Vec::new();
     for (i, entry) in pool.spec.addresses.iter().enumerate() {
@@ -254,7 +267,7 @@ fn pool_view(pool: &IPAddressPool, warnings: &mut Vec<ViewWarning>) -> Option<Po
     })
 }
 
-fn l2_advertisement_view(
+pub(super) fn l2_advertisement_view(
     advertisement: &L2Advertisement,
     warnings: &mut Vec<ViewWarning>,
 ) -> Option<L2AdvertisementView> {

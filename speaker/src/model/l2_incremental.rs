@@ -11,31 +11,39 @@
 //! * Anything else (pools, advertisements, reaches, nodes joining or changing labels):
 //!   everything, as [`l2_plan_within`] does.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::eligibility::{Liveness, advertised};
 use super::l2::{L2Decision, decide, l2_plan_within};
 use super::reach::Reaches;
-use super::view::{ClusterView, ServiceKey};
+use super::view::{ClusterView, L2AdvertisementView, PoolView, ServiceKey};
 
 /// Keeps the last plan and what it was made from. Hand it every new view with
-/// [`L2Planner::plan`].
+/// [`L2Planner::plan`], or with [`L2Planner::plan_touched`] when the caller knows which
+/// Services changed (as [`super::ViewCache`] does).
 #[derive(Debug, Default)]
 pub struct L2Planner {
     last: Option<Last>,
+    /// The view of the last [`L2Planner::plan`], to find the Services that changed.
+    previous: Option<Arc<ClusterView>>,
+    /// The IPs the last plan re-decided; `None` when it decided all.
+    redecided: Option<BTreeSet<IpAddr>>,
     full_recomputes: u64,
 }
 
 #[derive(Debug)]
 struct Last {
-    view: Arc<ClusterView>,
+    pools: BTreeMap<String, PoolView>,
+    l2_advertisements: BTreeMap<String, L2AdvertisementView>,
     reaches: Reaches,
     /// The fit nodes of each L2Advertisement, by its name.
     fit: BTreeMap<String, BTreeSet<String>>,
     /// The Services holding each IP.
     by_ip: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    /// The IPs of each Service, as `by_ip` holds them.
+    ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
     plan: BTreeMap<IpAddr, L2Decision>,
 }
 
@@ -56,7 +64,24 @@ impl L2Planner {
         liveness: &Liveness,
         reaches: &Reaches,
     ) -> &BTreeMap<IpAddr, L2Decision> {
-        let advertised = advertised(&view, view.l2_advertisements.values(), liveness);
+        let touched = self
+            .previous
+            .take()
+            .map(|previous| changed_services(&previous, &view));
+        self.previous = Some(view.clone());
+        self.plan_touched(&view, touched.as_ref(), liveness, reaches)
+    }
+
+    /// The plan for `view`, given the Services whose view or endpoints changed since the
+    /// last call (`None`: any may have). Do not mix with [`L2Planner::plan`].
+    pub fn plan_touched(
+        &mut self,
+        view: &ClusterView,
+        touched_services: Option<&BTreeSet<ServiceKey>>,
+        liveness: &Liveness,
+        reaches: &Reaches,
+    ) -> &BTreeMap<IpAddr, L2Decision> {
+        let advertised = advertised(view, view.l2_advertisements.values(), liveness);
         let fit: BTreeMap<String, BTreeSet<String>> = advertised
             .iter()
             .map(|ad| {
@@ -64,10 +89,10 @@ impl L2Planner {
                 (ad.advertisement.name.clone(), nodes)
             })
             .collect();
-        let last = match self.last.take() {
-            Some(last)
-                if last.view.pools == view.pools
-                    && last.view.l2_advertisements == view.l2_advertisements
+        let last = match (self.last.take(), touched_services) {
+            (Some(last), Some(_))
+                if last.pools == view.pools
+                    && last.l2_advertisements == view.l2_advertisements
                     && last.reaches == *reaches =>
             {
                 Some(last)
@@ -77,8 +102,8 @@ impl L2Planner {
         let change = last
             .as_ref()
             .map_or(FitChange::Other, |last| fit_change(&last.fit, &fit));
-        let next = match (last, change) {
-            (Some(mut last), change @ (FitChange::Same | FitChange::Gone(_))) => {
+        let next = match (last, change, touched_services) {
+            (Some(mut last), change @ (FitChange::Same | FitChange::Gone(_)), Some(services)) => {
                 let gone = match change {
                     FitChange::Gone(gone) => gone,
                     _ => BTreeSet::new(),
@@ -89,61 +114,72 @@ impl L2Planner {
                     .filter(|(_, d)| d.owner.as_ref().is_some_and(|o| gone.contains(o)))
                     .map(|(ip, _)| *ip)
                     .collect();
-                for key in changed_services(&last.view, &view) {
-                    for ip in last
-                        .view
-                        .services
-                        .get(&key)
-                        .into_iter()
-                        .flat_map(|s| &s.ips)
-                    {
-                        touched.insert(*ip);
-                        if let Some(keys) = last.by_ip.get_mut(ip) {
-                            keys.remove(&key);
+                for key in services {
+                    for ip in last.ips_of.remove(key).unwrap_or_default() {
+                        touched.insert(ip);
+                        if let Some(keys) = last.by_ip.get_mut(&ip) {
+                            keys.remove(key);
                             if keys.is_empty() {
-                                last.by_ip.remove(ip);
+                                last.by_ip.remove(&ip);
                             }
                         }
                     }
-                    for ip in view.services.get(&key).into_iter().flat_map(|s| &s.ips) {
-                        touched.insert(*ip);
-                        last.by_ip.entry(*ip).or_default().insert(key.clone());
+                    if let Some(service) = view.services.get(key) {
+                        for ip in &service.ips {
+                            touched.insert(*ip);
+                            last.by_ip.entry(*ip).or_default().insert(key.clone());
+                        }
+                        last.ips_of.insert(key.clone(), service.ips.clone());
                     }
                 }
-                for ip in touched {
+                for ip in &touched {
                     let decision = last
                         .by_ip
-                        .get(&ip)
-                        .and_then(|keys| decide(&view, ip, keys, &advertised, reaches));
+                        .get(ip)
+                        .and_then(|keys| decide(view, *ip, keys, &advertised, reaches));
                     match decision {
-                        Some(decision) => last.plan.insert(ip, decision),
-                        None => last.plan.remove(&ip),
+                        Some(decision) => last.plan.insert(*ip, decision),
+                        None => last.plan.remove(ip),
                     };
                 }
-                Last {
-                    view: view.clone(),
-                    reaches: last.reaches,
-                    fit,
-                    by_ip: last.by_ip,
-                    plan: last.plan,
-                }
+                self.redecided = Some(touched);
+                Last { fit, ..last }
             }
             _ => {
                 self.full_recomputes += 1;
+                self.redecided = None;
                 Last {
-                    plan: l2_plan_within(&view, liveness, reaches),
+                    plan: l2_plan_within(view, liveness, reaches),
                     by_ip: view
                         .services_by_ip()
                         .into_iter()
                         .map(|(ip, keys)| (ip, keys.into_iter().cloned().collect()))
                         .collect(),
-                    view: view.clone(),
+                    ips_of: view
+                        .services
+                        .iter()
+                        .map(|(key, service)| (key.clone(), service.ips.clone()))
+                        .collect(),
+                    pools: view.pools.clone(),
+                    l2_advertisements: view.l2_advertisements.clone(),
                     reaches: reaches.clone(),
                     fit,
                 }
             }
         };
         &self.last.insert(next).plan
+    }
+
+    /// The last plan (empty before the first).
+    pub fn last_plan(&self) -> &BTreeMap<IpAddr, L2Decision> {
+        static EMPTY: BTreeMap<IpAddr, L2Decision> = BTreeMap::new();
+        self.last.as_ref().map_or(&EMPTY, |last| &last.plan)
+    }
+
+    /// The IPs whose decision the last plan may have changed; `None` when it decided
+    /// every IP again.
+    pub fn redecided(&self) -> Option<&BTreeSet<IpAddr>> {
+        self.redecided.as_ref()
     }
 
     /// How many plans were computed whole (the first, and after changes other than

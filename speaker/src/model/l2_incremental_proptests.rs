@@ -130,6 +130,7 @@ proptest! {
         let mut scenario = scenario;
         let mut unreachable = vec![false; scenario.nodes.len()];
         let mut planner = L2Planner::default();
+        let mut before = std::collections::BTreeMap::new();
         for step in 0..=changes.len() {
             if step > 0 {
                 apply(&changes[step - 1], &mut scenario, &mut unreachable);
@@ -140,6 +141,14 @@ proptest! {
             let full = l2_plan_within(&view, &liveness, &within);
             let incremental = planner.plan(view, &liveness, &within);
             prop_assert_eq!(incremental, &full, "after {:?}", &changes[..step]);
+            // What the shell patches: every IP whose decision changed was re-decided.
+            if let Some(redecided) = planner.redecided() {
+                for ip in full.keys().chain(before.keys()) {
+                    let changed = full.get(ip) != before.get(ip);
+                    prop_assert!(!changed || redecided.contains(ip), "{ip} changed, not re-decided");
+                }
+            }
+            before = full;
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod node_address;
 pub mod reach;
 pub mod scope;
 pub mod view;
+pub mod view_cache;
 
 #[cfg(test)]
 mod fixtures;
@@ -42,3 +43,4 @@ pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
 };
+pub use view_cache::{Synced, ViewCache};

@@ -58,7 +58,7 @@ use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
-use crate::model::{self, ClassFilter, ClusterView, InterfaceSelection, Liveness, ServiceKey};
+use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, ServiceKey};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
 use reach::OwnReach;
 use report::{Announced, Reporter};
@@ -203,6 +203,7 @@ pub async fn run(
     .spawn(bgp_rx, bgp_stop.clone());
     let mut bgp_planner = bgp::BgpPlanner::default();
     let mut l2_planner = model::L2Planner::default();
+    let mut view_cache = model::ViewCache::default();
 
     parts.health.set_ready(true);
     let plan_beat = parts.health.heartbeat("plan");
@@ -233,7 +234,7 @@ pub async fn run(
         let slices = stores.slices.state();
         let pools = stores.pools.state();
         let l2 = stores.l2_advertisements.state();
-        let (view, warnings) = ClusterView::from_objects(
+        let synced = view_cache.sync(
             services.iter().map(|o| o.as_ref()),
             slices.iter().map(|o| o.as_ref()),
             nodes.iter().map(|o| o.as_ref()),
@@ -241,7 +242,9 @@ pub async fn run(
             l2.iter().map(|o| o.as_ref()),
             &config.class,
         );
-        if warnings != last_warnings {
+        let view = view_cache.view();
+        let mut warnings = synced.warnings;
+        if !same_warnings(&mut warnings, &last_warnings) {
             for warning in &warnings {
                 warn!(node = %node, "skipping invalid input: {warning}");
             }
@@ -251,15 +254,14 @@ pub async fn run(
             .speaker
             .invalid_objects
             .set(last_warnings.len() as i64);
-        let changed_reach = own_reach.update(&view, interfaces_rx.borrow_and_update().as_deref());
+        let changed_reach = own_reach.update(view, interfaces_rx.borrow_and_update().as_deref());
         if let Some(reach) = changed_reach
             && let Some(membership) = &membership
         {
             membership.set_reach(reach);
         }
         let within = own_reach.merged(reaches.as_mut().map(|r| r.borrow_and_update()).as_deref());
-        let view = Arc::new(view);
-        let plan = l2_planner.plan(view.clone(), &liveness, &within);
+        l2_planner.plan_touched(view, synced.touched.as_ref(), &liveness, &within);
         if let Liveness::Gossip(alive) = &liveness {
             if alive.iter().any(|name| !last_alive.contains(name)) {
                 joins += 1;
@@ -274,23 +276,33 @@ pub async fn run(
             joins,
         };
         group_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(group)));
-        let mut desired = BTreeMap::new();
-        let mut owned = BTreeMap::new();
-        for (ip, decision) in model::owned_by(plan, &node) {
-            let filter = match &decision.interfaces {
-                InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
-                InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
-            };
-            desired.insert(*ip, filter);
-            owned.insert(*ip, decision.services.clone());
-        }
+        let redecided = l2_planner.redecided();
+        let plan = l2_planner.last_plan();
+        desired_tx.send_if_modified(|current| {
+            patch_owned(
+                current,
+                plan,
+                &node,
+                redecided,
+                |decision| match &decision.interfaces {
+                    InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
+                    InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
+                },
+            )
+        });
+        owned_tx.send_if_modified(|current| {
+            patch_owned(current, plan, &node, redecided, |decision| {
+                decision.services.clone()
+            })
+        });
         parts.speaker.plans.inc();
-        parts.speaker.owned_ips.set(desired.len() as i64);
-        desired_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(desired)));
-        owned_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(owned)));
+        parts
+            .speaker
+            .owned_ips
+            .set(desired_tx.borrow().len() as i64);
         let bgp_plan = bgp_planner.plan(
             &stores,
-            &view,
+            view,
             &liveness,
             &node,
             &config.namespace,
@@ -342,6 +354,46 @@ fn replace_if_changed<T: PartialEq + Clone>(current: &mut T, new: Cow<'_, T>) ->
         *current = new.into_owned();
         true
     }
+}
+
+/// For `watch::Sender::send_if_modified`: brings `current` (the IPs this node owns, with
+/// what `value` makes of each decision) up to date with `plan`, visiting only the
+/// `redecided` IPs when known; whether anything changed.
+fn patch_owned<V: PartialEq + Clone>(
+    current: &mut BTreeMap<IpAddr, V>,
+    plan: &BTreeMap<IpAddr, model::L2Decision>,
+    node: &str,
+    redecided: Option<&BTreeSet<IpAddr>>,
+    value: impl Fn(&model::L2Decision) -> V,
+) -> bool {
+    let Some(redecided) = redecided else {
+        let whole: BTreeMap<IpAddr, V> = model::owned_by(plan, node)
+            .map(|(ip, decision)| (*ip, value(decision)))
+            .collect();
+        return replace_if_changed(current, Cow::Owned(whole));
+    };
+    let mut changed = false;
+    for ip in redecided {
+        let new = plan
+            .get(ip)
+            .filter(|decision| decision.owner.as_deref() == Some(node))
+            .map(&value);
+        match new {
+            Some(new) if current.get(ip) != Some(&new) => {
+                current.insert(*ip, new);
+                changed = true;
+            }
+            Some(_) => {}
+            None => changed |= current.remove(ip).is_some(),
+        }
+    }
+    changed
+}
+
+/// Whether `new` holds the same warnings as `last`, in any order (sorts `new`).
+fn same_warnings(new: &mut [model::ViewWarning], last: &[model::ViewWarning]) -> bool {
+    new.sort_by_cached_key(ToString::to_string);
+    new == last
 }
 
 /// Waits for a change of what gossip publishes (the alive set, the
@@ -479,5 +531,53 @@ mod tests {
         assert_eq!(current, vec![3]);
         assert!(replace_if_changed(&mut current, Cow::Borrowed(&vec![4, 5])));
         assert_eq!(current, vec![4, 5]);
+    }
+
+    #[test]
+    fn patch_owned_visits_the_redecided_ips_and_reports_a_change() {
+        let ip = |last: u8| IpAddr::from([203, 0, 113, last]);
+        let decision = |owner: &str| model::L2Decision {
+            owner: Some(owner.to_string()),
+            services: BTreeSet::new(),
+            interfaces: InterfaceSelection::AllSuitable,
+        };
+        let owner = |d: &model::L2Decision| d.owner.clone();
+        let mut plan = BTreeMap::from([(ip(1), decision("a")), (ip(2), decision("b"))]);
+        let mut current = BTreeMap::new();
+        assert!(patch_owned(&mut current, &plan, "a", None, owner));
+        assert_eq!(current, BTreeMap::from([(ip(1), Some("a".to_string()))]));
+        assert!(!patch_owned(&mut current, &plan, "a", None, owner));
+
+        // 1 moves to b, 2 to a, 3 appears for a; only 1 and 3 are said re-decided.
+        plan.insert(ip(1), decision("b"));
+        plan.insert(ip(2), decision("a"));
+        plan.insert(ip(3), decision("a"));
+        let redecided = BTreeSet::from([ip(1), ip(3)]);
+        assert!(patch_owned(
+            &mut current,
+            &plan,
+            "a",
+            Some(&redecided),
+            owner
+        ));
+        assert_eq!(current, BTreeMap::from([(ip(3), Some("a".to_string()))]));
+        assert!(!patch_owned(
+            &mut current,
+            &plan,
+            "a",
+            Some(&redecided),
+            owner
+        ));
+        // An IP won and nothing lost is a change too.
+        plan.insert(ip(4), decision("a"));
+        let redecided = BTreeSet::from([ip(4)]);
+        assert!(patch_owned(
+            &mut current,
+            &plan,
+            "a",
+            Some(&redecided),
+            owner
+        ));
+        assert_eq!(current.len(), 2);
     }
 }

@@ -1,0 +1,161 @@
+//! The proof of [`ViewCache`]: after any sequence of object changes, its view is
+//! [`ClusterView::from_objects`]'s, with the same warnings, and every Service whose view
+//! or endpoints changed is reported touched.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use proptest::prelude::*;
+
+use super::ViewCache;
+use crate::model::fixtures::*;
+use crate::model::{ClassFilter, ClusterView};
+
+const SERVICES: usize = 5;
+const SLICES: usize = 6;
+const NODES: usize = 3;
+const IPS: [&str; 4] = ["203.0.113.1", "203.0.113.2", "2001:db8::1", "not-an-ip"];
+
+/// One watched object written or deleted; `bool` says whether it gets a resourceVersion.
+#[derive(Debug, Clone)]
+enum Change {
+    /// Service index, class (0 ours, 1 another), IP mask, Local, versioned.
+    PutService(usize, u8, u8, bool, bool),
+    DeleteService(usize),
+    /// Slice index, Service index, endpoints (node or none, ready, serving, terminating), versioned.
+    PutSlice(
+        usize,
+        usize,
+        Vec<(Option<usize>, Option<bool>, Option<bool>)>,
+        bool,
+    ),
+    DeleteSlice(usize),
+    /// Node index, Ready.
+    PutNode(usize, bool),
+    DeleteNode(usize),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let endpoint = (
+        prop::option::of(0..NODES),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+    );
+    prop_oneof![
+        3 => (0..SERVICES, 0u8..2, 0u8..16, any::<bool>(), prop::bool::weighted(0.8))
+            .prop_map(|(i, c, m, l, v)| Change::PutService(i, c, m, l, v)),
+        1 => (0..SERVICES).prop_map(Change::DeleteService),
+        4 => (0..SLICES, 0..SERVICES, prop::collection::vec(endpoint, 0..3), prop::bool::weighted(0.8))
+            .prop_map(|(i, s, e, v)| Change::PutSlice(i, s, e, v)),
+        1 => (0..SLICES).prop_map(Change::DeleteSlice),
+        2 => (0..NODES, any::<bool>()).prop_map(|(i, r)| Change::PutNode(i, r)),
+        1 => (0..NODES).prop_map(Change::DeleteNode),
+    ]
+}
+
+#[derive(Default)]
+struct Cluster {
+    services: BTreeMap<usize, Service>,
+    slices: BTreeMap<usize, EndpointSlice>,
+    nodes: BTreeMap<usize, Node>,
+    version: u64,
+}
+
+impl Cluster {
+    fn version(&mut self, versioned: bool) -> Option<String> {
+        self.version += 1;
+        versioned.then(|| self.version.to_string())
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::PutService(i, class, mask, local, versioned) => {
+                let ips: Vec<&str> = (0..IPS.len())
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| IPS[b])
+                    .collect();
+                let class = (*class == 1).then_some("example.com/other");
+                let mut service = k8s_service(&format!("s{i}"), class, &ips, *local);
+                service.metadata.resource_version = self.version(*versioned);
+                self.services.insert(*i, service);
+            }
+            Change::DeleteService(i) => {
+                self.services.remove(i);
+            }
+            Change::PutSlice(i, service, endpoints, versioned) => {
+                let endpoints = endpoints
+                    .iter()
+                    .map(|(node, ready, terminating)| {
+                        let node = node.map(|n| format!("n{n}"));
+                        k8s_endpoint(node.as_deref(), Some((*ready, Some(true), *terminating)))
+                    })
+                    .collect();
+                let mut slice = k8s_slice(&format!("sl{i}"), &format!("s{service}"), endpoints);
+                slice.metadata.resource_version = self.version(*versioned);
+                self.slices.insert(*i, slice);
+            }
+            Change::DeleteSlice(i) => {
+                self.slices.remove(i);
+            }
+            Change::PutNode(i, ready) => {
+                let status = if *ready { "True" } else { "False" };
+                let node = k8s_node(&format!("n{i}"), labels(&[]), &[("Ready", status)]);
+                self.nodes.insert(*i, node);
+            }
+            Change::DeleteNode(i) => {
+                self.nodes.remove(i);
+            }
+        }
+    }
+}
+
+fn sorted(warnings: &[crate::model::ViewWarning]) -> Vec<String> {
+    let mut all: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    all.sort();
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_cache_equals_a_rebuild_after_any_changes(
+        changes in prop::collection::vec(change(), 1..40),
+    ) {
+        let class = ClassFilter::default();
+        let mut cluster = Cluster::default();
+        let mut cache = ViewCache::default();
+        let mut before = ClusterView::default();
+        for change in &changes {
+            cluster.apply(change);
+            let synced = cache.sync(
+                cluster.services.values(),
+                cluster.slices.values(),
+                cluster.nodes.values(),
+                &[],
+                &[],
+                &class,
+            );
+            let (full, warnings) = ClusterView::from_objects(
+                cluster.services.values(),
+                cluster.slices.values(),
+                cluster.nodes.values(),
+                &[],
+                &[],
+                &class,
+            );
+            prop_assert_eq!(cache.view(), &full);
+            prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
+            if let Some(touched) = &synced.touched {
+                let keys = full.services.keys().chain(before.services.keys());
+                for key in keys.chain(full.endpoints.keys()).chain(before.endpoints.keys()) {
+                    let differs = full.services.get(key) != before.services.get(key)
+                        || full.endpoints.get(key) != before.endpoints.get(key);
+                    prop_assert!(!differs || touched.contains(key), "{key} changed, not touched");
+                }
+            }
+            before = full;
+        }
+    }
+}
