@@ -21,6 +21,7 @@ pub mod eligibility;
 pub mod l2;
 pub mod l2_incremental;
 pub mod node_address;
+pub mod owned;
 #[deny(missing_docs)]
 pub mod reach;
 pub mod scope;
@@ -38,6 +39,7 @@ pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
 pub use l2_incremental::L2Planner;
+pub use owned::patch_owned;
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{

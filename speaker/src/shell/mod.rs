@@ -279,19 +279,15 @@ pub async fn run(
         let redecided = l2_planner.redecided();
         let plan = l2_planner.last_plan();
         desired_tx.send_if_modified(|current| {
-            patch_owned(
-                current,
-                plan,
-                &node,
-                redecided,
-                |decision| match &decision.interfaces {
-                    InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
-                    InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
-                },
-            )
+            model::patch_owned(current, plan, &node, redecided, |decision| match &decision
+                .interfaces
+            {
+                InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
+                InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
+            })
         });
         owned_tx.send_if_modified(|current| {
-            patch_owned(current, plan, &node, redecided, |decision| {
+            model::patch_owned(current, plan, &node, redecided, |decision| {
                 decision.services.clone()
             })
         });
@@ -354,40 +350,6 @@ fn replace_if_changed<T: PartialEq + Clone>(current: &mut T, new: Cow<'_, T>) ->
         *current = new.into_owned();
         true
     }
-}
-
-/// For `watch::Sender::send_if_modified`: brings `current` (the IPs this node owns, with
-/// what `value` makes of each decision) up to date with `plan`, visiting only the
-/// `redecided` IPs when known; whether anything changed.
-fn patch_owned<V: PartialEq + Clone>(
-    current: &mut BTreeMap<IpAddr, V>,
-    plan: &BTreeMap<IpAddr, model::L2Decision>,
-    node: &str,
-    redecided: Option<&BTreeSet<IpAddr>>,
-    value: impl Fn(&model::L2Decision) -> V,
-) -> bool {
-    let Some(redecided) = redecided else {
-        let whole: BTreeMap<IpAddr, V> = model::owned_by(plan, node)
-            .map(|(ip, decision)| (*ip, value(decision)))
-            .collect();
-        return replace_if_changed(current, Cow::Owned(whole));
-    };
-    let mut changed = false;
-    for ip in redecided {
-        let new = plan
-            .get(ip)
-            .filter(|decision| decision.owner.as_deref() == Some(node))
-            .map(&value);
-        match new {
-            Some(new) if current.get(ip) != Some(&new) => {
-                current.insert(*ip, new);
-                changed = true;
-            }
-            Some(_) => {}
-            None => changed |= current.remove(ip).is_some(),
-        }
-    }
-    changed
 }
 
 /// Whether `new` holds the same warnings as `last`, in any order (sorts `new`).
@@ -531,53 +493,5 @@ mod tests {
         assert_eq!(current, vec![3]);
         assert!(replace_if_changed(&mut current, Cow::Borrowed(&vec![4, 5])));
         assert_eq!(current, vec![4, 5]);
-    }
-
-    #[test]
-    fn patch_owned_visits_the_redecided_ips_and_reports_a_change() {
-        let ip = |last: u8| IpAddr::from([203, 0, 113, last]);
-        let decision = |owner: &str| model::L2Decision {
-            owner: Some(owner.to_string()),
-            services: BTreeSet::new(),
-            interfaces: InterfaceSelection::AllSuitable,
-        };
-        let owner = |d: &model::L2Decision| d.owner.clone();
-        let mut plan = BTreeMap::from([(ip(1), decision("a")), (ip(2), decision("b"))]);
-        let mut current = BTreeMap::new();
-        assert!(patch_owned(&mut current, &plan, "a", None, owner));
-        assert_eq!(current, BTreeMap::from([(ip(1), Some("a".to_string()))]));
-        assert!(!patch_owned(&mut current, &plan, "a", None, owner));
-
-        // 1 moves to b, 2 to a, 3 appears for a; only 1 and 3 are said re-decided.
-        plan.insert(ip(1), decision("b"));
-        plan.insert(ip(2), decision("a"));
-        plan.insert(ip(3), decision("a"));
-        let redecided = BTreeSet::from([ip(1), ip(3)]);
-        assert!(patch_owned(
-            &mut current,
-            &plan,
-            "a",
-            Some(&redecided),
-            owner
-        ));
-        assert_eq!(current, BTreeMap::from([(ip(3), Some("a".to_string()))]));
-        assert!(!patch_owned(
-            &mut current,
-            &plan,
-            "a",
-            Some(&redecided),
-            owner
-        ));
-        // An IP won and nothing lost is a change too.
-        plan.insert(ip(4), decision("a"));
-        let redecided = BTreeSet::from([ip(4)]);
-        assert!(patch_owned(
-            &mut current,
-            &plan,
-            "a",
-            Some(&redecided),
-            owner
-        ));
-        assert_eq!(current.len(), 2);
     }
 }
