@@ -81,10 +81,16 @@ impl Ctx<'_> {
         ));
     }
 
-    fn object(&mut self, api_version: &str, kind: &str, name: &str, spec: Map<String, Value>) {
+    fn object(
+        &mut self,
+        api_version: &str,
+        kind: MetallbKind,
+        name: &str,
+        spec: Map<String, Value>,
+    ) {
         self.out.objects.push(json!({
             "apiVersion": api_version,
-            "kind": kind,
+            "kind": kind.name(),
             "metadata": {"name": name, "namespace": self.namespace},
             "spec": Value::Object(spec),
         }));
@@ -147,7 +153,7 @@ impl Ctx<'_> {
         }
         self.object(
             "metallb.io/v1beta2",
-            "BGPPeer",
+            MetallbKind::BgpPeer,
             &format!("peer{}", index + 1),
             spec,
         );
@@ -236,7 +242,7 @@ impl Ctx<'_> {
                 adv.insert("ipAddressPools".into(), json!([name]));
                 self.object(
                     "metallb.io/v1beta1",
-                    "BGPAdvertisement",
+                    MetallbKind::BgpAdvertisement,
                     &format!("bgpadvertisement{bgp_index}"),
                     adv,
                 );
@@ -246,13 +252,23 @@ impl Ctx<'_> {
                 Some("layer2") => {
                     let adv = Map::from_iter([("ipAddressPools".into(), json!([name]))]);
                     let adv_name = format!("l2advertisement{l2_index}");
-                    self.object("metallb.io/v1beta1", "L2Advertisement", &adv_name, adv);
+                    self.object(
+                        "metallb.io/v1beta1",
+                        MetallbKind::L2Advertisement,
+                        &adv_name,
+                        adv,
+                    );
                     l2_index += 1;
                 }
                 Some("bgp") if advertisements.is_empty() => {
                     let adv = Map::from_iter([("ipAddressPools".into(), json!([name]))]);
                     let adv_name = format!("bgpadvertisement{bgp_index}");
-                    self.object("metallb.io/v1beta1", "BGPAdvertisement", &adv_name, adv);
+                    self.object(
+                        "metallb.io/v1beta1",
+                        MetallbKind::BgpAdvertisement,
+                        &adv_name,
+                        adv,
+                    );
                     bgp_index += 1;
                 }
                 Some("bgp") => {}
@@ -264,7 +280,12 @@ impl Ctx<'_> {
                      without an advertisement, so its IPs are assigned but not announced",
                 )),
             }
-            self.object("metallb.io/v1beta1", "IPAddressPool", &name, spec);
+            self.object(
+                "metallb.io/v1beta1",
+                MetallbKind::IpAddressPool,
+                &name,
+                spec,
+            );
         }
         Ok(())
     }
@@ -282,7 +303,12 @@ impl Ctx<'_> {
             .map(|(name, value)| json!({"name": name, "value": value}))
             .collect();
         let spec = Map::from_iter([("communities".into(), Value::Array(aliases))]);
-        self.object("metallb.io/v1beta1", "Community", "communities", spec);
+        self.object(
+            "metallb.io/v1beta1",
+            MetallbKind::Community,
+            "communities",
+            spec,
+        );
         Ok(())
     }
 
@@ -303,7 +329,7 @@ impl Ctx<'_> {
             ],
         )?;
         let (_, name) = take_name(&mut spec, &path)?;
-        self.object("metallb.io/v1beta1", "BFDProfile", &name, spec);
+        self.object("metallb.io/v1beta1", MetallbKind::BfdProfile, &name, spec);
         Ok(())
     }
 }

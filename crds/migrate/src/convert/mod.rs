@@ -287,7 +287,7 @@ fn convert_object(
     let spec_schema = schemas.get(kind).unwrap_or(&Value::Null);
     let spec = schema_walk::prune(spec_in, spec_schema, "spec", &mut dropped);
     for field in dropped {
-        let reason = rules::missing_field_reason(kind, &field.path);
+        let reason = rules::missing_field_reason(metallb_kind, &field.path);
         out.losses
             .push(Loss::field(&reference, &field.path, &field.value, reason));
     }

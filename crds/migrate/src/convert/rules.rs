@@ -6,10 +6,11 @@ use std::time::Duration;
 use ferrolb_crds::duration::{format_go_duration, parse_go_duration};
 use serde_json::{Map, Value};
 
+use crate::kind::MetallbKind;
 use crate::report::{Loss, ObjectRef};
 
 /// Why a `spec` field of `kind` that FerroLB's schema lacks cannot carry over.
-pub fn missing_field_reason(kind: &str, path: &str) -> &'static str {
+pub fn missing_field_reason(kind: MetallbKind, path: &str) -> &'static str {
     let field = path
         .strip_prefix("spec.")
         .unwrap_or(path)
@@ -17,15 +18,15 @@ pub fn missing_field_reason(kind: &str, path: &str) -> &'static str {
         .next()
         .unwrap_or("");
     match (kind, field) {
-        ("BGPPeer", "bfdProfile") => "BFD is not supported",
-        ("BGPPeer", "interface") => {
+        (MetallbKind::BgpPeer, "bfdProfile") => "BFD is not supported",
+        (MetallbKind::BgpPeer, "interface") => {
             "BGP unnumbered (a session on an interface, FRR mode) is not supported"
         }
-        ("BGPPeer", "localASN") => "localASN (FRR mode) is not supported; myASN is used",
-        ("BGPPeer", "dualStackAddressFamily") => {
+        (MetallbKind::BgpPeer, "localASN") => "localASN (FRR mode) is not supported; myASN is used",
+        (MetallbKind::BgpPeer, "dualStackAddressFamily") => {
             "FRR-mode only: one multiprotocol session carries both families unless disableMP"
         }
-        ("L2Advertisement", "preferredNodeSelectors") => {
+        (MetallbKind::L2Advertisement, "preferredNodeSelectors") => {
             "preferred announcing nodes are not supported: any eligible node may announce"
         }
         _ => "FerroLB has no such field",
