@@ -101,7 +101,8 @@ impl SolicitedGroups {
         let retry = self.mode == Mode::Groups || wanted.len() < self.refused_at;
         let mut refused = None;
         if retry {
-            for group in wanted.difference(&self.joined.clone()) {
+            let missing: Vec<_> = wanted.difference(&self.joined).copied().collect();
+            for group in &missing {
                 match socket.join(*group) {
                     Ok(()) => {
                         self.joined.insert(*group);

@@ -46,7 +46,8 @@ pub struct Synced {
     /// The Services whose view or endpoints changed (added and removed ones included);
     /// `None` when the first sync or a change of readiness may have changed any.
     pub touched: Option<BTreeSet<ServiceKey>>,
-    /// As [`ClusterView::from_objects`] reports them, in an order of their own.
+    /// As [`ClusterView::from_objects`] reports them, sorted by their text (so two syncs
+    /// with the same warnings give equal lists).
     pub warnings: Vec<ViewWarning>,
 }
 
@@ -277,6 +278,7 @@ impl ViewCache {
                 .values()
                 .flat_map(|seen| seen.warnings.iter().cloned()),
         );
+        warnings.sort_by_cached_key(ToString::to_string);
         Synced {
             touched: (!everything).then_some(touched),
             warnings,

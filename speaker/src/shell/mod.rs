@@ -12,7 +12,7 @@
 //!                                      └─▶ each node's reach ─────┤ (watch)
 //!  L2Announcer's interface rescans ─▶ interface list ─────────────┤ (watch)
 //!                                                                 ▼
-//!  plan loop (`run`): ClusterView::from_objects ─▶ model::L2Planner ─▶ owned_by(this node)
+//!  plan loop (`run`): model::ViewCache::sync ─▶ model::L2Planner ─▶ owned_by(this node)
 //!    │   (our reach: shell::reach, from the interface list and the view)
 //!    │                                         └─▶ BgpPlanner::plan (model::bgp)
 //!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
@@ -243,8 +243,8 @@ pub async fn run(
             &config.class,
         );
         let view = view_cache.view();
-        let mut warnings = synced.warnings;
-        if !same_warnings(&mut warnings, &last_warnings) {
+        let warnings = synced.warnings;
+        if warnings != last_warnings {
             for warning in &warnings {
                 warn!(node = %node, "skipping invalid input: {warning}");
             }
@@ -350,12 +350,6 @@ fn replace_if_changed<T: PartialEq + Clone>(current: &mut T, new: Cow<'_, T>) ->
         *current = new.into_owned();
         true
     }
-}
-
-/// Whether `new` holds the same warnings as `last`, in any order (sorts `new`).
-fn same_warnings(new: &mut [model::ViewWarning], last: &[model::ViewWarning]) -> bool {
-    new.sort_by_cached_key(ToString::to_string);
-    new == last
 }
 
 /// Waits for a change of what gossip publishes (the alive set, the
