@@ -118,11 +118,11 @@ impl EventSink {
                             );
                         }
                     }
+                    // Err: the writer is gone, nothing to wait for.
+                    let _ = hold.wait_for(|busy| !*busy).await;
                     while let Some(wait) = take_token(&bucket, started.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
-                    // Err: the writer is gone, nothing to wait for.
-                    let _ = hold.wait_for(|busy| !*busy).await;
                     // Last, right before the write: any wait above may have
                     // outlasted this replica's leadership (a frozen process
                     // wakes with its sleeps already over).
