@@ -293,6 +293,7 @@ pub fn run(sizes: &[usize], latency_samples: usize) -> Result<()> {
         // ClusterIPs for 50,000 Services and more.
         ferrolb_tests::env::shared_cluster_with(ClusterOptions {
             large_service_range: true,
+            bitmap_cluster_ip_allocator: true,
         });
         if let Some(n) = std::env::var(super::write_cost::WRITE_COST_VAR)
             .ok()

@@ -1,0 +1,209 @@
+//! The allocation loop's heap per Service, counted by a global allocator.
+//!
+//! Feeds a [`Reconciler`] the first listing of one pool and `n` LoadBalancer
+//! Services shaped like the controller bench's (a namespace, a 36-character
+//! uid, one port, IPv4), then settles every write it orders with the echo the
+//! apiserver would send. Prints, per size, the bytes live after the listing,
+//! the peak while the listing's decisions are taken, the bytes live once
+//! every write settled, each per Service. Only the pure core is counted: the
+//! shell's write queue and Event budget come on top (see BENCHMARKS.md).
+//!
+//! `cargo bench -p ferrolb-controller --bench memory [-- 5000 50000]`
+
+use std::collections::BTreeMap;
+
+use ferrolb_controller::core::effect::Effect;
+use ferrolb_controller::core::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
+use ferrolb_crds::class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
+use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ObjectMeta;
+
+/// dhat's allocator counts live heap bytes and their high-water mark.
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
+const POOL_NAMESPACE: &str = "ferrolb-system";
+const KINDS: [Kind; 3] = [Kind::Pools, Kind::Namespaces, Kind::Services];
+
+fn pool() -> IPAddressPool {
+    let mut pool = IPAddressPool::new(
+        "bench",
+        IPAddressPoolSpec {
+            addresses: vec!["198.18.0.0/15".into()],
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            service_allocation: None,
+        },
+    );
+    pool.metadata.namespace = Some(POOL_NAMESPACE.into());
+    pool.metadata.uid = Some("6c0f1d1e-0000-4000-8000-000000000000".into());
+    pool.metadata.generation = Some(1);
+    pool
+}
+
+fn service(i: usize, version: u64) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some("bench-cold-start".into()),
+            name: Some(format!("svc-{i:05}")),
+            uid: Some(format!("5e1c0a77-{:04x}-4000-8000-{i:012x}", i % 0xffff)),
+            resource_version: Some(version.to_string()),
+            creation_timestamp: Timestamp::from_second(1_700_000_000 + i as i64)
+                .ok()
+                .map(Time),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ip_families: Some(vec!["IPv4".into()]),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// `service` as the apiserver returns it once `order` landed.
+fn echo(mut service: Service, ips: &[std::net::IpAddr], pool: &str, cond: (&str, &str)) -> Service {
+    service.metadata.resource_version = Some("999999".into());
+    service.metadata.annotations = Some(BTreeMap::from([(
+        "ferrolb.io/allocated-from-pool".to_string(),
+        pool.to_string(),
+    )]));
+    service.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(
+                ips.iter()
+                    .map(|ip| LoadBalancerIngress {
+                        ip: Some(ip.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+        }),
+        conditions: Some(vec![Condition {
+            type_: "ferrolb.io/IPAllocated".into(),
+            status: "True".into(),
+            reason: cond.0.into(),
+            message: cond.1.into(),
+            observed_generation: None,
+            last_transition_time: Time(Timestamp::from_second(1_700_000_000).unwrap_or_default()),
+        }]),
+    });
+    service
+}
+
+fn live() -> usize {
+    dhat::HeapStats::get().curr_bytes
+}
+
+fn peak() -> usize {
+    dhat::HeapStats::get().max_bytes
+}
+
+fn per_service(bytes: usize, n: usize) -> String {
+    format!(
+        "{:.2} MiB ({} B per Service)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes / n.max(1)
+    )
+}
+
+fn measure(n: usize) {
+    let base = live();
+    let mut r = Reconciler::new(ReconcilerConfig {
+        pool_namespace: POOL_NAMESPACE.into(),
+        class: ClassFilter::new(DEFAULT_LOAD_BALANCER_CLASS, false),
+    });
+    for kind in KINDS {
+        r.handle(Input::RelistStarted(kind));
+    }
+    r.handle(Input::PoolApplied(pool()));
+    for i in 0..n {
+        r.handle(Input::ServiceApplied(service(i, 10 + i as u64)));
+    }
+    let listed = live() - base;
+    // dhat's peak is over the whole run: decide on a size's listing first.
+    let mut effects = Vec::new();
+    for kind in KINDS {
+        effects.extend(r.handle(Input::RelistDone(kind)));
+    }
+    let decided_peak = peak().saturating_sub(base);
+    let mut orders = Vec::new();
+    let mut events = 0;
+    for effect in effects {
+        match effect {
+            Effect::WriteService(order) => orders.push(order),
+            Effect::Event(_) => events += 1,
+            _ => {}
+        }
+    }
+    let with_orders = live() - base;
+    let mut version = 1_000_000u64;
+    for order in orders {
+        version += 1;
+        let Some(condition) = &order.write.condition else {
+            continue;
+        };
+        let i: usize = order.key.name["svc-".len()..].parse().unwrap_or(0);
+        let pool = order.write.pool.clone().unwrap_or_default();
+        let shown = echo(
+            service(i, version),
+            &order.write.ips,
+            &pool,
+            (&condition.reason, &condition.message),
+        );
+        r.handle(Input::ServiceWriteSettled(WriteSettled {
+            key: order.key.clone(),
+            ticket: order.ticket,
+            applied_version: Some(version),
+            written: true,
+        }));
+        r.handle(Input::ServiceApplied(shown));
+    }
+    let settled = live() - base;
+    println!("n={n}: {events} Events ordered");
+    println!(
+        "  live after the listing:            {}",
+        per_service(listed, n)
+    );
+    println!(
+        "  peak while deciding the listing:   {}",
+        per_service(decided_peak, n)
+    );
+    println!(
+        "  live holding the write orders:     {}",
+        per_service(with_orders, n)
+    );
+    println!(
+        "  live once every write settled:     {}",
+        per_service(settled, n)
+    );
+    drop(r);
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![5_000, 50_000]
+    } else {
+        sizes
+    };
+    // Counting only (no profile file): dhat's testing mode.
+    let _profiler = dhat::Profiler::builder().testing().build();
+    for n in sizes {
+        measure(n);
+    }
+}
