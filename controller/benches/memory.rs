@@ -135,7 +135,13 @@ fn measure(n: usize) {
     // dhat's peak is over the whole run: decide on a size's listing first.
     let mut effects = Vec::new();
     for kind in KINDS {
-        effects.extend(r.handle(Input::RelistDone(kind)));
+        // Kept as returned (no copy): the last one holds the decisions.
+        let more = r.handle(Input::RelistDone(kind));
+        if effects.is_empty() {
+            effects = more;
+        } else {
+            effects.extend(more);
+        }
     }
     let decided_peak = peak().saturating_sub(base);
     let mut orders = Vec::new();
