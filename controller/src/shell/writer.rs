@@ -108,13 +108,13 @@ impl Writer {
             let result = self.send(&api, &job).await;
             let key = job.key.clone();
             self.with_queue(|q| {
-                if let Some(ticket) = q.finish(job, result) {
+                if let Some(settled) = q.finish(job, result) {
                     // Sent under the lock, so reports leave in the order
                     // the queue settled. Err: the loop is gone.
                     let _ = self.settled.send(WriteSettled {
-                        applied_version: q.applied_version(&key),
+                        applied_version: settled.applied_version,
                         key,
-                        ticket,
+                        ticket: settled.ticket,
                         written: result != Finished::Abandoned,
                     });
                 }
