@@ -287,10 +287,6 @@ impl Reconciler {
     /// After the first listing: pools first, then Services that already
     /// show IPs (oldest first, so the older of two claims wins), then the rest.
     fn rebuild(&mut self) {
-        // A write, an Event and a metric per Service that gets IPs. Reserved
-        // at once: grown by doubling, the old and the new buffer were both
-        // live at the last copy (35 MiB more at 50,000 Services).
-        self.effects.reserve(3 * self.services.len() + 16);
         self.apply_pools();
         let mut keys: Vec<(bool, i64, ServiceKey)> = self
             .services
