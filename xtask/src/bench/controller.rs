@@ -241,6 +241,21 @@ pub(super) async fn sample_latency(
     })
 }
 
+/// Polls the controller's `/readyz` until it answers 200; returns how long
+/// that took.
+async fn wait_ready(controller: &Controller, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if matches!(controller.http_get("/readyz"), Ok((200, _))) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("the controller was not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn latency(samples: usize) -> Result<()> {
     let cluster = shared_cluster();
     let client = cluster.admin_client().await?;
@@ -248,8 +263,14 @@ async fn latency(samples: usize) -> Result<()> {
     let api: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let seen = track(api.clone());
     let mut controller = start_controller(cluster, &ns)?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("latency: load average at start {}", load_average());
+    // Ready once the first listing is in and decided: at 50,000 Services that
+    // takes seconds, and the first sample would time the start-up.
+    let ready_after = wait_ready(&controller, Duration::from_secs(120)).await?;
+    println!(
+        "latency: controller ready {:.1} s after its start; load average at start {}",
+        ready_after.as_secs_f64(),
+        load_average()
+    );
     let cpu = CpuMeter::start(cluster, controller.pid().context("controller pid")?);
     let requests_before = request_counts(&client).await?;
     let Samples {
