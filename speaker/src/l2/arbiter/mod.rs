@@ -102,6 +102,23 @@ pub enum Phase {
     },
 }
 
+impl Phase {
+    /// When [`Arbiter::tick`] has something to do for an IP in this phase.
+    fn deadline(&self) -> Option<Instant> {
+        match *self {
+            Phase::Probing {
+                sent,
+                next_probe,
+                claim_at,
+                ..
+            } if sent < PROBE_COUNT => Some(next_probe.min(claim_at)),
+            Phase::Probing { claim_at, .. } => Some(claim_at),
+            Phase::Yielded { recheck_at, .. } => Some(recheck_at),
+            Phase::Owning { .. } => None,
+        }
+    }
+}
+
 /// What the shell does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -345,17 +362,7 @@ impl Arbiter {
         self.waiting
             .iter()
             .filter_map(|ip| self.ips.get(ip))
-            .filter_map(|entry| match entry.phase {
-                Phase::Probing {
-                    sent,
-                    next_probe,
-                    claim_at,
-                    ..
-                } if sent < PROBE_COUNT => Some(next_probe.min(claim_at)),
-                Phase::Probing { claim_at, .. } => Some(claim_at),
-                Phase::Yielded { recheck_at, .. } => Some(recheck_at),
-                Phase::Owning { .. } => None,
-            })
+            .filter_map(|entry| entry.phase.deadline())
             .min()
     }
 

@@ -198,17 +198,7 @@ fn assert_waiting_index(arbiter: &Arbiter) -> Result<(), TestCaseError> {
     let scanned = arbiter
         .ips
         .values()
-        .filter_map(|entry| match entry.phase {
-            Phase::Probing {
-                sent,
-                next_probe,
-                claim_at,
-                ..
-            } if sent < PROBE_COUNT => Some(next_probe.min(claim_at)),
-            Phase::Probing { claim_at, .. } => Some(claim_at),
-            Phase::Yielded { recheck_at, .. } => Some(recheck_at),
-            Phase::Owning { .. } => None,
-        })
+        .filter_map(|entry| entry.phase.deadline())
         .min();
     prop_assert_eq!(arbiter.next_deadline(), scanned);
     Ok(())
