@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ferrolb_runtime::http::{MetricsText, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::l2::L2Metrics;
@@ -18,7 +19,7 @@ use crate::shell::BgpMetrics;
 pub const PREFIX: &str = "ferrolb_speaker";
 
 /// The speaker's own figures (the announcer and membership register theirs).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SpeakerMetrics {
     /// IPs this node should announce, by the last plan.
     pub owned_ips: Gauge,
@@ -26,6 +27,20 @@ pub struct SpeakerMetrics {
     pub plans: Counter,
     /// Objects skipped because they were malformed (see the logs for which).
     pub invalid_objects: Gauge,
+    /// Seconds one pass of the plan loop took (view, L2 and BGP plans, hand-over).
+    pub plan_duration: Histogram,
+}
+
+impl Default for SpeakerMetrics {
+    fn default() -> Self {
+        SpeakerMetrics {
+            owned_ips: Gauge::default(),
+            plans: Counter::default(),
+            invalid_objects: Gauge::default(),
+            // 100 µs to about 3.3 s.
+            plan_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
 }
 
 impl SpeakerMetrics {
@@ -44,6 +59,11 @@ impl SpeakerMetrics {
             "invalid_objects",
             "Objects skipped by the last plan because they are malformed",
             self.invalid_objects.clone(),
+        );
+        registry.register(
+            "plan_duration_seconds",
+            "Time one pass of the plan loop took, from its start to the plans handed over",
+            self.plan_duration.clone(),
         );
     }
 }
@@ -128,12 +148,18 @@ mod tests {
 
         let text = registered.encode_text();
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // A histogram's buckets, one line each, count as one name here.
+        let mut names = sample_names(&text);
+        names.dedup();
         assert_eq!(
-            sample_names(&text),
+            names,
             [
                 "ferrolb_speaker_owned_ips",
                 "ferrolb_speaker_plans_total",
                 "ferrolb_speaker_invalid_objects",
+                "ferrolb_speaker_plan_duration_seconds_sum",
+                "ferrolb_speaker_plan_duration_seconds_count",
+                "ferrolb_speaker_plan_duration_seconds_bucket",
                 "ferrolb_speaker_l2_requests_answered_total",
                 "ferrolb_speaker_l2_gratuitous_sent_total",
                 "ferrolb_speaker_l2_ignored_packets_total",

@@ -105,7 +105,9 @@ impl L2Announcer {
         let mut rescan = tokio::time::interval(state.config.rescan_interval);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut desired_open = true;
-        let mut wanted = desired.borrow_and_update().clone();
+        // Read in place at each reconcile, not copied out of the channel: a copy of
+        // every desired IP per plan was O(IPs) on the way to the first packet.
+        drop(desired.borrow_and_update());
         let mut view = *group.borrow_and_update();
         let mut group_open = true;
         let mut listing: Vec<InterfaceInfo> = Vec::new();
@@ -125,7 +127,7 @@ impl L2Announcer {
                         }
                         Err(error) => warn!(%error, "keeping the previous interface list"),
                     }
-                    state.reconcile(&wanted, &listing, view);
+                    state.reconcile(&desired.borrow(), &listing, view);
                 }
                 changed = desired.changed(), if desired_open => {
                     if changed.is_err() {
@@ -133,15 +135,14 @@ impl L2Announcer {
                         desired_open = false;
                         continue;
                     }
-                    wanted = desired.borrow_and_update().clone();
-                    state.reconcile(&wanted, &listing, view);
+                    state.reconcile(&desired.borrow_and_update(), &listing, view);
                 }
                 changed = group.changed(), if group_open => {
                     match changed {
                         Ok(()) => view = *group.borrow_and_update(),
                         Err(_) => group_open = false,
                     }
-                    state.reconcile(&wanted, &listing, view);
+                    state.reconcile(&desired.borrow(), &listing, view);
                 }
                 () = served_changed.notified() => {}
                 Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {

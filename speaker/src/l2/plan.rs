@@ -33,14 +33,18 @@ pub fn assign(
     for interface in interfaces {
         let all_suitable = suitability(interface, exclude).is_ok();
         let capable = capability(interface).is_ok();
-        for (ip, filter) in desired {
-            let wanted = match filter {
+        // Collected per interface (sorted, so built in bulk), its name cloned
+        // once rather than once per IP.
+        let here: BTreeSet<IpAddr> = desired
+            .iter()
+            .filter(|(_, filter)| match filter {
                 InterfaceFilter::AllSuitable => all_suitable,
                 InterfaceFilter::Named(names) => capable && names.contains(&interface.name),
-            };
-            if wanted {
-                plan.entry(interface.name.clone()).or_default().insert(*ip);
-            }
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        if !here.is_empty() {
+            plan.entry(interface.name.clone()).or_default().extend(here);
         }
     }
     plan

@@ -119,7 +119,10 @@ impl InterfaceTask {
         let mut unserved = Vec::new();
         for ip in &next.here {
             if self.can_serve(ip) {
-                wanted.insert(*ip, Rank::of(&self.node, *ip));
+                // A rank depends on the node and the IP only: hashed once per IP, not
+                // once per IP and plan (10,000 SHA-256 per change).
+                let rank = self.arbiter.rank(ip);
+                wanted.insert(*ip, rank.unwrap_or_else(|| Rank::of(&self.node, *ip)));
             } else if !self.current.here.contains(ip) {
                 unserved.push(*ip);
             }

@@ -48,7 +48,7 @@ use ferrolb_runtime::http::Health;
 use kube::Client;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::l2::{
     AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer, L2Metrics,
@@ -218,6 +218,7 @@ pub async fn run(
         .unwrap_or_default();
     let mut joins = 0u64;
     loop {
+        let started = std::time::Instant::now();
         let nodes = stores.nodes.state();
         if let (Some(membership), Some(gossip)) = (&membership, &config.gossip) {
             membership.set_seeds(peer_addresses(
@@ -243,6 +244,8 @@ pub async fn run(
             &config.class,
         );
         let view = view_cache.view();
+        let synced_at = std::time::Instant::now();
+        let touched = synced.touched.as_ref().map_or(-1, |t| t.len() as i64);
         let warnings = synced.warnings;
         if warnings != last_warnings {
             for warning in &warnings {
@@ -262,6 +265,7 @@ pub async fn run(
         }
         let within = own_reach.merged(reaches.as_mut().map(|r| r.borrow_and_update()).as_deref());
         l2_planner.plan_touched(view, synced.touched.as_ref(), &liveness, &within);
+        let l2_at = std::time::Instant::now();
         if let Liveness::Gossip(alive) = &liveness {
             if alive.iter().any(|name| !last_alive.contains(name)) {
                 joins += 1;
@@ -296,6 +300,7 @@ pub async fn run(
             .speaker
             .owned_ips
             .set(desired_tx.borrow().len() as i64);
+        let handed_at = std::time::Instant::now();
         let bgp_plan = bgp_planner.plan(
             &stores,
             view,
@@ -305,6 +310,21 @@ pub async fn run(
             &config.bgp,
         );
         bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(bgp_plan)));
+        let done = std::time::Instant::now();
+        parts
+            .speaker
+            .plan_duration
+            .observe(done.duration_since(started).as_secs_f64());
+        // Where a pass's time goes, in µs (`touched` -1: every Service re-decided).
+        debug!(
+            node = %node,
+            touched,
+            sync_us = synced_at.duration_since(started).as_micros() as u64,
+            l2_us = l2_at.duration_since(synced_at).as_micros() as u64,
+            hand_over_us = handed_at.duration_since(l2_at).as_micros() as u64,
+            bgp_us = done.duration_since(handed_at).as_micros() as u64,
+            "planned"
+        );
 
         plan_beat.beat();
         let planned_at = tokio::time::Instant::now();

@@ -37,7 +37,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,23 @@ pub enum Phase {
         /// The wait after that probe, if it is answered too.
         backoff: Duration,
     },
+}
+
+impl Phase {
+    /// When [`Arbiter::tick`] has something to do for an IP in this phase.
+    fn deadline(&self) -> Option<Instant> {
+        match *self {
+            Phase::Probing {
+                sent,
+                next_probe,
+                claim_at,
+                ..
+            } if sent < PROBE_COUNT => Some(next_probe.min(claim_at)),
+            Phase::Probing { claim_at, .. } => Some(claim_at),
+            Phase::Yielded { recheck_at, .. } => Some(recheck_at),
+            Phase::Owning { .. } => None,
+        }
+    }
 }
 
 /// What the shell does.
@@ -171,6 +188,11 @@ struct Entry {
 pub struct Arbiter {
     our_mac: MacAddr,
     ips: BTreeMap<IpAddr, Entry>,
+    /// The IPs of `ips` not [`Phase::Owning`]: the only ones [`Arbiter::tick`] and
+    /// [`Arbiter::next_deadline`] look at, so a packet or a timer costs the interface
+    /// task work in proportion to the IPs in doubt, not to every IP it announces
+    /// (a scan of 10,000 IPs per received packet was the speaker's largest CPU item).
+    waiting: BTreeSet<IpAddr>,
     /// Whether the last [`Arbiter::want`] was in doubt (probe first).
     in_doubt: bool,
 }
@@ -181,6 +203,7 @@ impl Arbiter {
         Arbiter {
             our_mac,
             ips: BTreeMap::new(),
+            waiting: BTreeSet::new(),
             in_doubt: false,
         }
     }
@@ -210,6 +233,7 @@ impl Arbiter {
         let doubt_ended = self.in_doubt && !probe_first;
         self.in_doubt = probe_first;
         self.ips.retain(|ip, _| wanted.contains_key(ip));
+        self.waiting.retain(|ip| wanted.contains_key(ip));
         let mut actions = Vec::new();
         for (ip, rank) in wanted {
             match self.ips.get_mut(ip) {
@@ -218,6 +242,7 @@ impl Arbiter {
                     let waiting = !matches!(entry.phase, Phase::Owning { .. });
                     if waiting && doubt_ended {
                         entry.phase = Phase::Owning { defended_at: None };
+                        self.waiting.remove(ip);
                         actions.push(Action::Claim(*ip));
                     } else if let Phase::Yielded { recheck_at, .. } = &mut entry.phase
                         && changed
@@ -228,6 +253,7 @@ impl Arbiter {
                 None => {
                     let phase = if probe_first {
                         actions.push(Action::Probe(*ip));
+                        self.waiting.insert(*ip);
                         probing(now, RECHECK_FIRST)
                     } else {
                         actions.push(Action::Claim(*ip));
@@ -273,6 +299,7 @@ impl Arbiter {
                     .is_some_and(|theirs| (entry.rank, our_mac) > (theirs, claim.mac));
                 if !we_win {
                     entry.phase = yielded(our_mac, ip, now, RECHECK_FIRST);
+                    self.waiting.insert(ip);
                     return (Some(Action::Yield(ip)), Some(conflict(Outcome::Yielded)));
                 }
                 if defended_at.is_some_and(|at| now < at + DEFEND_INTERVAL) {
@@ -289,7 +316,11 @@ impl Arbiter {
     /// What is due at `now`: probes, claims after a quiet probe, re-probes.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for (ip, entry) in &mut self.ips {
+        let mut claimed = Vec::new();
+        for ip in &self.waiting {
+            let Some(entry) = self.ips.get_mut(ip) else {
+                continue;
+            };
             match &mut entry.phase {
                 Phase::Probing {
                     sent,
@@ -299,6 +330,7 @@ impl Arbiter {
                 } => {
                     if now >= *claim_at {
                         entry.phase = Phase::Owning { defended_at: None };
+                        claimed.push(*ip);
                         actions.push(Action::Claim(*ip));
                     } else if *sent < PROBE_COUNT && now >= *next_probe {
                         *sent += 1;
@@ -319,24 +351,18 @@ impl Arbiter {
                 Phase::Owning { .. } => {}
             }
         }
+        for ip in claimed {
+            self.waiting.remove(&ip);
+        }
         actions
     }
 
     /// When [`Arbiter::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.ips
-            .values()
-            .filter_map(|entry| match entry.phase {
-                Phase::Probing {
-                    sent,
-                    next_probe,
-                    claim_at,
-                    ..
-                } if sent < PROBE_COUNT => Some(next_probe.min(claim_at)),
-                Phase::Probing { claim_at, .. } => Some(claim_at),
-                Phase::Yielded { recheck_at, .. } => Some(recheck_at),
-                Phase::Owning { .. } => None,
-            })
+        self.waiting
+            .iter()
+            .filter_map(|ip| self.ips.get(ip))
+            .filter_map(|entry| entry.phase.deadline())
             .min()
     }
 

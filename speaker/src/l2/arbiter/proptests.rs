@@ -1,7 +1,7 @@
 //! Two speakers on one link, fed each other's packets with random delays,
 //! start times and doubts: they always end with exactly one owner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,79 @@ proptest! {
         if both_claimed {
             let a_wins = (Rank(rank_a), link.sides[0].mac) > (Rank(rank_b), link.sides[1].mac);
             prop_assert_eq!(a_owns, a_wins);
+        }
+    }
+}
+
+/// One step of a random arbiter life.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Want the IPs of the mask (of four), probing first or not.
+    Want(u8, bool),
+    /// Another MAC claims IP `n`, with a rank or without.
+    Observe(usize, Option<[u8; RANK_LEN]>),
+    /// Time passes (ms), then a tick.
+    Tick(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..16, any::<bool>()).prop_map(|(mask, probe)| Op::Want(mask, probe)),
+        (0usize..4, proptest::option::of(any::<[u8; RANK_LEN]>()))
+            .prop_map(|(n, rank)| Op::Observe(n, rank)),
+        (0u64..700).prop_map(Op::Tick),
+    ]
+}
+
+/// The IPs `tick` and `next_deadline` look at are exactly the ones not owned, so both
+/// give what a scan of every IP gives.
+fn assert_waiting_index(arbiter: &Arbiter) -> Result<(), TestCaseError> {
+    let not_owning: BTreeSet<IpAddr> = arbiter
+        .ips
+        .iter()
+        .filter(|(_, entry)| !matches!(entry.phase, Phase::Owning { .. }))
+        .map(|(ip, _)| *ip)
+        .collect();
+    prop_assert_eq!(&arbiter.waiting, &not_owning);
+    let scanned = arbiter
+        .ips
+        .values()
+        .filter_map(|entry| entry.phase.deadline())
+        .min();
+    prop_assert_eq!(arbiter.next_deadline(), scanned);
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn only_the_ips_not_owned_are_scanned(ops in proptest::collection::vec(op(), 1..60)) {
+        let ips: Vec<IpAddr> = (1..=4u8)
+            .map(|i| IpAddr::from([203, 0, 113, i]))
+            .collect();
+        let our_mac = MacAddr([0x02, 0, 0, 0, 0, 1]);
+        let mut arbiter = Arbiter::new(our_mac);
+        let mut now = Instant::now();
+        for op in ops {
+            match op {
+                Op::Want(mask, probe_first) => {
+                    let wanted: BTreeMap<IpAddr, Rank> = ips
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, ip)| (*ip, Rank::of("node-a", *ip)))
+                        .collect();
+                    arbiter.want(&wanted, probe_first, now);
+                }
+                Op::Observe(n, rank) => {
+                    let claim = Claim { mac: MacAddr([0x02, 0, 0, 0, 0, 2]), rank: rank.map(Rank) };
+                    arbiter.observe(ips[n], claim, now);
+                }
+                Op::Tick(ms) => {
+                    now += Duration::from_millis(ms);
+                    arbiter.tick(now);
+                }
+            }
+            assert_waiting_index(&arbiter)?;
         }
     }
 }
