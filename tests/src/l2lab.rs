@@ -74,6 +74,9 @@ pub struct L2Lab {
     pub gossip_key: String,
     /// Extra speaker flags, used by every start.
     pub speaker_flags: Vec<String>,
+    /// A command (and its arguments) every speaker is started under, e.g. a
+    /// heap profiler; empty: none. The pid of a wrapped speaker is the wrapper's.
+    pub speaker_wrapper: Vec<String>,
     lan: Netns,
     /// Stops the lab's own cluster, if it has one, after everything else.
     _own_cluster: Option<StopOnDrop>,
@@ -242,6 +245,7 @@ impl L2Lab {
             client,
             gossip_key: format!("key-{:016x}", rand::random::<u64>()),
             speaker_flags: Vec::new(),
+            speaker_wrapper: Vec::new(),
             lan,
             _own_cluster: own,
         };
@@ -375,7 +379,15 @@ impl L2Lab {
         let cluster = self.scenario.cluster;
         let kubeconfig = cluster.service_account_kubeconfig("ferrolb-system", "ferrolb-speaker")?;
         let node = &self.nodes[i];
-        let mut command = node.netns.command(binary("ferrolb-speaker")?);
+        let speaker = binary("ferrolb-speaker")?;
+        let mut command = match self.speaker_wrapper.split_first() {
+            Some((wrapper, args)) => {
+                let mut command = node.netns.command(wrapper);
+                command.args(args).arg(speaker);
+                command
+            }
+            None => node.netns.command(speaker),
+        };
         command
             .env("KUBECONFIG", &kubeconfig)
             .env(key.0, key.1)

@@ -28,6 +28,12 @@
 //!   apiserver's answer to the write to the first ARP packet claiming the IP
 //!   (kernel timestamp, the client's [`ferrolb_tests::arp_probe`]), then
 //!   back off it, waiting for the speaker's announced-IPs gauge to drop.
+//! * **Profiling.** `FERROLB_BENCH_SPEAKER_WRAPPER` (split on whitespace)
+//!   names a command the speaker runs under, e.g.
+//!   `FERROLB_BENCH_SPEAKER_WRAPPER="heaptrack -o /var/tmp/spk"`; the
+//!   memory figures are then the wrapper's process, not the speaker's. The
+//!   speaker inherits the bench's environment (`MALLOC_ARENA_MAX`,
+//!   `TOKIO_WORKER_THREADS`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -147,6 +153,9 @@ pub async fn measure(plan: SpeakerScalePlan) -> Result<Figures> {
     service(&lab, "measured", "IPv4", IpAddr::V4(measured_ip), true).await?;
     slice(&lab, "measured", &[sim_name(&lab, 1)]).await?;
 
+    if let Ok(wrapper) = std::env::var("FERROLB_BENCH_SPEAKER_WRAPPER") {
+        lab.speaker_wrapper = wrapper.split_whitespace().map(str::to_string).collect();
+    }
     lab.start_speakers()?;
     wait_for("the speaker's metrics", Duration::from_secs(60), || async {
         announced_ips(&lab, 0)
