@@ -48,6 +48,7 @@ use crate::bench::speaker_scale::{
 };
 use ferrolb_crds::{BGPAdvertisement, BGPPeer};
 use ferrolb_tests::bgplab::{BgpLab, NODE_ASN, ROUTER_ASN, apply_object, lan_router};
+use ferrolb_tests::env::wait_for;
 use ferrolb_tests::l2lab::{L2Lab, LabShape};
 use ferrolb_tests::metrics_text::sample_value;
 use ferrolb_tests::router::{Bird, Neighbor};
@@ -102,6 +103,8 @@ pub fn run(plan: BgpScalePlan) -> Result<()> {
     }
     release_runtime()?.block_on(async {
         println!("{}", machine_line());
+        // Build the speaker before any clock starts.
+        ferrolb_tests::env::binary("ferrolb-speaker")?;
         println!("load average at the start: {}", load_average());
         let figures = measure(plan).await?;
         println!("{}", report(plan, &figures));
@@ -262,10 +265,19 @@ pub async fn measure(plan: BgpScalePlan) -> Result<Figures> {
     // UPDATEs still in flight (none are expected) land in the capture too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     figures.updates = bgp_message_stats(&capture.stop()?);
-    figures.counter_updates = lab
-        .speaker_http(0, "/metrics")
-        .ok()
-        .and_then(|m| sample_value(&m, "ferrolb_speaker_bgp_updates_sent_total{peer=\"bird\"}"));
+    // A speaker busy with 10,000 routes may miss one scrape's deadline.
+    let counter = wait_for(
+        "the speaker's UPDATE counter",
+        Duration::from_secs(20),
+        || async {
+            let metrics = lab.speaker_http(0, "/metrics").ok()?;
+            sample_value(
+                &metrics,
+                "ferrolb_speaker_bgp_updates_sent_total{peer=\"bird\"}",
+            )
+        },
+    );
+    figures.counter_updates = counter.await.ok();
     figures.rss_mib = rss_mib(pid).unwrap_or(f64::NAN);
     figures.hwm_mib = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let since = || bird.session_since("n0").unwrap_or_default();
