@@ -230,18 +230,7 @@ impl BgpLab {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let api: Api<K> =
-            Api::namespaced(self.lab.scenario.client.clone(), &self.lab.scenario.ns.name);
-        api.patch(
-            name,
-            &PatchParams::apply("ferrolb-tests").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "ferrolb.io/v1beta1", "kind": kind,
-                "metadata": {"name": name}, "spec": spec,
-            })),
-        )
-        .await?;
-        Ok(())
+        apply_object::<K>(&self.lab, kind, name, spec).await
     }
 
     /// A Service from the `bgp` pool with `extra` merged in; waits for `count` IPs.
@@ -315,7 +304,30 @@ impl BgpLab {
     }
 }
 
-fn lan_router(lab: &L2Lab, host: u32) -> Result<Router> {
+/// Server-side applies the FerroLB object `name` of `kind` with `spec` in the lab's namespace.
+pub async fn apply_object<K>(lab: &L2Lab, kind: &str, name: &str, spec: Value) -> Result<()>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(lab.scenario.client.clone(), &lab.scenario.ns.name);
+    api.patch(
+        name,
+        &PatchParams::apply("ferrolb-tests").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": kind,
+            "metadata": {"name": name}, "spec": spec,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A router namespace on the lab's LAN at host `host` of the lab's /27 (and ::`host`).
+pub fn lan_router(lab: &L2Lab, host: u32) -> Result<Router> {
     let k = u32::from(lab.index());
     let netns = Netns::create(&format!("r{host}"))?;
     attach(lab.lan(), "br0", &netns, "eth0")?;

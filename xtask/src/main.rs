@@ -124,10 +124,10 @@ enum Cmd {
         /// Realnodes suite: graceful deletes and rolling updates, each.
         #[arg(long, default_value_t = 3)]
         graceful: usize,
-        /// Speaker-scale suite: Services announced by the measured speaker.
+        /// Speaker-scale and bgp-scale suites: Services announced (advertised) by the measured speaker.
         #[arg(long, default_value_t = 10_000)]
         scale_services: usize,
-        /// Speaker-scale suite: EndpointSlice changes timed to the wire.
+        /// Speaker-scale and bgp-scale suites: EndpointSlice changes timed to the wire (to BIRD).
         #[arg(long, default_value_t = 200)]
         slice_changes: usize,
     },
@@ -238,6 +238,10 @@ fn main() -> Result<()> {
                     graceful,
                 },
                 speaker_scale: bench::SpeakerScalePlan {
+                    services: scale_services,
+                    changes: slice_changes,
+                },
+                bgp_scale: bench::BgpScalePlan {
                     services: scale_services,
                     changes: slice_changes,
                 },

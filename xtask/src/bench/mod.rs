@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 
 pub use bgp::BgpBench;
+pub use bgp::scale::BgpScalePlan;
 pub use compare::{ComparePlan, Part as ComparePart};
 pub use l2::L2BenchPlan;
 pub use realnodes::RealNodesPlan;
@@ -37,6 +38,8 @@ pub enum Suite {
     Compare,
     /// One speaker with 10,000 Services and 100 Node objects: memory, EndpointSlice change to the wire.
     SpeakerScale,
+    /// One speaker advertising 10,000 Service IPs to BIRD: time to full table, UPDATEs, memory.
+    BgpScale,
 }
 
 /// The knobs of every suite (each suite reads its own).
@@ -48,6 +51,7 @@ pub struct BenchArgs {
     pub l2: L2BenchPlan,
     pub realnodes: RealNodesPlan,
     pub speaker_scale: SpeakerScalePlan,
+    pub bgp_scale: BgpScalePlan,
 }
 
 pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
@@ -60,6 +64,7 @@ pub fn run(suite: Suite, args: &BenchArgs) -> Result<()> {
         Suite::Realnodes => realnodes::run(args.realnodes),
         Suite::Compare => compare::run(&args.services, args.latency_samples, &args.compare),
         Suite::SpeakerScale => speaker_scale::run(args.speaker_scale),
+        Suite::BgpScale => bgp::scale::run(args.bgp_scale),
     }
 }
 

@@ -64,7 +64,7 @@ pub const NODES: usize = 100;
 /// Writes in flight while the Services are created.
 const IN_FLIGHT: usize = 32;
 /// The Services' addresses (room for 32,768).
-const BULK_POOL: &str = "198.18.0.0/17";
+pub(super) const BULK_POOL: &str = "198.18.0.0/17";
 /// How often the client asks for the measured IP.
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -214,12 +214,12 @@ pub async fn measure(plan: SpeakerScalePlan) -> Result<Figures> {
     Ok(figures)
 }
 
-fn sim_name(lab: &L2Lab, i: usize) -> String {
+pub(super) fn sim_name(lab: &L2Lab, i: usize) -> String {
     format!("{}-sim{i}", lab.scenario.ns.name)
 }
 
 /// A Ready Node object with no address: no speaker, no gossip.
-async fn simulated_node(lab: &L2Lab, i: usize) -> Result<()> {
+pub(super) async fn simulated_node(lab: &L2Lab, i: usize) -> Result<()> {
     let api: Api<Node> = Api::all(lab.scenario.client.clone());
     let name = sim_name(lab, i);
     let params = PatchParams::apply("ferrolb-bench").force();
@@ -247,7 +247,13 @@ async fn simulated_node(lab: &L2Lab, i: usize) -> Result<()> {
 }
 
 /// A LoadBalancer Service of the lab's class (single stack, `family`) holding `ip` in its status.
-async fn service(lab: &L2Lab, name: &str, family: &str, ip: IpAddr, local: bool) -> Result<()> {
+pub(super) async fn service(
+    lab: &L2Lab,
+    name: &str,
+    family: &str,
+    ip: IpAddr,
+    local: bool,
+) -> Result<()> {
     let api: Api<Service> = lab.scenario.services();
     let params = PatchParams::apply("ferrolb-bench").force();
     api.patch(
@@ -280,7 +286,7 @@ async fn service(lab: &L2Lab, name: &str, family: &str, ip: IpAddr, local: bool)
 }
 
 /// Writes the EndpointSlice of `service`: one ready endpoint on each of `nodes`.
-async fn slice(lab: &L2Lab, service: &str, nodes: &[String]) -> Result<()> {
+pub(super) async fn slice(lab: &L2Lab, service: &str, nodes: &[String]) -> Result<()> {
     let at: Vec<(String, IpAddr)> = nodes
         .iter()
         .zip(1u8..)
@@ -290,7 +296,7 @@ async fn slice(lab: &L2Lab, service: &str, nodes: &[String]) -> Result<()> {
 }
 
 /// `count` Services `scale-<i>` with IPs of the pool `bulk` and their slices.
-async fn create_services(lab: &L2Lab, count: usize) -> Result<()> {
+pub(super) async fn create_services(lab: &L2Lab, count: usize) -> Result<()> {
     futures::stream::iter(0..count)
         .map(|i| async move {
             let name = format!("scale-{i}");

@@ -133,6 +133,9 @@ pub struct BgpMessageStats {
     pub announced: usize,
     /// Prefixes in withdrawn routes and MP_UNREACH_NLRI.
     pub withdrawn: usize,
+    /// UPDATEs (counted in `updates` too) with no prefix at all: End-of-RIB
+    /// markers (RFC 4724: empty for IPv4, an empty MP_UNREACH_NLRI otherwise).
+    pub end_of_rib: usize,
     /// TCP segments with a payload.
     pub segments: usize,
 }
@@ -190,6 +193,7 @@ fn count_messages(stream: &[u8], stats: &mut BgpMessageStats) {
             let (announced, withdrawn) = update_prefixes(&message[19..]).unwrap_or((0, 0));
             stats.announced += announced;
             stats.withdrawn += withdrawn;
+            stats.end_of_rib += usize::from(announced + withdrawn == 0);
         }
         at += length;
     }
@@ -306,5 +310,23 @@ mod tests {
         assert_eq!(stats.update_bytes, update.len() + mp_update(1).len());
         assert_eq!(stats.announced, 4);
         assert_eq!(stats.withdrawn, 0);
+        assert_eq!(stats.end_of_rib, 0);
+    }
+
+    #[test]
+    fn end_of_rib_markers_are_counted_apart() {
+        let mut ipv4_eor = MARKER.to_vec();
+        ipv4_eor.extend_from_slice(&[0, 23, 2, 0, 0, 0, 0]);
+        let mut ipv6_eor = MARKER.to_vec();
+        ipv6_eor.extend_from_slice(&[0, 29, 2, 0, 0, 0, 6, 0x80, 15, 3, 0, 2, 1]);
+        let mut stream = mp_update(2);
+        stream.extend(&ipv4_eor);
+        stream.extend(&ipv6_eor);
+        let stats = bgp_message_stats(&segments(&stream, 1000, 1));
+        assert_eq!(
+            (stats.updates, stats.announced, stats.end_of_rib),
+            (3, 2, 2)
+        );
+        assert_eq!(stats.update_bytes, stream.len());
     }
 }

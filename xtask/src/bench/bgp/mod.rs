@@ -21,6 +21,7 @@ use serde_json::json;
 
 mod bgp_capture;
 pub mod route_monitor;
+pub mod scale;
 
 use bgp_capture::{PcapCapture, bgp_message_stats};
 use route_monitor::RouteMonitor;
@@ -424,7 +425,8 @@ async fn bulk(lab: &BgpLab, gobgp: &GoBgp, assigned: &Assigned, count: usize) ->
             }
         }
         if bird_in.is_none() {
-            let (networks, routes) = bird_counts(&bird.birdc(&["show", "route", "count"])?);
+            let (networks, routes) =
+                bird_counts(&bird.birdc(&["show", "route", "count"])?, "master6");
             last.1 = routes;
             if networks >= count && routes >= expected_paths {
                 bird_in = Some(started.elapsed());
@@ -496,11 +498,12 @@ fn updates_sent(lab: &BgpLab, i: usize, peer: &str) -> Option<f64> {
     )
 }
 
-/// (networks, routes) of BIRD's IPv6 table from `show route count`, e.g.
-/// "3000 of 3000 routes for 1000 networks in table master6".
-pub fn bird_counts(out: &str) -> (usize, usize) {
+/// (networks, routes) of BIRD's `table` (`master4`, `master6`) from `show
+/// route count`, e.g. "3000 of 3000 routes for 1000 networks in table master6".
+pub fn bird_counts(out: &str, table: &str) -> (usize, usize) {
+    let suffix = format!("in table {table}");
     out.lines()
-        .find(|l| l.contains("in table master6"))
+        .find(|l| l.trim_end().ends_with(&suffix))
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             let number_before = |word: &str| {
@@ -541,7 +544,9 @@ mod tests {
     #[test]
     fn router_counts_parse() {
         let bird = "BIRD 2.0.12 ready.\n12 of 12 routes for 4 networks in table master4\n3000 of 3000 routes for 1000 networks in table master6\nTotal: 3012 of 3012 routes for 1004 networks in 2 tables\n";
-        assert_eq!(bird_counts(bird), (1000, 3000));
+        assert_eq!(bird_counts(bird, "master6"), (1000, 3000));
+        assert_eq!(bird_counts(bird, "master4"), (4, 12));
+        assert_eq!(bird_counts(bird, "master"), (0, 0));
         assert_eq!(
             gobgp_counts("Table ipv6-unicast\nDestination: 1000, Path: 3000\n"),
             (1000, 3000)
