@@ -5,14 +5,16 @@
 //! which Services' view or endpoints changed, the set [`super::L2Planner::plan_touched`]
 //! re-decides.
 //!
-//! Why resourceVersions rather than the watch events: the caches hand the plan loop
-//! their whole contents, and a comparison of two short strings per object is far
-//! cheaper than a conversion, while needing nothing from the watch tasks (a re-list after
-//! an outage is handled like any other change). Nodes, pools and L2Advertisements are few
+//! [`ViewCache::sync_keys`] does the same visiting only the Services and EndpointSlices
+//! the watch events named since the last call ([`super::Changes`]), so a change costs
+//! in proportion to itself, not to the cluster; [`ViewCache::sync`] visits every
+//! object (the first pass, and after a watch listed its kind again). Either way an
+//! object whose resourceVersion is unchanged is not converted again, and a Service's
+//! warnings are derived again only when it changes. Nodes, pools and L2Advertisements are few
 //! and converted whole every time; when the nodes' readiness turns endpoint conditions
 //! on or off, every Service's endpoints are merged again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::pool::IPAddressPool;
@@ -36,6 +38,9 @@ pub struct ViewCache {
     slices: Entries<SliceEntry>,
     /// The slices naming each Service, whether or not it is in the view.
     slices_of: HashMap<ServiceKey, BTreeSet<ServiceKey>>,
+    /// The warnings of the Services that have any, derived again only when the
+    /// Service changes.
+    service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
     readiness_counts: Option<bool>,
     generation: u64,
 }
@@ -64,7 +69,6 @@ struct Pass {
 struct Seen {
     version: Option<String>,
     generation: u64,
-    warnings: Vec<ViewWarning>,
 }
 
 #[derive(Debug)]
@@ -123,10 +127,6 @@ impl<T> Entries<T> {
                     .map(|(name, _)| ServiceKey::new(namespace.clone(), name.clone()))
             })
             .collect()
-    }
-
-    fn values(&self) -> impl Iterator<Item = &T> {
-        self.0.values().flat_map(HashMap::values)
     }
 }
 
@@ -241,9 +241,13 @@ impl ViewCache {
             Seen {
                 version: version.cloned(),
                 generation: pass.generation,
-                warnings: own,
             },
         );
+        if own.is_empty() {
+            self.service_warnings.remove(&key);
+        } else {
+            self.service_warnings.insert(key.clone(), own);
+        }
         if self.set_service(&key, converted) {
             pass.touched.insert(key.clone());
             pass.merge.insert(key);
@@ -253,6 +257,7 @@ impl ViewCache {
 
     fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
         self.services.remove(key);
+        self.service_warnings.remove(key);
         if self.set_service(key, None) {
             pass.touched.insert(key.clone());
             pass.merge.insert(key.clone());
@@ -280,7 +285,6 @@ impl ViewCache {
             seen: Seen {
                 version: version.cloned(),
                 generation: pass.generation,
-                warnings: Vec::new(),
             },
             service: service.clone(),
             usable: placements(slice, is_usable),
@@ -352,11 +356,7 @@ impl ViewCache {
                 self.view.insert_l2_advertisement(advertisement);
             }
         }
-        warnings.extend(
-            self.services
-                .values()
-                .flat_map(|seen| seen.warnings.iter().cloned()),
-        );
+        warnings.extend(self.service_warnings.values().flatten().cloned());
         warnings.sort_by_cached_key(ToString::to_string);
         Synced {
             touched: (!everything).then_some(touched),
