@@ -27,6 +27,8 @@ pub(super) struct Seen {
     marked: bool,
     /// resourceVersion of the object `shown` was read from.
     version: Option<u64>,
+    /// Waits in the first listing's backlog for its decision.
+    pub(super) queued: bool,
 }
 
 impl Seen {
@@ -49,15 +51,25 @@ impl Seen {
                 .resource_version
                 .as_deref()
                 .and_then(|v| v.parse().ok()),
+            queued: false,
         }
     }
 }
 
 impl Reconciler {
+    /// Records a Service's view and decides on it, unless the first
+    /// listing's backlog is still being decided and this Service waits in
+    /// it (or, new, joins its end): then it is decided in its turn.
     pub(super) fn service_applied(&mut self, key: ServiceKey, service: &Service) {
-        self.services
-            .insert(key.clone(), Seen::read(service, &self.config.class));
-        if self.synced {
+        let mut seen = Seen::read(service, &self.config.class);
+        let waiting = self.synced && !self.backlog.is_empty();
+        let before = self.services.get(&key).map(|old| old.queued);
+        seen.queued = before.unwrap_or(waiting);
+        let queued = seen.queued;
+        self.services.insert(key.clone(), seen);
+        if before.is_none() && queued {
+            self.backlog.push_back(key);
+        } else if self.synced && !queued {
             self.evaluate(&key);
         }
     }
