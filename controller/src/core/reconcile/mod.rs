@@ -36,7 +36,6 @@ use kube::ResourceExt;
 
 use super::ClassFilter;
 use super::allocator::Allocator;
-use super::desired::ServiceWrite;
 use super::effect::{Effect, MetricChange, Ticket};
 use super::labels::Labels;
 use super::pool_writes::{PoolStatusWrites, PoolStatusWritten};
@@ -119,16 +118,6 @@ pub struct ReconcilerConfig {
     pub sync_batch: usize,
 }
 
-/// Where our writes to one Service stand.
-#[derive(Debug, Default)]
-struct WriteProgress {
-    /// The newest order not yet reported settled.
-    outstanding: Option<Ticket>,
-    /// resourceVersion after our newest completed write: a view older than
-    /// that is an echo from before it.
-    applied: Option<u64>,
-}
-
 /// The names seen since a relist began.
 #[derive(Debug)]
 struct Relist<K> {
@@ -180,10 +169,6 @@ pub struct Reconciler {
     pools_dirty: bool,
     /// An IP was freed: pending Services get another chance.
     retry_needed: bool,
-    /// The last write we decided on per Service: Events and logs mark
-    /// changes of decision, not repairs.
-    submitted: HashMap<ServiceKey, ServiceWrite>,
-    writes: HashMap<ServiceKey, WriteProgress>,
     legacy_warned: HashSet<ServiceKey>,
     service_relist: Relist<ServiceKey>,
     pool_relist: Relist<String>,
@@ -216,8 +201,6 @@ impl Reconciler {
             pool_writes: PoolStatusWrites::default(),
             pools_dirty: true,
             retry_needed: false,
-            submitted: HashMap::new(),
-            writes: HashMap::new(),
             legacy_warned: HashSet::new(),
             service_relist: Relist::new(),
             pool_relist: Relist::new(),
