@@ -155,7 +155,9 @@ impl<K: Eq + Hash + Clone> Relist<K> {
 pub struct Reconciler {
     config: ReconcilerConfig,
     alloc: Allocator,
-    services: HashMap<ServiceKey, Seen>,
+    /// Boxed: the table has room for up to 30 % more entries than it
+    /// holds (65,536 slots for 50,200 Services), and an entry is 500 bytes.
+    services: HashMap<ServiceKey, Box<Seen>>,
     /// Services of ours left without IPs, retried when something frees room.
     pending: BTreeSet<ServiceKey>,
     /// Services keeping their IPs while their request or pool stands in the

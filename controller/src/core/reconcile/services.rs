@@ -130,12 +130,12 @@ impl Reconciler {
         let known = match self.services.get_mut(&key) {
             Some(old) => {
                 seen.succeed(old);
-                *old = seen;
+                **old = seen;
                 true
             }
             None => {
                 seen.queued = self.synced && !self.backlog.is_empty();
-                self.services.insert(key.clone(), seen);
+                self.services.insert(key.clone(), Box::new(seen));
                 false
             }
         };
