@@ -19,7 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use ferrolb_controller::core::effect::{Effect, ServiceWriteOrder};
+use ferrolb_controller::core::effect::{Effect, MetricChange, ServiceWriteOrder};
+use ferrolb_controller::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 use ferrolb_controller::core::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
 use ferrolb_crds::class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
@@ -79,11 +80,11 @@ fn service(i: usize, version: u64) -> Service {
     }
 }
 
-/// `service` as the apiserver returns it once `order` landed.
+/// `service` as the apiserver returns it once our write landed: it shows
+/// the write exactly, at the version the write produced.
 fn echo(mut service: Service, ips: &[std::net::IpAddr], pool: &str, cond: (&str, &str)) -> Service {
-    service.metadata.resource_version = Some("999999".into());
     service.metadata.annotations = Some(BTreeMap::from([(
-        "ferrolb.io/allocated-from-pool".to_string(),
+        ANNOTATION_ALLOCATED_FROM_POOL.to_string(),
         pool.to_string(),
     )]));
     service.status = Some(ServiceStatus {
@@ -148,13 +149,22 @@ fn settle(r: &mut Reconciler, order: ServiceWriteOrder, version: u64) {
         &pool,
         (&condition.reason, &condition.message),
     );
-    r.handle(Input::ServiceWriteSettled(WriteSettled {
+    let mut effects = r.handle(Input::ServiceWriteSettled(WriteSettled {
         key: order.key.clone(),
         ticket: order.ticket,
         applied_version: Some(version),
         written: true,
     }));
-    r.handle(Input::ServiceApplied(shown));
+    effects.extend(r.handle(Input::ServiceApplied(shown)));
+    // Anything else would mean the echo is not what the apiserver returns
+    // (a repair ordered) and the settled state not the steady one.
+    assert!(
+        effects
+            .iter()
+            .all(|e| matches!(e, Effect::Metric(MetricChange::Pending(_)))),
+        "the echo of {} ordered {effects:?}",
+        order.key
+    );
 }
 
 fn listed(n: usize, sync_batch: usize) -> Reconciler {
