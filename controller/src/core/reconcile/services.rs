@@ -253,7 +253,8 @@ impl Reconciler {
                     None => "was deleted".into(),
                 },
             };
-            if let Some(kept) = self.keep(key, standing.clone(), request.sharing.as_ref(), problem)
+            if let Some(kept) =
+                self.keep(key, standing.clone(), request.sharing.as_deref(), problem)
             {
                 return kept;
             }
@@ -262,7 +263,7 @@ impl Reconciler {
             Outcome::Failed(e) => {
                 let problem = KeptBecause::Allocation(e.clone());
                 standing
-                    .and_then(|s| self.keep(key, s, request.sharing.as_ref(), problem))
+                    .and_then(|s| self.keep(key, s, request.sharing.as_deref(), problem))
                     .unwrap_or(Outcome::Failed(e))
             }
             outcome => outcome,
