@@ -156,7 +156,8 @@ pub struct Reconciler {
     config: ReconcilerConfig,
     alloc: Allocator,
     /// Boxed: the table has room for up to 30 % more entries than it
-    /// holds (65,536 slots for 50,200 Services), and an entry is 500 bytes.
+    /// holds (65,536 slots for 50,200 Services), and an entry is over 400
+    /// bytes.
     services: HashMap<ServiceKey, Box<Seen>>,
     /// Services of ours left without IPs, retried when something frees room.
     pending: BTreeSet<ServiceKey>,

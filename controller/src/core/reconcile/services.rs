@@ -20,8 +20,8 @@ use crate::ipam::Family;
 
 /// A Service as the loop remembers it: what it asks, what it shows, what we
 /// decided for it and where our writes to it stand. Kept in one entry (with
-/// one key) rather than a map each: at 50,000 Services the maps of the last
-/// decision and of the write progress held 26 MiB, mostly keys and table.
+/// one key) rather than a map each: at 50,000 Services that saved 9 MiB of
+/// keys and tables (dhat, `--bench memory`).
 #[derive(Debug)]
 pub(super) struct Seen {
     uid: Option<String>,
