@@ -8,11 +8,19 @@
 //! every write settled, each per Service. Only the pure core is counted: the
 //! shell's write queue and Event budget come on top (see BENCHMARKS.md).
 //!
+//! Each size runs twice: first as the controller runs, the listing decided
+//! in batches of 1,000 (`sync_batch`) with each batch's writes settled
+//! before the next is asked for (the shell asks as its write queue
+//! drains), then in one pass (`sync_batch: usize::MAX`, as before batches).
+//! dhat's peak is over the whole run, so sizes go up and the batched run
+//! goes first.
+//!
 //! `cargo bench -p ferrolb-controller --bench memory [-- 5000 50000]`
 
 use std::collections::BTreeMap;
 
-use ferrolb_controller::core::effect::Effect;
+use ferrolb_controller::core::effect::{Effect, MetricChange, ServiceWriteOrder};
+use ferrolb_controller::core::service::ANNOTATION_ALLOCATED_FROM_POOL;
 use ferrolb_controller::core::{Input, Kind, Reconciler, ReconcilerConfig, WriteSettled};
 use ferrolb_crds::class::{ClassFilter, DEFAULT_LOAD_BALANCER_CLASS};
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
@@ -72,11 +80,11 @@ fn service(i: usize, version: u64) -> Service {
     }
 }
 
-/// `service` as the apiserver returns it once `order` landed.
+/// `service` as the apiserver returns it once our write landed: it shows
+/// the write exactly, at the version the write produced.
 fn echo(mut service: Service, ips: &[std::net::IpAddr], pool: &str, cond: (&str, &str)) -> Service {
-    service.metadata.resource_version = Some("999999".into());
     service.metadata.annotations = Some(BTreeMap::from([(
-        "ferrolb.io/allocated-from-pool".to_string(),
+        ANNOTATION_ALLOCATED_FROM_POOL.to_string(),
         pool.to_string(),
     )]));
     service.status = Some(ServiceStatus {
@@ -118,11 +126,52 @@ fn per_service(bytes: usize, n: usize) -> String {
     )
 }
 
-fn measure(n: usize) {
-    let base = live();
+/// One line per (label, bytes): the MiB and the bytes per Service.
+fn print_figures(n: usize, figures: &[(&str, usize)]) {
+    for (label, bytes) in figures {
+        println!("  {:<35}{}", format!("{label}:"), per_service(*bytes, n));
+    }
+}
+
+/// The batch the controller's shell decides the first listing in.
+const SYNC_BATCH: usize = 1_000;
+
+/// Reports write `order` settled at `version` and feeds the echo.
+fn settle(r: &mut Reconciler, order: ServiceWriteOrder, version: u64) {
+    let Some(condition) = &order.write.condition else {
+        return;
+    };
+    let i: usize = order.key.name["svc-".len()..].parse().unwrap_or(0);
+    let pool = order.write.pool.clone().unwrap_or_default();
+    let shown = echo(
+        service(i, version),
+        &order.write.ips,
+        &pool,
+        (&condition.reason, &condition.message),
+    );
+    let mut effects = r.handle(Input::ServiceWriteSettled(WriteSettled {
+        key: order.key.clone(),
+        ticket: order.ticket,
+        applied_version: Some(version),
+        written: true,
+    }));
+    effects.extend(r.handle(Input::ServiceApplied(shown)));
+    // Anything else would mean the echo is not what the apiserver returns
+    // (a repair ordered) and the settled state not the steady one.
+    assert!(
+        effects
+            .iter()
+            .all(|e| matches!(e, Effect::Metric(MetricChange::Pending(_)))),
+        "the echo of {} ordered {effects:?}",
+        order.key
+    );
+}
+
+fn listed(n: usize, sync_batch: usize) -> Reconciler {
     let mut r = Reconciler::new(ReconcilerConfig {
         pool_namespace: POOL_NAMESPACE.into(),
         class: ClassFilter::new(DEFAULT_LOAD_BALANCER_CLASS, false),
+        sync_batch,
     });
     for kind in KINDS {
         r.handle(Input::RelistStarted(kind));
@@ -131,6 +180,55 @@ fn measure(n: usize) {
     for i in 0..n {
         r.handle(Input::ServiceApplied(service(i, 10 + i as u64)));
     }
+    r
+}
+
+/// The listing decided in batches, each batch's writes settled before the
+/// next batch is asked for.
+fn measure_batched(n: usize) {
+    let base = live();
+    let mut r = listed(n, SYNC_BATCH);
+    let listed = live() - base;
+    let mut version = 1_000_000u64;
+    let mut events = 0;
+    let mut effects = Vec::new();
+    for kind in KINDS {
+        effects.extend(r.handle(Input::RelistDone(kind)));
+    }
+    loop {
+        for effect in std::mem::take(&mut effects) {
+            match effect {
+                Effect::WriteService(order) => {
+                    version += 1;
+                    settle(&mut r, order, version);
+                }
+                Effect::Event(_) => events += 1,
+                _ => {}
+            }
+        }
+        if !r.deciding() {
+            break;
+        }
+        effects = r.handle(Input::DecideBacklog);
+    }
+    let decided_peak = peak().saturating_sub(base);
+    let settled = live() - base;
+    println!("n={n}, in batches of {SYNC_BATCH}: {events} Events ordered");
+    print_figures(
+        n,
+        &[
+            ("live after the listing", listed),
+            ("peak while deciding the listing", decided_peak),
+            ("live once every write settled", settled),
+        ],
+    );
+    drop(r);
+}
+
+/// The listing decided in one pass.
+fn measure(n: usize) {
+    let base = live();
+    let mut r = listed(n, usize::MAX);
     let listed = live() - base;
     // dhat's peak is over the whole run: decide on a size's listing first.
     let mut effects = Vec::new();
@@ -157,42 +255,18 @@ fn measure(n: usize) {
     let mut version = 1_000_000u64;
     for order in orders {
         version += 1;
-        let Some(condition) = &order.write.condition else {
-            continue;
-        };
-        let i: usize = order.key.name["svc-".len()..].parse().unwrap_or(0);
-        let pool = order.write.pool.clone().unwrap_or_default();
-        let shown = echo(
-            service(i, version),
-            &order.write.ips,
-            &pool,
-            (&condition.reason, &condition.message),
-        );
-        r.handle(Input::ServiceWriteSettled(WriteSettled {
-            key: order.key.clone(),
-            ticket: order.ticket,
-            applied_version: Some(version),
-            written: true,
-        }));
-        r.handle(Input::ServiceApplied(shown));
+        settle(&mut r, order, version);
     }
     let settled = live() - base;
-    println!("n={n}: {events} Events ordered");
-    println!(
-        "  live after the listing:            {}",
-        per_service(listed, n)
-    );
-    println!(
-        "  peak while deciding the listing:   {}",
-        per_service(decided_peak, n)
-    );
-    println!(
-        "  live holding the write orders:     {}",
-        per_service(with_orders, n)
-    );
-    println!(
-        "  live once every write settled:     {}",
-        per_service(settled, n)
+    println!("n={n}, in one pass: {events} Events ordered");
+    print_figures(
+        n,
+        &[
+            ("live after the listing", listed),
+            ("peak while deciding the listing", decided_peak),
+            ("live holding the write orders", with_orders),
+            ("live once every write settled", settled),
+        ],
     );
     drop(r);
 }
@@ -210,6 +284,7 @@ fn main() {
     // Counting only (no profile file): dhat's testing mode.
     let _profiler = dhat::Profiler::builder().testing().build();
     for n in sizes {
+        measure_batched(n);
         measure(n);
     }
 }

@@ -446,7 +446,7 @@ impl Allocator {
         request: &ServiceRequest,
         me: Option<&ServiceKey>,
     ) -> Result<(), AllocationError> {
-        self.shareable_with(ip, request.sharing.as_ref(), me)
+        self.shareable_with(ip, request.sharing.as_deref(), me)
     }
 
     /// Whether a Service with terms `sharing` may hold `ip` alongside its current users (ignoring `me`).
@@ -590,7 +590,7 @@ impl Allocator {
     }
 
     fn commit(&mut self, request: &ServiceRequest, assignment: &Assignment) {
-        self.commit_as(&request.key, request.sharing.as_ref(), assignment);
+        self.commit_as(&request.key, request.sharing.as_deref(), assignment);
     }
 
     fn commit_as(
@@ -606,7 +606,9 @@ impl Allocator {
                 sharing_key: sharing.map(|s| s.key.clone()),
                 users: super::ip_users::Users::default(),
             });
-            entry.users.insert(key.clone(), sharing.cloned());
+            entry
+                .users
+                .insert(key.clone(), sharing.cloned().map(Box::new));
             if is_new {
                 self.used.insert(*ip);
                 if let Some(terms) = sharing {

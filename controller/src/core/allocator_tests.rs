@@ -46,7 +46,7 @@ fn request(name: &str) -> ServiceRequest {
 
 fn shared(name: &str, key: &str, ports: &[i32]) -> ServiceRequest {
     ServiceRequest {
-        sharing: Some(SharingTerms {
+        sharing: Some(Box::new(SharingTerms {
             key: key.into(),
             ports: ports
                 .iter()
@@ -57,7 +57,7 @@ fn shared(name: &str, key: &str, ports: &[i32]) -> ServiceRequest {
                 .collect(),
             local_traffic_policy: false,
             selector: Labels::new(),
-        }),
+        })),
         ..request(name)
     }
 }

@@ -9,11 +9,11 @@ use super::service::{ServiceKey, SharingTerms};
 
 /// The users of one IP and the sharing terms each holds it under.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Users(Vec<(ServiceKey, Option<SharingTerms>)>);
+pub struct Users(Vec<(ServiceKey, Option<Box<SharingTerms>>)>);
 
 impl Users {
     /// Adds `key`, or replaces its terms when it is a user already.
-    pub fn insert(&mut self, key: ServiceKey, terms: Option<SharingTerms>) {
+    pub fn insert(&mut self, key: ServiceKey, terms: Option<Box<SharingTerms>>) {
         match self.0.binary_search_by(|(user, _)| user.cmp(&key)) {
             Ok(found) => {
                 if let Some(user) = self.0.get_mut(found) {
@@ -41,8 +41,8 @@ impl Users {
     }
 
     /// The users and their terms, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&ServiceKey, &Option<SharingTerms>)> {
-        self.0.iter().map(|(user, terms)| (user, terms))
+    pub fn iter(&self) -> impl Iterator<Item = (&ServiceKey, Option<&SharingTerms>)> {
+        self.0.iter().map(|(user, terms)| (user, terms.as_deref()))
     }
 }
 
@@ -83,7 +83,7 @@ mod tests {
                     model.remove(&k);
                 }
             }
-            let got: Vec<_> = users.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+            let got: Vec<_> = users.iter().map(|(k, t)| (k.clone(), t.cloned())).collect();
             let want: Vec<_> = model.into_iter().collect::<Vec<(ServiceKey, Option<SharingTerms>)>>();
             prop_assert_eq!(got, want);
         }

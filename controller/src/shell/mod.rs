@@ -8,8 +8,12 @@
 //!  watch Services (slim) ──────────┐
 //!  watch IPAddressPools ───────────┤
 //!  watch Namespaces ───────────────┤
-//!  interval 500 ms: Tick ──────────┼─▶ loop task (`run`): owns the Reconciler,
-//!  settled: WriteSettled ──────────┤   one Input at a time, carries out its Effects
+//!  interval 500 ms: Tick ──────────┤
+//!  DecideBacklog, while the first ─┼─▶ loop task (`run`): owns the Reconciler,
+//!   listing is decided and fewer   │   one Input at a time, carries out its Effects
+//!   than SYNC_BATCH status writes  │
+//!   are outstanding (watch)        │
+//!  settled: WriteSettled ──────────┤
 //!  pool_reports: PoolStatusWritten ┘     │
 //!    ┌───────────────────────────────────┘
 //!    ├─ WriteService, ForgetService ─▶ WriteQueue (Mutex + Notify)
@@ -58,6 +62,14 @@ use events::EventSink;
 use ferrolb_runtime::http::Health;
 use slim::SlimService;
 use writer::{FIELD_MANAGER, Writer};
+
+/// The first listing's Services that show no IP are decided this many at a
+/// time, the next batch once fewer status writes than this are outstanding:
+/// the write queue never runs dry during a cold start (statuses still all
+/// go before any annotation, and Events after them), and neither the loop's
+/// effects nor the queue hold a write per Service of a 50,000-Service
+/// listing at once.
+const SYNC_BATCH: usize = 1_000;
 
 /// Concurrent Event senders. Events wait for status writes anyway, so a few
 /// suffice.
@@ -166,7 +178,9 @@ pub async fn run(
     let mut reconciler = Reconciler::new(ReconcilerConfig {
         pool_namespace: config.pool_namespace,
         class: config.class,
+        sync_batch: SYNC_BATCH,
     });
+    let mut status_outstanding = executor.writer.status_outstanding();
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tokio::pin!(shutdown);
@@ -177,6 +191,9 @@ pub async fn run(
                 return Ok(());
             }
             _ = tick.tick() => Input::Tick(Timestamp::now()),
+            _ = status_outstanding.wait_for(|n| *n < SYNC_BATCH), if reconciler.deciding() => {
+                Input::DecideBacklog
+            }
             Some(report) = settled.recv() => Input::ServiceWriteSettled(report),
             Some(report) = pool_reports.recv() => Input::PoolStatusWritten(report),
             next = watches.next() => match next {

@@ -35,6 +35,8 @@ pub struct Writer {
     wake: Arc<Notify>,
     /// True while status writes are queued or in flight.
     status_busy: Arc<watch::Sender<bool>>,
+    /// How many Services have a status write queued or in flight.
+    status_outstanding: Arc<watch::Sender<usize>>,
     method: WriteMethod,
     /// Where to report that a Service has nothing left to write.
     settled: mpsc::UnboundedSender<WriteSettled>,
@@ -56,6 +58,7 @@ impl Writer {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
             status_busy: Arc::new(watch::Sender::new(false)),
+            status_outstanding: Arc::new(watch::Sender::new(0)),
             method,
             settled,
             fence,
@@ -85,14 +88,23 @@ impl Writer {
         self.status_busy.subscribe()
     }
 
-    /// Runs `f` on the queue and publishes whether status work is left.
+    /// Watches how many Services have a status write queued or in flight:
+    /// the loop decides the first listing's next batch when few do.
+    pub fn status_outstanding(&self) -> watch::Receiver<usize> {
+        self.status_outstanding.subscribe()
+    }
+
+    /// Runs `f` on the queue and publishes how much status work is left.
     /// `None` only if a worker panicked while holding the lock.
     fn with_queue<T>(&self, f: impl FnOnce(&mut WriteQueue) -> T) -> Option<T> {
         let mut q = self.queue.lock().ok()?;
         let out = f(&mut q);
-        let busy = q.status_outstanding() > 0;
+        let outstanding = q.status_outstanding();
+        let busy = outstanding > 0;
         self.status_busy
             .send_if_modified(|b| std::mem::replace(b, busy) != busy);
+        self.status_outstanding
+            .send_if_modified(|n| std::mem::replace(n, outstanding) != outstanding);
         Some(out)
     }
 

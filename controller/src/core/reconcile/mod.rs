@@ -11,11 +11,22 @@
 //! only recorded; then the allocation table is rebuilt from the IPs
 //! Services already show (oldest claim first) before any new IP is handed
 //! out. After that, every input is decided on at once.
+//!
+//! The listing's other Services (those that show no IP) are decided in
+//! batches of [`ReconcilerConfig::sync_batch`], the next one on
+//! [`Input::DecideBacklog`], which the shell sends as its write queue
+//! drains: at 50,000 Services, deciding them all at once held 150,000
+//! effects (a write, an Event and a metric each) and the write queue's
+//! 50,000 entries at the same moment. A Service that changes before its
+//! turn is decided in its turn, on its newest view; one created meanwhile
+//! goes to the back of the line; the others are decided on at once as
+//! before. Fed nothing in between, batches decide exactly what one pass
+//! does.
 
 mod pools;
 mod services;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use ferrolb_crds::pool::IPAddressPool;
@@ -25,7 +36,6 @@ use kube::ResourceExt;
 
 use super::ClassFilter;
 use super::allocator::Allocator;
-use super::desired::ServiceWrite;
 use super::effect::{Effect, MetricChange, Ticket};
 use super::labels::Labels;
 use super::pool_writes::{PoolStatusWrites, PoolStatusWritten};
@@ -73,6 +83,9 @@ pub enum Input {
     RelistDone(Kind),
     /// A Service has nothing queued or in flight any more.
     ServiceWriteSettled(WriteSettled),
+    /// Decide the next batch of the first listing's Services (see
+    /// [`Reconciler::deciding`]); nothing when none waits.
+    DecideBacklog,
     /// A pool status write ended.
     PoolStatusWritten(PoolStatusWritten),
     /// Time passes: pool statuses are flushed and due retries sent.
@@ -99,16 +112,10 @@ pub struct ReconcilerConfig {
     pub pool_namespace: String,
     /// Which `loadBalancerClass` values are ours.
     pub class: ClassFilter,
-}
-
-/// Where our writes to one Service stand.
-#[derive(Debug, Default)]
-struct WriteProgress {
-    /// The newest order not yet reported settled.
-    outstanding: Option<Ticket>,
-    /// resourceVersion after our newest completed write: a view older than
-    /// that is an echo from before it.
-    applied: Option<u64>,
+    /// How many of the first listing's Services that show no IP are
+    /// decided per [`Input::DecideBacklog`] (at least one; `usize::MAX`: all
+    /// at once). Those that show IPs are always adopted in one pass.
+    pub sync_batch: usize,
 }
 
 /// The names seen since a relist began.
@@ -148,7 +155,10 @@ impl<K: Eq + Hash + Clone> Relist<K> {
 pub struct Reconciler {
     config: ReconcilerConfig,
     alloc: Allocator,
-    services: HashMap<ServiceKey, Seen>,
+    /// Boxed: the table has room for up to 30 % more entries than it
+    /// holds (65,536 slots for 50,200 Services), and an entry is over 400
+    /// bytes.
+    services: HashMap<ServiceKey, Box<Seen>>,
     /// Services of ours left without IPs, retried when something frees room.
     pending: BTreeSet<ServiceKey>,
     /// Services keeping their IPs while their request or pool stands in the
@@ -162,10 +172,6 @@ pub struct Reconciler {
     pools_dirty: bool,
     /// An IP was freed: pending Services get another chance.
     retry_needed: bool,
-    /// The last write we decided on per Service: Events and logs mark
-    /// changes of decision, not repairs.
-    submitted: HashMap<ServiceKey, ServiceWrite>,
-    writes: HashMap<ServiceKey, WriteProgress>,
     legacy_warned: HashSet<ServiceKey>,
     service_relist: Relist<ServiceKey>,
     pool_relist: Relist<String>,
@@ -173,6 +179,11 @@ pub struct Reconciler {
     /// Kinds listed in full at least once.
     listed: BTreeSet<Kind>,
     synced: bool,
+    /// The first listing's Services not decided yet, in their order; a key
+    /// whose entry is no longer `queued` (decided, or deleted) is skipped.
+    backlog: VecDeque<ServiceKey>,
+    /// `Effect::Synced` went out: the backlog was empty once.
+    announced: bool,
     tickets: u64,
     published_pending: usize,
     effects: Vec<Effect>,
@@ -193,23 +204,29 @@ impl Reconciler {
             pool_writes: PoolStatusWrites::default(),
             pools_dirty: true,
             retry_needed: false,
-            submitted: HashMap::new(),
-            writes: HashMap::new(),
             legacy_warned: HashSet::new(),
             service_relist: Relist::new(),
             pool_relist: Relist::new(),
             namespace_relist: Relist::new(),
             listed: BTreeSet::new(),
             synced: false,
+            backlog: VecDeque::new(),
+            announced: false,
             tickets: 0,
             published_pending: 0,
             effects: Vec::new(),
         }
     }
 
-    /// Whether the first full listing is in and decided on.
+    /// Whether the first full listing is in and its decisions begun.
     pub fn synced(&self) -> bool {
         self.synced
+    }
+
+    /// Whether Services of the first listing wait for their decision:
+    /// then [`Input::DecideBacklog`] decides the next batch.
+    pub fn deciding(&self) -> bool {
+        self.synced && !self.backlog.is_empty()
     }
 
     /// Handles one input; returns what to do about it, in order.
@@ -240,6 +257,7 @@ impl Reconciler {
             },
             Input::RelistDone(kind) => self.relist_done(kind),
             Input::ServiceWriteSettled(report) => self.write_settled(report),
+            Input::DecideBacklog => self.decide_backlog(self.config.sync_batch),
             Input::PoolStatusWritten(report) => self.pool_writes.report(&report),
             Input::Tick(now) => self.tick(now),
         }
@@ -275,27 +293,55 @@ impl Reconciler {
         }
         self.listed.insert(kind);
         if !self.synced && self.listed.len() == 3 {
-            self.rebuild();
+            let adopt = self.rebuild();
             self.synced = true;
-            self.effects.push(Effect::Synced {
-                services: self.services.len(),
-                pools: self.pools.len(),
-            });
+            self.decide_backlog(adopt.saturating_add(self.config.sync_batch));
         }
     }
 
     /// After the first listing: pools first, then Services that already
-    /// show IPs (oldest first, so the older of two claims wins), then the rest.
-    fn rebuild(&mut self) {
+    /// show IPs (oldest first, so the older of two claims wins), then the
+    /// rest. Puts them all in the backlog, in that order; returns how many
+    /// show IPs (adopted in one pass, before anything new is handed out).
+    fn rebuild(&mut self) -> usize {
         self.apply_pools();
         let mut keys: Vec<(bool, i64, ServiceKey)> = self
             .services
-            .iter()
-            .map(|(k, s)| (s.shown.ips.is_empty(), s.created, k.clone()))
+            .iter_mut()
+            .map(|(k, s)| {
+                s.queued = true;
+                (s.shown.ips.is_empty(), s.created, k.clone())
+            })
             .collect();
         keys.sort();
-        for (_, _, key) in keys {
-            self.evaluate(&key);
+        let adopt = keys.partition_point(|(no_ips, _, _)| !no_ips);
+        self.backlog = keys.into_iter().map(|(_, _, key)| key).collect();
+        adopt
+    }
+
+    /// Decides the next `count` Services of the backlog; announces the
+    /// sync once none is left.
+    fn decide_backlog(&mut self, count: usize) {
+        if !self.synced {
+            return;
+        }
+        for _ in 0..count.max(1) {
+            let Some(key) = self.backlog.pop_front() else {
+                break;
+            };
+            if let Some(seen) = self.services.get_mut(&key)
+                && std::mem::take(&mut seen.queued)
+            {
+                self.evaluate(&key);
+            }
+        }
+        if self.backlog.is_empty() && !self.announced {
+            self.announced = true;
+            self.backlog = VecDeque::new();
+            self.effects.push(Effect::Synced {
+                services: self.services.len(),
+                pools: self.pools.len(),
+            });
         }
     }
 

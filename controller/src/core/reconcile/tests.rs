@@ -30,6 +30,7 @@ fn reconciler() -> Reconciler {
     Reconciler::new(ReconcilerConfig {
         pool_namespace: POOL_NAMESPACE.into(),
         class: ClassFilter::new(DEFAULT_LOAD_BALANCER_CLASS, false),
+        sync_batch: usize::MAX,
     })
 }
 
@@ -37,12 +38,17 @@ fn reconciler() -> Reconciler {
 /// namespace, and what the listing made it do.
 fn listed(pools: &[IPAddressPool], services: &[Service]) -> (Reconciler, Vec<Effect>) {
     let mut r = reconciler();
+    let effects = feed(&mut r, listing(pools, services));
+    (r, effects)
+}
+
+/// The first listing of `pools`, `services` and no namespace, as inputs.
+fn listing(pools: &[IPAddressPool], services: &[Service]) -> Vec<Input> {
     let mut inputs: Vec<Input> = KINDS.map(Input::RelistStarted).into();
     inputs.extend(pools.iter().cloned().map(Input::PoolApplied));
     inputs.extend(services.iter().cloned().map(Input::ServiceApplied));
     inputs.extend(KINDS.map(Input::RelistDone));
-    let effects = feed(&mut r, inputs);
-    (r, effects)
+    inputs
 }
 
 fn feed(r: &mut Reconciler, inputs: impl IntoIterator<Item = Input>) -> Vec<Effect> {
@@ -499,4 +505,5 @@ fn a_conflicting_pool_is_announced_once() {
     assert!(events_of(&again, "late").is_empty(), "{again:#?}");
 }
 
+mod batches;
 mod held;
