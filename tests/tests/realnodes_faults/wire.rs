@@ -331,9 +331,7 @@ fn the_client_kernels_unicast_reachability_probes_are_answered_by_the_owner() ->
         .filter(|p| !answered(p))
         .map(|p| p.at)
         .collect();
-    let failed = states
-        .iter()
-        .any(|(_, s)| s == "FAILED" || s == "INCOMPLETE");
+    let failed = nud_failed(states.iter().map(|(_, state)| state.as_str()));
     println!(
         "{sent} datagrams to {ip} (owner {}): {} unicast solicitations by the client's kernel, \
          {} unanswered; neighbour states {states:?}; after the traffic {last_state:?}",
@@ -357,6 +355,45 @@ fn the_client_kernels_unicast_reachability_probes_are_answered_by_the_owner() ->
     assert!(!failed, "the neighbour entry for {ip} failed: {states:?}");
     last_state?;
     Ok(())
+}
+
+/// Whether a neighbour entry's states, as sampled in order from its deletion,
+/// show a failed reachability check: FAILED at any time, or INCOMPLETE once the
+/// entry has been REACHABLE. INCOMPLETE before that is the first resolution,
+/// which a sample taken while the multicast solicitation is answered can catch;
+/// an entry that never became REACHABLE failed too.
+fn nud_failed<'s>(states: impl IntoIterator<Item = &'s str>) -> bool {
+    let mut resolved = false;
+    for state in states {
+        match state {
+            "FAILED" => return true,
+            "INCOMPLETE" if resolved => return true,
+            "REACHABLE" => resolved = true,
+            _ => {}
+        }
+    }
+    !resolved
+}
+
+#[test]
+fn nud_fails_on_failed_or_incomplete_after_resolution_but_not_on_the_first_resolution() {
+    assert!(!nud_failed([
+        "",
+        "INCOMPLETE",
+        "REACHABLE",
+        "STALE",
+        "DELAY",
+        "REACHABLE"
+    ]));
+    assert!(nud_failed(["REACHABLE", "DELAY", "PROBE", "FAILED"]));
+    assert!(nud_failed([
+        "REACHABLE",
+        "DELAY",
+        "INCOMPLETE",
+        "REACHABLE"
+    ]));
+    assert!(nud_failed(["INCOMPLETE", "FAILED"]));
+    assert!(nud_failed(["", "INCOMPLETE"]));
 }
 
 /// BIRD's protocol for node `node`.
