@@ -96,9 +96,10 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Debian packages the network tests and the lab use: namespaces (iproute2),
-/// the L2 clients (arping, ndisc6, tcpdump) and the BGP routers (bird2, gobgpd).
+/// the L2 clients (arping, ndisc6, tcpdump), the BGP routers (bird2, gobgpd)
+/// and nft, which the fault tests cut gossip and API paths with.
 pub const NETWORK_PACKAGES: &[&str] = &[
-    "iproute2", "arping", "ndisc6", "tcpdump", "bird2", "gobgpd", "python3",
+    "iproute2", "arping", "ndisc6", "tcpdump", "bird2", "gobgpd", "python3", "nftables",
 ];
 
 /// Debian packages the real-node tier runs on (REAL-NODES.md): containerd with
