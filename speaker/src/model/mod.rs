@@ -16,6 +16,8 @@
 pub mod bgp;
 pub mod bgp_convert;
 pub mod bgp_stop;
+#[deny(missing_docs)]
+pub mod changes;
 pub mod convert;
 pub mod eligibility;
 pub mod l2;
@@ -34,6 +36,7 @@ mod fixtures;
 pub use bgp::{BgpOptions, BgpPlan, BgpView, LocalNode, PeerPlan, bgp_plan};
 pub use bgp_convert::BgpWarning;
 pub use bgp_stop::{BgpStop, LeaveReason, bgp_stop};
+pub use changes::Changes;
 pub use convert::ViewWarning;
 pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;

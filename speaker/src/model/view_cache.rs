@@ -5,14 +5,16 @@
 //! which Services' view or endpoints changed, the set [`super::L2Planner::plan_touched`]
 //! re-decides.
 //!
-//! Why resourceVersions rather than the watch events: the caches hand the plan loop
-//! their whole contents, and a comparison of two short strings per object is far
-//! cheaper than a conversion, while needing nothing from the watch tasks (a re-list after
-//! an outage is handled like any other change). Nodes, pools and L2Advertisements are few
+//! [`ViewCache::sync_keys`] does the same visiting only the Services and EndpointSlices
+//! the watch events named since the last call ([`super::Changes`]), so a change costs
+//! in proportion to itself, not to the cluster; [`ViewCache::sync`] visits every
+//! object (the first pass, and after a watch listed its kind again). Either way an
+//! object whose resourceVersion is unchanged is not converted again, and a Service's
+//! warnings are derived again only when it changes. Nodes, pools and L2Advertisements are few
 //! and converted whole every time; when the nodes' readiness turns endpoint conditions
 //! on or off, every Service's endpoints are merged again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::pool::IPAddressPool;
@@ -36,6 +38,9 @@ pub struct ViewCache {
     slices: Entries<SliceEntry>,
     /// The slices naming each Service, whether or not it is in the view.
     slices_of: HashMap<ServiceKey, BTreeSet<ServiceKey>>,
+    /// The warnings of the Services that have any, derived again only when the
+    /// Service changes.
+    service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
     readiness_counts: Option<bool>,
     generation: u64,
 }
@@ -51,11 +56,19 @@ pub struct Synced {
     pub warnings: Vec<ViewWarning>,
 }
 
+/// What one sync collects on its way.
+struct Pass {
+    generation: u64,
+    warnings: Vec<ViewWarning>,
+    touched: BTreeSet<ServiceKey>,
+    /// Services whose endpoints must be merged again.
+    merge: BTreeSet<ServiceKey>,
+}
+
 #[derive(Debug)]
 struct Seen {
     version: Option<String>,
     generation: u64,
-    warnings: Vec<ViewWarning>,
 }
 
 #[derive(Debug)]
@@ -115,10 +128,6 @@ impl<T> Entries<T> {
             })
             .collect()
     }
-
-    fn values(&self) -> impl Iterator<Item = &T> {
-        self.0.values().flat_map(HashMap::values)
-    }
 }
 
 impl Seen {
@@ -144,104 +153,178 @@ impl ViewCache {
         l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
         class: &ClassFilter,
     ) -> Synced {
-        self.generation += 1;
-        let generation = self.generation;
-        let mut warnings = Vec::new();
-        let mut touched = BTreeSet::new();
-        // Services whose endpoints must be merged again.
-        let mut merge = BTreeSet::new();
-
+        let mut pass = self.start_pass();
         for service in services {
-            if let Some(seen) = self.services.get_mut(&service.metadata)
-                && seen.unchanged(service.metadata.resource_version.as_ref())
-            {
-                seen.generation = generation;
-                continue;
-            }
-            let Some(key) = namespaced_key(&service.metadata, "Service", &mut Vec::new()) else {
-                // Only Services of our class are worth a warning.
-                if class.accepts(service) {
-                    warnings.push(ViewWarning::MissingName { kind: "Service" });
-                }
-                continue;
-            };
-            let version = service.metadata.resource_version.as_ref();
-            let mut own = Vec::new();
-            let converted = if class.accepts(service) {
-                service_view(service, &mut own)
-            } else {
-                None
-            };
-            self.services.insert(
-                &key,
-                Seen {
-                    version: version.cloned(),
-                    generation,
-                    warnings: own,
-                },
-            );
-            if self.set_service(&key, converted) {
-                touched.insert(key.clone());
-                merge.insert(key);
-            }
+            self.put_service(service, class, &mut pass);
         }
         let gone = self
             .services
-            .keys_where(|seen| seen.generation != generation);
+            .keys_where(|seen| seen.generation != pass.generation);
         for key in gone {
-            self.services.remove(&key);
-            if self.set_service(&key, None) {
-                touched.insert(key.clone());
-                merge.insert(key);
-            }
+            self.remove_service(&key, &mut pass);
         }
-
         for slice in endpoint_slices {
-            let Some(service_name) = service_name_of(slice) else {
-                continue;
-            };
-            let version = slice.metadata.resource_version.as_ref();
-            if let Some(entry) = self.slices.get_mut(&slice.metadata)
-                && entry.seen.unchanged(version)
-                && entry.service.name == *service_name
-            {
-                entry.seen.generation = generation;
-                continue;
-            }
-            let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut warnings) else {
-                continue;
-            };
-            let service = ServiceKey::new(key.namespace.clone(), service_name);
-            let entry = SliceEntry {
-                seen: Seen {
-                    version: version.cloned(),
-                    generation,
-                    warnings: Vec::new(),
-                },
-                service: service.clone(),
-                usable: placements(slice, is_usable),
-                disruption: placements(slice, is_usable_in_full_disruption),
-            };
-            if let Some(old) = self.slices.insert(&key, entry) {
-                self.unlink_slice(&old.service, &key);
-                merge.insert(old.service);
-            }
-            self.slices_of
-                .entry(service.clone())
-                .or_default()
-                .insert(key);
-            merge.insert(service);
+            self.put_slice(slice, &mut pass);
         }
         let gone = self
             .slices
-            .keys_where(|entry| entry.seen.generation != generation);
+            .keys_where(|entry| entry.seen.generation != pass.generation);
         for key in gone {
-            if let Some(old) = self.slices.remove(&key) {
-                self.unlink_slice(&old.service, &key);
-                merge.insert(old.service);
+            self.remove_slice(&key, &mut pass);
+        }
+        self.finish_pass(pass, nodes, pools, l2_advertisements)
+    }
+
+    /// The same as [`ViewCache::sync`], visiting only the Services and EndpointSlices
+    /// named: each `namespace/name` with its object now, `None` when it is gone. They
+    /// must name every Service and EndpointSlice written or deleted since the last
+    /// call (the first call, every object); nodes, pools and L2Advertisements are
+    /// given whole, as to [`ViewCache::sync`].
+    pub fn sync_keys<'o>(
+        &mut self,
+        services: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o Service>)>,
+        endpoint_slices: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o EndpointSlice>)>,
+        nodes: impl IntoIterator<Item = &'o Node>,
+        pools: impl IntoIterator<Item = &'o IPAddressPool>,
+        l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
+        class: &ClassFilter,
+    ) -> Synced {
+        let mut pass = self.start_pass();
+        for (key, service) in services {
+            if !service.is_some_and(|service| self.put_service(service, class, &mut pass)) {
+                self.remove_service(key, &mut pass);
             }
         }
+        for (key, slice) in endpoint_slices {
+            if !slice.is_some_and(|slice| self.put_slice(slice, &mut pass)) {
+                self.remove_slice(key, &mut pass);
+            }
+        }
+        self.finish_pass(pass, nodes, pools, l2_advertisements)
+    }
 
+    fn start_pass(&mut self) -> Pass {
+        self.generation += 1;
+        Pass {
+            generation: self.generation,
+            warnings: Vec::new(),
+            touched: BTreeSet::new(),
+            merge: BTreeSet::new(),
+        }
+    }
+
+    /// Takes in one Service; whether it is kept (it has a key).
+    fn put_service(&mut self, service: &Service, class: &ClassFilter, pass: &mut Pass) -> bool {
+        if let Some(seen) = self.services.get_mut(&service.metadata)
+            && seen.unchanged(service.metadata.resource_version.as_ref())
+        {
+            seen.generation = pass.generation;
+            return true;
+        }
+        let Some(key) = namespaced_key(&service.metadata, "Service", &mut Vec::new()) else {
+            // Only Services of our class are worth a warning.
+            if class.accepts(service) {
+                pass.warnings
+                    .push(ViewWarning::MissingName { kind: "Service" });
+            }
+            return false;
+        };
+        let version = service.metadata.resource_version.as_ref();
+        let mut own = Vec::new();
+        let converted = if class.accepts(service) {
+            service_view(service, &mut own)
+        } else {
+            None
+        };
+        self.services.insert(
+            &key,
+            Seen {
+                version: version.cloned(),
+                generation: pass.generation,
+            },
+        );
+        if own.is_empty() {
+            self.service_warnings.remove(&key);
+        } else {
+            self.service_warnings.insert(key.clone(), own);
+        }
+        if self.set_service(&key, converted) {
+            pass.touched.insert(key.clone());
+            pass.merge.insert(key);
+        }
+        true
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
+        self.services.remove(key);
+        self.service_warnings.remove(key);
+        if self.set_service(key, None) {
+            pass.touched.insert(key.clone());
+            pass.merge.insert(key.clone());
+        }
+    }
+
+    /// Takes in one EndpointSlice; whether it is kept (it has a key and names a Service).
+    fn put_slice(&mut self, slice: &EndpointSlice, pass: &mut Pass) -> bool {
+        let Some(service_name) = service_name_of(slice) else {
+            return false;
+        };
+        let version = slice.metadata.resource_version.as_ref();
+        if let Some(entry) = self.slices.get_mut(&slice.metadata)
+            && entry.seen.unchanged(version)
+            && entry.service.name == *service_name
+        {
+            entry.seen.generation = pass.generation;
+            return true;
+        }
+        let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut pass.warnings) else {
+            return false;
+        };
+        let service = ServiceKey::new(key.namespace.clone(), service_name);
+        let entry = SliceEntry {
+            seen: Seen {
+                version: version.cloned(),
+                generation: pass.generation,
+            },
+            service: service.clone(),
+            usable: placements(slice, is_usable),
+            disruption: placements(slice, is_usable_in_full_disruption),
+        };
+        if let Some(old) = self.slices.insert(&key, entry) {
+            self.unlink_slice(&old.service, &key);
+            pass.merge.insert(old.service);
+        }
+        self.slices_of
+            .entry(service.clone())
+            .or_default()
+            .insert(key);
+        pass.merge.insert(service);
+        true
+    }
+
+    fn remove_slice(&mut self, key: &ServiceKey, pass: &mut Pass) {
+        if let Some(old) = self.slices.remove(key) {
+            self.unlink_slice(&old.service, key);
+            pass.merge.insert(old.service);
+        }
+    }
+
+    /// Converts the few objects again, merges the endpoints of the Services the pass
+    /// changed (of every Service when the nodes' readiness turned conditions on or off),
+    /// and gathers the warnings.
+    fn finish_pass<'o>(
+        &mut self,
+        pass: Pass,
+        nodes: impl IntoIterator<Item = &'o Node>,
+        pools: impl IntoIterator<Item = &'o IPAddressPool>,
+        l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
+    ) -> Synced {
+        let Pass {
+            mut warnings,
+            mut touched,
+            mut merge,
+            ..
+        } = pass;
         self.view.nodes.clear();
         for node in nodes {
             if let Some(node) = node_view(node, &mut warnings) {
@@ -273,11 +356,7 @@ impl ViewCache {
                 self.view.insert_l2_advertisement(advertisement);
             }
         }
-        warnings.extend(
-            self.services
-                .values()
-                .flat_map(|seen| seen.warnings.iter().cloned()),
-        );
+        warnings.extend(self.service_warnings.values().flatten().cloned());
         warnings.sort_by_cached_key(ToString::to_string);
         Synced {
             touched: (!everything).then_some(touched),

@@ -1,8 +1,10 @@
 //! The proof of [`ViewCache`]: after any sequence of object changes, its view is
 //! [`ClusterView::from_objects`]'s, with the same warnings, and every Service whose view
-//! or endpoints changed is reported touched.
+//! or endpoints changed is reported touched; the same through
+//! [`ViewCache::sync_keys`], handed only the keys of the objects changed since its last
+//! call (several changes at a time, like a debounced plan loop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -10,7 +12,7 @@ use proptest::prelude::*;
 
 use super::ViewCache;
 use crate::model::fixtures::*;
-use crate::model::{ClassFilter, ClusterView};
+use crate::model::{Changes, ClassFilter, ClusterView, ServiceKey, Synced};
 
 const SERVICES: usize = 5;
 const SLICES: usize = 6;
@@ -68,7 +70,17 @@ impl Cluster {
         versioned.then(|| self.version.to_string())
     }
 
-    fn apply(&mut self, change: &Change) {
+    /// Applies `change`, noting the Service or EndpointSlice it writes or deletes.
+    fn apply(&mut self, change: &Change, services: &mut Changes, slices: &mut Changes) {
+        match change {
+            Change::PutService(i, ..) | Change::DeleteService(i) => {
+                services.mark(ServiceKey::new(NAMESPACE, format!("s{i}")));
+            }
+            Change::PutSlice(i, ..) | Change::DeleteSlice(i) => {
+                slices.mark(ServiceKey::new(NAMESPACE, format!("sl{i}")));
+            }
+            Change::PutNode(..) | Change::DeleteNode(..) => {}
+        }
         match change {
             Change::PutService(i, class, mask, local, versioned) => {
                 let ips: Vec<&str> = (0..IPS.len())
@@ -116,19 +128,68 @@ fn sorted(warnings: &[crate::model::ViewWarning]) -> Vec<String> {
     all
 }
 
+/// The objects named by `changes` (all of them for [`Changes::Everything`]), each with
+/// its current object or `None` when it is gone.
+fn named<'c, K>(
+    changes: &Changes,
+    objects: &'c BTreeMap<usize, K>,
+    prefix: &str,
+    count: usize,
+) -> Vec<(ServiceKey, Option<&'c K>)> {
+    let all: BTreeSet<ServiceKey> = (0..count)
+        .map(|i| ServiceKey::new(NAMESPACE, format!("{prefix}{i}")))
+        .collect();
+    let keys = match changes {
+        Changes::Everything => &all,
+        Changes::Keys(keys) => keys,
+    };
+    keys.iter()
+        .map(|key| {
+            let index = key.name[prefix.len()..].parse::<usize>().ok();
+            (key.clone(), index.and_then(|i| objects.get(&i)))
+        })
+        .collect()
+}
+
+/// Every Service whose view or endpoints differ between `before` and `after` is touched.
+fn check_touched(
+    synced: &Synced,
+    before: &ClusterView,
+    after: &ClusterView,
+) -> Result<(), TestCaseError> {
+    if let Some(touched) = &synced.touched {
+        let keys = after.services.keys().chain(before.services.keys());
+        for key in keys
+            .chain(after.endpoints.keys())
+            .chain(before.endpoints.keys())
+        {
+            let differs = after.services.get(key) != before.services.get(key)
+                || after.endpoints.get(key) != before.endpoints.get(key);
+            prop_assert!(
+                !differs || touched.contains(key),
+                "{key} changed, not touched"
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn the_cache_equals_a_rebuild_after_any_changes(
-        changes in prop::collection::vec(change(), 1..40),
+        changes in prop::collection::vec((change(), prop::bool::weighted(0.6)), 1..40),
     ) {
         let class = ClassFilter::default();
         let mut cluster = Cluster::default();
         let mut cache = ViewCache::default();
+        let mut keyed = ViewCache::default();
+        let (mut service_changes, mut slice_changes) = (Changes::default(), Changes::default());
         let mut before = ClusterView::default();
-        for change in &changes {
-            cluster.apply(change);
+        let mut keyed_before = ClusterView::default();
+        for (step, (change, sync_keyed)) in changes.iter().enumerate() {
+            cluster.apply(change, &mut service_changes, &mut slice_changes);
             let synced = cache.sync(
                 cluster.services.values(),
                 cluster.slices.values(),
@@ -147,13 +208,22 @@ proptest! {
             );
             prop_assert_eq!(cache.view(), &full);
             prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
-            if let Some(touched) = &synced.touched {
-                let keys = full.services.keys().chain(before.services.keys());
-                for key in keys.chain(full.endpoints.keys()).chain(before.endpoints.keys()) {
-                    let differs = full.services.get(key) != before.services.get(key)
-                        || full.endpoints.get(key) != before.endpoints.get(key);
-                    prop_assert!(!differs || touched.contains(key), "{key} changed, not touched");
-                }
+            check_touched(&synced, &before, &full)?;
+            if *sync_keyed || step + 1 == changes.len() {
+                let services = named(&service_changes.take(), &cluster.services, "s", SERVICES);
+                let slices = named(&slice_changes.take(), &cluster.slices, "sl", SLICES);
+                let synced = keyed.sync_keys(
+                    services.iter().map(|(key, service)| (key, *service)),
+                    slices.iter().map(|(key, slice)| (key, *slice)),
+                    cluster.nodes.values(),
+                    &[],
+                    &[],
+                    &class,
+                );
+                prop_assert_eq!(keyed.view(), &full);
+                prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
+                check_touched(&synced, &keyed_before, &full)?;
+                keyed_before = full.clone();
             }
             before = full;
         }

@@ -12,7 +12,7 @@
 //!                                      └─▶ each node's reach ─────┤ (watch)
 //!  L2Announcer's interface rescans ─▶ interface list ─────────────┤ (watch)
 //!                                                                 ▼
-//!  plan loop (`run`): model::ViewCache::sync ─▶ model::L2Planner ─▶ owned_by(this node)
+//!  plan loop (`run`): model::ViewCache::sync_keys ─▶ model::L2Planner ─▶ owned_by(this node)
 //!    │   (our reach: shell::reach, from the interface list and the view)
 //!    │                                         └─▶ BgpPlanner::plan (model::bgp)
 //!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
@@ -33,6 +33,7 @@
 mod bgp;
 mod bgp_report;
 mod events;
+mod keys;
 mod reach;
 mod report;
 mod stores;
@@ -231,18 +232,7 @@ pub async fn run(
             Some(alive) => Liveness::Gossip(alive.borrow().clone()),
             None => Liveness::NodeReadyOnly,
         };
-        let services = stores.services.state();
-        let slices = stores.slices.state();
-        let pools = stores.pools.state();
-        let l2 = stores.l2_advertisements.state();
-        let synced = view_cache.sync(
-            services.iter().map(|o| o.as_ref()),
-            slices.iter().map(|o| o.as_ref()),
-            nodes.iter().map(|o| o.as_ref()),
-            pools.iter().map(|o| o.as_ref()),
-            l2.iter().map(|o| o.as_ref()),
-            &config.class,
-        );
+        let synced = keys::sync_view(&mut view_cache, &stores, &nodes, &config.class);
         let view = view_cache.view();
         let synced_at = std::time::Instant::now();
         let touched = synced.touched.as_ref().map_or(-1, |t| t.len() as i64);

@@ -4,7 +4,8 @@
 //! with a backoff capped at a second ([`WatchBackoff`]) when the API server is
 //! away, so the watches resume about a second after it returns. A store keeps its last contents
 //! through an outage, so the speaker goes on announcing what it last knew.
-//! Every change wakes the plan loop through one [`Notify`].
+//! Every change wakes the plan loop through one [`Notify`]; the Services' and
+//! EndpointSlices' watches also note which objects changed (see `super::keys`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
+use super::keys::{Noted, note};
 use crate::model::convert::LABEL_SERVICE_NAME;
 
 /// The caches the plan reads.
@@ -37,6 +39,10 @@ pub struct Stores {
     pub bgp_peers: Store<BGPPeer>,
     pub bgp_advertisements: Store<BGPAdvertisement>,
     pub communities: Store<Community>,
+    /// The Services changed since the plan loop last took them.
+    pub service_changes: Noted,
+    /// The EndpointSlices changed since the plan loop last took them.
+    pub slice_changes: Noted,
     synced: Arc<AtomicU8>,
 }
 
@@ -48,55 +54,59 @@ impl Stores {
     pub fn start(client: &Client, namespace: &str, changed: Arc<Notify>) -> Stores {
         let synced = Arc::new(AtomicU8::new(0));
         let sync = |bit: u8| (synced.clone(), bit);
+        let service_changes = Noted::default();
+        let slice_changes = Noted::default();
         Stores {
             services: watch(
                 Api::all(client.clone()),
-                changed.clone(),
+                (changed.clone(), Some(service_changes.clone())),
                 sync(0),
                 trim_service,
             ),
             slices: watch(
                 Api::all(client.clone()),
-                changed.clone(),
+                (changed.clone(), Some(slice_changes.clone())),
                 sync(1),
                 trim_slice,
             ),
             nodes: watch(
                 Api::all(client.clone()),
-                changed.clone(),
+                (changed.clone(), None),
                 sync(2),
                 trim_node,
             ),
             pools: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed.clone(),
+                (changed.clone(), None),
                 sync(3),
                 trim_meta,
             ),
             l2_advertisements: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed.clone(),
+                (changed.clone(), None),
                 sync(4),
                 trim_meta,
             ),
             bgp_peers: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed.clone(),
+                (changed.clone(), None),
                 sync(5),
                 trim_meta,
             ),
             bgp_advertisements: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed.clone(),
+                (changed.clone(), None),
                 sync(6),
                 trim_meta,
             ),
             communities: watch(
                 Api::namespaced(client.clone(), namespace),
-                changed,
+                (changed, None),
                 sync(7),
                 trim_meta,
             ),
+            service_changes,
+            slice_changes,
             synced,
         }
     }
@@ -110,7 +120,7 @@ impl Stores {
 
 fn watch<K>(
     api: Api<K>,
-    changed: Arc<Notify>,
+    (changed, keys): (Arc<Notify>, Option<Noted>),
     (synced, bit): (Arc<AtomicU8>, u8),
     trim: fn(&mut K),
 ) -> Store<K>
@@ -130,11 +140,16 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::InitDone) => {
+                    // The store was replaced by a (re-)list: anything may have changed.
+                    note::<K>(keys.as_ref(), None);
                     synced.fetch_or(1 << bit, Ordering::AcqRel);
                     debug!(%kind, "cache synced");
                     changed.notify_one();
                 }
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    note(keys.as_ref(), Some(&object));
+                    changed.notify_one();
+                }
                 Ok(_) => {}
                 // The backoff retries; the store keeps what it had.
                 Err(e) => {

@@ -1,0 +1,88 @@
+//! The keys of the Services and EndpointSlices the watches saw change, handed to
+//! [`model::ViewCache::sync_keys`] so a pass visits only those objects; a (re-)list
+//! makes the next pass visit every object ([`model::ViewCache::sync`]).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::stores::Stores;
+use crate::model::{self, Changes, ClassFilter, ServiceKey};
+
+/// One kind's changes, noted by its watch task and taken by the plan loop.
+pub type Noted = Arc<Mutex<Changes>>;
+
+/// Notes that `object` was written or deleted, or with `None` that the whole store was
+/// listed again. Called after the store has the change, so a pass that takes the key
+/// reads the object as it is now or newer.
+pub fn note<K: ResourceExt>(noted: Option<&Noted>, object: Option<&K>) {
+    let Some(noted) = noted else {
+        return;
+    };
+    let mut changes = noted.lock().unwrap_or_else(PoisonError::into_inner);
+    match object {
+        Some(object) => changes.mark(ServiceKey::new(
+            object.namespace().unwrap_or_default(),
+            object.name_any(),
+        )),
+        None => changes.mark_everything(),
+    }
+}
+
+fn take(noted: &Noted) -> Changes {
+    noted.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// The objects named, each as the store has it now (`None`: deleted).
+fn lookup<K>(store: &Store<K>, keys: BTreeSet<ServiceKey>) -> Vec<(ServiceKey, Option<Arc<K>>)>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    keys.into_iter()
+        .map(|key| {
+            let object = store.get(&ObjectRef::new(&key.name).within(&key.namespace));
+            (key, object)
+        })
+        .collect()
+}
+
+/// Brings `cache` up to date with the stores: through the keys noted since the last
+/// call when both kinds have them, else through every object.
+pub fn sync_view(
+    cache: &mut model::ViewCache,
+    stores: &Stores,
+    nodes: &[Arc<Node>],
+    class: &ClassFilter,
+) -> model::Synced {
+    let pools = stores.pools.state();
+    let l2 = stores.l2_advertisements.state();
+    // Both taken before any object is read: a change noted later is seen next pass.
+    let changes = (take(&stores.service_changes), take(&stores.slice_changes));
+    if let (Changes::Keys(services), Changes::Keys(slices)) = changes {
+        let services: Vec<(ServiceKey, Option<Arc<Service>>)> = lookup(&stores.services, services);
+        let slices: Vec<(ServiceKey, Option<Arc<EndpointSlice>>)> = lookup(&stores.slices, slices);
+        return cache.sync_keys(
+            services.iter().map(|(key, o)| (key, o.as_deref())),
+            slices.iter().map(|(key, o)| (key, o.as_deref())),
+            nodes.iter().map(AsRef::as_ref),
+            pools.iter().map(AsRef::as_ref),
+            l2.iter().map(AsRef::as_ref),
+            class,
+        );
+    }
+    let services = stores.services.state();
+    let slices = stores.slices.state();
+    cache.sync(
+        services.iter().map(AsRef::as_ref),
+        slices.iter().map(AsRef::as_ref),
+        nodes.iter().map(AsRef::as_ref),
+        pools.iter().map(AsRef::as_ref),
+        l2.iter().map(AsRef::as_ref),
+        class,
+    )
+}
