@@ -197,8 +197,7 @@ impl BgpLab {
 
     /// Creates a BGPPeer (server-side apply of `spec`).
     pub async fn peer(&self, name: &str, spec: Value) -> Result<()> {
-        self.apply::<ferrolb_crds::BGPPeer>("BGPPeer", name, spec)
-            .await
+        apply_object::<ferrolb_crds::BGPPeer>(&self.lab, "BGPPeer", name, spec).await
     }
 
     /// The usual peer to `router`: eBGP, 3 s hold time, 1 s connect time.
@@ -213,24 +212,12 @@ impl BgpLab {
     }
 
     pub async fn advertise(&self, name: &str, spec: Value) -> Result<()> {
-        self.apply::<ferrolb_crds::BGPAdvertisement>("BGPAdvertisement", name, spec)
+        apply_object::<ferrolb_crds::BGPAdvertisement>(&self.lab, "BGPAdvertisement", name, spec)
             .await
     }
 
     pub async fn community(&self, name: &str, spec: Value) -> Result<()> {
-        self.apply::<ferrolb_crds::Community>("Community", name, spec)
-            .await
-    }
-
-    async fn apply<K>(&self, kind: &str, name: &str, spec: Value) -> Result<()>
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        apply_object::<K>(&self.lab, kind, name, spec).await
+        apply_object::<ferrolb_crds::Community>(&self.lab, "Community", name, spec).await
     }
 
     /// A Service from the `bgp` pool with `extra` merged in; waits for `count` IPs.
