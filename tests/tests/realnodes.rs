@@ -444,18 +444,7 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
 fn controller_leader_pod_deleted_standby_takes_over() -> Result<()> {
     let _one = exclusive();
     let site = shared_site();
-    let holder = || {
-        site.api.kubectl_ok(&[
-            "-n",
-            "ferrolb-system",
-            "get",
-            "lease",
-            "ferrolb-controller",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-    };
-    let leader = holder()?;
+    let leader = site.controller_leader()?;
     assert!(
         leader.starts_with("ferrolb-controller-"),
         "the leader is a pod: {leader:?}"
@@ -471,7 +460,7 @@ fn controller_leader_pod_deleted_standby_takes_over() -> Result<()> {
     ])?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let new_leader = loop {
-        let now = holder()?;
+        let now = site.controller_leader()?;
         if !now.is_empty() && now != leader {
             break now;
         }

@@ -166,7 +166,70 @@ impl RealCluster {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("Service {namespace}/{name} has no {count} ingress IPs after 60 s: {last:?}")
+        bail!(
+            "Service {namespace}/{name} has no {count} ingress IPs after 60 s: {last:?}\n{}",
+            self.controller_story(name, namespace)
+        )
+    }
+
+    /// The leading controller's pod: the holder of its Lease.
+    pub fn controller_leader(&self) -> Result<String> {
+        let holder = self.api.kubectl_ok(&[
+            "-n",
+            "ferrolb-system",
+            "get",
+            "lease",
+            "ferrolb-controller",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])?;
+        Ok(holder.trim().to_string())
+    }
+
+    /// What a person would look at when a Service gets no IP: the
+    /// controller's pods, who holds its Lease, the Service's Events and the
+    /// end of each controller's log. Best effort: a part that cannot be read
+    /// says why.
+    pub fn controller_story(&self, name: &str, namespace: &str) -> String {
+        let read = |args: &[&str]| {
+            self.api
+                .kubectl_ok(args)
+                .unwrap_or_else(|e| format!("(unreadable: {e:#})"))
+        };
+        let pods = read(&["-n", "ferrolb-system", "get", "pods", "-o", "wide"]);
+        let leases = read(&[
+            "-n",
+            "ferrolb-system",
+            "get",
+            "leases",
+            "-o",
+            "custom-columns=NAME:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime",
+        ]);
+        let events = read(&[
+            "-n",
+            namespace,
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+        ]);
+        let mut story =
+            format!("controller pods:\n{pods}\nleases:\n{leases}\nevents of {name}:\n{events}\n");
+        let controllers = read(&[
+            "-n",
+            "ferrolb-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component=controller",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        for pod in controllers.split_whitespace() {
+            let log = read(&["-n", "ferrolb-system", "logs", pod, "--tail=40"]);
+            story.push_str(&format!("log of {pod} (last 40 lines):\n{log}\n"));
+        }
+        story
     }
 
     /// The ingress IPs Service `name` shows now, in status order.
