@@ -267,7 +267,7 @@ fn watcher<K>(
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    watcher::watcher(api, watcher::Config::default())
+    watcher::watcher(api, ferrolb_runtime::watch::watch_config())
         .backoff(ferrolb_runtime::backoff::WatchBackoff::default())
 }
 

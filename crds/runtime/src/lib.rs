@@ -6,6 +6,7 @@
 //! * [`process`]: log setup ([`process::LogFormat`]) and the stop signal.
 //! * [`args`]: the flags both take ([`args::CommonArgs`]).
 //! * [`backoff`]: the retry delay of their watches ([`backoff::WatchBackoff`]).
+//! * [`watch`]: how long one watch request stays open ([`watch::watch_config`]).
 //!
 //! The pure cores do not depend on this crate: it brings tokio and axum.
 
@@ -15,6 +16,7 @@ pub mod args;
 pub mod backoff;
 pub mod http;
 pub mod process;
+pub mod watch;
 
 pub use args::CommonArgs;
 pub use process::{LogFormat, init_tracing, shutdown_signal};

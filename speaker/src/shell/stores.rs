@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
 use ferrolb_runtime::backoff::WatchBackoff;
+use ferrolb_runtime::watch::watch_config;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
@@ -130,11 +131,8 @@ where
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).modify(trim),
-    )
-    .backoff(WatchBackoff::default());
+    let stream = reflector::reflector(writer, watcher(api, watch_config()).modify(trim))
+        .backoff(WatchBackoff::default());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
