@@ -308,16 +308,25 @@ fn the_client_kernels_unicast_reachability_probes_are_answered_by_the_owner() ->
     };
     let client = site.client_netns();
     let client_mac = client.mac("eth0")?.to_ascii_lowercase();
-    let owner_mac = until(
-        "exactly one node answering NDP",
+    // ndisc6 takes Neighbor Advertisements from every interface of the
+    // client. The owner announces the IP on both LANs (the pool's
+    // L2Advertisement names no interface), so right after it gains the IP its
+    // unsolicited advertisements on the second LAN reach the client's eth1
+    // and may be the first ndisc6 sees: only a node's eth0 MAC is an answer
+    // on this LAN. (Seen when this test followed a link flap: the owner's
+    // watches were still reconnecting, so it gained the IP while ndisc6 ran.)
+    let (owner_mac, owner) = until(
+        "exactly one node answering NDP with its eth0 MAC",
         Duration::from_secs(30),
         Duration::from_millis(200),
         || {
             let macs = ndisc(&client, ip, "eth0")?;
-            Ok((macs.len() == 1).then(|| macs.into_iter().next()).flatten())
+            Ok((macs.len() == 1)
+                .then(|| macs.into_iter().next())
+                .flatten()
+                .and_then(|mac| site.node_with_mac(&mac).map(|node| (mac, node))))
         },
     )?;
-    let owner = site.node_with_mac(&owner_mac).context("the NDP owner")?;
 
     let _reachable = set_sysctl(
         &client,
