@@ -7,6 +7,56 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::l2::{L2Decision, owned_by};
+use super::view::ServiceKey;
+
+/// One announcement as reported: a Service's IP and the interfaces it is on.
+pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
+
+/// What the reporter reports: each IP announced (`applied`, with its
+/// interfaces), once for each Service that owns it (`owned`). Whole: visits
+/// every announced IP and clones its keys.
+pub fn announced(
+    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+) -> Announced {
+    applied
+        .iter()
+        .flat_map(|(ip, interfaces)| {
+            owned
+                .get(ip)
+                .into_iter()
+                .flatten()
+                .map(move |service| ((service.clone(), *ip), interfaces.clone()))
+        })
+        .collect()
+}
+
+/// What the reporter has to do to bring what it reported in line with `now`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReportDiff<'a> {
+    /// Reported, and no longer announced.
+    pub gone: Vec<(ServiceKey, IpAddr)>,
+    /// Announced, and not reported as it is now.
+    pub write: Vec<(&'a (ServiceKey, IpAddr), &'a BTreeSet<String>)>,
+}
+
+/// The difference from `reported` to `now`, in one merged pass over both
+/// (no key cloned but those gone).
+pub fn report_diff<'a>(reported: &Announced, now: &'a Announced) -> ReportDiff<'a> {
+    let mut diff = ReportDiff::default();
+    let mut old = reported.iter().peekable();
+    for (key, interfaces) in now {
+        while let Some((gone, _)) = old.next_if(|(old_key, _)| *old_key < key) {
+            diff.gone.push(gone.clone());
+        }
+        match old.next_if(|(old_key, _)| *old_key == key) {
+            Some((_, before)) if before == interfaces => {}
+            _ => diff.write.push((key, interfaces)),
+        }
+    }
+    diff.gone.extend(old.map(|(key, _)| key.clone()));
+    diff
+}
 
 /// Brings `current` (the IPs this node owns, with
 /// what `value` makes of each decision) up to date with `plan`, visiting only the
@@ -50,6 +100,39 @@ pub fn patch_owned<V: PartialEq + Clone>(
 mod tests {
     use super::*;
     use crate::model::InterfaceSelection;
+
+    #[test]
+    fn the_report_diff_names_what_went_and_what_to_write() {
+        let key = |name: &str, last: u8| {
+            let service = ServiceKey {
+                namespace: "apps".into(),
+                name: name.into(),
+            };
+            (service, IpAddr::from([203, 0, 113, last]))
+        };
+        let on = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let reported = Announced::from([
+            (key("a", 1), on(&["eth0"])),
+            (key("b", 2), on(&["eth0"])),
+            (key("c", 3), on(&["eth0"])),
+            (key("e", 5), on(&["eth0"])),
+        ]);
+        let now = Announced::from([
+            (key("b", 2), on(&["eth0", "eth1"])),
+            (key("c", 3), on(&["eth0"])),
+            (key("d", 4), on(&["eth1"])),
+        ]);
+        let diff = report_diff(&reported, &now);
+        assert_eq!(diff.gone, vec![key("a", 1), key("e", 5)]);
+        let write: Vec<_> = diff.write.iter().map(|(key, _)| (*key).clone()).collect();
+        assert_eq!(write, vec![key("b", 2), key("d", 4)]);
+        assert_eq!(report_diff(&now, &now), ReportDiff::default());
+    }
 
     #[test]
     fn patch_owned_visits_the_redecided_ips_and_reports_a_change() {

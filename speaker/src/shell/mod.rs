@@ -451,20 +451,8 @@ async fn report_loop(
     stop: CancellationToken,
 ) {
     loop {
-        let now: Announced = {
-            let applied = applied.borrow_and_update();
-            let owned = owned.borrow_and_update();
-            applied
-                .iter()
-                .flat_map(|(ip, interfaces)| {
-                    owned
-                        .get(ip)
-                        .into_iter()
-                        .flatten()
-                        .map(move |service| ((service.clone(), *ip), interfaces.clone()))
-                })
-                .collect()
-        };
+        let now: Announced =
+            model::announced(&applied.borrow_and_update(), &owned.borrow_and_update());
         // A no-op when nothing changed: the reporter diffs against what it wrote.
         let complete = reporter.sync(&now, &stores.services).await;
         tokio::select! {

@@ -7,7 +7,7 @@
 //! (API server away) are retried on the next call; announcing never waits
 //! for them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ferrolb_crds::service_status::{
@@ -26,12 +26,10 @@ use tracing::{debug, info, warn};
 
 use crate::l2::ConflictReport;
 use crate::l2::arbiter::Outcome;
-use crate::model::ServiceKey;
+pub use crate::model::Announced;
+use crate::model::{ServiceKey, report_diff};
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
-
-/// One announcement as reported: a Service's IP and the interfaces it is on.
-pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 
 pub struct Reporter {
     statuses: Api<ServiceL2Status>,
@@ -79,13 +77,8 @@ impl Reporter {
     /// everything was written (else call again later).
     pub async fn sync(&mut self, now: &Announced, services: &Store<Service>) -> bool {
         let mut complete = true;
-        let gone: Vec<_> = self
-            .reported
-            .keys()
-            .filter(|key| !now.contains_key(*key))
-            .cloned()
-            .collect();
-        for (service, ip) in gone {
+        let diff = report_diff(&self.reported, now);
+        for (service, ip) in diff.gone {
             self.event(
                 services,
                 &service,
@@ -100,10 +93,7 @@ impl Reporter {
                 complete = false;
             }
         }
-        for ((service, ip), interfaces) in now {
-            if self.reported.get(&(service.clone(), *ip)) == Some(interfaces) {
-                continue;
-            }
+        for ((service, ip), interfaces) in diff.write {
             let list = interfaces.iter().cloned().collect::<Vec<_>>().join(", ");
             info!(service = %service, ip = %ip, node = %self.node, interfaces = %list, "announcing");
             self.event(
