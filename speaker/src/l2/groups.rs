@@ -67,7 +67,7 @@ pub(super) struct SolicitedGroups {
 }
 
 impl SolicitedGroups {
-    #[cfg(test)]
+    /// How solicitations reach the socket now.
     pub(super) fn mode(&self) -> Mode {
         self.mode
     }
