@@ -17,9 +17,12 @@
 //! - `applied_whole`: `applied_of` both tasks' served IPs, compared with the
 //!   last and kept (the announcer's `publish`); `applied_incremental`:
 //!   `patch_applied` with what each task reported changed;
-//! - `report_join`: the report loop's join of `applied` with the owned IPs'
-//!   Services (`model::announced`); `report_diff`: the reporter's diff of it
-//!   against what it reported (`model::report_diff`). Both still whole.
+//! - `report_whole`: the report loop's join of `applied` with the owned IPs'
+//!   Services (`model::announced`), and the reporter's diff of it against
+//!   what it reported, as 6e2bc1c did it (every announced key looked up, with
+//!   its Service key cloned); `report_incremental`: the reporter's IPs to
+//!   visit (`Reported::to_visit`), what is announced at them
+//!   (`model::announced_at`), the diff (`Reported::diff`) and its bookkeeping.
 //!
 //! `cargo bench -p ferrolb-speaker --bench announcer`
 
@@ -37,7 +40,7 @@ use ferrolb_speaker::l2::serving::{
     Applied, Assignment, Desired, InterfaceState, OwnershipChange, Reception, applied_of,
     ownerships, patch_applied,
 };
-use ferrolb_speaker::model::{ServiceKey, announced, report_diff};
+use ferrolb_speaker::model::{Announced, Reported, ServiceKey, Touched, announced, announced_at};
 
 const IPS: u32 = 10_000;
 const NODE: &str = "node-000";
@@ -208,23 +211,56 @@ fn per_change(c: &mut Criterion) {
         })
     });
 
-    group_bench.bench_function("report_join", |b| {
+    let mut last = reported[flip].clone();
+    group_bench.bench_function("report_whole", |b| {
         b.iter(|| {
             flip ^= 1;
-            black_box(announced(&applied[flip], &owned).len())
+            let now = announced(&applied[flip], &owned);
+            black_box(old_diff(&last, &now));
+            last = now;
         })
     });
-    group_bench.bench_function("report_diff", |b| {
+    let mut book = Reported::default();
+    for ((service, ip), interfaces) in &reported[flip] {
+        book.written(service.clone(), *ip, interfaces.clone());
+    }
+    let touched = Touched {
+        all: false,
+        ips: BTreeSet::from([gained()]),
+    };
+    group_bench.bench_function("report_incremental", |b| {
         b.iter(|| {
             flip ^= 1;
-            black_box(
-                report_diff(&reported[1 - flip], &reported[flip])
-                    .write
-                    .len(),
-            )
+            let visit = book.to_visit(&touched, &applied[flip]);
+            let now = announced_at(visit.iter().copied(), &applied[flip], &owned);
+            let diff = book.diff(&now);
+            for (service, ip) in diff.gone {
+                book.withdrawn(&service, ip);
+            }
+            for ((service, ip), interfaces) in diff.write {
+                book.written(service, ip, interfaces);
+            }
+            book.settle(visit, &BTreeSet::new());
         })
     });
     group_bench.finish();
+}
+
+/// The reporter's diff as 6e2bc1c did it: the keys gone, then each announced
+/// key looked up in what was reported, its Service key cloned for the lookup.
+fn old_diff(reported: &Announced, now: &Announced) -> usize {
+    let gone = reported
+        .keys()
+        .filter(|key| !now.contains_key(*key))
+        .cloned()
+        .collect::<Vec<_>>();
+    let write = now
+        .iter()
+        .filter(|((service, ip), interfaces)| {
+            reported.get(&(service.clone(), *ip)) != Some(*interfaces)
+        })
+        .count();
+    gone.len() + write
 }
 
 criterion_group!(benches, per_change);

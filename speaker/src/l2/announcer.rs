@@ -5,7 +5,7 @@
 //! Decisions are made by [`super::plan`] and [`super::schedule`]; this module
 //! only moves events to them and their results to the sockets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,9 @@ use super::schedule::GratuitousSchedule;
 pub use super::serving::{Applied, Desired};
 use super::serving::{Assignment, InterfaceState, patch_applied, withdraw_interface};
 use super::socket::{ArpSocket, NdpSocket};
-use super::task::{Inbox, InterfaceTask, Pending};
+use super::task::{Inbox, InterfaceTask};
+use crate::mailbox::{Mailbox, Pending};
+use crate::model::Touched;
 
 #[derive(Clone, Debug)]
 pub struct AnnouncerConfig {
@@ -53,6 +55,9 @@ pub struct AnnouncerConfig {
     /// Where the interface list goes when a rescan finds it changed (`None`
     /// until the first listing), for this node's reach; none sends it nowhere.
     pub interfaces: Option<watch::Sender<Option<Vec<InterfaceInfo>>>>,
+    /// Where the IPs whose `applied` entry changed are told (after `applied`
+    /// is), for the reporter; none tells nobody.
+    pub applied_changes: Option<Arc<Mailbox<Touched>>>,
 }
 
 impl Default for AnnouncerConfig {
@@ -66,6 +71,7 @@ impl Default for AnnouncerConfig {
             conflicts: None,
             health: None,
             interfaces: None,
+            applied_changes: None,
         }
     }
 }
@@ -235,7 +241,7 @@ impl State {
         for name in planned {
             if let Some(running) = self.running.get(&name) {
                 if let Some(change) = changes.remove(&name) {
-                    running.inbox.send(change);
+                    running.inbox.send(|pending| pending.merge(change));
                 }
             } else if let Some(info) = listing.iter().find(|info| info.name == name) {
                 // A task starts with its whole ownership.
@@ -250,8 +256,13 @@ impl State {
         if let Some(running) = self.running.remove(name) {
             running.stop.cancel();
         }
-        self.applied
+        let withdrawn = self
+            .applied
             .send_if_modified(|applied| withdraw_interface(applied, name));
+        if withdrawn && let Some(changes) = &self.config.applied_changes {
+            // Rare (an interface stops): the reporter looks at every IP.
+            changes.send(|touched| touched.add(None));
+        }
     }
 
     fn publish_interfaces(&self, listing: &[InterfaceInfo]) {
@@ -351,13 +362,21 @@ impl State {
 
     /// Patches `applied` with what the tasks started or stopped serving.
     fn publish(&self) {
+        let mut touched = BTreeSet::new();
         self.applied.send_if_modified(|applied| {
             let mut changed = false;
             for (name, running) in &self.running {
-                changed |= patch_applied(applied, name, &running.served.take());
+                let served = running.served.take();
+                changed |= patch_applied(applied, name, &served);
+                touched.extend(served.into_keys());
             }
             changed
         });
+        if !touched.is_empty()
+            && let Some(changes) = &self.config.applied_changes
+        {
+            changes.send(|pending| pending.add(Some(&touched)));
+        }
         self.metrics.set_announced_ips(self.applied.borrow().len());
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -27,6 +27,7 @@ use super::plan::{IgnoreReason, Ownership, answer_arp, answer_neighbor_solicitat
 use super::schedule::GratuitousSchedule;
 use super::serving::{InterfaceState, OwnershipChange, Reception, Steps};
 use super::socket::{ArpSocket, NdpSocket, interface_gone};
+use crate::mailbox::{Mailbox, Pending};
 
 /// Large enough for any Ethernet frame we accept.
 const RECEIVE_BUFFER_LEN: usize = 2048;
@@ -38,39 +39,8 @@ pub struct ConflictReport {
     pub conflict: Conflict,
 }
 
-/// Changes handed from one task to another, merged while they wait, with the
-/// wake-up of the receiver: like a `watch` channel (a receiver that falls
-/// behind takes everything at once), but of changes rather than whole values.
-#[derive(Debug, Default)]
-pub(super) struct Pending<T> {
-    value: Mutex<T>,
-}
-
-impl<T: Default> Pending<T> {
-    /// Merges a change into what waits.
-    pub(super) fn push(&self, merge: impl FnOnce(&mut T)) {
-        merge(&mut self.value.lock().unwrap_or_else(PoisonError::into_inner));
-    }
-
-    /// Everything that waits, leaving nothing.
-    pub(super) fn take(&self) -> T {
-        std::mem::take(&mut *self.value.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
 /// The changes of ownership waiting for one interface task, and its wake-up.
-#[derive(Debug, Default)]
-pub(super) struct Inbox {
-    pub(super) changes: Pending<OwnershipChange>,
-    pub(super) wake: Notify,
-}
-
-impl Inbox {
-    pub(super) fn send(&self, change: OwnershipChange) {
-        self.changes.push(|pending| pending.merge(change));
-        self.wake.notify_one();
-    }
-}
+pub(super) type Inbox = Mailbox<OwnershipChange>;
 
 /// Everything one interface task owns.
 pub(super) struct InterfaceTask {
@@ -113,8 +83,8 @@ impl InterfaceTask {
                 .map(Instant::from_std);
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
-                () = inbox.wake.notified() => {
-                    let change = inbox.changes.take();
+                () = inbox.changed() => {
+                    let change = inbox.take();
                     if !change.is_empty() {
                         self.take(Taken::Change(&change)).await?;
                     }

@@ -31,31 +31,165 @@ pub fn announced(
         .collect()
 }
 
-/// What the reporter has to do to bring what it reported in line with `now`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ReportDiff<'a> {
-    /// Reported, and no longer announced.
-    pub gone: Vec<(ServiceKey, IpAddr)>,
-    /// Announced, and not reported as it is now.
-    pub write: Vec<(&'a (ServiceKey, IpAddr), &'a BTreeSet<String>)>,
+/// The IPs whose entry changed in maps handed to another task, gathered
+/// until it looks: these, or all of them (a map replaced whole).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Every IP may have changed.
+    pub all: bool,
+    /// The IPs that changed (when not `all`).
+    pub ips: BTreeSet<IpAddr>,
 }
 
-/// The difference from `reported` to `now`, in one merged pass over both
-/// (no key cloned but those gone).
-pub fn report_diff<'a>(reported: &Announced, now: &'a Announced) -> ReportDiff<'a> {
-    let mut diff = ReportDiff::default();
-    let mut old = reported.iter().peekable();
-    for (key, interfaces) in now {
-        while let Some((gone, _)) = old.next_if(|(old_key, _)| *old_key < key) {
-            diff.gone.push(gone.clone());
-        }
-        match old.next_if(|(old_key, _)| *old_key == key) {
-            Some((_, before)) if before == interfaces => {}
-            _ => diff.write.push((key, interfaces)),
+impl Touched {
+    /// Every IP may have changed.
+    pub fn everything() -> Touched {
+        Touched {
+            all: true,
+            ips: BTreeSet::new(),
         }
     }
-    diff.gone.extend(old.map(|(key, _)| key.clone()));
-    diff
+
+    /// The IPs of `redecided`, or all when it is `None` (a whole plan).
+    pub fn add(&mut self, redecided: Option<&BTreeSet<IpAddr>>) {
+        match redecided {
+            Some(ips) if !self.all => self.ips.extend(ips),
+            Some(_) => {}
+            None => *self = Touched::everything(),
+        }
+    }
+}
+
+/// Per IP, the Services announcing it here and the interfaces it is on: what
+/// the reporter reports, by IP.
+pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
+
+/// [`announced`] at `ips` only: each of them with what is to be reported for
+/// it now (empty: nothing). Work in proportion to `ips`.
+pub fn announced_at(
+    ips: impl IntoIterator<Item = IpAddr>,
+    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+) -> AnnouncedAt {
+    ips.into_iter()
+        .map(|ip| {
+            let services = match (applied.get(&ip), owned.get(&ip)) {
+                (Some(interfaces), Some(services)) => services
+                    .iter()
+                    .map(|service| (service.clone(), interfaces.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            (ip, services)
+        })
+        .collect()
+}
+
+/// What the reporter has to do for some IPs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReportDiff {
+    /// Reported, and no longer announced.
+    pub gone: Vec<(ServiceKey, IpAddr)>,
+    /// Announced, and not reported as it is now: with its interfaces.
+    pub write: Vec<((ServiceKey, IpAddr), BTreeSet<String>)>,
+}
+
+/// What the reporter reported successfully, and the IPs it has to visit
+/// again. Pure bookkeeping; the reporter does the writes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    reported: AnnouncedAt,
+    /// IPs some write or delete of failed: visited again at the next sync.
+    unsettled: BTreeSet<IpAddr>,
+}
+
+impl Reported {
+    /// The IPs to visit after `touched`: those (with the unsettled ones), or
+    /// when all were touched, every IP announced or reported.
+    pub fn to_visit(
+        &self,
+        touched: &Touched,
+        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    ) -> BTreeSet<IpAddr> {
+        let mut ips = self.unsettled.clone();
+        if touched.all {
+            ips.extend(self.reported.keys());
+            ips.extend(applied.keys());
+        } else {
+            ips.extend(&touched.ips);
+        }
+        ips
+    }
+
+    /// Every IP reported (to withdraw them all).
+    pub fn ips(&self) -> BTreeSet<IpAddr> {
+        self.reported.keys().copied().collect()
+    }
+
+    /// What to do to report `now` (the IPs visited, [`announced_at`]) instead of what was reported for them.
+    pub fn diff(&self, now: &AnnouncedAt) -> ReportDiff {
+        let mut diff = ReportDiff::default();
+        let empty = BTreeMap::new();
+        for (ip, services) in now {
+            let before = self.reported.get(ip).unwrap_or(&empty);
+            for service in before.keys().filter(|key| !services.contains_key(*key)) {
+                diff.gone.push((service.clone(), *ip));
+            }
+            for (service, interfaces) in services {
+                if before.get(service) != Some(interfaces) {
+                    diff.write
+                        .push(((service.clone(), *ip), interfaces.clone()));
+                }
+            }
+        }
+        diff
+    }
+
+    /// `service`'s announcement of `ip` was withdrawn.
+    pub fn withdrawn(&mut self, service: &ServiceKey, ip: IpAddr) {
+        if let Some(services) = self.reported.get_mut(&ip) {
+            services.remove(service);
+            if services.is_empty() {
+                self.reported.remove(&ip);
+            }
+        }
+    }
+
+    /// `service`'s announcement of `ip` on `interfaces` was written.
+    pub fn written(&mut self, service: ServiceKey, ip: IpAddr, interfaces: BTreeSet<String>) {
+        self.reported
+            .entry(ip)
+            .or_default()
+            .insert(service, interfaces);
+    }
+
+    /// After a sync of `visited`: `failed` are to be visited again, the rest are settled.
+    pub fn settle(&mut self, visited: impl IntoIterator<Item = IpAddr>, failed: &BTreeSet<IpAddr>) {
+        for ip in visited {
+            if failed.contains(&ip) {
+                self.unsettled.insert(ip);
+            } else {
+                self.unsettled.remove(&ip);
+            }
+        }
+    }
+
+    /// Whether every write of the last syncs went through.
+    pub fn settled(&self) -> bool {
+        self.unsettled.is_empty()
+    }
+
+    /// Everything reported, as [`announced`] gives it.
+    pub fn flat(&self) -> Announced {
+        self.reported
+            .iter()
+            .flat_map(|(ip, services)| {
+                services
+                    .iter()
+                    .map(move |(service, interfaces)| ((service.clone(), *ip), interfaces.clone()))
+            })
+            .collect()
+    }
 }
 
 /// Brings `current` (the IPs this node owns, with
@@ -100,39 +234,6 @@ pub fn patch_owned<V: PartialEq + Clone>(
 mod tests {
     use super::*;
     use crate::model::InterfaceSelection;
-
-    #[test]
-    fn the_report_diff_names_what_went_and_what_to_write() {
-        let key = |name: &str, last: u8| {
-            let service = ServiceKey {
-                namespace: "apps".into(),
-                name: name.into(),
-            };
-            (service, IpAddr::from([203, 0, 113, last]))
-        };
-        let on = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| (*n).to_owned())
-                .collect::<BTreeSet<_>>()
-        };
-        let reported = Announced::from([
-            (key("a", 1), on(&["eth0"])),
-            (key("b", 2), on(&["eth0"])),
-            (key("c", 3), on(&["eth0"])),
-            (key("e", 5), on(&["eth0"])),
-        ]);
-        let now = Announced::from([
-            (key("b", 2), on(&["eth0", "eth1"])),
-            (key("c", 3), on(&["eth0"])),
-            (key("d", 4), on(&["eth1"])),
-        ]);
-        let diff = report_diff(&reported, &now);
-        assert_eq!(diff.gone, vec![key("a", 1), key("e", 5)]);
-        let write: Vec<_> = diff.write.iter().map(|(key, _)| (*key).clone()).collect();
-        assert_eq!(write, vec![key("b", 2), key("d", 4)]);
-        assert_eq!(report_diff(&now, &now), ReportDiff::default());
-    }
 
     #[test]
     fn patch_owned_visits_the_redecided_ips_and_reports_a_change() {
@@ -182,3 +283,7 @@ mod tests {
         assert_eq!(current.len(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "owned_proptests.rs"]
+mod proptests;

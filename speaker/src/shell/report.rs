@@ -7,7 +7,7 @@
 //! (API server away) are retried on the next call; announcing never waits
 //! for them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_crds::service_status::{
@@ -26,8 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::l2::ConflictReport;
 use crate::l2::arbiter::Outcome;
-pub use crate::model::Announced;
-use crate::model::{ServiceKey, report_diff};
+use crate::model::{AnnouncedAt, Reported, ServiceKey, Touched};
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
 
@@ -35,8 +34,8 @@ pub struct Reporter {
     statuses: Api<ServiceL2Status>,
     recorder: EventPublisher,
     node: String,
-    /// What was reported successfully.
-    reported: Announced,
+    /// What was reported successfully, and the IPs to visit again.
+    reported: Reported,
 }
 
 impl Reporter {
@@ -49,7 +48,7 @@ impl Reporter {
             statuses: Api::namespaced(client.clone(), namespace),
             recorder: EventPublisher::new(client, reporter),
             node: node.to_string(),
-            reported: Announced::new(),
+            reported: Reported::default(),
         }
     }
 
@@ -73,11 +72,22 @@ impl Reporter {
         }
     }
 
-    /// Brings Events and status objects in line with `now`. Returns whether
-    /// everything was written (else call again later).
-    pub async fn sync(&mut self, now: &Announced, services: &Store<Service>) -> bool {
-        let mut complete = true;
-        let diff = report_diff(&self.reported, now);
+    /// The IPs the next [`Reporter::sync`] has to visit after `touched`:
+    /// those, and the ones a write failed for.
+    pub fn to_visit(
+        &self,
+        touched: &Touched,
+        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    ) -> BTreeSet<IpAddr> {
+        self.reported.to_visit(touched, applied)
+    }
+
+    /// Brings Events and status objects in line with `now` for the IPs it
+    /// holds ([`crate::model::announced_at`]). Returns whether everything
+    /// was written (else call again later: the IPs that failed are visited again).
+    pub async fn sync(&mut self, now: &AnnouncedAt, services: &Store<Service>) -> bool {
+        let diff = self.reported.diff(now);
+        let mut failed = BTreeSet::new();
         for (service, ip) in diff.gone {
             self.event(
                 services,
@@ -88,9 +98,9 @@ impl Reporter {
             )
             .await;
             if self.delete(&self.object_name(&service, ip)).await {
-                self.reported.remove(&(service, ip));
+                self.reported.withdrawn(&service, ip);
             } else {
-                complete = false;
+                failed.insert(ip);
             }
         }
         for ((service, ip), interfaces) in diff.write {
@@ -98,7 +108,7 @@ impl Reporter {
             info!(service = %service, ip = %ip, node = %self.node, interfaces = %list, "announcing");
             self.event(
                 services,
-                service,
+                &service,
                 format!(
                     "announcing {ip} from node {} on interface {list} (L2)",
                     self.node
@@ -107,21 +117,26 @@ impl Reporter {
                 EventType::Normal,
             )
             .await;
-            if self.write(service, *ip, interfaces).await {
-                self.remove_other_nodes(service, *ip).await;
-                self.reported
-                    .insert((service.clone(), *ip), interfaces.clone());
+            if self.write(&service, ip, &interfaces).await {
+                self.remove_other_nodes(&service, ip).await;
+                self.reported.written(service, ip, interfaces);
             } else {
-                complete = false;
+                failed.insert(ip);
             }
         }
-        complete
+        self.reported.settle(now.keys().copied(), &failed);
+        self.reported.settled()
     }
 
     /// Deletes everything reported (graceful stop), within the caller's time bound.
     pub async fn withdraw_all(&mut self, services: &Store<Service>) {
-        let empty = Announced::new();
-        self.sync(&empty, services).await;
+        let nothing: AnnouncedAt = self
+            .reported
+            .ips()
+            .into_iter()
+            .map(|ip| (ip, BTreeMap::new()))
+            .collect();
+        self.sync(&nothing, services).await;
     }
 
     fn object_name(&self, service: &ServiceKey, ip: IpAddr) -> String {
