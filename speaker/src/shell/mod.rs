@@ -3,7 +3,9 @@
 //!
 //! Tasks and channels (`─▶` is a channel, `⇢` a request to the apiserver or
 //! the network; `desired`, `applied`, `owned` and `bgp plan` are
-//! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan):
+//! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan; the
+//! announcer hands its interface tasks changes, not whole ownerships, through
+//! a `crate::mailbox::Mailbox`, which merges them as a `watch` would):
 //!
 //! ```text
 //!  reflectors: Services, EndpointSlices, Nodes, IPAddressPools,
@@ -19,7 +21,9 @@
 //!    │                                └─▶ applied IP → interfaces
 //!    ├─ owned IP → Services ──┐                    │
 //!    │                        └─▶ report task ◀────┘ ⇢ ServiceL2Status, Events
-//!    │                              (retries failed writes every REPORT_RETRY)
+//!    │                              (retries failed writes every REPORT_RETRY; woken by
+//!    │                              a mailbox of the IPs whose owned or applied entry
+//!    │                              changed, and visits only those)
 //!    ├─ bgp plan ─▶ BgpManager task ─▶ one session task per peer (routes: watch)
 //!    │               ⇢ TCP 179 to the routers; BGPSessionState and Events
 //!    └─ seeds (other nodes' gossip addresses), our reach ─▶ gossip task ⇢ reach reports
