@@ -263,6 +263,7 @@ impl State {
             // Rare (an interface stops): the reporter looks at every IP.
             changes.send(|touched| touched.add(None));
         }
+        self.metrics.set_announced_ips(self.applied.borrow().len());
     }
 
     fn publish_interfaces(&self, listing: &[InterfaceInfo]) {
