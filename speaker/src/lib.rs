@@ -10,6 +10,8 @@ pub mod bgp;
 #[deny(missing_docs)]
 pub mod election;
 pub mod l2;
+#[deny(missing_docs)]
+pub mod mailbox;
 pub mod membership;
 pub mod metrics;
 #[deny(missing_docs)]

@@ -25,15 +25,14 @@ use super::arbiter::Arbiter;
 use super::groups::SolicitedGroups;
 use super::interfaces::{ExcludePatterns, InterfaceInfo, list_interfaces};
 use super::metrics::L2Metrics;
-use super::plan::{Ownership, assign};
+use super::plan::Ownership;
 use super::schedule::GratuitousSchedule;
+pub use super::serving::{Applied, Desired};
+use super::serving::{Assignment, InterfaceState, patch_applied, withdraw_interface};
 use super::socket::{ArpSocket, NdpSocket};
-use super::task::InterfaceTask;
-
-/// The desired announcements: each IP and where to announce it.
-pub type Desired = BTreeMap<IpAddr, InterfaceFilter>;
-/// What is announced: each IP and the interfaces it is announced on.
-pub type Applied = BTreeMap<IpAddr, BTreeSet<String>>;
+use super::task::{Inbox, InterfaceTask};
+use crate::mailbox::{Mailbox, Pending};
+use crate::model::Touched;
 
 #[derive(Clone, Debug)]
 pub struct AnnouncerConfig {
@@ -56,6 +55,9 @@ pub struct AnnouncerConfig {
     /// Where the interface list goes when a rescan finds it changed (`None`
     /// until the first listing), for this node's reach; none sends it nowhere.
     pub interfaces: Option<watch::Sender<Option<Vec<InterfaceInfo>>>>,
+    /// Where the IPs whose `applied` entry changed are told (after `applied`
+    /// is), for the reporter; none tells nobody.
+    pub applied_changes: Option<Arc<Mailbox<Touched>>>,
 }
 
 impl Default for AnnouncerConfig {
@@ -69,6 +71,7 @@ impl Default for AnnouncerConfig {
             conflicts: None,
             health: None,
             interfaces: None,
+            applied_changes: None,
         }
     }
 }
@@ -101,7 +104,7 @@ impl L2Announcer {
         shutdown: CancellationToken,
     ) {
         let heartbeat = self.config.health.as_ref().map(|h| h.heartbeat("l2"));
-        let mut state = State::new(self.config, self.metrics);
+        let mut state = State::new(self.config, self.metrics, applied);
         let mut rescan = tokio::time::interval(state.config.rescan_interval);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut desired_open = true;
@@ -154,11 +157,10 @@ impl L2Announcer {
                     }
                 }
             }
-            state.publish(&applied);
+            state.publish();
         }
 
         state.stop_all().await;
-        state.publish(&applied);
     }
 }
 
@@ -166,9 +168,11 @@ struct RunningInterface {
     index: u32,
     mac: MacAddr,
     generation: u64,
-    ownership: watch::Sender<Ownership>,
-    /// What the task reports it actually serves (sockets open, groups joined).
-    served: watch::Receiver<BTreeSet<IpAddr>>,
+    /// Where the changes of its ownership go.
+    inbox: Arc<Inbox>,
+    /// What the task reports it started or stopped serving (sockets open,
+    /// groups joined, the arbiter owning), since the last look.
+    served: Arc<Pending<BTreeMap<IpAddr, bool>>>,
     stop: CancellationToken,
 }
 
@@ -186,10 +190,14 @@ struct State {
     next_generation: u64,
     /// Woken by interface tasks when what they serve changes.
     served_changed: Arc<Notify>,
+    /// Which IPs each interface announces, kept up to date change by change.
+    assignment: Assignment,
+    /// What is announced, patched with what the tasks report.
+    applied: watch::Sender<Applied>,
 }
 
 impl State {
-    fn new(config: AnnouncerConfig, metrics: L2Metrics) -> Self {
+    fn new(config: AnnouncerConfig, metrics: L2Metrics, applied: watch::Sender<Applied>) -> Self {
         State {
             config,
             metrics,
@@ -197,21 +205,25 @@ impl State {
             tasks: JoinSet::new(),
             next_generation: 0,
             served_changed: Arc::new(Notify::new()),
+            assignment: Assignment::default(),
+            applied,
         }
     }
 
     fn reconcile(&mut self, desired: &Desired, listing: &[InterfaceInfo], group: GroupView) {
-        let plan = assign(desired, listing, &self.config.exclude_patterns);
-        let anywhere: BTreeSet<IpAddr> = plan.values().flatten().copied().collect();
+        let mut changes =
+            self.assignment
+                .update(desired, listing, &self.config.exclude_patterns, group);
 
         // Stop tasks whose interface is no longer planned, or is not the
         // same device any more (recreated under the same name, new MAC).
+        let planned: Vec<&String> = self.assignment.interfaces().collect();
         let stale: Vec<String> = self
             .running
             .iter()
             .filter(|(name, running)| {
                 let current = listing.iter().find(|info| &info.name == *name);
-                !plan.contains_key(*name)
+                !planned.contains(name)
                     || current.is_none_or(|info| {
                         info.index != running.index || info.mac != Some(running.mac)
                     })
@@ -219,28 +231,39 @@ impl State {
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
-            if let Some(running) = self.running.remove(&name) {
+            if self.running.contains_key(&name) {
                 info!(interface = %name, "no longer announcing on this interface");
-                running.stop.cancel();
             }
+            self.forget(&name);
         }
 
-        for (name, here) in plan {
-            let ownership = Ownership {
-                here,
-                anywhere: anywhere.clone(),
-                group,
-            };
+        let planned: Vec<String> = self.assignment.interfaces().cloned().collect();
+        for name in planned {
             if let Some(running) = self.running.get(&name) {
-                running.ownership.send_if_modified(|current| {
-                    let changed = *current != ownership;
-                    *current = ownership;
-                    changed
-                });
+                if let Some(change) = changes.remove(&name) {
+                    running.inbox.send(|pending| pending.merge(change));
+                }
             } else if let Some(info) = listing.iter().find(|info| info.name == name) {
+                // A task starts with its whole ownership.
+                let ownership = self.assignment.ownership(&name);
                 self.start(info, ownership);
             }
         }
+    }
+
+    /// Stops the task of `name`, if any, and takes what it served out of `applied`.
+    fn forget(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            running.stop.cancel();
+        }
+        let withdrawn = self
+            .applied
+            .send_if_modified(|applied| withdraw_interface(applied, name));
+        if withdrawn && let Some(changes) = &self.config.applied_changes {
+            // Rare (an interface stops): the reporter looks at every IP.
+            changes.send(|touched| touched.add(None));
+        }
+        self.metrics.set_announced_ips(self.applied.borrow().len());
     }
 
     fn publish_interfaces(&self, listing: &[InterfaceInfo]) {
@@ -276,9 +299,8 @@ impl State {
 
         let generation = self.next_generation;
         self.next_generation += 1;
-        let (ownership_sender, ownership_receiver) = watch::channel(Ownership::default());
-        let (served_sender, served_receiver) = watch::channel(BTreeSet::new());
-        ownership_sender.send_replace(ownership);
+        let inbox = Arc::new(Inbox::default());
+        let served = Arc::new(Pending::default());
         let stop = CancellationToken::new();
         let task = InterfaceTask {
             name: info.name.clone(),
@@ -292,19 +314,19 @@ impl State {
                 self.config.gratuitous_spacing,
             ),
             arbiter: Arbiter::new(mac),
-            current: Ownership::default(),
-            answering: Ownership::default(),
+            state: InterfaceState::default(),
             groups: SolicitedGroups::default(),
-            served: served_sender,
+            served: served.clone(),
             served_changed: self.served_changed.clone(),
             conflicts: self.config.conflicts.clone(),
         };
         let name = info.name.clone();
         let task_stop = stop.clone();
+        let task_inbox = inbox.clone();
         drop(entered);
         self.tasks.spawn(
             async move {
-                let result = task.run(ownership_receiver, task_stop).await;
+                let result = task.run(ownership, task_inbox, task_stop).await;
                 InterfaceExit {
                     name,
                     generation,
@@ -319,8 +341,8 @@ impl State {
                 index: info.index,
                 mac,
                 generation,
-                served: served_receiver,
-                ownership: ownership_sender,
+                inbox,
+                served,
                 stop,
             },
         );
@@ -332,38 +354,37 @@ impl State {
             .get(&exit.name)
             .map(|running| running.generation);
         if current == Some(exit.generation) {
-            self.running.remove(&exit.name);
+            self.forget(&exit.name);
         }
         if let Err(error) = exit.result {
             warn!(interface = %exit.name, %error, "dropped the interface until the next rescan");
         }
     }
 
-    fn applied(&self) -> Applied {
-        let mut applied = Applied::new();
-        for (name, running) in &self.running {
-            for ip in running.served.borrow().iter() {
-                applied.entry(*ip).or_default().insert(name.clone());
-            }
-        }
-        applied
-    }
-
-    fn publish(&self, sender: &watch::Sender<Applied>) {
-        let applied = self.applied();
-        self.metrics.set_announced_ips(applied.len());
-        sender.send_if_modified(|current| {
-            let changed = *current != applied;
-            if changed {
-                *current = applied;
+    /// Patches `applied` with what the tasks started or stopped serving.
+    fn publish(&self) {
+        let mut touched = BTreeSet::new();
+        self.applied.send_if_modified(|applied| {
+            let mut changed = false;
+            for (name, running) in &self.running {
+                let served = running.served.take();
+                changed |= patch_applied(applied, name, &served);
+                touched.extend(served.into_keys());
             }
             changed
         });
+        if !touched.is_empty()
+            && let Some(changes) = &self.config.applied_changes
+        {
+            changes.send(|pending| pending.add(Some(&touched)));
+        }
+        self.metrics.set_announced_ips(self.applied.borrow().len());
     }
 
     async fn stop_all(&mut self) {
-        for running in std::mem::take(&mut self.running).into_values() {
-            running.stop.cancel();
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            self.forget(&name);
         }
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while self.tasks.join_next().await.is_some() {}

@@ -67,7 +67,7 @@ pub(super) struct SolicitedGroups {
 }
 
 impl SolicitedGroups {
-    #[cfg(test)]
+    /// How solicitations reach the socket now.
     pub(super) fn mode(&self) -> Mode {
         self.mode
     }
@@ -276,5 +276,35 @@ mod tests {
             .filter(|i| groups.receives(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, *i)))
             .count();
         assert_eq!(served, 3);
+    }
+
+    proptest::proptest! {
+        /// What the interface task's reception relies on to visit only the IPs
+        /// of a change: outside `Partial`, every IPv6 address wanted is received.
+        #[test]
+        fn outside_partial_every_wanted_address_is_received(
+            limit in 0usize..6,
+            refuse_all_multicast in proptest::bool::weighted(0.3),
+            plans in proptest::collection::vec(proptest::collection::btree_set(0u16..12, 0..10), 1..12),
+        ) {
+            let mut socket = Limited::new(limit);
+            socket.refuse_all_multicast = refuse_all_multicast;
+            let mut groups = SolicitedGroups::default();
+            let metrics = L2Metrics::new();
+            for plan in plans {
+                // i and i + 6 share their low 24 bits, so one group.
+                let here: BTreeSet<IpAddr> = plan
+                    .iter()
+                    .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, i / 6, 0, 0, 0, 0, i % 6)))
+                    .collect();
+                groups.update(&socket, &here, "eth0", &metrics);
+                if groups.mode() != Mode::Partial {
+                    for ip in &here {
+                        let IpAddr::V6(v6) = ip else { continue };
+                        proptest::prop_assert!(groups.receives(*v6), "{} in {:?}", v6, groups.mode());
+                    }
+                }
+            }
+        }
     }
 }

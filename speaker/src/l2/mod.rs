@@ -42,6 +42,8 @@ pub mod plan;
 pub mod reach;
 #[deny(missing_docs)]
 pub mod schedule;
+#[deny(missing_docs)]
+pub mod serving;
 pub mod socket;
 mod task;
 

@@ -31,16 +31,12 @@ pub fn assign(
 ) -> BTreeMap<String, BTreeSet<IpAddr>> {
     let mut plan: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
     for interface in interfaces {
-        let all_suitable = suitability(interface, exclude).is_ok();
-        let capable = capability(interface).is_ok();
+        let fit = Fit::of(interface, exclude);
         // Collected per interface (sorted, so built in bulk), its name cloned
         // once rather than once per IP.
         let here: BTreeSet<IpAddr> = desired
             .iter()
-            .filter(|(_, filter)| match filter {
-                InterfaceFilter::AllSuitable => all_suitable,
-                InterfaceFilter::Named(names) => capable && names.contains(&interface.name),
-            })
+            .filter(|(_, filter)| fit.takes(filter))
             .map(|(ip, _)| *ip)
             .collect();
         if !here.is_empty() {
@@ -48,6 +44,36 @@ pub fn assign(
         }
     }
     plan
+}
+
+/// What [`assign`] needs to know of one interface to place an IP on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fit {
+    /// The interface's name.
+    pub name: String,
+    /// It passes [`suitability`]: [`InterfaceFilter::AllSuitable`] IPs go on it.
+    pub all_suitable: bool,
+    /// It passes [`capability`]: IPs that name it go on it.
+    pub capable: bool,
+}
+
+impl Fit {
+    /// `interface` judged with the exclude patterns.
+    pub fn of(interface: &InterfaceInfo, exclude: &ExcludePatterns) -> Fit {
+        Fit {
+            name: interface.name.clone(),
+            all_suitable: suitability(interface, exclude).is_ok(),
+            capable: capability(interface).is_ok(),
+        }
+    }
+
+    /// Whether an IP with `filter` goes on this interface.
+    pub fn takes(&self, filter: &InterfaceFilter) -> bool {
+        match filter {
+            InterfaceFilter::AllSuitable => self.all_suitable,
+            InterfaceFilter::Named(names) => self.capable && names.contains(&self.name),
+        }
+    }
 }
 
 /// What one interface answers for.
@@ -75,7 +101,14 @@ pub struct GroupView {
     pub joins: u64,
 }
 
-impl Ownership {
+/// Whether an interface answers for an IP, and why not.
+pub trait Answers {
+    /// `Ok` when the IP is answered here, else why not ([`IgnoreReason::WrongInterface`]
+    /// or [`IgnoreReason::NotOurs`]).
+    fn check(&self, ip: IpAddr) -> Result<(), IgnoreReason>;
+}
+
+impl Answers for Ownership {
     fn check(&self, ip: IpAddr) -> Result<(), IgnoreReason> {
         if self.here.contains(&ip) {
             Ok(())
@@ -123,7 +156,7 @@ impl IgnoreReason {
 pub fn answer_arp(
     request: &ArpFrame,
     our_mac: MacAddr,
-    ownership: &Ownership,
+    ownership: &impl Answers,
 ) -> Result<ArpFrame, IgnoreReason> {
     if request.sender_mac == our_mac || request.ethernet_source == our_mac {
         return Err(IgnoreReason::OwnPacket);
@@ -141,7 +174,7 @@ pub fn answer_neighbor_solicitation(
     solicitation: &NeighborSolicitation,
     hop_limit: u8,
     our_mac: MacAddr,
-    ownership: &Ownership,
+    ownership: &impl Answers,
 ) -> Result<(Ipv6Addr, NeighborAdvertisement), IgnoreReason> {
     if hop_limit != REQUIRED_HOP_LIMIT {
         return Err(IgnoreReason::BadHopLimit);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
@@ -19,13 +19,15 @@ use super::claim::{
     arp_probe, foreign_advertisement_claim, foreign_arp_claim, neighbor_probe,
     tagged_advertisement, tagged_arp,
 };
-use super::groups::SolicitedGroups;
+use super::groups::{Mode, SolicitedGroups};
 use super::metrics::{AddressFamily, L2Metrics};
 use super::ndp::{ALL_NODES, NeighborAdvertisement, solicited_node_multicast};
 use super::ndp_frame::Icmpv6Frame;
 use super::plan::{IgnoreReason, Ownership, answer_arp, answer_neighbor_solicitation};
 use super::schedule::GratuitousSchedule;
+use super::serving::{InterfaceState, OwnershipChange, Reception, Steps};
 use super::socket::{ArpSocket, NdpSocket, interface_gone};
+use crate::mailbox::{Mailbox, Pending};
 
 /// Large enough for any Ethernet frame we accept.
 const RECEIVE_BUFFER_LEN: usize = 2048;
@@ -36,6 +38,9 @@ pub struct ConflictReport {
     pub interface: String,
     pub conflict: Conflict,
 }
+
+/// The changes of ownership waiting for one interface task, and its wake-up.
+pub(super) type Inbox = Mailbox<OwnershipChange>;
 
 /// Everything one interface task owns.
 pub(super) struct InterfaceTask {
@@ -48,27 +53,28 @@ pub(super) struct InterfaceTask {
     pub(super) metrics: L2Metrics,
     pub(super) schedule: GratuitousSchedule,
     pub(super) arbiter: Arbiter,
-    /// What the plan wants announced here.
-    pub(super) current: Ownership,
-    /// What we answer for: `current`, narrowed to the IPs the arbiter owns.
-    pub(super) answering: Ownership,
+    /// What the plan wants announced here, and what is answered.
+    pub(super) state: InterfaceState,
     pub(super) groups: SolicitedGroups,
-    pub(super) served: watch::Sender<BTreeSet<IpAddr>>,
+    /// The IPs whose service here changed since the announcer last looked:
+    /// served now (`true`) or not.
+    pub(super) served: Arc<Pending<BTreeMap<IpAddr, bool>>>,
     pub(super) served_changed: Arc<Notify>,
     pub(super) conflicts: Option<mpsc::Sender<ConflictReport>>,
 }
 
 impl InterfaceTask {
     /// Serves until stopped, or until the interface fails (the error).
+    /// `first` is the whole ownership at the start; then `inbox` brings changes.
     pub(super) async fn run(
         mut self,
-        mut ownership: watch::Receiver<Ownership>,
+        first: Ownership,
+        inbox: Arc<Inbox>,
         stop: CancellationToken,
     ) -> Result<(), std::io::Error> {
         let mut arp_buffer = [0u8; RECEIVE_BUFFER_LEN];
         let mut ndp_buffer = [0u8; RECEIVE_BUFFER_LEN];
-        let first = ownership.borrow_and_update().clone();
-        self.update_ownership(first).await?;
+        self.take(Taken::Whole(first)).await?;
         loop {
             let next = [self.schedule.next_deadline(), self.arbiter.next_deadline()]
                 .into_iter()
@@ -77,12 +83,11 @@ impl InterfaceTask {
                 .map(Instant::from_std);
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
-                changed = ownership.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
+                () = inbox.changed() => {
+                    let change = inbox.take();
+                    if !change.is_empty() {
+                        self.take(Taken::Change(&change)).await?;
                     }
-                    let next = ownership.borrow_and_update().clone();
-                    self.update_ownership(next).await?;
                 }
                 received = receive_arp(self.arp.as_ref(), &mut arp_buffer) => {
                     let len = received?;
@@ -95,7 +100,7 @@ impl InterfaceTask {
                 () = sleep_until_some(next) => {
                     let now = std::time::Instant::now();
                     let actions = self.arbiter.tick(now);
-                    self.carry_out(actions).await?;
+                    self.arbiter_acted(actions).await?;
                     for ip in self.schedule.take_due(now) {
                         self.announce(ip).await?;
                     }
@@ -104,47 +109,57 @@ impl InterfaceTask {
         }
     }
 
-    async fn update_ownership(&mut self, next: Ownership) -> Result<(), std::io::Error> {
-        for lost in self.current.here.difference(&next.here) {
-            if self.arbiter.owns(lost) {
-                info!(ip = %lost, interface = %self.name, "stopped announcing");
-            }
-            self.schedule.cancel(*lost);
+    /// Takes the whole ownership (at the start: every IP visited) or a change
+    /// of it (only the IPs it names are visited, and the arbiter's IPs in doubt).
+    async fn take(&mut self, taken: Taken<'_>) -> Result<(), std::io::Error> {
+        let node = self.node.clone();
+        let rank = |ip| Rank::of(&node, ip);
+        let mut reception = TaskReception {
+            arp: self.arp.is_some(),
+            ndp: self.ndp.as_ref(),
+            groups: &mut self.groups,
+            name: &self.name,
+            metrics: &self.metrics,
+        };
+        let now = std::time::Instant::now();
+        let (state, arbiter) = (&mut self.state, &mut self.arbiter);
+        let steps = match taken {
+            Taken::Whole(ownership) => state.replace(ownership, arbiter, &mut reception, rank, now),
+            Taken::Change(change) => state.apply(change, arbiter, &mut reception, rank, now),
+        };
+        self.follow(steps).await
+    }
+
+    /// Carries out what a change of ownership calls for.
+    async fn follow(&mut self, steps: Steps) -> Result<(), std::io::Error> {
+        for ip in &steps.stopped {
+            info!(%ip, interface = %self.name, "stopped announcing");
         }
-        if let Some(ndp) = &self.ndp {
-            self.groups
-                .update(ndp, &next.here, &self.name, &self.metrics);
+        for ip in &steps.lost {
+            self.schedule.cancel(*ip);
         }
-        let mut wanted = BTreeMap::new();
-        let mut unserved = Vec::new();
-        for ip in &next.here {
-            if self.can_serve(ip) {
-                // A rank depends on the node and the IP only: hashed once per IP, not
-                // once per IP and plan (10,000 SHA-256 per change).
-                let rank = self.arbiter.rank(ip);
-                wanted.insert(*ip, rank.unwrap_or_else(|| Rank::of(&self.node, *ip)));
-            } else if !self.current.here.contains(ip) {
-                unserved.push(*ip);
-            }
-        }
-        if let Some(first) = unserved.first() {
+        if let Some(first) = steps.unserved.first() {
             // One line per plan, not one per IP (10,000 of them, say).
-            warn!(ip = %first, count = unserved.len(), interface = %self.name, "cannot announce: no socket for the family, or no group joined, here");
+            warn!(ip = %first, count = steps.unserved.len(), interface = %self.name, "cannot announce: no socket for the family, or no group joined, here");
         }
         let now = std::time::Instant::now();
-        if next.group.joins != self.current.group.joins {
-            for ip in self.current.here.iter().filter(|ip| self.arbiter.owns(ip)) {
-                debug!(%ip, interface = %self.name, "a node joined: announcing again");
-                self.schedule.start(*ip, now);
-            }
+        for ip in &steps.again {
+            debug!(%ip, interface = %self.name, "a node joined: announcing again");
+            self.schedule.start(*ip, now);
         }
-        self.current = next;
-        let actions = self
-            .arbiter
-            .want(&wanted, self.current.group.probe_first, now);
-        self.carry_out(actions).await?;
-        self.refresh_answering();
-        Ok(())
+        self.report_served(steps.served);
+        self.carry_out(steps.actions).await
+    }
+
+    /// The arbiter acted on its own (a tick, a claim seen): what is answered
+    /// follows, then its actions are carried out.
+    async fn arbiter_acted(&mut self, actions: Vec<Action>) -> Result<(), std::io::Error> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let served = self.state.after(&self.arbiter, &actions);
+        self.report_served(served);
+        self.carry_out(actions).await
     }
 
     /// Sends probes and starts or stops announcements as the arbiter says.
@@ -170,52 +185,17 @@ impl InterfaceTask {
                 }
             }
         }
-        self.refresh_answering();
         Ok(())
     }
 
-    fn refresh_answering(&mut self) {
-        let here: BTreeSet<IpAddr> = self
-            .current
-            .here
-            .iter()
-            .filter(|ip| self.arbiter.owns(ip))
-            .copied()
-            .collect();
-        self.answering = Ownership {
-            here,
-            anywhere: self.current.anywhere.clone(),
-            group: self.current.group,
-        };
-        self.report_served();
-    }
-
-    /// Whether requests for `ip` can reach us and be answered here.
-    fn can_serve(&self, ip: &IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(_) => self.arp.is_some(),
-            IpAddr::V6(v6) => self.ndp.is_some() && self.groups.receives(*v6),
+    /// Tells the announcer which IPs this interface now answers for or no
+    /// longer does, so `applied` never claims more than is on the wire.
+    fn report_served(&self, served: BTreeMap<IpAddr, bool>) {
+        if served.is_empty() {
+            return;
         }
-    }
-
-    /// Tells the announcer what this interface really answers for, so
-    /// `applied` never claims more than is on the wire.
-    fn report_served(&self) {
-        let served: BTreeSet<IpAddr> = self
-            .answering
-            .here
-            .iter()
-            .filter(|ip| self.can_serve(ip))
-            .copied()
-            .collect();
-        let changed = self.served.send_if_modified(|current| {
-            let changed = *current != served;
-            *current = served;
-            changed
-        });
-        if changed {
-            self.served_changed.notify_one();
-        }
+        self.served.push(|pending| pending.extend(served));
+        self.served_changed.notify_one();
     }
 
     /// Another MAC claims `ip`: let the arbiter decide, and say so if it
@@ -250,7 +230,7 @@ impl InterfaceTask {
                 }
             }
         }
-        self.carry_out(action.into_iter().collect()).await
+        self.arbiter_acted(action.into_iter().collect()).await
     }
 
     async fn on_arp(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
@@ -265,7 +245,7 @@ impl InterfaceTask {
         if let Some((ip, claim)) = foreign_arp_claim(&frame, bytes, self.mac) {
             self.observe(ip, claim, AddressFamily::ipv4).await?;
         }
-        match answer_arp(&frame, self.mac, &self.answering) {
+        match answer_arp(&frame, self.mac, &self.state) {
             Ok(reply) => {
                 let Some(arp) = &self.arp else { return Ok(()) };
                 let ip = IpAddr::V4(frame.target_ip);
@@ -319,12 +299,7 @@ impl InterfaceTask {
                 return Ok(());
             }
         };
-        match answer_neighbor_solicitation(
-            &solicitation,
-            frame.hop_limit,
-            self.mac,
-            &self.answering,
-        ) {
+        match answer_neighbor_solicitation(&solicitation, frame.hop_limit, self.mac, &self.state) {
             Ok((destination, advertisement)) => {
                 let Some(ndp) = &self.ndp else { return Ok(()) };
                 let ip = IpAddr::V6(solicitation.target);
@@ -393,6 +368,47 @@ impl InterfaceTask {
     ) -> Result<(), std::io::Error> {
         arp.send(&tagged_arp(&ArpFrame::gratuitous(ip, self.mac), rank))
             .await
+    }
+}
+
+/// What an interface task is handed: its whole ownership, or a change of it.
+enum Taken<'a> {
+    Whole(Ownership),
+    Change(&'a OwnershipChange),
+}
+
+/// What [`InterfaceState`] asks of the task's sockets and groups.
+struct TaskReception<'a> {
+    arp: bool,
+    ndp: Option<&'a NdpSocket>,
+    groups: &'a mut SolicitedGroups,
+    name: &'a str,
+    metrics: &'a L2Metrics,
+}
+
+impl Reception for TaskReception<'_> {
+    fn follow(&mut self, here: &BTreeSet<IpAddr>, v6_changed: bool) -> bool {
+        let Some(ndp) = self.ndp else {
+            return false;
+        };
+        if !v6_changed {
+            // The groups follow the IPv6 addresses only.
+            return false;
+        }
+        let before = self.groups.mode();
+        self.groups.update(ndp, here, self.name, self.metrics);
+        // With every group joined, or all multicast received, every IPv6
+        // address wanted is received; a change of mode, or some groups refused,
+        // may change it for any of them.
+        let after = self.groups.mode();
+        before != after || after == Mode::Partial
+    }
+
+    fn can_serve(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(_) => self.arp,
+            IpAddr::V6(v6) => self.ndp.is_some() && self.groups.receives(*v6),
+        }
     }
 }
 

@@ -42,7 +42,9 @@ pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
 pub use l2_incremental::L2Planner;
-pub use owned::patch_owned;
+pub use owned::{
+    Announced, AnnouncedAt, ReportDiff, Reported, Touched, announced, announced_at, patch_owned,
+};
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{

@@ -7,6 +7,190 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::l2::{L2Decision, owned_by};
+use super::view::ServiceKey;
+
+/// One announcement as reported: a Service's IP and the interfaces it is on.
+pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
+
+/// What the reporter reports: each IP announced (`applied`, with its
+/// interfaces), once for each Service that owns it (`owned`). Whole: visits
+/// every announced IP and clones its keys.
+pub fn announced(
+    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+) -> Announced {
+    applied
+        .iter()
+        .flat_map(|(ip, interfaces)| {
+            owned
+                .get(ip)
+                .into_iter()
+                .flatten()
+                .map(move |service| ((service.clone(), *ip), interfaces.clone()))
+        })
+        .collect()
+}
+
+/// The IPs whose entry changed in maps handed to another task, gathered
+/// until it looks: these, or all of them (a map replaced whole).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Every IP may have changed.
+    pub all: bool,
+    /// The IPs that changed (when not `all`).
+    pub ips: BTreeSet<IpAddr>,
+}
+
+impl Touched {
+    /// Every IP may have changed.
+    pub fn everything() -> Touched {
+        Touched {
+            all: true,
+            ips: BTreeSet::new(),
+        }
+    }
+
+    /// The IPs of `redecided`, or all when it is `None` (a whole plan).
+    pub fn add(&mut self, redecided: Option<&BTreeSet<IpAddr>>) {
+        match redecided {
+            Some(ips) if !self.all => self.ips.extend(ips),
+            Some(_) => {}
+            None => *self = Touched::everything(),
+        }
+    }
+}
+
+/// Per IP, the Services announcing it here and the interfaces it is on: what
+/// the reporter reports, by IP.
+pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
+
+/// [`announced`] at `ips` only: each of them with what is to be reported for
+/// it now (empty: nothing). Work in proportion to `ips`.
+pub fn announced_at(
+    ips: impl IntoIterator<Item = IpAddr>,
+    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+) -> AnnouncedAt {
+    ips.into_iter()
+        .map(|ip| {
+            let services = match (applied.get(&ip), owned.get(&ip)) {
+                (Some(interfaces), Some(services)) => services
+                    .iter()
+                    .map(|service| (service.clone(), interfaces.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            (ip, services)
+        })
+        .collect()
+}
+
+/// What the reporter has to do for some IPs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReportDiff {
+    /// Reported, and no longer announced.
+    pub gone: Vec<(ServiceKey, IpAddr)>,
+    /// Announced, and not reported as it is now: with its interfaces.
+    pub write: Vec<((ServiceKey, IpAddr), BTreeSet<String>)>,
+}
+
+/// What the reporter reported successfully, and the IPs it has to visit
+/// again. Pure bookkeeping; the reporter does the writes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    reported: AnnouncedAt,
+    /// IPs some write or delete of failed: visited again at the next sync.
+    unsettled: BTreeSet<IpAddr>,
+}
+
+impl Reported {
+    /// The IPs to visit after `touched`: those (with the unsettled ones), or
+    /// when all were touched, every IP announced or reported.
+    pub fn to_visit(
+        &self,
+        touched: &Touched,
+        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    ) -> BTreeSet<IpAddr> {
+        let mut ips = self.unsettled.clone();
+        if touched.all {
+            ips.extend(self.reported.keys());
+            ips.extend(applied.keys());
+        } else {
+            ips.extend(&touched.ips);
+        }
+        ips
+    }
+
+    /// Every IP reported (to withdraw them all).
+    pub fn ips(&self) -> BTreeSet<IpAddr> {
+        self.reported.keys().copied().collect()
+    }
+
+    /// What to do to report `now` (the IPs visited, [`announced_at`]) instead of what was reported for them.
+    pub fn diff(&self, now: &AnnouncedAt) -> ReportDiff {
+        let mut diff = ReportDiff::default();
+        let empty = BTreeMap::new();
+        for (ip, services) in now {
+            let before = self.reported.get(ip).unwrap_or(&empty);
+            for service in before.keys().filter(|key| !services.contains_key(*key)) {
+                diff.gone.push((service.clone(), *ip));
+            }
+            for (service, interfaces) in services {
+                if before.get(service) != Some(interfaces) {
+                    diff.write
+                        .push(((service.clone(), *ip), interfaces.clone()));
+                }
+            }
+        }
+        diff
+    }
+
+    /// `service`'s announcement of `ip` was withdrawn.
+    pub fn withdrawn(&mut self, service: &ServiceKey, ip: IpAddr) {
+        if let Some(services) = self.reported.get_mut(&ip) {
+            services.remove(service);
+            if services.is_empty() {
+                self.reported.remove(&ip);
+            }
+        }
+    }
+
+    /// `service`'s announcement of `ip` on `interfaces` was written.
+    pub fn written(&mut self, service: ServiceKey, ip: IpAddr, interfaces: BTreeSet<String>) {
+        self.reported
+            .entry(ip)
+            .or_default()
+            .insert(service, interfaces);
+    }
+
+    /// After a sync of `visited`: `failed` are to be visited again, the rest are settled.
+    pub fn settle(&mut self, visited: impl IntoIterator<Item = IpAddr>, failed: &BTreeSet<IpAddr>) {
+        for ip in visited {
+            if failed.contains(&ip) {
+                self.unsettled.insert(ip);
+            } else {
+                self.unsettled.remove(&ip);
+            }
+        }
+    }
+
+    /// Whether every write of the last syncs went through.
+    pub fn settled(&self) -> bool {
+        self.unsettled.is_empty()
+    }
+
+    /// Everything reported, as [`announced`] gives it.
+    pub fn flat(&self) -> Announced {
+        self.reported
+            .iter()
+            .flat_map(|(ip, services)| {
+                services
+                    .iter()
+                    .map(move |(service, interfaces)| ((service.clone(), *ip), interfaces.clone()))
+            })
+            .collect()
+    }
+}
 
 /// Brings `current` (the IPs this node owns, with
 /// what `value` makes of each decision) up to date with `plan`, visiting only the
@@ -99,3 +283,7 @@ mod tests {
         assert_eq!(current.len(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "owned_proptests.rs"]
+mod proptests;

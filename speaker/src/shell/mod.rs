@@ -3,7 +3,9 @@
 //!
 //! Tasks and channels (`─▶` is a channel, `⇢` a request to the apiserver or
 //! the network; `desired`, `applied`, `owned` and `bgp plan` are
-//! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan):
+//! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan; the
+//! announcer hands its interface tasks changes, not whole ownerships, through
+//! a `crate::mailbox::Mailbox`, which merges them as a `watch` would):
 //!
 //! ```text
 //!  reflectors: Services, EndpointSlices, Nodes, IPAddressPools,
@@ -19,7 +21,9 @@
 //!    │                                └─▶ applied IP → interfaces
 //!    ├─ owned IP → Services ──┐                    │
 //!    │                        └─▶ report task ◀────┘ ⇢ ServiceL2Status, Events
-//!    │                              (retries failed writes every REPORT_RETRY)
+//!    │                              (retries failed writes every REPORT_RETRY; woken by
+//!    │                              a mailbox of the IPs whose owned or applied entry
+//!    │                              changed, and visits only those)
 //!    ├─ bgp plan ─▶ BgpManager task ─▶ one session task per peer (routes: watch)
 //!    │               ⇢ TCP 179 to the routers; BGPSessionState and Events
 //!    └─ seeds (other nodes' gossip addresses), our reach ─▶ gossip task ⇢ reach reports
@@ -54,15 +58,16 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::l2::{
     AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer, L2Metrics,
 };
+use crate::mailbox::Mailbox;
 use crate::membership::auth::Authenticator;
 use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
-use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, ServiceKey};
+use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, ServiceKey, Touched};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
 use reach::OwnReach;
-use report::{Announced, Reporter};
+use report::Reporter;
 use stores::Stores;
 
 /// How long a starting speaker waits to hear from the other members before
@@ -174,6 +179,9 @@ pub async fn run(
     let mut reaches = membership.as_ref().map(Membership::reaches);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
+    // The IPs whose `applied` or `owned` entry changed, for the reporter.
+    let report_changes = Arc::new(Mailbox::<Touched>::default());
+    config.announcer.applied_changes = Some(report_changes.clone());
     let announcer_stop = CancellationToken::new();
     let announcer = tokio::spawn(
         L2Announcer::new(config.announcer, parts.l2.clone())
@@ -187,6 +195,7 @@ pub async fn run(
         reporter,
         applied_rx,
         owned_rx,
+        report_changes.clone(),
         conflicts_rx,
         stores.clone(),
         report_stop.clone(),
@@ -280,11 +289,14 @@ pub async fn run(
                 InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
             })
         });
-        owned_tx.send_if_modified(|current| {
+        let owned_changed = owned_tx.send_if_modified(|current| {
             model::patch_owned(current, plan, &node, redecided, |decision| {
                 decision.services.clone()
             })
         });
+        if owned_changed {
+            report_changes.send(|touched| touched.add(redecided));
+        }
         parts.speaker.plans.inc();
         parts
             .speaker
@@ -441,36 +453,30 @@ async fn wait_for_members(
     }
 }
 
-/// Reports what the announcer does, retrying writes that failed.
+/// Reports what the announcer does, retrying writes that failed. Each pass
+/// visits only the IPs whose `applied` or `owned` entry changed (`changes`),
+/// and those a write failed for.
 async fn report_loop(
     mut reporter: Reporter,
-    mut applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
-    mut owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
+    owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    changes: Arc<Mailbox<Touched>>,
     mut conflicts: mpsc::Receiver<ConflictReport>,
     stores: Stores,
     stop: CancellationToken,
 ) {
+    let mut touched = Touched::everything();
     loop {
-        let now: Announced = {
-            let applied = applied.borrow_and_update();
-            let owned = owned.borrow_and_update();
-            applied
-                .iter()
-                .flat_map(|(ip, interfaces)| {
-                    owned
-                        .get(ip)
-                        .into_iter()
-                        .flatten()
-                        .map(move |service| ((service.clone(), *ip), interfaces.clone()))
-                })
-                .collect()
+        let now = {
+            let applied = applied.borrow();
+            let visit = reporter.to_visit(&touched, &applied);
+            model::announced_at(visit, &applied, &owned.borrow())
         };
-        // A no-op when nothing changed: the reporter diffs against what it wrote.
         let complete = reporter.sync(&now, &stores.services).await;
+        touched = Touched::default();
         tokio::select! {
             _ = stop.cancelled() => break,
-            Ok(()) = applied.changed() => {}
-            Ok(()) = owned.changed() => {}
+            () = changes.changed() => touched = changes.take(),
             Some(report) = conflicts.recv() => {
                 let services = owned.borrow().get(&report.conflict.ip).cloned().unwrap_or_default();
                 reporter.conflict(&report, &services, &stores.services).await;

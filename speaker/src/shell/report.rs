@@ -26,19 +26,16 @@ use tracing::{debug, info, warn};
 
 use crate::l2::ConflictReport;
 use crate::l2::arbiter::Outcome;
-use crate::model::ServiceKey;
+use crate::model::{AnnouncedAt, Reported, ServiceKey, Touched};
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
-
-/// One announcement as reported: a Service's IP and the interfaces it is on.
-pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 
 pub struct Reporter {
     statuses: Api<ServiceL2Status>,
     recorder: EventPublisher,
     node: String,
-    /// What was reported successfully.
-    reported: Announced,
+    /// What was reported successfully, and the IPs to visit again.
+    reported: Reported,
 }
 
 impl Reporter {
@@ -51,7 +48,7 @@ impl Reporter {
             statuses: Api::namespaced(client.clone(), namespace),
             recorder: EventPublisher::new(client, reporter),
             node: node.to_string(),
-            reported: Announced::new(),
+            reported: Reported::default(),
         }
     }
 
@@ -75,17 +72,23 @@ impl Reporter {
         }
     }
 
-    /// Brings Events and status objects in line with `now`. Returns whether
-    /// everything was written (else call again later).
-    pub async fn sync(&mut self, now: &Announced, services: &Store<Service>) -> bool {
-        let mut complete = true;
-        let gone: Vec<_> = self
-            .reported
-            .keys()
-            .filter(|key| !now.contains_key(*key))
-            .cloned()
-            .collect();
-        for (service, ip) in gone {
+    /// The IPs the next [`Reporter::sync`] has to visit after `touched`:
+    /// those, and the ones a write failed for.
+    pub fn to_visit(
+        &self,
+        touched: &Touched,
+        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    ) -> BTreeSet<IpAddr> {
+        self.reported.to_visit(touched, applied)
+    }
+
+    /// Brings Events and status objects in line with `now` for the IPs it
+    /// holds ([`crate::model::announced_at`]). Returns whether everything
+    /// was written (else call again later: the IPs that failed are visited again).
+    pub async fn sync(&mut self, now: &AnnouncedAt, services: &Store<Service>) -> bool {
+        let diff = self.reported.diff(now);
+        let mut failed = BTreeSet::new();
+        for (service, ip) in diff.gone {
             self.event(
                 services,
                 &service,
@@ -95,20 +98,17 @@ impl Reporter {
             )
             .await;
             if self.delete(&self.object_name(&service, ip)).await {
-                self.reported.remove(&(service, ip));
+                self.reported.withdrawn(&service, ip);
             } else {
-                complete = false;
+                failed.insert(ip);
             }
         }
-        for ((service, ip), interfaces) in now {
-            if self.reported.get(&(service.clone(), *ip)) == Some(interfaces) {
-                continue;
-            }
+        for ((service, ip), interfaces) in diff.write {
             let list = interfaces.iter().cloned().collect::<Vec<_>>().join(", ");
             info!(service = %service, ip = %ip, node = %self.node, interfaces = %list, "announcing");
             self.event(
                 services,
-                service,
+                &service,
                 format!(
                     "announcing {ip} from node {} on interface {list} (L2)",
                     self.node
@@ -117,21 +117,26 @@ impl Reporter {
                 EventType::Normal,
             )
             .await;
-            if self.write(service, *ip, interfaces).await {
-                self.remove_other_nodes(service, *ip).await;
-                self.reported
-                    .insert((service.clone(), *ip), interfaces.clone());
+            if self.write(&service, ip, &interfaces).await {
+                self.remove_other_nodes(&service, ip).await;
+                self.reported.written(service, ip, interfaces);
             } else {
-                complete = false;
+                failed.insert(ip);
             }
         }
-        complete
+        self.reported.settle(now.keys().copied(), &failed);
+        self.reported.settled()
     }
 
     /// Deletes everything reported (graceful stop), within the caller's time bound.
     pub async fn withdraw_all(&mut self, services: &Store<Service>) {
-        let empty = Announced::new();
-        self.sync(&empty, services).await;
+        let nothing: AnnouncedAt = self
+            .reported
+            .ips()
+            .into_iter()
+            .map(|ip| (ip, BTreeMap::new()))
+            .collect();
+        self.sync(&nothing, services).await;
     }
 
     fn object_name(&self, service: &ServiceKey, ip: IpAddr) -> String {

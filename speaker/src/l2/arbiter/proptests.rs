@@ -237,3 +237,59 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `update` with what changed does what `want` does with the whole set: the same
+    /// actions in the same order, and the same state after, through any life.
+    #[test]
+    fn update_is_want_of_the_whole_set(ops in proptest::collection::vec(op(), 1..60)) {
+        let ips: Vec<IpAddr> = (1..=4u8)
+            .map(|i| IpAddr::from([203, 0, 113, i]))
+            .collect();
+        let our_mac = MacAddr([0x02, 0, 0, 0, 0, 1]);
+        let mut whole = Arbiter::new(our_mac);
+        let mut patched = Arbiter::new(our_mac);
+        let mut wanted: BTreeMap<IpAddr, Rank> = BTreeMap::new();
+        let mut now = Instant::now();
+        for op in ops {
+            let (expected, got) = match op {
+                Op::Want(mask, probe_first) => {
+                    let next: BTreeMap<IpAddr, Rank> = ips
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, ip)| (*ip, Rank::of("node-a", *ip)))
+                        .collect();
+                    let gained: BTreeMap<IpAddr, Rank> = next
+                        .iter()
+                        .filter(|(ip, _)| !wanted.contains_key(*ip))
+                        .map(|(ip, rank)| (*ip, *rank))
+                        .collect();
+                    let lost: BTreeSet<IpAddr> = wanted
+                        .keys()
+                        .filter(|ip| !next.contains_key(*ip))
+                        .copied()
+                        .collect();
+                    wanted = next;
+                    (
+                        whole.want(&wanted, probe_first, now),
+                        patched.update(&gained, &lost, probe_first, now),
+                    )
+                }
+                Op::Observe(n, rank) => {
+                    let claim = Claim { mac: MacAddr([0x02, 0, 0, 0, 0, 2]), rank: rank.map(Rank) };
+                    let (a, _) = whole.observe(ips[n], claim, now);
+                    let (b, _) = patched.observe(ips[n], claim, now);
+                    (a.into_iter().collect(), b.into_iter().collect())
+                }
+                Op::Tick(ms) => {
+                    now += Duration::from_millis(ms);
+                    (whole.tick(now), patched.tick(now))
+                }
+            };
+            prop_assert_eq!(expected, got);
+            prop_assert_eq!(&whole, &patched);
+            assert_waiting_index(&patched)?;
+        }
+    }
+}
