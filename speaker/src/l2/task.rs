@@ -66,6 +66,9 @@ pub(super) struct InterfaceTask {
 impl InterfaceTask {
     /// Serves until stopped, or until the interface fails (the error).
     /// `first` is the whole ownership at the start; then `inbox` brings changes.
+    /// Only `stop` ends it: the inbox has no closed state (a `watch` channel
+    /// did), so the announcer cancels every task's token on each way out
+    /// (`State::forget`, `State::stop_all`).
     pub(super) async fn run(
         mut self,
         first: Ownership,
