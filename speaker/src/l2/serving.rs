@@ -373,6 +373,17 @@ pub struct Steps {
     pub served: BTreeMap<IpAddr, bool>,
 }
 
+impl Steps {
+    /// `ip` is no longer wanted here: its burst ends, and it was stopped if
+    /// it was answered.
+    fn lose(&mut self, ip: IpAddr, arbiter: &Arbiter) {
+        if arbiter.owns(&ip) {
+            self.stopped.push(ip);
+        }
+        self.lost.push(ip);
+    }
+}
+
 /// What one interface task wants and answers for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InterfaceState {
@@ -419,10 +430,7 @@ impl InterfaceState {
     ) -> Steps {
         let mut steps = Steps::default();
         for lost in self.wanted.here.difference(&next.here) {
-            if arbiter.owns(lost) {
-                steps.stopped.push(*lost);
-            }
-            steps.lost.push(*lost);
+            steps.lose(*lost, arbiter);
         }
         reception.follow(&next.here, true);
         let mut wanted = BTreeMap::new();
@@ -467,10 +475,7 @@ impl InterfaceState {
             let was = self.wanted.here.contains(ip);
             let is = *place == Place::Here;
             if was && !is {
-                if arbiter.owns(ip) {
-                    steps.stopped.push(*ip);
-                }
-                steps.lost.push(*ip);
+                steps.lose(*ip, arbiter);
                 lost.insert(*ip);
             } else if is && !was {
                 gained.push(*ip);
