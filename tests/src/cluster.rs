@@ -72,10 +72,27 @@ pub struct Cluster {
     apiserver: Option<(PathBuf, Vec<std::ffi::OsString>)>,
 }
 
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
-    Ok(listener.local_addr()?.port())
+/// `N` distinct free ports on 127.0.0.1. All `N` are held bound until the
+/// last is chosen: a port bound and dropped can come straight back from the
+/// kernel, and etcd and kube-apiserver on one port fail to start (seen in CI).
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
+
+/// Free ports are only free when chosen: another test thread or process can
+/// bind one before etcd or kube-apiserver does. Such a start is retried on
+/// fresh ports, this many times in all.
+const START_ATTEMPTS: u32 = 3;
+
+/// What etcd and kube-apiserver log when a port they were given is taken.
+const PORT_TAKEN: &str = "address already in use";
 
 fn run_checked(command: &mut Command) -> Result<String> {
     let output = command
@@ -103,7 +120,7 @@ impl Cluster {
             .prefix("ferrolb-cluster-")
             .tempdir()?
             .keep();
-        let mut cluster = Cluster::start_in(&dir, false, options)?;
+        let mut cluster = Cluster::start_in(&dir, false, options, free_ports)?;
         cluster.remove_dir_on_drop = std::env::var_os("FERROLB_KEEP_CLUSTER").is_none();
         Ok(cluster)
     }
@@ -117,7 +134,7 @@ impl Cluster {
             );
         }
         std::fs::create_dir_all(dir)?;
-        Cluster::start_in(dir, true, ClusterOptions::default())
+        Cluster::start_in(dir, true, ClusterOptions::default(), free_ports)
     }
 
     /// Stops a detached cluster started in `dir` and deletes its state.
@@ -136,7 +153,15 @@ impl Cluster {
         Ok(true)
     }
 
-    fn start_in(dir: &Path, detached: bool, options: ClusterOptions) -> Result<Cluster> {
+    /// Starts etcd and kube-apiserver on the ports `choose_ports` gives
+    /// (etcd client, etcd peer, apiserver), asked again after a start that
+    /// lost a port.
+    fn start_in(
+        dir: &Path,
+        detached: bool,
+        options: ClusterOptions,
+        mut choose_ports: impl FnMut() -> Result<[u16; 3]>,
+    ) -> Result<Cluster> {
         let tools = Tools::ensure()?;
         let admin_token = format!("ferrolb-admin-{:032x}", rand::random::<u128>());
         std::fs::write(
@@ -158,9 +183,50 @@ impl Cluster {
                 .arg(dir.join("sa.pub")),
         )?;
 
-        let etcd_client = free_port()?;
-        let etcd_peer = free_port()?;
-        let secure_port = free_port()?;
+        let mut attempt = 1;
+        loop {
+            let cluster = Cluster::launch(
+                &tools,
+                dir,
+                detached,
+                options,
+                &admin_token,
+                choose_ports()?,
+            )?;
+            match cluster.wait_ready_unless(Duration::from_secs(120), || cluster.exited_process()) {
+                Ok(()) => {
+                    cluster.write_admin_kubeconfig()?;
+                    return Ok(cluster);
+                }
+                Err(error) if attempt < START_ATTEMPTS && cluster.lost_a_port() => {
+                    eprintln!(
+                        "control plane in {}: a port was taken before it bound it ({error:#}); \
+                         starting again on fresh ports",
+                        dir.display()
+                    );
+                    cluster.stop_processes();
+                    cluster.set_logs_aside(attempt)?;
+                    let etcd_data = dir.join("etcd");
+                    if etcd_data.exists() {
+                        std::fs::remove_dir_all(&etcd_data)
+                            .with_context(|| format!("removing {}", etcd_data.display()))?;
+                    }
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Spawns etcd and kube-apiserver on these ports, without waiting.
+    fn launch(
+        tools: &Tools,
+        dir: &Path,
+        detached: bool,
+        options: ClusterOptions,
+        admin_token: &str,
+        [etcd_client, etcd_peer, secure_port]: [u16; 3],
+    ) -> Result<Cluster> {
         let server = format!("https://127.0.0.1:{secure_port}");
         std::fs::write(dir.join("server"), &server)?;
 
@@ -248,18 +314,68 @@ impl Cluster {
             pids.iter().map(|p| format!("{p}\n")).collect::<String>(),
         )?;
 
-        let cluster = Cluster {
-            tools,
+        Ok(Cluster {
+            tools: tools.clone(),
             dir: dir.to_path_buf(),
             server,
-            admin_token,
+            admin_token: admin_token.to_string(),
             lifetime,
             remove_dir_on_drop: false,
             apiserver: Some(apiserver_command),
+        })
+    }
+
+    /// Whether etcd or kube-apiserver of this start logged that a port it
+    /// was given is taken.
+    fn lost_a_port(&self) -> bool {
+        ["etcd.log", "kube-apiserver.log"].iter().any(|log| {
+            std::fs::read_to_string(self.dir.join(log)).is_ok_and(|text| text.contains(PORT_TAKEN))
+        })
+    }
+
+    /// Stops both processes of a failed start, however it was started.
+    fn stop_processes(&self) {
+        self.stop();
+        if let Lifetime::Detached = self.lifetime
+            && let Ok(pids) = std::fs::read_to_string(self.dir.join("pids"))
+        {
+            for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                kill_pid(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Renames the logs of failed start `attempt`, so the next start's logs
+    /// are its own and the failure stays readable.
+    fn set_logs_aside(&self, attempt: u32) -> Result<()> {
+        for name in ["etcd", "kube-apiserver"] {
+            let log = self.dir.join(format!("{name}.log"));
+            if log.exists() {
+                let aside = self.dir.join(format!("{name}.attempt{attempt}.log"));
+                std::fs::rename(&log, &aside)
+                    .with_context(|| format!("renaming {}", log.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The name and exit status of a process of this cluster that has
+    /// exited (only known for processes tied to this one).
+    fn exited_process(&self) -> Option<String> {
+        let Lifetime::Tied(children) = &self.lifetime else {
+            return None;
         };
-        cluster.wait_ready(Duration::from_secs(120))?;
-        cluster.write_admin_kubeconfig()?;
-        Ok(cluster)
+        let mut children = match children.lock() {
+            Ok(children) => children,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        children
+            .iter_mut()
+            .zip(["etcd", "kube-apiserver"])
+            .find_map(|(child, name)| match child.try_wait() {
+                Ok(Some(status)) => Some(format!("{name} ({status})")),
+                _ => None,
+            })
     }
 
     /// The harness's handle on a control plane started elsewhere (the
@@ -316,6 +432,16 @@ impl Cluster {
     }
 
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.wait_ready_unless(timeout, || None)
+    }
+
+    /// [`Cluster::wait_ready`] that gives up as soon as `exited` names a
+    /// process that has exited (a port taken, a bad flag): no use waiting.
+    fn wait_ready_unless(
+        &self,
+        timeout: Duration,
+        exited: impl Fn() -> Option<String>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -334,6 +460,12 @@ impl Cluster {
                 return Ok(());
             }
             last = String::from_utf8_lossy(&output.stderr).into_owned();
+            if let Some(process) = exited() {
+                bail!(
+                    "{process} exited before kube-apiserver was ready: {last}\nlogs in {}",
+                    self.dir.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
         bail!(
@@ -480,5 +612,51 @@ impl Drop for Cluster {
                 let _ = std::fs::remove_dir_all(&self.dir);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start CI once lost: kube-apiserver given a port that something
+    /// else bound first. The start is retried on fresh ports and succeeds,
+    /// and the failed attempt's log is kept.
+    #[test]
+    fn a_start_that_loses_a_port_starts_again_on_fresh_ports() -> Result<()> {
+        let taken = TcpListener::bind("127.0.0.1:0")?;
+        let taken_port = taken.local_addr()?.port();
+        let mut starts = 0;
+        let dir = tempfile::Builder::new()
+            .prefix("ferrolb-cluster-")
+            .tempdir()?;
+        let cluster = Cluster::start_in(dir.path(), false, ClusterOptions::default(), || {
+            starts += 1;
+            let [etcd_client, etcd_peer, apiserver] = free_ports()?;
+            Ok(if starts == 1 {
+                [etcd_client, etcd_peer, taken_port]
+            } else {
+                [etcd_client, etcd_peer, apiserver]
+            })
+        })?;
+        assert_eq!(starts, 2, "one failed start, one good one");
+        assert!(!cluster.server.ends_with(&format!(":{taken_port}")));
+        let first_log = std::fs::read_to_string(dir.path().join("kube-apiserver.attempt1.log"))?;
+        assert!(
+            first_log.contains(PORT_TAKEN),
+            "the first start failed for its port: {first_log}"
+        );
+        cluster.wait_ready(Duration::from_secs(10))?;
+        drop(taken);
+        Ok(())
+    }
+
+    #[test]
+    fn free_ports_are_distinct() -> Result<()> {
+        for _ in 0..100 {
+            let ports: [u16; 3] = free_ports()?;
+            assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,6 @@
 // Raw libc socket and signal calls; each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::{Mutex, Once, OnceLock};
@@ -194,8 +193,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// One free port on 127.0.0.1 (see [`crate::cluster::free_ports`]).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let [port] = crate::cluster::free_ports()?;
+    Ok(port)
 }
 
 /// A namespace of one test: its pools live here, and its Services use its

@@ -3,10 +3,9 @@
 //! components, ServiceAccount tokens for pods) and the Node and RBAC
 //! authorizers on.
 
-use std::net::TcpListener;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::pki::Pki;
 use super::{
@@ -53,11 +52,6 @@ impl Tokens {
         }
         csv
     }
-}
-
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

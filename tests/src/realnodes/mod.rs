@@ -388,7 +388,7 @@ impl RealCluster {
         let target: std::net::SocketAddr =
             format!("{CONTROL_PLANE_IP}:{APISERVER_PORT}").parse()?;
         let (server, forwarder) = if shape.detached {
-            let port = control_plane::free_port()?;
+            let port = crate::env::free_port()?;
             let xtask = std::env::current_exe()?;
             let log = dir.join("forwarder.log");
             let mut command = Command::new(xtask);
