@@ -161,11 +161,22 @@ fn per_change(c: &mut Criterion) {
         })
     });
     let mut assignment = Assignment::default();
-    assignment.update(desired[flip], &listing, &exclude, group);
+    assignment.update(
+        desired[flip],
+        &Touched::everything(),
+        &listing,
+        &exclude,
+        group,
+    );
+    // What the plan loop tells the announcer: the one IP that changed.
+    let told = Touched {
+        all: false,
+        ips: BTreeSet::from([gained()]),
+    };
     group_bench.bench_function("assign_incremental", |b| {
         b.iter(|| {
             flip ^= 1;
-            black_box(assignment.update(desired[flip], &listing, &exclude, group))
+            black_box(assignment.update(desired[flip], &told, &listing, &exclude, group))
         })
     });
 

@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferrolb_speaker::l2::announcer::{Applied, Desired};
+use ferrolb_speaker::l2::announcer::{Applied, Desired, DesiredSender, desired_channel};
 use ferrolb_speaker::l2::{AnnouncerConfig, GroupView, InterfaceFilter, L2Announcer, L2Metrics};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -213,7 +213,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 /// The announcer, running on its own thread inside namespace `a`.
 struct RunningAnnouncer {
-    desired: watch::Sender<Desired>,
+    desired: DesiredSender,
     applied: watch::Receiver<Applied>,
     shutdown: CancellationToken,
     finished: mpsc::Receiver<()>,
@@ -221,7 +221,7 @@ struct RunningAnnouncer {
 
 impl RunningAnnouncer {
     fn start(namespace: &str, metrics: L2Metrics) -> RunningAnnouncer {
-        let (desired, desired_receiver) = watch::channel(Desired::new());
+        let (desired, desired_receiver) = desired_channel(Desired::new());
         let (applied_sender, applied) = watch::channel(Applied::new());
         let shutdown = CancellationToken::new();
         let (finished_sender, finished) = mpsc::channel();

@@ -22,6 +22,7 @@ pub use super::task::ConflictReport;
 
 use super::MacAddr;
 use super::arbiter::Arbiter;
+pub use super::desired::{DesiredReceiver, DesiredSender, desired_channel};
 use super::groups::SolicitedGroups;
 use super::interfaces::{ExcludePatterns, InterfaceInfo, list_interfaces};
 use super::metrics::L2Metrics;
@@ -90,7 +91,8 @@ impl L2Announcer {
         L2Announcer { config, metrics }
     }
 
-    /// Announces what `desired` holds until `shutdown` is cancelled. If the
+    /// Announces what `desired` holds until `shutdown` is cancelled, placing
+    /// again only the IPs it says changed. If the
     /// sender of `desired` goes away, the last desired set stays announced
     /// (the data plane outlives the control plane). `group` is what the
     /// wire arbitration needs of the gossip group ([`GroupView`]). Interfaces are
@@ -98,7 +100,7 @@ impl L2Announcer {
     /// and sockets are created there.
     pub async fn run(
         self,
-        mut desired: watch::Receiver<Desired>,
+        mut desired: DesiredReceiver,
         mut group: watch::Receiver<GroupView>,
         applied: watch::Sender<Applied>,
         shutdown: CancellationToken,
@@ -108,9 +110,6 @@ impl L2Announcer {
         let mut rescan = tokio::time::interval(state.config.rescan_interval);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut desired_open = true;
-        // Read in place at each reconcile, not copied out of the channel: a copy of
-        // every desired IP per plan was O(IPs) on the way to the first packet.
-        drop(desired.borrow_and_update());
         let mut view = *group.borrow_and_update();
         let mut group_open = true;
         let mut listing: Vec<InterfaceInfo> = Vec::new();
@@ -130,7 +129,7 @@ impl L2Announcer {
                         }
                         Err(error) => warn!(%error, "keeping the previous interface list"),
                     }
-                    state.reconcile(&desired.borrow(), &listing, view);
+                    state.reconcile(&mut desired, &listing, view);
                 }
                 changed = desired.changed(), if desired_open => {
                     if changed.is_err() {
@@ -138,14 +137,14 @@ impl L2Announcer {
                         desired_open = false;
                         continue;
                     }
-                    state.reconcile(&desired.borrow_and_update(), &listing, view);
+                    state.reconcile(&mut desired, &listing, view);
                 }
                 changed = group.changed(), if group_open => {
                     match changed {
                         Ok(()) => view = *group.borrow_and_update(),
                         Err(_) => group_open = false,
                     }
-                    state.reconcile(&desired.borrow(), &listing, view);
+                    state.reconcile(&mut desired, &listing, view);
                 }
                 () = served_changed.notified() => {}
                 Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
@@ -210,10 +209,24 @@ impl State {
         }
     }
 
-    fn reconcile(&mut self, desired: &Desired, listing: &[InterfaceInfo], group: GroupView) {
-        let mut changes =
-            self.assignment
-                .update(desired, listing, &self.config.exclude_patterns, group);
+    /// Places the desired IPs that changed (all of them on a new listing)
+    /// and hands each interface task its change.
+    fn reconcile(
+        &mut self,
+        desired: &mut DesiredReceiver,
+        listing: &[InterfaceInfo],
+        group: GroupView,
+    ) {
+        let mut changes = {
+            let (changed, desired) = desired.take();
+            self.assignment.update(
+                &desired,
+                &changed,
+                listing,
+                &self.config.exclude_patterns,
+                group,
+            )
+        };
 
         // Stop tasks whose interface is no longer planned, or is not the
         // same device any more (recreated under the same name, new MAC).

@@ -27,6 +27,7 @@ pub mod arbiter;
 pub mod arp;
 #[deny(missing_docs)]
 pub mod claim;
+pub mod desired;
 mod groups;
 pub mod interfaces;
 #[deny(missing_docs)]
@@ -47,6 +48,9 @@ pub mod serving;
 pub mod socket;
 mod task;
 
-pub use announcer::{AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer};
+pub use announcer::{
+    AnnouncerConfig, ConflictReport, DesiredReceiver, DesiredSender, GroupView, InterfaceFilter,
+    L2Announcer, desired_channel,
+};
 pub use mac::MacAddr;
 pub use metrics::L2Metrics;

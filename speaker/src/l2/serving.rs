@@ -24,6 +24,7 @@ use std::time::Instant;
 use super::arbiter::{Action, Arbiter, Rank};
 use super::interfaces::{ExcludePatterns, InterfaceInfo};
 use super::plan::{Answers, Fit, GroupView, IgnoreReason, InterfaceFilter, Ownership, assign};
+use crate::model::Touched;
 
 /// The desired announcements: each IP and where to announce it.
 pub type Desired = BTreeMap<IpAddr, InterfaceFilter>;
@@ -148,8 +149,6 @@ pub struct Assignment {
     listing: Option<Vec<InterfaceInfo>>,
     /// How each listed interface takes IPs.
     fits: Vec<Fit>,
-    /// The desired entries the plan was made for, to find the ones that change.
-    desired: Desired,
     /// The IPs each interface announces; interfaces with none are left out.
     here: BTreeMap<String, BTreeSet<IpAddr>>,
     group: GroupView,
@@ -159,11 +158,13 @@ impl Assignment {
     /// Brings the plan in line with `desired`, `listing` and `group`, and
     /// returns what changed for each interface (only those with a change, and
     /// only interfaces that announce something before or after). A new listing
-    /// assigns every IP again; otherwise only the desired entries that changed
-    /// are placed again (one pass comparing the desired map with the last one).
+    /// assigns every IP again; otherwise only the IPs in `changed` (every
+    /// IP whose desired entry may differ from the last call's; more do no
+    /// harm) are placed again, so the plan keeps no copy of `desired`.
     pub fn update(
         &mut self,
         desired: &Desired,
+        changed: &Touched,
         listing: &[InterfaceInfo],
         exclude: &ExcludePatterns,
         group: GroupView,
@@ -187,7 +188,6 @@ impl Assignment {
             }
             self.listing = Some(listing.to_vec());
             self.fits = listing.iter().map(|info| Fit::of(info, exclude)).collect();
-            self.desired = desired.clone();
             self.here = after
                 .into_iter()
                 .map(|(name, ownership)| (name, ownership.here))
@@ -196,7 +196,16 @@ impl Assignment {
             return changes;
         }
         let planned: BTreeSet<String> = self.here.keys().cloned().collect();
-        for (ip, filter) in changed_entries(&self.desired, desired) {
+        let everything: BTreeSet<IpAddr>;
+        let candidates = if changed.all {
+            // An IP planned here but no longer desired is one of `anywhere`.
+            everything = desired.keys().copied().chain(self.anywhere()).collect();
+            &everything
+        } else {
+            &changed.ips
+        };
+        for &ip in candidates {
+            let filter = desired.get(&ip);
             let before: BTreeSet<&str> = self
                 .here
                 .iter()
@@ -246,10 +255,6 @@ impl Assignment {
                     self.here.entry(name).or_default().insert(ip);
                 }
             }
-            match filter {
-                Some(filter) => self.desired.insert(ip, filter.clone()),
-                None => self.desired.remove(&ip),
-            };
         }
         self.here.retain(|_, ips| !ips.is_empty());
         if group != self.group {
@@ -301,47 +306,6 @@ impl Assignment {
 
     fn anywhere(&self) -> BTreeSet<IpAddr> {
         self.here.values().flatten().copied().collect()
-    }
-}
-
-/// The keys whose entry differs between `before` and `after`, with the entry
-/// of `after` (`None`: removed); one merged pass over both.
-fn changed_entries<'a, K: Ord + Copy, V: PartialEq>(
-    before: &BTreeMap<K, V>,
-    after: &'a BTreeMap<K, V>,
-) -> Vec<(K, Option<&'a V>)> {
-    let mut changed = Vec::new();
-    let mut old = before.iter().peekable();
-    let mut new = after.iter().peekable();
-    loop {
-        match (old.peek(), new.peek()) {
-            (None, None) => return changed,
-            (Some((k, _)), None) => {
-                changed.push((**k, None));
-                old.next();
-            }
-            (None, Some((k, v))) => {
-                changed.push((**k, Some(*v)));
-                new.next();
-            }
-            (Some((ko, vo)), Some((kn, vn))) => match ko.cmp(kn) {
-                std::cmp::Ordering::Less => {
-                    changed.push((**ko, None));
-                    old.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    changed.push((**kn, Some(*vn)));
-                    new.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if vo != vn {
-                        changed.push((**kn, Some(*vn)));
-                    }
-                    old.next();
-                    new.next();
-                }
-            },
-        }
     }
 }
 

@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::l2::MacAddr;
 use crate::l2::arbiter::Claim;
+use crate::model::Touched;
 
 fn universe() -> Vec<IpAddr> {
     [
@@ -85,10 +86,53 @@ fn group() -> impl Strategy<Value = GroupView> {
     (any::<bool>(), 0u64..3).prop_map(|(probe_first, joins)| GroupView { probe_first, joins })
 }
 
-/// One pass of the announcer: a desired map, maybe a new listing (index), a group view.
-fn pass() -> impl Strategy<Value = (Desired, Option<usize>, GroupView)> {
+/// How the announcer is told which desired entries changed: exactly, with
+/// unchanged IPs besides (allowed), or "everything".
+#[derive(Clone, Debug)]
+enum Telling {
+    Exactly,
+    WithExtra(BTreeSet<IpAddr>),
+    Everything,
+}
+
+fn telling() -> impl Strategy<Value = Telling> {
+    prop_oneof![
+        4 => Just(Telling::Exactly),
+        2 => proptest::sample::subsequence(universe(), 0..=3)
+            .prop_map(|ips| Telling::WithExtra(ips.into_iter().collect())),
+        1 => Just(Telling::Everything),
+    ]
+}
+
+/// What the plan loop tells the announcer between `before` and `after`.
+fn told(before: &Desired, after: &Desired, telling: &Telling) -> Touched {
+    let changed = || {
+        before
+            .keys()
+            .chain(after.keys())
+            .filter(|ip| before.get(ip) != after.get(ip))
+            .copied()
+            .collect::<BTreeSet<IpAddr>>()
+    };
+    match telling {
+        Telling::Exactly => Touched {
+            all: false,
+            ips: changed(),
+        },
+        Telling::WithExtra(extra) => Touched {
+            all: false,
+            ips: changed().union(extra).copied().collect(),
+        },
+        Telling::Everything => Touched::everything(),
+    }
+}
+
+/// One pass of the announcer: a desired map (and how its change is told),
+/// maybe a new listing (index), a group view.
+fn pass() -> impl Strategy<Value = (Desired, Telling, Option<usize>, GroupView)> {
     (
         desired(),
+        telling(),
         prop_oneof![3 => Just(None), 1 => (0usize..4).prop_map(Some)],
         group(),
     )
@@ -102,12 +146,15 @@ proptest! {
         let exclude = ExcludePatterns::defaults();
         let mut assignment = Assignment::default();
         let mut choice = 0;
+        let mut last_desired = Desired::new();
         // Each interface's ownership as its task would hold it.
         let mut tasks: BTreeMap<String, Ownership> = BTreeMap::new();
-        for (desired, new_listing, group) in passes {
+        for (desired, telling, new_listing, group) in passes {
             choice = new_listing.unwrap_or(choice);
             let listing = listing(choice);
-            let mut changes = assignment.update(&desired, &listing, &exclude, group);
+            let changed = told(&last_desired, &desired, &telling);
+            let mut changes = assignment.update(&desired, &changed, &listing, &exclude, group);
+            last_desired = desired.clone();
             let whole = ownerships(&desired, &listing, &exclude, group);
             prop_assert_eq!(&assignment.ownerships(), &whole);
             prop_assert!(assignment.interfaces().eq(whole.keys()));

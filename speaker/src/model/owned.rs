@@ -50,6 +50,15 @@ impl Touched {
         }
     }
 
+    /// Adds a later change: the IPs of both, or every IP if either says so.
+    pub fn merge(&mut self, later: Touched) {
+        if later.all {
+            *self = Touched::everything();
+        } else if !self.all {
+            self.ips.extend(later.ips);
+        }
+    }
+
     /// The IPs of `redecided`, or all when it is `None` (a whole plan).
     pub fn add(&mut self, redecided: Option<&BTreeSet<IpAddr>>) {
         match redecided {

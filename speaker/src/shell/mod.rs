@@ -57,6 +57,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::l2::{
     AnnouncerConfig, ConflictReport, GroupView, InterfaceFilter, L2Announcer, L2Metrics,
+    desired_channel,
 };
 use crate::mailbox::Mailbox;
 use crate::membership::auth::Authenticator;
@@ -160,7 +161,7 @@ pub async fn run(
         None => (None, None),
     };
 
-    let (desired_tx, desired_rx) = watch::channel(BTreeMap::<IpAddr, InterfaceFilter>::new());
+    let (desired_tx, desired_rx) = desired_channel(BTreeMap::new());
     let (group_tx, group_rx) = watch::channel(GroupView {
         probe_first: true,
         joins: 0,
@@ -281,12 +282,18 @@ pub async fn run(
         group_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(group)));
         let redecided = l2_planner.redecided();
         let plan = l2_planner.last_plan();
-        desired_tx.send_if_modified(|current| {
-            model::patch_owned(current, plan, &node, redecided, |decision| match &decision
-                .interfaces
-            {
-                InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
-                InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
+        desired_tx.send_patch(|current| {
+            let changed =
+                model::patch_owned(current, plan, &node, redecided, |decision| match &decision
+                    .interfaces
+                {
+                    InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
+                    InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
+                });
+            changed.then(|| {
+                let mut touched = Touched::default();
+                touched.add(redecided);
+                touched
             })
         });
         let owned_changed = owned_tx.send_if_modified(|current| {
@@ -298,10 +305,7 @@ pub async fn run(
             report_changes.send(|touched| touched.add(redecided));
         }
         parts.speaker.plans.inc();
-        parts
-            .speaker
-            .owned_ips
-            .set(desired_tx.borrow().len() as i64);
+        parts.speaker.owned_ips.set(desired_tx.len() as i64);
         let handed_at = std::time::Instant::now();
         let bgp_plan = bgp_planner.plan(
             &stores,
