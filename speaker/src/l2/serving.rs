@@ -173,7 +173,8 @@ impl Assignment {
         if self.listing.as_deref() != Some(listing) {
             let before = self.ownerships();
             let after = ownerships(desired, listing, exclude, group);
-            for name in before.keys().chain(after.keys()) {
+            let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for name in names {
                 let empty = Ownership::default();
                 let old = before.get(name).unwrap_or(&empty);
                 let new = after.get(name).unwrap_or(&empty);
