@@ -33,10 +33,11 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ferrolb_crds::l2::{L2Advertisement, L2AdvertisementSpec};
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
+use ferrolb_speaker::bgp::update_builder::RouteChanges;
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
-    AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
-    LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
+    AdvertisementScope as _, BgpOptions, BgpPlan, BgpView, ClassFilter, ClusterView, L2Planner,
+    Liveness, LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -277,6 +278,39 @@ fn scale(c: &mut Criterion) {
                 &everyone,
                 &BgpOptions::default(),
             ))
+        })
+    });
+    // Where a BGP change's time goes besides the plan: the shell compares the new plan
+    // with the last (`send_if_modified`), the manager clones it, the session clones
+    // the routes (next-hop self) and diffs them against its Adj-RIB-Out.
+    let whole = {
+        let local = LocalNode {
+            name: "node-000",
+            addresses: &addresses,
+        };
+        bgp_plan(&view, &bgp, &local, &everyone, &BgpOptions::default())
+    };
+    let mut other = whole.clone();
+    if let Some(peer) = other.peers.values_mut().next() {
+        let first = peer.routes.keys().next().copied();
+        if let Some(prefix) = first {
+            peer.routes.remove(&prefix);
+        }
+    }
+    group.bench_function("bgp_plan_compare", |b| b.iter(|| black_box(whole == other)));
+    group.bench_function("bgp_plan_clone", |b| b.iter(|| black_box(whole.clone())));
+    let routes_of = |plan: &BgpPlan| {
+        let peer = plan.peers.values().next();
+        peer.map(|peer| peer.routes.clone()).unwrap_or_default()
+    };
+    let (routes, fewer) = (routes_of(&whole), routes_of(&other));
+    group.bench_function("bgp_session_diff", |b| {
+        b.iter(|| {
+            let desired: BTreeMap<_, _> = routes
+                .values()
+                .map(|route| (route.prefix, route.clone()))
+                .collect();
+            black_box(RouteChanges::between(&fewer, &desired).announce.len())
         })
     });
     group.bench_function("l2_plan_node_dies", |b| {
