@@ -22,6 +22,13 @@
 //!   it now, a [`ViewCache`] synced (only changed resourceVersions converted again) and
 //!   [`L2Planner::plan_touched`] (no BGP: with no BGPPeer for the node it returns at once).
 //!
+//! - `bgp_plan_compare`, `bgp_plan_clone`, `bgp_session_diff`: what followed every BGP
+//!   plan before the plan was incremental: the shell compared the new plan with the last,
+//!   the manager cloned it, each session cloned the routes and diffed them with what it
+//!   had sent (one route differs);
+//! - `bgp_planner_slice_change`, `bgp_slice_change_cached`: one EndpointSlice change handed
+//!   to the incremental [`BgpPlanner`], alone and after the cached view's sync.
+//!
 //! `cargo bench -p ferrolb-speaker --bench plan` (`-- --quick` for a quicker run)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,8 +43,8 @@ use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_speaker::bgp::update_builder::RouteChanges;
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
-    AdvertisementScope as _, BgpOptions, BgpPlan, BgpView, ClassFilter, ClusterView, L2Planner,
-    Liveness, LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
+    AdvertisementScope as _, BgpOptions, BgpPlan, BgpPlanner, BgpView, ClassFilter, ClusterView,
+    L2Planner, Liveness, LocalNode, Reaches, ServiceKey, ViewCache, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -429,6 +436,60 @@ fn scale(c: &mut Criterion) {
             timed
         })
     });
+    // BGP mode: the touched Service's IPs re-decided by the `BgpPlanner`, alone (the
+    // views built beforehand, alternating) and after the cached view's sync.
+    let local = LocalNode {
+        name: "node-000",
+        addresses: &addresses,
+    };
+    let options = BgpOptions::default();
+    let touched: BTreeSet<ServiceKey> = shared
+        .endpoints
+        .iter()
+        .filter(|(key, endpoints)| moved.endpoints.get(*key) != Some(*endpoints))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut bgp_planner = BgpPlanner::default();
+    bgp_planner.plan_touched(&shared, None, &bgp, &local, &everyone, &options);
+    group.bench_function("bgp_planner_slice_change", |b| {
+        b.iter(|| {
+            moved_now = !moved_now;
+            let view = if moved_now { &moved } else { &shared };
+            let plan =
+                bgp_planner.plan_touched(view, Some(&touched), &bgp, &local, &everyone, &options);
+            black_box(plan.peers.len())
+        })
+    });
+    let synced = sync(&mut cache, &objects);
+    bgp_planner.plan_touched(
+        cache.view(),
+        synced.touched.as_ref(),
+        &bgp,
+        &local,
+        &everyone,
+        &options,
+    );
+    group.bench_function("bgp_slice_change_cached", |b| {
+        b.iter(|| {
+            flip += 1;
+            objects.slices[0] = slice(0, &[flip % 2]);
+            objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
+            let synced = sync(&mut cache, &objects);
+            let plan = bgp_planner.plan_touched(
+                cache.view(),
+                synced.touched.as_ref(),
+                &bgp,
+                &local,
+                &everyone,
+                &options,
+            );
+            black_box(plan.peers.len())
+        })
+    });
+    assert!(
+        bgp_planner.full_recomputes() <= 2,
+        "slice changes are incremental"
+    );
     group.finish();
 }
 

@@ -272,26 +272,23 @@ impl SessionReporter {
         complete
     }
 
-    /// Events for the Services this node started or stopped advertising.
-    pub async fn services(&mut self, now: &BTreeMap<ServiceKey, BTreeSet<IpAddr>>) {
-        let stopped: Vec<ServiceKey> = self
-            .advertising
-            .keys()
-            .filter(|key| !now.contains_key(*key))
-            .cloned()
-            .collect();
-        for service in stopped {
-            info!(%service, node = %self.node, "no longer advertised over BGP from here");
-            self.event(
-                &service,
-                "BGPAdvertisementStopped",
-                format!("node {} stopped advertising over BGP", self.node),
-            )
-            .await;
-            self.advertising.remove(&service);
-        }
-        for (service, ips) in now {
-            if self.advertising.get(service) == Some(ips) {
+    /// Events for the Services this node started or stopped advertising, or advertises
+    /// at other IPs now, among those `changes` names.
+    pub async fn services(&mut self, changes: super::bgp::ServiceChanges) {
+        for (service, now) in changes {
+            let Some(ips) = now else {
+                if self.advertising.remove(&service).is_some() {
+                    info!(%service, node = %self.node, "no longer advertised over BGP from here");
+                    self.event(
+                        &service,
+                        "BGPAdvertisementStopped",
+                        format!("node {} stopped advertising over BGP", self.node),
+                    )
+                    .await;
+                }
+                continue;
+            };
+            if self.advertising.get(&service) == Some(&ips) {
                 continue;
             }
             let list = ips
@@ -301,12 +298,12 @@ impl SessionReporter {
                 .join(", ");
             info!(%service, node = %self.node, ips = %list, "advertising over BGP");
             self.event(
-                service,
+                &service,
                 "BGPAdvertising",
                 format!("node {} advertises {list} over BGP", self.node),
             )
             .await;
-            self.advertising.insert(service.clone(), ips.clone());
+            self.advertising.insert(service, ips);
         }
     }
 
