@@ -397,10 +397,7 @@ fn scale(c: &mut Criterion) {
     cached_planner.plan_touched(cache.view(), synced.touched.as_ref(), &everyone, &reaches);
     group.bench_function("slice_change_cached", |b| {
         b.iter(|| {
-            flip += 1;
-            objects.slices[0] = slice(0, &[flip % 2]);
-            objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
-            let synced = sync(&mut cache, &objects);
+            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
             let plan = cached_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -471,10 +468,7 @@ fn scale(c: &mut Criterion) {
     );
     group.bench_function("bgp_slice_change_cached", |b| {
         b.iter(|| {
-            flip += 1;
-            objects.slices[0] = slice(0, &[flip % 2]);
-            objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
-            let synced = sync(&mut cache, &objects);
+            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
             let plan = bgp_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -491,6 +485,15 @@ fn scale(c: &mut Criterion) {
         "slice changes are incremental"
     );
     group.finish();
+}
+
+/// Moves Service 0's (Local) only endpoint to the other of two nodes, as a watch would
+/// see it (a new resourceVersion).
+fn move_endpoint<'o>(objects: &'o mut Objects, flip: &mut usize) -> &'o Objects {
+    *flip += 1;
+    objects.slices[0] = slice(0, &[*flip % 2]);
+    objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
+    objects
 }
 
 /// `objects` with Service 0's (Local) only endpoint moved to another node.
