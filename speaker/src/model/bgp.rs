@@ -277,14 +277,28 @@ pub(super) fn sessions<'b>(
     (plan, with_session)
 }
 
-/// What one Service IP gives `node` to advertise.
+/// What one Service IP gives `node` to advertise. Vectors, not maps: they hold one or
+/// a few entries, and a map's node is sized for eleven.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct IpRoutes {
     /// The routes, by peer name and prefix (several advertisements may roll the IP up
-    /// to different prefixes).
-    pub routes: BTreeMap<(String, IpNet), Route>,
-    /// The Services advertised through the IP.
-    pub services: BTreeSet<ServiceKey>,
+    /// to different prefixes), in that order.
+    pub routes: Vec<((String, IpNet), Route)>,
+    /// The Services advertised through the IP, in order.
+    pub services: Vec<ServiceKey>,
+}
+
+impl IpRoutes {
+    /// The route to `peer` for `prefix`.
+    pub fn route(&self, key: &(String, IpNet)) -> Option<&Route> {
+        let at = self.routes.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        self.routes.get(at).map(|(_, route)| route)
+    }
+
+    /// The peers and prefixes it has routes for.
+    pub fn keys(&self) -> impl Iterator<Item = &(String, IpNet)> {
+        self.routes.iter().map(|(key, _)| key)
+    }
 }
 
 /// The routes `ip`, held by the Services `keys`, gives `node` for each of `peers` (the
@@ -319,9 +333,9 @@ pub(super) fn ip_routes<'v>(
             merge_attributes(route, ad, peer.is_internal());
         }
     }
-    (!routes.is_empty()).then_some(IpRoutes {
-        routes,
-        services: candidates.services,
+    (!routes.is_empty()).then(|| IpRoutes {
+        routes: routes.into_iter().collect(),
+        services: candidates.services.into_iter().collect(),
     })
 }
 

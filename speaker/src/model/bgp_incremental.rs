@@ -62,8 +62,9 @@ struct Last {
     ips: ServiceIps,
     /// What each advertised IP gives.
     decisions: BTreeMap<IpAddr, IpRoutes>,
-    /// Per peer and prefix, the IPs whose routes roll up into it.
-    rolled_up: BTreeMap<(String, IpNet), BTreeSet<IpAddr>>,
+    /// Per peer and prefix, the IPs whose routes roll up into it (sorted; one unless
+    /// advertisements aggregate).
+    rolled_up: BTreeMap<(String, IpNet), Vec<IpAddr>>,
     plan: BgpPlan,
 }
 
@@ -219,11 +220,11 @@ impl Last {
                 continue;
             }
             if let Some(old) = self.remove(ip) {
-                dirty.extend(old.routes.into_keys());
+                dirty.extend(old.routes.into_iter().map(|(key, _)| key));
                 changed_services.extend(old.services);
             }
             if let Some(decision) = decision {
-                dirty.extend(decision.routes.keys().cloned());
+                dirty.extend(decision.keys().cloned());
                 changed_services.extend(decision.services.iter().cloned());
                 self.add(ip, decision);
             }
@@ -250,8 +251,11 @@ impl Last {
 
     /// Records what `ip` gives (its routes are merged later, by [`Last::merge`]).
     fn add(&mut self, ip: IpAddr, decision: IpRoutes) {
-        for key in decision.routes.keys() {
-            self.rolled_up.entry(key.clone()).or_default().insert(ip);
+        for key in decision.keys() {
+            let ips = self.rolled_up.entry(key.clone()).or_default();
+            if let Err(at) = ips.binary_search(&ip) {
+                ips.insert(at, ip);
+            }
         }
         for service in &decision.services {
             self.plan
@@ -266,9 +270,9 @@ impl Last {
     /// Forgets what `ip` gave (its prefixes are to be merged again).
     fn remove(&mut self, ip: IpAddr) -> Option<IpRoutes> {
         let old = self.decisions.remove(&ip)?;
-        for key in old.routes.keys() {
+        for key in old.keys() {
             if let Some(ips) = self.rolled_up.get_mut(key) {
-                ips.remove(&ip);
+                ips.retain(|held| *held != ip);
                 if ips.is_empty() {
                     self.rolled_up.remove(key);
                 }
@@ -290,7 +294,7 @@ impl Last {
         let key = (peer.to_string(), prefix);
         let mut merged = None;
         for ip in self.rolled_up.get(&key).into_iter().flatten() {
-            let Some(route) = self.decisions.get(ip).and_then(|d| d.routes.get(&key)) else {
+            let Some(route) = self.decisions.get(ip).and_then(|d| d.route(&key)) else {
                 continue;
             };
             match merged.as_mut() {

@@ -9,7 +9,9 @@ use super::view::{ClusterView, ServiceKey};
 /// The Services holding each IP, and the IPs of each Service as they were counted.
 #[derive(Debug, Default)]
 pub(super) struct ServiceIps {
-    by_ip: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    /// Sorted vectors, not sets: an IP is mostly held by one Service, and a set's node
+    /// is sized for eleven.
+    by_ip: BTreeMap<IpAddr, Vec<ServiceKey>>,
     ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
 }
 
@@ -42,7 +44,7 @@ impl ServiceIps {
             for ip in self.ips_of.remove(key).unwrap_or_default() {
                 touched.insert(ip);
                 if let Some(keys) = self.by_ip.get_mut(&ip) {
-                    keys.remove(key);
+                    keys.retain(|held| held != key);
                     if keys.is_empty() {
                         self.by_ip.remove(&ip);
                     }
@@ -51,7 +53,10 @@ impl ServiceIps {
             if let Some(service) = view.services.get(key) {
                 for ip in &service.ips {
                     touched.insert(*ip);
-                    self.by_ip.entry(*ip).or_default().insert(key.clone());
+                    let keys = self.by_ip.entry(*ip).or_default();
+                    if let Err(at) = keys.binary_search(key) {
+                        keys.insert(at, key.clone());
+                    }
                 }
                 self.ips_of.insert(key.clone(), service.ips.clone());
             }
@@ -60,12 +65,12 @@ impl ServiceIps {
     }
 
     /// The Services holding `ip`.
-    pub(super) fn at(&self, ip: &IpAddr) -> Option<&BTreeSet<ServiceKey>> {
+    pub(super) fn at(&self, ip: &IpAddr) -> Option<&Vec<ServiceKey>> {
         self.by_ip.get(ip)
     }
 
     /// Every IP with the Services holding it.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &BTreeSet<ServiceKey>)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Vec<ServiceKey>)> {
         self.by_ip.iter()
     }
 }

@@ -292,7 +292,7 @@ impl BgpManager {
                 leftovers_removed = self.reporter.remove_others(&keep).await;
                 complete &= leftovers_removed;
             }
-            self.reporter.services(services.take()).await;
+            self.report_services(&services, &plans, &stop).await;
             let wait = self.write_statuses().await;
             let retry = match (complete, wait) {
                 (true, None) => None,
@@ -314,6 +314,31 @@ impl BgpManager {
             }
         }
         self.shutdown().await;
+    }
+
+    /// Events for the Services whose advertised IPs changed, one by one; a newer plan (or
+    /// the stop) comes first: the rest goes back to the mailbox, behind newer changes.
+    /// (At the start every Service changes: thousands of Events must not hold back the
+    /// sessions of a plan that arrives meanwhile.)
+    async fn report_services(
+        &mut self,
+        services: &Mailbox<ServiceChanges>,
+        plans: &watch::Receiver<Sessions>,
+        stop: &CancellationToken,
+    ) {
+        let mut changes = services.take();
+        while let Some((service, now)) = changes.pop_first() {
+            self.reporter.service(service, now).await;
+            if !changes.is_empty() && (plans.has_changed().unwrap_or(false) || stop.is_cancelled())
+            {
+                services.send(|waiting| {
+                    for (service, now) in changes {
+                        waiting.entry(service).or_insert(now);
+                    }
+                });
+                return;
+            }
+        }
     }
 
     /// Brings the sessions in line with `plan`; false when something must be retried.
