@@ -22,6 +22,13 @@
 //!   it now, a [`ViewCache`] synced (only changed resourceVersions converted again) and
 //!   [`L2Planner::plan_touched`] (no BGP: with no BGPPeer for the node it returns at once).
 //!
+//! - `bgp_plan_compare`, `bgp_plan_clone`, `bgp_session_diff`: what followed every BGP
+//!   plan before the plan was incremental: the shell compared the new plan with the last,
+//!   the manager cloned it, each session cloned the routes and diffed them with what it
+//!   had sent (one route differs);
+//! - `bgp_planner_slice_change`, `bgp_slice_change_cached`: one EndpointSlice change handed
+//!   to the incremental [`BgpPlanner`], alone and after the cached view's sync.
+//!
 //! `cargo bench -p ferrolb-speaker --bench plan` (`-- --quick` for a quicker run)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,10 +40,11 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ferrolb_crds::l2::{L2Advertisement, L2AdvertisementSpec};
 use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
+use ferrolb_speaker::bgp::update_builder::RouteChanges;
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
-    AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
-    LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
+    AdvertisementScope as _, BgpOptions, BgpPlan, BgpPlanner, BgpView, ClassFilter, ClusterView,
+    L2Planner, Liveness, LocalNode, Reaches, ServiceKey, ViewCache, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -279,6 +287,41 @@ fn scale(c: &mut Criterion) {
             ))
         })
     });
+    // Where a BGP change's time goes besides the plan: the shell compares the new plan
+    // with the last (`send_if_modified`), the manager clones it, the session clones
+    // the routes (next-hop self) and diffs them against its Adj-RIB-Out.
+    let whole = {
+        let local = LocalNode {
+            name: "node-000",
+            addresses: &addresses,
+        };
+        bgp_plan(&view, &bgp, &local, &everyone, &BgpOptions::default())
+    };
+    let mut other = whole.clone();
+    if let Some(peer) = other.peers.values_mut().next() {
+        let first = peer.routes.keys().next().copied();
+        if let Some(prefix) = first {
+            peer.routes.remove(&prefix);
+        }
+    }
+    // Equal plans: the whole walk (a plan with a route fewer differs in length at once).
+    let same = whole.clone();
+    group.bench_function("bgp_plan_compare", |b| b.iter(|| black_box(whole == same)));
+    group.bench_function("bgp_plan_clone", |b| b.iter(|| black_box(whole.clone())));
+    let routes_of = |plan: &BgpPlan| {
+        let peer = plan.peers.values().next();
+        peer.map(|peer| peer.routes.clone()).unwrap_or_default()
+    };
+    let (routes, fewer) = (routes_of(&whole), routes_of(&other));
+    group.bench_function("bgp_session_diff", |b| {
+        b.iter(|| {
+            let desired: BTreeMap<_, _> = routes
+                .values()
+                .map(|route| (route.prefix, route.clone()))
+                .collect();
+            black_box(RouteChanges::between(&fewer, &desired).announce.len())
+        })
+    });
     group.bench_function("l2_plan_node_dies", |b| {
         b.iter(|| black_box(l2_plan_within(&view, &one_dead, &reaches)))
     });
@@ -356,10 +399,7 @@ fn scale(c: &mut Criterion) {
     cached_planner.plan_touched(cache.view(), synced.touched.as_ref(), &everyone, &reaches);
     group.bench_function("slice_change_cached", |b| {
         b.iter(|| {
-            flip += 1;
-            objects.slices[0] = slice(0, &[flip % 2]);
-            objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
-            let synced = sync(&mut cache, &objects);
+            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
             let plan = cached_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -395,7 +435,67 @@ fn scale(c: &mut Criterion) {
             timed
         })
     });
+    // BGP mode: the touched Service's IPs re-decided by the `BgpPlanner`, alone (the
+    // views built beforehand, alternating) and after the cached view's sync.
+    let local = LocalNode {
+        name: "node-000",
+        addresses: &addresses,
+    };
+    let options = BgpOptions::default();
+    let touched: BTreeSet<ServiceKey> = shared
+        .endpoints
+        .iter()
+        .filter(|(key, endpoints)| moved.endpoints.get(*key) != Some(*endpoints))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut bgp_planner = BgpPlanner::default();
+    bgp_planner.plan_touched(&shared, None, &bgp, &local, &everyone, &options);
+    group.bench_function("bgp_planner_slice_change", |b| {
+        b.iter(|| {
+            moved_now = !moved_now;
+            let view = if moved_now { &moved } else { &shared };
+            let plan =
+                bgp_planner.plan_touched(view, Some(&touched), &bgp, &local, &everyone, &options);
+            black_box(plan.peers.len())
+        })
+    });
+    let synced = sync(&mut cache, &objects);
+    bgp_planner.plan_touched(
+        cache.view(),
+        synced.touched.as_ref(),
+        &bgp,
+        &local,
+        &everyone,
+        &options,
+    );
+    group.bench_function("bgp_slice_change_cached", |b| {
+        b.iter(|| {
+            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
+            let plan = bgp_planner.plan_touched(
+                cache.view(),
+                synced.touched.as_ref(),
+                &bgp,
+                &local,
+                &everyone,
+                &options,
+            );
+            black_box(plan.peers.len())
+        })
+    });
+    assert!(
+        bgp_planner.full_recomputes() <= 2,
+        "slice changes are incremental"
+    );
     group.finish();
+}
+
+/// Moves Service 0's (Local) only endpoint to the other of two nodes, as a watch would
+/// see it (a new resourceVersion).
+fn move_endpoint<'o>(objects: &'o mut Objects, flip: &mut usize) -> &'o Objects {
+    *flip += 1;
+    objects.slices[0] = slice(0, &[*flip % 2]);
+    objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
+    objects
 }
 
 /// `objects` with Service 0's (Local) only endpoint moved to another node.

@@ -15,6 +15,7 @@
 
 use ferrolb_speaker::bgp::fsm::{FsmConfig, State};
 use ferrolb_speaker::bgp::message::AddressFamily;
+use ferrolb_speaker::bgp::route_feed::RouteFeed;
 use ferrolb_speaker::bgp::session::{
     RouteSet, SessionConfig, SessionStatus, StopRequest, run_session,
 };
@@ -22,6 +23,7 @@ use ferrolb_speaker::bgp::update_builder::Route;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -223,7 +225,8 @@ fn announces_to_bird_withdraws_and_shuts_down_gracefully() {
     ]
     .into_iter()
     .collect();
-    let (routes_tx, routes_rx) = watch::channel(initial.clone());
+    let routes_tx = Arc::new(RouteFeed::new(initial.clone()));
+    let routes_rx = routes_tx.clone();
     let (stop_tx, stop_rx) = watch::channel(None);
     let (status_tx, status_rx) = watch::channel(SessionStatus::default());
     let speaker_ns = lab.speaker_ns.clone();
@@ -272,7 +275,11 @@ fn announces_to_bird_withdraws_and_shuts_down_gracefully() {
     let mut next = initial.clone();
     next.remove(&"203.0.113.10/32".parse().unwrap());
     next.extend([route("203.0.113.20/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED))]);
-    routes_tx.send(next).unwrap();
+    let changed = ["203.0.113.10/32", "203.0.113.20/32"]
+        .iter()
+        .map(|prefix| prefix.parse().unwrap())
+        .collect();
+    routes_tx.update(&next, &changed);
     let routes = lab.wait_for("show route", Duration::from_secs(10), |out| {
         !out.contains("203.0.113.10/32") && out.contains("203.0.113.20/32")
     });

@@ -10,7 +10,8 @@
 //! - `fsm`: the session state machine, events in, actions out.
 //! - `graceful_restart`: RFC 4724's capability and End-of-RIB marker.
 //!
-//! Shell: `session` drives one session over tokio TCP (`socket` sets MD5 and TTL).
+//! Shell: `session` drives one session over tokio TCP (`socket` sets MD5 and TTL), its
+//! routes handed over by change through a `route_feed`.
 
 #[deny(missing_docs)]
 mod attributes;
@@ -24,6 +25,8 @@ pub mod fsm;
 pub mod graceful_restart;
 #[deny(missing_docs)]
 pub mod message;
+#[deny(missing_docs)]
+pub mod route_feed;
 pub mod session;
 pub mod socket;
 #[deny(missing_docs)]

@@ -1,22 +1,25 @@
 //! The session shell: a TCP connection and tokio timers driving the pure [`Fsm`],
-//! sending the routes of a watch channel as incremental UPDATEs. It makes no
-//! decisions of its own beyond carrying out the machine's actions.
+//! sending the routes of a [`RouteFeed`] as incremental UPDATEs. It makes no
+//! decisions of its own beyond carrying out the machine's actions; what to send for
+//! a set of changed prefixes is [`changes_for`], pure.
 
 use super::codec::{CodecOptions, encode_message};
 use super::framing::Framer;
 use super::fsm::{Action, DownReason, Event, Fsm, FsmConfig, Negotiated, State, Timer};
 use super::message::{AddressFamily, Message};
+use super::route_feed::RouteFeed;
 use super::socket::{set_tcp_md5_password, set_ttl};
 use super::update_builder::{
     PeerKind, Route, RouteChanges, UpdateContext, build_updates, with_graceful_shutdown,
 };
 use super::update_errors::{UpdateAction, UpdateError};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -118,7 +121,7 @@ struct Connection {
 /// session's state goes to `status`.
 pub async fn run_session(
     config: SessionConfig,
-    routes: watch::Receiver<RouteSet>,
+    routes: Arc<RouteFeed>,
     stop: watch::Receiver<Option<StopRequest>>,
     status: watch::Sender<SessionStatus>,
 ) {
@@ -163,11 +166,10 @@ struct Shell {
 impl Shell {
     async fn run(
         &mut self,
-        mut routes: watch::Receiver<RouteSet>,
+        routes: Arc<RouteFeed>,
         mut stop: watch::Receiver<Option<StopRequest>>,
     ) {
         let mut stop_requested = false;
-        let mut routes_open = true;
         let mut chunk = vec![0u8; 4096];
         loop {
             self.process_pending(&routes).await;
@@ -219,13 +221,12 @@ impl Shell {
                         Timer::GracefulShutdown => Event::GracefulShutdownTimerExpired,
                     });
                 }
-                changed = routes.changed(), if routes_open => {
-                    if changed.is_err() {
-                        // Keep announcing the last routes: the data plane outlives its source.
-                        tracing::warn!(peer = %self.config.peer, "route source closed; keeping the last routes");
-                        routes_open = false;
-                    } else if self.fsm.state() == State::Established && !self.draining {
-                        self.sync_routes(&routes).await;
+                () = routes.changed() => {
+                    // Changes taken while the session is not up are covered by the whole
+                    // set it sends when it comes up.
+                    let prefixes = routes.take();
+                    if self.fsm.state() == State::Established && !self.draining {
+                        self.sync_prefixes(&routes, &prefixes).await;
                     }
                 }
                 requested = stop.changed(), if !stop_requested => {
@@ -294,7 +295,7 @@ impl Shell {
 
     /// Feeds queued events and then whole received messages to the FSM, one at a
     /// time: a message's handling (the OPEN) can change how the next is decoded.
-    async fn process_pending(&mut self, routes: &watch::Receiver<RouteSet>) {
+    async fn process_pending(&mut self, routes: &RouteFeed) {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 for action in self.fsm.handle(event) {
@@ -322,7 +323,7 @@ impl Shell {
         }
     }
 
-    async fn execute(&mut self, action: Action, routes: &watch::Receiver<RouteSet>) {
+    async fn execute(&mut self, action: Action, routes: &RouteFeed) {
         match action {
             Action::Connect => {
                 self.connection = None;
@@ -346,6 +347,8 @@ impl Shell {
                 tracing::info!(peer = %self.config.peer, ?negotiated, "session established");
                 self.established = Some((std::time::Instant::now(), negotiated.clone()));
                 self.sent.clear();
+                // What changed until now is in the whole set.
+                routes.take();
                 self.sync_routes(routes).await;
             }
             Action::SessionDown(reason) => {
@@ -409,40 +412,50 @@ impl Shell {
         }
     }
 
-    /// The routes to advertise now: those of a negotiated family, with next-hop self
-    /// filled in.
-    fn desired(&self, routes: &watch::Receiver<RouteSet>, negotiated: &Negotiated) -> RouteSet {
-        let local = self
-            .connection
+    /// The local address of the connection: the next hop of routes with next-hop self.
+    fn local(&self) -> Option<IpAddr> {
+        self.connection
             .as_ref()
-            .map(|connection| connection.local.ip());
-        routes
-            .borrow()
-            .values()
-            .filter(|route| negotiated.families.contains(&family_of(&route.prefix)))
-            .filter_map(|route| {
-                let mut route = route.clone();
-                if route.next_hop.is_unspecified() {
-                    route.next_hop =
-                        local.filter(|local| local.is_ipv4() == route.prefix.addr().is_ipv4())?;
-                }
-                (route.next_hop.is_ipv4() == route.prefix.addr().is_ipv4())
-                    .then_some((route.prefix, route))
-            })
-            .collect()
+            .map(|connection| connection.local.ip())
     }
 
-    async fn sync_routes(&mut self, routes: &watch::Receiver<RouteSet>) {
+    /// Sends the whole route set: what the peer lacks or has differently, and the
+    /// withdrawals of what it should not have.
+    async fn sync_routes(&mut self, routes: &RouteFeed) {
         let Some(negotiated) = self.negotiated().cloned() else {
             return;
         };
-        let desired = self.desired(routes, &negotiated);
+        let local = self.local();
+        let desired: RouteSet = routes.with_routes(|routes| {
+            routes
+                .values()
+                .filter_map(|route| advertisable(route, &negotiated.families, local))
+                .map(|route| (route.prefix, route))
+                .collect()
+        });
         let changes = RouteChanges::between(&self.sent, &desired);
+        self.send_and_record(changes).await;
+    }
+
+    /// Sends what changed at `prefixes`.
+    async fn sync_prefixes(&mut self, routes: &RouteFeed, prefixes: &BTreeSet<IpNet>) {
+        let Some(negotiated) = self.negotiated().cloned() else {
+            return;
+        };
+        let local = self.local();
+        let changes = routes.with_routes(|routes| {
+            changes_for(&self.sent, routes, prefixes, &negotiated.families, local)
+        });
+        self.send_and_record(changes).await;
+    }
+
+    /// Sends `changes` and records them in the Adj-RIB-Out once sent.
+    async fn send_and_record(&mut self, changes: RouteChanges) {
         if changes.is_empty() {
             return;
         }
         if self.send_changes(&changes).await {
-            self.sent = desired;
+            record(&mut self.sent, changes);
         }
         self.publish_status();
     }
@@ -488,6 +501,58 @@ impl Shell {
             *current = status;
             changed
         });
+    }
+}
+
+/// How `route` goes to a peer of `families` over a connection from `local`: with
+/// next-hop self filled in; `None` when its family is not negotiated or it has no next
+/// hop of its family.
+pub fn advertisable(
+    route: &Route,
+    families: &[AddressFamily],
+    local: Option<IpAddr>,
+) -> Option<Route> {
+    if !families.contains(&family_of(&route.prefix)) {
+        return None;
+    }
+    let mut route = route.clone();
+    if route.next_hop.is_unspecified() {
+        route.next_hop = local.filter(|local| local.is_ipv4() == route.prefix.addr().is_ipv4())?;
+    }
+    (route.next_hop.is_ipv4() == route.prefix.addr().is_ipv4()).then_some(route)
+}
+
+/// What to send so that the peer, having `sent`, has at `prefixes` what `routes` wants
+/// there (see [`advertisable`]); prefixes elsewhere are left alone.
+pub fn changes_for(
+    sent: &RouteSet,
+    routes: &RouteSet,
+    prefixes: &BTreeSet<IpNet>,
+    families: &[AddressFamily],
+    local: Option<IpAddr>,
+) -> RouteChanges {
+    let mut changes = RouteChanges::default();
+    for prefix in prefixes {
+        let wanted = routes
+            .get(prefix)
+            .and_then(|route| advertisable(route, families, local));
+        match (wanted, sent.get(prefix)) {
+            (Some(wanted), Some(had)) if wanted == *had => {}
+            (Some(wanted), _) => changes.announce.push(wanted),
+            (None, Some(_)) => changes.withdraw.push(*prefix),
+            (None, None) => {}
+        }
+    }
+    changes
+}
+
+/// The peer has received `changes`: the Adj-RIB-Out `sent` follows.
+pub fn record(sent: &mut RouteSet, changes: RouteChanges) {
+    for prefix in changes.withdraw {
+        sent.remove(&prefix);
+    }
+    for route in changes.announce {
+        sent.insert(route.prefix, route);
     }
 }
 

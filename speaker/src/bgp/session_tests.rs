@@ -4,8 +4,10 @@
 use super::{RouteSet, SessionConfig, SessionStatus, StopRequest, run_session};
 use crate::bgp::fsm::{FsmConfig, State};
 use crate::bgp::message::AddressFamily;
+use crate::bgp::route_feed::RouteFeed;
 use crate::bgp::update_builder::Route;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -104,7 +106,7 @@ mod scripted_peer {
         let routes: RouteSet = [route("203.0.113.7/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
             .into_iter()
             .collect();
-        let (_routes_tx, routes_rx) = watch::channel(routes);
+        let routes_rx = Arc::new(RouteFeed::new(routes));
         let (stop_tx, stop_rx) = watch::channel(None);
         let (status_tx, mut status_rx) = watch::channel(SessionStatus::default());
         let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));
@@ -189,7 +191,8 @@ mod scripted_peer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = session_config(listener.local_addr().unwrap());
         let first = route("203.0.113.7/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let (routes_tx, routes_rx) = watch::channel(RouteSet::from([first.clone()]));
+        let routes_rx = Arc::new(RouteFeed::new(RouteSet::from([first.clone()])));
+        let routes_tx = routes_rx.clone();
         let (stop_tx, stop_rx) = watch::channel(None);
         let (status_tx, mut status_rx) = watch::channel(SessionStatus::default());
         let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));
@@ -235,7 +238,8 @@ mod scripted_peer {
 
             // The session still advertises, and nothing (no NOTIFICATION) came before.
             let second = route("203.0.113.8/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            routes_tx.send(RouteSet::from([first, second])).unwrap();
+            let prefixes = [second.0].into();
+            routes_tx.update(&RouteSet::from([first, second]), &prefixes);
             let message = next_non_keepalive(&mut stream, &mut buffer).await;
             let Message::Update(update) = message else {
                 panic!("expected the new route, got {message:?}");
@@ -289,7 +293,7 @@ mod scripted_peer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = session_config(listener.local_addr().unwrap());
         let routes = RouteSet::from([route("203.0.113.7/32", IpAddr::V4(Ipv4Addr::UNSPECIFIED))]);
-        let (_routes_tx, routes_rx) = watch::channel(routes);
+        let routes_rx = Arc::new(RouteFeed::new(routes));
         let (stop_tx, stop_rx) = watch::channel(None);
         let (status_tx, _status_rx) = watch::channel(SessionStatus::default());
         let session = tokio::spawn(run_session(config, routes_rx, stop_rx, status_tx));

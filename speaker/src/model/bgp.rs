@@ -9,6 +9,7 @@
 //! every selected fit node while the Service has a usable endpoint anywhere, with `Local`
 //! only the nodes running one.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use ferrolb_crds::labels::{Labels, any_selector_matches};
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::eligibility::{Liveness, advertised, ip_candidates};
+use super::eligibility::{Advertised, Liveness, advertised, ip_candidates};
 use super::scope::{AdvertisementScope, AdvertisementSelectors};
 use super::view::{ClusterView, ServiceKey};
 use crate::bgp::fsm::FsmConfig;
@@ -209,18 +210,52 @@ pub fn bgp_plan(
     liveness: &Liveness,
     options: &BgpOptions,
 ) -> BgpPlan {
-    let mut plan = BgpPlan::default();
-    let Some(node_view) = view.nodes.get(node.name) else {
+    let (mut plan, peers) = sessions(view, bgp, node, options);
+    if plan.peers.is_empty() {
         return plan;
+    }
+    let advertised = advertised(view, bgp.advertisements.values(), liveness);
+    for (ip, keys) in view.services_by_ip() {
+        let Some(decision) = ip_routes(view, ip, keys, &advertised, &peers, node) else {
+            continue;
+        };
+        for ((peer, prefix), route) in decision.routes {
+            if let Some(peer_plan) = plan.peers.get_mut(&peer) {
+                match peer_plan.routes.entry(prefix) {
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(route);
+                    }
+                    Entry::Occupied(mut occupied) => merge_routes(occupied.get_mut(), &route),
+                }
+            }
+        }
+        for service in decision.services {
+            plan.services.entry(service).or_default().insert(ip);
+        }
+    }
+    plan
+}
+
+/// The sessions of `node` (routes still empty), and the peers they are with.
+pub(super) fn sessions<'b>(
+    view: &ClusterView,
+    bgp: &'b BgpView,
+    node: &LocalNode<'_>,
+    options: &BgpOptions,
+) -> (BgpPlan, Vec<&'b BgpPeerView>) {
+    let mut plan = BgpPlan::default();
+    let mut with_session = Vec::new();
+    let Some(node_view) = view.nodes.get(node.name) else {
+        return (plan, with_session);
     };
-    let peers: Vec<&BgpPeerView> = bgp
+    let peers = bgp
         .peers
         .values()
-        .filter(|peer| any_selector_matches(&peer.node_selectors, &node_view.labels))
-        .collect();
-    for peer in &peers {
+        .filter(|peer| any_selector_matches(&peer.node_selectors, &node_view.labels));
+    for peer in peers {
         match session_config(peer, node, options) {
             Some(session) => {
+                with_session.push(peer);
                 plan.peers.insert(
                     peer.name.clone(),
                     PeerPlan {
@@ -239,48 +274,82 @@ pub fn bgp_plan(
             }),
         }
     }
-    if plan.peers.is_empty() {
-        return plan;
+    (plan, with_session)
+}
+
+/// What one Service IP gives `node` to advertise. Vectors, not maps: they hold one or
+/// a few entries, and a map's node is sized for eleven.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct IpRoutes {
+    /// The routes, by peer name and prefix (several advertisements may roll the IP up
+    /// to different prefixes), in that order.
+    pub routes: Vec<((String, IpNet), Route)>,
+    /// The Services advertised through the IP, in order.
+    pub services: Vec<ServiceKey>,
+}
+
+impl IpRoutes {
+    /// The route to `peer` for `prefix`.
+    pub fn route(&self, key: &(String, IpNet)) -> Option<&Route> {
+        let at = self.routes.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        self.routes.get(at).map(|(_, route)| route)
     }
 
-    let advertised = advertised(view, bgp.advertisements.values(), liveness);
-    for (ip, keys) in view.services_by_ip() {
-        let services = keys.into_iter().filter_map(|key| view.services.get(key));
-        let Some(candidates) = ip_candidates(view, &ip, services, &advertised) else {
+    /// The peers and prefixes it has routes for.
+    pub fn keys(&self) -> impl Iterator<Item = &(String, IpNet)> {
+        self.routes.iter().map(|(key, _)| key)
+    }
+}
+
+/// The routes `ip`, held by the Services `keys`, gives `node` for each of `peers` (the
+/// peers selecting the node); `None` when it gives none.
+pub(super) fn ip_routes<'v>(
+    view: &'v ClusterView,
+    ip: IpAddr,
+    keys: impl IntoIterator<Item = &'v ServiceKey>,
+    advertised: &[Advertised<'v, BgpAdvertisementView>],
+    peers: &[&BgpPeerView],
+    node: &LocalNode<'_>,
+) -> Option<IpRoutes> {
+    let services = keys.into_iter().filter_map(|key| view.services.get(key));
+    let candidates = ip_candidates(view, &ip, services, advertised)?;
+    if !candidates.eligible.contains(node.name) {
+        return None;
+    }
+    let mut routes: BTreeMap<(String, IpNet), Route> = BTreeMap::new();
+    for ad in candidates
+        .advertisements
+        .iter()
+        .filter(|ad| ad.nodes.contains(node.name))
+        .map(|ad| ad.advertisement)
+    {
+        let Some(prefix) = ad.prefix_of(ip) else {
             continue;
         };
-        if !candidates.eligible.contains(node.name) {
-            continue;
-        }
-        let mut advertised_somewhere = false;
-        for ad in candidates
-            .advertisements
-            .iter()
-            .filter(|ad| ad.nodes.contains(node.name))
-            .map(|ad| ad.advertisement)
-        {
-            let Some(prefix) = ad.prefix_of(ip) else {
-                continue;
-            };
-            for peer in peers.iter().filter(|peer| ad.selects_peer(&peer.name)) {
-                let Some(peer_plan) = plan.peers.get_mut(&peer.name) else {
-                    continue;
-                };
-                let route = peer_plan
-                    .routes
-                    .entry(prefix)
-                    .or_insert_with(|| Route::new(prefix, next_hop(peer, ip, node.addresses)));
-                merge_attributes(route, ad, peer.is_internal());
-                advertised_somewhere = true;
-            }
-        }
-        if advertised_somewhere {
-            for service in candidates.services {
-                plan.services.entry(service).or_default().insert(ip);
-            }
+        for peer in peers.iter().filter(|peer| ad.selects_peer(&peer.name)) {
+            let route = routes
+                .entry((peer.name.clone(), prefix))
+                .or_insert_with(|| Route::new(prefix, next_hop(peer, ip, node.addresses)));
+            merge_attributes(route, ad, peer.is_internal());
         }
     }
-    plan
+    (!routes.is_empty()).then(|| IpRoutes {
+        routes: routes.into_iter().collect(),
+        services: candidates.services.into_iter().collect(),
+    })
+}
+
+/// Two routes for one prefix (from several IPs rolled up into it): the union of their
+/// communities and the highest LOCAL_PREF. Their next hops are equal: both are the
+/// next-hop self of the prefix's family towards the same peer.
+pub(super) fn merge_routes(route: &mut Route, other: &Route) {
+    if let Some(local_pref) = other.local_pref {
+        route.local_pref = Some(route.local_pref.map_or(local_pref, |l| l.max(local_pref)));
+    }
+    route.communities.extend(other.communities.iter().copied());
+    route
+        .large_communities
+        .extend(other.large_communities.iter().copied());
 }
 
 /// Next-hop self: unspecified for the session's family (the session fills in its local
@@ -376,4 +445,4 @@ pub fn peer_selects_node(peer: &BgpPeerView, labels: &Labels) -> bool {
 
 #[cfg(test)]
 #[path = "bgp_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -17,7 +17,7 @@ use crate::model::view::ServiceView;
 
 const NODES: [&str; 3] = ["n0", "n1", "n2"];
 
-fn peer(name: &str, address: &str, my_asn: u32, peer_asn: u32) -> BgpPeerView {
+pub(crate) fn peer(name: &str, address: &str, my_asn: u32, peer_asn: u32) -> BgpPeerView {
     BgpPeerView {
         name: name.into(),
         address: ip(address),

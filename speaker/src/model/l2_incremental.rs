@@ -11,13 +11,14 @@
 //! * Anything else (pools, advertisements, reaches, nodes joining or changing labels):
 //!   everything, as [`l2_plan_within`] does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::eligibility::{Liveness, advertised};
 use super::l2::{L2Decision, decide, l2_plan_within};
 use super::reach::Reaches;
+use super::service_ips::ServiceIps;
 use super::view::{ClusterView, L2AdvertisementView, PoolView, ServiceKey};
 
 /// Keeps the last plan and what it was made from. Hand it every new view with
@@ -41,9 +42,7 @@ struct Last {
     /// The fit nodes of each L2Advertisement, by its name.
     fit: BTreeMap<String, BTreeSet<String>>,
     /// The Services holding each IP.
-    by_ip: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
-    /// The IPs of each Service, as `by_ip` holds them.
-    ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
+    ips: ServiceIps,
     plan: BTreeMap<IpAddr, L2Decision>,
 }
 
@@ -114,28 +113,11 @@ impl L2Planner {
                     .filter(|(_, d)| d.owner.as_ref().is_some_and(|o| gone.contains(o)))
                     .map(|(ip, _)| *ip)
                     .collect();
-                for key in services {
-                    for ip in last.ips_of.remove(key).unwrap_or_default() {
-                        touched.insert(ip);
-                        if let Some(keys) = last.by_ip.get_mut(&ip) {
-                            keys.remove(key);
-                            if keys.is_empty() {
-                                last.by_ip.remove(&ip);
-                            }
-                        }
-                    }
-                    if let Some(service) = view.services.get(key) {
-                        for ip in &service.ips {
-                            touched.insert(*ip);
-                            last.by_ip.entry(*ip).or_default().insert(key.clone());
-                        }
-                        last.ips_of.insert(key.clone(), service.ips.clone());
-                    }
-                }
+                touched.extend(last.ips.update(view, services));
                 for ip in &touched {
                     let decision = last
-                        .by_ip
-                        .get(ip)
+                        .ips
+                        .at(ip)
                         .and_then(|keys| decide(view, *ip, keys, &advertised, reaches));
                     match decision {
                         Some(decision) => last.plan.insert(*ip, decision),
@@ -150,16 +132,7 @@ impl L2Planner {
                 self.redecided = None;
                 Last {
                     plan: l2_plan_within(view, liveness, reaches),
-                    by_ip: view
-                        .services_by_ip()
-                        .into_iter()
-                        .map(|(ip, keys)| (ip, keys.into_iter().cloned().collect()))
-                        .collect(),
-                    ips_of: view
-                        .services
-                        .iter()
-                        .map(|(key, service)| (key.clone(), service.ips.clone()))
-                        .collect(),
+                    ips: ServiceIps::of(view),
                     pools: view.pools.clone(),
                     l2_advertisements: view.l2_advertisements.clone(),
                     reaches: reaches.clone(),
@@ -226,7 +199,7 @@ fn changed_services(before: &ClusterView, after: &ClusterView) -> BTreeSet<Servi
 
 /// Adds to `out` the keys whose values differ between two maps, or that only one holds:
 /// one merge walk over both, in key order.
-fn differing_keys<K: Ord + Clone, V: PartialEq>(
+pub(super) fn differing_keys<K: Ord + Clone, V: PartialEq>(
     before: &BTreeMap<K, V>,
     after: &BTreeMap<K, V>,
     out: &mut BTreeSet<K>,

@@ -17,7 +17,7 @@ use crate::model::scope::{AdvertisementScope, AdvertisementSelectors};
 use crate::model::view::{ClusterView, ServiceKey};
 
 /// Service IPs to choose from: in pool `low`, in pool `high`, and one in no pool.
-const IPS: [&str; 6] = [
+pub(crate) const IPS: [&str; 6] = [
     "203.0.113.1",
     "203.0.113.2",
     "203.0.113.3",

@@ -8,6 +8,7 @@
 //!   [`reach`] covers the IP's interfaces.
 //! * [`node_address`]: which of a Node's addresses gossip and BGP use.
 //! * [`bgp_stop`]: whether a stopping speaker restarts gracefully or withdraws.
+//! * [`bgp_incremental`]: the BGP plan kept up to date per change ([`BgpPlanner`]).
 //!
 //! BGP mode belongs in a sibling `bgp` module: its advertisement view implements
 //! [`scope::AdvertisementScope`], it reuses [`eligibility::advertised`] and
@@ -15,6 +16,7 @@
 
 pub mod bgp;
 pub mod bgp_convert;
+pub mod bgp_incremental;
 pub mod bgp_stop;
 #[deny(missing_docs)]
 pub mod changes;
@@ -27,6 +29,7 @@ pub mod owned;
 #[deny(missing_docs)]
 pub mod reach;
 pub mod scope;
+mod service_ips;
 pub mod view;
 pub mod view_cache;
 
@@ -35,6 +38,7 @@ mod fixtures;
 
 pub use bgp::{BgpOptions, BgpPlan, BgpView, LocalNode, PeerPlan, bgp_plan};
 pub use bgp_convert::BgpWarning;
+pub use bgp_incremental::{BgpPlanner, ChangedPrefixes};
 pub use bgp_stop::{BgpStop, LeaveReason, bgp_stop};
 pub use changes::Changes;
 pub use convert::ViewWarning;

@@ -1,15 +1,20 @@
 //! BGP mode's shell: turns each new [`BgpPlan`] into running sessions.
 //!
+//! [`BgpPlanner`] keeps the plan up to date per change ([`crate::model::BgpPlanner`]) and
+//! hands each peer's routes over by change: it copies the prefixes a plan changed into
+//! the peer's [`RouteFeed`], which wakes the session for them (the session sends only
+//! what changed, without looking at the other routes). The Services whose advertised IPs
+//! changed go to the manager through a [`Mailbox`], for their Events.
+//!
 //! The manager diffs the plan's peers against its sessions: it starts the new ones,
-//! stops removed ones (withdrawing first), restarts a session whose settings changed, and
-//! hands every session its routes through a watch channel (the session sends only what
-//! changed). Password Secrets are read when a session needs them and kept, so sessions
+//! stops removed ones (withdrawing first), restarts a session whose settings changed
+//! and hands each new session its peer's feed. Password Secrets are read when a session needs them and kept, so sessions
 //! and routes survive the API server going away. On shutdown every session withdraws
 //! (after GRACEFUL_SHUTDOWN when a drain time is set) and closes.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -20,14 +25,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::bgp_report::{BgpMetrics, PeerLabels, SessionReporter, UpdateErrorLabels};
-use super::replace_if_changed;
 use super::stores::Stores;
+use crate::bgp::route_feed::{RouteFeed, RouteFeeds};
 use crate::bgp::session::{
-    RouteSet, SessionConfig, SessionStatus, StopRequest, UpdateErrorCounts, run_session,
+    SessionConfig, SessionStatus, StopRequest, UpdateErrorCounts, run_session,
 };
+use crate::mailbox::Mailbox;
 use crate::model::node_address::bgp_addresses;
 use crate::model::{
-    BgpOptions, BgpPlan, BgpStop, BgpView, ClusterView, Liveness, LocalNode, bgp_plan, bgp_stop,
+    BgpOptions, BgpStop, BgpView, ClusterView, Liveness, LocalNode, ServiceKey, bgp_stop,
 };
 
 /// Retry period of Secret reads and status writes that failed.
@@ -37,22 +43,61 @@ const PASSWORD_REFRESH: Duration = Duration::from_secs(30);
 /// How long a stopping session may take beyond its drain time.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Computes the BGP plan from the caches, logging warnings when they change.
+/// One session the manager runs.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    /// The session settings, without the password when it lives in a Secret.
+    pub session: SessionConfig,
+    /// The Secret holding the password.
+    pub password_secret: Option<String>,
+    /// The peer's routes, kept up to date by the [`BgpPlanner`].
+    pub routes: Arc<RouteFeed>,
+}
+
+impl PartialEq for SessionPlan {
+    fn eq(&self, other: &SessionPlan) -> bool {
+        self.session == other.session
+            && self.password_secret == other.password_secret
+            && Arc::ptr_eq(&self.routes, &other.routes)
+    }
+}
+
+/// What the manager runs: the sessions by BGPPeer name, and what they do on stop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sessions {
+    pub peers: BTreeMap<String, SessionPlan>,
+    pub on_stop: BgpStop,
+}
+
+/// Per Service whose advertised IPs changed, its IPs now (`None`: not advertised).
+pub type ServiceChanges = BTreeMap<ServiceKey, Option<BTreeSet<IpAddr>>>;
+
+/// Plans BGP from the caches and hands the changes over, logging warnings when they
+/// change.
 #[derive(Default)]
 pub struct BgpPlanner {
+    plan: crate::model::BgpPlanner,
+    /// Each planned peer's routes, shared with its session.
+    feeds: RouteFeeds,
     last_warnings: Vec<String>,
 }
 
 impl BgpPlanner {
+    /// Plans for the Services `touched` since the last call (`None`: any may have
+    /// changed), copies the changed routes into the feeds, sends the changed Services to
+    /// `services` and returns the sessions to run.
+    #[allow(clippy::too_many_arguments)]
     pub fn plan(
         &mut self,
         stores: &Stores,
         view: &ClusterView,
+        touched: Option<&BTreeSet<ServiceKey>>,
         liveness: &Liveness,
         node: &str,
         namespace: &str,
         options: &BgpOptions,
-    ) -> BgpPlan {
+        services: &Mailbox<ServiceChanges>,
+    ) -> Sessions {
         let peers = stores.bgp_peers.state();
         let advertisements = stores.bgp_advertisements.state();
         let communities = stores.communities.state();
@@ -67,8 +112,9 @@ impl BgpPlanner {
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node));
         let addresses: Vec<IpAddr> = this_node.map(|n| bgp_addresses(n)).unwrap_or_default();
-        let mut plan = bgp_plan(
+        self.plan.plan_touched(
             view,
+            touched,
             &bgp,
             &LocalNode {
                 name: node,
@@ -77,10 +123,22 @@ impl BgpPlanner {
             liveness,
             options,
         );
-        plan.on_stop = bgp_stop(
-            this_node.map(|n| n.as_ref()),
-            options.graceful_restart_time.is_some(),
+        let plan = self.plan.last_plan();
+        let changed = self.plan.changed();
+        self.feeds.follow(
+            plan.peers
+                .iter()
+                .map(|(peer, planned)| (peer, &planned.routes)),
+            changed,
         );
+        let changed_services = self.plan.changed_services();
+        if !changed_services.is_empty() {
+            services.send(|waiting| {
+                for key in changed_services {
+                    waiting.insert(key.clone(), plan.services.get(key).cloned());
+                }
+            });
+        }
         let all: Vec<String> = warnings
             .iter()
             .map(ToString::to_string)
@@ -92,14 +150,34 @@ impl BgpPlanner {
             }
             self.last_warnings = all;
         }
-        plan
+        Sessions {
+            peers: plan
+                .peers
+                .iter()
+                .filter_map(|(peer, planned)| {
+                    let routes = self.feeds.get(peer)?.clone();
+                    Some((
+                        peer.clone(),
+                        SessionPlan {
+                            session: planned.session.clone(),
+                            password_secret: planned.password_secret.clone(),
+                            routes,
+                        },
+                    ))
+                })
+                .collect(),
+            on_stop: bgp_stop(
+                this_node.map(|n| n.as_ref()),
+                options.graceful_restart_time.is_some(),
+            ),
+        }
     }
 }
 
 struct RunningSession {
     /// With the password filled in.
     config: SessionConfig,
-    routes: watch::Sender<RouteSet>,
+    routes: Arc<RouteFeed>,
     stop: watch::Sender<Option<StopRequest>>,
     status: watch::Receiver<SessionStatus>,
     task: JoinHandle<()>,
@@ -178,12 +256,22 @@ impl BgpManager {
         }
     }
 
-    pub fn spawn(self, plans: watch::Receiver<BgpPlan>, stop: CancellationToken) -> JoinHandle<()> {
+    pub fn spawn(
+        self,
+        plans: watch::Receiver<Sessions>,
+        services: Arc<Mailbox<ServiceChanges>>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
         let span = info_span!("bgp", node = %self.node);
-        tokio::spawn(self.run(plans, stop).instrument(span))
+        tokio::spawn(self.run(plans, services, stop).instrument(span))
     }
 
-    async fn run(mut self, mut plans: watch::Receiver<BgpPlan>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut plans: watch::Receiver<Sessions>,
+        services: Arc<Mailbox<ServiceChanges>>,
+        stop: CancellationToken,
+    ) {
         let mut leftovers_removed = false;
         loop {
             let plan = plans.borrow_and_update().clone();
@@ -204,7 +292,7 @@ impl BgpManager {
                 leftovers_removed = self.reporter.remove_others(&keep).await;
                 complete &= leftovers_removed;
             }
-            self.reporter.services(&plan.services).await;
+            self.report_services(&services, &plans, &stop).await;
             let wait = self.write_statuses().await;
             let retry = match (complete, wait) {
                 (true, None) => None,
@@ -215,6 +303,7 @@ impl BgpManager {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 changed = plans.changed() => if changed.is_err() { break },
+                () = services.changed() => {}
                 Some(peer) = self.changes_rx.recv() => {
                     self.dirty.insert(peer);
                     while let Ok(peer) = self.changes_rx.try_recv() {
@@ -227,8 +316,33 @@ impl BgpManager {
         self.shutdown().await;
     }
 
+    /// Events for the Services whose advertised IPs changed, one by one; a newer plan (or
+    /// the stop) comes first: the rest goes back to the mailbox, behind newer changes.
+    /// (At the start every Service changes: thousands of Events must not hold back the
+    /// sessions of a plan that arrives meanwhile.)
+    async fn report_services(
+        &mut self,
+        services: &Mailbox<ServiceChanges>,
+        plans: &watch::Receiver<Sessions>,
+        stop: &CancellationToken,
+    ) {
+        let mut changes = services.take();
+        while let Some((service, now)) = changes.pop_first() {
+            self.reporter.service(service, now).await;
+            if !changes.is_empty() && (plans.has_changed().unwrap_or(false) || stop.is_cancelled())
+            {
+                services.send(|waiting| {
+                    for (service, now) in changes {
+                        waiting.entry(service).or_insert(now);
+                    }
+                });
+                return;
+            }
+        }
+    }
+
     /// Brings the sessions in line with `plan`; false when something must be retried.
-    async fn reconcile(&mut self, plan: &BgpPlan) -> bool {
+    async fn reconcile(&mut self, plan: &Sessions) -> bool {
         let mut complete = true;
         let removed: Vec<String> = self
             .sessions
@@ -269,25 +383,19 @@ impl BgpManager {
                 }
             }
             if let Some(running) = self.sessions.get(peer)
-                && running.config != config
+                && (running.config != config || !Arc::ptr_eq(&running.routes, &wanted.routes))
             {
+                // A new feed: the peer left the plan and came back in between.
                 info!(peer, "session settings changed: restarting the session");
                 if let Some(old) = self.sessions.remove(peer) {
                     old.stopped(None).await;
                 }
             }
-            match self.sessions.get(peer) {
-                Some(running) => {
-                    running.routes.send_if_modified(|current| {
-                        replace_if_changed(current, Cow::Borrowed(&wanted.routes))
-                    });
-                }
-                None => {
-                    info!(peer, address = %config.peer, "starting BGP session");
-                    let session = self.start(peer, config, wanted.routes.clone());
-                    self.sessions.insert(peer.clone(), session);
-                    self.dirty.insert(peer.clone());
-                }
+            if !self.sessions.contains_key(peer) {
+                info!(peer, address = %config.peer, "starting BGP session");
+                let session = self.start(peer, config, wanted.routes.clone());
+                self.sessions.insert(peer.clone(), session);
+                self.dirty.insert(peer.clone());
             }
         }
         let states: Vec<_> = self
@@ -299,13 +407,12 @@ impl BgpManager {
         complete
     }
 
-    fn start(&self, peer: &str, config: SessionConfig, routes: RouteSet) -> RunningSession {
-        let (routes_tx, routes_rx) = watch::channel(routes);
+    fn start(&self, peer: &str, config: SessionConfig, routes: Arc<RouteFeed>) -> RunningSession {
         let (stop_tx, stop_rx) = watch::channel(None);
         let (status_tx, status_rx) = watch::channel(SessionStatus::default());
         let span = info_span!("session", peer);
         let task = tokio::spawn(
-            run_session(config.clone(), routes_rx, stop_rx, status_tx).instrument(span),
+            run_session(config.clone(), routes.clone(), stop_rx, status_tx).instrument(span),
         );
         let mut forwarded = status_rx.clone();
         let changes = self.changes_tx.clone();
@@ -319,7 +426,7 @@ impl BgpManager {
         });
         RunningSession {
             config,
-            routes: routes_tx,
+            routes,
             stop: stop_tx,
             status: status_rx,
             task,

@@ -272,42 +272,37 @@ impl SessionReporter {
         complete
     }
 
-    /// Events for the Services this node started or stopped advertising.
-    pub async fn services(&mut self, now: &BTreeMap<ServiceKey, BTreeSet<IpAddr>>) {
-        let stopped: Vec<ServiceKey> = self
-            .advertising
-            .keys()
-            .filter(|key| !now.contains_key(*key))
-            .cloned()
-            .collect();
-        for service in stopped {
-            info!(%service, node = %self.node, "no longer advertised over BGP from here");
-            self.event(
-                &service,
-                "BGPAdvertisementStopped",
-                format!("node {} stopped advertising over BGP", self.node),
-            )
-            .await;
-            self.advertising.remove(&service);
-        }
-        for (service, ips) in now {
-            if self.advertising.get(service) == Some(ips) {
-                continue;
+    /// The Event for `service` when this node started or stopped advertising it, or
+    /// advertises it at other IPs `now` (`None`: not advertised).
+    pub async fn service(&mut self, service: ServiceKey, now: Option<BTreeSet<IpAddr>>) {
+        let Some(ips) = now else {
+            if self.advertising.remove(&service).is_some() {
+                info!(%service, node = %self.node, "no longer advertised over BGP from here");
+                self.event(
+                    &service,
+                    "BGPAdvertisementStopped",
+                    format!("node {} stopped advertising over BGP", self.node),
+                )
+                .await;
             }
-            let list = ips
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            info!(%service, node = %self.node, ips = %list, "advertising over BGP");
-            self.event(
-                service,
-                "BGPAdvertising",
-                format!("node {} advertises {list} over BGP", self.node),
-            )
-            .await;
-            self.advertising.insert(service.clone(), ips.clone());
+            return;
+        };
+        if self.advertising.get(&service) == Some(&ips) {
+            return;
         }
+        let list = ips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        info!(%service, node = %self.node, ips = %list, "advertising over BGP");
+        self.event(
+            &service,
+            "BGPAdvertising",
+            format!("node {} advertises {list} over BGP", self.node),
+        )
+        .await;
+        self.advertising.insert(service, ips);
     }
 
     async fn event(&self, service: &ServiceKey, reason: &str, note: String) {

@@ -2,10 +2,11 @@
 //! the task that diffs it against what it announces and applies it.
 //!
 //! Tasks and channels (`─▶` is a channel, `⇢` a request to the apiserver or
-//! the network; `desired`, `applied`, `owned` and `bgp plan` are
+//! the network; `desired`, `applied`, `owned` and `bgp sessions` are
 //! `tokio::sync::watch`, so a slow consumer only ever sees the latest plan; the
 //! announcer hands its interface tasks changes, not whole ownerships, through
-//! a `crate::mailbox::Mailbox`, which merges them as a `watch` would):
+//! a `crate::mailbox::Mailbox`, which merges them as a `watch` would, and so
+//! does the BGP planner to the session tasks):
 //!
 //! ```text
 //!  reflectors: Services, EndpointSlices, Nodes, IPAddressPools,
@@ -16,7 +17,7 @@
 //!                                                                 ▼
 //!  plan loop (`run`): model::ViewCache::sync_keys ─▶ model::L2Planner ─▶ owned_by(this node)
 //!    │   (our reach: shell::reach, from the interface list and the view)
-//!    │                                         └─▶ BgpPlanner::plan (model::bgp)
+//!    │                                         └─▶ BgpPlanner::plan (model::BgpPlanner)
 //!    ├─ desired IP → interfaces ─▶ L2Announcer task ⇢ ARP/NDP replies, gratuitous ARP/NA
 //!    │                                └─▶ applied IP → interfaces
 //!    ├─ owned IP → Services ──┐                    │
@@ -24,8 +25,10 @@
 //!    │                              (retries failed writes every REPORT_RETRY; woken by
 //!    │                              a mailbox of the IPs whose owned or applied entry
 //!    │                              changed, and visits only those)
-//!    ├─ bgp plan ─▶ BgpManager task ─▶ one session task per peer (routes: watch)
-//!    │               ⇢ TCP 179 to the routers; BGPSessionState and Events
+//!    ├─ bgp sessions ─▶ BgpManager task ─▶ one session task per peer
+//!    │   └─ changed Services (mailbox) ─┘ ⇢ TCP 179 to the routers; BGPSessionState, Events
+//!    ├─ each peer's changed routes ─▶ its session task (a bgp::route_feed::RouteFeed:
+//!    │                                 the routes, and a mailbox of the changed prefixes)
 //!    └─ seeds (other nodes' gossip addresses), our reach ─▶ gossip task ⇢ reach reports
 //! ```
 //!
@@ -202,7 +205,9 @@ pub async fn run(
         report_stop.clone(),
     ));
 
-    let (bgp_tx, bgp_rx) = watch::channel(model::BgpPlan::default());
+    let (bgp_tx, bgp_rx) = watch::channel(bgp::Sessions::default());
+    // The Services whose advertised IPs changed, for the BGP manager's Events.
+    let bgp_services = Arc::new(Mailbox::<bgp::ServiceChanges>::default());
     let bgp_stop = CancellationToken::new();
     let bgp_task = bgp::BgpManager::new(
         client.clone(),
@@ -211,7 +216,7 @@ pub async fn run(
         parts.bgp.clone(),
         &config.bgp,
     )
-    .spawn(bgp_rx, bgp_stop.clone());
+    .spawn(bgp_rx, bgp_services.clone(), bgp_stop.clone());
     let mut bgp_planner = bgp::BgpPlanner::default();
     let mut l2_planner = model::L2Planner::default();
     let mut view_cache = model::ViewCache::default();
@@ -307,15 +312,17 @@ pub async fn run(
         parts.speaker.plans.inc();
         parts.speaker.owned_ips.set(desired_tx.len() as i64);
         let handed_at = std::time::Instant::now();
-        let bgp_plan = bgp_planner.plan(
+        let sessions = bgp_planner.plan(
             &stores,
             view,
+            synced.touched.as_ref(),
             &liveness,
             &node,
             &config.namespace,
             &config.bgp,
+            &bgp_services,
         );
-        bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(bgp_plan)));
+        bgp_tx.send_if_modified(|current| replace_if_changed(current, Cow::Owned(sessions)));
         let done = std::time::Instant::now();
         parts
             .speaker

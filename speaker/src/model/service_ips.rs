@@ -1,0 +1,76 @@
+//! Which Services hold each IP, kept up to date Service by Service: what the incremental
+//! planners ([`super::L2Planner`], [`super::BgpPlanner`]) re-decide from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use super::view::{ClusterView, ServiceKey};
+
+/// The Services holding each IP, and the IPs of each Service as they were counted.
+#[derive(Debug, Default)]
+pub(super) struct ServiceIps {
+    /// Sorted vectors, not sets: an IP is mostly held by one Service, and a set's node
+    /// is sized for eleven.
+    by_ip: BTreeMap<IpAddr, Vec<ServiceKey>>,
+    ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
+}
+
+impl ServiceIps {
+    /// The IPs of every Service of `view`.
+    pub(super) fn of(view: &ClusterView) -> ServiceIps {
+        ServiceIps {
+            by_ip: view
+                .services_by_ip()
+                .into_iter()
+                .map(|(ip, keys)| (ip, keys.into_iter().cloned().collect()))
+                .collect(),
+            ips_of: view
+                .services
+                .iter()
+                .map(|(key, service)| (key.clone(), service.ips.clone()))
+                .collect(),
+        }
+    }
+
+    /// Takes the Services `services` as `view` has them now (gone when it has them
+    /// not); returns the IPs they held and hold.
+    pub(super) fn update(
+        &mut self,
+        view: &ClusterView,
+        services: &BTreeSet<ServiceKey>,
+    ) -> BTreeSet<IpAddr> {
+        let mut touched = BTreeSet::new();
+        for key in services {
+            for ip in self.ips_of.remove(key).unwrap_or_default() {
+                touched.insert(ip);
+                if let Some(keys) = self.by_ip.get_mut(&ip) {
+                    keys.retain(|held| held != key);
+                    if keys.is_empty() {
+                        self.by_ip.remove(&ip);
+                    }
+                }
+            }
+            if let Some(service) = view.services.get(key) {
+                for ip in &service.ips {
+                    touched.insert(*ip);
+                    let keys = self.by_ip.entry(*ip).or_default();
+                    if let Err(at) = keys.binary_search(key) {
+                        keys.insert(at, key.clone());
+                    }
+                }
+                self.ips_of.insert(key.clone(), service.ips.clone());
+            }
+        }
+        touched
+    }
+
+    /// The Services holding `ip`.
+    pub(super) fn at(&self, ip: &IpAddr) -> Option<&Vec<ServiceKey>> {
+        self.by_ip.get(ip)
+    }
+
+    /// Every IP with the Services holding it.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Vec<ServiceKey>)> {
+        self.by_ip.iter()
+    }
+}
