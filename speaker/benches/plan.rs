@@ -36,7 +36,8 @@ use ferrolb_crds::pool::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
     AdvertisementScope as _, BgpOptions, BgpView, ClassFilter, ClusterView, L2Planner, Liveness,
-    LocalNode, Reaches, ViewCache, bgp_plan, l2_plan_within,
+    LocalNode, ObjectStore, Reaches, ServiceKey, ServiceObject, SliceObject, ViewCache, bgp_plan,
+    l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -56,6 +57,40 @@ struct Objects {
     nodes: Vec<Node>,
     pools: Vec<IPAddressPool>,
     l2: Vec<L2Advertisement>,
+}
+
+/// The Services and EndpointSlices as the speaker's watches keep them.
+#[derive(Default)]
+struct Compact {
+    services: ObjectStore<ServiceObject>,
+    slices: ObjectStore<SliceObject>,
+}
+
+fn key_of(meta: &ObjectMeta) -> ServiceKey {
+    ServiceKey::new(
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Compact {
+    fn of(objects: &Objects) -> Compact {
+        let mut compact = Compact::default();
+        for service in &objects.services {
+            let key = key_of(&service.metadata);
+            compact.services.apply(&key, ServiceObject::of(service));
+        }
+        for slice in &objects.slices {
+            compact.put_slice(slice);
+        }
+        compact
+    }
+
+    /// A slice written, as its watch takes it in.
+    fn put_slice(&mut self, slice: &EndpointSlice) {
+        self.slices
+            .apply(&key_of(&slice.metadata), SliceObject::of(slice));
+    }
 }
 
 fn node_name(i: usize) -> String {
@@ -342,24 +377,26 @@ fn scale(c: &mut Criterion) {
     // touched Services' IPs re-decided (no BGPPeer selects the node: no BGP work).
     let mut cache = ViewCache::default();
     let mut cached_planner = L2Planner::default();
-    let sync = |cache: &mut ViewCache, objects: &Objects| {
+    let mut compact = Compact::of(&objects);
+    let sync = |cache: &mut ViewCache, compact: &Compact, objects: &Objects| {
         cache.sync(
-            &objects.services,
-            &objects.slices,
+            compact.services.iter(),
+            compact.slices.iter(),
             &objects.nodes,
             &objects.pools,
             &objects.l2,
             &ClassFilter::default(),
         )
     };
-    let synced = sync(&mut cache, &objects);
+    let synced = sync(&mut cache, &compact, &objects);
     cached_planner.plan_touched(cache.view(), synced.touched.as_ref(), &everyone, &reaches);
     group.bench_function("slice_change_cached", |b| {
         b.iter(|| {
             flip += 1;
             objects.slices[0] = slice(0, &[flip % 2]);
             objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
-            let synced = sync(&mut cache, &objects);
+            compact.put_slice(&objects.slices[0]);
+            let synced = sync(&mut cache, &compact, &objects);
             let plan = cached_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -374,7 +411,7 @@ fn scale(c: &mut Criterion) {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
                 // Everyone alive again (a join: planned whole), untimed.
-                let synced = sync(&mut cache, &objects);
+                let synced = sync(&mut cache, &compact, &objects);
                 cached_planner.plan_touched(
                     cache.view(),
                     synced.touched.as_ref(),
@@ -382,7 +419,7 @@ fn scale(c: &mut Criterion) {
                     &reaches,
                 );
                 let started = std::time::Instant::now();
-                let synced = sync(&mut cache, &objects);
+                let synced = sync(&mut cache, &compact, &objects);
                 let plan = cached_planner.plan_touched(
                     cache.view(),
                     synced.touched.as_ref(),

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::LoadBalancerIngress;
 
 use super::*;
 use crate::model::fixtures::*;
+use crate::model::objects::EndpointObject;
 
 fn convert(
     services: &[Service],
@@ -195,12 +196,15 @@ fn endpoint_usability_follows_kubernetes() {
     for (ready, serving, terminating, usable) in cases {
         let endpoint = k8s_endpoint(Some("node-a"), Some((ready, serving, terminating)));
         assert_eq!(
-            is_usable(&endpoint),
+            is_usable(&EndpointObject::of(&endpoint)),
             usable,
             "ready {ready:?} serving {serving:?} terminating {terminating:?}"
         );
     }
-    assert!(is_usable(&k8s_endpoint(Some("node-a"), None)));
+    assert!(is_usable(&EndpointObject::of(&k8s_endpoint(
+        Some("node-a"),
+        None
+    ))));
 }
 
 /// A kubelet-to-API partition on every node: the node lifecycle controller marks every
