@@ -3,6 +3,7 @@
 //! [`ViewWarning`]; nothing here panics on what the API server sends.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::labels::Labels;
@@ -199,23 +200,29 @@ fn endpoints<'o>(
         if !view.services.contains_key(&service) {
             continue;
         }
-        add_placements(&object, usable, by_service.entry(service).or_default());
+        add_placements(
+            &object,
+            usable,
+            by_service.entry(service).or_default(),
+            &mut |node: &str| Arc::from(node),
+        );
     }
     by_service
 }
 
-/// Adds to `merged` the nodes of a slice's endpoints that pass `usable`, and how many
-/// usable ones have no node.
+/// Adds to `merged` the nodes of a slice's endpoints that pass `usable` (their names
+/// as `name` gives them), and how many usable ones have no node.
 pub(super) fn add_placements(
     slice: &SliceObject,
     usable: fn(&EndpointObject) -> bool,
     merged: &mut ServiceEndpoints,
+    name: &mut impl FnMut(&str) -> Arc<str>,
 ) {
     for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
         match endpoint.node.as_deref().filter(|node| !node.is_empty()) {
             Some(node) => {
                 if !merged.nodes.contains(node) {
-                    merged.nodes.insert(node.to_string());
+                    merged.nodes.insert(name(node));
                 }
             }
             None => merged.unplaced = merged.unplaced.saturating_add(1),

@@ -172,7 +172,7 @@ fn endpoint_slices_merge_per_service_by_label_and_namespace() {
     assert_eq!(
         view.endpoints.get(&key("web")),
         Some(&ServiceEndpoints {
-            nodes: names(&["node-a", "node-b"]),
+            nodes: names(&["node-a", "node-b"]).into(),
             unplaced: 1,
         })
     );
@@ -241,7 +241,7 @@ fn endpoint_conditions_do_not_count_when_no_node_is_ready() {
     assert_eq!(
         view.endpoints.get(&key("web")),
         Some(&ServiceEndpoints {
-            nodes: names(&["node-a"]),
+            nodes: names(&["node-a"]).into(),
             unplaced: 0,
         }),
         "in a full disruption, every endpoint but the terminating one counts"

@@ -51,6 +51,7 @@ pub use owned::{
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{
-    ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
+    ClusterView, L2AdvertisementView, NodeSet, NodeView, PoolView, ServiceEndpoints, ServiceKey,
+    ServiceView,
 };
 pub use view_cache::{Synced, ViewCache};

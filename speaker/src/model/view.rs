@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
@@ -41,10 +42,70 @@ pub struct NodeView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceEndpoints {
     /// Nodes hosting at least one usable endpoint.
-    pub nodes: BTreeSet<String>,
+    pub nodes: NodeSet,
     /// Usable endpoints with no `nodeName`: they count for "has endpoints at all" but put
     /// no node forward.
     pub unplaced: usize,
+}
+
+/// A few node names, sorted, without duplicates: a set sized to its members (a
+/// `BTreeSet` allocates room for eleven), whose names may be shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSet(Vec<Arc<str>>);
+
+impl NodeSet {
+    /// Whether `node` is in the set.
+    pub fn contains<N: AsRef<str> + ?Sized>(&self, node: &N) -> bool {
+        let node = node.as_ref();
+        self.0.binary_search_by(|name| (**name).cmp(node)).is_ok()
+    }
+
+    /// Adds `node`; whether it was new.
+    pub fn insert(&mut self, node: Arc<str>) -> bool {
+        match self.0.binary_search(&node) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, node);
+                true
+            }
+        }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many nodes it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|name| &**name)
+    }
+
+    /// Frees room beyond the members.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for NodeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> NodeSet {
+        let mut set = NodeSet::default();
+        for name in names {
+            set.insert(Arc::from(name.as_ref()));
+        }
+        set
+    }
+}
+
+impl From<BTreeSet<String>> for NodeSet {
+    fn from(names: BTreeSet<String>) -> NodeSet {
+        names.into_iter().collect()
+    }
 }
 
 impl ServiceEndpoints {
@@ -153,5 +214,24 @@ impl ClusterView {
             }
         }
         by_ip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_set_is_a_sorted_set() {
+        let mut set: NodeSet = ["b", "a", "b"].into_iter().collect();
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(!set.insert(Arc::from("a")));
+        assert!(set.insert(Arc::from("c")));
+        assert!(set.insert(Arc::from("0")));
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["0", "a", "b", "c"]);
+        assert!(set.contains("c") && set.contains(&String::from("0")));
+        assert!(!set.contains("d") && !set.is_empty());
+        assert_eq!(set.len(), 4);
+        assert!(NodeSet::default().is_empty());
     }
 }

@@ -14,7 +14,7 @@
 //! and converted whole every time; when the nodes' readiness turns endpoint conditions
 //! on or off, every Service's endpoints are merged again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use ferrolb_crds::l2::L2Advertisement;
@@ -42,6 +42,9 @@ pub struct ViewCache {
     /// The warnings of the Services that have any, derived again only when the
     /// Service changes.
     service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
+    /// The node names the view's endpoints hold, each once (pruned of names no
+    /// longer used whenever every Service's endpoints are merged again).
+    node_names: HashSet<Arc<str>>,
     readiness_counts: Option<bool>,
     generation: u64,
 }
@@ -314,6 +317,7 @@ impl ViewCache {
         if everything {
             merge = self.view.services.keys().cloned().collect();
             self.view.endpoints.clear();
+            self.node_names.retain(|name| Arc::strong_count(name) > 1);
         }
         for key in merge {
             if self.merge_endpoints(&key, counts) {
@@ -374,12 +378,22 @@ impl ViewCache {
         let merged = match self.slices_of.get(&service.namespace, &service.name) {
             Some(slices) if self.view.services.contains_key(service) => {
                 let mut merged = ServiceEndpoints::default();
+                let names = &mut self.node_names;
+                let mut intern = |node: &str| match names.get(node) {
+                    Some(name) => Arc::clone(name),
+                    None => {
+                        let name: Arc<str> = Arc::from(node);
+                        names.insert(Arc::clone(&name));
+                        name
+                    }
+                };
                 for seen in slices
                     .iter()
                     .filter_map(|name| self.slices.get(&service.namespace, name))
                 {
-                    add_placements(&seen.object, usable, &mut merged);
+                    add_placements(&seen.object, usable, &mut merged, &mut intern);
                 }
+                merged.nodes.shrink_to_fit();
                 Some(merged)
             }
             _ => None,

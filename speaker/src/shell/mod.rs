@@ -473,6 +473,8 @@ async fn report_loop(
             model::announced_at(visit, &applied, &owned.borrow())
         };
         let complete = reporter.sync(&now, &stores.services).await;
+        // Not kept while waiting: it holds every IP's entry after a full visit.
+        drop(now);
         touched = Touched::default();
         tokio::select! {
             _ = stop.cancelled() => break,
