@@ -453,6 +453,9 @@ async fn wait_for_members(
     }
 }
 
+/// IPs the report loop visits at a time.
+const REPORT_BATCH: usize = 256;
+
 /// Reports what the announcer does, retrying writes that failed. Each pass
 /// visits only the IPs whose `applied` or `owned` entry changed (`changes`),
 /// and those a write failed for.
@@ -467,14 +470,20 @@ async fn report_loop(
 ) {
     let mut touched = Touched::everything();
     loop {
-        let now = {
-            let applied = applied.borrow();
-            let visit = reporter.to_visit(&touched, &applied);
-            model::announced_at(visit, &applied, &owned.borrow())
-        };
-        let complete = reporter.sync(&now, &stores.services).await;
-        // Not kept while waiting: it holds every IP's entry after a full visit.
-        drop(now);
+        let visit: Vec<IpAddr> = reporter
+            .to_visit(&touched, &applied.borrow())
+            .into_iter()
+            .collect();
+        let mut complete = true;
+        // A batch at a time: the map of what to report and the writes to do
+        // are built for a few IPs, not for every IP after a full visit.
+        for batch in visit.chunks(REPORT_BATCH) {
+            let now = {
+                let applied = applied.borrow();
+                model::announced_at(batch.iter().copied(), &applied, &owned.borrow())
+            };
+            complete = reporter.sync(&now, &stores.services).await;
+        }
         touched = Touched::default();
         tokio::select! {
             _ = stop.cancelled() => break,
