@@ -389,7 +389,13 @@ fn plan_from_real_objects() {
     let plan = l2_plan(&view, &Liveness::NodeReadyOnly);
     let summary: Vec<(String, Option<String>, BTreeSet<ServiceKey>)> = plan
         .iter()
-        .map(|(ip, d)| (ip.to_string(), d.owner.clone(), d.services.clone()))
+        .map(|(ip, d)| {
+            (
+                ip.to_string(),
+                d.owner.clone(),
+                d.services.iter().cloned().collect(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,

@@ -52,6 +52,6 @@ pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeSet, NodeView, PoolView, ServiceEndpoints, ServiceKey,
-    ServiceView,
+    ServiceSet, ServiceView,
 };
 pub use view_cache::{Synced, ViewCache};

@@ -15,10 +15,13 @@ pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 /// What the reporter reports: each IP announced (`applied`, with its
 /// interfaces), once for each Service that owns it (`owned`). Whole: visits
 /// every announced IP and clones its keys.
-pub fn announced(
+pub fn announced<S>(
     applied: &BTreeMap<IpAddr, BTreeSet<String>>,
-    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
-) -> Announced {
+    owned: &BTreeMap<IpAddr, S>,
+) -> Announced
+where
+    for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
+{
     applied
         .iter()
         .flat_map(|(ip, interfaces)| {
@@ -66,16 +69,19 @@ pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
 
 /// [`announced`] at `ips` only: each of them with what is to be reported for
 /// it now (empty: nothing). Work in proportion to `ips`.
-pub fn announced_at(
+pub fn announced_at<S>(
     ips: impl IntoIterator<Item = IpAddr>,
     applied: &BTreeMap<IpAddr, BTreeSet<String>>,
-    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
-) -> AnnouncedAt {
+    owned: &BTreeMap<IpAddr, S>,
+) -> AnnouncedAt
+where
+    for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
+{
     ips.into_iter()
         .map(|ip| {
             let services = match (applied.get(&ip), owned.get(&ip)) {
                 (Some(interfaces), Some(services)) => services
-                    .iter()
+                    .into_iter()
                     .map(|service| (service.clone(), interfaces.clone()))
                     .collect(),
                 _ => BTreeMap::new(),
@@ -268,7 +274,7 @@ mod tests {
         let ip = |last: u8| IpAddr::from([203, 0, 113, last]);
         let decision = |owner: &str| L2Decision {
             owner: Some(owner.to_string()),
-            services: BTreeSet::new(),
+            services: Default::default(),
             interfaces: InterfaceSelection::AllSuitable,
         };
         let owner = |d: &L2Decision| d.owner.clone();

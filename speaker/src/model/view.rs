@@ -108,6 +108,64 @@ impl From<BTreeSet<String>> for NodeSet {
     }
 }
 
+/// A few Services, sorted, without duplicates: a set sized to its members (usually
+/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSet(Vec<ServiceKey>);
+
+impl ServiceSet {
+    /// Whether `service` is in the set.
+    pub fn contains(&self, service: &ServiceKey) -> bool {
+        self.0.binary_search(service).is_ok()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many Services it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The Services, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
+        self.0.iter()
+    }
+}
+
+impl<'s> IntoIterator for &'s ServiceSet {
+    type Item = &'s ServiceKey;
+    type IntoIter = std::slice::Iter<'s, ServiceKey>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<ServiceKey> for ServiceSet {
+    fn from_iter<I: IntoIterator<Item = ServiceKey>>(services: I) -> ServiceSet {
+        let mut all: Vec<ServiceKey> = services.into_iter().collect();
+        all.sort();
+        all.dedup();
+        all.shrink_to_fit();
+        ServiceSet(all)
+    }
+}
+
+impl<const N: usize> From<[ServiceKey; N]> for ServiceSet {
+    fn from(services: [ServiceKey; N]) -> ServiceSet {
+        services.into_iter().collect()
+    }
+}
+
+impl From<BTreeSet<ServiceKey>> for ServiceSet {
+    fn from(services: BTreeSet<ServiceKey>) -> ServiceSet {
+        services.into_iter().collect()
+    }
+}
+
 impl ServiceEndpoints {
     /// Whether any usable endpoint exists, on any node or none.
     pub fn any_usable(&self) -> bool {
@@ -220,6 +278,20 @@ impl ClusterView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_set_is_a_sorted_set() {
+        let key = |name: &str| ServiceKey::new("ns", name);
+        let set: ServiceSet = [key("b"), key("a"), key("b")].into_iter().collect();
+        assert_eq!(set.iter().collect::<Vec<_>>(), [&key("a"), &key("b")]);
+        assert!(set.contains(&key("a")) && set.contains(&key("b")));
+        assert!(!set.contains(&key("c")) && !set.is_empty());
+        assert_eq!(set.len(), 2);
+        assert!(ServiceSet::default().is_empty());
+        let from_tree: ServiceSet = BTreeSet::from([key("b"), key("a")]).into();
+        assert_eq!(from_tree, set);
+        assert_eq!(ServiceSet::from([key("b"), key("a")]), set);
+    }
 
     #[test]
     fn a_node_set_is_a_sorted_set() {

@@ -64,7 +64,7 @@ use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
-use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, ServiceKey, Touched};
+use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, Touched};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
 use reach::OwnReach;
 use report::Reporter;
@@ -178,7 +178,7 @@ pub async fn run(
     );
     let mut reaches = membership.as_ref().map(Membership::reaches);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
-    let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
+    let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, model::ServiceSet>::new());
     // The IPs whose `applied` or `owned` entry changed, for the reporter.
     let report_changes = Arc::new(Mailbox::<Touched>::default());
     config.announcer.applied_changes = Some(report_changes.clone());
@@ -462,7 +462,7 @@ const REPORT_BATCH: usize = 256;
 async fn report_loop(
     mut reporter: Reporter,
     applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
-    owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    owned: watch::Receiver<BTreeMap<IpAddr, model::ServiceSet>>,
     changes: Arc<Mailbox<Touched>>,
     mut conflicts: mpsc::Receiver<ConflictReport>,
     stores: Stores,

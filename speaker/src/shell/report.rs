@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::l2::ConflictReport;
 use crate::l2::arbiter::Outcome;
-use crate::model::{AnnouncedAt, Reported, ServiceKey, ServiceObject, Touched};
+use crate::model::{AnnouncedAt, Reported, ServiceKey, ServiceObject, ServiceSet, Touched};
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
 
@@ -238,7 +238,7 @@ impl Reporter {
     pub async fn conflict(
         &self,
         report: &ConflictReport,
-        services: &BTreeSet<ServiceKey>,
+        services: &ServiceSet,
         store: &Shared<ServiceObject>,
     ) {
         let conflict = &report.conflict;
