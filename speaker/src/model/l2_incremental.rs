@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::eligibility::{Liveness, advertised};
 use super::l2::{L2Decision, decide, l2_plan_within};
 use super::reach::Reaches;
-use super::view::{ClusterView, L2AdvertisementView, PoolView, ServiceKey};
+use super::view::{ClusterView, L2AdvertisementView, PoolView, ServiceKey, ServiceSet};
 
 /// Keeps the last plan and what it was made from. Hand it every new view with
 /// [`L2Planner::plan`], or with [`L2Planner::plan_touched`] when the caller knows which
@@ -41,7 +41,7 @@ struct Last {
     /// The fit nodes of each L2Advertisement, by its name.
     fit: BTreeMap<String, BTreeSet<String>>,
     /// The Services holding each IP.
-    by_ip: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    by_ip: BTreeMap<IpAddr, ServiceSet>,
     /// The IPs of each Service, as `by_ip` holds them.
     ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
     plan: BTreeMap<IpAddr, L2Decision>,

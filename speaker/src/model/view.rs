@@ -119,6 +119,29 @@ impl ServiceSet {
         self.0.binary_search(service).is_ok()
     }
 
+    /// Adds `service`, growing the set by one place only; whether it was new.
+    pub fn insert(&mut self, service: ServiceKey) -> bool {
+        match self.0.binary_search(&service) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, service);
+                true
+            }
+        }
+    }
+
+    /// Removes `service`; whether it was there.
+    pub fn remove(&mut self, service: &ServiceKey) -> bool {
+        match self.0.binary_search(service) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -291,6 +314,11 @@ mod tests {
         let from_tree: ServiceSet = BTreeSet::from([key("b"), key("a")]).into();
         assert_eq!(from_tree, set);
         assert_eq!(ServiceSet::from([key("b"), key("a")]), set);
+        let mut grown = ServiceSet::default();
+        assert!(grown.insert(key("b")) && grown.insert(key("a")) && !grown.insert(key("b")));
+        assert_eq!(grown, set);
+        assert!(grown.remove(&key("a")) && !grown.remove(&key("a")));
+        assert_eq!(grown, ServiceSet::from([key("b")]));
     }
 
     #[test]
