@@ -44,7 +44,8 @@ use ferrolb_speaker::bgp::update_builder::RouteChanges;
 use ferrolb_speaker::model::bgp::{BgpAdvertisementView, BgpPeerView, DEFAULT_CONNECT_TIME};
 use ferrolb_speaker::model::{
     AdvertisementScope as _, BgpOptions, BgpPlan, BgpPlanner, BgpView, ClassFilter, ClusterView,
-    L2Planner, Liveness, LocalNode, Reaches, ServiceKey, ViewCache, bgp_plan, l2_plan_within,
+    L2Planner, Liveness, LocalNode, ObjectStore, Reaches, ServiceKey, ServiceObject, SliceObject,
+    ViewCache, bgp_plan, l2_plan_within,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Service, ServiceSpec,
@@ -64,6 +65,40 @@ struct Objects {
     nodes: Vec<Node>,
     pools: Vec<IPAddressPool>,
     l2: Vec<L2Advertisement>,
+}
+
+/// The Services and EndpointSlices as the speaker's watches keep them.
+#[derive(Default)]
+struct Compact {
+    services: ObjectStore<ServiceObject>,
+    slices: ObjectStore<SliceObject>,
+}
+
+fn key_of(meta: &ObjectMeta) -> ServiceKey {
+    ServiceKey::new(
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Compact {
+    fn of(objects: &Objects) -> Compact {
+        let mut compact = Compact::default();
+        for service in &objects.services {
+            let key = key_of(&service.metadata);
+            compact.services.apply(&key, ServiceObject::of(service));
+        }
+        for slice in &objects.slices {
+            compact.put_slice(slice);
+        }
+        compact
+    }
+
+    /// A slice written, as its watch takes it in.
+    fn put_slice(&mut self, slice: &EndpointSlice) {
+        self.slices
+            .apply(&key_of(&slice.metadata), SliceObject::of(slice));
+    }
 }
 
 fn node_name(i: usize) -> String {
@@ -385,21 +420,23 @@ fn scale(c: &mut Criterion) {
     // touched Services' IPs re-decided (no BGPPeer selects the node: no BGP work).
     let mut cache = ViewCache::default();
     let mut cached_planner = L2Planner::default();
-    let sync = |cache: &mut ViewCache, objects: &Objects| {
+    let mut compact = Compact::of(&objects);
+    let sync = |cache: &mut ViewCache, compact: &Compact, objects: &Objects| {
         cache.sync(
-            &objects.services,
-            &objects.slices,
+            compact.services.iter(),
+            compact.slices.iter(),
             &objects.nodes,
             &objects.pools,
             &objects.l2,
             &ClassFilter::default(),
         )
     };
-    let synced = sync(&mut cache, &objects);
+    let synced = sync(&mut cache, &compact, &objects);
     cached_planner.plan_touched(cache.view(), synced.touched.as_ref(), &everyone, &reaches);
     group.bench_function("slice_change_cached", |b| {
         b.iter(|| {
-            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
+            move_endpoint(&mut objects, &mut compact, &mut flip);
+            let synced = sync(&mut cache, &compact, &objects);
             let plan = cached_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -414,7 +451,7 @@ fn scale(c: &mut Criterion) {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
                 // Everyone alive again (a join: planned whole), untimed.
-                let synced = sync(&mut cache, &objects);
+                let synced = sync(&mut cache, &compact, &objects);
                 cached_planner.plan_touched(
                     cache.view(),
                     synced.touched.as_ref(),
@@ -422,7 +459,7 @@ fn scale(c: &mut Criterion) {
                     &reaches,
                 );
                 let started = std::time::Instant::now();
-                let synced = sync(&mut cache, &objects);
+                let synced = sync(&mut cache, &compact, &objects);
                 let plan = cached_planner.plan_touched(
                     cache.view(),
                     synced.touched.as_ref(),
@@ -459,7 +496,7 @@ fn scale(c: &mut Criterion) {
             black_box(plan.peers.len())
         })
     });
-    let synced = sync(&mut cache, &objects);
+    let synced = sync(&mut cache, &compact, &objects);
     bgp_planner.plan_touched(
         cache.view(),
         synced.touched.as_ref(),
@@ -470,7 +507,8 @@ fn scale(c: &mut Criterion) {
     );
     group.bench_function("bgp_slice_change_cached", |b| {
         b.iter(|| {
-            let synced = sync(&mut cache, move_endpoint(&mut objects, &mut flip));
+            move_endpoint(&mut objects, &mut compact, &mut flip);
+            let synced = sync(&mut cache, &compact, &objects);
             let plan = bgp_planner.plan_touched(
                 cache.view(),
                 synced.touched.as_ref(),
@@ -490,12 +528,12 @@ fn scale(c: &mut Criterion) {
 }
 
 /// Moves Service 0's (Local) only endpoint to the other of two nodes, as a watch would
-/// see it (a new resourceVersion).
-fn move_endpoint<'o>(objects: &'o mut Objects, flip: &mut usize) -> &'o Objects {
+/// see it (a new resourceVersion), in `objects` and in the compact store.
+fn move_endpoint(objects: &mut Objects, compact: &mut Compact, flip: &mut usize) {
     *flip += 1;
     objects.slices[0] = slice(0, &[*flip % 2]);
     objects.slices[0].metadata.resource_version = Some(format!("v{flip}"));
-    objects
+    compact.put_slice(&objects.slices[0]);
 }
 
 /// `objects` with Service 0's (Local) only endpoint moved to another node.

@@ -3,18 +3,19 @@
 //! [`ViewWarning`]; nothing here panics on what the API server sends.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::labels::Labels;
 use ferrolb_crds::pool::{IPAddressPool, parse_address_entry};
 use ferrolb_crds::validation::FieldError;
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ClassFilter;
 use super::node_address::has_condition;
+use super::objects::{EndpointObject, ServiceObject, SliceObject};
 use super::view::{
     ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
 };
@@ -67,10 +68,11 @@ impl ClusterView {
         let mut warnings = Vec::new();
         let mut view = ClusterView::default();
         for service in services {
-            if class.accepts(service)
-                && let Some(service) = service_view(service, &mut warnings)
+            let object = ServiceObject::of(service);
+            if object.is_ours(class)
+                && let Some(key) = namespaced_key(&service.metadata, "Service", &mut warnings)
             {
-                view.insert_service(service);
+                view.insert_service(service_view(&key, &object, &mut warnings));
             }
         }
         for node in nodes {
@@ -106,7 +108,7 @@ fn name_of(
     name
 }
 
-pub(super) fn namespaced_key(
+fn namespaced_key(
     meta: &ObjectMeta,
     kind: &'static str,
     warnings: &mut Vec<ViewWarning>,
@@ -126,44 +128,32 @@ fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels.clone().unwrap_or_default()
 }
 
+/// The view of a Service of ours.
 pub(super) fn service_view(
-    service: &Service,
+    key: &ServiceKey,
+    service: &ServiceObject,
     warnings: &mut Vec<ViewWarning>,
-) -> Option<ServiceView> {
-    let key = namespaced_key(&service.metadata, "Service", warnings)?;
-    let ingress = service
-        .status
-        .as_ref()
-        .and_then(|status| status.load_balancer.as_ref())
-        .and_then(|load_balancer| load_balancer.ingress.as_ref());
-    let mut ips: Vec<IpAddr> = Vec::new();
-    // Entries with only a hostname are not ours to announce.
-    for text in ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()) {
-        match text.parse::<IpAddr>() {
-            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
-            Ok(_) => {}
-            Err(_) => warnings.push(ViewWarning::InvalidIngressIp {
+) -> ServiceView {
+    warnings.extend(
+        service
+            .invalid_ips
+            .iter()
+            .map(|value| ViewWarning::InvalidIngressIp {
                 service: key.clone(),
-                value: text.clone(),
+                value: value.to_string(),
             }),
-        }
+    );
+    ServiceView {
+        key: key.clone(),
+        labels: service.labels.clone(),
+        ips: service.ips.clone(),
+        local_traffic_policy: service.local_traffic_policy,
     }
-    let local_traffic_policy = service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.external_traffic_policy.as_deref())
-        == Some("Local");
-    Some(ServiceView {
-        labels: labels_of(&service.metadata),
-        key,
-        ips,
-        local_traffic_policy,
-    })
 }
 
 /// Kubernetes' rule for an endpoint that may take traffic: `ready`, where unset means
 /// ready, or serving and not terminating.
-pub(super) fn is_usable(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable(endpoint: &EndpointObject) -> bool {
     let Some(conditions) = &endpoint.conditions else {
         return true;
     };
@@ -176,7 +166,7 @@ pub(super) fn is_usable(endpoint: &Endpoint) -> bool {
 /// lifecycle controller has marked every pod on those Nodes not ready, and the
 /// conditions tell nothing about the pods. Every endpoint not terminating counts, as
 /// kube-proxy, cut off from the API too, keeps sending traffic to it.
-pub(super) fn is_usable_in_full_disruption(endpoint: &Endpoint) -> bool {
+pub(super) fn is_usable_in_full_disruption(endpoint: &EndpointObject) -> bool {
     endpoint
         .conditions
         .as_ref()
@@ -192,8 +182,14 @@ fn endpoints<'o>(
     warnings: &mut Vec<ViewWarning>,
 ) -> BTreeMap<ServiceKey, ServiceEndpoints> {
     let mut by_service: BTreeMap<ServiceKey, ServiceEndpoints> = BTreeMap::new();
+    let usable = if conditions_count {
+        is_usable
+    } else {
+        is_usable_in_full_disruption
+    };
     for slice in slices {
-        let Some(service_name) = service_name_of(slice) else {
+        let object = SliceObject::of(slice);
+        let Some(service_name) = object.service.as_deref() else {
             // Slices managed by someone else for their own purposes.
             continue;
         };
@@ -204,39 +200,34 @@ fn endpoints<'o>(
         if !view.services.contains_key(&service) {
             continue;
         }
-        let merged = by_service.entry(service).or_default();
-        let usable = if conditions_count {
-            is_usable
-        } else {
-            is_usable_in_full_disruption
-        };
-        let (nodes, unplaced) = placements(slice, usable);
-        merged.nodes.extend(nodes);
-        merged.unplaced = merged.unplaced.saturating_add(unplaced);
+        add_placements(
+            &object,
+            usable,
+            by_service.entry(service).or_default(),
+            &mut |node: &str| Arc::from(node),
+        );
     }
     by_service
 }
 
-/// The Service a slice names by its label, if any.
-pub(super) fn service_name_of(slice: &EndpointSlice) -> Option<&String> {
-    slice.metadata.labels.as_ref()?.get(LABEL_SERVICE_NAME)
-}
-
-/// The nodes of a slice's endpoints that pass `usable`, and how many usable ones have
-/// no node.
-pub(super) fn placements(
-    slice: &EndpointSlice,
-    usable: fn(&Endpoint) -> bool,
-) -> (Vec<String>, usize) {
-    let mut nodes = Vec::new();
-    let mut unplaced = 0usize;
+/// Adds to `merged` the nodes of a slice's endpoints that pass `usable` (their names
+/// as `name` gives them), and how many usable ones have no node.
+pub(super) fn add_placements(
+    slice: &SliceObject,
+    usable: fn(&EndpointObject) -> bool,
+    merged: &mut ServiceEndpoints,
+    name: &mut impl FnMut(&str) -> Arc<str>,
+) {
     for endpoint in slice.endpoints.iter().filter(|e| usable(e)) {
-        match endpoint.node_name.as_ref().filter(|node| !node.is_empty()) {
-            Some(node) => nodes.push(node.clone()),
-            None => unplaced = unplaced.saturating_add(1),
+        match endpoint.node.as_deref().filter(|node| !node.is_empty()) {
+            Some(node) => {
+                if !merged.nodes.contains(node) {
+                    merged.nodes.insert(name(node));
+                }
+            }
+            None => merged.unplaced = merged.unplaced.saturating_add(1),
         }
     }
-    (nodes, unplaced)
 }
 
 pub(super) fn node_view(node: &Node, warnings: &mut Vec<ViewWarning>) -> Option<NodeView> {

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::LoadBalancerIngress;
 
 use super::*;
 use crate::model::fixtures::*;
+use crate::model::objects::EndpointObject;
 
 fn convert(
     services: &[Service],
@@ -171,7 +172,7 @@ fn endpoint_slices_merge_per_service_by_label_and_namespace() {
     assert_eq!(
         view.endpoints.get(&key("web")),
         Some(&ServiceEndpoints {
-            nodes: names(&["node-a", "node-b"]),
+            nodes: names(&["node-a", "node-b"]).into(),
             unplaced: 1,
         })
     );
@@ -195,12 +196,15 @@ fn endpoint_usability_follows_kubernetes() {
     for (ready, serving, terminating, usable) in cases {
         let endpoint = k8s_endpoint(Some("node-a"), Some((ready, serving, terminating)));
         assert_eq!(
-            is_usable(&endpoint),
+            is_usable(&EndpointObject::of(&endpoint)),
             usable,
             "ready {ready:?} serving {serving:?} terminating {terminating:?}"
         );
     }
-    assert!(is_usable(&k8s_endpoint(Some("node-a"), None)));
+    assert!(is_usable(&EndpointObject::of(&k8s_endpoint(
+        Some("node-a"),
+        None
+    ))));
 }
 
 /// A kubelet-to-API partition on every node: the node lifecycle controller marks every
@@ -237,7 +241,7 @@ fn endpoint_conditions_do_not_count_when_no_node_is_ready() {
     assert_eq!(
         view.endpoints.get(&key("web")),
         Some(&ServiceEndpoints {
-            nodes: names(&["node-a"]),
+            nodes: names(&["node-a"]).into(),
             unplaced: 0,
         }),
         "in a full disruption, every endpoint but the terminating one counts"
@@ -385,7 +389,13 @@ fn plan_from_real_objects() {
     let plan = l2_plan(&view, &Liveness::NodeReadyOnly);
     let summary: Vec<(String, Option<String>, BTreeSet<ServiceKey>)> = plan
         .iter()
-        .map(|(ip, d)| (ip.to_string(), d.owner.clone(), d.services.clone()))
+        .map(|(ip, d)| {
+            (
+                ip.to_string(),
+                d.owner.clone(),
+                d.services.iter().cloned().collect(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,

@@ -89,7 +89,7 @@ pub fn service(name: &str, ips: &[&str]) -> ServiceView {
 
 pub fn endpoints_on(nodes: &[&str]) -> ServiceEndpoints {
     ServiceEndpoints {
-        nodes: names(nodes),
+        nodes: names(nodes).into(),
         unplaced: 0,
     }
 }

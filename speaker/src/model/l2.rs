@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::eligibility::{Advertised, Liveness, advertised, ip_candidates};
 use super::reach::{Reaches, reach_of};
-use super::view::{ClusterView, L2AdvertisementView, ServiceKey};
+use super::view::{ClusterView, L2AdvertisementView, ServiceKey, ServiceSet};
 use crate::election::elect;
 
 /// Interfaces the owner answers on.
@@ -28,7 +28,7 @@ pub struct L2Decision {
     /// owner withdraws and the Services can be reported as unannounced.
     pub owner: Option<String>,
     /// The Services on this IP that some L2Advertisement covers.
-    pub services: BTreeSet<ServiceKey>,
+    pub services: ServiceSet,
     /// Where the owner announces; `Named` and empty when there is no owner.
     pub interfaces: InterfaceSelection,
 }
@@ -76,7 +76,7 @@ pub(super) fn decide<'k>(
     };
     Some(L2Decision {
         owner: owner.map(str::to_string),
-        services: candidates.services,
+        services: candidates.services.into(),
         interfaces,
     })
 }

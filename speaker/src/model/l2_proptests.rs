@@ -14,7 +14,7 @@ use crate::model::eligibility::Liveness;
 use crate::model::fixtures::*;
 use crate::model::l2::{L2Decision, l2_plan};
 use crate::model::scope::{AdvertisementScope, AdvertisementSelectors};
-use crate::model::view::{ClusterView, ServiceKey};
+use crate::model::view::{ClusterView, ServiceKey, ServiceSet};
 
 /// Service IPs to choose from: in pool `low`, in pool `high`, and one in no pool.
 pub(crate) const IPS: [&str; 6] = [
@@ -365,7 +365,7 @@ proptest! {
                 prop_assert!(services.is_empty(), "{} missing from the plan", address);
                 continue;
             };
-            prop_assert_eq!(&decision.services, &services);
+            prop_assert_eq!(&decision.services, &ServiceSet::from(services.clone()));
             let eligible = oracle_eligible(&view, &liveness, &address, &services);
             let expected = elect(address, eligible.iter().map(String::as_str));
             prop_assert_eq!(decision.owner.as_deref(), expected);

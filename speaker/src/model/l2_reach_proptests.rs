@@ -80,11 +80,12 @@ proptest! {
         let plan = l2_plan_within(&view, &liveness, &reaches);
         for address in IPS.iter().map(|text| ip(text)) {
             let Some(decision) = plan.get(&address) else { continue };
-            let reaching: BTreeSet<String> = oracle_eligible(&view, &liveness, &address, &decision.services)
+            let services: BTreeSet<ServiceKey> = decision.services.iter().cloned().collect();
+            let reaching: BTreeSet<String> = oracle_eligible(&view, &liveness, &address, &services)
                 .into_iter()
                 .filter(|node| {
                     let reach = reaches.get(node).cloned().unwrap_or_default();
-                    covers(&reach, &oracle_selection(&view, &address, &decision.services, node))
+                    covers(&reach, &oracle_selection(&view, &address, &services, node))
                 })
                 .collect();
             let expected = elect(address, reaching.iter().map(String::as_str));

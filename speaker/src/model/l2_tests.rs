@@ -74,7 +74,7 @@ fn local_policy_with_only_unplaced_endpoints_has_no_owner() {
     view.insert_endpoints(
         key("web"),
         ServiceEndpoints {
-            nodes: BTreeSet::new(),
+            nodes: Default::default(),
             unplaced: 2,
         },
     );
@@ -105,7 +105,7 @@ fn cluster_policy_counts_endpoints_without_a_node() {
     view.insert_endpoints(
         key("web"),
         ServiceEndpoints {
-            nodes: BTreeSet::new(),
+            nodes: Default::default(),
             unplaced: 1,
         },
     );

@@ -25,6 +25,8 @@ pub mod eligibility;
 pub mod l2;
 pub mod l2_incremental;
 pub mod node_address;
+#[deny(missing_docs)]
+pub mod objects;
 pub mod owned;
 #[deny(missing_docs)]
 pub mod reach;
@@ -46,12 +48,14 @@ pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
 pub use l2_incremental::L2Planner;
+pub use objects::{ByKey, EndpointObject, ObjectStore, ServiceObject, SliceObject};
 pub use owned::{
     Announced, AnnouncedAt, ReportDiff, Reported, Touched, announced, announced_at, patch_owned,
 };
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;
 pub use view::{
-    ClusterView, L2AdvertisementView, NodeView, PoolView, ServiceEndpoints, ServiceKey, ServiceView,
+    ClusterView, L2AdvertisementView, NodeSet, NodeView, PoolView, ServiceEndpoints, ServiceKey,
+    ServiceSet, ServiceView,
 };
 pub use view_cache::{Synced, ViewCache};

@@ -15,10 +15,13 @@ pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 /// What the reporter reports: each IP announced (`applied`, with its
 /// interfaces), once for each Service that owns it (`owned`). Whole: visits
 /// every announced IP and clones its keys.
-pub fn announced(
+pub fn announced<S>(
     applied: &BTreeMap<IpAddr, BTreeSet<String>>,
-    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
-) -> Announced {
+    owned: &BTreeMap<IpAddr, S>,
+) -> Announced
+where
+    for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
+{
     applied
         .iter()
         .flat_map(|(ip, interfaces)| {
@@ -75,16 +78,19 @@ pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
 
 /// [`announced`] at `ips` only: each of them with what is to be reported for
 /// it now (empty: nothing). Work in proportion to `ips`.
-pub fn announced_at(
+pub fn announced_at<S>(
     ips: impl IntoIterator<Item = IpAddr>,
     applied: &BTreeMap<IpAddr, BTreeSet<String>>,
-    owned: &BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
-) -> AnnouncedAt {
+    owned: &BTreeMap<IpAddr, S>,
+) -> AnnouncedAt
+where
+    for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
+{
     ips.into_iter()
         .map(|ip| {
             let services = match (applied.get(&ip), owned.get(&ip)) {
                 (Some(interfaces), Some(services)) => services
-                    .iter()
+                    .into_iter()
                     .map(|service| (service.clone(), interfaces.clone()))
                     .collect(),
                 _ => BTreeMap::new(),
@@ -103,11 +109,25 @@ pub struct ReportDiff {
     pub write: Vec<((ServiceKey, IpAddr), BTreeSet<String>)>,
 }
 
+/// What was reported for one IP: each Service, sorted by key, with the interfaces,
+/// sorted (sized to their few members: a `BTreeMap` or `BTreeSet` allocates room for
+/// eleven).
+type ReportedAt = Vec<(ServiceKey, Box<[Box<str>]>)>;
+
+/// Whether `reported` interfaces are `interfaces`.
+fn same_interfaces(reported: &[Box<str>], interfaces: &BTreeSet<String>) -> bool {
+    reported.len() == interfaces.len()
+        && reported
+            .iter()
+            .zip(interfaces)
+            .all(|(reported, name)| **reported == **name)
+}
+
 /// What the reporter reported successfully, and the IPs it has to visit
 /// again. Pure bookkeeping; the reporter does the writes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reported {
-    reported: AnnouncedAt,
+    reported: BTreeMap<IpAddr, ReportedAt>,
     /// IPs some write or delete of failed: visited again at the next sync.
     unsettled: BTreeSet<IpAddr>,
 }
@@ -138,14 +158,17 @@ impl Reported {
     /// What to do to report `now` (the IPs visited, [`announced_at`]) instead of what was reported for them.
     pub fn diff(&self, now: &AnnouncedAt) -> ReportDiff {
         let mut diff = ReportDiff::default();
-        let empty = BTreeMap::new();
         for (ip, services) in now {
-            let before = self.reported.get(ip).unwrap_or(&empty);
-            for service in before.keys().filter(|key| !services.contains_key(*key)) {
+            let before: &[_] = self.reported.get(ip).map_or(&[], Vec::as_slice);
+            for (service, _) in before.iter().filter(|(key, _)| !services.contains_key(key)) {
                 diff.gone.push((service.clone(), *ip));
             }
             for (service, interfaces) in services {
-                if before.get(service) != Some(interfaces) {
+                let reported = before
+                    .binary_search_by(|(key, _)| key.cmp(service))
+                    .ok()
+                    .map(|at| &before[at].1);
+                if !reported.is_some_and(|reported| same_interfaces(reported, interfaces)) {
                     diff.write
                         .push(((service.clone(), *ip), interfaces.clone()));
                 }
@@ -157,7 +180,9 @@ impl Reported {
     /// `service`'s announcement of `ip` was withdrawn.
     pub fn withdrawn(&mut self, service: &ServiceKey, ip: IpAddr) {
         if let Some(services) = self.reported.get_mut(&ip) {
-            services.remove(service);
+            if let Ok(at) = services.binary_search_by(|(key, _)| key.cmp(service)) {
+                services.remove(at);
+            }
             if services.is_empty() {
                 self.reported.remove(&ip);
             }
@@ -166,10 +191,18 @@ impl Reported {
 
     /// `service`'s announcement of `ip` on `interfaces` was written.
     pub fn written(&mut self, service: ServiceKey, ip: IpAddr, interfaces: BTreeSet<String>) {
-        self.reported
-            .entry(ip)
-            .or_default()
-            .insert(service, interfaces);
+        let interfaces: Box<[Box<str>]> = interfaces
+            .iter()
+            .map(|name| Box::from(name.as_str()))
+            .collect();
+        let services = self.reported.entry(ip).or_default();
+        match services.binary_search_by(|(key, _)| key.cmp(&service)) {
+            Ok(at) => services[at].1 = interfaces,
+            Err(at) => {
+                services.insert(at, (service, interfaces));
+                services.shrink_to_fit();
+            }
+        }
     }
 
     /// After a sync of `visited`: `failed` are to be visited again, the rest are settled.
@@ -193,9 +226,10 @@ impl Reported {
         self.reported
             .iter()
             .flat_map(|(ip, services)| {
-                services
-                    .iter()
-                    .map(move |(service, interfaces)| ((service.clone(), *ip), interfaces.clone()))
+                services.iter().map(move |(service, interfaces)| {
+                    let interfaces = interfaces.iter().map(|name| name.to_string()).collect();
+                    ((service.clone(), *ip), interfaces)
+                })
             })
             .collect()
     }
@@ -249,7 +283,7 @@ mod tests {
         let ip = |last: u8| IpAddr::from([203, 0, 113, last]);
         let decision = |owner: &str| L2Decision {
             owner: Some(owner.to_string()),
-            services: BTreeSet::new(),
+            services: Default::default(),
             interfaces: InterfaceSelection::AllSuitable,
         };
         let owner = |d: &L2Decision| d.owner.clone();

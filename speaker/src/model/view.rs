@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
@@ -41,10 +42,151 @@ pub struct NodeView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceEndpoints {
     /// Nodes hosting at least one usable endpoint.
-    pub nodes: BTreeSet<String>,
+    pub nodes: NodeSet,
     /// Usable endpoints with no `nodeName`: they count for "has endpoints at all" but put
     /// no node forward.
     pub unplaced: usize,
+}
+
+/// A few node names, sorted, without duplicates: a set sized to its members (a
+/// `BTreeSet` allocates room for eleven), whose names may be shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSet(Vec<Arc<str>>);
+
+impl NodeSet {
+    /// Whether `node` is in the set.
+    pub fn contains<N: AsRef<str> + ?Sized>(&self, node: &N) -> bool {
+        let node = node.as_ref();
+        self.0.binary_search_by(|name| (**name).cmp(node)).is_ok()
+    }
+
+    /// Adds `node`; whether it was new.
+    pub fn insert(&mut self, node: Arc<str>) -> bool {
+        match self.0.binary_search(&node) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, node);
+                true
+            }
+        }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many nodes it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|name| &**name)
+    }
+
+    /// Frees room beyond the members.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for NodeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> NodeSet {
+        let mut set = NodeSet::default();
+        for name in names {
+            set.insert(Arc::from(name.as_ref()));
+        }
+        set
+    }
+}
+
+impl From<BTreeSet<String>> for NodeSet {
+    fn from(names: BTreeSet<String>) -> NodeSet {
+        names.into_iter().collect()
+    }
+}
+
+/// A few Services, sorted, without duplicates: a set sized to its members (usually
+/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSet(Vec<ServiceKey>);
+
+impl ServiceSet {
+    /// Whether `service` is in the set.
+    pub fn contains(&self, service: &ServiceKey) -> bool {
+        self.0.binary_search(service).is_ok()
+    }
+
+    /// Adds `service`, growing the set by one place only; whether it was new.
+    pub fn insert(&mut self, service: ServiceKey) -> bool {
+        match self.0.binary_search(&service) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, service);
+                true
+            }
+        }
+    }
+
+    /// Removes `service`; whether it was there.
+    pub fn remove(&mut self, service: &ServiceKey) -> bool {
+        match self.0.binary_search(service) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many Services it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The Services, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
+        self.0.iter()
+    }
+}
+
+impl<'s> IntoIterator for &'s ServiceSet {
+    type Item = &'s ServiceKey;
+    type IntoIter = std::slice::Iter<'s, ServiceKey>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<ServiceKey> for ServiceSet {
+    fn from_iter<I: IntoIterator<Item = ServiceKey>>(services: I) -> ServiceSet {
+        let mut all: Vec<ServiceKey> = services.into_iter().collect();
+        all.sort();
+        all.dedup();
+        all.shrink_to_fit();
+        ServiceSet(all)
+    }
+}
+
+impl<const N: usize> From<[ServiceKey; N]> for ServiceSet {
+    fn from(services: [ServiceKey; N]) -> ServiceSet {
+        services.into_iter().collect()
+    }
+}
+
+impl From<BTreeSet<ServiceKey>> for ServiceSet {
+    fn from(services: BTreeSet<ServiceKey>) -> ServiceSet {
+        services.into_iter().collect()
+    }
 }
 
 impl ServiceEndpoints {
@@ -153,5 +295,43 @@ impl ClusterView {
             }
         }
         by_ip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_set_is_a_sorted_set() {
+        let key = |name: &str| ServiceKey::new("ns", name);
+        let set: ServiceSet = [key("b"), key("a"), key("b")].into_iter().collect();
+        assert_eq!(set.iter().collect::<Vec<_>>(), [&key("a"), &key("b")]);
+        assert!(set.contains(&key("a")) && set.contains(&key("b")));
+        assert!(!set.contains(&key("c")) && !set.is_empty());
+        assert_eq!(set.len(), 2);
+        assert!(ServiceSet::default().is_empty());
+        let from_tree: ServiceSet = BTreeSet::from([key("b"), key("a")]).into();
+        assert_eq!(from_tree, set);
+        assert_eq!(ServiceSet::from([key("b"), key("a")]), set);
+        let mut grown = ServiceSet::default();
+        assert!(grown.insert(key("b")) && grown.insert(key("a")) && !grown.insert(key("b")));
+        assert_eq!(grown, set);
+        assert!(grown.remove(&key("a")) && !grown.remove(&key("a")));
+        assert_eq!(grown, ServiceSet::from([key("b")]));
+    }
+
+    #[test]
+    fn a_node_set_is_a_sorted_set() {
+        let mut set: NodeSet = ["b", "a", "b"].into_iter().collect();
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(!set.insert(Arc::from("a")));
+        assert!(set.insert(Arc::from("c")));
+        assert!(set.insert(Arc::from("0")));
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["0", "a", "b", "c"]);
+        assert!(set.contains("c") && set.contains(&String::from("0")));
+        assert!(!set.contains("d") && !set.is_empty());
+        assert_eq!(set.len(), 4);
+        assert!(NodeSet::default().is_empty());
     }
 }

@@ -14,33 +14,37 @@
 //! and converted whole every time; when the nodes' readiness turns endpoint conditions
 //! on or off, every Service's endpoints are merged again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use ferrolb_crds::l2::L2Advertisement;
 use ferrolb_crds::pool::IPAddressPool;
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Node;
 
 use super::ClassFilter;
 use super::convert::{
-    ViewWarning, is_usable, is_usable_in_full_disruption, l2_advertisement_view, namespaced_key,
-    node_view, placements, pool_view, service_name_of, service_view,
+    ViewWarning, add_placements, is_usable, is_usable_in_full_disruption, l2_advertisement_view,
+    node_view, pool_view, service_view,
 };
 use super::eligibility::readiness_counts;
+use super::objects::{ByKey, ServiceObject, SliceObject};
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
 
 /// The view and what each watched Service and EndpointSlice contributed to it.
 #[derive(Debug, Default)]
 pub struct ViewCache {
     view: ClusterView,
-    services: Entries<Seen>,
-    slices: Entries<SliceEntry>,
-    /// The slices naming each Service, whether or not it is in the view.
-    slices_of: HashMap<ServiceKey, BTreeSet<ServiceKey>>,
+    services: ByKey<Seen<ServiceObject>>,
+    slices: ByKey<Seen<SliceObject>>,
+    /// The slices naming each Service (by name, in the Service's namespace), whether or
+    /// not the Service is in the view.
+    slices_of: ByKey<Vec<Box<str>>>,
     /// The warnings of the Services that have any, derived again only when the
     /// Service changes.
     service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
+    /// The node names the view's endpoints hold, each once (pruned of names no
+    /// longer used whenever every Service's endpoints are merged again).
+    node_names: HashSet<Arc<str>>,
     readiness_counts: Option<bool>,
     generation: u64,
 }
@@ -65,74 +69,42 @@ struct Pass {
     merge: BTreeSet<ServiceKey>,
 }
 
+/// An object as last taken in: the very object the watch's store holds (shared, not
+/// copied), and the pass that last saw it.
 #[derive(Debug)]
-struct Seen {
-    version: Option<String>,
+struct Seen<T> {
+    object: Arc<T>,
     generation: u64,
 }
 
-#[derive(Debug)]
-struct SliceEntry {
-    seen: Seen,
-    service: ServiceKey,
-    /// The usable endpoints' nodes and unplaced count, when conditions count.
-    usable: (Vec<String>, usize),
-    /// The same in a full disruption (no node Ready).
-    disruption: (Vec<String>, usize),
+/// An object's `resourceVersion`.
+trait Versioned {
+    fn version(&self) -> Option<&str>;
 }
 
-/// Per object, by namespace then name: found from an object's metadata without
-/// building a key (two allocations per object and plan).
-#[derive(Debug)]
-struct Entries<T>(HashMap<String, HashMap<String, T>>);
-
-impl<T> Default for Entries<T> {
-    fn default() -> Self {
-        Entries(HashMap::new())
+impl Versioned for ServiceObject {
+    fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 }
 
-impl<T> Entries<T> {
-    fn get_mut(&mut self, meta: &ObjectMeta) -> Option<&mut T> {
-        let (namespace, name) = (meta.namespace.as_deref()?, meta.name.as_deref()?);
-        self.0.get_mut(namespace)?.get_mut(name)
+impl Versioned for SliceObject {
+    fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
+}
 
-    fn get(&self, key: &ServiceKey) -> Option<&T> {
-        self.0.get(&key.namespace)?.get(&key.name)
-    }
-
-    fn insert(&mut self, key: &ServiceKey, value: T) -> Option<T> {
-        let names = self.0.entry(key.namespace.clone()).or_default();
-        names.insert(key.name.clone(), value)
-    }
-
-    fn remove(&mut self, key: &ServiceKey) -> Option<T> {
-        let names = self.0.get_mut(&key.namespace)?;
-        let removed = names.remove(&key.name);
-        if names.is_empty() {
-            self.0.remove(&key.namespace);
+impl<T: Versioned> Seen<T> {
+    /// Whether `object` is the one seen: the same, or of the same resourceVersion.
+    /// Then it takes the new one's place, so the store's and the cache's stay one.
+    fn take_if_unchanged(&mut self, object: &Arc<T>, generation: u64) -> bool {
+        let unchanged = Arc::ptr_eq(&self.object, object)
+            || (object.version().is_some() && self.object.version() == object.version());
+        if unchanged {
+            self.object = Arc::clone(object);
+            self.generation = generation;
         }
-        removed
-    }
-
-    /// The keys of the entries `pick` picks.
-    fn keys_where(&self, pick: impl Fn(&T) -> bool) -> Vec<ServiceKey> {
-        self.0
-            .iter()
-            .flat_map(|(namespace, names)| {
-                names
-                    .iter()
-                    .filter(|(_, value)| pick(value))
-                    .map(|(name, _)| ServiceKey::new(namespace.clone(), name.clone()))
-            })
-            .collect()
-    }
-}
-
-impl Seen {
-    fn unchanged(&self, version: Option<&String>) -> bool {
-        version.is_some() && self.version.as_ref() == version
+        unchanged
     }
 }
 
@@ -142,20 +114,20 @@ impl ViewCache {
         &self.view
     }
 
-    /// Brings the view up to date with the given objects (all of each kind, as
-    /// [`ClusterView::from_objects`] takes them).
+    /// Brings the view up to date with the given objects, each with its namespace and
+    /// name (all of each kind, as a watch's [`super::ObjectStore::iter`] gives them).
     pub fn sync<'o>(
         &mut self,
-        services: impl IntoIterator<Item = &'o Service>,
-        endpoint_slices: impl IntoIterator<Item = &'o EndpointSlice>,
+        services: impl IntoIterator<Item = (&'o str, &'o str, &'o Arc<ServiceObject>)>,
+        endpoint_slices: impl IntoIterator<Item = (&'o str, &'o str, &'o Arc<SliceObject>)>,
         nodes: impl IntoIterator<Item = &'o Node>,
         pools: impl IntoIterator<Item = &'o IPAddressPool>,
         l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
         class: &ClassFilter,
     ) -> Synced {
         let mut pass = self.start_pass();
-        for service in services {
-            self.put_service(service, class, &mut pass);
+        for (namespace, name, service) in services {
+            self.put_service(namespace, name, service, class, &mut pass);
         }
         let gone = self
             .services
@@ -163,12 +135,12 @@ impl ViewCache {
         for key in gone {
             self.remove_service(&key, &mut pass);
         }
-        for slice in endpoint_slices {
-            self.put_slice(slice, &mut pass);
+        for (namespace, name, slice) in endpoint_slices {
+            self.put_slice(namespace, name, slice, &mut pass);
         }
         let gone = self
             .slices
-            .keys_where(|entry| entry.seen.generation != pass.generation);
+            .keys_where(|seen| seen.generation != pass.generation);
         for key in gone {
             self.remove_slice(&key, &mut pass);
         }
@@ -182,8 +154,8 @@ impl ViewCache {
     /// given whole, as to [`ViewCache::sync`].
     pub fn sync_keys<'o>(
         &mut self,
-        services: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o Service>)>,
-        endpoint_slices: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o EndpointSlice>)>,
+        services: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o Arc<ServiceObject>>)>,
+        endpoint_slices: impl IntoIterator<Item = (&'o ServiceKey, Option<&'o Arc<SliceObject>>)>,
         nodes: impl IntoIterator<Item = &'o Node>,
         pools: impl IntoIterator<Item = &'o IPAddressPool>,
         l2_advertisements: impl IntoIterator<Item = &'o L2Advertisement>,
@@ -191,12 +163,17 @@ impl ViewCache {
     ) -> Synced {
         let mut pass = self.start_pass();
         for (key, service) in services {
-            if !service.is_some_and(|service| self.put_service(service, class, &mut pass)) {
-                self.remove_service(key, &mut pass);
+            match service {
+                Some(service) => {
+                    self.put_service(&key.namespace, &key.name, service, class, &mut pass)
+                }
+                None => self.remove_service(key, &mut pass),
             }
         }
         for (key, slice) in endpoint_slices {
-            if !slice.is_some_and(|slice| self.put_slice(slice, &mut pass)) {
+            if !slice
+                .is_some_and(|slice| self.put_slice(&key.namespace, &key.name, slice, &mut pass))
+            {
                 self.remove_slice(key, &mut pass);
             }
         }
@@ -213,33 +190,30 @@ impl ViewCache {
         }
     }
 
-    /// Takes in one Service; whether it is kept (it has a key).
-    fn put_service(&mut self, service: &Service, class: &ClassFilter, pass: &mut Pass) -> bool {
-        if let Some(seen) = self.services.get_mut(&service.metadata)
-            && seen.unchanged(service.metadata.resource_version.as_ref())
+    /// Takes in one Service.
+    fn put_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        service: &Arc<ServiceObject>,
+        class: &ClassFilter,
+        pass: &mut Pass,
+    ) {
+        if let Some(seen) = self.services.get_mut(namespace, name)
+            && seen.take_if_unchanged(service, pass.generation)
         {
-            seen.generation = pass.generation;
-            return true;
+            return;
         }
-        let Some(key) = namespaced_key(&service.metadata, "Service", &mut Vec::new()) else {
-            // Only Services of our class are worth a warning.
-            if class.accepts(service) {
-                pass.warnings
-                    .push(ViewWarning::MissingName { kind: "Service" });
-            }
-            return false;
-        };
-        let version = service.metadata.resource_version.as_ref();
+        let key = ServiceKey::new(namespace, name);
         let mut own = Vec::new();
-        let converted = if class.accepts(service) {
-            service_view(service, &mut own)
-        } else {
-            None
-        };
+        let converted = service
+            .is_ours(class)
+            .then(|| service_view(&key, service, &mut own));
         self.services.insert(
-            &key,
+            namespace,
+            name,
             Seen {
-                version: version.cloned(),
+                object: Arc::clone(service),
                 generation: pass.generation,
             },
         );
@@ -252,11 +226,10 @@ impl ViewCache {
             pass.touched.insert(key.clone());
             pass.merge.insert(key);
         }
-        true
     }
 
     fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        self.services.remove(key);
+        self.services.remove(&key.namespace, &key.name);
         self.service_warnings.remove(key);
         if self.set_service(key, None) {
             pass.touched.insert(key.clone());
@@ -264,48 +237,55 @@ impl ViewCache {
         }
     }
 
-    /// Takes in one EndpointSlice; whether it is kept (it has a key and names a Service).
-    fn put_slice(&mut self, slice: &EndpointSlice, pass: &mut Pass) -> bool {
-        let Some(service_name) = service_name_of(slice) else {
+    /// Takes in one EndpointSlice; whether it is kept (it names a Service).
+    fn put_slice(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        slice: &Arc<SliceObject>,
+        pass: &mut Pass,
+    ) -> bool {
+        let Some(service) = slice.service.as_deref() else {
             return false;
         };
-        let version = slice.metadata.resource_version.as_ref();
-        if let Some(entry) = self.slices.get_mut(&slice.metadata)
-            && entry.seen.unchanged(version)
-            && entry.service.name == *service_name
+        if let Some(seen) = self.slices.get_mut(namespace, name)
+            && seen.object.service == slice.service
+            && seen.take_if_unchanged(slice, pass.generation)
         {
-            entry.seen.generation = pass.generation;
             return true;
         }
-        let Some(key) = namespaced_key(&slice.metadata, "EndpointSlice", &mut pass.warnings) else {
-            return false;
+        let seen = Seen {
+            object: Arc::clone(slice),
+            generation: pass.generation,
         };
-        let service = ServiceKey::new(key.namespace.clone(), service_name);
-        let entry = SliceEntry {
-            seen: Seen {
-                version: version.cloned(),
-                generation: pass.generation,
-            },
-            service: service.clone(),
-            usable: placements(slice, is_usable),
-            disruption: placements(slice, is_usable_in_full_disruption),
-        };
-        if let Some(old) = self.slices.insert(&key, entry) {
-            self.unlink_slice(&old.service, &key);
-            pass.merge.insert(old.service);
+        if let Some(old) = self.slices.insert(namespace, name, seen)
+            && let Some(old_service) = old.object.service.as_deref()
+        {
+            self.unlink_slice(namespace, old_service, name);
+            pass.merge.insert(ServiceKey::new(namespace, old_service));
         }
-        self.slices_of
-            .entry(service.clone())
-            .or_default()
-            .insert(key);
-        pass.merge.insert(service);
+        match self.slices_of.get_mut(namespace, service) {
+            Some(slices) => {
+                if !slices.iter().any(|slice| **slice == *name) {
+                    slices.push(Box::from(name));
+                }
+            }
+            None => {
+                self.slices_of
+                    .insert(namespace, service, vec![Box::from(name)]);
+            }
+        }
+        pass.merge.insert(ServiceKey::new(namespace, service));
         true
     }
 
     fn remove_slice(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        if let Some(old) = self.slices.remove(key) {
-            self.unlink_slice(&old.service, key);
-            pass.merge.insert(old.service);
+        if let Some(old) = self.slices.remove(&key.namespace, &key.name)
+            && let Some(old_service) = old.object.service.as_deref()
+        {
+            self.unlink_slice(&key.namespace, old_service, &key.name);
+            pass.merge
+                .insert(ServiceKey::new(&key.namespace, old_service));
         }
     }
 
@@ -337,6 +317,7 @@ impl ViewCache {
         if everything {
             merge = self.view.services.keys().cloned().collect();
             self.view.endpoints.clear();
+            self.node_names.retain(|name| Arc::strong_count(name) > 1);
         }
         for key in merge {
             if self.merge_endpoints(&key, counts) {
@@ -378,29 +359,41 @@ impl ViewCache {
         }
     }
 
-    fn unlink_slice(&mut self, service: &ServiceKey, slice: &ServiceKey) {
-        if let Some(slices) = self.slices_of.get_mut(service) {
-            slices.remove(slice);
+    fn unlink_slice(&mut self, namespace: &str, service: &str, slice: &str) {
+        if let Some(slices) = self.slices_of.get_mut(namespace, service) {
+            slices.retain(|name| **name != *slice);
             if slices.is_empty() {
-                self.slices_of.remove(service);
+                self.slices_of.remove(namespace, service);
             }
         }
     }
 
     /// Merges the endpoints of `service` again from its slices; whether they changed.
     fn merge_endpoints(&mut self, service: &ServiceKey, conditions_count: bool) -> bool {
-        let merged = match self.slices_of.get(service) {
+        let usable = if conditions_count {
+            is_usable
+        } else {
+            is_usable_in_full_disruption
+        };
+        let merged = match self.slices_of.get(&service.namespace, &service.name) {
             Some(slices) if self.view.services.contains_key(service) => {
                 let mut merged = ServiceEndpoints::default();
-                for entry in slices.iter().filter_map(|key| self.slices.get(key)) {
-                    let (nodes, unplaced) = if conditions_count {
-                        &entry.usable
-                    } else {
-                        &entry.disruption
-                    };
-                    merged.nodes.extend(nodes.iter().cloned());
-                    merged.unplaced = merged.unplaced.saturating_add(*unplaced);
+                let names = &mut self.node_names;
+                let mut intern = |node: &str| match names.get(node) {
+                    Some(name) => Arc::clone(name),
+                    None => {
+                        let name: Arc<str> = Arc::from(node);
+                        names.insert(Arc::clone(&name));
+                        name
+                    }
+                };
+                for seen in slices
+                    .iter()
+                    .filter_map(|name| self.slices.get(&service.namespace, name))
+                {
+                    add_placements(&seen.object, usable, &mut merged, &mut intern);
                 }
+                merged.nodes.shrink_to_fit();
                 Some(merged)
             }
             _ => None,

@@ -5,6 +5,7 @@
 //! call (several changes at a time, like a debounced plan loop).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -12,7 +13,9 @@ use proptest::prelude::*;
 
 use super::ViewCache;
 use crate::model::fixtures::*;
-use crate::model::{Changes, ClassFilter, ClusterView, ServiceKey, Synced};
+use crate::model::{
+    Changes, ClassFilter, ClusterView, ObjectStore, ServiceKey, ServiceObject, SliceObject, Synced,
+};
 
 const SERVICES: usize = 5;
 const SLICES: usize = 6;
@@ -61,6 +64,9 @@ struct Cluster {
     services: BTreeMap<usize, Service>,
     slices: BTreeMap<usize, EndpointSlice>,
     nodes: BTreeMap<usize, Node>,
+    /// The Services and slices as the watches' stores keep them.
+    compact_services: ObjectStore<ServiceObject>,
+    compact_slices: ObjectStore<SliceObject>,
     version: u64,
 }
 
@@ -74,10 +80,10 @@ impl Cluster {
     fn apply(&mut self, change: &Change, services: &mut Changes, slices: &mut Changes) {
         match change {
             Change::PutService(i, ..) | Change::DeleteService(i) => {
-                services.mark(ServiceKey::new(NAMESPACE, format!("s{i}")));
+                services.mark(service_key(*i));
             }
             Change::PutSlice(i, ..) | Change::DeleteSlice(i) => {
-                slices.mark(ServiceKey::new(NAMESPACE, format!("sl{i}")));
+                slices.mark(slice_key(*i));
             }
             Change::PutNode(..) | Change::DeleteNode(..) => {}
         }
@@ -90,9 +96,12 @@ impl Cluster {
                 let class = (*class == 1).then_some("example.com/other");
                 let mut service = k8s_service(&format!("s{i}"), class, &ips, *local);
                 service.metadata.resource_version = self.version(*versioned);
+                self.compact_services
+                    .apply(&service_key(*i), ServiceObject::of(&service));
                 self.services.insert(*i, service);
             }
             Change::DeleteService(i) => {
+                self.compact_services.delete(&service_key(*i));
                 self.services.remove(i);
             }
             Change::PutSlice(i, service, endpoints, versioned) => {
@@ -105,9 +114,12 @@ impl Cluster {
                     .collect();
                 let mut slice = k8s_slice(&format!("sl{i}"), &format!("s{service}"), endpoints);
                 slice.metadata.resource_version = self.version(*versioned);
+                self.compact_slices
+                    .apply(&slice_key(*i), SliceObject::of(&slice));
                 self.slices.insert(*i, slice);
             }
             Change::DeleteSlice(i) => {
+                self.compact_slices.delete(&slice_key(*i));
                 self.slices.remove(i);
             }
             Change::PutNode(i, ready) => {
@@ -122,6 +134,14 @@ impl Cluster {
     }
 }
 
+fn service_key(i: usize) -> ServiceKey {
+    ServiceKey::new(NAMESPACE, format!("s{i}"))
+}
+
+fn slice_key(i: usize) -> ServiceKey {
+    ServiceKey::new(NAMESPACE, format!("sl{i}"))
+}
+
 fn sorted(warnings: &[crate::model::ViewWarning]) -> Vec<String> {
     let mut all: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     all.sort();
@@ -129,25 +149,20 @@ fn sorted(warnings: &[crate::model::ViewWarning]) -> Vec<String> {
 }
 
 /// The objects named by `changes` (all of them for [`Changes::Everything`]), each with
-/// its current object or `None` when it is gone.
-fn named<'c, K>(
+/// its current object in `store` or `None` when it is gone.
+fn named<T>(
     changes: &Changes,
-    objects: &'c BTreeMap<usize, K>,
-    prefix: &str,
+    store: &ObjectStore<T>,
+    key: fn(usize) -> ServiceKey,
     count: usize,
-) -> Vec<(ServiceKey, Option<&'c K>)> {
-    let all: BTreeSet<ServiceKey> = (0..count)
-        .map(|i| ServiceKey::new(NAMESPACE, format!("{prefix}{i}")))
-        .collect();
+) -> Vec<(ServiceKey, Option<Arc<T>>)> {
+    let all: BTreeSet<ServiceKey> = (0..count).map(key).collect();
     let keys = match changes {
         Changes::Everything => &all,
         Changes::Keys(keys) => keys,
     };
     keys.iter()
-        .map(|key| {
-            let index = key.name[prefix.len()..].parse::<usize>().ok();
-            (key.clone(), index.and_then(|i| objects.get(&i)))
-        })
+        .map(|key| (key.clone(), store.get(key).cloned()))
         .collect()
 }
 
@@ -191,8 +206,8 @@ proptest! {
         for (step, (change, sync_keyed)) in changes.iter().enumerate() {
             cluster.apply(change, &mut service_changes, &mut slice_changes);
             let synced = cache.sync(
-                cluster.services.values(),
-                cluster.slices.values(),
+                cluster.compact_services.iter(),
+                cluster.compact_slices.iter(),
                 cluster.nodes.values(),
                 &[],
                 &[],
@@ -210,11 +225,12 @@ proptest! {
             prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
             check_touched(&synced, &before, &full)?;
             if *sync_keyed || step + 1 == changes.len() {
-                let services = named(&service_changes.take(), &cluster.services, "s", SERVICES);
-                let slices = named(&slice_changes.take(), &cluster.slices, "sl", SLICES);
+                let services =
+                    named(&service_changes.take(), &cluster.compact_services, service_key, SERVICES);
+                let slices = named(&slice_changes.take(), &cluster.compact_slices, slice_key, SLICES);
                 let synced = keyed.sync_keys(
-                    services.iter().map(|(key, service)| (key, *service)),
-                    slices.iter().map(|(key, slice)| (key, *slice)),
+                    services.iter().map(|(key, service)| (key, service.as_ref())),
+                    slices.iter().map(|(key, slice)| (key, slice.as_ref())),
                     cluster.nodes.values(),
                     &[],
                     &[],

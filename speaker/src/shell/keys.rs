@@ -5,30 +5,24 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use k8s_openapi::api::core::v1::Node;
 
-use super::stores::Stores;
+use super::stores::{Shared, Stores, read};
 use crate::model::{self, Changes, ClassFilter, ServiceKey};
 
 /// One kind's changes, noted by its watch task and taken by the plan loop.
 pub type Noted = Arc<Mutex<Changes>>;
 
-/// Notes that `object` was written or deleted, or with `None` that the whole store was
-/// listed again. Called after the store has the change, so a pass that takes the key
-/// reads the object as it is now or newer.
-pub fn note<K: ResourceExt>(noted: Option<&Noted>, object: Option<&K>) {
+/// Notes that the object `key` was written or deleted, or with `None` that the whole
+/// store was listed again. Called after the store has the change, so a pass that takes
+/// the key reads the object as it is now or newer.
+pub fn note(noted: Option<&Noted>, key: Option<ServiceKey>) {
     let Some(noted) = noted else {
         return;
     };
     let mut changes = noted.lock().unwrap_or_else(PoisonError::into_inner);
-    match object {
-        Some(object) => changes.mark(ServiceKey::new(
-            object.namespace().unwrap_or_default(),
-            object.name_any(),
-        )),
+    match key {
+        Some(key) => changes.mark(key),
         None => changes.mark_everything(),
     }
 }
@@ -38,14 +32,11 @@ fn take(noted: &Noted) -> Changes {
 }
 
 /// The objects named, each as the store has it now (`None`: deleted).
-fn lookup<K>(store: &Store<K>, keys: BTreeSet<ServiceKey>) -> Vec<(ServiceKey, Option<Arc<K>>)>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
+fn lookup<T>(store: &Shared<T>, keys: BTreeSet<ServiceKey>) -> Vec<(ServiceKey, Option<Arc<T>>)> {
+    let store = read(store);
     keys.into_iter()
         .map(|key| {
-            let object = store.get(&ObjectRef::new(&key.name).within(&key.namespace));
+            let object = store.get(&key).cloned();
             (key, object)
         })
         .collect()
@@ -64,22 +55,24 @@ pub fn sync_view(
     // Both taken before any object is read: a change noted later is seen next pass.
     let changes = (take(&stores.service_changes), take(&stores.slice_changes));
     if let (Changes::Keys(services), Changes::Keys(slices)) = changes {
-        let services: Vec<(ServiceKey, Option<Arc<Service>>)> = lookup(&stores.services, services);
-        let slices: Vec<(ServiceKey, Option<Arc<EndpointSlice>>)> = lookup(&stores.slices, slices);
+        let services = lookup(&stores.services, services);
+        let slices = lookup(&stores.slices, slices);
         return cache.sync_keys(
-            services.iter().map(|(key, o)| (key, o.as_deref())),
-            slices.iter().map(|(key, o)| (key, o.as_deref())),
+            services.iter().map(|(key, o)| (key, o.as_ref())),
+            slices.iter().map(|(key, o)| (key, o.as_ref())),
             nodes.iter().map(AsRef::as_ref),
             pools.iter().map(AsRef::as_ref),
             l2.iter().map(AsRef::as_ref),
             class,
         );
     }
-    let services = stores.services.state();
-    let slices = stores.slices.state();
+    // A (re-)list: every object, read under the stores' locks (the watch tasks
+    // wait for this pass, which takes no await).
+    let services = read(&stores.services);
+    let slices = read(&stores.slices);
     cache.sync(
-        services.iter().map(AsRef::as_ref),
-        slices.iter().map(AsRef::as_ref),
+        services.iter(),
+        slices.iter(),
         nodes.iter().map(AsRef::as_ref),
         pools.iter().map(AsRef::as_ref),
         l2.iter().map(AsRef::as_ref),

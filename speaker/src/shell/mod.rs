@@ -68,7 +68,7 @@ use crate::membership::key_file::{self, KeyFile};
 use crate::membership::{GossipTimings, Membership, MembershipConfig, MembershipMetrics};
 use crate::metrics::SpeakerMetrics;
 use crate::model::node_address::{expected_peers, gossip_address, peer_addresses};
-use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, ServiceKey, Touched};
+use crate::model::{self, ClassFilter, InterfaceSelection, Liveness, Touched};
 pub use bgp_report::{BgpMetrics, PeerLabels, StateLabels, UpdateErrorLabels};
 use reach::OwnReach;
 use report::Reporter;
@@ -182,7 +182,7 @@ pub async fn run(
     );
     let mut reaches = membership.as_ref().map(Membership::reaches);
     let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
-    let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<ServiceKey>>::new());
+    let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, model::ServiceSet>::new());
     // The IPs whose `applied` or `owned` entry changed, for the reporter.
     let report_changes = Arc::new(Mailbox::<Touched>::default());
     config.announcer.applied_changes = Some(report_changes.clone());
@@ -464,13 +464,16 @@ async fn wait_for_members(
     }
 }
 
+/// IPs the report loop visits at a time.
+const REPORT_BATCH: usize = 256;
+
 /// Reports what the announcer does, retrying writes that failed. Each pass
 /// visits only the IPs whose `applied` or `owned` entry changed (`changes`),
 /// and those a write failed for.
 async fn report_loop(
     mut reporter: Reporter,
     applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
-    owned: watch::Receiver<BTreeMap<IpAddr, BTreeSet<ServiceKey>>>,
+    owned: watch::Receiver<BTreeMap<IpAddr, model::ServiceSet>>,
     changes: Arc<Mailbox<Touched>>,
     mut conflicts: mpsc::Receiver<ConflictReport>,
     stores: Stores,
@@ -478,12 +481,20 @@ async fn report_loop(
 ) {
     let mut touched = Touched::everything();
     loop {
-        let now = {
-            let applied = applied.borrow();
-            let visit = reporter.to_visit(&touched, &applied);
-            model::announced_at(visit, &applied, &owned.borrow())
-        };
-        let complete = reporter.sync(&now, &stores.services).await;
+        let visit: Vec<IpAddr> = reporter
+            .to_visit(&touched, &applied.borrow())
+            .into_iter()
+            .collect();
+        let mut complete = true;
+        // A batch at a time: the map of what to report and the writes to do
+        // are built for a few IPs, not for every IP after a full visit.
+        for batch in visit.chunks(REPORT_BATCH) {
+            let now = {
+                let applied = applied.borrow();
+                model::announced_at(batch.iter().copied(), &applied, &owned.borrow())
+            };
+            complete = reporter.sync(&now, &stores.services).await;
+        }
         touched = Touched::default();
         tokio::select! {
             _ = stop.cancelled() => break,

@@ -14,19 +14,19 @@ use ferrolb_crds::service_status::{
     InterfaceInfo, LABEL_NODE, LABEL_SERVICE_NAME, LABEL_SERVICE_NAMESPACE,
 };
 use ferrolb_crds::{ServiceL2Status, ServiceL2StatusStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Reporter as EventReporter};
 
 use super::events::EventPublisher;
-use kube::runtime::reflector::{ObjectRef, Store};
+use super::stores::{Shared, read};
 use kube::{Api, Client};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::l2::ConflictReport;
 use crate::l2::arbiter::Outcome;
-use crate::model::{AnnouncedAt, Reported, ServiceKey, Touched};
+use crate::model::{AnnouncedAt, Reported, ServiceKey, ServiceObject, ServiceSet, Touched};
 
 const FIELD_MANAGER: &str = "ferrolb-speaker";
 
@@ -85,7 +85,7 @@ impl Reporter {
     /// Brings Events and status objects in line with `now` for the IPs it
     /// holds ([`crate::model::announced_at`]). Returns whether everything
     /// was written (else call again later: the IPs that failed are visited again).
-    pub async fn sync(&mut self, now: &AnnouncedAt, services: &Store<Service>) -> bool {
+    pub async fn sync(&mut self, now: &AnnouncedAt, services: &Shared<ServiceObject>) -> bool {
         let diff = self.reported.diff(now);
         let mut failed = BTreeSet::new();
         for (service, ip) in diff.gone {
@@ -129,7 +129,7 @@ impl Reporter {
     }
 
     /// Deletes everything reported (graceful stop), within the caller's time bound.
-    pub async fn withdraw_all(&mut self, services: &Store<Service>) {
+    pub async fn withdraw_all(&mut self, services: &Shared<ServiceObject>) {
         let nothing: AnnouncedAt = self
             .reported
             .ips()
@@ -238,8 +238,8 @@ impl Reporter {
     pub async fn conflict(
         &self,
         report: &ConflictReport,
-        services: &BTreeSet<ServiceKey>,
-        store: &Store<Service>,
+        services: &ServiceSet,
+        store: &Shared<ServiceObject>,
     ) {
         let conflict = &report.conflict;
         let (reason, what) = match conflict.outcome {
@@ -263,15 +263,15 @@ impl Reporter {
 
     async fn event(
         &self,
-        services: &Store<Service>,
+        services: &Shared<ServiceObject>,
         service: &ServiceKey,
         note: String,
         reason: &str,
         type_: EventType,
     ) {
-        let uid = services
-            .get(&ObjectRef::new(&service.name).within(&service.namespace))
-            .and_then(|s| s.metadata.uid.clone());
+        let uid = read(services)
+            .get(service)
+            .and_then(|s| s.uid.as_deref().map(String::from));
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),

@@ -1,24 +1,25 @@
 //! Watches of everything the plan depends on, kept in local caches.
 //!
-//! Each kind has a reflector store and a task that keeps it current, retrying
+//! Services and EndpointSlices, one per Service, are most of what the speaker
+//! holds: their watches keep only what the speaker reads of each object
+//! ([`ServiceObject`], [`SliceObject`]) in an [`ObjectStore`],
+//! converted once as the event arrives; the other kinds, few, keep a kube
+//! reflector store of the trimmed object. Each kind has a task that keeps its store current, retrying
 //! with a backoff capped at a second ([`WatchBackoff`]) when the API server is
 //! away, so the watches resume about a second after it returns. A store keeps its last contents
 //! through an outage, so the speaker goes on announcing what it last knew.
 //! Every change wakes the plan loop through one [`Notify`]; the Services' and
 //! EndpointSlices' watches also note which objects changed (see `super::keys`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use ferrolb_crds::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
 use ferrolb_runtime::backoff::WatchBackoff;
 use ferrolb_runtime::watch::watch_config;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
-};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -27,13 +28,23 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::keys::{Noted, note};
-use crate::model::convert::LABEL_SERVICE_NAME;
+use crate::model::objects::object_key;
+use crate::model::{ObjectStore, ServiceKey, ServiceObject, SliceObject};
+
+/// A watch's compact store, written by its watch task, read by the plan loop and
+/// the reporter (never across an `await`).
+pub type Shared<T> = Arc<RwLock<ObjectStore<T>>>;
+
+/// The store to read, even if a writer panicked (each write leaves it whole).
+pub fn read<T>(store: &Shared<T>) -> RwLockReadGuard<'_, ObjectStore<T>> {
+    store.read().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The caches the plan reads.
 #[derive(Clone)]
 pub struct Stores {
-    pub services: Store<Service>,
-    pub slices: Store<EndpointSlice>,
+    pub services: Shared<ServiceObject>,
+    pub slices: Shared<SliceObject>,
     pub nodes: Store<Node>,
     pub pools: Store<IPAddressPool>,
     pub l2_advertisements: Store<L2Advertisement>,
@@ -58,51 +69,51 @@ impl Stores {
         let service_changes = Noted::default();
         let slice_changes = Noted::default();
         Stores {
-            services: watch(
+            services: watch_compact::<Service, _>(
                 Api::all(client.clone()),
-                (changed.clone(), Some(service_changes.clone())),
+                (changed.clone(), service_changes.clone()),
                 sync(0),
-                trim_service,
+                ServiceObject::of,
             ),
-            slices: watch(
+            slices: watch_compact::<EndpointSlice, _>(
                 Api::all(client.clone()),
-                (changed.clone(), Some(slice_changes.clone())),
+                (changed.clone(), slice_changes.clone()),
                 sync(1),
-                trim_slice,
+                SliceObject::of,
             ),
             nodes: watch(
                 Api::all(client.clone()),
-                (changed.clone(), None),
+                changed.clone(),
                 sync(2),
                 trim_node,
             ),
             pools: watch(
                 Api::namespaced(client.clone(), namespace),
-                (changed.clone(), None),
+                changed.clone(),
                 sync(3),
                 trim_meta,
             ),
             l2_advertisements: watch(
                 Api::namespaced(client.clone(), namespace),
-                (changed.clone(), None),
+                changed.clone(),
                 sync(4),
                 trim_meta,
             ),
             bgp_peers: watch(
                 Api::namespaced(client.clone(), namespace),
-                (changed.clone(), None),
+                changed.clone(),
                 sync(5),
                 trim_meta,
             ),
             bgp_advertisements: watch(
                 Api::namespaced(client.clone(), namespace),
-                (changed.clone(), None),
+                changed.clone(),
                 sync(6),
                 trim_meta,
             ),
             communities: watch(
                 Api::namespaced(client.clone(), namespace),
-                (changed, None),
+                changed,
                 sync(7),
                 trim_meta,
             ),
@@ -119,9 +130,110 @@ impl Stores {
     }
 }
 
+/// What one watch event did to a compact store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The object `key` was written or deleted.
+    Object(ServiceKey),
+    /// A (re-)list completed: the store holds exactly the objects listed.
+    Listed,
+    /// Nothing the plan needs to hear of yet (a list under way, or an object
+    /// without a namespace or name, which the API server never sends).
+    Nothing,
+}
+
+/// Applies one watch event to `store`, converting the object with `convert`:
+/// the store logic of kube's reflector (a list replaces the whole set once
+/// complete), for objects the speaker keeps compact.
+pub fn apply_event<K: kube::Resource, T>(
+    store: &mut ObjectStore<T>,
+    event: watcher::Event<K>,
+    convert: fn(&K) -> T,
+) -> Applied {
+    match event {
+        watcher::Event::Init => {
+            store.list_started();
+            Applied::Nothing
+        }
+        watcher::Event::InitApply(object) => {
+            if let Some(key) = object_key(object.meta()) {
+                store.listed(&key, convert(&object));
+            }
+            Applied::Nothing
+        }
+        watcher::Event::InitDone => {
+            store.list_done();
+            Applied::Listed
+        }
+        watcher::Event::Apply(object) => match object_key(object.meta()) {
+            Some(key) => {
+                store.apply(&key, convert(&object));
+                Applied::Object(key)
+            }
+            None => Applied::Nothing,
+        },
+        watcher::Event::Delete(object) => match object_key(object.meta()) {
+            Some(key) => {
+                store.delete(&key);
+                Applied::Object(key)
+            }
+            None => Applied::Nothing,
+        },
+    }
+}
+
+/// A watch whose objects are kept as `convert` makes them, with their changes noted.
+fn watch_compact<K, T>(
+    api: Api<K>,
+    (changed, keys): (Arc<Notify>, Noted),
+    (synced, bit): (Arc<AtomicU8>, u8),
+    convert: fn(&K) -> T,
+) -> Shared<T>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    T: Send + Sync + 'static,
+{
+    let store: Shared<T> = Arc::default();
+    let writer = store.clone();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = watcher(api, watch_config()).backoff(WatchBackoff::default());
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                // The backoff retries; the store keeps what it had.
+                Err(e) => {
+                    warn!(%kind, error = %e, "watch failed; retrying, keeping the last known state");
+                    continue;
+                }
+            };
+            let applied = {
+                let mut store = writer.write().unwrap_or_else(PoisonError::into_inner);
+                apply_event(&mut store, event, convert)
+            };
+            // Noted after the store has the change, so a pass that takes the
+            // key reads the object as it is now or newer.
+            match applied {
+                Applied::Object(key) => note(Some(&keys), Some(key)),
+                Applied::Listed => {
+                    // The store was replaced by a (re-)list: anything may have changed.
+                    note(Some(&keys), None);
+                    synced.fetch_or(1 << bit, Ordering::AcqRel);
+                    debug!(%kind, "cache synced");
+                }
+                Applied::Nothing => continue,
+            }
+            changed.notify_one();
+        }
+    });
+    store
+}
+
 fn watch<K>(
     api: Api<K>,
-    (changed, keys): (Arc<Notify>, Option<Noted>),
+    changed: Arc<Notify>,
     (synced, bit): (Arc<AtomicU8>, u8),
     trim: fn(&mut K),
 ) -> Store<K>
@@ -138,14 +250,11 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::InitDone) => {
-                    // The store was replaced by a (re-)list: anything may have changed.
-                    note::<K>(keys.as_ref(), None);
                     synced.fetch_or(1 << bit, Ordering::AcqRel);
                     debug!(%kind, "cache synced");
                     changed.notify_one();
                 }
-                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
-                    note(keys.as_ref(), Some(&object));
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
                     changed.notify_one();
                 }
                 Ok(_) => {}
@@ -167,74 +276,6 @@ fn trim_meta<K: ResourceExt>(object: &mut K) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
-/// Keeps only what the speaker reads of a Service: its identity (the
-/// reporter's Events name its uid), labels (advertisements' Service
-/// selectors), `resourceVersion` (the view cache), `deletionTimestamp`, the
-/// type, class and traffic policy, and the ingress IPs.
-fn trim_service(service: &mut Service) {
-    let metadata = std::mem::take(&mut service.metadata);
-    service.metadata = ObjectMeta {
-        name: metadata.name,
-        namespace: metadata.namespace,
-        uid: metadata.uid,
-        resource_version: metadata.resource_version,
-        labels: metadata.labels,
-        deletion_timestamp: metadata.deletion_timestamp,
-        ..ObjectMeta::default()
-    };
-    service.spec = service.spec.take().map(|spec| ServiceSpec {
-        type_: spec.type_,
-        load_balancer_class: spec.load_balancer_class,
-        external_traffic_policy: spec.external_traffic_policy,
-        ..ServiceSpec::default()
-    });
-    service.status = service.status.take().map(|status| ServiceStatus {
-        load_balancer: status
-            .load_balancer
-            .map(|load_balancer| LoadBalancerStatus {
-                ingress: load_balancer.ingress.map(|ingress| {
-                    ingress
-                        .into_iter()
-                        .filter(|entry| entry.ip.is_some())
-                        .map(|entry| LoadBalancerIngress {
-                            ip: entry.ip,
-                            ..LoadBalancerIngress::default()
-                        })
-                        .collect()
-                }),
-            }),
-        conditions: None,
-    });
-}
-
-/// Keeps only what the speaker reads of an EndpointSlice: its name,
-/// namespace and `resourceVersion`, the Service label, and each endpoint's
-/// node and conditions (addresses and ports are most of a slice).
-fn trim_slice(slice: &mut EndpointSlice) {
-    let metadata = std::mem::take(&mut slice.metadata);
-    slice.metadata = ObjectMeta {
-        name: metadata.name,
-        namespace: metadata.namespace,
-        resource_version: metadata.resource_version,
-        labels: metadata.labels.and_then(|mut labels| {
-            let service = labels.remove_entry(LABEL_SERVICE_NAME)?;
-            Some(std::iter::once(service).collect())
-        }),
-        ..ObjectMeta::default()
-    };
-    slice.ports = None;
-    slice.address_type = String::new();
-    let endpoints = std::mem::take(&mut slice.endpoints);
-    slice.endpoints = endpoints
-        .into_iter()
-        .map(|endpoint| Endpoint {
-            node_name: endpoint.node_name,
-            conditions: endpoint.conditions,
-            ..Endpoint::default()
-        })
-        .collect();
-}
-
 fn trim_node(node: &mut Node) {
     trim_meta(node);
     if let Some(status) = node.status.as_mut() {
@@ -248,7 +289,7 @@ fn trim_node(node: &mut Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClassFilter, ClusterView, ViewWarning};
+    use crate::model::{ClassFilter, ClusterView, ViewCache, ViewWarning};
     use kube::core::crd::CustomResourceExt as _;
     use serde_json::json;
 
@@ -330,12 +371,8 @@ mod tests {
         }
     }
 
-    fn view(
-        services: &[Service],
-        slices: &[EndpointSlice],
-        class: &ClassFilter,
-    ) -> (ClusterView, Vec<ViewWarning>) {
-        let nodes: Vec<Node> = ["a", "b", "c"]
+    fn nodes() -> Vec<Node> {
+        ["a", "b", "c"]
             .iter()
             .map(|name| {
                 serde_json::from_value(json!({
@@ -344,27 +381,78 @@ mod tests {
                 }))
                 .unwrap()
             })
-            .collect();
-        let pool: IPAddressPool = serde_json::from_value(json!({
+            .collect()
+    }
+
+    fn pool() -> IPAddressPool {
+        serde_json::from_value(json!({
             "apiVersion": IPAddressPool::api_resource().api_version, "kind": "IPAddressPool",
             "metadata": {"name": "pool", "namespace": "ferrolb-system"},
             "spec": {"addresses": ["192.0.2.0/24", "2001:db8::/64"]},
         }))
-        .unwrap();
-        let advertisement: L2Advertisement = serde_json::from_value(json!({
+        .unwrap()
+    }
+
+    fn advertisement() -> L2Advertisement {
+        serde_json::from_value(json!({
             "apiVersion": L2Advertisement::api_resource().api_version, "kind": "L2Advertisement",
             "metadata": {"name": "all", "namespace": "ferrolb-system"},
             "spec": {"serviceSelectors": [{"matchLabels": {"tier": "web"}}]},
         }))
-        .unwrap();
-        ClusterView::from_objects(services, slices, &nodes, [&pool], [&advertisement], class)
+        .unwrap()
+    }
+
+    /// The view of whole objects, with its warnings sorted as [`ViewCache`] sorts them.
+    fn view(
+        services: &[Service],
+        slices: &[EndpointSlice],
+        class: &ClassFilter,
+    ) -> (ClusterView, Vec<ViewWarning>) {
+        let (view, mut warnings) = ClusterView::from_objects(
+            services,
+            slices,
+            &nodes(),
+            [&pool()],
+            [&advertisement()],
+            class,
+        );
+        warnings.sort_by_cached_key(ToString::to_string);
+        (view, warnings)
+    }
+
+    /// `objects` as their watch's store takes them in: listed, then one written.
+    fn stored<K: Resource + Clone, T>(objects: &[K], convert: fn(&K) -> T) -> ObjectStore<T> {
+        let mut store = ObjectStore::default();
+        let (listed, written) = objects.split_at(objects.len() / 2);
+        assert_eq!(
+            apply_event(&mut store, watcher::Event::Init, convert),
+            Applied::Nothing
+        );
+        for object in listed {
+            let event = watcher::Event::InitApply(object.clone());
+            assert_eq!(apply_event(&mut store, event, convert), Applied::Nothing);
+        }
+        assert_eq!(
+            apply_event(&mut store, watcher::Event::InitDone, convert),
+            Applied::Listed
+        );
+        for object in written {
+            let event = watcher::Event::Apply(object.clone());
+            let key = object_key(object.meta()).unwrap();
+            assert_eq!(
+                apply_event(&mut store, event, convert),
+                Applied::Object(key)
+            );
+        }
+        assert_eq!(store.len(), objects.len());
+        store
     }
 
     /// What the stores keep of Services and EndpointSlices is enough: the
-    /// view, the class filter and the Events' uid are the same from trimmed
-    /// and untrimmed objects.
+    /// view, the class filter and the Events' uid are the same from the
+    /// stores' compact objects as from the whole ones.
     #[test]
-    fn trimmed_services_and_slices_give_the_same_view_class_and_uid() {
+    fn compact_services_and_slices_give_the_same_view_class_and_uid() {
         let services = vec![
             service("local", json!({})),
             service(
@@ -419,9 +507,8 @@ mod tests {
                 json!([endpoint(Some("a"), json!({}))]),
             ),
         ];
-        let (mut trimmed_services, mut trimmed_slices) = (services.clone(), slices.clone());
-        trimmed_services.iter_mut().for_each(trim_service);
-        trimmed_slices.iter_mut().for_each(trim_slice);
+        let compact_services = stored(&services, ServiceObject::of);
+        let compact_slices = stored(&slices, SliceObject::of);
         for class in [
             ClassFilter::new(CLASS, false),
             ClassFilter::new(CLASS, true),
@@ -432,18 +519,90 @@ mod tests {
             assert_eq!(whole.0.endpoints.len(), 3, "{whole:?}");
             // One for each of our Services' "not-an-ip".
             assert_eq!(whole.1.len(), ours, "{whole:?}");
-            assert_eq!(view(&trimmed_services, &trimmed_slices, &class), whole);
-            for (service, trimmed) in services.iter().zip(&trimmed_services) {
-                assert_eq!(class.interest(trimmed), class.interest(service));
-                assert_eq!(trimmed.metadata.uid, service.metadata.uid);
+            let mut cache = ViewCache::default();
+            let synced = cache.sync(
+                compact_services.iter(),
+                compact_slices.iter(),
+                &nodes(),
+                [&pool()],
+                [&advertisement()],
+                &class,
+            );
+            assert_eq!((cache.view(), &synced.warnings), (&whole.0, &whole.1));
+            for service in &services {
+                let key = object_key(&service.metadata).unwrap();
+                let compact = compact_services.get(&key).unwrap();
+                assert_eq!(compact.interest(&class), class.interest(service));
+                assert_eq!(
+                    compact.uid.as_deref(),
+                    service.metadata.uid.as_deref(),
+                    "{key}"
+                );
             }
         }
-        // And they did shrink.
-        assert!(json_len(&trimmed_services[0]) * 3 < json_len(&services[0]));
-        assert!(json_len(&trimmed_slices[0]) * 2 < json_len(&slices[0]));
     }
 
-    fn json_len(value: &impl serde::Serialize) -> usize {
-        serde_json::to_string(value).unwrap().len()
+    /// The compact store follows its watch as kube's reflector store would:
+    /// writes and deletes one at a time, and a re-list that replaces the
+    /// whole set only once complete (objects deleted meanwhile disappear).
+    #[test]
+    fn the_compact_store_follows_writes_deletes_and_relists() {
+        let convert: fn(&Service) -> ServiceObject = ServiceObject::of;
+        let names = |store: &ObjectStore<ServiceObject>| {
+            let mut names: Vec<String> = store
+                .iter()
+                .map(|(namespace, name, object)| {
+                    format!(
+                        "{namespace}/{name}@{}",
+                        object.version.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let versioned = |name: &str, version: &str| {
+            service(name, json!({"metadata": {"resourceVersion": version}}))
+        };
+        let mut store = stored(&[versioned("a", "1"), versioned("b", "1")], convert);
+        assert_eq!(names(&store), ["team/a@1", "team/b@1"]);
+        apply_event(
+            &mut store,
+            watcher::Event::Apply(versioned("a", "2")),
+            convert,
+        );
+        apply_event(
+            &mut store,
+            watcher::Event::Apply(versioned("c", "3")),
+            convert,
+        );
+        let deleted = apply_event(
+            &mut store,
+            watcher::Event::Delete(versioned("b", "4")),
+            convert,
+        );
+        assert_eq!(deleted, Applied::Object(ServiceKey::new("team", "b")));
+        assert_eq!(names(&store), ["team/a@2", "team/c@3"]);
+        // A re-list: the old set stays until it is done.
+        apply_event(&mut store, watcher::Event::Init, convert);
+        apply_event(
+            &mut store,
+            watcher::Event::InitApply(versioned("c", "5")),
+            convert,
+        );
+        apply_event(
+            &mut store,
+            watcher::Event::InitApply(versioned("d", "5")),
+            convert,
+        );
+        assert_eq!(names(&store), ["team/a@2", "team/c@3"]);
+        apply_event(&mut store, watcher::Event::InitDone, convert);
+        assert_eq!(names(&store), ["team/c@5", "team/d@5"]);
+        // An object without a name is not kept, and not noted.
+        let mut nameless = versioned("e", "6");
+        nameless.metadata.name = None;
+        let applied = apply_event(&mut store, watcher::Event::Apply(nameless), convert);
+        assert_eq!(applied, Applied::Nothing);
+        assert_eq!(store.len(), 2);
     }
 }

@@ -1,0 +1,305 @@
+//! The Services and EndpointSlices as the speaker keeps them: only the fields it reads,
+//! converted once when the watch delivers an object, held once (the watch's
+//! [`ObjectStore`] and the [`super::ViewCache`] share them by [`Arc`]), keyed by
+//! namespace and then name so that a namespace's text is held once per store.
+//!
+//! [`ObjectStore`] is a watch's cache: objects written and deleted one at a time, and a
+//! (re-)list that replaces the whole set when it completes (until then the store keeps
+//! what it had, so an outage does not empty it).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ferrolb_crds::class::Interest;
+use ferrolb_crds::labels::Labels;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+
+use super::ClassFilter;
+use super::convert::LABEL_SERVICE_NAME;
+use super::view::ServiceKey;
+
+/// What the speaker reads of a Service: its uid (named by the reporter's Events),
+/// `resourceVersion` (the view cache), labels (advertisements' Service selectors), what
+/// decides whether it is ours, the traffic policy, and the ingress IPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceObject {
+    /// `metadata.uid`.
+    pub uid: Option<Box<str>>,
+    /// `metadata.resourceVersion`.
+    pub version: Option<Box<str>>,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// `spec.type` is `LoadBalancer`.
+    pub load_balancer: bool,
+    /// `spec.loadBalancerClass`.
+    pub class: Option<Box<str>>,
+    /// `spec.externalTrafficPolicy: Local`.
+    pub local_traffic_policy: bool,
+    /// The `status.loadBalancer.ingress[].ip` that parse, in order, without duplicates.
+    pub ips: Vec<IpAddr>,
+    /// The `status.loadBalancer.ingress[].ip` that do not parse, in order.
+    pub invalid_ips: Vec<Box<str>>,
+}
+
+/// What the speaker reads of an EndpointSlice: its `resourceVersion`, the Service it
+/// names, and each endpoint's node and conditions (addresses and ports are most of a
+/// slice).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SliceObject {
+    /// `metadata.resourceVersion`.
+    pub version: Option<Box<str>>,
+    /// The `kubernetes.io/service-name` label: the Service in the slice's namespace.
+    pub service: Option<Box<str>>,
+    /// The endpoints, in order.
+    pub endpoints: Vec<EndpointObject>,
+}
+
+/// One endpoint of a [`SliceObject`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointObject {
+    /// `nodeName`.
+    pub node: Option<Box<str>>,
+    /// `conditions`.
+    pub conditions: Option<EndpointConditions>,
+}
+
+fn boxed(text: &Option<String>) -> Option<Box<str>> {
+    text.as_deref().map(Box::from)
+}
+
+/// The key of an object: its namespace and name, both non-empty.
+pub fn object_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ServiceKey> {
+    match (&meta.namespace, &meta.name) {
+        (Some(namespace), Some(name)) if !namespace.is_empty() && !name.is_empty() => {
+            Some(ServiceKey::new(namespace, name))
+        }
+        _ => None,
+    }
+}
+
+impl ServiceObject {
+    /// What the speaker keeps of `service`.
+    pub fn of(service: &Service) -> ServiceObject {
+        let meta = &service.metadata;
+        let spec = service.spec.as_ref();
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|status| status.load_balancer.as_ref())
+            .and_then(|load_balancer| load_balancer.ingress.as_ref());
+        let (mut ips, mut invalid_ips) = (Vec::new(), Vec::new());
+        // Entries with only a hostname are not ours to announce.
+        for text in ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()) {
+            match text.parse::<IpAddr>() {
+                Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+                Ok(_) => {}
+                Err(_) => invalid_ips.push(Box::from(text.as_str())),
+            }
+        }
+        ServiceObject {
+            uid: boxed(&meta.uid),
+            version: boxed(&meta.resource_version),
+            labels: meta.labels.clone().unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+            load_balancer: spec.and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer"),
+            class: spec.and_then(|spec| boxed(&spec.load_balancer_class)),
+            local_traffic_policy: spec.and_then(|spec| spec.external_traffic_policy.as_deref())
+                == Some("Local"),
+            ips,
+            invalid_ips,
+        }
+    }
+
+    /// What `class` makes of the Service ([`ClassFilter::interest`]'s rule).
+    pub fn interest(&self, class: &ClassFilter) -> Interest {
+        if self.deleting || !self.load_balancer {
+            Interest::NotLoadBalancer
+        } else if class.serves_class(self.class.as_deref()) {
+            Interest::Ours
+        } else {
+            Interest::OtherClass
+        }
+    }
+
+    /// Whether the Service is ours to serve.
+    pub fn is_ours(&self, class: &ClassFilter) -> bool {
+        self.interest(class) == Interest::Ours
+    }
+}
+
+impl SliceObject {
+    /// What the speaker keeps of `slice`.
+    pub fn of(slice: &EndpointSlice) -> SliceObject {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(LABEL_SERVICE_NAME));
+        SliceObject {
+            version: boxed(&slice.metadata.resource_version),
+            service: service.map(|name| Box::from(name.as_str())),
+            endpoints: slice.endpoints.iter().map(EndpointObject::of).collect(),
+        }
+    }
+}
+
+impl EndpointObject {
+    /// What the speaker keeps of `endpoint`.
+    pub fn of(endpoint: &Endpoint) -> EndpointObject {
+        EndpointObject {
+            node: boxed(&endpoint.node_name),
+            conditions: endpoint.conditions.clone(),
+        }
+    }
+}
+
+/// Values by namespace, then name: found by a key's two texts without building a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByKey<T>(HashMap<Box<str>, HashMap<Box<str>, T>>);
+
+impl<T> Default for ByKey<T> {
+    fn default() -> Self {
+        ByKey(HashMap::new())
+    }
+}
+
+impl<T> ByKey<T> {
+    /// The value of `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&T> {
+        self.0.get(namespace)?.get(name)
+    }
+
+    /// The value of `namespace/name`, to change.
+    pub fn get_mut(&mut self, namespace: &str, name: &str) -> Option<&mut T> {
+        self.0.get_mut(namespace)?.get_mut(name)
+    }
+
+    /// Sets the value of `namespace/name`, returning the one it replaces.
+    pub fn insert(&mut self, namespace: &str, name: &str, value: T) -> Option<T> {
+        let names = match self.0.get_mut(namespace) {
+            Some(names) => names,
+            None => self.0.entry(Box::from(namespace)).or_default(),
+        };
+        match names.get_mut(name) {
+            Some(old) => Some(std::mem::replace(old, value)),
+            None => names.insert(Box::from(name), value),
+        }
+    }
+
+    /// Removes `namespace/name`, returning its value.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<T> {
+        let names = self.0.get_mut(namespace)?;
+        let removed = names.remove(name);
+        if names.is_empty() {
+            self.0.remove(namespace);
+        }
+        removed
+    }
+
+    /// Every entry: namespace, name, value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &T)> {
+        self.0.iter().flat_map(|(namespace, names)| {
+            names
+                .iter()
+                .map(move |(name, value)| (&**namespace, &**name, value))
+        })
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.0.values().map(HashMap::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The keys of the entries `pick` picks.
+    pub fn keys_where(&self, pick: impl Fn(&T) -> bool) -> Vec<ServiceKey> {
+        self.iter()
+            .filter(|(_, _, value)| pick(value))
+            .map(|(namespace, name, _)| ServiceKey::new(namespace, name))
+            .collect()
+    }
+}
+
+/// One watched kind's objects, as its watch events leave them.
+#[derive(Debug)]
+pub struct ObjectStore<T> {
+    objects: ByKey<Arc<T>>,
+    /// A (re-)list under way: the objects listed so far.
+    listing: Option<ByKey<Arc<T>>>,
+}
+
+impl<T> Default for ObjectStore<T> {
+    fn default() -> Self {
+        ObjectStore {
+            objects: ByKey::default(),
+            listing: None,
+        }
+    }
+}
+
+impl<T> ObjectStore<T> {
+    /// An object written (added or changed).
+    pub fn apply(&mut self, key: &ServiceKey, object: T) {
+        self.objects
+            .insert(&key.namespace, &key.name, Arc::new(object));
+    }
+
+    /// An object deleted.
+    pub fn delete(&mut self, key: &ServiceKey) {
+        self.objects.remove(&key.namespace, &key.name);
+    }
+
+    /// A (re-)list starts; the store keeps its objects until it is done.
+    pub fn list_started(&mut self) {
+        self.listing = Some(ByKey::default());
+    }
+
+    /// An object of the list under way.
+    pub fn listed(&mut self, key: &ServiceKey, object: T) {
+        self.listing.get_or_insert_with(ByKey::default).insert(
+            &key.namespace,
+            &key.name,
+            Arc::new(object),
+        );
+    }
+
+    /// The list is complete: its objects replace the store's, so objects deleted while
+    /// the watch was away disappear.
+    pub fn list_done(&mut self) {
+        self.objects = self.listing.take().unwrap_or_default();
+    }
+
+    /// The object `key`.
+    pub fn get(&self, key: &ServiceKey) -> Option<&Arc<T>> {
+        self.objects.get(&key.namespace, &key.name)
+    }
+
+    /// Every object: namespace, name, object.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Arc<T>)> {
+        self.objects.iter()
+    }
+
+    /// How many objects the store holds.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;
