@@ -163,10 +163,15 @@ impl Last {
         node: &LocalNode<'_>,
     ) -> Last {
         let (plan, peers) = sessions(view, bgp, node, &inputs.options);
-        let ips = ServiceIps::of(view);
+        // With no session (L2 mode) the index stays empty: a peer coming is a change of
+        // the inputs, planned whole again, and 10,000 IPs' index is megabytes.
+        let ips = if peers.is_empty() {
+            ServiceIps::default()
+        } else {
+            ServiceIps::of(view)
+        };
         let decisions: Vec<(IpAddr, IpRoutes)> = ips
             .iter()
-            .filter(|_| !peers.is_empty())
             .filter_map(|(ip, keys)| {
                 ip_routes(view, *ip, keys, advertised, &peers, node).map(|d| (*ip, d))
             })
@@ -198,12 +203,12 @@ impl Last {
         bgp: &BgpView,
         node: &LocalNode<'_>,
     ) -> (ChangedPrefixes, BTreeSet<ServiceKey>) {
-        let touched = self.ips.update(view, services);
         let mut changed = ChangedPrefixes::new();
         let mut changed_services = BTreeSet::new();
         if self.plan.peers.is_empty() {
             return (changed, changed_services);
         }
+        let touched = self.ips.update(view, services);
         let peers: Vec<&BgpPeerView> = self
             .plan
             .peers
