@@ -487,7 +487,9 @@ async fn report_loop(
             .collect();
         let mut complete = true;
         // A batch at a time: the map of what to report and the writes to do
-        // are built for a few IPs, not for every IP after a full visit.
+        // are built for a few IPs, not for every IP after a full visit. Each
+        // `sync` answers for every IP (a failure in an earlier batch stays
+        // unsettled), so the last answer is the pass's.
         for batch in visit.chunks(REPORT_BATCH) {
             let now = {
                 let applied = applied.borrow();

@@ -83,8 +83,10 @@ impl Reporter {
     }
 
     /// Brings Events and status objects in line with `now` for the IPs it
-    /// holds ([`crate::model::announced_at`]). Returns whether everything
-    /// was written (else call again later: the IPs that failed are visited again).
+    /// holds ([`crate::model::announced_at`]). Returns whether every IP is
+    /// settled, those of earlier calls included (else call again later: the
+    /// IPs that failed are visited again), so the last of a run of calls on
+    /// batches answers for all of them.
     pub async fn sync(&mut self, now: &AnnouncedAt, services: &Shared<ServiceObject>) -> bool {
         let diff = self.reported.diff(now);
         let mut failed = BTreeSet::new();
