@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use super::view::{ClusterView, ServiceKey};
+use super::view::{ClusterView, ServiceKey, ServiceSet};
 
 /// The Services holding each IP, and the IPs of each Service as they were counted.
 #[derive(Debug, Default)]
 pub(super) struct ServiceIps {
-    /// Sorted vectors, not sets: an IP is mostly held by one Service, and a set's node
-    /// is sized for eleven.
-    by_ip: BTreeMap<IpAddr, Vec<ServiceKey>>,
+    by_ip: BTreeMap<IpAddr, ServiceSet>,
     ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
 }
 
@@ -44,7 +42,7 @@ impl ServiceIps {
             for ip in self.ips_of.remove(key).unwrap_or_default() {
                 touched.insert(ip);
                 if let Some(keys) = self.by_ip.get_mut(&ip) {
-                    keys.retain(|held| held != key);
+                    keys.remove(key);
                     if keys.is_empty() {
                         self.by_ip.remove(&ip);
                     }
@@ -53,10 +51,7 @@ impl ServiceIps {
             if let Some(service) = view.services.get(key) {
                 for ip in &service.ips {
                     touched.insert(*ip);
-                    let keys = self.by_ip.entry(*ip).or_default();
-                    if let Err(at) = keys.binary_search(key) {
-                        keys.insert(at, key.clone());
-                    }
+                    self.by_ip.entry(*ip).or_default().insert(key.clone());
                 }
                 self.ips_of.insert(key.clone(), service.ips.clone());
             }
@@ -65,12 +60,12 @@ impl ServiceIps {
     }
 
     /// The Services holding `ip`.
-    pub(super) fn at(&self, ip: &IpAddr) -> Option<&Vec<ServiceKey>> {
+    pub(super) fn at(&self, ip: &IpAddr) -> Option<&ServiceSet> {
         self.by_ip.get(ip)
     }
 
     /// Every IP with the Services holding it.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Vec<ServiceKey>)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &ServiceSet)> {
         self.by_ip.iter()
     }
 }
