@@ -422,19 +422,9 @@ impl Shell {
     /// Sends the whole route set: what the peer lacks or has differently, and the
     /// withdrawals of what it should not have.
     async fn sync_routes(&mut self, routes: &RouteFeed) {
-        let Some(negotiated) = self.negotiated().cloned() else {
-            return;
-        };
-        let local = self.local();
-        let desired: RouteSet = routes.with_routes(|routes| {
-            routes
-                .values()
-                .filter_map(|route| advertisable(route, &negotiated.families, local))
-                .map(|route| (route.prefix, route))
-                .collect()
-        });
-        let changes = RouteChanges::between(&self.sent, &desired);
-        self.send_and_record(changes).await;
+        let every: BTreeSet<IpNet> =
+            routes.with_routes(|routes| routes.keys().chain(self.sent.keys()).copied().collect());
+        self.sync_prefixes(routes, &every).await;
     }
 
     /// Sends what changed at `prefixes`.
