@@ -5,7 +5,8 @@
 //!
 //! [`ObjectStore`] is a watch's cache: objects written and deleted one at a time, and a
 //! (re-)list that replaces the whole set when it completes (until then the store keeps
-//! what it had, so an outage does not empty it).
+//! what it had, so an outage does not empty it); [`apply_event`] takes one watch event
+//! into it (the watch task in `shell::stores` only calls it and notes the result).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ use ferrolb_crds::class::Interest;
 use ferrolb_crds::labels::Labels;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use kube::runtime::watcher;
 
 use super::ClassFilter;
 use super::convert::LABEL_SERVICE_NAME;
@@ -297,6 +299,58 @@ impl<T> ObjectStore<T> {
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+}
+
+/// What one watch event did to a compact store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The object `key` was written or deleted.
+    Object(ServiceKey),
+    /// A (re-)list completed: the store holds exactly the objects listed.
+    Listed,
+    /// Nothing the plan needs to hear of yet (a list under way, or an object
+    /// without a namespace or name, which the API server never sends).
+    Nothing,
+}
+
+/// Applies one watch event to `store`, converting the object with `convert`:
+/// the store logic of kube's reflector (a list replaces the whole set once
+/// complete), for objects the speaker keeps compact.
+pub fn apply_event<K: kube::Resource, T>(
+    store: &mut ObjectStore<T>,
+    event: watcher::Event<K>,
+    convert: fn(&K) -> T,
+) -> Applied {
+    match event {
+        watcher::Event::Init => {
+            store.list_started();
+            Applied::Nothing
+        }
+        watcher::Event::InitApply(object) => {
+            if let Some(key) = object_key(object.meta()) {
+                store.listed(&key, convert(&object));
+            }
+            Applied::Nothing
+        }
+        watcher::Event::InitDone => {
+            store.list_done();
+            Applied::Listed
+        }
+        watcher::Event::Apply(object) => match object_key(object.meta()) {
+            Some(key) => {
+                store.apply(&key, convert(&object));
+                Applied::Object(key)
+            }
+            None => Applied::Nothing,
+        },
+        watcher::Event::Delete(object) => match object_key(object.meta()) {
+            Some(key) => {
+                store.delete(&key);
+                Applied::Object(key)
+            }
+            None => Applied::Nothing,
+        },
     }
 }
 

@@ -28,8 +28,8 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::keys::{Noted, note};
-use crate::model::objects::object_key;
-use crate::model::{ObjectStore, ServiceKey, ServiceObject, SliceObject};
+use crate::model::objects::{Applied, apply_event};
+use crate::model::{ObjectStore, ServiceObject, SliceObject};
 
 /// A watch's compact store, written by its watch task, read by the plan loop and
 /// the reporter (never across an `await`).
@@ -127,58 +127,6 @@ impl Stores {
     /// would see a partial cluster and could wrongly withdraw.
     pub fn all_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire).count_ones() == u32::from(KINDS)
-    }
-}
-
-/// What one watch event did to a compact store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// The object `key` was written or deleted.
-    Object(ServiceKey),
-    /// A (re-)list completed: the store holds exactly the objects listed.
-    Listed,
-    /// Nothing the plan needs to hear of yet (a list under way, or an object
-    /// without a namespace or name, which the API server never sends).
-    Nothing,
-}
-
-/// Applies one watch event to `store`, converting the object with `convert`:
-/// the store logic of kube's reflector (a list replaces the whole set once
-/// complete), for objects the speaker keeps compact.
-pub fn apply_event<K: kube::Resource, T>(
-    store: &mut ObjectStore<T>,
-    event: watcher::Event<K>,
-    convert: fn(&K) -> T,
-) -> Applied {
-    match event {
-        watcher::Event::Init => {
-            store.list_started();
-            Applied::Nothing
-        }
-        watcher::Event::InitApply(object) => {
-            if let Some(key) = object_key(object.meta()) {
-                store.listed(&key, convert(&object));
-            }
-            Applied::Nothing
-        }
-        watcher::Event::InitDone => {
-            store.list_done();
-            Applied::Listed
-        }
-        watcher::Event::Apply(object) => match object_key(object.meta()) {
-            Some(key) => {
-                store.apply(&key, convert(&object));
-                Applied::Object(key)
-            }
-            None => Applied::Nothing,
-        },
-        watcher::Event::Delete(object) => match object_key(object.meta()) {
-            Some(key) => {
-                store.delete(&key);
-                Applied::Object(key)
-            }
-            None => Applied::Nothing,
-        },
     }
 }
 
@@ -289,7 +237,8 @@ fn trim_node(node: &mut Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClassFilter, ClusterView, ViewCache, ViewWarning};
+    use crate::model::objects::object_key;
+    use crate::model::{ClassFilter, ClusterView, ServiceKey, ViewCache, ViewWarning};
     use kube::core::crd::CustomResourceExt as _;
     use serde_json::json;
 
