@@ -23,6 +23,7 @@ use ferrolb_tests::l2lab::{Capture, arping, macs_in, ndisc};
 use ferrolb_tests::realnodes::apps::{NS, delete_app, echo_app, v4, v6};
 use ferrolb_tests::realnodes::failover::{self, arp_owner, requests, wait_arp_owner_is};
 use ferrolb_tests::realnodes::http_probe::wait_answering;
+use ferrolb_tests::realnodes::node_loss;
 use ferrolb_tests::realnodes::site::{BGP_POOL, L2_POOL, exclusive, shared_site};
 use ferrolb_tests::realnodes::speakers::{
     gossip_secret_data, most_bad_key_rejections, wait_for_whole_gossip_group,
@@ -415,16 +416,20 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
     // here), its pods are marked not ready and their endpoints dropped:
     // observe well past that.
     let observe = Duration::from_secs(75);
-    let loss = failover::node_loss(site, ip, observe)?;
+    let loss = node_loss::node_loss(site, "l2-nodefail", ip, observe)?;
     println!(
         "node {} killed: ARP answered by a live node after {:?}; first request answered after {:?}; \
-         {} of {} requests failed, the last at {:?}",
+         its endpoints gone after {:?}; {} of {} requests failed, the last at {:?}; \
+         afterwards {} on ports a stale conntrack entry held; failures: {:?}",
         loss.node,
         loss.arp_moved_after,
         loss.first_answer_after,
+        loss.endpoints_gone_after,
         loss.failed,
         loss.total,
-        loss.last_failure_after
+        loss.last_failure_after,
+        loss.late.stale_conntrack,
+        loss.failures
     );
     assert!(
         loss.first_answer_after
@@ -432,9 +437,14 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
         "traffic resumed through a live node: {loss:?}"
     );
     assert!(
-        loss.last_failure_after
-            .is_none_or(|t| t + Duration::from_secs(3) < observe),
-        "every request answered once the dead node's endpoints are gone: {loss:?}"
+        loss.endpoints_gone_after
+            .is_some_and(|t| t + node_loss::KUBE_PROXY_SYNC + Duration::from_secs(10) < observe),
+        "the dead node's endpoints left the EndpointSlices with time to watch after: {loss:?}"
+    );
+    assert!(
+        loss.late.unexplained.is_empty(),
+        "every new connection answered once kube-proxy had the endpoints' removal \
+         (only reused ports meet stale conntrack entries): {loss:?}"
     );
     delete_app(site, "l2-nodefail");
     Ok(())

@@ -6,14 +6,16 @@
 //! opens a fresh TCP connection per request (as curl does), so every request
 //! is routed, resolved (ARP/NDP) and load-balanced anew.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::netns::{enter_named_netns, in_named_netns};
 
@@ -24,6 +26,10 @@ pub struct Sample {
     pub at: Duration,
     /// How long it took to answer or fail.
     pub took: Duration,
+    /// The client's source port (None only when no socket got one): a
+    /// port reused within two minutes meets the conntrack entry its last
+    /// use left on the node, with the NAT decided back then.
+    pub local_port: Option<u16>,
     /// The response body, or the error.
     pub outcome: std::result::Result<String, String>,
 }
@@ -36,8 +42,94 @@ impl Sample {
 
 /// `GET /` on `target`, with `timeout` for connecting and for the answer.
 pub fn get(target: SocketAddr, timeout: Duration) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .with_context(|| format!("connecting to {target}"))?;
+    let (_, answer) = get_noting_port(target, timeout);
+    answer
+}
+
+/// [`get`], also telling the source port the kernel chose (when a socket
+/// got one), whether or not the request succeeded.
+pub fn get_noting_port(target: SocketAddr, timeout: Duration) -> (Option<u16>, Result<String>) {
+    let (port, stream) = connect_noting_port(target, timeout);
+    let answer = stream
+        .with_context(|| format!("connecting to {target}"))
+        .and_then(|stream| request(stream, target, timeout));
+    (port, answer)
+}
+
+/// Connects as `TcpStream::connect_timeout` does (the kernel picks the
+/// source port), but reads the port as soon as the SYN is out: a failed
+/// connect may already have released it when the error comes back.
+fn connect_noting_port(
+    target: SocketAddr,
+    timeout: Duration,
+) -> (Option<u16>, io::Result<TcpStream>) {
+    let socket = match Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    ) {
+        Ok(socket) => socket,
+        Err(error) => return (None, Err(error)),
+    };
+    if let Err(error) = socket.set_nonblocking(true) {
+        return (None, Err(error));
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => return (None, Err(error)),
+    }
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|address| address.as_socket())
+        .map(|address| address.port())
+        .filter(|&port| port != 0);
+    let connected = wait_writable(&socket, timeout)
+        .and_then(|()| match socket.take_error()? {
+            Some(error) => Err(error),
+            None => Ok(()),
+        })
+        .and_then(|()| socket.set_nonblocking(false));
+    (port, connected.map(|()| socket.into()))
+}
+
+/// Waits until a connecting socket is writable (connected or failed), or
+/// fails with `TimedOut` after `timeout`.
+#[allow(unsafe_code)]
+fn wait_writable(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            ));
+        }
+        let mut poll = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let millis = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd for a socket this function borrows, for the
+        // length of the call.
+        match unsafe { libc::poll(&mut poll, 1, millis) } {
+            n if n > 0 => return Ok(()),
+            0 => {}
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// Sends `GET /` on a connected `stream` and reads the whole answer.
+fn request(mut stream: TcpStream, target: SocketAddr, timeout: Duration) -> Result<String> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let host = match target {
@@ -124,11 +216,12 @@ impl ProbeLoop {
                 let mut next = start;
                 while !stop_flag.load(Ordering::SeqCst) && start.elapsed() < limit {
                     let at = Instant::now();
-                    let outcome = get(target, timeout).map_err(|e| format!("{e:#}"));
+                    let (local_port, outcome) = get_noting_port(target, timeout);
                     samples.push(Sample {
                         at: at - start,
                         took: at.elapsed(),
-                        outcome,
+                        local_port,
+                        outcome: outcome.map_err(|e| format!("{e:#}")),
                     });
                     next += interval;
                     let now = Instant::now();
@@ -206,6 +299,7 @@ mod tests {
         Sample {
             at: Duration::from_millis(ms),
             took: Duration::from_millis(1),
+            local_port: None,
             outcome: if ok { Ok("x".into()) } else { Err("e".into()) },
         }
     }

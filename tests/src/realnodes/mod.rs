@@ -30,6 +30,7 @@ pub mod host;
 pub mod http_probe;
 pub mod metallb;
 mod node;
+pub mod node_loss;
 mod pki;
 pub mod second_lan;
 pub mod site;
