@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferrolb_tests::realnodes::failover::{self, requests};
 use ferrolb_tests::realnodes::http_probe::Outage;
+use ferrolb_tests::realnodes::node_loss;
 use ferrolb_tests::realnodes::site::{L2_POOL, start_site};
 use ferrolb_tests::realnodes::{HostState, Policy, RealCluster};
 
@@ -101,26 +102,30 @@ pub fn run(plan: RealNodesPlan) -> Result<()> {
 
     let mut losses = Csv::create(
         &out.join("node-loss.csv"),
-        "trial,node,arp_moved_ms,first_answer_ms,failed,total,last_failure_ms",
+        "trial,node,arp_moved_ms,first_answer_ms,endpoints_gone_ms,failed,total,last_failure_ms,stale_conntrack,unexplained_late",
     )?;
     let mut node_losses = Vec::new();
     for trial in 0..plan.node_losses {
-        let loss = failover::node_loss(&site, ip, Duration::from_secs(40))?;
+        let loss = node_loss::node_loss(&site, name, ip, Duration::from_secs(40))?;
         let ms = |d: Option<Duration>| {
             d.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
                 .unwrap_or_default()
         };
-        let (arp, first, last) = (
+        let (arp, first, gone, last) = (
             ms(Some(loss.arp_moved_after)),
             ms(loss.first_answer_after),
+            ms(loss.endpoints_gone_after),
             ms(loss.last_failure_after),
         );
         let (node, failed, total) = (&loss.node, loss.failed, loss.total);
+        let (stale, unexplained) = (loss.late.stale_conntrack, loss.late.unexplained.len());
         println!(
-            "  node loss #{trial} ({node}): ARP moved after {arp} ms, first answer after {first} ms, {failed} of {total} failed, last failure at {last} ms"
+            "  node loss #{trial} ({node}): ARP moved after {arp} ms, first answer after {first} ms, \
+             endpoints gone after {gone} ms, {failed} of {total} failed, last failure at {last} ms \
+             ({stale} later on stale conntrack entries, {unexplained} later unexplained)"
         );
         losses.row(&format!(
-            "{trial},{node},{arp},{first},{failed},{total},{last}"
+            "{trial},{node},{arp},{first},{gone},{failed},{total},{last},{stale},{unexplained}"
         ))?;
         node_losses.push(loss);
     }
