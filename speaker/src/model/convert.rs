@@ -196,7 +196,7 @@ fn endpoints<'o>(
         let Some(slice_key) = namespaced_key(&slice.metadata, "EndpointSlice", warnings) else {
             continue;
         };
-        let service = ServiceKey::new(slice_key.namespace, service_name);
+        let service = ServiceKey::new(slice_key.namespace(), service_name);
         if !view.services.contains_key(&service) {
             continue;
         }

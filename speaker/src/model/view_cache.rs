@@ -165,14 +165,14 @@ impl ViewCache {
         for (key, service) in services {
             match service {
                 Some(service) => {
-                    self.put_service(&key.namespace, &key.name, service, class, &mut pass)
+                    self.put_service(key.namespace(), key.name(), service, class, &mut pass)
                 }
                 None => self.remove_service(key, &mut pass),
             }
         }
         for (key, slice) in endpoint_slices {
             if !slice
-                .is_some_and(|slice| self.put_slice(&key.namespace, &key.name, slice, &mut pass))
+                .is_some_and(|slice| self.put_slice(key.namespace(), key.name(), slice, &mut pass))
             {
                 self.remove_slice(key, &mut pass);
             }
@@ -229,7 +229,7 @@ impl ViewCache {
     }
 
     fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        self.services.remove(&key.namespace, &key.name);
+        self.services.remove(key.namespace(), key.name());
         self.service_warnings.remove(key);
         if self.set_service(key, None) {
             pass.touched.insert(key.clone());
@@ -280,12 +280,12 @@ impl ViewCache {
     }
 
     fn remove_slice(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        if let Some(old) = self.slices.remove(&key.namespace, &key.name)
+        if let Some(old) = self.slices.remove(key.namespace(), key.name())
             && let Some(old_service) = old.object.service.as_deref()
         {
-            self.unlink_slice(&key.namespace, old_service, &key.name);
+            self.unlink_slice(key.namespace(), old_service, key.name());
             pass.merge
-                .insert(ServiceKey::new(&key.namespace, old_service));
+                .insert(ServiceKey::new(key.namespace(), old_service));
         }
     }
 
@@ -375,7 +375,7 @@ impl ViewCache {
         } else {
             is_usable_in_full_disruption
         };
-        let merged = match self.slices_of.get(&service.namespace, &service.name) {
+        let merged = match self.slices_of.get(service.namespace(), service.name()) {
             Some(slices) if self.view.services.contains_key(service) => {
                 let mut merged = ServiceEndpoints::default();
                 let names = &mut self.node_names;
@@ -389,7 +389,7 @@ impl ViewCache {
                 };
                 for seen in slices
                     .iter()
-                    .filter_map(|name| self.slices.get(&service.namespace, name))
+                    .filter_map(|name| self.slices.get(service.namespace(), name))
                 {
                     add_placements(&seen.object, usable, &mut merged, &mut intern);
                 }
