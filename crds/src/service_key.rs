@@ -62,6 +62,11 @@ impl ServiceKey {
         self.0.text.get(self.0.split..).unwrap_or_default()
     }
 
+    /// Whether `other` is a clone of this very key (one allocation), not only equal.
+    pub fn shares(&self, other: &ServiceKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// `(namespace, name)`: what the key is compared, ordered and hashed by.
     fn parts(&self) -> (&str, &str) {
         (self.namespace(), self.name())
@@ -155,8 +160,10 @@ mod tests {
     fn a_clone_shares_the_text() {
         let key = ServiceKey::new("ns", "name");
         let copy = key.clone();
-        assert!(Arc::ptr_eq(&key.0, &copy.0));
+        assert!(copy.shares(&key));
         assert_eq!(Arc::strong_count(&key.0), 2);
+        let equal = ServiceKey::new("ns", "name");
+        assert!(equal == key && !equal.shares(&key));
     }
 
     proptest! {

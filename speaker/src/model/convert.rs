@@ -197,13 +197,13 @@ fn endpoints<'o>(
             continue;
         };
         let service = ServiceKey::new(slice_key.namespace(), service_name);
-        if !view.services.contains_key(&service) {
+        let Some((service, _)) = view.services.get_key_value(&service) else {
             continue;
-        }
+        };
         add_placements(
             &object,
             usable,
-            by_service.entry(service).or_default(),
+            by_service.entry(service.clone()).or_default(),
             &mut |node: &str| Arc::from(node),
         );
     }

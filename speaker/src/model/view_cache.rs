@@ -204,7 +204,7 @@ impl ViewCache {
         {
             return;
         }
-        let key = ServiceKey::new(namespace, name);
+        let key = self.view.shared_key(ServiceKey::new(namespace, name));
         let mut own = Vec::new();
         let converted = service
             .is_ours(class)
@@ -320,6 +320,7 @@ impl ViewCache {
             self.node_names.retain(|name| Arc::strong_count(name) > 1);
         }
         for key in merge {
+            let key = self.view.shared_key(key);
             if self.merge_endpoints(&key, counts) {
                 touched.insert(key);
             }
