@@ -141,7 +141,7 @@ fn settle(r: &mut Reconciler, order: ServiceWriteOrder, version: u64) {
     let Some(condition) = &order.write.condition else {
         return;
     };
-    let i: usize = order.key.name["svc-".len()..].parse().unwrap_or(0);
+    let i: usize = order.key.name()["svc-".len()..].parse().unwrap_or(0);
     let pool = order.write.pool.clone().unwrap_or_default();
     let shown = echo(
         service(i, version),

@@ -125,10 +125,7 @@ fn per_change(c: &mut Criterion) {
     let owned: BTreeMap<IpAddr, BTreeSet<ServiceKey>> = (0..=IPS)
         .map(|i| {
             let ip = if i == IPS { gained() } else { ip(i) };
-            let key = ServiceKey {
-                namespace: "apps".into(),
-                name: format!("svc-{i:05}"),
-            };
+            let key = ServiceKey::new("apps", format!("svc-{i:05}"));
             (ip, BTreeSet::from([key]))
         })
         .collect();

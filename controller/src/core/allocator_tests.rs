@@ -370,11 +370,11 @@ fn service_allocation_scope_and_priority() {
     a.set_pools(vec![gold, silver, fallback]);
     let paid: Labels = [("tier".to_string(), "paid".to_string())].into();
     let mut prod = request("web");
-    prod.key.namespace = "prod".into();
+    prod.key = ServiceKey::new("prod", "web");
     // prod is admitted by gold; with paid labels also by silver, which has the better priority.
     assert_eq!(a.assign(&prod, &none()).unwrap().pool, "gold");
     let mut prod2 = request("api");
-    prod2.key.namespace = "prod".into();
+    prod2.key = ServiceKey::new("prod", "api");
     assert_eq!(a.assign(&prod2, &paid).unwrap().pool, "silver");
     assert_eq!(a.assign(&request("other"), &none()).unwrap().pool, "any");
 }

@@ -31,7 +31,7 @@ pub struct AllocationScope {
 impl AllocationScope {
     /// Whether the Service of `request`, in a namespace labelled `namespace_labels`, may draw from the pool: all three filters must agree.
     pub fn admits(&self, request: &ServiceRequest, namespace_labels: &Labels) -> bool {
-        (self.namespaces.is_empty() || self.namespaces.contains(&request.key.namespace))
+        (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == request.key.namespace()))
             && any_selector_matches(&self.namespace_selectors, namespace_labels)
             && any_selector_matches(&self.service_selectors, &request.labels)
     }

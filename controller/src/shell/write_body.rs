@@ -64,7 +64,7 @@ pub fn status_apply(key: &ServiceKey, write: &ServiceWrite, now: &str) -> Value 
     }
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": key.name, "namespace": key.namespace },
+        "metadata": { "name": key.name(), "namespace": key.namespace() },
         "status": status,
     })
 }
@@ -100,7 +100,7 @@ pub fn annotation_apply(key: &ServiceKey, write: &ServiceWrite) -> Value {
     };
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": key.name, "namespace": key.namespace, "annotations": annotations },
+        "metadata": { "name": key.name(), "namespace": key.namespace(), "annotations": annotations },
     })
 }
 

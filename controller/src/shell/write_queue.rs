@@ -348,20 +348,17 @@ mod tests {
         q.submit(key("a"), write("198.51.100.1"), false, Ticket(1));
         q.submit(key("b"), write("198.51.100.2"), false, Ticket(1));
         let a = q.take().unwrap();
-        assert_eq!((a.key.name.as_str(), a.stage), ("a", Stage::Status));
+        assert_eq!((a.key.name(), a.stage), ("a", Stage::Status));
         q.finish(a, written(10));
         // a's annotation is now queued, but b's status goes first.
         let b = q.take().unwrap();
-        assert_eq!((b.key.name.as_str(), b.stage), ("b", Stage::Status));
+        assert_eq!((b.key.name(), b.stage), ("b", Stage::Status));
         assert_eq!(q.status_outstanding(), 1);
         q.submit(key("c"), write("198.51.100.3"), false, Ticket(1));
         let c = q.take().unwrap();
-        assert_eq!((c.key.name.as_str(), c.stage), ("c", Stage::Status));
+        assert_eq!((c.key.name(), c.stage), ("c", Stage::Status));
         let next = q.take().unwrap();
-        assert_eq!(
-            (next.key.name.as_str(), next.stage),
-            ("a", Stage::Annotation)
-        );
+        assert_eq!((next.key.name(), next.stage), ("a", Stage::Annotation));
         assert_eq!(q.status_outstanding(), 2, "b and c are in flight");
         q.finish(b, written(11));
         q.finish(c, written(12));

@@ -116,7 +116,7 @@ impl Writer {
             };
             // Responses are read without managedFields: we need only the
             // version and the annotation.
-            let api: Api<SlimService> = Api::namespaced(client.clone(), &job.key.namespace);
+            let api: Api<SlimService> = Api::namespaced(client.clone(), job.key.namespace());
             let result = self.send(&api, &job).await;
             let key = job.key.clone();
             self.with_queue(|q| {
@@ -209,12 +209,12 @@ async fn write_status(
     let written = match method {
         WriteMethod::Apply => {
             let body = write_body::status_apply(key, write, &now);
-            api.patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
+            api.patch_status(key.name(), &apply_params(), &Patch::Apply(&body))
                 .await?
         }
         WriteMethod::Patch => {
             let body = write_body::status_patch(write, &now);
-            api.patch_status(&key.name, &patch_params(), &Patch::Strategic(&body))
+            api.patch_status(key.name(), &patch_params(), &Patch::Strategic(&body))
                 .await?
         }
     };
@@ -234,12 +234,12 @@ async fn write_annotation(
     let written = match method {
         WriteMethod::Apply => {
             let body = write_body::annotation_apply(key, write);
-            api.patch(&key.name, &apply_params(), &Patch::Apply(&body))
+            api.patch(key.name(), &apply_params(), &Patch::Apply(&body))
                 .await?
         }
         WriteMethod::Patch => {
             let body = write_body::annotation_patch(write);
-            api.patch(&key.name, &patch_params(), &Patch::Merge(&body))
+            api.patch(key.name(), &patch_params(), &Patch::Merge(&body))
                 .await?
         }
     };

@@ -196,14 +196,14 @@ fn endpoints<'o>(
         let Some(slice_key) = namespaced_key(&slice.metadata, "EndpointSlice", warnings) else {
             continue;
         };
-        let service = ServiceKey::new(slice_key.namespace, service_name);
-        if !view.services.contains_key(&service) {
+        let service = ServiceKey::new(slice_key.namespace(), service_name);
+        let Some((service, _)) = view.services.get_key_value(&service) else {
             continue;
-        }
+        };
         add_placements(
             &object,
             usable,
-            by_service.entry(service).or_default(),
+            by_service.entry(service.clone()).or_default(),
             &mut |node: &str| Arc::from(node),
         );
     }

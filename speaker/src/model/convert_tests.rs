@@ -62,7 +62,7 @@ fn keeps_only_load_balancers_of_our_class() {
         k8s_service("theirs", Some("example.com/lb"), &["203.0.113.3"], false),
         cluster_ip,
     ]);
-    let kept: Vec<String> = view.services.keys().map(|k| k.name.clone()).collect();
+    let kept: Vec<String> = view.services.keys().map(|k| k.name().to_string()).collect();
     assert_eq!(kept, vec!["ours", "unclassed"]);
 
     let strict = ClassFilter {
@@ -74,7 +74,7 @@ fn keeps_only_load_balancers_of_our_class() {
         k8s_service("unclassed", None, &["203.0.113.2"], false),
     ];
     let (view, _) = ClusterView::from_objects(&services, &[], &[], &[], &[], &strict);
-    let kept: Vec<String> = view.services.keys().map(|k| k.name.clone()).collect();
+    let kept: Vec<String> = view.services.keys().map(|k| k.name().to_string()).collect();
     assert_eq!(kept, vec!["ours"]);
 }
 

@@ -253,12 +253,12 @@ impl<T> ObjectStore<T> {
     /// An object written (added or changed).
     pub fn apply(&mut self, key: &ServiceKey, object: T) {
         self.objects
-            .insert(&key.namespace, &key.name, Arc::new(object));
+            .insert(key.namespace(), key.name(), Arc::new(object));
     }
 
     /// An object deleted.
     pub fn delete(&mut self, key: &ServiceKey) {
-        self.objects.remove(&key.namespace, &key.name);
+        self.objects.remove(key.namespace(), key.name());
     }
 
     /// A (re-)list starts; the store keeps its objects until it is done.
@@ -269,8 +269,8 @@ impl<T> ObjectStore<T> {
     /// An object of the list under way.
     pub fn listed(&mut self, key: &ServiceKey, object: T) {
         self.listing.get_or_insert_with(ByKey::default).insert(
-            &key.namespace,
-            &key.name,
+            key.namespace(),
+            key.name(),
             Arc::new(object),
         );
     }
@@ -283,7 +283,7 @@ impl<T> ObjectStore<T> {
 
     /// The object `key`.
     pub fn get(&self, key: &ServiceKey) -> Option<&Arc<T>> {
-        self.objects.get(&key.namespace, &key.name)
+        self.objects.get(key.namespace(), key.name())
     }
 
     /// Every object: namespace, name, object.

@@ -14,10 +14,7 @@ fn ip(i: usize) -> IpAddr {
 }
 
 fn service(i: usize) -> ServiceKey {
-    ServiceKey {
-        namespace: "apps".into(),
-        name: format!("svc-{i}"),
-    }
+    ServiceKey::new("apps", format!("svc-{i}"))
 }
 
 const IPS: usize = 5;

@@ -48,7 +48,8 @@ impl ServiceIps {
                     }
                 }
             }
-            if let Some(service) = view.services.get(key) {
+            // The view's key, not the caller's: one allocation per Service.
+            if let Some((key, service)) = view.services.get_key_value(key) {
                 for ip in &service.ips {
                     touched.insert(*ip);
                     self.by_ip.entry(*ip).or_default().insert(key.clone());
@@ -67,5 +68,27 @@ impl ServiceIps {
     /// Every IP with the Services holding it.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &ServiceSet)> {
         self.by_ip.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ServiceIps;
+    use crate::model::fixtures::*;
+
+    #[test]
+    fn an_update_keeps_the_views_key_not_the_callers() {
+        let mut view = cluster(&["n1"]);
+        view.insert_service(service("a", &["203.0.113.1"]));
+        let mut ips = ServiceIps::default();
+        // An equal key of another allocation, as a watch event's would be.
+        let touched = BTreeSet::from([key("a")]);
+        ips.update(&view, &touched);
+        let (held, _) = view.services.get_key_value(&key("a")).expect("in the view");
+        let at = ips.at(&ip("203.0.113.1")).expect("the IP is held");
+        assert!(at.iter().all(|kept| kept.shares(held)));
+        assert!(ips.ips_of.keys().all(|kept| kept.shares(held)));
     }
 }

@@ -254,6 +254,15 @@ impl ClusterView {
         self.services.insert(service.key.clone(), service);
     }
 
+    /// The view's own `key` when it holds that Service, else `key`: a caller that keeps
+    /// a Service's key shares the view's, so one Service has one key allocation.
+    pub fn shared_key(&self, key: ServiceKey) -> ServiceKey {
+        match self.services.get_key_value(&key) {
+            Some((shared, _)) => shared.clone(),
+            None => key,
+        }
+    }
+
     /// Sets the endpoints of `service`, replacing earlier ones.
     pub fn insert_endpoints(&mut self, service: ServiceKey, endpoints: ServiceEndpoints) {
         self.endpoints.insert(service, endpoints);

@@ -165,14 +165,14 @@ impl ViewCache {
         for (key, service) in services {
             match service {
                 Some(service) => {
-                    self.put_service(&key.namespace, &key.name, service, class, &mut pass)
+                    self.put_service(key.namespace(), key.name(), service, class, &mut pass)
                 }
                 None => self.remove_service(key, &mut pass),
             }
         }
         for (key, slice) in endpoint_slices {
             if !slice
-                .is_some_and(|slice| self.put_slice(&key.namespace, &key.name, slice, &mut pass))
+                .is_some_and(|slice| self.put_slice(key.namespace(), key.name(), slice, &mut pass))
             {
                 self.remove_slice(key, &mut pass);
             }
@@ -204,7 +204,7 @@ impl ViewCache {
         {
             return;
         }
-        let key = ServiceKey::new(namespace, name);
+        let key = self.view.shared_key(ServiceKey::new(namespace, name));
         let mut own = Vec::new();
         let converted = service
             .is_ours(class)
@@ -229,7 +229,7 @@ impl ViewCache {
     }
 
     fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        self.services.remove(&key.namespace, &key.name);
+        self.services.remove(key.namespace(), key.name());
         self.service_warnings.remove(key);
         if self.set_service(key, None) {
             pass.touched.insert(key.clone());
@@ -280,12 +280,12 @@ impl ViewCache {
     }
 
     fn remove_slice(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        if let Some(old) = self.slices.remove(&key.namespace, &key.name)
+        if let Some(old) = self.slices.remove(key.namespace(), key.name())
             && let Some(old_service) = old.object.service.as_deref()
         {
-            self.unlink_slice(&key.namespace, old_service, &key.name);
+            self.unlink_slice(key.namespace(), old_service, key.name());
             pass.merge
-                .insert(ServiceKey::new(&key.namespace, old_service));
+                .insert(ServiceKey::new(key.namespace(), old_service));
         }
     }
 
@@ -320,6 +320,7 @@ impl ViewCache {
             self.node_names.retain(|name| Arc::strong_count(name) > 1);
         }
         for key in merge {
+            let key = self.view.shared_key(key);
             if self.merge_endpoints(&key, counts) {
                 touched.insert(key);
             }
@@ -375,7 +376,7 @@ impl ViewCache {
         } else {
             is_usable_in_full_disruption
         };
-        let merged = match self.slices_of.get(&service.namespace, &service.name) {
+        let merged = match self.slices_of.get(service.namespace(), service.name()) {
             Some(slices) if self.view.services.contains_key(service) => {
                 let mut merged = ServiceEndpoints::default();
                 let names = &mut self.node_names;
@@ -389,7 +390,7 @@ impl ViewCache {
                 };
                 for seen in slices
                     .iter()
-                    .filter_map(|name| self.slices.get(&service.namespace, name))
+                    .filter_map(|name| self.slices.get(service.namespace(), name))
                 {
                     add_placements(&seen.object, usable, &mut merged, &mut intern);
                 }

@@ -189,6 +189,22 @@ fn check_touched(
     Ok(())
 }
 
+/// One Service, one key: its view and its endpoints hold the very key (one allocation)
+/// the view's Service map holds.
+fn check_one_key(view: &ClusterView) -> Result<(), TestCaseError> {
+    for (key, service) in &view.services {
+        prop_assert!(service.key.shares(key), "{key}: its view holds another key");
+    }
+    for key in view.endpoints.keys() {
+        let held = view.services.get_key_value(key).map(|(held, _)| held);
+        prop_assert!(
+            held.is_some_and(|held| held.shares(key)),
+            "{key}: its endpoints hold another key"
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -222,6 +238,8 @@ proptest! {
                 &class,
             );
             prop_assert_eq!(cache.view(), &full);
+            check_one_key(cache.view())?;
+            check_one_key(&full)?;
             prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
             check_touched(&synced, &before, &full)?;
             if *sync_keyed || step + 1 == changes.len() {
@@ -237,6 +255,7 @@ proptest! {
                     &class,
                 );
                 prop_assert_eq!(keyed.view(), &full);
+                check_one_key(keyed.view())?;
                 prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
                 check_touched(&synced, &keyed_before, &full)?;
                 keyed_before = full.clone();

@@ -309,8 +309,8 @@ impl SessionReporter {
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
-            namespace: Some(service.namespace.clone()),
-            name: Some(service.name.clone()),
+            namespace: Some(service.namespace().to_string()),
+            name: Some(service.name().to_string()),
             ..Default::default()
         };
         let event = Event {

@@ -145,8 +145,8 @@ impl Reporter {
         format!(
             "{}.{}.{}.{}",
             self.node,
-            service.namespace,
-            service.name,
+            service.namespace(),
+            service.name(),
             ip_label(ip)
         )
     }
@@ -161,16 +161,16 @@ impl Reporter {
                 "name": name,
                 "labels": {
                     LABEL_NODE: self.node,
-                    LABEL_SERVICE_NAMESPACE: service.namespace,
-                    LABEL_SERVICE_NAME: service.name,
+                    LABEL_SERVICE_NAMESPACE: service.namespace(),
+                    LABEL_SERVICE_NAME: service.name(),
                 },
             },
             "spec": {},
         });
         let status = ServiceL2StatusStatus {
             node: self.node.clone(),
-            service_name: service.name.clone(),
-            service_namespace: service.namespace.clone(),
+            service_name: service.name().to_string(),
+            service_namespace: service.namespace().to_string(),
             ip: ip.to_string(),
             interfaces: interfaces
                 .iter()
@@ -205,7 +205,8 @@ impl Reporter {
     async fn remove_other_nodes(&self, service: &ServiceKey, ip: IpAddr) {
         let selector = format!(
             "{LABEL_SERVICE_NAMESPACE}={},{LABEL_SERVICE_NAME}={}",
-            service.namespace, service.name
+            service.namespace(),
+            service.name()
         );
         let Ok(list) = self
             .statuses
@@ -277,8 +278,8 @@ impl Reporter {
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
-            namespace: Some(service.namespace.clone()),
-            name: Some(service.name.clone()),
+            namespace: Some(service.namespace().to_string()),
+            name: Some(service.name().to_string()),
             uid,
             ..Default::default()
         };

@@ -226,7 +226,7 @@ impl Reconciler {
         }
         let names = request.legacy_annotations.join(", ");
         self.effects.push(Effect::Event(EventRequest {
-            regarding: Regarding::service(&key.namespace, &key.name, uid),
+            regarding: Regarding::service(key.namespace(), key.name(), uid),
             warning: true,
             reason: "DeprecatedAnnotation",
             action: "Allocate",
@@ -327,7 +327,7 @@ impl Reconciler {
     fn assign(&mut self, key: &ServiceKey, request: &ServiceRequest) -> Outcome {
         let namespace_labels = self
             .namespaces
-            .get(&key.namespace)
+            .get(key.namespace())
             .cloned()
             .unwrap_or_default();
         let before = self.alloc.assignment(key).cloned();
@@ -379,7 +379,7 @@ impl Reconciler {
             entry.decided = Decided::Shown;
             return;
         }
-        let regarding = Regarding::service(&key.namespace, &key.name, entry.uid.as_deref());
+        let regarding = Regarding::service(key.namespace(), key.name(), entry.uid.as_deref());
         let status_current = desired.same_status(&entry.shown);
         // Shown from now on, until a view says otherwise.
         entry.shown = desired.clone();
