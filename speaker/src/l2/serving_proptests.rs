@@ -235,6 +235,7 @@ struct Side {
     arbiter: Arbiter,
     reception: FakeReception,
     applied: Applied,
+    sets: InterfaceSets,
 }
 
 impl Side {
@@ -247,11 +248,12 @@ impl Side {
                 partial: false,
             },
             applied: Applied::new(),
+            sets: InterfaceSets::default(),
         }
     }
 
     fn report(&mut self, served: &BTreeMap<IpAddr, bool>) {
-        patch_applied(&mut self.applied, "eth0", served);
+        patch_applied(&mut self.applied, &mut self.sets, "eth0", served);
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
