@@ -97,7 +97,7 @@ impl Place {
     pub fn in_ownership(ownership: &Ownership, ip: &IpAddr) -> Place {
         if ownership.here.contains(ip) {
             Place::Here
-        } else if ownership.anywhere.contains(ip) {
+        } else if ownership.elsewhere.contains(ip) {
             Place::Elsewhere
         } else {
             Place::NotOurs
@@ -134,7 +134,14 @@ impl OwnershipChange {
     /// The change that turns `before` into `after` (whole sets: O(IPs)).
     pub fn between(before: &Ownership, after: &Ownership) -> OwnershipChange {
         let mut ips = BTreeMap::new();
-        for ip in before.anywhere.union(&after.anywhere) {
+        let all = [
+            &before.here,
+            &before.elsewhere,
+            &after.here,
+            &after.elsewhere,
+        ];
+        let all: BTreeSet<&IpAddr> = all.into_iter().flatten().collect();
+        for ip in all {
             let now = Place::in_ownership(after, ip);
             if Place::in_ownership(before, ip) != now {
                 ips.insert(*ip, now);
@@ -152,15 +159,15 @@ impl OwnershipChange {
             match place {
                 Place::Here => {
                     ownership.here.insert(*ip);
-                    ownership.anywhere.insert(*ip);
+                    ownership.elsewhere.remove(ip);
                 }
                 Place::Elsewhere => {
                     ownership.here.remove(ip);
-                    ownership.anywhere.insert(*ip);
+                    ownership.elsewhere.insert(*ip);
                 }
                 Place::NotOurs => {
                     ownership.here.remove(ip);
-                    ownership.anywhere.remove(ip);
+                    ownership.elsewhere.remove(ip);
                 }
             }
         }
@@ -179,16 +186,26 @@ pub fn ownerships(
     group: GroupView,
 ) -> BTreeMap<String, Ownership> {
     let plan = assign(desired, interfaces, exclude);
-    let anywhere: BTreeSet<IpAddr> = plan.values().flatten().copied().collect();
-    plan.into_iter()
+    plan.iter()
         .map(|(name, here)| {
             let ownership = Ownership {
-                here,
-                anywhere: anywhere.clone(),
+                here: here.clone(),
+                elsewhere: elsewhere(&plan, name),
                 group,
             };
-            (name, ownership)
+            (name.clone(), ownership)
         })
+        .collect()
+}
+
+/// The IPs of `plan` on other interfaces than `interface` and not on it.
+fn elsewhere(plan: &BTreeMap<String, BTreeSet<IpAddr>>, interface: &str) -> BTreeSet<IpAddr> {
+    let here = plan.get(interface);
+    plan.iter()
+        .filter(|(name, _)| name.as_str() != interface)
+        .flat_map(|(_, ips)| ips)
+        .filter(|ip| here.is_none_or(|here| !here.contains(*ip)))
+        .copied()
         .collect()
 }
 
@@ -334,20 +351,19 @@ impl Assignment {
     pub fn ownership(&self, interface: &str) -> Ownership {
         Ownership {
             here: self.here.get(interface).cloned().unwrap_or_default(),
-            anywhere: self.anywhere(),
+            elsewhere: elsewhere(&self.here, interface),
             group: self.group,
         }
     }
 
     /// Every interface's whole ownership (O(IPs × interfaces)).
     pub fn ownerships(&self) -> BTreeMap<String, Ownership> {
-        let anywhere = self.anywhere();
         self.here
             .iter()
             .map(|(name, here)| {
                 let ownership = Ownership {
                     here: here.clone(),
-                    anywhere: anywhere.clone(),
+                    elsewhere: elsewhere(&self.here, name),
                     group: self.group,
                 };
                 (name.clone(), ownership)
@@ -414,7 +430,7 @@ impl Answers for InterfaceState {
     fn check(&self, ip: IpAddr) -> Result<(), IgnoreReason> {
         if self.answering.contains(&ip) {
             Ok(())
-        } else if self.wanted.anywhere.contains(&ip) {
+        } else if self.wanted.elsewhere.contains(&ip) {
             Err(IgnoreReason::WrongInterface)
         } else {
             Err(IgnoreReason::NotOurs)
@@ -686,7 +702,7 @@ mod tests {
         let now = Instant::now();
         let first = Ownership {
             here: BTreeSet::from([a, b]),
-            anywhere: BTreeSet::from([a, b]),
+            elsewhere: BTreeSet::new(),
             group: GroupView::default(),
         };
         let joined = GroupView {
@@ -695,7 +711,7 @@ mod tests {
         };
         let next = Ownership {
             here: BTreeSet::from([a]),
-            anywhere: BTreeSet::from([a]),
+            elsewhere: BTreeSet::new(),
             group: joined,
         };
         let change = OwnershipChange::between(&first, &next);

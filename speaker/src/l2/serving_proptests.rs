@@ -208,7 +208,7 @@ impl Reception for FakeReception {
 
 #[derive(Clone, Debug)]
 enum Event {
-    /// A new ownership (here, anywhere-only, group), delivered now or merged
+    /// A new ownership (here, elsewhere, group), delivered now or merged
     /// into the next delivery.
     Plan(BTreeSet<usize>, BTreeSet<usize>, GroupView, bool),
     /// Another MAC claims IP `n`, with a rank or without.
@@ -286,9 +286,8 @@ proptest! {
         let ips = universe();
         let ownership = |here: &BTreeSet<usize>, elsewhere: &BTreeSet<usize>, group: GroupView| {
             let here: BTreeSet<IpAddr> = here.iter().map(|i| ips[*i]).collect();
-            let mut anywhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).collect();
-            anywhere.extend(&here);
-            Ownership { here, anywhere, group }
+            let elsewhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).filter(|ip| !here.contains(ip)).collect();
+            Ownership { here, elsewhere, group }
         };
         let mut now = Instant::now();
         let mut whole = Side::new(arp);
@@ -357,9 +356,8 @@ proptest! {
             .iter()
             .map(|(here, elsewhere, group)| {
                 let here: BTreeSet<IpAddr> = here.iter().map(|i| ips[*i]).collect();
-                let mut anywhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).collect();
-                anywhere.extend(&here);
-                Ownership { here, anywhere, group: *group }
+                let elsewhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).filter(|ip| !here.contains(ip)).collect();
+                Ownership { here, elsewhere, group: *group }
             })
             .collect();
         let mut merged = OwnershipChange::default();
