@@ -37,8 +37,8 @@ use ferrolb_speaker::l2::arbiter::{Arbiter, Rank};
 use ferrolb_speaker::l2::interfaces::{ExcludePatterns, InterfaceInfo};
 use ferrolb_speaker::l2::plan::{GroupView, InterfaceFilter, Ownership};
 use ferrolb_speaker::l2::serving::{
-    Applied, Assignment, Desired, InterfaceState, OwnershipChange, Reception, applied_of,
-    ownerships, patch_applied,
+    Applied, Assignment, Desired, InterfaceSets, InterfaceState, OwnershipChange, Reception,
+    applied_of, ownerships, patch_applied,
 };
 use ferrolb_speaker::model::{Announced, Reported, ServiceKey, Touched, announced, announced_at};
 
@@ -210,11 +210,17 @@ fn per_change(c: &mut Criterion) {
         })
     });
     let mut current: Applied = applied[flip].clone();
+    let mut sets = InterfaceSets::default();
     group_bench.bench_function("applied_incremental", |b| {
         b.iter(|| {
             flip ^= 1;
             for name in &names {
-                black_box(patch_applied(&mut current, name, &served_changes[flip]));
+                black_box(patch_applied(
+                    &mut current,
+                    &mut sets,
+                    name,
+                    &served_changes[flip],
+                ));
             }
         })
     });

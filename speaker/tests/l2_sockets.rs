@@ -346,7 +346,7 @@ fn answers_arp_and_ndp_for_desired_ips_only_and_announces_them() {
         (ip(SERVICE_IPV4), InterfaceFilter::AllSuitable),
         (ip(SERVICE_IPV6), InterfaceFilter::AllSuitable),
     ]));
-    let on_link = BTreeSet::from([LINK.to_owned()]);
+    let on_link = std::sync::Arc::new(BTreeSet::from([LINK.to_owned()]));
     let both = BTreeMap::from([
         (ip(SERVICE_IPV4), on_link.clone()),
         (ip(SERVICE_IPV6), on_link.clone()),

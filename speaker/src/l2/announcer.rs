@@ -29,7 +29,9 @@ use super::metrics::L2Metrics;
 use super::plan::Ownership;
 use super::schedule::GratuitousSchedule;
 pub use super::serving::{Applied, Desired};
-use super::serving::{Assignment, InterfaceState, patch_applied, withdraw_interface};
+use super::serving::{
+    Assignment, InterfaceSets, InterfaceState, patch_applied, withdraw_interface,
+};
 use super::socket::{ArpSocket, NdpSocket};
 use super::task::{Inbox, InterfaceTask};
 use crate::mailbox::{Mailbox, Pending};
@@ -193,6 +195,8 @@ struct State {
     assignment: Assignment,
     /// What is announced, patched with what the tasks report.
     applied: watch::Sender<Applied>,
+    /// The sets of interfaces the IPs of `applied` share.
+    sets: InterfaceSets,
 }
 
 impl State {
@@ -206,6 +210,7 @@ impl State {
             served_changed: Arc::new(Notify::new()),
             assignment: Assignment::default(),
             applied,
+            sets: InterfaceSets::default(),
         }
     }
 
@@ -271,7 +276,7 @@ impl State {
         }
         let withdrawn = self
             .applied
-            .send_if_modified(|applied| withdraw_interface(applied, name));
+            .send_if_modified(|applied| withdraw_interface(applied, &mut self.sets, name));
         if withdrawn && let Some(changes) = &self.config.applied_changes {
             // Rare (an interface stops): the reporter looks at every IP.
             changes.send(|touched| touched.add(None));
@@ -375,13 +380,13 @@ impl State {
     }
 
     /// Patches `applied` with what the tasks started or stopped serving.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let mut touched = BTreeSet::new();
         self.applied.send_if_modified(|applied| {
             let mut changed = false;
             for (name, running) in &self.running {
                 let served = running.served.take();
-                changed |= patch_applied(applied, name, &served);
+                changed |= patch_applied(applied, &mut self.sets, name, &served);
                 touched.extend(served.into_keys());
             }
             changed

@@ -81,9 +81,11 @@ impl Fit {
 pub struct Ownership {
     /// IPs announced on this interface.
     pub here: BTreeSet<IpAddr>,
-    /// IPs this node announces on any interface (a superset of `here`); only
-    /// used to tell "not ours" from "ours, but not on this interface".
-    pub anywhere: BTreeSet<IpAddr>,
+    /// IPs this node announces on other interfaces only (none of `here`);
+    /// only used to tell "not ours" from "ours, but not on this interface".
+    /// Empty on a node announcing on one interface: a superset of `here` held
+    /// every IP a second time in each interface task.
+    pub elsewhere: BTreeSet<IpAddr>,
     /// What the wire arbitration needs to know of the gossip group.
     pub group: GroupView,
 }
@@ -112,7 +114,7 @@ impl Answers for Ownership {
     fn check(&self, ip: IpAddr) -> Result<(), IgnoreReason> {
         if self.here.contains(&ip) {
             Ok(())
-        } else if self.anywhere.contains(&ip) {
+        } else if self.elsewhere.contains(&ip) {
             Err(IgnoreReason::WrongInterface)
         } else {
             Err(IgnoreReason::NotOurs)
@@ -279,12 +281,7 @@ mod tests {
     fn ownership() -> Ownership {
         Ownership {
             here: BTreeSet::from([ip("198.51.100.77"), ip("2001:db8::77")]),
-            anywhere: BTreeSet::from([
-                ip("198.51.100.77"),
-                ip("198.51.100.78"),
-                ip("2001:db8::77"),
-                ip("2001:db8::78"),
-            ]),
+            elsewhere: BTreeSet::from([ip("198.51.100.78"), ip("2001:db8::78")]),
             group: GroupView::default(),
         }
     }

@@ -208,7 +208,7 @@ impl Reception for FakeReception {
 
 #[derive(Clone, Debug)]
 enum Event {
-    /// A new ownership (here, anywhere-only, group), delivered now or merged
+    /// A new ownership (here, elsewhere, group), delivered now or merged
     /// into the next delivery.
     Plan(BTreeSet<usize>, BTreeSet<usize>, GroupView, bool),
     /// Another MAC claims IP `n`, with a rank or without.
@@ -235,6 +235,7 @@ struct Side {
     arbiter: Arbiter,
     reception: FakeReception,
     applied: Applied,
+    sets: InterfaceSets,
 }
 
 impl Side {
@@ -247,11 +248,12 @@ impl Side {
                 partial: false,
             },
             applied: Applied::new(),
+            sets: InterfaceSets::default(),
         }
     }
 
     fn report(&mut self, served: &BTreeMap<IpAddr, bool>) {
-        patch_applied(&mut self.applied, "eth0", served);
+        patch_applied(&mut self.applied, &mut self.sets, "eth0", served);
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
@@ -284,9 +286,8 @@ proptest! {
         let ips = universe();
         let ownership = |here: &BTreeSet<usize>, elsewhere: &BTreeSet<usize>, group: GroupView| {
             let here: BTreeSet<IpAddr> = here.iter().map(|i| ips[*i]).collect();
-            let mut anywhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).collect();
-            anywhere.extend(&here);
-            Ownership { here, anywhere, group }
+            let elsewhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).filter(|ip| !here.contains(ip)).collect();
+            Ownership { here, elsewhere, group }
         };
         let mut now = Instant::now();
         let mut whole = Side::new(arp);
@@ -355,9 +356,8 @@ proptest! {
             .iter()
             .map(|(here, elsewhere, group)| {
                 let here: BTreeSet<IpAddr> = here.iter().map(|i| ips[*i]).collect();
-                let mut anywhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).collect();
-                anywhere.extend(&here);
-                Ownership { here, anywhere, group: *group }
+                let elsewhere: BTreeSet<IpAddr> = elsewhere.iter().map(|i| ips[*i]).filter(|ip| !here.contains(ip)).collect();
+                Ownership { here, elsewhere, group: *group }
             })
             .collect();
         let mut merged = OwnershipChange::default();

@@ -3,6 +3,7 @@
 //! hands the result to the announcer and the reporter through
 //! `watch::Sender::send_if_modified`, so receivers wake only on a real change.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -15,11 +16,9 @@ pub type Announced = BTreeMap<(ServiceKey, IpAddr), BTreeSet<String>>;
 /// What the reporter reports: each IP announced (`applied`, with its
 /// interfaces), once for each Service that owns it (`owned`). Whole: visits
 /// every announced IP and clones its keys.
-pub fn announced<S>(
-    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
-    owned: &BTreeMap<IpAddr, S>,
-) -> Announced
+pub fn announced<I, S>(applied: &BTreeMap<IpAddr, I>, owned: &BTreeMap<IpAddr, S>) -> Announced
 where
+    I: Borrow<BTreeSet<String>>,
     for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
 {
     applied
@@ -29,7 +28,7 @@ where
                 .get(ip)
                 .into_iter()
                 .flatten()
-                .map(move |service| ((service.clone(), *ip), interfaces.clone()))
+                .map(move |service| ((service.clone(), *ip), interfaces.borrow().clone()))
         })
         .collect()
 }
@@ -78,12 +77,13 @@ pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
 
 /// [`announced`] at `ips` only: each of them with what is to be reported for
 /// it now (empty: nothing). Work in proportion to `ips`.
-pub fn announced_at<S>(
+pub fn announced_at<I, S>(
     ips: impl IntoIterator<Item = IpAddr>,
-    applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+    applied: &BTreeMap<IpAddr, I>,
     owned: &BTreeMap<IpAddr, S>,
 ) -> AnnouncedAt
 where
+    I: Borrow<BTreeSet<String>>,
     for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
 {
     ips.into_iter()
@@ -91,7 +91,7 @@ where
             let services = match (applied.get(&ip), owned.get(&ip)) {
                 (Some(interfaces), Some(services)) => services
                     .into_iter()
-                    .map(|service| (service.clone(), interfaces.clone()))
+                    .map(|service| (service.clone(), interfaces.borrow().clone()))
                     .collect(),
                 _ => BTreeMap::new(),
             };
@@ -135,10 +135,10 @@ pub struct Reported {
 impl Reported {
     /// The IPs to visit after `touched`: those (with the unsettled ones), or
     /// when all were touched, every IP announced or reported.
-    pub fn to_visit(
+    pub fn to_visit<I>(
         &self,
         touched: &Touched,
-        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+        applied: &BTreeMap<IpAddr, I>,
     ) -> BTreeSet<IpAddr> {
         let mut ips = self.unsettled.clone();
         if touched.all {

@@ -181,7 +181,7 @@ pub async fn run(
         parts.l2.clone(),
     );
     let mut reaches = membership.as_ref().map(Membership::reaches);
-    let (applied_tx, applied_rx) = watch::channel(BTreeMap::<IpAddr, BTreeSet<String>>::new());
+    let (applied_tx, applied_rx) = watch::channel(crate::l2::announcer::Applied::new());
     let (owned_tx, owned_rx) = watch::channel(BTreeMap::<IpAddr, model::ServiceSet>::new());
     // The IPs whose `applied` or `owned` entry changed, for the reporter.
     let report_changes = Arc::new(Mailbox::<Touched>::default());
@@ -472,7 +472,7 @@ const REPORT_BATCH: usize = 256;
 /// and those a write failed for.
 async fn report_loop(
     mut reporter: Reporter,
-    applied: watch::Receiver<BTreeMap<IpAddr, BTreeSet<String>>>,
+    applied: watch::Receiver<crate::l2::announcer::Applied>,
     owned: watch::Receiver<BTreeMap<IpAddr, model::ServiceSet>>,
     changes: Arc<Mailbox<Touched>>,
     mut conflicts: mpsc::Receiver<ConflictReport>,

@@ -77,7 +77,7 @@ impl Reporter {
     pub fn to_visit(
         &self,
         touched: &Touched,
-        applied: &BTreeMap<IpAddr, BTreeSet<String>>,
+        applied: &crate::l2::announcer::Applied,
     ) -> BTreeSet<IpAddr> {
         self.reported.to_visit(touched, applied)
     }

@@ -177,22 +177,28 @@ pub struct Claim {
     pub rank: Option<Rank>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
-    rank: Rank,
-    phase: Phase,
-}
+/// What an IP of [`Arbiter`] holds unless it has an entry in its `phases`.
+const OWNING: Phase = Phase::Owning { defended_at: None };
 
 /// The arbitration of every IP one interface wants to announce.
+///
+/// Memory per IP: an IP wanted and plainly owned (the settled state of nearly
+/// every IP) is one entry of `ranks` (33 bytes); only the others have a
+/// [`Phase`] (56 bytes) in `phases`. One map of both held 73 bytes an entry
+/// for every IP, and the index of the IPs in doubt a third copy of the IP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arbiter {
     our_mac: MacAddr,
-    ips: BTreeMap<IpAddr, Entry>,
-    /// The IPs of `ips` not [`Phase::Owning`]: the only ones [`Arbiter::tick`] and
-    /// [`Arbiter::next_deadline`] look at, so a packet or a timer costs the interface
-    /// task work in proportion to the IPs in doubt, not to every IP it announces
-    /// (a scan of 10,000 IPs per received packet was the speaker's largest CPU item).
-    waiting: BTreeSet<IpAddr>,
+    /// Every IP wanted, with this node's rank for it.
+    ranks: BTreeMap<IpAddr, Rank>,
+    /// The phase of each IP of `ranks` not plainly owned (`Owning` without a
+    /// defence): the IPs [`Arbiter::tick`] and [`Arbiter::next_deadline`] look at, so a
+    /// packet or a timer costs the interface task work in proportion to the IPs in
+    /// doubt, not to every IP it announces (a scan of 10,000 IPs per received packet
+    /// was the speaker's largest CPU item). An IP of `ranks` without an entry here is
+    /// [`OWNING`]; no entry here is `OWNING` (one state, one form: arbiters compare
+    /// equal when they arbitrate alike).
+    phases: BTreeMap<IpAddr, Phase>,
     /// Whether the last [`Arbiter::want`] was in doubt (probe first).
     in_doubt: bool,
 }
@@ -202,8 +208,8 @@ impl Arbiter {
     pub fn new(our_mac: MacAddr) -> Self {
         Arbiter {
             our_mac,
-            ips: BTreeMap::new(),
-            waiting: BTreeSet::new(),
+            ranks: BTreeMap::new(),
+            phases: BTreeMap::new(),
             in_doubt: false,
         }
     }
@@ -222,55 +228,28 @@ impl Arbiter {
     /// hears the same group and stops (any overlap is settled by rank).
     /// Waiting for the next re-probe instead left an IP unanswered for up
     /// to [`RECHECK_MAX`] after the old owner let go.
+    ///
+    /// [`Arbiter::update`] with every IP wanted as gained and the others as lost.
     pub fn want(
         &mut self,
         wanted: &BTreeMap<IpAddr, Rank>,
         probe_first: bool,
         now: Instant,
     ) -> Vec<Action> {
-        let changed =
-            wanted.len() != self.ips.len() || wanted.keys().any(|ip| !self.ips.contains_key(ip));
-        let doubt_ended = self.in_doubt && !probe_first;
-        self.in_doubt = probe_first;
-        self.ips.retain(|ip, _| wanted.contains_key(ip));
-        self.waiting.retain(|ip| wanted.contains_key(ip));
-        let mut actions = Vec::new();
-        for (ip, rank) in wanted {
-            match self.ips.get_mut(ip) {
-                Some(entry) => {
-                    entry.rank = *rank;
-                    let waiting = !matches!(entry.phase, Phase::Owning { .. });
-                    if waiting && doubt_ended {
-                        entry.phase = Phase::Owning { defended_at: None };
-                        self.waiting.remove(ip);
-                        actions.push(Action::Claim(*ip));
-                    } else if let Phase::Yielded { recheck_at, .. } = &mut entry.phase
-                        && changed
-                    {
-                        *recheck_at = now;
-                    }
-                }
-                None => {
-                    let phase = if probe_first {
-                        actions.push(Action::Probe(*ip));
-                        self.waiting.insert(*ip);
-                        probing(now, RECHECK_FIRST)
-                    } else {
-                        actions.push(Action::Claim(*ip));
-                        Phase::Owning { defended_at: None }
-                    };
-                    self.ips.insert(*ip, Entry { rank: *rank, phase });
-                }
-            }
-        }
-        actions.extend(self.tick(now));
-        actions
+        let lost: BTreeSet<IpAddr> = self
+            .ranks
+            .keys()
+            .filter(|ip| !wanted.contains_key(ip))
+            .copied()
+            .collect();
+        self.update(wanted, &lost, probe_first, now)
     }
 
     /// [`Arbiter::want`] given only what changed: the IPs `gained` (with this node's
-    /// rank for each) and `lost` since the last call, the rest wanted as before. The
-    /// same state and the same actions as `want` with the whole set (the property
-    /// test `update_is_want_of_the_whole_set` checks it), with work in proportion to
+    /// rank for each; IPs already wanted only take the rank) and `lost` since the
+    /// last call (an IP in both stays), the rest wanted as before. The same state
+    /// and the same actions as `want` with the whole set (the property test
+    /// `update_is_want_of_the_whole_set` checks it), with work in proportion to
     /// the change and the IPs in doubt rather than to every IP wanted: an
     /// EndpointSlice change at 10,000 IPs visited all 10,000 several times.
     pub fn update(
@@ -282,46 +261,44 @@ impl Arbiter {
     ) -> Vec<Action> {
         let mut changed = false;
         for ip in lost {
-            if !gained.contains_key(ip) && self.ips.remove(ip).is_some() {
-                self.waiting.remove(ip);
+            if !gained.contains_key(ip) && self.ranks.remove(ip).is_some() {
+                self.phases.remove(ip);
                 changed = true;
             }
         }
-        changed |= gained.keys().any(|ip| !self.ips.contains_key(ip));
+        changed |= gained.keys().any(|ip| !self.ranks.contains_key(ip));
         let doubt_ended = self.in_doubt && !probe_first;
         self.in_doubt = probe_first;
-        // One action at most per IP here, in IP order as `want` gives them.
+        // One action at most per IP here, in IP order.
         let mut decided: BTreeMap<IpAddr, Action> = BTreeMap::new();
-        if doubt_ended || changed {
-            for ip in &self.waiting {
-                let Some(entry) = self.ips.get_mut(ip) else {
-                    continue;
-                };
-                if doubt_ended {
-                    entry.phase = Phase::Owning { defended_at: None };
+        if doubt_ended {
+            // Every IP probing or held off is claimed (owned plainly: no entry).
+            self.phases.retain(|ip, phase| {
+                let waiting = !matches!(phase, Phase::Owning { .. });
+                if waiting {
                     decided.insert(*ip, Action::Claim(*ip));
-                } else if let Phase::Yielded { recheck_at, .. } = &mut entry.phase {
+                }
+                !waiting
+            });
+        } else if changed {
+            for phase in self.phases.values_mut() {
+                if let Phase::Yielded { recheck_at, .. } = phase {
                     *recheck_at = now;
                 }
             }
-            if doubt_ended {
-                self.waiting.clear();
-            }
         }
         for (ip, rank) in gained {
-            if let Some(entry) = self.ips.get_mut(ip) {
-                entry.rank = *rank;
+            if let Some(held) = self.ranks.get_mut(ip) {
+                *held = *rank;
                 continue;
             }
-            let phase = if probe_first {
+            if probe_first {
                 decided.insert(*ip, Action::Probe(*ip));
-                self.waiting.insert(*ip);
-                probing(now, RECHECK_FIRST)
+                self.phases.insert(*ip, probing(now, RECHECK_FIRST));
             } else {
                 decided.insert(*ip, Action::Claim(*ip));
-                Phase::Owning { defended_at: None }
-            };
-            self.ips.insert(*ip, Entry { rank: *rank, phase });
+            }
+            self.ranks.insert(*ip, *rank);
         }
         let mut actions: Vec<Action> = decided.into_values().collect();
         actions.extend(self.tick(now));
@@ -330,7 +307,7 @@ impl Arbiter {
 
     /// The IPs wanted, in order.
     pub fn wanted(&self) -> impl Iterator<Item = &IpAddr> {
-        self.ips.keys()
+        self.ranks.keys()
     }
 
     /// Another MAC claims `ip`. Returns what to do and the conflict, if it is one.
@@ -341,7 +318,7 @@ impl Arbiter {
         now: Instant,
     ) -> (Option<Action>, Option<Conflict>) {
         let our_mac = self.our_mac;
-        let Some(entry) = self.ips.get_mut(&ip) else {
+        let (Some(rank), Some(phase)) = (self.rank(&ip), self.phase(&ip)) else {
             return (None, None);
         };
         if claim.mac == our_mac {
@@ -353,27 +330,28 @@ impl Arbiter {
             other_ranked: claim.rank.is_some(),
             outcome,
         };
-        match entry.phase {
+        match phase {
             Phase::Probing { backoff, .. } => {
-                entry.phase = yielded(our_mac, ip, now, backoff);
+                self.phases.insert(ip, yielded(our_mac, ip, now, backoff));
                 (None, Some(conflict(Outcome::HeldOff)))
             }
             Phase::Yielded { .. } => (None, None),
             Phase::Owning { defended_at } => {
                 let we_win = claim
                     .rank
-                    .is_some_and(|theirs| (entry.rank, our_mac) > (theirs, claim.mac));
+                    .is_some_and(|theirs| (rank, our_mac) > (theirs, claim.mac));
                 if !we_win {
-                    entry.phase = yielded(our_mac, ip, now, RECHECK_FIRST);
-                    self.waiting.insert(ip);
+                    self.phases
+                        .insert(ip, yielded(our_mac, ip, now, RECHECK_FIRST));
                     return (Some(Action::Yield(ip)), Some(conflict(Outcome::Yielded)));
                 }
                 if defended_at.is_some_and(|at| now < at + DEFEND_INTERVAL) {
                     return (None, None);
                 }
-                entry.phase = Phase::Owning {
+                let defended = Phase::Owning {
                     defended_at: Some(now),
                 };
+                self.phases.insert(ip, defended);
                 (Some(Action::Defend(ip)), Some(conflict(Outcome::Won)))
             }
         }
@@ -383,11 +361,8 @@ impl Arbiter {
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut claimed = Vec::new();
-        for ip in &self.waiting {
-            let Some(entry) = self.ips.get_mut(ip) else {
-                continue;
-            };
-            match &mut entry.phase {
+        for (ip, phase) in &mut self.phases {
+            match phase {
                 Phase::Probing {
                     sent,
                     next_probe,
@@ -395,7 +370,6 @@ impl Arbiter {
                     ..
                 } => {
                     if now >= *claim_at {
-                        entry.phase = Phase::Owning { defended_at: None };
                         claimed.push(*ip);
                         actions.push(Action::Claim(*ip));
                     } else if *sent < PROBE_COUNT && now >= *next_probe {
@@ -410,26 +384,23 @@ impl Arbiter {
                 } => {
                     if now >= *recheck_at {
                         let next = (*backoff * 2).min(RECHECK_MAX);
-                        entry.phase = probing(now, next);
+                        *phase = probing(now, next);
                         actions.push(Action::Probe(*ip));
                     }
                 }
                 Phase::Owning { .. } => {}
             }
         }
+        // Claimed: owned plainly, so no entry.
         for ip in claimed {
-            self.waiting.remove(&ip);
+            self.phases.remove(&ip);
         }
         actions
     }
 
     /// When [`Arbiter::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.waiting
-            .iter()
-            .filter_map(|ip| self.ips.get(ip))
-            .filter_map(|entry| entry.phase.deadline())
-            .min()
+        self.phases.values().filter_map(Phase::deadline).min()
     }
 
     /// Whether we answer for `ip` here.
@@ -440,12 +411,15 @@ impl Arbiter {
 
     /// Where `ip` stands, if it is wanted.
     pub fn phase(&self, ip: &IpAddr) -> Option<Phase> {
-        self.ips.get(ip).map(|entry| entry.phase)
+        if !self.ranks.contains_key(ip) {
+            return None;
+        }
+        Some(self.phases.get(ip).copied().unwrap_or(OWNING))
     }
 
     /// This node's rank for `ip`, if it is wanted (the tag of our claims).
     pub fn rank(&self, ip: &IpAddr) -> Option<Rank> {
-        self.ips.get(ip).map(|entry| entry.rank)
+        self.ranks.get(ip).copied()
     }
 }
 

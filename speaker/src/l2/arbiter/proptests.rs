@@ -185,20 +185,23 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The IPs `tick` and `next_deadline` look at are exactly the ones not owned, so both
-/// give what a scan of every IP gives.
+/// The IPs `tick` and `next_deadline` look at (those with a phase stored) are wanted
+/// and not plainly owned, and every IP not owned is among them, so both give what a
+/// scan of every IP gives.
 fn assert_waiting_index(arbiter: &Arbiter) -> Result<(), TestCaseError> {
     let not_owning: BTreeSet<IpAddr> = arbiter
-        .ips
-        .iter()
-        .filter(|(_, entry)| !matches!(entry.phase, Phase::Owning { .. }))
-        .map(|(ip, _)| *ip)
+        .wanted()
+        .filter(|ip| !arbiter.owns(ip))
+        .copied()
         .collect();
-    prop_assert_eq!(&arbiter.waiting, &not_owning);
+    let stored: BTreeSet<IpAddr> = arbiter.phases.keys().copied().collect();
+    prop_assert!(stored.is_subset(&arbiter.ranks.keys().copied().collect()));
+    prop_assert!(not_owning.is_subset(&stored));
+    prop_assert!(!arbiter.phases.values().any(|phase| *phase == OWNING));
     let scanned = arbiter
-        .ips
-        .values()
-        .filter_map(|entry| entry.phase.deadline())
+        .wanted()
+        .filter_map(|ip| arbiter.phase(ip))
+        .filter_map(|phase| phase.deadline())
         .min();
     prop_assert_eq!(arbiter.next_deadline(), scanned);
     Ok(())
