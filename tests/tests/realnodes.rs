@@ -425,9 +425,9 @@ fn node_failure_moves_the_ip_and_kube_proxy_drops_the_dead_endpoints() -> Result
         loss.arp_moved_after,
         loss.first_answer_after,
         loss.endpoints_gone_after,
-        loss.failed,
+        loss.failed(),
         loss.total,
-        loss.last_failure_after,
+        loss.last_failure_after(),
         loss.late.stale_conntrack,
         loss.failures
     );

@@ -42,15 +42,25 @@ pub struct NodeLoss {
     /// From the kill until the Service's EndpointSlices showed no ready
     /// endpoint on the dead node (None: not within the observation).
     pub endpoints_gone_after: Option<Duration>,
-    /// Requests after the kill, and those that failed.
+    /// Requests after the kill.
     pub total: usize,
-    pub failed: usize,
-    pub last_failure_after: Option<Duration>,
     /// Failures once kube-proxy had the endpoints' removal, by cause.
     pub late: LateFailures,
     /// Each failed request after the kill: when it started (from the kill),
     /// its source port and its error.
     pub failures: Vec<(Duration, Option<u16>, String)>,
+}
+
+impl NodeLoss {
+    /// Requests after the kill that failed.
+    pub fn failed(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// When the last failed request started, from the kill.
+    pub fn last_failure_after(&self) -> Option<Duration> {
+        self.failures.last().map(|(at, _, _)| *at)
+    }
 }
 
 /// Failed requests that started more than [`KUBE_PROXY_SYNC`] after the
@@ -133,8 +143,6 @@ pub fn node_loss(
         first_answer_after: after.iter().find(|s| s.ok()).map(|s| s.at),
         endpoints_gone_after,
         total: after.len(),
-        failed: after.iter().filter(|s| !s.ok()).count(),
-        last_failure_after: after.iter().rev().find(|s| !s.ok()).map(|s| s.at),
         late: late_failures(&after, settled),
         failures: after
             .iter()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferrolb_tests::realnodes::failover::{self, requests};
 use ferrolb_tests::realnodes::http_probe::Outage;
-use ferrolb_tests::realnodes::node_loss;
+use ferrolb_tests::realnodes::node_loss::{self, NodeLoss};
 use ferrolb_tests::realnodes::site::{L2_POOL, start_site};
 use ferrolb_tests::realnodes::{HostState, Policy, RealCluster};
 
@@ -115,9 +115,9 @@ pub fn run(plan: RealNodesPlan) -> Result<()> {
             ms(Some(loss.arp_moved_after)),
             ms(loss.first_answer_after),
             ms(loss.endpoints_gone_after),
-            ms(loss.last_failure_after),
+            ms(loss.last_failure_after()),
         );
-        let (node, failed, total) = (&loss.node, loss.failed, loss.total);
+        let (node, failed, total) = (&loss.node, loss.failed(), loss.total);
         let (stale, unexplained) = (loss.late.stale_conntrack, loss.late.unexplained.len());
         println!(
             "  node loss #{trial} ({node}): ARP moved after {arp} ms, first answer after {first} ms, \
@@ -168,11 +168,11 @@ pub fn run(plan: RealNodesPlan) -> Result<()> {
                 "node loss: kill to last failed request (kube-proxy drops the dead endpoints)",
                 node_losses
                     .iter()
-                    .filter_map(|l| l.last_failure_after)
+                    .filter_map(NodeLoss::last_failure_after)
                     .collect()
             )
         );
-        let failed: usize = node_losses.iter().map(|l| l.failed).sum();
+        let failed: usize = node_losses.iter().map(NodeLoss::failed).sum();
         let total: usize = node_losses.iter().map(|l| l.total).sum();
         println!(
             "node loss: {failed} of {total} requests failed over {} trials",
