@@ -150,43 +150,50 @@ pub fn nested_cargo() -> Command {
     command
 }
 
+/// The Cargo profile the speaker ships with (`Cargo.toml`): built for size.
+pub const SPEAKER_PROFILE: &str = "speaker";
+
 /// Path of one of our binaries, built once per test process. Debug builds,
-/// unless `FERROLB_RELEASE=1` (the benchmarks set it).
+/// unless `FERROLB_RELEASE=1` (the benchmarks set it): then each is built as it
+/// ships, `ferrolb-speaker` with [`SPEAKER_PROFILE`] and the others `--release`.
 pub fn binary(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let release = std::env::var_os("FERROLB_RELEASE").is_some_and(|v| v == "1");
     let built = BUILT.get_or_init(|| {
-        let mut build = nested_cargo();
-        build.args([
-            "build",
-            "--quiet",
-            "--bins",
-            "-p",
-            "ferrolb-controller",
-            "-p",
-            "ferrolb-speaker",
-            "-p",
-            "ferrolb-migrate",
-        ]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(repo_root())
-            .status()
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
+        let all = ["ferrolb-controller", "ferrolb-speaker", "ferrolb-migrate"];
+        let builds: Vec<(&str, Vec<&str>)> = if release {
+            vec![
+                ("release", vec!["ferrolb-controller", "ferrolb-migrate"]),
+                (SPEAKER_PROFILE, vec!["ferrolb-speaker"]),
+            ]
         } else {
-            Err(format!("cargo build failed: {status}"))
+            vec![("dev", all.to_vec())]
+        };
+        for (profile, packages) in builds {
+            let mut build = nested_cargo();
+            build.args(["build", "--quiet", "--bins", "--profile", profile]);
+            for package in packages {
+                build.args(["-p", package]);
+            }
+            let status = build
+                .current_dir(repo_root())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("cargo build --profile {profile} failed: {status}"));
+            }
         }
+        Ok(())
     });
     if let Err(e) = built {
         bail!("{e}");
     }
-    let path = target_dir()
-        .join(if release { "release" } else { "debug" })
-        .join(name);
+    let directory = match (release, name) {
+        (false, _) => "debug",
+        (true, "ferrolb-speaker") => SPEAKER_PROFILE,
+        (true, _) => "release",
+    };
+    let path = target_dir().join(directory).join(name);
     if !path.exists() {
         bail!("{} was not built", path.display());
     }

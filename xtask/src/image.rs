@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{self, ImageSpec, LayerEntry};
+use ferrolb_tests::env::SPEAKER_PROFILE;
 use ferrolb_tests::tools::{repo_root, target_dir};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -24,6 +25,8 @@ struct Image {
     fixed_tag: Option<&'static str>,
     /// The cargo binary that goes in.
     binary: &'static str,
+    /// The Cargo profile it is built with.
+    profile: &'static str,
     /// Where it lands, also the entrypoint.
     path_in_image: &'static str,
     user: Option<&'static str>,
@@ -36,6 +39,7 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-controller",
         fixed_tag: None,
         binary: "ferrolb-controller",
+        profile: "release",
         path_in_image: "/ferrolb-controller",
         user: Some(NONROOT),
         archive: "ferrolb-controller.oci.tar",
@@ -45,6 +49,7 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-speaker",
         fixed_tag: None,
         binary: "ferrolb-speaker",
+        profile: SPEAKER_PROFILE,
         path_in_image: "/ferrolb-speaker",
         user: None,
         archive: "ferrolb-speaker.oci.tar",
@@ -53,6 +58,7 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-echo",
         fixed_tag: None,
         binary: "ferrolb-echo",
+        profile: "release",
         path_in_image: "/ferrolb-echo",
         user: Some(NONROOT),
         archive: "ferrolb-echo.oci.tar",
@@ -62,6 +68,7 @@ const IMAGES: [Image; 4] = [
         name: "registry.k8s.io/pause",
         fixed_tag: Some("3.10"),
         binary: "ferrolb-pause",
+        profile: "release",
         path_in_image: "/pause",
         user: Some("65535:65535"),
         archive: "pause.oci.tar",
@@ -101,7 +108,6 @@ pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
         std::env::current_dir()?.join(out)
     };
     build_static(&root)?;
-    let bin_dir = target_dir().join(TARGET).join("release");
 
     let revision = git(&root, &["rev-parse", "HEAD"])?;
     let created = git(&root, &["log", "-1", "--format=%cI"])?;
@@ -109,7 +115,10 @@ pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
 
     let mut records = Vec::new();
     for image in &IMAGES {
-        let binary = bin_dir.join(image.binary);
+        let binary = target_dir()
+            .join(TARGET)
+            .join(image.profile)
+            .join(image.binary);
         check_static(&binary)?;
         let spec = image_spec(
             image,
@@ -156,36 +165,34 @@ pub(crate) fn write_image(spec: &ImageSpec, path: &Path) -> Result<Record> {
     })
 }
 
-/// The release build, statically linked, with paths that do not depend on
-/// where the repository or the cargo home are (so the bytes are reproducible).
+/// The release builds, statically linked, with paths that do not depend on
+/// where the repository or the cargo home are (so the bytes are reproducible):
+/// one cargo call per profile the images use.
 fn build_static(root: &Path) -> Result<()> {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let rustflags = format!(
         "-C target-feature=+crt-static -C strip=symbols --remap-path-prefix={}=/src --remap-path-prefix={home}=/home",
         root.display()
     );
-    let args = [
-        "build",
-        "--release",
-        "--target",
-        TARGET,
-        "-p",
-        "ferrolb-controller",
-        "-p",
-        "ferrolb-speaker",
-        "-p",
-        "ferrolb-testimages",
-    ];
-    println!("+ RUSTFLAGS={rustflags:?} cargo {}", args.join(" "));
-    let status = ferrolb_tests::env::nested_cargo()
-        .args(args)
-        .env("RUSTFLAGS", &rustflags)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .current_dir(root)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("the static release build failed ({status})");
+    let mut profiles: Vec<&str> = IMAGES.iter().map(|image| image.profile).collect();
+    profiles.sort_unstable();
+    profiles.dedup();
+    for profile in profiles {
+        let mut args = vec!["build", "--profile", profile, "--target", TARGET];
+        for image in IMAGES.iter().filter(|image| image.profile == profile) {
+            args.extend(["--bin", image.binary]);
+        }
+        println!("+ RUSTFLAGS={rustflags:?} cargo {}", args.join(" "));
+        let status = ferrolb_tests::env::nested_cargo()
+            .args(&args)
+            .env("RUSTFLAGS", &rustflags)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .current_dir(root)
+            .status()
+            .context("running cargo")?;
+        if !status.success() {
+            bail!("the static {profile} build failed ({status})");
+        }
     }
     Ok(())
 }
