@@ -146,7 +146,7 @@ pub(super) fn service_view(
     ServiceView {
         key: key.clone(),
         labels: service.labels.clone(),
-        ips: service.ips.clone(),
+        ips: service.ips.to_vec(),
         local_traffic_policy: service.local_traffic_policy,
     }
 }

@@ -20,6 +20,7 @@ use kube::runtime::watcher;
 
 use super::ClassFilter;
 use super::convert::LABEL_SERVICE_NAME;
+use super::object_text::{Uid, Version};
 use super::view::ServiceKey;
 
 /// What the speaker reads of a Service: its uid (named by the reporter's Events),
@@ -28,9 +29,9 @@ use super::view::ServiceKey;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceObject {
     /// `metadata.uid`.
-    pub uid: Option<Box<str>>,
+    pub uid: Option<Uid>,
     /// `metadata.resourceVersion`.
-    pub version: Option<Box<str>>,
+    pub version: Option<Version>,
     /// `metadata.labels`.
     pub labels: Labels,
     /// `metadata.deletionTimestamp` is set.
@@ -42,9 +43,9 @@ pub struct ServiceObject {
     /// `spec.externalTrafficPolicy: Local`.
     pub local_traffic_policy: bool,
     /// The `status.loadBalancer.ingress[].ip` that parse, in order, without duplicates.
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     /// The `status.loadBalancer.ingress[].ip` that do not parse, in order.
-    pub invalid_ips: Vec<Box<str>>,
+    pub invalid_ips: Box<[Box<str>]>,
 }
 
 /// What the speaker reads of an EndpointSlice: its `resourceVersion`, the Service it
@@ -53,11 +54,11 @@ pub struct ServiceObject {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SliceObject {
     /// `metadata.resourceVersion`.
-    pub version: Option<Box<str>>,
+    pub version: Option<Version>,
     /// The `kubernetes.io/service-name` label: the Service in the slice's namespace.
     pub service: Option<Box<str>>,
     /// The endpoints, in order.
-    pub endpoints: Vec<EndpointObject>,
+    pub endpoints: Box<[EndpointObject]>,
 }
 
 /// One endpoint of a [`SliceObject`].
@@ -105,16 +106,16 @@ impl ServiceObject {
             }
         }
         ServiceObject {
-            uid: boxed(&meta.uid),
-            version: boxed(&meta.resource_version),
+            uid: meta.uid.as_deref().map(Uid::new),
+            version: meta.resource_version.as_deref().map(Version::new),
             labels: meta.labels.clone().unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
             load_balancer: spec.and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer"),
             class: spec.and_then(|spec| boxed(&spec.load_balancer_class)),
             local_traffic_policy: spec.and_then(|spec| spec.external_traffic_policy.as_deref())
                 == Some("Local"),
-            ips,
-            invalid_ips,
+            ips: ips.into_boxed_slice(),
+            invalid_ips: invalid_ips.into_boxed_slice(),
         }
     }
 
@@ -144,7 +145,7 @@ impl SliceObject {
             .as_ref()
             .and_then(|labels| labels.get(LABEL_SERVICE_NAME));
         SliceObject {
-            version: boxed(&slice.metadata.resource_version),
+            version: slice.metadata.resource_version.as_deref().map(Version::new),
             service: service.map(|name| Box::from(name.as_str())),
             endpoints: slice.endpoints.iter().map(EndpointObject::of).collect(),
         }

@@ -27,6 +27,7 @@ use super::convert::{
     node_view, pool_view, service_view,
 };
 use super::eligibility::readiness_counts;
+use super::object_text::Version;
 use super::objects::{ByKey, ServiceObject, SliceObject};
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
 
@@ -79,18 +80,18 @@ struct Seen<T> {
 
 /// An object's `resourceVersion`.
 trait Versioned {
-    fn version(&self) -> Option<&str>;
+    fn version(&self) -> Option<&Version>;
 }
 
 impl Versioned for ServiceObject {
-    fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+    fn version(&self) -> Option<&Version> {
+        self.version.as_ref()
     }
 }
 
 impl Versioned for SliceObject {
-    fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+    fn version(&self) -> Option<&Version> {
+        self.version.as_ref()
     }
 }
 

@@ -404,9 +404,14 @@ mod tests {
     fn compact_services_and_slices_give_the_same_view_class_and_uid() {
         let services = vec![
             service("local", json!({})),
+            // A uid as the API server writes them (kept as its bytes), beside the
+            // others' free text.
             service(
                 "cluster",
-                json!({"spec": {"externalTrafficPolicy": "Cluster"}}),
+                json!({
+                    "metadata": {"uid": "5f3c1d2e-0a9b-4c8d-9e7f-6a5b4c3d2e1f"},
+                    "spec": {"externalTrafficPolicy": "Cluster"},
+                }),
             ),
             service(
                 "other-labels",
@@ -483,8 +488,8 @@ mod tests {
                 let compact = compact_services.get(&key).unwrap();
                 assert_eq!(compact.interest(&class), class.interest(service));
                 assert_eq!(
-                    compact.uid.as_deref(),
-                    service.metadata.uid.as_deref(),
+                    compact.uid.as_ref().map(ToString::to_string),
+                    service.metadata.uid,
                     "{key}"
                 );
             }
@@ -503,7 +508,10 @@ mod tests {
                 .map(|(namespace, name, object)| {
                     format!(
                         "{namespace}/{name}@{}",
-                        object.version.as_deref().unwrap_or("-")
+                        object
+                            .version
+                            .as_ref()
+                            .map_or("-".into(), ToString::to_string)
                     )
                 })
                 .collect();
