@@ -109,52 +109,114 @@ impl From<BTreeSet<String>> for NodeSet {
 }
 
 /// A few Services, sorted, without duplicates: a set sized to its members (usually
-/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceSet(Vec<ServiceKey>);
+/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven), one
+/// Service held in place (no heap block of its own).
+#[derive(Clone)]
+pub struct ServiceSet(Members);
+
+/// The members of a [`ServiceSet`]: one in place, any other number in a vector (so
+/// each set has one form).
+#[derive(Clone)]
+enum Members {
+    One(ServiceKey),
+    Few(Vec<ServiceKey>),
+}
+
+impl Default for ServiceSet {
+    fn default() -> Self {
+        ServiceSet(Members::Few(Vec::new()))
+    }
+}
+
+impl PartialEq for ServiceSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ServiceSet {}
+
+impl std::fmt::Debug for ServiceSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ServiceSet").field(&self.as_slice()).finish()
+    }
+}
 
 impl ServiceSet {
+    /// The Services, in order.
+    fn as_slice(&self) -> &[ServiceKey] {
+        match &self.0 {
+            Members::One(service) => std::slice::from_ref(service),
+            Members::Few(services) => services,
+        }
+    }
+
+    /// The set of `services`, sorted and without duplicates.
+    fn of_sorted(mut services: Vec<ServiceKey>) -> ServiceSet {
+        match services.len() {
+            1 => ServiceSet(Members::One(services.swap_remove(0))),
+            _ => {
+                services.shrink_to_fit();
+                ServiceSet(Members::Few(services))
+            }
+        }
+    }
+
     /// Whether `service` is in the set.
     pub fn contains(&self, service: &ServiceKey) -> bool {
-        self.0.binary_search(service).is_ok()
+        self.as_slice().binary_search(service).is_ok()
     }
 
     /// Adds `service`, growing the set by one place only; whether it was new.
     pub fn insert(&mut self, service: ServiceKey) -> bool {
-        match self.0.binary_search(&service) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.reserve_exact(1);
-                self.0.insert(at, service);
-                true
+        let Err(at) = self.as_slice().binary_search(&service) else {
+            return false;
+        };
+        match &mut self.0 {
+            Members::Few(services) if !services.is_empty() => {
+                services.reserve_exact(1);
+                services.insert(at, service);
+            }
+            Members::Few(_) => self.0 = Members::One(service),
+            Members::One(one) => {
+                let mut services = Vec::with_capacity(2);
+                services.push(one.clone());
+                services.insert(at, service);
+                self.0 = Members::Few(services);
             }
         }
+        true
     }
 
     /// Removes `service`; whether it was there.
     pub fn remove(&mut self, service: &ServiceKey) -> bool {
-        match self.0.binary_search(service) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
+        let Ok(at) = self.as_slice().binary_search(service) else {
+            return false;
+        };
+        let mut services = match std::mem::take(self).0 {
+            Members::One(_) => Vec::new(),
+            Members::Few(services) => services,
+        };
+        if !services.is_empty() {
+            services.remove(at);
         }
+        *self = ServiceSet::of_sorted(services);
+        true
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
 
     /// How many Services it holds.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// The Services, in order.
     pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 }
 
@@ -163,7 +225,7 @@ impl<'s> IntoIterator for &'s ServiceSet {
     type IntoIter = std::slice::Iter<'s, ServiceKey>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -172,8 +234,7 @@ impl FromIterator<ServiceKey> for ServiceSet {
         let mut all: Vec<ServiceKey> = services.into_iter().collect();
         all.sort();
         all.dedup();
-        all.shrink_to_fit();
-        ServiceSet(all)
+        ServiceSet::of_sorted(all)
     }
 }
 
@@ -328,6 +389,39 @@ mod tests {
         assert_eq!(grown, set);
         assert!(grown.remove(&key("a")) && !grown.remove(&key("a")));
         assert_eq!(grown, ServiceSet::from([key("b")]));
+    }
+
+    /// Whether `set` is in its one form: one Service in place, any other number in a
+    /// vector with no spare room.
+    fn in_form(set: &ServiceSet) -> bool {
+        match &set.0 {
+            Members::One(_) => true,
+            Members::Few(services) => services.len() != 1 && services.capacity() == services.len(),
+        }
+    }
+
+    proptest::proptest! {
+        /// Any inserts and removes leave the set a model `BTreeSet` would be, in its one
+        /// form.
+        #[test]
+        fn a_service_set_follows_a_btree_set(
+            steps in proptest::collection::vec((proptest::bool::ANY, 0..4u8), 0..24),
+        ) {
+            let key = |i: u8| ServiceKey::new("ns", format!("s{i}"));
+            let (mut set, mut model) = (ServiceSet::default(), BTreeSet::new());
+            for (insert, i) in steps {
+                if insert {
+                    proptest::prop_assert_eq!(set.insert(key(i)), model.insert(key(i)));
+                } else {
+                    proptest::prop_assert_eq!(set.remove(&key(i)), model.remove(&key(i)));
+                }
+                proptest::prop_assert!(set.iter().eq(model.iter()), "{set:?} {model:?}");
+                proptest::prop_assert!(in_form(&set), "{set:?}");
+                proptest::prop_assert_eq!(set.len(), model.len());
+                proptest::prop_assert_eq!(&set, &ServiceSet::from(model.clone()));
+                proptest::prop_assert!(in_form(&ServiceSet::from(model.clone())));
+            }
+        }
     }
 
     #[test]
