@@ -22,6 +22,8 @@ pub mod bgp_stop;
 pub mod changes;
 pub mod convert;
 pub mod eligibility;
+#[deny(missing_docs)]
+pub mod few;
 pub mod l2;
 pub mod l2_incremental;
 pub mod node_address;

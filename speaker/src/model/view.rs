@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
 
+use super::few::Few;
 use super::scope::{AdvertisementScope, AdvertisementSelectors};
 
 pub use ferrolb_crds::service_key::ServiceKey;
@@ -111,112 +112,48 @@ impl From<BTreeSet<String>> for NodeSet {
 /// A few Services, sorted, without duplicates: a set sized to its members (usually
 /// one Service on an IP, for which a `BTreeSet` would allocate room for eleven), one
 /// Service held in place (no heap block of its own).
-#[derive(Clone)]
-pub struct ServiceSet(Members);
-
-/// The members of a [`ServiceSet`]: one in place, any other number in a vector (so
-/// each set has one form).
-#[derive(Clone)]
-enum Members {
-    One(ServiceKey),
-    Few(Vec<ServiceKey>),
-}
-
-impl Default for ServiceSet {
-    fn default() -> Self {
-        ServiceSet(Members::Few(Vec::new()))
-    }
-}
-
-impl PartialEq for ServiceSet {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for ServiceSet {}
-
-impl std::fmt::Debug for ServiceSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ServiceSet").field(&self.as_slice()).finish()
-    }
-}
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSet(Few<ServiceKey>);
 
 impl ServiceSet {
-    /// The Services, in order.
-    fn as_slice(&self) -> &[ServiceKey] {
-        match &self.0 {
-            Members::One(service) => std::slice::from_ref(service),
-            Members::Few(services) => services,
-        }
-    }
-
-    /// The set of `services`, sorted and without duplicates.
-    fn of_sorted(mut services: Vec<ServiceKey>) -> ServiceSet {
-        match services.len() {
-            1 => ServiceSet(Members::One(services.swap_remove(0))),
-            _ => {
-                services.shrink_to_fit();
-                ServiceSet(Members::Few(services))
-            }
-        }
-    }
-
     /// Whether `service` is in the set.
     pub fn contains(&self, service: &ServiceKey) -> bool {
-        self.as_slice().binary_search(service).is_ok()
+        self.0.as_slice().binary_search(service).is_ok()
     }
 
     /// Adds `service`, growing the set by one place only; whether it was new.
     pub fn insert(&mut self, service: ServiceKey) -> bool {
-        let Err(at) = self.as_slice().binary_search(&service) else {
-            return false;
-        };
-        match &mut self.0 {
-            Members::Few(services) if !services.is_empty() => {
-                services.reserve_exact(1);
-                services.insert(at, service);
-            }
-            Members::Few(_) => self.0 = Members::One(service),
-            Members::One(one) => {
-                let mut services = Vec::with_capacity(2);
-                services.push(one.clone());
-                services.insert(at, service);
-                self.0 = Members::Few(services);
+        match self.0.as_slice().binary_search(&service) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, service);
+                true
             }
         }
-        true
     }
 
     /// Removes `service`; whether it was there.
     pub fn remove(&mut self, service: &ServiceKey) -> bool {
-        let Ok(at) = self.as_slice().binary_search(service) else {
-            return false;
-        };
-        let mut services = match std::mem::take(self).0 {
-            Members::One(_) => Vec::new(),
-            Members::Few(services) => services,
-        };
-        if !services.is_empty() {
-            services.remove(at);
+        let had = self.contains(service);
+        if had {
+            self.0.retain(|kept| kept != service);
         }
-        *self = ServiceSet::of_sorted(services);
-        true
+        had
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
+        self.0.is_empty()
     }
 
     /// How many Services it holds.
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        self.0.as_slice().len()
     }
 
     /// The Services, in order.
     pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
-        self.as_slice().iter()
+        self.0.as_slice().iter()
     }
 }
 
@@ -234,7 +171,7 @@ impl FromIterator<ServiceKey> for ServiceSet {
         let mut all: Vec<ServiceKey> = services.into_iter().collect();
         all.sort();
         all.dedup();
-        ServiceSet::of_sorted(all)
+        ServiceSet(Few::from(all))
     }
 }
 
@@ -391,18 +328,8 @@ mod tests {
         assert_eq!(grown, ServiceSet::from([key("b")]));
     }
 
-    /// Whether `set` is in its one form: one Service in place, any other number in a
-    /// vector with no spare room.
-    fn in_form(set: &ServiceSet) -> bool {
-        match &set.0 {
-            Members::One(_) => true,
-            Members::Few(services) => services.len() != 1 && services.capacity() == services.len(),
-        }
-    }
-
     proptest::proptest! {
-        /// Any inserts and removes leave the set a model `BTreeSet` would be, in its one
-        /// form.
+        /// Any inserts and removes leave the set a model `BTreeSet` would be.
         #[test]
         fn a_service_set_follows_a_btree_set(
             steps in proptest::collection::vec((proptest::bool::ANY, 0..4u8), 0..24),
@@ -416,10 +343,8 @@ mod tests {
                     proptest::prop_assert_eq!(set.remove(&key(i)), model.remove(&key(i)));
                 }
                 proptest::prop_assert!(set.iter().eq(model.iter()), "{set:?} {model:?}");
-                proptest::prop_assert!(in_form(&set), "{set:?}");
                 proptest::prop_assert_eq!(set.len(), model.len());
                 proptest::prop_assert_eq!(&set, &ServiceSet::from(model.clone()));
-                proptest::prop_assert!(in_form(&ServiceSet::from(model.clone())));
             }
         }
     }

@@ -27,6 +27,7 @@ use super::convert::{
     node_view, pool_view, service_view,
 };
 use super::eligibility::readiness_counts;
+use super::few::Few;
 use super::object_text::Version;
 use super::objects::{ByKey, ServiceObject, SliceObject};
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
@@ -41,7 +42,7 @@ pub struct ViewCache {
     slices: ByKey<Seen<SliceObject>>,
     /// The slices naming each Service (by name, in the Service's namespace), whether or
     /// not the Service is in the view; by the view's own key when it is.
-    slices_of: HashMap<ServiceKey, Vec<Box<str>>>,
+    slices_of: HashMap<ServiceKey, Few<Box<str>>>,
     /// The warnings of the Services that have any, derived again only when the
     /// Service changes.
     service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
@@ -282,13 +283,14 @@ impl ViewCache {
         let service = ServiceKey::new(namespace, service);
         match self.slices_of.get_mut(&service) {
             Some(slices) => {
-                if !slices.iter().any(|slice| **slice == *name) {
-                    slices.push(Box::from(name));
+                let names = slices.as_slice();
+                if !names.iter().any(|slice| **slice == *name) {
+                    slices.insert(names.len(), Box::from(name));
                 }
             }
             None => {
                 let key = self.shared_key(&service);
-                self.slices_of.insert(key, vec![Box::from(name)]);
+                self.slices_of.insert(key, Few::one(Box::from(name)));
             }
         }
         pass.merge.insert(service);
@@ -405,6 +407,7 @@ impl ViewCache {
                     }
                 };
                 for seen in slices
+                    .as_slice()
                     .iter()
                     .filter_map(|name| self.slices.get(service.namespace(), name))
                 {

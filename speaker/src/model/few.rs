@@ -1,0 +1,143 @@
+//! [`Few`]: a vector for the usual one value, holding it in place (no heap block of its
+//! own), any other number in a vector with no spare room.
+
+use std::fmt;
+
+/// A few values, in the order given; one held in place.
+#[derive(Clone)]
+pub struct Few<T>(Form<T>);
+
+/// Each number of values has one form: one in place, any other number in a vector.
+#[derive(Clone)]
+enum Form<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few(Form::Many(Vec::new()))
+    }
+}
+
+impl<T: PartialEq> PartialEq for Few<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Eq> Eq for Few<T> {}
+
+impl<T: fmt::Debug> fmt::Debug for Few<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
+impl<T> From<Vec<T>> for Few<T> {
+    fn from(mut values: Vec<T>) -> Few<T> {
+        match values.pop() {
+            Some(one) if values.is_empty() => Few(Form::One(one)),
+            Some(last) => {
+                values.push(last);
+                values.shrink_to_fit();
+                Few(Form::Many(values))
+            }
+            None => Few::default(),
+        }
+    }
+}
+
+impl<T> Few<T> {
+    /// Just `value`.
+    pub fn one(value: T) -> Few<T> {
+        Few(Form::One(value))
+    }
+
+    /// The values, in order.
+    pub fn as_slice(&self) -> &[T] {
+        match &self.0 {
+            Form::One(one) => std::slice::from_ref(one),
+            Form::Many(values) => values,
+        }
+    }
+
+    /// The values, to take apart.
+    fn into_vec(self) -> Vec<T> {
+        match self.0 {
+            Form::One(one) => vec![one],
+            Form::Many(values) => values,
+        }
+    }
+
+    /// Puts `value` at `at` (at most the length), growing by one place only.
+    pub fn insert(&mut self, at: usize, value: T) {
+        match &mut self.0 {
+            Form::Many(values) if values.is_empty() => self.0 = Form::One(value),
+            Form::Many(values) => {
+                values.reserve_exact(1);
+                values.insert(at, value);
+            }
+            Form::One(_) => {
+                let mut values = Vec::with_capacity(2);
+                values.extend(std::mem::take(self).into_vec());
+                values.insert(at, value);
+                self.0 = Form::Many(values);
+            }
+        }
+    }
+
+    /// Keeps the values `keep` keeps.
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        let mut values = std::mem::take(self).into_vec();
+        values.retain(keep);
+        *self = Few::from(values);
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Whether `few` is in its one form: one value in place, any other number in a
+    /// vector with no spare room.
+    fn in_form<T>(few: &Few<T>) -> bool {
+        match &few.0 {
+            Form::One(_) => true,
+            Form::Many(values) => values.len() != 1 && values.capacity() == values.len(),
+        }
+    }
+
+    proptest! {
+        /// Any inserts and removals leave what a vector would hold, in the one form.
+        #[test]
+        fn few_follows_a_vector(
+            steps in prop::collection::vec((any::<bool>(), 0..4u8, any::<prop::sample::Index>()), 0..24),
+        ) {
+            let (mut few, mut model) = (Few::default(), Vec::new());
+            for (insert, value, at) in steps {
+                if insert {
+                    let at = at.index(model.len() + 1);
+                    few.insert(at, value);
+                    model.insert(at, value);
+                } else {
+                    few.retain(|kept| *kept != value);
+                    model.retain(|kept| *kept != value);
+                }
+                prop_assert_eq!(few.as_slice(), &model[..]);
+                prop_assert!(in_form(&few), "{few:?}");
+                prop_assert_eq!(few.is_empty(), model.is_empty());
+                let made = Few::from(model.clone());
+                prop_assert!(in_form(&made), "{made:?}");
+                prop_assert_eq!(&made, &few);
+            }
+        }
+    }
+}
