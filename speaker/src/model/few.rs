@@ -48,6 +48,15 @@ impl<T> From<Vec<T>> for Few<T> {
     }
 }
 
+impl<T: Clone> From<&[T]> for Few<T> {
+    fn from(values: &[T]) -> Few<T> {
+        match values {
+            [one] => Few::one(one.clone()),
+            _ => Few(Form::Many(values.to_vec())),
+        }
+    }
+}
+
 impl<T> Few<T> {
     /// Just `value`.
     pub fn one(value: T) -> Few<T> {
@@ -62,36 +71,48 @@ impl<T> Few<T> {
         }
     }
 
-    /// The values, to take apart.
-    fn into_vec(self) -> Vec<T> {
-        match self.0 {
-            Form::One(one) => vec![one],
-            Form::Many(values) => values,
-        }
-    }
-
     /// Puts `value` at `at` (at most the length), growing by one place only.
     pub fn insert(&mut self, at: usize, value: T) {
-        match &mut self.0 {
-            Form::Many(values) if values.is_empty() => self.0 = Form::One(value),
-            Form::Many(values) => {
+        *self = match std::mem::take(self).0 {
+            Form::Many(values) if values.is_empty() => Few::one(value),
+            Form::Many(mut values) => {
                 values.reserve_exact(1);
                 values.insert(at, value);
+                Few(Form::Many(values))
             }
-            Form::One(_) => {
+            Form::One(one) => {
                 let mut values = Vec::with_capacity(2);
-                values.extend(std::mem::take(self).into_vec());
+                values.push(one);
                 values.insert(at, value);
-                self.0 = Form::Many(values);
+                Few(Form::Many(values))
             }
         }
     }
 
     /// Keeps the values `keep` keeps.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        let mut values = std::mem::take(self).into_vec();
-        values.retain(keep);
-        *self = Few::from(values);
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        match &mut self.0 {
+            Form::One(one) => {
+                if !keep(one) {
+                    *self = Few::default();
+                }
+            }
+            Form::Many(values) => {
+                let before = values.len();
+                values.retain(keep);
+                if values.len() != before {
+                    *self = Few::from(std::mem::take(values));
+                }
+            }
+        }
+    }
+
+    /// The values, to change in place.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match &mut self.0 {
+            Form::One(one) => std::slice::from_mut(one),
+            Form::Many(values) => values,
+        }
     }
 
     /// Whether there are none.
@@ -134,9 +155,10 @@ mod tests {
                 prop_assert_eq!(few.as_slice(), &model[..]);
                 prop_assert!(in_form(&few), "{few:?}");
                 prop_assert_eq!(few.is_empty(), model.is_empty());
-                let made = Few::from(model.clone());
-                prop_assert!(in_form(&made), "{made:?}");
-                prop_assert_eq!(&made, &few);
+                for made in [Few::from(model.clone()), Few::from(&model[..])] {
+                    prop_assert!(in_form(&made), "{made:?}");
+                    prop_assert_eq!(&made, &few);
+                }
             }
         }
     }
