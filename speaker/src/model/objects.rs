@@ -8,7 +8,7 @@
 //! what it had, so an outage does not empty it); [`apply_event`] takes one watch event
 //! into it (the watch task in `shell::stores` only calls it and notes the result).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -38,8 +38,8 @@ pub struct ServiceObject {
     pub deleting: bool,
     /// `spec.type` is `LoadBalancer`.
     pub load_balancer: bool,
-    /// `spec.loadBalancerClass`.
-    pub class: Option<Box<str>>,
+    /// `spec.loadBalancerClass` (shared by a store's Services, [`Texts`]).
+    pub class: Option<Arc<str>>,
     /// `spec.externalTrafficPolicy: Local`.
     pub local_traffic_policy: bool,
     /// The `status.loadBalancer.ingress[].ip` that parse, in order, without duplicates.
@@ -64,14 +64,10 @@ pub struct SliceObject {
 /// One endpoint of a [`SliceObject`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointObject {
-    /// `nodeName`.
-    pub node: Option<Box<str>>,
+    /// `nodeName` (shared by a store's endpoints, [`Texts`]).
+    pub node: Option<Arc<str>>,
     /// `conditions`.
     pub conditions: Option<EndpointConditions>,
-}
-
-fn boxed(text: &Option<String>) -> Option<Box<str>> {
-    text.as_deref().map(Box::from)
 }
 
 /// The key of an object: its namespace and name, both non-empty.
@@ -111,7 +107,7 @@ impl ServiceObject {
             labels: meta.labels.clone().unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
             load_balancer: spec.and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer"),
-            class: spec.and_then(|spec| boxed(&spec.load_balancer_class)),
+            class: spec.and_then(|spec| spec.load_balancer_class.as_deref().map(Arc::from)),
             local_traffic_policy: spec.and_then(|spec| spec.external_traffic_policy.as_deref())
                 == Some("Local"),
             ips: ips.into_boxed_slice(),
@@ -156,7 +152,7 @@ impl EndpointObject {
     /// What the speaker keeps of `endpoint`.
     pub fn of(endpoint: &Endpoint) -> EndpointObject {
         EndpointObject {
-            node: boxed(&endpoint.node_name),
+            node: endpoint.node_name.as_deref().map(Arc::from),
             conditions: endpoint.conditions.clone(),
         }
     }
@@ -233,12 +229,61 @@ impl<T> ByKey<T> {
     }
 }
 
+/// Texts that many objects repeat (node names, a class), each held once and handed
+/// out shared; those no object holds any more are forgotten as the set grows.
+#[derive(Debug, Default)]
+pub struct Texts {
+    held: HashSet<Arc<str>>,
+    /// How many texts were held after the last pruning.
+    kept: usize,
+}
+
+impl Texts {
+    /// Makes `text` the one held of its content.
+    pub fn share(&mut self, text: &mut Arc<str>) {
+        match self.held.get(&**text) {
+            Some(held) => *text = Arc::clone(held),
+            None => {
+                if self.held.len() >= 2 * self.kept.max(32) {
+                    self.held.retain(|held| Arc::strong_count(held) > 1);
+                    self.kept = self.held.len();
+                }
+                self.held.insert(Arc::clone(text));
+            }
+        }
+    }
+}
+
+/// An object whose repeated texts a store shares ([`Texts`]).
+pub trait ShareTexts {
+    /// Makes each repeated text of the object the one `texts` holds.
+    fn share_texts(&mut self, texts: &mut Texts);
+}
+
+impl ShareTexts for ServiceObject {
+    fn share_texts(&mut self, texts: &mut Texts) {
+        if let Some(class) = &mut self.class {
+            texts.share(class);
+        }
+    }
+}
+
+impl ShareTexts for SliceObject {
+    fn share_texts(&mut self, texts: &mut Texts) {
+        for node in self.endpoints.iter_mut().filter_map(|e| e.node.as_mut()) {
+            texts.share(node);
+        }
+    }
+}
+
 /// One watched kind's objects, as its watch events leave them.
 #[derive(Debug)]
 pub struct ObjectStore<T> {
     objects: ByKey<Arc<T>>,
     /// A (re-)list under way: the objects listed so far.
     listing: Option<ByKey<Arc<T>>>,
+    /// The texts the objects share.
+    texts: Texts,
 }
 
 impl<T> Default for ObjectStore<T> {
@@ -246,17 +291,31 @@ impl<T> Default for ObjectStore<T> {
         ObjectStore {
             objects: ByKey::default(),
             listing: None,
+            texts: Texts::default(),
         }
     }
 }
 
-impl<T> ObjectStore<T> {
+impl<T: ShareTexts> ObjectStore<T> {
     /// An object written (added or changed).
-    pub fn apply(&mut self, key: &ServiceKey, object: T) {
+    pub fn apply(&mut self, key: &ServiceKey, mut object: T) {
+        object.share_texts(&mut self.texts);
         self.objects
             .insert(key.namespace(), key.name(), Arc::new(object));
     }
 
+    /// An object of the list under way.
+    pub fn listed(&mut self, key: &ServiceKey, mut object: T) {
+        object.share_texts(&mut self.texts);
+        self.listing.get_or_insert_with(ByKey::default).insert(
+            key.namespace(),
+            key.name(),
+            Arc::new(object),
+        );
+    }
+}
+
+impl<T> ObjectStore<T> {
     /// An object deleted.
     pub fn delete(&mut self, key: &ServiceKey) {
         self.objects.remove(key.namespace(), key.name());
@@ -265,15 +324,6 @@ impl<T> ObjectStore<T> {
     /// A (re-)list starts; the store keeps its objects until it is done.
     pub fn list_started(&mut self) {
         self.listing = Some(ByKey::default());
-    }
-
-    /// An object of the list under way.
-    pub fn listed(&mut self, key: &ServiceKey, object: T) {
-        self.listing.get_or_insert_with(ByKey::default).insert(
-            key.namespace(),
-            key.name(),
-            Arc::new(object),
-        );
     }
 
     /// The list is complete: its objects replace the store's, so objects deleted while
@@ -318,7 +368,7 @@ pub enum Applied {
 /// Applies one watch event to `store`, converting the object with `convert`:
 /// the store logic of kube's reflector (a list replaces the whole set once
 /// complete), for objects the speaker keeps compact.
-pub fn apply_event<K: kube::Resource, T>(
+pub fn apply_event<K: kube::Resource, T: ShareTexts>(
     store: &mut ObjectStore<T>,
     event: watcher::Event<K>,
     convert: fn(&K) -> T,

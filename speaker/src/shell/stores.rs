@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::keys::{Noted, note};
-use crate::model::objects::{Applied, apply_event};
+use crate::model::objects::{Applied, ShareTexts, apply_event};
 use crate::model::{ObjectStore, ServiceObject, SliceObject};
 
 /// A watch's compact store, written by its watch task, read by the plan loop and
@@ -140,7 +140,7 @@ fn watch_compact<K, T>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
-    T: Send + Sync + 'static,
+    T: ShareTexts + Send + Sync + 'static,
 {
     let store: Shared<T> = Arc::default();
     let writer = store.clone();
@@ -370,7 +370,10 @@ mod tests {
     }
 
     /// `objects` as their watch's store takes them in: listed, then one written.
-    fn stored<K: Resource + Clone, T>(objects: &[K], convert: fn(&K) -> T) -> ObjectStore<T> {
+    fn stored<K: Resource + Clone, T: ShareTexts>(
+        objects: &[K],
+        convert: fn(&K) -> T,
+    ) -> ObjectStore<T> {
         let mut store = ObjectStore::default();
         let (listed, written) = objects.split_at(objects.len() / 2);
         assert_eq!(
