@@ -26,6 +26,8 @@ pub mod eligibility;
 pub mod few;
 pub mod l2;
 pub mod l2_incremental;
+#[deny(missing_docs)]
+pub mod name;
 pub mod node_address;
 #[deny(missing_docs)]
 pub mod object_text;

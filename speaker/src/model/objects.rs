@@ -20,6 +20,7 @@ use kube::runtime::watcher;
 
 use super::ClassFilter;
 use super::convert::LABEL_SERVICE_NAME;
+use super::name::Name;
 use super::object_text::{Uid, Version};
 use super::view::ServiceKey;
 
@@ -56,7 +57,7 @@ pub struct SliceObject {
     /// `metadata.resourceVersion`.
     pub version: Option<Version>,
     /// The `kubernetes.io/service-name` label: the Service in the slice's namespace.
-    pub service: Option<Box<str>>,
+    pub service: Option<Name>,
     /// The endpoints, in order.
     pub endpoints: Box<[EndpointObject]>,
 }
@@ -142,7 +143,7 @@ impl SliceObject {
             .and_then(|labels| labels.get(LABEL_SERVICE_NAME));
         SliceObject {
             version: slice.metadata.resource_version.as_deref().map(Version::new),
-            service: service.map(|name| Box::from(name.as_str())),
+            service: service.map(|name| Name::from(name.as_str())),
             endpoints: slice.endpoints.iter().map(EndpointObject::of).collect(),
         }
     }
@@ -158,9 +159,10 @@ impl EndpointObject {
     }
 }
 
-/// Values by namespace, then name: found by a key's two texts without building a key.
+/// Values by namespace, then name (each held in place when short, [`Name`]): found by a
+/// key's two texts without building a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ByKey<T>(HashMap<Box<str>, HashMap<Box<str>, T>>);
+pub struct ByKey<T>(HashMap<Name, HashMap<Name, T>>);
 
 impl<T> Default for ByKey<T> {
     fn default() -> Self {
@@ -183,11 +185,11 @@ impl<T> ByKey<T> {
     pub fn insert(&mut self, namespace: &str, name: &str, value: T) -> Option<T> {
         let names = match self.0.get_mut(namespace) {
             Some(names) => names,
-            None => self.0.entry(Box::from(namespace)).or_default(),
+            None => self.0.entry(Name::from(namespace)).or_default(),
         };
         match names.get_mut(name) {
             Some(old) => Some(std::mem::replace(old, value)),
-            None => names.insert(Box::from(name), value),
+            None => names.insert(Name::from(name), value),
         }
     }
 

@@ -28,6 +28,7 @@ use super::convert::{
 };
 use super::eligibility::readiness_counts;
 use super::few::Few;
+use super::name::Name;
 use super::object_text::Version;
 use super::objects::{ByKey, ServiceObject, SliceObject};
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
@@ -42,7 +43,7 @@ pub struct ViewCache {
     slices: ByKey<Seen<SliceObject>>,
     /// The slices naming each Service (by name, in the Service's namespace), whether or
     /// not the Service is in the view; by the view's own key when it is.
-    slices_of: HashMap<ServiceKey, Few<Box<str>>>,
+    slices_of: HashMap<ServiceKey, Few<Name>>,
     /// The warnings of the Services that have any, derived again only when the
     /// Service changes.
     service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
@@ -285,12 +286,12 @@ impl ViewCache {
             Some(slices) => {
                 let names = slices.as_slice();
                 if !names.iter().any(|slice| **slice == *name) {
-                    slices.insert(names.len(), Box::from(name));
+                    slices.insert(names.len(), Name::from(name));
                 }
             }
             None => {
                 let key = self.shared_key(&service);
-                self.slices_of.insert(key, Few::one(Box::from(name)));
+                self.slices_of.insert(key, Few::one(Name::from(name)));
             }
         }
         pass.merge.insert(service);
