@@ -57,6 +57,21 @@ impl<T: Clone> From<&[T]> for Few<T> {
     }
 }
 
+impl<T> FromIterator<T> for Few<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(values: I) -> Few<T> {
+        Few::from(values.into_iter().collect::<Vec<T>>())
+    }
+}
+
+impl<'f, T> IntoIterator for &'f Few<T> {
+    type Item = &'f T;
+    type IntoIter = std::slice::Iter<'f, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 impl<T> Few<T> {
     /// Just `value`.
     pub fn one(value: T) -> Few<T> {
@@ -155,7 +170,8 @@ mod tests {
                 prop_assert_eq!(few.as_slice(), &model[..]);
                 prop_assert!(in_form(&few), "{few:?}");
                 prop_assert_eq!(few.is_empty(), model.is_empty());
-                for made in [Few::from(model.clone()), Few::from(&model[..])] {
+                let collected: Few<u8> = model.iter().copied().collect();
+                for made in [Few::from(model.clone()), Few::from(&model[..]), collected] {
                     prop_assert!(in_form(&made), "{made:?}");
                     prop_assert_eq!(&made, &few);
                 }

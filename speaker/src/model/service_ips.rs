@@ -26,7 +26,7 @@ impl ServiceIps {
             ips_of: view
                 .services
                 .iter()
-                .map(|(key, service)| (key.clone(), Few::from(&service.ips[..])))
+                .map(|(key, service)| (key.clone(), service.ips.clone()))
                 .collect(),
         }
     }
@@ -55,7 +55,7 @@ impl ServiceIps {
                     touched.insert(*ip);
                     self.by_ip.entry(*ip).or_default().insert(key.clone());
                 }
-                self.ips_of.insert(key.clone(), Few::from(&service.ips[..]));
+                self.ips_of.insert(key.clone(), service.ips.clone());
             }
         }
         touched

@@ -20,8 +20,9 @@ pub struct ServiceView {
     pub key: ServiceKey,
     /// The Service's labels, matched by advertisements' service selectors.
     pub labels: Labels,
-    /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates.
-    pub ips: Vec<IpAddr>,
+    /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates (the
+    /// usual one held in place).
+    pub ips: Few<IpAddr>,
     /// `externalTrafficPolicy: Local`: only nodes with a usable endpoint may take traffic.
     pub local_traffic_policy: bool,
 }
