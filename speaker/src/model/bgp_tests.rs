@@ -489,7 +489,7 @@ fn arb_cluster() -> impl Strategy<Value = (ClusterView, Vec<(bool, bool)>)> {
                 view.insert_service(ServiceView {
                     key,
                     labels: Default::default(),
-                    ips,
+                    ips: ips.into(),
                     local_traffic_policy: local,
                 });
             }

@@ -14,6 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ClassFilter;
+use super::few::Few;
 use super::node_address::has_condition;
 use super::objects::{EndpointObject, ServiceObject, SliceObject};
 use super::view::{
@@ -146,7 +147,7 @@ pub(super) fn service_view(
     ServiceView {
         key: key.clone(),
         labels: service.labels.clone(),
-        ips: service.ips.clone(),
+        ips: Few::from(&service.ips[..]),
         local_traffic_policy: service.local_traffic_policy,
     }
 }

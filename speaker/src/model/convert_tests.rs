@@ -43,7 +43,7 @@ fn reads_a_service() {
         Some(&ServiceView {
             key: key("web"),
             labels: labels(&[("app", "web")]),
-            ips: vec![ip("203.0.113.5"), ip("2001:db8::5")],
+            ips: vec![ip("203.0.113.5"), ip("2001:db8::5")].into(),
             local_traffic_policy: true,
         })
     );
@@ -101,7 +101,7 @@ fn bad_ingress_ips_are_skipped_with_a_warning() {
     let (view, warnings) = convert(&[service], &[], &[], &[], &[]);
     assert_eq!(
         view.services.get(&key("web")).map(|s| s.ips.clone()),
-        Some(vec![ip("203.0.113.5")])
+        Some(vec![ip("203.0.113.5")].into())
     );
     assert_eq!(
         warnings,

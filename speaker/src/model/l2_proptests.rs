@@ -332,7 +332,7 @@ fn oracle_eligible(
 fn oracle_services(view: &ClusterView, ip: &IpAddr) -> BTreeSet<ServiceKey> {
     view.services
         .values()
-        .filter(|service| service.ips.contains(ip))
+        .filter(|service| service.ips.as_slice().contains(ip))
         .filter(|service| {
             view.l2_advertisements.values().any(|ad| {
                 view.pools

@@ -22,9 +22,15 @@ pub mod bgp_stop;
 pub mod changes;
 pub mod convert;
 pub mod eligibility;
+#[deny(missing_docs)]
+pub mod few;
 pub mod l2;
 pub mod l2_incremental;
+#[deny(missing_docs)]
+pub mod name;
 pub mod node_address;
+#[deny(missing_docs)]
+pub mod object_text;
 #[deny(missing_docs)]
 pub mod objects;
 pub mod owned;
@@ -48,6 +54,7 @@ pub use eligibility::{LABEL_EXCLUDE_FROM_LOAD_BALANCERS, Liveness};
 pub use ferrolb_crds::class::ClassFilter;
 pub use l2::{InterfaceSelection, L2Decision, l2_plan, l2_plan_within, owned_by, probe_first};
 pub use l2_incremental::L2Planner;
+pub use object_text::{Uid, Version};
 pub use objects::{ByKey, EndpointObject, ObjectStore, ServiceObject, SliceObject};
 pub use owned::{
     Announced, AnnouncedAt, ReportDiff, Reported, Touched, announced, announced_at, patch_owned,

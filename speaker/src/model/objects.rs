@@ -8,7 +8,7 @@
 //! what it had, so an outage does not empty it); [`apply_event`] takes one watch event
 //! into it (the watch task in `shell::stores` only calls it and notes the result).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use kube::runtime::watcher;
 
 use super::ClassFilter;
 use super::convert::LABEL_SERVICE_NAME;
+use super::name::Name;
+use super::object_text::{Uid, Version};
 use super::view::ServiceKey;
 
 /// What the speaker reads of a Service: its uid (named by the reporter's Events),
@@ -28,23 +30,23 @@ use super::view::ServiceKey;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceObject {
     /// `metadata.uid`.
-    pub uid: Option<Box<str>>,
+    pub uid: Option<Uid>,
     /// `metadata.resourceVersion`.
-    pub version: Option<Box<str>>,
+    pub version: Option<Version>,
     /// `metadata.labels`.
     pub labels: Labels,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// `spec.type` is `LoadBalancer`.
     pub load_balancer: bool,
-    /// `spec.loadBalancerClass`.
-    pub class: Option<Box<str>>,
+    /// `spec.loadBalancerClass` (shared by a store's Services, [`Texts`]).
+    pub class: Option<Arc<str>>,
     /// `spec.externalTrafficPolicy: Local`.
     pub local_traffic_policy: bool,
     /// The `status.loadBalancer.ingress[].ip` that parse, in order, without duplicates.
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     /// The `status.loadBalancer.ingress[].ip` that do not parse, in order.
-    pub invalid_ips: Vec<Box<str>>,
+    pub invalid_ips: Box<[Box<str>]>,
 }
 
 /// What the speaker reads of an EndpointSlice: its `resourceVersion`, the Service it
@@ -53,24 +55,20 @@ pub struct ServiceObject {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SliceObject {
     /// `metadata.resourceVersion`.
-    pub version: Option<Box<str>>,
+    pub version: Option<Version>,
     /// The `kubernetes.io/service-name` label: the Service in the slice's namespace.
-    pub service: Option<Box<str>>,
+    pub service: Option<Name>,
     /// The endpoints, in order.
-    pub endpoints: Vec<EndpointObject>,
+    pub endpoints: Box<[EndpointObject]>,
 }
 
 /// One endpoint of a [`SliceObject`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointObject {
-    /// `nodeName`.
-    pub node: Option<Box<str>>,
+    /// `nodeName` (shared by a store's endpoints, [`Texts`]).
+    pub node: Option<Arc<str>>,
     /// `conditions`.
     pub conditions: Option<EndpointConditions>,
-}
-
-fn boxed(text: &Option<String>) -> Option<Box<str>> {
-    text.as_deref().map(Box::from)
 }
 
 /// The key of an object: its namespace and name, both non-empty.
@@ -105,16 +103,16 @@ impl ServiceObject {
             }
         }
         ServiceObject {
-            uid: boxed(&meta.uid),
-            version: boxed(&meta.resource_version),
+            uid: meta.uid.as_deref().map(Uid::new),
+            version: meta.resource_version.as_deref().map(Version::new),
             labels: meta.labels.clone().unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
             load_balancer: spec.and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer"),
-            class: spec.and_then(|spec| boxed(&spec.load_balancer_class)),
+            class: spec.and_then(|spec| spec.load_balancer_class.as_deref().map(Arc::from)),
             local_traffic_policy: spec.and_then(|spec| spec.external_traffic_policy.as_deref())
                 == Some("Local"),
-            ips,
-            invalid_ips,
+            ips: ips.into_boxed_slice(),
+            invalid_ips: invalid_ips.into_boxed_slice(),
         }
     }
 
@@ -144,8 +142,8 @@ impl SliceObject {
             .as_ref()
             .and_then(|labels| labels.get(LABEL_SERVICE_NAME));
         SliceObject {
-            version: boxed(&slice.metadata.resource_version),
-            service: service.map(|name| Box::from(name.as_str())),
+            version: slice.metadata.resource_version.as_deref().map(Version::new),
+            service: service.map(|name| Name::from(name.as_str())),
             endpoints: slice.endpoints.iter().map(EndpointObject::of).collect(),
         }
     }
@@ -155,15 +153,16 @@ impl EndpointObject {
     /// What the speaker keeps of `endpoint`.
     pub fn of(endpoint: &Endpoint) -> EndpointObject {
         EndpointObject {
-            node: boxed(&endpoint.node_name),
+            node: endpoint.node_name.as_deref().map(Arc::from),
             conditions: endpoint.conditions.clone(),
         }
     }
 }
 
-/// Values by namespace, then name: found by a key's two texts without building a key.
+/// Values by namespace, then name (each held in place when short, [`Name`]): found by a
+/// key's two texts without building a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ByKey<T>(HashMap<Box<str>, HashMap<Box<str>, T>>);
+pub struct ByKey<T>(HashMap<Name, HashMap<Name, T>>);
 
 impl<T> Default for ByKey<T> {
     fn default() -> Self {
@@ -186,11 +185,11 @@ impl<T> ByKey<T> {
     pub fn insert(&mut self, namespace: &str, name: &str, value: T) -> Option<T> {
         let names = match self.0.get_mut(namespace) {
             Some(names) => names,
-            None => self.0.entry(Box::from(namespace)).or_default(),
+            None => self.0.entry(Name::from(namespace)).or_default(),
         };
         match names.get_mut(name) {
             Some(old) => Some(std::mem::replace(old, value)),
-            None => names.insert(Box::from(name), value),
+            None => names.insert(Name::from(name), value),
         }
     }
 
@@ -232,12 +231,61 @@ impl<T> ByKey<T> {
     }
 }
 
+/// Texts that many objects repeat (node names, a class), each held once and handed
+/// out shared; those no object holds any more are forgotten as the set grows.
+#[derive(Debug, Default)]
+pub struct Texts {
+    held: HashSet<Arc<str>>,
+    /// How many texts were held after the last pruning.
+    kept: usize,
+}
+
+impl Texts {
+    /// Makes `text` the one held of its content.
+    pub fn share(&mut self, text: &mut Arc<str>) {
+        match self.held.get(&**text) {
+            Some(held) => *text = Arc::clone(held),
+            None => {
+                if self.held.len() >= 2 * self.kept.max(32) {
+                    self.held.retain(|held| Arc::strong_count(held) > 1);
+                    self.kept = self.held.len();
+                }
+                self.held.insert(Arc::clone(text));
+            }
+        }
+    }
+}
+
+/// An object whose repeated texts a store shares ([`Texts`]).
+pub trait ShareTexts {
+    /// Makes each repeated text of the object the one `texts` holds.
+    fn share_texts(&mut self, texts: &mut Texts);
+}
+
+impl ShareTexts for ServiceObject {
+    fn share_texts(&mut self, texts: &mut Texts) {
+        if let Some(class) = &mut self.class {
+            texts.share(class);
+        }
+    }
+}
+
+impl ShareTexts for SliceObject {
+    fn share_texts(&mut self, texts: &mut Texts) {
+        for node in self.endpoints.iter_mut().filter_map(|e| e.node.as_mut()) {
+            texts.share(node);
+        }
+    }
+}
+
 /// One watched kind's objects, as its watch events leave them.
 #[derive(Debug)]
 pub struct ObjectStore<T> {
     objects: ByKey<Arc<T>>,
     /// A (re-)list under way: the objects listed so far.
     listing: Option<ByKey<Arc<T>>>,
+    /// The texts the objects share.
+    texts: Texts,
 }
 
 impl<T> Default for ObjectStore<T> {
@@ -245,17 +293,31 @@ impl<T> Default for ObjectStore<T> {
         ObjectStore {
             objects: ByKey::default(),
             listing: None,
+            texts: Texts::default(),
         }
     }
 }
 
-impl<T> ObjectStore<T> {
+impl<T: ShareTexts> ObjectStore<T> {
     /// An object written (added or changed).
-    pub fn apply(&mut self, key: &ServiceKey, object: T) {
+    pub fn apply(&mut self, key: &ServiceKey, mut object: T) {
+        object.share_texts(&mut self.texts);
         self.objects
             .insert(key.namespace(), key.name(), Arc::new(object));
     }
 
+    /// An object of the list under way.
+    pub fn listed(&mut self, key: &ServiceKey, mut object: T) {
+        object.share_texts(&mut self.texts);
+        self.listing.get_or_insert_with(ByKey::default).insert(
+            key.namespace(),
+            key.name(),
+            Arc::new(object),
+        );
+    }
+}
+
+impl<T> ObjectStore<T> {
     /// An object deleted.
     pub fn delete(&mut self, key: &ServiceKey) {
         self.objects.remove(key.namespace(), key.name());
@@ -264,15 +326,6 @@ impl<T> ObjectStore<T> {
     /// A (re-)list starts; the store keeps its objects until it is done.
     pub fn list_started(&mut self) {
         self.listing = Some(ByKey::default());
-    }
-
-    /// An object of the list under way.
-    pub fn listed(&mut self, key: &ServiceKey, object: T) {
-        self.listing.get_or_insert_with(ByKey::default).insert(
-            key.namespace(),
-            key.name(),
-            Arc::new(object),
-        );
     }
 
     /// The list is complete: its objects replace the store's, so objects deleted while
@@ -317,7 +370,7 @@ pub enum Applied {
 /// Applies one watch event to `store`, converting the object with `convert`:
 /// the store logic of kube's reflector (a list replaces the whole set once
 /// complete), for objects the speaker keeps compact.
-pub fn apply_event<K: kube::Resource, T>(
+pub fn apply_event<K: kube::Resource, T: ShareTexts>(
     store: &mut ObjectStore<T>,
     event: watcher::Event<K>,
     convert: fn(&K) -> T,

@@ -8,6 +8,11 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The bookkeeping's values have no texts to share.
+impl ShareTexts for u32 {
+    fn share_texts(&mut self, _: &mut Texts) {}
+}
+
 const NAMESPACES: [&str; 2] = ["a", "b"];
 const NAMES: usize = 4;
 
@@ -93,4 +98,68 @@ fn an_emptied_namespace_is_dropped() {
     assert_eq!(by_key.remove("a", "x"), Some(2));
     assert!(by_key.0.is_empty());
     assert_eq!(by_key.remove("a", "x"), None);
+}
+
+mod texts {
+    use std::sync::Arc;
+
+    use crate::model::fixtures::{NAMESPACE, k8s_endpoint, k8s_service, k8s_slice};
+    use crate::model::{ObjectStore, ServiceKey, ServiceObject, SliceObject};
+
+    fn slice(name: &str, nodes: &[&str]) -> SliceObject {
+        let endpoints = nodes.iter().map(|n| k8s_endpoint(Some(n), None)).collect();
+        SliceObject::of(&k8s_slice(name, "web", endpoints))
+    }
+
+    /// The node names of a store's endpoints and the class of its Services are held
+    /// once, however many objects repeat them.
+    #[test]
+    fn a_store_holds_each_repeated_text_once() {
+        let mut slices = ObjectStore::default();
+        slices.apply(&ServiceKey::new(NAMESPACE, "a"), slice("a", &["n1", "n2"]));
+        slices.list_started();
+        slices.listed(&ServiceKey::new(NAMESPACE, "b"), slice("b", &["n2", "n1"]));
+        slices.list_done();
+        slices.apply(&ServiceKey::new(NAMESPACE, "c"), slice("c", &["n1"]));
+        let nodes: Vec<&Arc<str>> = slices
+            .iter()
+            .flat_map(|(_, _, slice)| slice.endpoints.iter())
+            .filter_map(|endpoint| endpoint.node.as_ref())
+            .collect();
+        assert_eq!(nodes.len(), 3);
+        for node in &nodes {
+            let same = nodes.iter().filter(|other| ***other == **node);
+            assert!(same.clone().all(|other| Arc::ptr_eq(other, node)), "{node}");
+        }
+
+        let mut services = ObjectStore::default();
+        for name in ["a", "b"] {
+            let service = k8s_service(name, Some("example.com/lb"), &[], false);
+            services.apply(
+                &ServiceKey::new(NAMESPACE, name),
+                ServiceObject::of(&service),
+            );
+        }
+        let classes: Vec<&Arc<str>> = services
+            .iter()
+            .filter_map(|(_, _, service)| service.class.as_ref())
+            .collect();
+        assert!(matches!(classes[..], [a, b] if Arc::ptr_eq(a, b)));
+    }
+
+    /// Texts no object holds any more are forgotten: a store whose node names keep
+    /// changing holds a bounded number of them.
+    #[test]
+    fn texts_no_object_holds_are_forgotten() {
+        let mut slices = ObjectStore::default();
+        for i in 0..1000 {
+            let name = format!("n{i}");
+            slices.apply(&ServiceKey::new(NAMESPACE, "a"), slice("a", &[&name]));
+            assert!(
+                slices.texts.held.len() <= 64,
+                "{i}: {}",
+                slices.texts.held.len()
+            );
+        }
+    }
 }

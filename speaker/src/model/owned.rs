@@ -7,6 +7,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::few::Few;
 use super::l2::{L2Decision, owned_by};
 use super::view::ServiceKey;
 
@@ -111,8 +112,8 @@ pub struct ReportDiff {
 
 /// What was reported for one IP: each Service, sorted by key, with the interfaces,
 /// sorted (sized to their few members: a `BTreeMap` or `BTreeSet` allocates room for
-/// eleven).
-type ReportedAt = Vec<(ServiceKey, Box<[Box<str>]>)>;
+/// eleven; the usual one Service held in place).
+type ReportedAt = Few<(ServiceKey, Box<[Box<str>]>)>;
 
 /// Whether `reported` interfaces are `interfaces`.
 fn same_interfaces(reported: &[Box<str>], interfaces: &BTreeSet<String>) -> bool {
@@ -159,7 +160,7 @@ impl Reported {
     pub fn diff(&self, now: &AnnouncedAt) -> ReportDiff {
         let mut diff = ReportDiff::default();
         for (ip, services) in now {
-            let before: &[_] = self.reported.get(ip).map_or(&[], Vec::as_slice);
+            let before: &[_] = self.reported.get(ip).map_or(&[], Few::as_slice);
             for (service, _) in before.iter().filter(|(key, _)| !services.contains_key(key)) {
                 diff.gone.push((service.clone(), *ip));
             }
@@ -180,9 +181,7 @@ impl Reported {
     /// `service`'s announcement of `ip` was withdrawn.
     pub fn withdrawn(&mut self, service: &ServiceKey, ip: IpAddr) {
         if let Some(services) = self.reported.get_mut(&ip) {
-            if let Ok(at) = services.binary_search_by(|(key, _)| key.cmp(service)) {
-                services.remove(at);
-            }
+            services.retain(|(key, _)| key != service);
             if services.is_empty() {
                 self.reported.remove(&ip);
             }
@@ -196,12 +195,12 @@ impl Reported {
             .map(|name| Box::from(name.as_str()))
             .collect();
         let services = self.reported.entry(ip).or_default();
-        match services.binary_search_by(|(key, _)| key.cmp(&service)) {
-            Ok(at) => services[at].1 = interfaces,
-            Err(at) => {
-                services.insert(at, (service, interfaces));
-                services.shrink_to_fit();
-            }
+        match services
+            .as_slice()
+            .binary_search_by(|(key, _)| key.cmp(&service))
+        {
+            Ok(at) => services.as_mut_slice()[at].1 = interfaces,
+            Err(at) => services.insert(at, (service, interfaces)),
         }
     }
 
@@ -226,10 +225,13 @@ impl Reported {
         self.reported
             .iter()
             .flat_map(|(ip, services)| {
-                services.iter().map(move |(service, interfaces)| {
-                    let interfaces = interfaces.iter().map(|name| name.to_string()).collect();
-                    ((service.clone(), *ip), interfaces)
-                })
+                services
+                    .as_slice()
+                    .iter()
+                    .map(move |(service, interfaces)| {
+                        let interfaces = interfaces.iter().map(|name| name.to_string()).collect();
+                        ((service.clone(), *ip), interfaces)
+                    })
             })
             .collect()
     }

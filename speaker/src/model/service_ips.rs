@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use super::few::Few;
 use super::view::{ClusterView, ServiceKey, ServiceSet};
 
 /// The Services holding each IP, and the IPs of each Service as they were counted.
 #[derive(Debug, Default)]
 pub(super) struct ServiceIps {
     by_ip: BTreeMap<IpAddr, ServiceSet>,
-    ips_of: HashMap<ServiceKey, Vec<IpAddr>>,
+    ips_of: HashMap<ServiceKey, Few<IpAddr>>,
 }
 
 impl ServiceIps {
@@ -39,7 +40,7 @@ impl ServiceIps {
     ) -> BTreeSet<IpAddr> {
         let mut touched = BTreeSet::new();
         for key in services {
-            for ip in self.ips_of.remove(key).unwrap_or_default() {
+            for &ip in self.ips_of.remove(key).unwrap_or_default().as_slice() {
                 touched.insert(ip);
                 if let Some(keys) = self.by_ip.get_mut(&ip) {
                     keys.remove(key);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrolb_crds::address::IpRange;
 use ferrolb_crds::labels::Labels;
 
+use super::few::Few;
 use super::scope::{AdvertisementScope, AdvertisementSelectors};
 
 pub use ferrolb_crds::service_key::ServiceKey;
@@ -19,8 +20,9 @@ pub struct ServiceView {
     pub key: ServiceKey,
     /// The Service's labels, matched by advertisements' service selectors.
     pub labels: Labels,
-    /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates.
-    pub ips: Vec<IpAddr>,
+    /// From `status.loadBalancer.ingress[].ip`, in order, without duplicates (the
+    /// usual one held in place).
+    pub ips: Few<IpAddr>,
     /// `externalTrafficPolicy: Local`: only nodes with a usable endpoint may take traffic.
     pub local_traffic_policy: bool,
 }
@@ -109,22 +111,22 @@ impl From<BTreeSet<String>> for NodeSet {
 }
 
 /// A few Services, sorted, without duplicates: a set sized to its members (usually
-/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven).
+/// one Service on an IP, for which a `BTreeSet` would allocate room for eleven), one
+/// Service held in place (no heap block of its own).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceSet(Vec<ServiceKey>);
+pub struct ServiceSet(Few<ServiceKey>);
 
 impl ServiceSet {
     /// Whether `service` is in the set.
     pub fn contains(&self, service: &ServiceKey) -> bool {
-        self.0.binary_search(service).is_ok()
+        self.0.as_slice().binary_search(service).is_ok()
     }
 
     /// Adds `service`, growing the set by one place only; whether it was new.
     pub fn insert(&mut self, service: ServiceKey) -> bool {
-        match self.0.binary_search(&service) {
+        match self.0.as_slice().binary_search(&service) {
             Ok(_) => false,
             Err(at) => {
-                self.0.reserve_exact(1);
                 self.0.insert(at, service);
                 true
             }
@@ -133,13 +135,11 @@ impl ServiceSet {
 
     /// Removes `service`; whether it was there.
     pub fn remove(&mut self, service: &ServiceKey) -> bool {
-        match self.0.binary_search(service) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
+        let had = self.contains(service);
+        if had {
+            self.0.retain(|kept| kept != service);
         }
+        had
     }
 
     /// Whether the set is empty.
@@ -149,12 +149,12 @@ impl ServiceSet {
 
     /// How many Services it holds.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_slice().len()
     }
 
     /// The Services, in order.
     pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
-        self.0.iter()
+        self.0.as_slice().iter()
     }
 }
 
@@ -163,7 +163,7 @@ impl<'s> IntoIterator for &'s ServiceSet {
     type IntoIter = std::slice::Iter<'s, ServiceKey>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -172,8 +172,7 @@ impl FromIterator<ServiceKey> for ServiceSet {
         let mut all: Vec<ServiceKey> = services.into_iter().collect();
         all.sort();
         all.dedup();
-        all.shrink_to_fit();
-        ServiceSet(all)
+        ServiceSet(Few::from(all))
     }
 }
 
@@ -328,6 +327,27 @@ mod tests {
         assert_eq!(grown, set);
         assert!(grown.remove(&key("a")) && !grown.remove(&key("a")));
         assert_eq!(grown, ServiceSet::from([key("b")]));
+    }
+
+    proptest::proptest! {
+        /// Any inserts and removes leave the set a model `BTreeSet` would be.
+        #[test]
+        fn a_service_set_follows_a_btree_set(
+            steps in proptest::collection::vec((proptest::bool::ANY, 0..4u8), 0..24),
+        ) {
+            let key = |i: u8| ServiceKey::new("ns", format!("s{i}"));
+            let (mut set, mut model) = (ServiceSet::default(), BTreeSet::new());
+            for (insert, i) in steps {
+                if insert {
+                    proptest::prop_assert_eq!(set.insert(key(i)), model.insert(key(i)));
+                } else {
+                    proptest::prop_assert_eq!(set.remove(&key(i)), model.remove(&key(i)));
+                }
+                proptest::prop_assert!(set.iter().eq(model.iter()), "{set:?} {model:?}");
+                proptest::prop_assert_eq!(set.len(), model.len());
+                proptest::prop_assert_eq!(&set, &ServiceSet::from(model.clone()));
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! and converted whole every time; when the nodes' readiness turns endpoint conditions
 //! on or off, every Service's endpoints are merged again.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ferrolb_crds::l2::L2Advertisement;
@@ -27,6 +27,9 @@ use super::convert::{
     node_view, pool_view, service_view,
 };
 use super::eligibility::readiness_counts;
+use super::few::Few;
+use super::name::Name;
+use super::object_text::Version;
 use super::objects::{ByKey, ServiceObject, SliceObject};
 use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
 
@@ -34,11 +37,13 @@ use super::view::{ClusterView, ServiceEndpoints, ServiceKey};
 #[derive(Debug, Default)]
 pub struct ViewCache {
     view: ClusterView,
-    services: ByKey<Seen<ServiceObject>>,
+    /// The Services in the view, as last taken in, by the view's own key (a Service not
+    /// ours is not kept: taking it in again only finds it is not ours).
+    services: HashMap<ServiceKey, Seen<ServiceObject>>,
     slices: ByKey<Seen<SliceObject>>,
     /// The slices naming each Service (by name, in the Service's namespace), whether or
-    /// not the Service is in the view.
-    slices_of: ByKey<Vec<Box<str>>>,
+    /// not the Service is in the view; by the view's own key when it is.
+    slices_of: HashMap<ServiceKey, Few<Name>>,
     /// The warnings of the Services that have any, derived again only when the
     /// Service changes.
     service_warnings: BTreeMap<ServiceKey, Vec<ViewWarning>>,
@@ -79,18 +84,18 @@ struct Seen<T> {
 
 /// An object's `resourceVersion`.
 trait Versioned {
-    fn version(&self) -> Option<&str>;
+    fn version(&self) -> Option<&Version>;
 }
 
 impl Versioned for ServiceObject {
-    fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+    fn version(&self) -> Option<&Version> {
+        self.version.as_ref()
     }
 }
 
 impl Versioned for SliceObject {
-    fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+    fn version(&self) -> Option<&Version> {
+        self.version.as_ref()
     }
 }
 
@@ -127,11 +132,14 @@ impl ViewCache {
     ) -> Synced {
         let mut pass = self.start_pass();
         for (namespace, name, service) in services {
-            self.put_service(namespace, name, service, class, &mut pass);
+            self.put_service(&ServiceKey::new(namespace, name), service, class, &mut pass);
         }
-        let gone = self
+        let gone: Vec<ServiceKey> = self
             .services
-            .keys_where(|seen| seen.generation != pass.generation);
+            .iter()
+            .filter(|(_, seen)| seen.generation != pass.generation)
+            .map(|(key, _)| key.clone())
+            .collect();
         for key in gone {
             self.remove_service(&key, &mut pass);
         }
@@ -164,9 +172,7 @@ impl ViewCache {
         let mut pass = self.start_pass();
         for (key, service) in services {
             match service {
-                Some(service) => {
-                    self.put_service(key.namespace(), key.name(), service, class, &mut pass)
-                }
+                Some(service) => self.put_service(key, service, class, &mut pass),
                 None => self.remove_service(key, &mut pass),
             }
         }
@@ -190,33 +196,43 @@ impl ViewCache {
         }
     }
 
+    /// The key the cache already holds for `key`'s Service (the view's, else its
+    /// slices'), else `key`: one Service, one key allocation.
+    fn shared_key(&self, key: &ServiceKey) -> ServiceKey {
+        let held = match self.view.services.get_key_value(key) {
+            Some((held, _)) => Some(held),
+            None => self.slices_of.get_key_value(key).map(|(held, _)| held),
+        };
+        held.unwrap_or(key).clone()
+    }
+
     /// Takes in one Service.
     fn put_service(
         &mut self,
-        namespace: &str,
-        name: &str,
+        key: &ServiceKey,
         service: &Arc<ServiceObject>,
         class: &ClassFilter,
         pass: &mut Pass,
     ) {
-        if let Some(seen) = self.services.get_mut(namespace, name)
+        if let Some(seen) = self.services.get_mut(key)
             && seen.take_if_unchanged(service, pass.generation)
         {
             return;
         }
-        let key = self.view.shared_key(ServiceKey::new(namespace, name));
+        let key = self.shared_key(key);
         let mut own = Vec::new();
         let converted = service
             .is_ours(class)
             .then(|| service_view(&key, service, &mut own));
-        self.services.insert(
-            namespace,
-            name,
-            Seen {
+        if converted.is_some() {
+            let seen = Seen {
                 object: Arc::clone(service),
                 generation: pass.generation,
-            },
-        );
+            };
+            self.services.insert(key.clone(), seen);
+        } else {
+            self.services.remove(&key);
+        }
         if own.is_empty() {
             self.service_warnings.remove(&key);
         } else {
@@ -229,7 +245,7 @@ impl ViewCache {
     }
 
     fn remove_service(&mut self, key: &ServiceKey, pass: &mut Pass) {
-        self.services.remove(key.namespace(), key.name());
+        self.services.remove(key);
         self.service_warnings.remove(key);
         if self.set_service(key, None) {
             pass.touched.insert(key.clone());
@@ -261,21 +277,24 @@ impl ViewCache {
         if let Some(old) = self.slices.insert(namespace, name, seen)
             && let Some(old_service) = old.object.service.as_deref()
         {
-            self.unlink_slice(namespace, old_service, name);
-            pass.merge.insert(ServiceKey::new(namespace, old_service));
+            let old_service = ServiceKey::new(namespace, old_service);
+            self.unlink_slice(&old_service, name);
+            pass.merge.insert(old_service);
         }
-        match self.slices_of.get_mut(namespace, service) {
+        let service = ServiceKey::new(namespace, service);
+        match self.slices_of.get_mut(&service) {
             Some(slices) => {
-                if !slices.iter().any(|slice| **slice == *name) {
-                    slices.push(Box::from(name));
+                let names = slices.as_slice();
+                if !names.iter().any(|slice| **slice == *name) {
+                    slices.insert(names.len(), Name::from(name));
                 }
             }
             None => {
-                self.slices_of
-                    .insert(namespace, service, vec![Box::from(name)]);
+                let key = self.shared_key(&service);
+                self.slices_of.insert(key, Few::one(Name::from(name)));
             }
         }
-        pass.merge.insert(ServiceKey::new(namespace, service));
+        pass.merge.insert(service);
         true
     }
 
@@ -283,9 +302,9 @@ impl ViewCache {
         if let Some(old) = self.slices.remove(key.namespace(), key.name())
             && let Some(old_service) = old.object.service.as_deref()
         {
-            self.unlink_slice(key.namespace(), old_service, key.name());
-            pass.merge
-                .insert(ServiceKey::new(key.namespace(), old_service));
+            let old_service = ServiceKey::new(key.namespace(), old_service);
+            self.unlink_slice(&old_service, key.name());
+            pass.merge.insert(old_service);
         }
     }
 
@@ -360,11 +379,11 @@ impl ViewCache {
         }
     }
 
-    fn unlink_slice(&mut self, namespace: &str, service: &str, slice: &str) {
-        if let Some(slices) = self.slices_of.get_mut(namespace, service) {
+    fn unlink_slice(&mut self, service: &ServiceKey, slice: &str) {
+        if let Some(slices) = self.slices_of.get_mut(service) {
             slices.retain(|name| **name != *slice);
             if slices.is_empty() {
-                self.slices_of.remove(namespace, service);
+                self.slices_of.remove(service);
             }
         }
     }
@@ -376,7 +395,7 @@ impl ViewCache {
         } else {
             is_usable_in_full_disruption
         };
-        let merged = match self.slices_of.get(service.namespace(), service.name()) {
+        let merged = match self.slices_of.get(service) {
             Some(slices) if self.view.services.contains_key(service) => {
                 let mut merged = ServiceEndpoints::default();
                 let names = &mut self.node_names;
@@ -389,6 +408,7 @@ impl ViewCache {
                     }
                 };
                 for seen in slices
+                    .as_slice()
                     .iter()
                     .filter_map(|name| self.slices.get(service.namespace(), name))
                 {

@@ -205,6 +205,24 @@ fn check_one_key(view: &ClusterView) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The cache holds each Service's key once: the Services it keeps are the view's, by
+/// the view's very key, and so are the slice lists of the Services in the view.
+fn check_cache_shares(cache: &ViewCache) -> Result<(), TestCaseError> {
+    let view = &cache.view;
+    prop_assert_eq!(cache.services.len(), view.services.len());
+    for key in cache.services.keys().chain(cache.slices_of.keys()) {
+        if let Some((held, _)) = view.services.get_key_value(key) {
+            prop_assert!(held.shares(key), "{key}: the cache holds another key");
+        } else {
+            prop_assert!(
+                !cache.services.contains_key(key),
+                "{key}: kept, not in the view"
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -239,6 +257,7 @@ proptest! {
             );
             prop_assert_eq!(cache.view(), &full);
             check_one_key(cache.view())?;
+            check_cache_shares(&cache)?;
             check_one_key(&full)?;
             prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
             check_touched(&synced, &before, &full)?;
@@ -256,6 +275,7 @@ proptest! {
                 );
                 prop_assert_eq!(keyed.view(), &full);
                 check_one_key(keyed.view())?;
+                check_cache_shares(&keyed)?;
                 prop_assert_eq!(sorted(&synced.warnings), sorted(&warnings));
                 check_touched(&synced, &keyed_before, &full)?;
                 keyed_before = full.clone();

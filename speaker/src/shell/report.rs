@@ -274,7 +274,7 @@ impl Reporter {
     ) {
         let uid = read(services)
             .get(service)
-            .and_then(|s| s.uid.as_deref().map(String::from));
+            .and_then(|s| s.uid.as_ref().map(ToString::to_string));
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),

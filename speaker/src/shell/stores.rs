@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::keys::{Noted, note};
-use crate::model::objects::{Applied, apply_event};
+use crate::model::objects::{Applied, ShareTexts, apply_event};
 use crate::model::{ObjectStore, ServiceObject, SliceObject};
 
 /// A watch's compact store, written by its watch task, read by the plan loop and
@@ -140,7 +140,7 @@ fn watch_compact<K, T>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
-    T: Send + Sync + 'static,
+    T: ShareTexts + Send + Sync + 'static,
 {
     let store: Shared<T> = Arc::default();
     let writer = store.clone();
@@ -370,7 +370,10 @@ mod tests {
     }
 
     /// `objects` as their watch's store takes them in: listed, then one written.
-    fn stored<K: Resource + Clone, T>(objects: &[K], convert: fn(&K) -> T) -> ObjectStore<T> {
+    fn stored<K: Resource + Clone, T: ShareTexts>(
+        objects: &[K],
+        convert: fn(&K) -> T,
+    ) -> ObjectStore<T> {
         let mut store = ObjectStore::default();
         let (listed, written) = objects.split_at(objects.len() / 2);
         assert_eq!(
@@ -404,9 +407,14 @@ mod tests {
     fn compact_services_and_slices_give_the_same_view_class_and_uid() {
         let services = vec![
             service("local", json!({})),
+            // A uid as the API server writes them (kept as its bytes), beside the
+            // others' free text.
             service(
                 "cluster",
-                json!({"spec": {"externalTrafficPolicy": "Cluster"}}),
+                json!({
+                    "metadata": {"uid": "5f3c1d2e-0a9b-4c8d-9e7f-6a5b4c3d2e1f"},
+                    "spec": {"externalTrafficPolicy": "Cluster"},
+                }),
             ),
             service(
                 "other-labels",
@@ -483,8 +491,8 @@ mod tests {
                 let compact = compact_services.get(&key).unwrap();
                 assert_eq!(compact.interest(&class), class.interest(service));
                 assert_eq!(
-                    compact.uid.as_deref(),
-                    service.metadata.uid.as_deref(),
+                    compact.uid.as_ref().map(ToString::to_string),
+                    service.metadata.uid,
                     "{key}"
                 );
             }
@@ -503,7 +511,10 @@ mod tests {
                 .map(|(namespace, name, object)| {
                     format!(
                         "{namespace}/{name}@{}",
-                        object.version.as_deref().unwrap_or("-")
+                        object
+                            .version
+                            .as_ref()
+                            .map_or("-".into(), ToString::to_string)
                     )
                 })
                 .collect();
