@@ -236,7 +236,11 @@ fn per_change(c: &mut Criterion) {
     });
     let mut book = Reported::default();
     for ((service, ip), interfaces) in &reported[flip] {
-        book.written(service.clone(), *ip, interfaces.clone());
+        book.written(
+            service.clone(),
+            *ip,
+            std::sync::Arc::new(interfaces.clone()),
+        );
     }
     let touched = Touched {
         all: false,

@@ -33,7 +33,7 @@ pub type Desired = BTreeMap<IpAddr, InterfaceFilter>;
 pub type Applied = BTreeMap<IpAddr, Interfaces>;
 /// The interfaces one IP of [`Applied`] is announced on: shared by every IP
 /// announced on the same interfaces (see [`InterfaceSets`]).
-pub type Interfaces = Arc<BTreeSet<String>>;
+pub type Interfaces = crate::model::InterfaceNames;
 
 /// The distinct sets of interfaces in an [`Applied`] map, so that each IP
 /// holds a pointer to its set instead of a set of its own: a one-name

@@ -57,7 +57,8 @@ pub use l2_incremental::L2Planner;
 pub use object_text::{Uid, Version};
 pub use objects::{ByKey, EndpointObject, ObjectStore, ServiceObject, SliceObject};
 pub use owned::{
-    Announced, AnnouncedAt, ReportDiff, Reported, Touched, announced, announced_at, patch_owned,
+    Announced, AnnouncedAt, InterfaceNames, ReportDiff, Reported, Touched, announced, announced_at,
+    patch_owned,
 };
 pub use reach::{Reach, Reaches};
 pub use scope::AdvertisementScope;

@@ -6,6 +6,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::few::Few;
 use super::l2::{L2Decision, owned_by};
@@ -72,19 +73,23 @@ impl Touched {
     }
 }
 
+/// The interfaces an IP is announced on, as the announcer holds them: one shared
+/// set per combination (nearly every IP is on the same one or two), which the
+/// reporter keeps too instead of a copy per IP.
+pub type InterfaceNames = Arc<BTreeSet<String>>;
+
 /// Per IP, the Services announcing it here and the interfaces it is on: what
 /// the reporter reports, by IP.
-pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, BTreeSet<String>>>;
+pub type AnnouncedAt = BTreeMap<IpAddr, BTreeMap<ServiceKey, InterfaceNames>>;
 
 /// [`announced`] at `ips` only: each of them with what is to be reported for
 /// it now (empty: nothing). Work in proportion to `ips`.
-pub fn announced_at<I, S>(
+pub fn announced_at<S>(
     ips: impl IntoIterator<Item = IpAddr>,
-    applied: &BTreeMap<IpAddr, I>,
+    applied: &BTreeMap<IpAddr, InterfaceNames>,
     owned: &BTreeMap<IpAddr, S>,
 ) -> AnnouncedAt
 where
-    I: Borrow<BTreeSet<String>>,
     for<'s> &'s S: IntoIterator<Item = &'s ServiceKey>,
 {
     ips.into_iter()
@@ -92,7 +97,7 @@ where
             let services = match (applied.get(&ip), owned.get(&ip)) {
                 (Some(interfaces), Some(services)) => services
                     .into_iter()
-                    .map(|service| (service.clone(), interfaces.borrow().clone()))
+                    .map(|service| (service.clone(), Arc::clone(interfaces)))
                     .collect(),
                 _ => BTreeMap::new(),
             };
@@ -107,21 +112,17 @@ pub struct ReportDiff {
     /// Reported, and no longer announced.
     pub gone: Vec<(ServiceKey, IpAddr)>,
     /// Announced, and not reported as it is now: with its interfaces.
-    pub write: Vec<((ServiceKey, IpAddr), BTreeSet<String>)>,
+    pub write: Vec<((ServiceKey, IpAddr), InterfaceNames)>,
 }
 
-/// What was reported for one IP: each Service, sorted by key, with the interfaces,
-/// sorted (sized to their few members: a `BTreeMap` or `BTreeSet` allocates room for
-/// eleven; the usual one Service held in place).
-type ReportedAt = Few<(ServiceKey, Box<[Box<str>]>)>;
+/// What was reported for one IP: each Service, sorted by key, with the interfaces
+/// (sized to their few members: a `BTreeMap` allocates room for eleven; the usual one
+/// Service held in place).
+type ReportedAt = Few<(ServiceKey, InterfaceNames)>;
 
-/// Whether `reported` interfaces are `interfaces`.
-fn same_interfaces(reported: &[Box<str>], interfaces: &BTreeSet<String>) -> bool {
-    reported.len() == interfaces.len()
-        && reported
-            .iter()
-            .zip(interfaces)
-            .all(|(reported, name)| **reported == **name)
+/// Whether `reported` interfaces are `interfaces`: mostly the very same set.
+fn same_interfaces(reported: &InterfaceNames, interfaces: &InterfaceNames) -> bool {
+    Arc::ptr_eq(reported, interfaces) || reported == interfaces
 }
 
 /// What the reporter reported successfully, and the IPs it has to visit
@@ -189,11 +190,7 @@ impl Reported {
     }
 
     /// `service`'s announcement of `ip` on `interfaces` was written.
-    pub fn written(&mut self, service: ServiceKey, ip: IpAddr, interfaces: BTreeSet<String>) {
-        let interfaces: Box<[Box<str>]> = interfaces
-            .iter()
-            .map(|name| Box::from(name.as_str()))
-            .collect();
+    pub fn written(&mut self, service: ServiceKey, ip: IpAddr, interfaces: InterfaceNames) {
         let services = self.reported.entry(ip).or_default();
         match services
             .as_slice()
@@ -229,8 +226,7 @@ impl Reported {
                     .as_slice()
                     .iter()
                     .map(move |(service, interfaces)| {
-                        let interfaces = interfaces.iter().map(|name| name.to_string()).collect();
-                        ((service.clone(), *ip), interfaces)
+                        ((service.clone(), *ip), (**interfaces).clone())
                     })
             })
             .collect()

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
@@ -36,7 +37,7 @@ fn step() -> impl Strategy<Value = Step> {
     )
 }
 
-type Applied = BTreeMap<IpAddr, BTreeSet<String>>;
+type Applied = BTreeMap<IpAddr, InterfaceNames>;
 type Owned = BTreeMap<IpAddr, BTreeSet<ServiceKey>>;
 
 fn build(masks: &[(u8, u8)]) -> (Applied, Owned) {
@@ -50,7 +51,7 @@ fn build(masks: &[(u8, u8)]) -> (Applied, Owned) {
             .map(|(_, name)| (*name).to_owned())
             .collect();
         if !names.is_empty() {
-            applied.insert(ip(i), names);
+            applied.insert(ip(i), Arc::new(names));
         }
         let keys: BTreeSet<ServiceKey> = (0..3)
             .filter(|b| services & (1 << b) != 0)
