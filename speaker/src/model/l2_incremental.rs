@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::eligibility::{Liveness, advertised};
 use super::l2::{L2Decision, decide, l2_plan_within};
 use super::reach::Reaches;
+use super::regrow::Regrow;
 use super::service_ips::ServiceIps;
 use super::view::{ClusterView, L2AdvertisementView, PoolView, ServiceKey};
 
@@ -44,6 +45,8 @@ struct Last {
     /// The Services holding each IP.
     ips: ServiceIps,
     plan: BTreeMap<IpAddr, L2Decision>,
+    /// The plan grows an IP at a time: rebuilt now and then ([`Regrow`]).
+    plan_regrow: Regrow,
 }
 
 /// How the fit nodes changed since the last plan.
@@ -124,6 +127,7 @@ impl L2Planner {
                         None => last.plan.remove(ip),
                     };
                 }
+                last.plan_regrow.after_inserts(&mut last.plan);
                 self.redecided = Some(touched);
                 Last { fit, ..last }
             }
@@ -137,6 +141,7 @@ impl L2Planner {
                     l2_advertisements: view.l2_advertisements.clone(),
                     reaches: reaches.clone(),
                     fit,
+                    plan_regrow: Regrow::default(),
                 }
             }
         };

@@ -36,6 +36,7 @@ pub mod objects;
 pub mod owned;
 #[deny(missing_docs)]
 pub mod reach;
+pub mod regrow;
 pub mod scope;
 mod service_ips;
 pub mod view;
@@ -61,6 +62,7 @@ pub use owned::{
     patch_owned,
 };
 pub use reach::{Reach, Reaches};
+pub use regrow::Regrow;
 pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeSet, NodeView, PoolView, ServiceEndpoints, ServiceKey,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::few::Few;
 use super::l2::{L2Decision, owned_by};
+use super::regrow::Regrow;
 use super::view::ServiceKey;
 
 /// One announcement as reported: a Service's IP and the interfaces it is on.
@@ -130,6 +131,8 @@ fn same_interfaces(reported: &InterfaceNames, interfaces: &InterfaceNames) -> bo
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reported {
     reported: BTreeMap<IpAddr, ReportedAt>,
+    /// `reported` grows an IP at a time: rebuilt now and then ([`Regrow`]).
+    reported_regrow: Regrow,
     /// IPs some write or delete of failed: visited again at the next sync.
     unsettled: BTreeSet<IpAddr>,
 }
@@ -199,6 +202,7 @@ impl Reported {
             Ok(at) => services.as_mut_slice()[at].1 = interfaces,
             Err(at) => services.insert(at, (service, interfaces)),
         }
+        self.reported_regrow.after_inserts(&mut self.reported);
     }
 
     /// After a sync of `visited`: `failed` are to be visited again, the rest are settled.

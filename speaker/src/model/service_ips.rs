@@ -5,12 +5,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::few::Few;
+use super::regrow::Regrow;
 use super::view::{ClusterView, ServiceKey, ServiceSet};
 
 /// The Services holding each IP, and the IPs of each Service as they were counted.
 #[derive(Debug, Default)]
 pub(super) struct ServiceIps {
     by_ip: BTreeMap<IpAddr, ServiceSet>,
+    /// `by_ip` grows an IP at a time: rebuilt now and then ([`Regrow`]).
+    by_ip_regrow: Regrow,
     ips_of: HashMap<ServiceKey, Few<IpAddr>>,
 }
 
@@ -28,6 +31,7 @@ impl ServiceIps {
                 .iter()
                 .map(|(key, service)| (key.clone(), service.ips.clone()))
                 .collect(),
+            by_ip_regrow: Regrow::default(),
         }
     }
 
@@ -58,6 +62,7 @@ impl ServiceIps {
                 self.ips_of.insert(key.clone(), service.ips.clone());
             }
         }
+        self.by_ip_regrow.after_inserts(&mut self.by_ip);
         touched
     }
 

@@ -233,6 +233,9 @@ pub async fn run(
         .map(|alive| alive.borrow().clone())
         .unwrap_or_default();
     let mut joins = 0u64;
+    // The owned and desired maps grow an IP at a time: rebuilt now and then.
+    let (mut desired_regrow, mut owned_regrow) =
+        (model::Regrow::default(), model::Regrow::default());
     loop {
         let started = std::time::Instant::now();
         let nodes = stores.nodes.state();
@@ -295,6 +298,7 @@ pub async fn run(
                     InterfaceSelection::AllSuitable => InterfaceFilter::AllSuitable,
                     InterfaceSelection::Named(names) => InterfaceFilter::Named(names.clone()),
                 });
+            desired_regrow.after_inserts(current);
             changed.then(|| {
                 let mut touched = Touched::default();
                 touched.add(redecided);
@@ -302,9 +306,11 @@ pub async fn run(
             })
         });
         let owned_changed = owned_tx.send_if_modified(|current| {
-            model::patch_owned(current, plan, &node, redecided, |decision| {
+            let changed = model::patch_owned(current, plan, &node, redecided, |decision| {
                 decision.services.clone()
-            })
+            });
+            owned_regrow.after_inserts(current);
+            changed
         });
         if owned_changed {
             report_changes.send(|touched| touched.add(redecided));
