@@ -35,7 +35,7 @@ use super::serving::{
 use super::socket::{ArpSocket, NdpSocket};
 use super::task::{Inbox, InterfaceTask};
 use crate::mailbox::{Mailbox, Pending};
-use crate::model::Touched;
+use crate::model::{Regrow, Touched};
 
 #[derive(Clone, Debug)]
 pub struct AnnouncerConfig {
@@ -197,6 +197,8 @@ struct State {
     applied: watch::Sender<Applied>,
     /// The sets of interfaces the IPs of `applied` share.
     sets: InterfaceSets,
+    /// `applied` grows an IP at a time: rebuilt now and then.
+    applied_regrow: Regrow,
 }
 
 impl State {
@@ -211,6 +213,7 @@ impl State {
             assignment: Assignment::default(),
             applied,
             sets: InterfaceSets::default(),
+            applied_regrow: Regrow::default(),
         }
     }
 
@@ -389,6 +392,7 @@ impl State {
                 changed |= patch_applied(applied, &mut self.sets, name, &served);
                 touched.extend(served.into_keys());
             }
+            self.applied_regrow.after_inserts(applied);
             changed
         });
         if !touched.is_empty()

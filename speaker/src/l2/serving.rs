@@ -25,7 +25,7 @@ use std::time::Instant;
 use super::arbiter::{Action, Arbiter, Rank};
 use super::interfaces::{ExcludePatterns, InterfaceInfo};
 use super::plan::{Answers, Fit, GroupView, IgnoreReason, InterfaceFilter, Ownership, assign};
-use crate::model::Touched;
+use crate::model::{EachTree, Regrow, Touched};
 
 /// The desired announcements: each IP and where to announce it.
 pub type Desired = BTreeMap<IpAddr, InterfaceFilter>;
@@ -218,6 +218,8 @@ pub struct Assignment {
     fits: Vec<Fit>,
     /// The IPs each interface announces; interfaces with none are left out.
     here: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// The sets of `here` grow an IP at a time: rebuilt now and then.
+    here_regrow: Regrow,
     group: GroupView,
 }
 
@@ -325,6 +327,8 @@ impl Assignment {
             }
         }
         self.here.retain(|_, ips| !ips.is_empty());
+        self.here_regrow
+            .after_inserts(&mut EachTree(&mut self.here));
         if group != self.group {
             self.group = group;
             for name in self.here.keys() {
@@ -424,6 +428,8 @@ pub struct InterfaceState {
     /// IP the arbiter holds can be served (it was wanted only then), so this
     /// is also what the interface serves.
     answering: BTreeSet<IpAddr>,
+    /// `wanted.here` and `answering` grow an IP at a time: rebuilt now and then.
+    regrow: [Regrow; 2],
 }
 
 impl Answers for InterfaceState {
@@ -557,6 +563,13 @@ impl InterfaceState {
         steps
     }
 
+    /// Rebuilds the sets that grew ([`Regrow`]).
+    fn regrow(&mut self) {
+        let [here, answering] = &mut self.regrow;
+        here.after_inserts(&mut self.wanted.here);
+        answering.after_inserts(&mut self.answering);
+    }
+
     /// After the arbiter acted on its own (a tick, a claim seen): the IPs
     /// whose service here changed.
     pub fn after(&mut self, arbiter: &Arbiter, actions: &[Action]) -> BTreeMap<IpAddr, bool> {
@@ -578,6 +591,7 @@ impl InterfaceState {
             .map(|ip| (*ip, answering.contains(ip)))
             .collect();
         self.answering = answering;
+        self.regrow();
         served
     }
 
@@ -598,6 +612,7 @@ impl InterfaceState {
                 served.insert(ip, answered);
             }
         }
+        self.regrow();
         served
     }
 }

@@ -62,7 +62,7 @@ pub use owned::{
     patch_owned,
 };
 pub use reach::{Reach, Reaches};
-pub use regrow::Regrow;
+pub use regrow::{EachTree, Regrow};
 pub use scope::AdvertisementScope;
 pub use view::{
     ClusterView, L2AdvertisementView, NodeSet, NodeView, PoolView, ServiceEndpoints, ServiceKey,

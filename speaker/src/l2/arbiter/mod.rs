@@ -42,6 +42,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::MacAddr;
+use crate::model::Regrow;
 
 /// Probes sent before claiming.
 pub const PROBE_COUNT: u32 = 2;
@@ -191,6 +192,8 @@ pub struct Arbiter {
     our_mac: MacAddr,
     /// Every IP wanted, with this node's rank for it.
     ranks: BTreeMap<IpAddr, Rank>,
+    /// `ranks` grows an IP at a time: rebuilt now and then ([`Regrow`]).
+    ranks_regrow: Regrow,
     /// The phase of each IP of `ranks` not plainly owned (`Owning` without a
     /// defence): the IPs [`Arbiter::tick`] and [`Arbiter::next_deadline`] look at, so a
     /// packet or a timer costs the interface task work in proportion to the IPs in
@@ -209,6 +212,7 @@ impl Arbiter {
         Arbiter {
             our_mac,
             ranks: BTreeMap::new(),
+            ranks_regrow: Regrow::default(),
             phases: BTreeMap::new(),
             in_doubt: false,
         }
@@ -300,6 +304,7 @@ impl Arbiter {
             }
             self.ranks.insert(*ip, *rank);
         }
+        self.ranks_regrow.after_inserts(&mut self.ranks);
         let mut actions: Vec<Action> = decided.into_values().collect();
         actions.extend(self.tick(now));
         actions
