@@ -302,14 +302,21 @@ mod tests {
         for (project, figures) in [("FerroLB", &ferrolb), ("MetalLB", &metallb)] {
             assert_eq!(figures.ip_to_route.len(), 2, "{project}: route samples");
             assert_eq!(figures.kill_to_withdrawal.len(), 2, "{project}: kills");
+            // The IP's time is when the bench's own watch saw it, and a speaker's watch
+            // may see it first: a route can land a millisecond "before" its IP (seen in
+            // CI with MetalLB, -0.94 ms). Only the kill comes causally before its
+            // withdrawal.
+            assert!(
+                figures.ip_to_route.iter().all(|ms| ms.is_finite()),
+                "{project}: {:?}",
+                figures.ip_to_route
+            );
             assert!(
                 figures
-                    .ip_to_route
+                    .kill_to_withdrawal
                     .iter()
-                    .chain(&figures.kill_to_withdrawal)
                     .all(|ms| ms.is_finite() && *ms >= 0.0),
-                "{project}: {:?} {:?}",
-                figures.ip_to_route,
+                "{project}: {:?}",
                 figures.kill_to_withdrawal
             );
         }
