@@ -276,10 +276,10 @@ impl BgpLab {
                 let hop = self.hops(&[i], ip);
                 if nodes.contains(&i) && !hop.iter().all(|h| now.contains(h)) {
                     let log = self.lab.speaker_logs(i);
-                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = without_backtrace(&log).lines().rev().take(40).collect();
                     let tail: Vec<&str> = tail.into_iter().rev().collect();
                     logs.push_str(&format!(
-                        "\n--- speaker log {} (last 40 lines) ---\n{}",
+                        "\n--- speaker log {} (last 40 lines, a final backtrace left out) ---\n{}",
                         node.name,
                         tail.join("\n")
                     ));
@@ -289,6 +289,13 @@ impl BgpLab {
         }
         Ok(started.elapsed())
     }
+}
+
+/// `log` without the backtrace a speaker that exited with an error prints after
+/// the error and its causes (40 lines of frames would hide them).
+fn without_backtrace(log: &str) -> &str {
+    log.rsplit_once("\nStack backtrace:")
+        .map_or(log, |(before, _)| before)
 }
 
 /// Server-side applies the FerroLB object `name` of `kind` with `spec` in the lab's namespace.
@@ -346,4 +353,19 @@ async fn set_dual_stack_addresses(lab: &L2Lab, i: usize) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_backtrace;
+
+    #[test]
+    fn a_final_backtrace_is_cut_and_the_error_kept() {
+        let log = "INFO starting\nError: starting the gossip membership\n\nCaused by:\n    0: binding\n\nStack backtrace:\n   0: anyhow::msg\n             at src/lib.rs:1:1\n";
+        assert_eq!(
+            without_backtrace(log),
+            "INFO starting\nError: starting the gossip membership\n\nCaused by:\n    0: binding\n"
+        );
+        assert_eq!(without_backtrace("INFO starting\n"), "INFO starting\n");
+    }
 }
