@@ -5,6 +5,7 @@
 // Raw libc socket and signal calls; each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::{Mutex, Once, OnceLock};
@@ -153,6 +154,17 @@ pub fn nested_cargo() -> Command {
 /// The Cargo profile the speaker ships with (`Cargo.toml`): built for size.
 pub const SPEAKER_PROFILE: &str = "speaker";
 
+/// The Cargo profile our binary (or package) `name` ships with: [`SPEAKER_PROFILE`]
+/// for `ferrolb-speaker`, `release` for the rest. The images and the benchmarks
+/// both build by it.
+pub fn shipping_profile(name: &str) -> &'static str {
+    if name == "ferrolb-speaker" {
+        SPEAKER_PROFILE
+    } else {
+        "release"
+    }
+}
+
 /// Path of one of our binaries, built once per test process. Debug builds,
 /// unless `FERROLB_RELEASE=1` (the benchmarks set it): then each is built as it
 /// ships, `ferrolb-speaker` with [`SPEAKER_PROFILE`] and the others `--release`.
@@ -161,14 +173,17 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     let release = std::env::var_os("FERROLB_RELEASE").is_some_and(|v| v == "1");
     let built = BUILT.get_or_init(|| {
         let all = ["ferrolb-controller", "ferrolb-speaker", "ferrolb-migrate"];
-        let builds: Vec<(&str, Vec<&str>)> = if release {
-            vec![
-                ("release", vec!["ferrolb-controller", "ferrolb-migrate"]),
-                (SPEAKER_PROFILE, vec!["ferrolb-speaker"]),
-            ]
-        } else {
-            vec![("dev", all.to_vec())]
+        let profile_of = |package: &str| {
+            if release {
+                shipping_profile(package)
+            } else {
+                "dev"
+            }
         };
+        let mut builds: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for package in all {
+            builds.entry(profile_of(package)).or_default().push(package);
+        }
         for (profile, packages) in builds {
             let mut build = nested_cargo();
             build.args(["build", "--quiet", "--bins", "--profile", profile]);
@@ -188,10 +203,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     if let Err(e) = built {
         bail!("{e}");
     }
-    let directory = match (release, name) {
-        (false, _) => "debug",
-        (true, "ferrolb-speaker") => SPEAKER_PROFILE,
-        (true, _) => "release",
+    let directory = if release {
+        shipping_profile(name)
+    } else {
+        "debug"
     };
     let path = target_dir().join(directory).join(name);
     if !path.exists() {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{self, ImageSpec, LayerEntry};
-use ferrolb_tests::env::SPEAKER_PROFILE;
+use ferrolb_tests::env::shipping_profile;
 use ferrolb_tests::tools::{repo_root, target_dir};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -25,8 +25,6 @@ struct Image {
     fixed_tag: Option<&'static str>,
     /// The cargo binary that goes in.
     binary: &'static str,
-    /// The Cargo profile it is built with.
-    profile: &'static str,
     /// Where it lands, also the entrypoint.
     path_in_image: &'static str,
     user: Option<&'static str>,
@@ -39,7 +37,6 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-controller",
         fixed_tag: None,
         binary: "ferrolb-controller",
-        profile: "release",
         path_in_image: "/ferrolb-controller",
         user: Some(NONROOT),
         archive: "ferrolb-controller.oci.tar",
@@ -49,7 +46,6 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-speaker",
         fixed_tag: None,
         binary: "ferrolb-speaker",
-        profile: SPEAKER_PROFILE,
         path_in_image: "/ferrolb-speaker",
         user: None,
         archive: "ferrolb-speaker.oci.tar",
@@ -58,7 +54,6 @@ const IMAGES: [Image; 4] = [
         name: "ghcr.io/ferrolb/ferrolb-echo",
         fixed_tag: None,
         binary: "ferrolb-echo",
-        profile: "release",
         path_in_image: "/ferrolb-echo",
         user: Some(NONROOT),
         archive: "ferrolb-echo.oci.tar",
@@ -68,7 +63,6 @@ const IMAGES: [Image; 4] = [
         name: "registry.k8s.io/pause",
         fixed_tag: Some("3.10"),
         binary: "ferrolb-pause",
-        profile: "release",
         path_in_image: "/pause",
         user: Some("65535:65535"),
         archive: "pause.oci.tar",
@@ -117,7 +111,7 @@ pub fn run(out: Option<PathBuf>, tag: Option<String>) -> Result<()> {
     for image in &IMAGES {
         let binary = target_dir()
             .join(TARGET)
-            .join(image.profile)
+            .join(shipping_profile(image.binary))
             .join(image.binary);
         check_static(&binary)?;
         let spec = image_spec(
@@ -174,12 +168,18 @@ fn build_static(root: &Path) -> Result<()> {
         "-C target-feature=+crt-static -C strip=symbols --remap-path-prefix={}=/src --remap-path-prefix={home}=/home",
         root.display()
     );
-    let mut profiles: Vec<&str> = IMAGES.iter().map(|image| image.profile).collect();
+    let mut profiles: Vec<&str> = IMAGES
+        .iter()
+        .map(|image| shipping_profile(image.binary))
+        .collect();
     profiles.sort_unstable();
     profiles.dedup();
     for profile in profiles {
         let mut args = vec!["build", "--profile", profile, "--target", TARGET];
-        for image in IMAGES.iter().filter(|image| image.profile == profile) {
+        for image in IMAGES
+            .iter()
+            .filter(|image| shipping_profile(image.binary) == profile)
+        {
             args.extend(["--bin", image.binary]);
         }
         println!("+ RUSTFLAGS={rustflags:?} cargo {}", args.join(" "));
